@@ -1,0 +1,1 @@
+"""Chainkeeper api stage."""

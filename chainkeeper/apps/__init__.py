@@ -1,0 +1,1 @@
+"""Chainkeeper apps stage."""

@@ -1,0 +1,211 @@
+"""The metadata store: one engine, one session context manager, the schema check.
+
+One URL picks the backend. SQLite (the embedded default) runs in WAL mode with foreign
+keys on and a busy timeout, so a worker and the server can share the file; PostgreSQL
+is the same code behind a ``postgresql+psycopg://`` URL. Driver errors never reach a
+user: ``session()`` maps them to ``StoreError`` with the next step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from chainkeeper.core.errors import ConfigError, SchemaError, StoreError
+from chainkeeper.core.settings import mask_url
+
+# Backends by URL scheme (the part before '+driver').
+SUPPORTED_SCHEMES = {"sqlite": "embedded SQLite file", "postgresql": "PostgreSQL via psycopg 3"}
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every ORM class (``Sql*``) in every stage."""
+
+    type_annotation_map = {dict[str, Any]: sa.JSON, list[Any]: sa.JSON}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now; the store keeps every time in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that is always stored and returned as aware UTC.
+
+    SQLite has no time zones and returns naive datetimes; PostgreSQL returns aware
+    ones. Normalising here keeps comparisons and arithmetic the same on both.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use chainkeeper.core.db.utcnow()")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def create_db_engine(url: str) -> sa.Engine:
+    """Create the engine for a store URL.
+
+    Raises:
+        ConfigError: the URL is malformed or names an unsupported backend.
+    """
+    try:
+        parsed = sa.engine.make_url(url)
+    except exc.ArgumentError:
+        raise ConfigError(
+            f"Not a database URL: {url!r}.",
+            hint="Use sqlite:///path/to/file.db or postgresql+psycopg://user@host:5432/db.",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_SCHEMES:
+        valid = ", ".join(f"{k} ({v})" for k, v in SUPPORTED_SCHEMES.items())
+        raise ConfigError(f"Unsupported database scheme {backend!r} in {mask_url(url)}.", hint=f"Valid schemes: {valid}.")
+
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        _configure_sqlite(engine)
+        return engine
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "PostgreSQL support is not installed.", hint="Run: pip install 'chainkeeper[postgres]'"
+        ) from None
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us emit BEGIN ourselves (pysqlite's implicit transactions defeat
+        # BEGIN IMMEDIATE and SAVEPOINT); see _on_begin.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # A write transaction that must not interleave with another writer (claiming a
+        # job) takes the database's single write lock up front.
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """The metadata store: an engine plus a session factory.
+
+    Stage modules take a ``Database`` and open sessions with ``db.session()``; ORM
+    objects never leave those functions.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_db_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def session(self, *, immediate: bool = False) -> Iterator[Session]:
+        """A session that commits on success, rolls back on error, maps driver errors.
+
+        Args:
+            immediate: on SQLite take the write lock at BEGIN (serialises writers);
+                ignored elsewhere, where row locks do that job.
+
+        Raises:
+            StoreError: the database cannot be reached or refused the statement.
+        """
+        try:
+            if immediate and self.dialect == "sqlite":
+                conn = self.engine.connect().execution_options(sqlite_immediate=True)
+                sess = Session(bind=conn, expire_on_commit=False)
+            else:
+                conn = None
+                sess = self._sessions()
+            try:
+                yield sess
+                sess.commit()
+            except BaseException:
+                sess.rollback()
+                raise
+            finally:
+                sess.close()
+                if conn is not None:
+                    conn.close()
+        except exc.OperationalError as err:
+            raise StoreError(
+                f"The metadata store at {mask_url(self.url)} cannot be used: {_first_line(err)}.",
+                hint="Check that the database server is running and the URL "
+                "(CHAINKEEPER_DATABASE_URL) is right.",
+            ) from None
+        except exc.IntegrityError as err:
+            raise StoreError(f"The metadata store refused a change: {_first_line(err)}.") from None
+
+    def ping(self) -> None:
+        """Raise ``StoreError`` unless the database answers a trivial query."""
+        with self.session() as sess:
+            sess.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(err: exc.DBAPIError) -> str:
+    return str(err.orig).strip().splitlines()[0] if err.orig else str(err).splitlines()[0]
+
+
+def schema_head() -> str:
+    """The Alembic revision this code expects."""
+    from chainkeeper.core.migrations import head_revision
+
+    return head_revision()
+
+
+def verify_schema(db: Database) -> None:
+    """Refuse a database whose schema is not the one this code was written for.
+
+    Raises:
+        SchemaError: the database was never initialised, or is at another revision.
+    """
+    from chainkeeper.core.migrations import current_revision
+
+    current = current_revision(db)
+    head = schema_head()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaError(
+            f"The metadata store at {mask_url(db.url)} has not been initialised.",
+            hint="Run 'chainkeeper init' first.",
+        )
+    raise SchemaError(
+        f"The metadata store is at schema revision {current}; this version of Chainkeeper needs {head}.",
+        hint="Take a backup of your database, then run 'chainkeeper init' to upgrade it.",
+    )

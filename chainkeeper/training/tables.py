@@ -1,0 +1,29 @@
+"""ORM classes of the training stage: runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chainkeeper.core.db import Base, UTCDateTime, utcnow
+
+
+class SqlRun(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task: Mapped[str] = mapped_column(sa.String(32))
+    dataset_version_id: Mapped[int] = mapped_column(sa.ForeignKey("dataset_versions.id"), index=True)
+    base_model: Mapped[str] = mapped_column(sa.Text)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Manifest digest of the trained model folder in the artefact store.
+    model_artifact: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"), nullable=True)
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
