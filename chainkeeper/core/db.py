@@ -132,6 +132,20 @@ class Database:
         return self.engine.dialect.name
 
     @contextlib.contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Turn driver errors into ``StoreError`` with the next step to take."""
+        try:
+            yield
+        except exc.OperationalError as err:
+            raise StoreError(
+                f"The metadata store at {mask_url(self.url)} cannot be used: {_first_line(err)}.",
+                hint="Check that the database server is running and the URL "
+                "(CHAINKEEPER_DATABASE_URL) is right.",
+            ) from None
+        except exc.IntegrityError as err:
+            raise StoreError(f"The metadata store refused a change: {_first_line(err)}.") from None
+
+    @contextlib.contextmanager
     def session(self, *, immediate: bool = False) -> Iterator[Session]:
         """A session that commits on success, rolls back on error, maps driver errors.
 
@@ -142,7 +156,7 @@ class Database:
         Raises:
             StoreError: the database cannot be reached or refused the statement.
         """
-        try:
+        with self.translate_errors():
             if immediate and self.dialect == "sqlite":
                 conn = self.engine.connect().execution_options(sqlite_immediate=True)
                 sess = Session(bind=conn, expire_on_commit=False)
@@ -159,14 +173,6 @@ class Database:
                 sess.close()
                 if conn is not None:
                     conn.close()
-        except exc.OperationalError as err:
-            raise StoreError(
-                f"The metadata store at {mask_url(self.url)} cannot be used: {_first_line(err)}.",
-                hint="Check that the database server is running and the URL "
-                "(CHAINKEEPER_DATABASE_URL) is right.",
-            ) from None
-        except exc.IntegrityError as err:
-            raise StoreError(f"The metadata store refused a change: {_first_line(err)}.") from None
 
     def ping(self) -> None:
         """Raise ``StoreError`` unless the database answers a trivial query."""

@@ -34,10 +34,11 @@ def head_revision() -> str:
 
 
 def current_revision(db: Database) -> str | None:
-    with db.engine.connect() as conn:
+    with db.translate_errors(), db.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Apply every migration up to ``revision`` (default: the newest)."""
-    command.upgrade(_config(db), revision)
+    with db.translate_errors():
+        command.upgrade(_config(db), revision)

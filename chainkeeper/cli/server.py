@@ -1,0 +1,90 @@
+"""``chainkeeper worker``, ``serve`` and ``up``: the long-running processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import typer
+
+from chainkeeper.cli.state import console, open_context, settings_of
+from chainkeeper.core.worker import Worker
+from chainkeeper.governance.bootstrap import initialise
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def worker(
+    ctx: typer.Context,
+    max_jobs: int | None = typer.Option(None, help="Exit after this many jobs."),
+    exit_when_idle: bool = typer.Option(False, help="Exit when the queue is empty."),
+) -> None:
+    """Run a worker: claim queued jobs and run them until stopped (Ctrl+C)."""
+    settings = settings_of(ctx)
+    _logging(settings.log_level)
+    with open_context(ctx) as c:
+        w = Worker(c)
+        signal.signal(signal.SIGTERM, lambda *_: w.stopping.set())
+        console.print(f"worker {w.id} waiting for jobs (Ctrl+C to stop)")
+        try:
+            done = w.run_forever(max_jobs=max_jobs, exit_when_idle=exit_when_idle)
+        except KeyboardInterrupt:
+            w.stopping.set()
+            done = 0
+    console.print(f"worker {w.id} stopped after {done} job(s)")
+
+
+def serve(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, help="Address to bind [env: CHAINKEEPER_HOST]."),
+    port: int | None = typer.Option(None, help="Port [env: CHAINKEEPER_PORT]."),
+) -> None:
+    """Serve the API, the web UI and the deployed models (no worker)."""
+    from chainkeeper.api.app import create_app
+    from chainkeeper.api.server import serve as run_server
+
+    settings = settings_of(ctx)
+    _logging(settings.log_level)
+    with open_context(ctx) as c:
+        run_server(create_app(c), host or settings.host, port if port is not None else settings.port)
+
+
+def up(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, help="Address to bind [env: CHAINKEEPER_HOST]."),
+    port: int | None = typer.Option(None, help="Port [env: CHAINKEEPER_PORT]."),
+    workers: int = typer.Option(1, min=0, help="Local worker processes to start."),
+) -> None:
+    """Start everything on this machine: store (migrated), API, web UI and a worker."""
+    from chainkeeper.api.app import create_app
+    from chainkeeper.api.server import check_port_free, serve as run_server
+
+    settings = settings_of(ctx)
+    host, port = host or settings.host, port if port is not None else settings.port
+    check_port_free(host, port)
+    result = initialise(settings)
+    if result.admin_token:
+        console.print("First start: created user [bold]admin[/]. API token, shown only this once:")
+        console.print(f"  [bold green]{result.admin_token}[/]")
+    children = [
+        subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(settings.home), "worker"],
+                         env=os.environ.copy())
+        for _ in range(workers)
+    ]
+    console.print(f"Chainkeeper is up: [bold]http://{host}:{port}/[/]  ({workers} worker(s); Ctrl+C to stop)")
+    try:
+        with open_context(ctx) as c:
+            run_server(create_app(c), host, port)
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()

@@ -1,0 +1,143 @@
+"""Users and their API tokens.
+
+A token's secret is shown once, when issued; the store keeps only its sha256, looked up
+by an indexed equality (the secret has 256 bits of entropy, so a hash lookup leaks
+nothing useful) and compared again with ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.tables import SqlRole, SqlToken, SqlUser, SqlUserRole
+
+TOKEN_PREFIX = "ck_"
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    display_name: str
+    disabled: bool
+    roles: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    id: int
+    user: str
+    name: str
+    expires_at: datetime | None
+    secret: str  # shown once; never stored
+
+
+def _hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _roles_of(session: sa.orm.Session, user_id: int) -> tuple[str, ...]:
+    rows = session.scalars(sa.select(SqlUserRole.role).where(SqlUserRole.user_id == user_id).order_by(SqlUserRole.role))
+    return tuple(dict.fromkeys(rows))
+
+
+def _to_user(session: sa.orm.Session, row: SqlUser) -> User:
+    return User(id=row.id, name=row.name, display_name=row.display_name, disabled=row.disabled,
+                roles=_roles_of(session, row.id), created_at=row.created_at)
+
+
+def create_user(db: Database, name: str, *, roles: list[str], display_name: str = "") -> User:
+    """Create a user holding the given roles.
+
+    Raises:
+        InvalidInput: a malformed name or an unknown role.
+        Conflict: the name is taken.
+    """
+    if not _NAME.match(name):
+        raise InvalidInput(f"User name {name!r} is not valid.",
+                           hint="Use 2-64 lowercase letters, digits, '.', '_' or '-', starting with a letter.")
+    with db.session() as s:
+        known = set(s.scalars(sa.select(SqlRole.name)))
+        unknown = [r for r in roles if r not in known]
+        if unknown:
+            raise InvalidInput(f"Unknown role(s): {', '.join(unknown)}.", hint=f"Known roles: {', '.join(sorted(known))}.")
+        if s.scalar(sa.select(SqlUser.id).where(SqlUser.name == name)) is not None:
+            raise Conflict(f"A user named {name!r} already exists.")
+        row = SqlUser(name=name, display_name=display_name or name)
+        s.add(row)
+        s.flush()
+        for role in dict.fromkeys(roles):
+            s.add(SqlUserRole(user_id=row.id, role=role))
+        s.flush()
+        return _to_user(s, row)
+
+
+def get_user(db: Database, name: str) -> User:
+    with db.session() as s:
+        row = s.scalar(sa.select(SqlUser).where(SqlUser.name == name))
+        if row is None:
+            raise NotFound(f"There is no user {name!r}.", hint="List users with 'chainkeeper users list'.")
+        return _to_user(s, row)
+
+
+def list_users(db: Database) -> list[User]:
+    with db.session() as s:
+        return [_to_user(s, r) for r in s.scalars(sa.select(SqlUser).order_by(SqlUser.name))]
+
+
+def issue_token(db: Database, user_name: str, *, name: str, expires_in: timedelta | None = None) -> IssuedToken:
+    """Create an API token for a user and return its secret (the only time it is shown)."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = utcnow() + expires_in if expires_in is not None else None
+    with db.session() as s:
+        user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
+        if user is None:
+            raise NotFound(f"There is no user {user_name!r}.")
+        row = SqlToken(user_id=user.id, name=name, token_hash=_hash_token(secret), expires_at=expires_at)
+        s.add(row)
+        s.flush()
+        return IssuedToken(id=row.id, user=user.name, name=name, expires_at=expires_at, secret=secret)
+
+
+def revoke_token(db: Database, token_id: int) -> None:
+    with db.session() as s:
+        row = s.get(SqlToken, token_id)
+        if row is None:
+            raise NotFound(f"There is no token {token_id}.")
+        row.revoked_at = row.revoked_at or utcnow()
+
+
+def authenticate_token(db: Database, secret: str) -> Actor:
+    """The actor a bearer token stands for.
+
+    Raises:
+        Unauthenticated: unknown, revoked or expired token, or a disabled user. The
+            message never repeats the token.
+    """
+    digest = _hash_token(secret)
+    with db.session() as s:
+        row = s.scalar(sa.select(SqlToken).where(SqlToken.token_hash == digest))
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            raise Unauthenticated("The API token is not valid.", hint="Ask an admin for a new token.")
+        if row.revoked_at is not None:
+            raise Unauthenticated(f"The API token {row.name!r} was revoked.", hint="Ask an admin for a new token.")
+        if row.expires_at is not None and row.expires_at <= utcnow():
+            raise Unauthenticated(f"The API token {row.name!r} expired at {row.expires_at:%Y-%m-%d %H:%M} UTC.",
+                                  hint="Ask an admin for a new token.")
+        user = s.get(SqlUser, row.user_id)
+        assert user is not None  # foreign key
+        if user.disabled:
+            raise Unauthenticated(f"User {user.name!r} is disabled.")
+        return Actor(name=user.name, roles=frozenset(_roles_of(s, user.id)), user_id=user.id)
