@@ -24,6 +24,8 @@ from chainkeeper.core.context import Context
 from chainkeeper.core.db import Database
 from chainkeeper.core.schema import metadata
 from chainkeeper.core.settings import Settings, load_settings
+from chainkeeper.governance.bootstrap import seed_roles
+from chainkeeper.governance.permissions import seed_permissions
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("CHAINKEEPER_TEST_POSTGRES_URL")
@@ -60,8 +62,15 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "chainkeeper.db"
     db = Database(f"sqlite:///{path}")
     migrations.upgrade(db)
+    _seed(db)
     db.dispose()
     return path
+
+
+def _seed(db: Database) -> None:
+    """Built-in roles and the default permission matrix, as 'chainkeeper init' leaves them."""
+    seed_roles(db)
+    seed_permissions(db)
 
 
 @pytest.fixture
@@ -111,6 +120,8 @@ def any_ctx(request: pytest.FixtureRequest, tmp_path: Path, migrated_template: P
         s = load_settings({}, home=home, database_url=url, heartbeat_s=0.2, stale_after_s=2.0, worker_poll_s=0.1)
         _truncate_all(url)
     context = Context.open(s)
+    if request.param == "postgres":
+        _seed(context.db)
     yield context
     context.close()
 

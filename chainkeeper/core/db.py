@@ -29,6 +29,14 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 class Base(DeclarativeBase):
     """Declarative base of every ORM class (``Sql*``) in every stage."""
 
+    # Named constraints, so later migrations can drop or alter them on every backend.
+    metadata = sa.MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
     type_annotation_map = {dict[str, Any]: sa.JSON, list[Any]: sa.JSON}
 
 

@@ -11,6 +11,8 @@ class Actor:
 
     name: str
     roles: frozenset[str] = field(default_factory=frozenset)
+    # (role, project) bindings that hold only inside one project.
+    scoped_roles: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     user_id: int | None = None
     request_id: str | None = None
 

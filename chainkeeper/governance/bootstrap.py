@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from chainkeeper.core import migrations
 from chainkeeper.core.db import Database
 from chainkeeper.core.settings import Settings, mask_url
+from chainkeeper.governance.permissions import seed_permissions
 from chainkeeper.governance.roles import ROLE_DESCRIPTIONS
 from chainkeeper.governance.tables import SqlRole, SqlUser
 from chainkeeper.governance.users import create_user, issue_token
@@ -42,6 +43,7 @@ def initialise(settings: Settings) -> InitResult:
     try:
         migrations.upgrade(db)
         seed_roles(db)
+        seed_permissions(db)
         token = None
         with db.session() as s:
             has_admin = s.scalar(sa.select(SqlUser.id).where(SqlUser.name == "admin")) is not None

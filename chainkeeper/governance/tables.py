@@ -75,5 +75,50 @@ class SqlAuditEntry(Base):
     after_digest: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     request_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    # Unique: two appends that read the same predecessor cannot both commit (no forks).
+    prev_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+
+class SqlApproval(Base):
+    """A hand-off that needs a second person: a request, its checks and its decision."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    object_kind: Mapped[str] = mapped_column(sa.String(64))
+    object_id: Mapped[str] = mapped_column(sa.String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)
+    checks: Mapped[list[Any]] = mapped_column(default=list)
+    requested_by: Mapped[str] = mapped_column(sa.String(128))
+    request_comment: Mapped[str] = mapped_column(sa.Text, default="")
+    decided_by: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    decision_comment: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SqlOwnership(Base):
+    """Who owns an object and which role is responsible for it."""
+
+    __tablename__ = "ownership"
+
+    object_kind: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    object_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(128))
+    responsible_role: Mapped[str] = mapped_column(sa.String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SqlLoginAttempt(Base):
+    """Failed and successful password logins, for rate limiting per user and address."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_name: Mapped[str] = mapped_column(sa.String(128), index=True)
+    address: Mapped[str] = mapped_column(sa.String(64), index=True)
+    succeeded: Mapped[bool]
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
