@@ -15,6 +15,7 @@ exit code for the CLI. The shells translate these; they never invent their own.
     ├── Conflict                          409 / exit 2   state does not allow the action
     ├── Unauthenticated                   401 / exit 5
     ├── Forbidden                         403 / exit 5
+    ├── RateLimited                       429 / exit 5   too many attempts or requests
     ├── JobCancelled                      409 / exit 1   raised inside a job whose cancel was asked
     └── ServiceUnavailable                503 / exit 3   port in use, model not ready
 """
@@ -33,6 +34,7 @@ __all__ = [
     "Conflict",
     "Unauthenticated",
     "Forbidden",
+    "RateLimited",
     "JobCancelled",
     "ServiceUnavailable",
 ]
@@ -92,6 +94,10 @@ class Unauthenticated(ChainkeeperError):
 
 class Forbidden(ChainkeeperError):
     status, exit_code, title = 403, 5, "Forbidden"
+
+
+class RateLimited(ChainkeeperError):
+    status, exit_code, title = 429, 5, "Too many requests"
 
 
 class JobCancelled(ChainkeeperError):

@@ -49,8 +49,22 @@ def _hash_token(secret: str) -> str:
 
 
 def _roles_of(session: sa.orm.Session, user_id: int) -> tuple[str, ...]:
-    rows = session.scalars(sa.select(SqlUserRole.role).where(SqlUserRole.user_id == user_id).order_by(SqlUserRole.role))
-    return tuple(dict.fromkeys(rows))
+    """Role bindings as text: 'data_steward' (everywhere) or 'data_steward@banking'."""
+    rows = session.execute(sa.select(SqlUserRole.role, SqlUserRole.project).where(SqlUserRole.user_id == user_id)
+                           .order_by(SqlUserRole.role, SqlUserRole.project))
+    return tuple(role if project is None else f"{role}@{project}" for role, project in rows)
+
+
+def actor_for_user(session: sa.orm.Session, user: SqlUser) -> Actor:
+    """The actor of a user: global roles, and the roles bound to one project."""
+    rows = session.execute(sa.select(SqlUserRole.role, SqlUserRole.project).where(SqlUserRole.user_id == user.id))
+    roles, scoped = set(), set()
+    for role, project in rows:
+        if project is None:
+            roles.add(role)
+        else:
+            scoped.add((role, project))
+    return Actor(name=user.name, roles=frozenset(roles), scoped_roles=frozenset(scoped), user_id=user.id)
 
 
 def _to_user(session: sa.orm.Session, row: SqlUser) -> User:
@@ -140,4 +154,37 @@ def authenticate_token(db: Database, secret: str) -> Actor:
         assert user is not None  # foreign key
         if user.disabled:
             raise Unauthenticated(f"User {user.name!r} is disabled.")
-        return Actor(name=user.name, roles=frozenset(_roles_of(s, user.id)), user_id=user.id)
+        return actor_for_user(s, user)
+
+
+def grant_role(db: Database, user_name: str, role: str, *, project: str | None = None) -> User:
+    """Bind a role to a user, everywhere or inside one project.
+
+    Raises:
+        NotFound: no such user or role.
+    """
+    with db.session() as s:
+        user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
+        if user is None:
+            raise NotFound(f"There is no user {user_name!r}.")
+        if s.get(SqlRole, role) is None:
+            known = ", ".join(s.scalars(sa.select(SqlRole.name).order_by(SqlRole.name)))
+            raise NotFound(f"There is no role {role!r}.", hint=f"Known roles: {known}.")
+        exists = s.scalar(sa.select(SqlUserRole.id).where(SqlUserRole.user_id == user.id, SqlUserRole.role == role,
+                                                          SqlUserRole.project.is_(None) if project is None
+                                                          else SqlUserRole.project == project))
+        if exists is None:
+            s.add(SqlUserRole(user_id=user.id, role=role, project=project))
+            s.flush()
+        return _to_user(s, user)
+
+
+def revoke_role(db: Database, user_name: str, role: str, *, project: str | None = None) -> User:
+    with db.session() as s:
+        user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
+        if user is None:
+            raise NotFound(f"There is no user {user_name!r}.")
+        s.execute(sa.delete(SqlUserRole).where(SqlUserRole.user_id == user.id, SqlUserRole.role == role,
+                                               SqlUserRole.project.is_(None) if project is None
+                                               else SqlUserRole.project == project))
+        return _to_user(s, user)

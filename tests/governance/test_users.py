@@ -39,3 +39,33 @@ def test_bad_users_are_refused_with_the_reason(ctx: Context) -> None:
     create_user(ctx.db, "bob", roles=[])
     with pytest.raises(Conflict):
         create_user(ctx.db, "bob", roles=[])
+
+
+def test_password_login_and_rate_limit_per_user(ctx: Context) -> None:
+    from chainkeeper.core.errors import RateLimited
+    from chainkeeper.governance.ledger import list_entries
+    from chainkeeper.governance.passwords import MAX_FAILURES_PER_USER, login, set_password
+
+    create_user(ctx.db, "carol", roles=["auditor"])
+    set_password(ctx.db, "carol", "correct horse battery")
+    assert login(ctx.db, "carol", "correct horse battery", address="127.0.0.1").roles == frozenset({"auditor"})
+    for _ in range(MAX_FAILURES_PER_USER):
+        with pytest.raises(Unauthenticated, match="Wrong user name or password"):
+            login(ctx.db, "carol", "guess", address="127.0.0.2")
+    with pytest.raises(RateLimited, match="Too many failed"):
+        login(ctx.db, "carol", "correct horse battery", address="127.0.0.1")
+    failures = [e for e in list_entries(ctx.db) if e.action == "login.failed"]
+    assert len(failures) == MAX_FAILURES_PER_USER and failures[0].details == {"address": "127.0.0.2"}
+    assert "guess" not in str(failures)
+    with pytest.raises(InvalidInput, match="too short"):
+        set_password(ctx.db, "carol", "short")
+
+
+def test_roles_scoped_to_a_project(ctx: Context) -> None:
+    from chainkeeper.governance.users import grant_role
+
+    create_user(ctx.db, "dan", roles=["annotator"])
+    user = grant_role(ctx.db, "dan", "data_steward", project="banking")
+    assert user.roles == ("annotator", "data_steward@banking")
+    actor = authenticate_token(ctx.db, issue_token(ctx.db, "dan", name="t").secret)
+    assert actor.roles == frozenset({"annotator"}) and actor.scoped_roles == frozenset({("data_steward", "banking")})
