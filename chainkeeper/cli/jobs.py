@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chainkeeper.cli.state import console, open_context
+from chainkeeper.cli.state import acting_user, console, open_context
 from chainkeeper.core.db import Database
 from chainkeeper.core.jobs import Job, get_job, job_logs, list_jobs, request_cancel, retry_job
 
@@ -25,6 +25,7 @@ def _state(job: Job) -> str:
 def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newest first.")) -> None:
     """The latest jobs."""
     with open_context(ctx) as c:
+        acting_user(ctx, c, "job.read")
         jobs = list_jobs(c.db, limit=limit)
     if not jobs:
         console.print("No jobs yet. Run 'chainkeeper quickstart' to see the chain run.")
@@ -40,6 +41,7 @@ def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newe
 def show(ctx: typer.Context, job_id: int) -> None:
     """One job in full."""
     with open_context(ctx) as c:
+        acting_user(ctx, c, "job.read")
         j = get_job(c.db, job_id)
     console.print(f"job {j.id} ({j.kind}) {_state(j)} {j.progress:.0f}% — {j.message}")
     console.print(f"attempts {j.attempts}/{j.max_attempts}, worker {j.worker_id or '-'}, by {j.created_by}")
@@ -73,6 +75,7 @@ def logs(ctx: typer.Context, job_id: int,
          follow: bool = typer.Option(False, "--follow", "-f", help="Follow with a progress bar until it ends.")) -> None:
     """A job's log lines."""
     with open_context(ctx) as c:
+        acting_user(ctx, c, "job.read")
         if follow:
             job = follow_job(c.db, job_id)
             console.print(f"job {job.id} {_state(job)}" + (f": {job.error}" if job.error else ""))
@@ -85,6 +88,7 @@ def logs(ctx: typer.Context, job_id: int,
 def cancel(ctx: typer.Context, job_id: int) -> None:
     """Ask a job to stop (at once if queued, at its next check if running)."""
     with open_context(ctx) as c:
+        acting_user(ctx, c, "job.cancel")
         j = request_cancel(c.db, job_id)
     console.print(f"job {j.id}: {j.state}" + (" (cancel requested)" if j.state == "running" else ""))
 
@@ -93,5 +97,6 @@ def cancel(ctx: typer.Context, job_id: int) -> None:
 def retry(ctx: typer.Context, job_id: int) -> None:
     """Queue a failed or cancelled job again."""
     with open_context(ctx) as c:
+        acting_user(ctx, c, "job.cancel")
         j = retry_job(c.db, job_id)
     console.print(f"job {j.id}: {j.state}")

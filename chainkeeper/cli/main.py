@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from chainkeeper.cli import config as config_cmd
+from chainkeeper.cli import governance as governance_cmd
 from chainkeeper.cli import jobs as jobs_cmd
 from chainkeeper.cli import quickstart as quickstart_cmd
 from chainkeeper.cli import server as server_cmd
@@ -34,13 +35,21 @@ def _root(
     ctx: typer.Context,
     home: Path | None = typer.Option(None, "--home", help="Folder for the SQLite file and artefacts [env: CHAINKEEPER_HOME]."),
     config: Path | None = typer.Option(None, "--config", help="TOML file of settings [env: CHAINKEEPER_CONFIG]."),
+    token: str | None = typer.Option(None, "--token", help="API token to act with [env: CHAINKEEPER_TOKEN].",
+                                     show_default=False),
 ) -> None:
-    ctx.obj = CliState(settings=load_settings(os.environ, config_file=config, home=home))
+    ctx.obj = CliState(settings=load_settings(os.environ, config_file=config, home=home, token=token))
 
 
 app.command("init")(config_cmd.init)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(jobs_cmd.app, name="jobs")
+app.add_typer(governance_cmd.users_app, name="users")
+app.add_typer(governance_cmd.roles_app, name="roles")
+app.add_typer(governance_cmd.approvals_app, name="approvals")
+app.add_typer(governance_cmd.audit_app, name="audit")
+app.command("lineage")(governance_cmd.lineage_cmd)
+app.command("owner")(governance_cmd.owner_cmd)
 app.command("worker")(server_cmd.worker)
 app.command("up")(server_cmd.up)
 app.command("serve")(server_cmd.serve)

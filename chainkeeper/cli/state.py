@@ -10,7 +10,11 @@ import typer
 from rich.console import Console
 
 from chainkeeper.core.context import Context
+from chainkeeper.core.errors import Unauthenticated
 from chainkeeper.core.settings import Settings
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import authorize
+from chainkeeper.governance.users import authenticate_token
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -34,3 +38,21 @@ def open_context(ctx: typer.Context) -> Iterator[Context]:
         yield context
     finally:
         context.close()
+
+
+def acting_user(ctx: typer.Context, context: Context, action: str, *, project: str | None = None) -> Actor:
+    """The user behind --token / CHAINKEEPER_TOKEN, authorised for ``action``.
+
+    Raises:
+        Unauthenticated: no token given, or a bad one. Forbidden: not allowed.
+    """
+    token = settings_of(ctx).token
+    if token is None:
+        raise Unauthenticated(
+            "This command acts as a user and needs an API token.",
+            hint="Pass --token or set CHAINKEEPER_TOKEN (the admin's token is printed by 'chainkeeper init'; "
+            "others come from 'chainkeeper users token NAME').",
+        )
+    actor = authenticate_token(context.db, token.get_secret_value())
+    authorize(context.db, actor, action, project=project)
+    return actor

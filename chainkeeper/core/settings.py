@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chainkeeper.core.errors import ConfigError
@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         3, ge=1, description="How many times a job whose worker died is retried before it stays failed."
     )
     log_level: str = Field("INFO", description="Log level of the server and workers.")
+    token: SecretStr | None = Field(
+        None, description="API token the CLI acts with (issued by 'chainkeeper users token'); never printed."
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -129,6 +132,8 @@ class Settings(BaseSettings):
         values: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***"
             values[name] = str(value) if isinstance(value, Path) else value
         values["database_url"] = mask_url(self.resolved_database_url)
         values["artifacts_url"] = mask_url(self.resolved_artifacts_url)

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from chainkeeper.core.db import Database
 from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound
-from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.actors import SYSTEM, Actor
+from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.roles import BuiltinRole as R
 from chainkeeper.governance.tables import SqlPermission, SqlRole
 
@@ -209,11 +210,12 @@ def authorize(db: Database, actor: Actor, action: str, *, project: str | None = 
 # --- changing it (admin) --------------------------------------------------------------
 
 
-def create_role(db: Database, name: str, *, description: str, actions: Iterable[str] = ()) -> None:
+def create_role(db: Database, name: str, *, description: str, actions: Iterable[str] = (),
+                actor: Actor = SYSTEM) -> None:
     """A custom role with its actions. Raises InvalidInput for unknown actions."""
     actions = list(actions)
     _check_actions(actions)
-    with db.session() as s:
+    with db.session(immediate=True) as s:
         if s.get(SqlRole, name) is not None:
             from chainkeeper.core.errors import Conflict
 
@@ -222,13 +224,14 @@ def create_role(db: Database, name: str, *, description: str, actions: Iterable[
         s.flush()
         for action in dict.fromkeys(actions):
             s.add(SqlPermission(role=name, action=action))
+        append_entry(s, actor, "role.create", "role", name, after={"actions": sorted(set(actions))})
     _cache.clear()
 
 
-def set_permission(db: Database, role: str, action: str, *, granted: bool) -> None:
+def set_permission(db: Database, role: str, action: str, *, granted: bool, actor: Actor = SYSTEM) -> None:
     """Grant or revoke one action (or RACI relation) for a role."""
     _check_actions([action])
-    with db.session() as s:
+    with db.session(immediate=True) as s:
         if s.get(SqlRole, role) is None:
             known = ", ".join(s.scalars(sa.select(SqlRole.name).order_by(SqlRole.name)))
             raise NotFound(f"There is no role {role!r}.", hint=f"Known roles: {known}.")
@@ -237,6 +240,10 @@ def set_permission(db: Database, role: str, action: str, *, granted: bool) -> No
             s.add(SqlPermission(role=role, action=action))
         elif not granted and row is not None:
             s.delete(row)
+        else:
+            return
+        append_entry(s, actor, "permission.grant" if granted else "permission.revoke", "role", role,
+                     details={"action": action})
     _cache.clear()
 
 

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.actors import SYSTEM, Actor
+from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.tables import SqlRole, SqlToken, SqlUser, SqlUserRole
 
 TOKEN_PREFIX = "ck_"
@@ -72,7 +73,8 @@ def _to_user(session: sa.orm.Session, row: SqlUser) -> User:
                 roles=_roles_of(session, row.id), created_at=row.created_at)
 
 
-def create_user(db: Database, name: str, *, roles: list[str], display_name: str = "") -> User:
+def create_user(db: Database, name: str, *, roles: list[str], display_name: str = "",
+                actor: Actor = SYSTEM) -> User:
     """Create a user holding the given roles.
 
     Raises:
@@ -82,7 +84,7 @@ def create_user(db: Database, name: str, *, roles: list[str], display_name: str 
     if not _NAME.match(name):
         raise InvalidInput(f"User name {name!r} is not valid.",
                            hint="Use 2-64 lowercase letters, digits, '.', '_' or '-', starting with a letter.")
-    with db.session() as s:
+    with db.session(immediate=True) as s:
         known = set(s.scalars(sa.select(SqlRole.name)))
         unknown = [r for r in roles if r not in known]
         if unknown:
@@ -95,6 +97,7 @@ def create_user(db: Database, name: str, *, roles: list[str], display_name: str 
         for role in dict.fromkeys(roles):
             s.add(SqlUserRole(user_id=row.id, role=role))
         s.flush()
+        append_entry(s, actor, "user.create", "user", name, after={"name": name, "roles": sorted(set(roles))})
         return _to_user(s, row)
 
 
@@ -111,26 +114,41 @@ def list_users(db: Database) -> list[User]:
         return [_to_user(s, r) for r in s.scalars(sa.select(SqlUser).order_by(SqlUser.name))]
 
 
-def issue_token(db: Database, user_name: str, *, name: str, expires_in: timedelta | None = None) -> IssuedToken:
+def issue_token(db: Database, user_name: str, *, name: str, expires_in: timedelta | None = None,
+                actor: Actor = SYSTEM) -> IssuedToken:
     """Create an API token for a user and return its secret (the only time it is shown)."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = utcnow() + expires_in if expires_in is not None else None
-    with db.session() as s:
+    with db.session(immediate=True) as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
             raise NotFound(f"There is no user {user_name!r}.")
         row = SqlToken(user_id=user.id, name=name, token_hash=_hash_token(secret), expires_at=expires_at)
         s.add(row)
         s.flush()
+        # The ledger gets the token's id and name, never its secret or hash.
+        append_entry(s, actor, "token.issue", "token", row.id, details={"user": user.name, "name": name,
+                     "expires_at": expires_at.isoformat() if expires_at else None})
         return IssuedToken(id=row.id, user=user.name, name=name, expires_at=expires_at, secret=secret)
 
 
-def revoke_token(db: Database, token_id: int) -> None:
-    with db.session() as s:
+def revoke_token(db: Database, token_id: int, *, actor: Actor = SYSTEM) -> None:
+    with db.session(immediate=True) as s:
         row = s.get(SqlToken, token_id)
         if row is None:
             raise NotFound(f"There is no token {token_id}.")
-        row.revoked_at = row.revoked_at or utcnow()
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            append_entry(s, actor, "token.revoke", "token", token_id, details={"name": row.name})
+
+
+def list_tokens(db: Database, user_name: str) -> list[dict[str, object]]:
+    """A user's tokens (names, dates, state), never their secrets."""
+    with db.session() as s:
+        rows = s.scalars(sa.select(SqlToken).join(SqlUser, SqlUser.id == SqlToken.user_id)
+                         .where(SqlUser.name == user_name).order_by(SqlToken.id))
+        return [{"id": t.id, "name": t.name, "created_at": t.created_at, "expires_at": t.expires_at,
+                 "revoked": t.revoked_at is not None} for t in rows]
 
 
 def authenticate_token(db: Database, secret: str) -> Actor:
@@ -157,13 +175,14 @@ def authenticate_token(db: Database, secret: str) -> Actor:
         return actor_for_user(s, user)
 
 
-def grant_role(db: Database, user_name: str, role: str, *, project: str | None = None) -> User:
+def grant_role(db: Database, user_name: str, role: str, *, project: str | None = None,
+               actor: Actor = SYSTEM) -> User:
     """Bind a role to a user, everywhere or inside one project.
 
     Raises:
         NotFound: no such user or role.
     """
-    with db.session() as s:
+    with db.session(immediate=True) as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
             raise NotFound(f"There is no user {user_name!r}.")
@@ -176,15 +195,18 @@ def grant_role(db: Database, user_name: str, role: str, *, project: str | None =
         if exists is None:
             s.add(SqlUserRole(user_id=user.id, role=role, project=project))
             s.flush()
+            append_entry(s, actor, "role.grant", "user", user_name, details={"role": role, "project": project})
         return _to_user(s, user)
 
 
-def revoke_role(db: Database, user_name: str, role: str, *, project: str | None = None) -> User:
-    with db.session() as s:
+def revoke_role(db: Database, user_name: str, role: str, *, project: str | None = None,
+                actor: Actor = SYSTEM) -> User:
+    with db.session(immediate=True) as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
             raise NotFound(f"There is no user {user_name!r}.")
         s.execute(sa.delete(SqlUserRole).where(SqlUserRole.user_id == user.id, SqlUserRole.role == role,
                                                SqlUserRole.project.is_(None) if project is None
                                                else SqlUserRole.project == project))
+        append_entry(s, actor, "role.revoke", "user", user_name, details={"role": role, "project": project})
         return _to_user(s, user)

@@ -1,0 +1,107 @@
+"""Who is calling, and may they: the API's side of the one authorisation point.
+
+Every route declares its decision with exactly one dependency:
+
+- ``require("action")``: authenticate the caller (``Authorization: Bearer <token>`` or
+  the web UI's session cookie) and ``authorize`` the action against the matrix;
+- ``public()``: no identity needed (health checks, the login page, static files).
+
+``route_decisions(app)`` lists every route with its decision; a test walks it against
+every role, so a route added without a decision fails the suite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+
+from chainkeeper.core.context import Context
+from chainkeeper.core.errors import Unauthenticated
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import ACTIONS, authorize
+from chainkeeper.governance.users import authenticate_token
+
+SESSION_COOKIE = "ck_session"
+PUBLIC = "public"
+
+
+def request_id_of(request: Request) -> str:
+    rid = getattr(request.state, "request_id", None)
+    if rid is None:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = rid
+    return str(rid)
+
+
+def authenticate(request: Request) -> Actor:
+    """The actor behind a request's bearer token or session cookie.
+
+    Raises:
+        Unauthenticated: no credentials, a malformed header, or a bad token.
+    """
+    ctx: Context = request.app.state.ctx
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+            raise Unauthenticated("Malformed Authorization header.", hint="Send 'Authorization: Bearer <token>'.")
+        secret = token.strip()
+    elif request.cookies.get(SESSION_COOKIE):
+        secret = request.cookies[SESSION_COOKIE]
+    else:
+        raise Unauthenticated("This needs a signed-in user.",
+                              hint="Send 'Authorization: Bearer <token>' (see 'chainkeeper users token') or sign in "
+                              "at /login.")
+    actor = authenticate_token(ctx.db, secret)
+    return Actor(actor.name, actor.roles, actor.scoped_roles, actor.user_id, request_id=request_id_of(request))
+
+
+def require(action: str, *, project_from: str | None = None) -> Any:
+    """A dependency that admits only callers allowed ``action``; returns their Actor.
+
+    Args:
+        project_from: name of the path parameter that names the project (the dataset,
+            model or deployment name), for roles bound to one project.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")  # a programming error, at import
+
+    def dependency(request: Request) -> Actor:
+        actor = authenticate(request)
+        project = request.path_params.get(project_from) if project_from else None
+        authorize(request.app.state.ctx.db, actor, action, project=project)
+        request.state.actor = actor
+        return actor
+
+    dependency.chainkeeper_action = action  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+def public() -> Any:
+    """A dependency that marks a route as open to anyone."""
+
+    def dependency() -> None:
+        return None
+
+    dependency.chainkeeper_action = PUBLIC  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+def _decision(call: Callable[..., Any] | None) -> str | None:
+    return getattr(call, "chainkeeper_action", None)
+
+
+def route_decisions(app: FastAPI) -> dict[tuple[str, str], str | None]:
+    """(method, path) -> the route's action, 'public', or None when it declares none."""
+    out: dict[tuple[str, str], str | None] = {}
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        decisions = [d for d in (_decision(dep.call) for dep in route.dependant.dependencies) if d]
+        for method in sorted(route.methods or ()):
+            out[(method, route.path)] = decisions[0] if len(decisions) == 1 else None
+    return out

@@ -1,0 +1,291 @@
+"""Governance commands: users, roles and RACI, approvals, audit, lineage and owners.
+
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
+same ``authorize`` as the API.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.core.errors import Conflict
+from chainkeeper.governance import approvals, ledger, lineage, ownership, passwords, permissions, users
+
+users_app = typer.Typer(help="Users, their roles and API tokens (admin).", no_args_is_help=True)
+roles_app = typer.Typer(help="Roles, the permission matrix and its RACI table.", no_args_is_help=True)
+approvals_app = typer.Typer(help="Hand-offs that need a second person's approval.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+@users_app.command("create")
+def users_create(ctx: typer.Context, name: str,
+                 role: list[str] = typer.Option([], "--role", "-r", help="A role to grant (repeatable)."),
+                 display_name: str = typer.Option("", help="Full name.")) -> None:
+    """Create a user with roles."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "user.manage")
+        user = users.create_user(c.db, name, roles=role, display_name=display_name, actor=actor)
+    console.print(f"created {user.name} with roles {', '.join(user.roles) or '(none)'}")
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context) -> None:
+    """All users and their roles."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "user.manage")
+        rows = users.list_users(c.db)
+    table = Table("user", "roles", "disabled", "created (UTC)")
+    for u in rows:
+        table.add_row(u.name, ", ".join(u.roles) or "—", "yes" if u.disabled else "", f"{u.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@users_app.command("token")
+def users_token(ctx: typer.Context, name: str, token_name: str = typer.Option("cli", "--name", help="Token label."),
+                expires_in_days: float | None = typer.Option(None, help="Expire after this many days.")) -> None:
+    """Issue an API token for a user; the secret is printed once and never stored."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "user.manage")
+        issued = users.issue_token(c.db, name, name=token_name, actor=actor,
+                                   expires_in=timedelta(days=expires_in_days) if expires_in_days else None)
+    console.print(f"token {issued.id} for {issued.user} (shown once):")
+    console.print(issued.secret, markup=False, highlight=False)
+
+
+@users_app.command("revoke-token")
+def users_revoke_token(ctx: typer.Context, token_id: int) -> None:
+    """Revoke a token at once."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "user.manage")
+        users.revoke_token(c.db, token_id, actor=actor)
+    console.print(f"token {token_id} revoked")
+
+
+@users_app.command("grant")
+def users_grant(ctx: typer.Context, name: str, role: str,
+                project: str | None = typer.Option(None, help="Only inside this project.")) -> None:
+    """Grant a role to a user (everywhere, or in one project)."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "user.manage")
+        user = users.grant_role(c.db, name, role, project=project, actor=actor)
+    console.print(f"{user.name}: {', '.join(user.roles)}")
+
+
+@users_app.command("password")
+def users_password(ctx: typer.Context, name: str) -> None:
+    """Set a user's web sign-in password (read from the terminal or stdin)."""
+    secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True)
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "user.manage")
+        passwords.set_password(c.db, name, secret)
+    console.print(f"password of {name} set")
+
+
+# --- roles -----------------------------------------------------------------------------
+
+
+@roles_app.command("list")
+def roles_list(ctx: typer.Context) -> None:
+    """Each role and the actions it may perform."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "owner.read")
+        matrix = permissions.permission_matrix(c.db)
+    table = Table("role", "actions")
+    for role, actions in sorted(matrix.items()):
+        table.add_row(role, ", ".join(sorted(a for a in actions if ":" not in a)))
+    console.print(table)
+
+
+@roles_app.command("raci")
+def roles_raci(ctx: typer.Context, fmt: str = typer.Option("md", "--format", help="md or csv.")) -> None:
+    """Print the enforced matrix as a RACI table over the chain's activities."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "owner.read")
+        text = permissions.render_raci(permissions.raci_rows(permissions.permission_matrix(c.db)), fmt)
+    sys.stdout.write(text)
+
+
+@roles_app.command("actions")
+def roles_actions() -> None:
+    """The catalogue of actions a role can be granted."""
+    for action, description in permissions.ACTIONS.items():
+        console.print(f"{action:<28} {description}")
+
+
+@roles_app.command("create")
+def roles_create(ctx: typer.Context, name: str, description: str = typer.Option("", help="What the role is for."),
+                 action: list[str] = typer.Option([], "--action", "-a", help="An action to grant (repeatable).")) -> None:
+    """Create a custom role."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "role.manage")
+        permissions.create_role(c.db, name, description=description, actions=action, actor=actor)
+    console.print(f"role {name} created with {len(action)} action(s)")
+
+
+@roles_app.command("grant")
+def roles_grant(ctx: typer.Context, role: str, action: str) -> None:
+    """Allow a role an action."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "role.manage")
+        permissions.set_permission(c.db, role, action, granted=True, actor=actor)
+    console.print(f"{role} may now {action}")
+
+
+@roles_app.command("revoke")
+def roles_revoke(ctx: typer.Context, role: str, action: str) -> None:
+    """Take an action away from a role."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "role.manage")
+        permissions.set_permission(c.db, role, action, granted=False, actor=actor)
+    console.print(f"{role} may no longer {action}")
+
+
+# --- approvals -------------------------------------------------------------------------
+
+
+@approvals_app.command("list")
+def approvals_list(ctx: typer.Context, state: str | None = typer.Option(None, help="pending, executed, rejected.")) -> None:
+    """Approval requests, newest first."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "system.read")
+        rows = approvals.list_approvals(c, state=state)
+    table = Table("id", "action", "object", "state", "requested by", "decided by", "checks")
+    for a in rows:
+        checks = "pass" if all(ch["passed"] for ch in a.checks) else "FAIL"
+        table.add_row(str(a.id), a.action, f"{a.object_kind} {a.object_id}", a.state, a.requested_by,
+                      a.decided_by or "—", checks)
+    console.print(table)
+
+
+@approvals_app.command("show")
+def approvals_show(ctx: typer.Context, approval_id: int) -> None:
+    """One request: its checks, and who may decide it."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "system.read")
+        a = approvals.get_approval(c, approval_id)
+        candidates, excluded, why = approvals.who_may_approve(c, a)
+    console.print(f"request {a.id}: {a.action} of {a.object_kind} {a.object_id} — {a.state}")
+    console.print(f"requested by {a.requested_by}: {a.request_comment or '(no comment)'}")
+    for ch in a.checks:
+        console.print(f"  {'✓' if ch['passed'] else '✗'} {ch['name']}: {ch['detail']}")
+    console.print(f"may approve: {', '.join(candidates) or 'nobody yet'}; excluded: {', '.join(excluded)} ({why})")
+
+
+def _decide(ctx: typer.Context, approval_id: int, comment: str, approve: bool) -> None:
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "system.read")
+        a = approvals.decide(c, approval_id, actor=actor, approve=approve, comment=comment)
+    console.print(f"request {a.id} {a.state} by {a.decided_by}")
+
+
+@approvals_app.command("approve")
+def approvals_approve(ctx: typer.Context, approval_id: int,
+                      comment: str = typer.Option(..., "--comment", "-m", help="Why (required).")) -> None:
+    """Approve a request, which executes the action."""
+    _decide(ctx, approval_id, comment, True)
+
+
+@approvals_app.command("reject")
+def approvals_reject(ctx: typer.Context, approval_id: int,
+                     comment: str = typer.Option(..., "--comment", "-m", help="Why (required).")) -> None:
+    """Reject a request."""
+    _decide(ctx, approval_id, comment, False)
+
+
+@approvals_app.command("request")
+def approvals_request(
+    ctx: typer.Context,
+    action: str = typer.Argument(..., help="dataset.release, model.promote or deployment.create."),
+    object_id: int = typer.Argument(..., help="The dataset version or model version id."),
+    comment: str = typer.Option("", "--comment", "-m"),
+    name: str | None = typer.Option(None, help="Deployment name (deployment.create)."),
+) -> None:
+    """Ask for a gated action; its automated checks run now."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, action if action in approvals.GATES else "system.read")
+        a = approvals.request_approval(c, action, object_id, actor=actor, comment=comment,
+                                       payload={"name": name} if name else None)
+    console.print(f"request {a.id} {a.state}: " + "; ".join(f"{ch['name']} {'ok' if ch['passed'] else 'FAILED'}"
+                                                            for ch in a.checks))
+
+
+# --- audit -----------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the ledger's hash chain; exit non-zero naming the first bad entry."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "audit.verify")
+        verdict = ledger.verify_ledger(c.db)
+    if not verdict.ok:
+        raise Conflict(f"The audit ledger is broken at entry {verdict.first_bad_seq}: {verdict.problem}.",
+                       hint=f"{verdict.entries} entries before it are intact; restore the database from a backup "
+                       "and investigate who had write access.")
+    console.print(f"ledger intact: {verdict.entries:,} entries, head {verdict.head}")
+
+
+@audit_app.command("export")
+def audit_export(ctx: typer.Context, output: Path | None = typer.Option(None, "--output", "-o",
+                                                                       help="File to write (default stdout).")) -> None:
+    """Write the ledger as JSON Lines."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "audit.read")
+        lines = ledger.export_entries(c.db)
+        if output is None:
+            for line in lines:
+                sys.stdout.write(line + "\n")
+            return
+        n = 0
+        with output.open("w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line + "\n")
+                n += 1
+    console.print(f"wrote {n:,} entries to {output}")
+
+
+# --- lineage and owners -------------------------------------------------------------------
+
+
+def _add(tree: Tree, node: lineage.LineageNode) -> None:
+    branch = tree.add(f"[bold]{node.kind}[/] {node.label}")
+    for child in node.children:
+        _add(branch, child)
+
+
+def lineage_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(lineage.KINDS)),
+                object_id: str = typer.Argument(..., help="Its id (a request id for a prediction).")) -> None:
+    """Trace an object back to its data, runs and approvers."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "lineage.read")
+        root = lineage.lineage(c, kind, object_id)
+    tree = Tree(f"[bold]{root.kind}[/] {root.label}")
+    for child in root.children:
+        _add(tree, child)
+    console.print(tree)
+
+
+def owner_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(ownership.RESPONSIBLE_ROLE)),
+              object_id: str = typer.Argument(...),
+              assign: str | None = typer.Option(None, "--assign", help="Reassign to this user (admin).")) -> None:
+    """Who is responsible for an object (and reassign it)."""
+    with open_context(ctx) as c:
+        if assign:
+            actor = acting_user(ctx, c, "owner.assign")
+            info = ownership.reassign_owner(c, kind, object_id, assign, actor=actor)
+        else:
+            acting_user(ctx, c, "owner.read")
+            info = ownership.owner_of(c, kind, object_id)
+    console.print(f"{kind} {object_id}: owner [bold]{info.owner}[/], responsible role {info.responsible_role} "
+                  f"({', '.join(info.role_holders) or 'nobody holds it'})")
