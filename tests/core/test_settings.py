@@ -70,3 +70,9 @@ def test_passwords_are_masked() -> None:
 def test_every_setting_is_documented() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description and len(field.description) > 15, name
+
+
+def test_every_setting_is_in_the_configuration_doc() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [name for name in Settings.model_fields if f"CHAINKEEPER_{name.upper()}" not in doc]
+    assert not missing, f"document these in docs/configuration.md: {missing}"
