@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Unauthenticated
@@ -98,10 +98,12 @@ def _decision(call: Callable[..., Any] | None) -> str | None:
 def route_decisions(app: FastAPI) -> dict[tuple[str, str], str | None]:
     """(method, path) -> the route's action, 'public', or None when it declares none."""
     out: dict[tuple[str, str], str | None] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
+    # FastAPI >= 0.137 keeps included routers as nodes of a tree in app.routes;
+    # iter_route_contexts flattens it into one context per route, with its full path.
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute):
             continue
         decisions = [d for d in (_decision(dep.call) for dep in route.dependant.dependencies) if d]
         for method in sorted(route.methods or ()):
-            out[(method, route.path)] = decisions[0] if len(decisions) == 1 else None
+            out[(method, str(route.path))] = decisions[0] if len(decisions) == 1 else None
     return out

@@ -258,10 +258,17 @@ def audit_export(ctx: typer.Context, output: Path | None = typer.Option(None, "-
 # --- lineage and owners -------------------------------------------------------------------
 
 
-def _add(tree: Tree, node: lineage.LineageNode) -> None:
-    branch = tree.add(f"[bold]{node.kind}[/] {node.label}")
-    for child in node.children:
-        _add(branch, child)
+def render_lineage(root: lineage.LineageNode) -> Tree:
+    """A lineage tree as a Rich tree."""
+    def add(tree: Tree, node: lineage.LineageNode) -> None:
+        branch = tree.add(f"[bold]{node.kind}[/] {node.label}")
+        for child in node.children:
+            add(branch, child)
+
+    tree = Tree(f"[bold]{root.kind}[/] {root.label}")
+    for child in root.children:
+        add(tree, child)
+    return tree
 
 
 def lineage_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(lineage.KINDS)),
@@ -270,10 +277,7 @@ def lineage_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".jo
     with open_context(ctx) as c:
         acting_user(ctx, c, "lineage.read")
         root = lineage.lineage(c, kind, object_id)
-    tree = Tree(f"[bold]{root.kind}[/] {root.label}")
-    for child in root.children:
-        _add(tree, child)
-    console.print(tree)
+    console.print(render_lineage(root))
 
 
 def owner_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(ownership.RESPONSIBLE_ROLE)),

@@ -11,6 +11,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import get_job
 from chainkeeper.core.worker import Worker
-from chainkeeper.governance.actors import SYSTEM, Actor
+from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.bootstrap import initialise
+from chainkeeper.governance.permissions import authorize
 
 STEPS = 8
 PROBE_TEXTS = [
@@ -39,16 +41,49 @@ PROBE_TEXTS = [
 
 
 @dataclass(frozen=True)
-class QuickstartActors:
-    """Who does each step. The governance stage replaces these with real users."""
+class Cast:
+    """The people of the quickstart, each a real user acting with a real token."""
 
-    steward: Actor = SYSTEM
-    engineer: Actor = SYSTEM
-    release_manager: Actor = SYSTEM
+    steward: Actor  # imports, cleans, freezes the dataset version
+    steward_approver: Actor  # a second data_steward who approves the release
+    engineer: Actor  # trains and registers; asks for promotion
+    release_manager: Actor  # approves the promotion; asks for the deployment
+    release_approver: Actor  # a second release_manager who approves the deployment
+    operator: Actor  # sends the traffic
+    auditor: Actor
+    tokens: dict[str, str]
 
 
-def _step(n: int, stage: str, role: str, text: str) -> None:
-    console.print(f"[bold cyan][{n}/{STEPS}] {stage}[/] [dim]({role})[/] {text}")
+CAST = {
+    "steward": ("sofia", "data_steward"),
+    "steward_approver": ("dara", "data_steward"),
+    "engineer": ("emil", "ml_engineer"),
+    "release_manager": ("rhea", "release_manager"),
+    "release_approver": ("remy", "release_manager"),
+    "operator": ("omar", "operator"),
+    "auditor": ("ada", "auditor"),
+}
+
+
+def ensure_cast(ctx: Context) -> Cast:
+    """Create the quickstart's users on first use and give each a fresh one-day token."""
+    from chainkeeper.core.errors import NotFound
+    from chainkeeper.governance.users import authenticate_token, create_user, get_user, issue_token
+
+    actors, tokens = {}, {}
+    for part, (name, role) in CAST.items():
+        try:
+            get_user(ctx.db, name)
+        except NotFound:
+            create_user(ctx.db, name, roles=[role], display_name=f"{name} ({role})")
+        secret = issue_token(ctx.db, name, name="quickstart", expires_in=timedelta(days=1)).secret
+        actors[part], tokens[part] = authenticate_token(ctx.db, secret), secret
+    return Cast(**actors, tokens=tokens)
+
+
+def _step(n: int, stage: str, actor: Actor, text: str) -> None:
+    role = ", ".join(sorted(actor.roles))
+    console.print(f"[bold cyan][{n}/{STEPS}] {stage}[/] [dim]{actor.name} ({role})[/] {text}")
 
 
 def _locate_data(data: Path | None, ctx: Context) -> tuple[Path, Path | None, str]:
@@ -70,14 +105,14 @@ def _locate_data(data: Path | None, ctx: Context) -> tuple[Path, Path | None, st
 
 
 def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str, Any], limit: int | None,
-                   actors: QuickstartActors, name: str = "quickstart") -> dict[str, Any]:
-    """Run the chain end to end and return what was measured (also printed)."""
+                   cast: Cast, name: str = "quickstart") -> dict[str, Any]:
+    """Run the chain end to end as the cast, and return what was measured (also printed)."""
     from chainkeeper.api.app import create_app
     from chainkeeper.api.server import start_server_in_thread
     from chainkeeper.data.ingest import import_csv
-    from chainkeeper.data.versions import create_dataset_version, read_dataset_rows, release_dataset_version
-    from chainkeeper.registry.versions import register_model_version, transition_stage
-    from chainkeeper.serving.deployments import deploy_model_version
+    from chainkeeper.data.versions import create_dataset_version, get_dataset_version
+    from chainkeeper.registry.versions import get_model_version, register_model_version
+    from chainkeeper.serving.deployments import get_deployment_by_name
     from chainkeeper.training.config import parse_train_config
     from chainkeeper.training.evaluation import format_report
     from chainkeeper.training.runs import get_run, start_training_run
@@ -85,37 +120,41 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
     config = parse_train_config(train_overrides)  # fail on a bad flag before any work
     train_csv, test_csv, origin = _locate_data(data, ctx)
 
-    # 1. collect
-    sources = [import_csv(ctx, train_csv, actor=actors.steward, limit=limit)]
+    # 1. collect (data_steward)
+    authorize(ctx.db, cast.steward, "data.import", project=name)
+    sources = [import_csv(ctx, train_csv, actor=cast.steward, limit=limit)]
     if test_csv is not None:
-        sources.append(import_csv(ctx, test_csv, actor=actors.steward, split="test", limit=limit))
+        sources.append(import_csv(ctx, test_csv, actor=cast.steward, split="test", limit=limit))
     rows = sum(s.rows_accepted for s in sources)
-    _step(1, "collect", "data_steward", f"imported {rows:,} rows from {origin}")
+    _step(1, "collect", cast.steward, f"imported {rows:,} rows from {origin}")
     for s in sources:
         console.print(f"      {Path(s.uri).name}: {s.rows_accepted:,} accepted, {s.rows_quarantined} quarantined, "
                       f"sha256 {s.sha256[:12]}")
 
-    # 2-3. clean and freeze
-    version = create_dataset_version(ctx, name=name, source_ids=[s.id for s in sources], actor=actors.steward)
+    # 2. clean and freeze (data_steward), 3. release through the gate (a second steward)
+    authorize(ctx.db, cast.steward, "dataset.create", project=name)
+    version = create_dataset_version(ctx, name=name, source_ids=[s.id for s in sources], actor=cast.steward)
+    _step(2, "clean", cast.steward, f"dataset {version.name} v{version.version} ({version.content_hash[:12]})")
     for report in version.recipe:
         console.print(f"      {report['name']:<16} {report['rows_in']:>7,} → {report['rows_out']:>7,} rows"
                       f" ({report['changed']:,} changed)")
-    _step(2, "clean", "data_steward", f"{len(version.recipe)} steps: normalise, drop empty, exact de-dup")
-    version = release_dataset_version(ctx, version.id, actor=actors.steward)
+    _handoff(ctx, "dataset.release", version.id, cast.steward, cast.steward_approver,
+             "labels and splits reviewed", project=name)
+    version = get_dataset_version(ctx.db, version.id)
     per_split = version.stats.get("rows_per_split", {})
-    _step(3, "release data", "data_steward",
-          f"dataset {version.name} v{version.version} ({version.content_hash[:12]}), {len(version.labels)} labels, "
+    _step(3, "release data", cast.steward_approver, f"released v{version.version}: {len(version.labels)} labels, "
           + ", ".join(f"{k} {v:,}" for k, v in per_split.items()))
 
-    # 4. train, as a job run by a local worker
-    run = start_training_run(ctx, dataset_version_id=version.id, config=config, actor=actors.engineer)
-    _step(4, "train", "ml_engineer", f"run {run.id}: fine-tune {Path(run.base_model).name} "
-          f"(epochs {config.epochs}, lr {config.learning_rate}, batch {config.batch_size}) as job {run.job_id}")
+    # 4. train as a job run by a local worker (ml_engineer)
+    authorize(ctx.db, cast.engineer, "run.create", project=name)
+    run = start_training_run(ctx, dataset_version_id=version.id, config=config, actor=cast.engineer)
+    _step(4, "train", cast.engineer, f"run {run.id}: fine-tune {Path(run.base_model).name} (epochs {config.epochs}, "
+          f"lr {config.learning_rate}, batch {config.batch_size}) as job {run.job_id}")
+    assert run.job_id is not None
     worker = Worker(ctx)
     thread = threading.Thread(target=worker.run_one, name="quickstart-worker", daemon=True)
     thread.start()
-    assert run.job_id is not None
-    job = follow_job(ctx.db, run.job_id, show_logs=False)
+    follow_job(ctx.db, run.job_id, show_logs=False)
     thread.join()
     job = get_job(ctx.db, run.job_id)
     if job.state != "succeeded":
@@ -123,33 +162,47 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
                            hint=f"See 'chainkeeper jobs logs {job.id}'.")
     run = get_run(ctx.db, run.id)
 
-    # 5. register with its evaluation
-    model = register_model_version(ctx, run_id=run.id, name=name, actor=actors.engineer)
-    test_metrics = run.metrics.get("test") or run.metrics.get("dev") or {}
-    _step(5, "release model", "ml_engineer",
-          f"model {model.name} v{model.version}: accuracy {test_metrics.get('accuracy', 0):.3f}, "
-          f"macro-F1 {test_metrics.get('macro_f1', 0):.3f} on the held-out test split")
-    if test_metrics:
+    # 5. register (ml_engineer); promotion approved by a release_manager, never the author
+    authorize(ctx.db, cast.engineer, "model.register", project=name)
+    model = register_model_version(ctx, run_id=run.id, name=name, actor=cast.engineer)
+    test_metrics = run.metrics.get("test") or {}
+    _step(5, "release model", cast.engineer, f"model {model.name} v{model.version}: accuracy "
+          f"{test_metrics.get('accuracy', 0):.3f}, macro-F1 {test_metrics.get('macro_f1', 0):.3f} on the test split")
+    if test_metrics and len(version.labels) <= 20:
         console.print(format_report(test_metrics), soft_wrap=True)
+    _handoff(ctx, "model.promote", model.id, cast.engineer, cast.release_manager, "metrics reviewed", project=name)
+    model = get_model_version(ctx.db, model.id)
 
-    # 6. promote and deploy
-    transition_stage(ctx, model.id, "staging", actor=actors.release_manager, comment="quickstart")
-    transition_stage(ctx, model.id, "production", actor=actors.release_manager, comment="quickstart")
-    deployment = deploy_model_version(ctx, name=name, model_version_id=model.id, actor=actors.release_manager)
-    _step(6, "deploy", "release_manager", f"model v{model.version} in production, deployment '{deployment.name}'")
+    # 6. deploy: asked by one release_manager, approved by another
+    _handoff(ctx, "deployment.create", model.id, cast.release_manager, cast.release_approver, "go live",
+             payload={"name": name}, project=name)
+    deployment = get_deployment_by_name(ctx.db, name)
+    _step(6, "deploy", cast.release_approver, f"model v{model.version} ({model.stage}) serves deployment "
+          f"'{deployment.name}'")
 
-    # 7-8. serve over HTTP on loopback and send requests
+    # 7-8. serve over HTTP on loopback; the operator sends traffic
     server = start_server_in_thread(create_app(ctx), host="127.0.0.1", port=0)
     try:
         url = f"{server.url}/v1/deployments/{deployment.name}/predict"
-        _step(7, "serve", "release_manager", f"listening on {server.url}")
-        results = _probe(url, ctx, name, version.id, read_dataset_rows)
+        _step(7, "serve", cast.operator, f"listening on {server.url}")
+        results = _probe(url, ctx, version.id, cast.tokens["operator"])
     finally:
         server.stop()
-    _step(8, "monitor", "operator", f"{results['requests']} requests logged with their request ids")
+    _step(8, "monitor", cast.operator, f"{results['requests']} requests logged with their request ids")
+
+    # The first prediction, traced back to the files and the people who approved each step.
+    from chainkeeper.cli.governance import render_lineage
+    from chainkeeper.governance.lineage import lineage
+    from chainkeeper.governance.ledger import verify_ledger
+
+    authorize(ctx.db, cast.auditor, "lineage.read")
+    console.print(render_lineage(lineage(ctx, "prediction", results["first_request_id"])))
+    verdict = verify_ledger(ctx.db)
     console.print(Panel.fit(
         f"accuracy: {results['accuracy']:.3f}  (served model, {results['scored']:,} test texts over HTTP)\n"
         f"latency: p50 {results['p50_ms']:.1f} ms, p95 {results['p95_ms']:.1f} ms (one text per request)\n"
+        f"audit ledger: {verdict.entries:,} entries, {'intact' if verdict.ok else 'BROKEN'}\n"
+        f"Trace it yourself: chainkeeper lineage prediction {results['first_request_id']}\n"
         f"Next: run 'chainkeeper up' and open http://{ctx.settings.host}:{ctx.settings.port}/",
         title="quickstart done"))
     console.print(f"accuracy: {results['accuracy']:.3f}")
@@ -157,20 +210,37 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
             **results}
 
 
-def _probe(url: str, ctx: Context, name: str, version_id: int, read_rows: Any) -> dict[str, Any]:
+def _handoff(ctx: Context, action: str, object_id: int, requester: Actor, approver: Actor, comment: str, *,
+             payload: dict[str, Any] | None = None, project: str | None = None) -> None:
+    """A gated step: one person asks, the checks run, a second entitled person approves."""
+    from chainkeeper.governance.approvals import decide, request_approval
+
+    request = request_approval(ctx, action, object_id, actor=requester, comment=comment, payload=payload,
+                               project=project)
+    checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAILED'}" for c in request.checks)
+    decision = decide(ctx, request.id, actor=approver, approve=True, comment=comment)
+    console.print(f"      approval {request.id}: {action} asked by {requester.name}, checks [{checks}], "
+                  f"{decision.state} by {approver.name}")
+
+
+def _probe(url: str, ctx: Context, version_id: int, token: str) -> dict[str, Any]:
+    from chainkeeper.data.versions import read_dataset_rows
+
     latencies: list[float] = []
+    request_ids: list[str] = []
     table = Table("text", "label", "score", "ms", "request id")
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
         for text in PROBE_TEXTS:
             start = time.perf_counter()
             answer = client.post(url, json={"text": text})
             latencies.append((time.perf_counter() - start) * 1000)
             answer.raise_for_status()
             pred = answer.json()["predictions"][0]
+            request_ids.append(pred["request_id"])
             table.add_row(text, pred["label"], f"{pred['score']:.2f}", f"{latencies[-1]:.1f}", pred["request_id"][:8])
         console.print(table)
         # The served model's accuracy on the held-out test split, in batches of 64 texts.
-        test = read_rows(ctx, version_id, "test")
+        test = read_dataset_rows(ctx, version_id, "test")
         texts, gold = test.column("text").to_pylist(), test.column("label").to_pylist()
         correct = 0
         for start_i in range(0, len(texts), 64):
@@ -180,6 +250,7 @@ def _probe(url: str, ctx: Context, name: str, version_id: int, read_rows: Any) -
             correct += sum(p == g for p, g in zip(labels, gold[start_i:start_i + 64], strict=True))
     ordered = sorted(latencies)
     return {
+        "first_request_id": request_ids[0],
         "accuracy": correct / len(texts) if texts else 0.0,
         "scored": len(texts),
         "requests": len(PROBE_TEXTS) + -(-len(texts) // 64),
@@ -207,6 +278,6 @@ def quickstart(
                                    "max_steps": max_steps}.items() if v is not None}
     context = Context.open(settings)
     try:
-        run_quickstart(context, data=data, train_overrides=overrides, limit=limit, actors=QuickstartActors())
+        run_quickstart(context, data=data, train_overrides=overrides, limit=limit, cast=ensure_cast(context))
     finally:
         context.close()

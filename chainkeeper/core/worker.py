@@ -60,6 +60,9 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(self.interval):
             try:
+                # Both the job and the worker prove they are alive: a long job must not
+                # make its busy worker look dead on the overview.
+                worker_heartbeat(self.ctx.db, self.handle.worker_id, "busy")
                 if heartbeat(self.ctx.db, self.handle.id, self.handle.worker_id):
                     self.handle.cancel_requested = True
             except Conflict:

@@ -1,1 +1,37 @@
-"""Chainkeeper training stage."""
+"""Chainkeeper training stage: fine-tune a classifier as a job, evaluate it honestly.
+
+Importing the package imports no torch: the loop, the model and the job handler are
+loaded by name when used (``chainkeeper.training.loop`` etc.), so the API and the CLI
+start fast. The names below are the ones other stages call.
+"""
+
+from chainkeeper.training.config import TrainConfig, parse_train_config
+from chainkeeper.training.evaluation import classification_metrics, confusion_matrix, format_report
+from chainkeeper.training.runs import (
+    FINISHED_RUN_STATES,
+    Run,
+    RunState,
+    cancel_run,
+    check_trainable,
+    count_runs,
+    get_run,
+    list_runs,
+    start_training_run,
+)
+
+__all__ = [
+    "FINISHED_RUN_STATES",
+    "Run",
+    "RunState",
+    "TrainConfig",
+    "cancel_run",
+    "check_trainable",
+    "classification_metrics",
+    "confusion_matrix",
+    "count_runs",
+    "format_report",
+    "get_run",
+    "list_runs",
+    "parse_train_config",
+    "start_training_run",
+]

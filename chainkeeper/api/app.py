@@ -1,0 +1,70 @@
+"""The API app factory: ``create_app(ctx)`` builds the whole HTTP surface around a Context.
+
+No globals and no environment reads: the caller (``chainkeeper serve``, ``up``, the
+quickstart, a test) opens the stores once and passes them in; routes reach them
+through ``app.state.ctx`` (``chainkeeper.api.deps.get_ctx``). The loaded models live in
+``app.state.predictors``, one cache per app.
+
+Routers: health (``/healthz``, ``/readyz``), jobs, registry (``/api/models``), serving
+(``/api/deployments``, ``/v1/deployments/{name}/predict``), governance, and the web UI. Every error answers ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import chainkeeper
+from chainkeeper.api.problems import RequestContextMiddleware, install_problem_handlers
+from chainkeeper.api.routers import governance, health, jobs, registry, serving
+from chainkeeper.core.context import Context
+
+__all__ = ["create_app", "include_web_ui"]
+
+log = logging.getLogger("chainkeeper.api")
+
+
+def create_app(ctx: Context) -> FastAPI:
+    """Build the API (and web UI) app around open stores.
+
+    Args:
+        ctx: the settings, metadata store and artefact store to serve from; the app
+            does not close it (its opener does).
+
+    Returns:
+        The ASGI app, ready for uvicorn or an in-process client.
+    """
+    from chainkeeper.serving.runtime import PredictorCache  # imports torch: only when an app is built
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Let go of the loaded models when the server stops (tests start many apps).
+        for version_id in app.state.predictors.loaded():
+            app.state.predictors.evict(version_id)
+
+    app = FastAPI(title="Chainkeeper", version=chainkeeper.__version__,
+                  summary="The whole chain of a language-model application, with an owner for every link.",
+                  lifespan=lifespan)
+    app.state.ctx = ctx
+    app.state.predictors = PredictorCache(ctx)
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    for module in (health, jobs, registry, serving, governance):
+        app.include_router(module.router)
+    include_web_ui(app)
+    return app
+
+
+def include_web_ui(app: FastAPI) -> None:
+    """Add the web pages, their static files and the HTML error page."""
+    from fastapi.staticfiles import StaticFiles
+
+    from chainkeeper.web import pages
+
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    app.state.error_page = pages.error_page

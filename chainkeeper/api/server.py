@@ -1,0 +1,155 @@
+"""Running the app on uvicorn: in the foreground (``serve``) or in a thread.
+
+We bind the listening socket ourselves and hand it to uvicorn. That turns "port in
+use" into our ``ServiceUnavailable`` with the next step, instead of uvicorn's log line
+and ``sys.exit(1)``, and makes port 0 (any free port) report the port it got.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from chainkeeper.core.errors import ServiceUnavailable
+
+__all__ = ["RunningServer", "bind_socket", "check_port_free", "serve", "start_server_in_thread"]
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+def _hint(port: int) -> str:
+    return (f"Stop the other process or pass --port with another port (e.g. --port {port + 1}, "
+            "or --port 0 for any free one).")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: any free port), not yet listening.
+
+    SO_REUSEADDR is set as uvicorn sets it: a port held only by connections in
+    TIME_WAIT (a server just stopped) is free, one with a listener is not.
+
+    Raises:
+        ServiceUnavailable: the port is in use, the address is not on this machine, or
+            the port needs privileges.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServiceUnavailable(f"Cannot resolve the address {host!r}: {exc.strerror}.",
+                                 hint="Pass --host with an address of this machine, e.g. 127.0.0.1.") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServiceUnavailable(f"Port {port} on {host} is already in use.", hint=_hint(port)) from None
+        if exc.errno == errno.EACCES:
+            raise ServiceUnavailable(f"Port {port} on {host} needs administrator rights.",
+                                     hint="Pass --port 1024 or higher.") from None
+        raise ServiceUnavailable(f"Cannot listen on {host}:{port}: {exc.strerror}.",
+                                 hint="Pass --host with an address of this machine, e.g. 127.0.0.1.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``ServiceUnavailable`` unless ``host:port`` can be listened on now (port 0 always can)."""
+    bind_socket(host, port).close()
+
+
+def _config(app: FastAPI, host: str, port: int, log_level: str | None) -> uvicorn.Config:
+    if log_level is None:
+        ctx = getattr(app.state, "ctx", None)
+        log_level = ctx.settings.log_level if ctx is not None else "INFO"
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), lifespan="on")
+
+
+def serve(app: FastAPI, host: str, port: int, *, log_level: str | None = None) -> None:
+    """Serve ``app`` in the foreground until Ctrl+C or SIGTERM.
+
+    Raises:
+        ServiceUnavailable: the port is taken or the server did not start.
+    """
+    sock = bind_socket(host, port)
+    config = _config(app, host, sock.getsockname()[1], log_level)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        # uvicorn exits the process when start-up fails (its lifespan failed); the
+        # reason is in its log above. Our callers expect an error, not an exit.
+        raise ServiceUnavailable(f"The server on {host}:{config.port} did not start.",
+                                 hint="See the log lines above for the reason.") from None
+    finally:
+        sock.close()
+
+
+def _run_quietly(server: uvicorn.Server, sock: socket.socket) -> None:
+    # uvicorn calls sys.exit when start-up fails; in a thread that would end it with an
+    # "unhandled exception" report. The caller sees the failure as `started` never set.
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        pass
+    finally:
+        sock.close()
+
+
+@dataclass
+class RunningServer:
+    """A uvicorn server answering from a daemon thread."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the server to finish in-flight requests and stop; wait for the thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=timeout)
+
+
+def start_server_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
+                           log_level: str | None = "warning") -> RunningServer:
+    """Start ``app`` on uvicorn in a daemon thread and wait until it accepts connections.
+
+    Args:
+        port: 0 picks a free port; ``RunningServer.port`` holds the real one.
+
+    Returns:
+        The running server; call ``stop()`` when done.
+
+    Raises:
+        ServiceUnavailable: the port is taken, or the server did not start within
+            ``STARTUP_TIMEOUT_S`` seconds.
+    """
+    sock = bind_socket(host, port)
+    real_port = sock.getsockname()[1]
+    # uvicorn installs signal handlers only on the main thread, so a thread is safe.
+    server = uvicorn.Server(_config(app, host, real_port, log_level))
+    thread = threading.Thread(target=_run_quietly, args=(server, sock), name=f"uvicorn-{real_port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(timeout=5)
+            raise ServiceUnavailable(f"The server on {host}:{real_port} did not start.",
+                                     hint="See the log for the reason (the app's start-up failed).")
+        time.sleep(0.01)
+    return RunningServer(server=server, thread=thread, host=host, port=real_port)

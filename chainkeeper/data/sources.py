@@ -1,0 +1,165 @@
+"""Imported sources: the record of one file brought in, and the rows it holds.
+
+A source is immutable once imported: its rows live in one Parquet artefact named by its
+sha256 (see ``ingest.py`` for how it is written), and the ``SqlSource`` row says where the
+file came from, its checksum and who brought it. This module reads them back; it never
+changes them.
+
+The rows artefact holds every data row of the file in file order, accepted or not:
+
+    text               string   the text as it was in the file (cleaning comes later)
+    label              string   the label, surrounding whitespace stripped
+    line               int64    1-based line of the file where the row starts (header = 1)
+    split              string   the split declared at import ("train"/"dev"/"test") or null
+    quarantine_reason  string   null for an accepted row, else why it was set aside
+                                ("empty_text", "empty_label", "missing_fields", "extra_fields")
+
+Quarantined rows are kept beside the accepted ones (rather than in a second artefact) so
+one digest names everything the file held and a steward can review what was set aside.
+The Parquet schema metadata records the decoding used (``chainkeeper.encoding``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePath
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from chainkeeper.core.context import Context
+from chainkeeper.core.db import Database
+from chainkeeper.core.errors import ArtifactError, NotFound
+from chainkeeper.data.tables import SqlSource
+
+SOURCE_FORMAT = "chainkeeper.source/1"
+# Columns a caller of read_source_rows() gets for accepted rows.
+ROW_COLUMNS = ("text", "label", "line", "split")
+
+SOURCE_SCHEMA = pa.schema([
+    pa.field("text", pa.string()),
+    pa.field("label", pa.string()),
+    pa.field("line", pa.int64(), nullable=False),
+    pa.field("split", pa.string()),
+    pa.field("quarantine_reason", pa.string()),
+])
+
+
+@dataclass(frozen=True)
+class Source:
+    """One imported file: where it came from, its checksum, its counts, who brought it."""
+
+    id: int
+    kind: str
+    uri: str
+    sha256: str
+    rows_accepted: int
+    rows_quarantined: int
+    rows_artifact: str
+    created_by: str
+    created_at: datetime
+
+    @property
+    def name(self) -> str:
+        """The file name of the source (the last part of its URI)."""
+        return PurePath(self.uri).name
+
+
+def to_source(row: SqlSource) -> Source:
+    """Convert an ORM row to the ``Source`` value (used inside this stage's sessions)."""
+    return Source(id=row.id, kind=row.kind, uri=row.uri, sha256=row.sha256, rows_accepted=row.rows_accepted,
+                  rows_quarantined=row.rows_quarantined, rows_artifact=row.rows_artifact,
+                  created_by=row.created_by, created_at=row.created_at)
+
+
+def get_source(db: Database, source_id: int) -> Source:
+    """Return one imported source.
+
+    Args:
+        db: the metadata store.
+        source_id: the source's id.
+
+    Returns:
+        The source.
+
+    Raises:
+        NotFound: there is no source with that id.
+    """
+    with db.session() as s:
+        row = s.get(SqlSource, source_id)
+        if row is None:
+            raise NotFound(f"There is no source with id {source_id}.",
+                           hint="Check the id against the list of imported sources.")
+        return to_source(row)
+
+
+def list_sources(db: Database, *, limit: int | None = None) -> list[Source]:
+    """Return imported sources, newest first.
+
+    Args:
+        db: the metadata store.
+        limit: at most this many (all when None).
+
+    Returns:
+        The sources, newest first.
+    """
+    query = sa.select(SqlSource).order_by(SqlSource.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    with db.session() as s:
+        return [to_source(r) for r in s.scalars(query)]
+
+
+def count_sources(db: Database) -> int:
+    """Return how many sources were imported.
+
+    Args:
+        db: the metadata store.
+
+    Returns:
+        The number of sources.
+    """
+    with db.session() as s:
+        return int(s.scalar(sa.select(sa.func.count()).select_from(SqlSource)) or 0)
+
+
+def read_source_rows(ctx: Context, source_id: int, *, include_quarantined: bool = False) -> pa.Table:
+    """Return the rows of an imported source, read back (and hash-checked) from the artefact store.
+
+    Args:
+        ctx: the stores.
+        source_id: the source's id.
+        include_quarantined: also return the rows set aside at import, with a
+            ``quarantine_reason`` column (null for accepted rows).
+
+    Returns:
+        A table with columns text, label, line, split (plus quarantine_reason when
+        asked), in file order. Its schema metadata carries the decoding used.
+
+    Raises:
+        NotFound: no such source, or its artefact is missing from the store.
+        ArtifactCorrupted: the artefact no longer matches its digest.
+    """
+    source = get_source(ctx.db, source_id)
+    table = parquet_from_bytes(ctx.artifacts.get_bytes(source.rows_artifact), what=f"source {source_id}")
+    if include_quarantined:
+        return table
+    accepted = table.filter(pc.is_null(table.column("quarantine_reason")))
+    return accepted.select(list(ROW_COLUMNS))
+
+
+def parquet_from_bytes(data: bytes, *, what: str) -> pa.Table:
+    """Parse a Parquet blob read from the artefact store.
+
+    Raises:
+        ArtifactError: the blob is not Parquet (it was stored by something else).
+    """
+    try:
+        return pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ArtifactError(f"The stored rows of {what} are not a readable Parquet file: {exc}.",
+                            hint="Re-import the file; the artefact store holds something else under that digest.") \
+            from None

@@ -1,0 +1,395 @@
+"""Dataset versions: the cleaned, split and frozen rows that training reads.
+
+``create_dataset_version`` concatenates imported sources, applies a cleaning recipe,
+assigns splits and freezes the result as a Parquet snapshot in the artefact store,
+named by a content hash. A version is immutable: its rows never change, only its state
+(draft -> released). To change the rows, create the next version of the same name.
+
+Snapshot columns, in row order (the sources in the order given, each in file order):
+
+    row_id       int64   0..n-1, the row's position in the snapshot
+    text         string  the cleaned text
+    label        string
+    split        string  "train", "dev" or "test"
+    source_id    int64   the source the row came from
+    source_line  int64   the row's line in that source's file (header = line 1)
+
+Splits: a row whose source declared a split keeps it; the other rows are split per label
+(``splits.stratified_split``). When sources declare a dev or test split, the undeclared
+rows are not split into it again: by default its share goes to train, so with a declared
+test file the rest splits train 0.9 / dev 0.1.
+
+``content_hash`` is the sha256 of a canonical JSON of the rows (text, label, split, in
+row order), not of the Parquet bytes, whose layout varies with the writer's version. It
+names the content: the same rows split the same way always give the same hash.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from chainkeeper.core.context import Context
+from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.data.cleaning import BASIC_RECIPE, apply_recipe, check_recipe
+from chainkeeper.data.ingest import SPLITS
+from chainkeeper.data.sources import parquet_from_bytes, read_source_rows
+from chainkeeper.data.splits import DEFAULT_FRACTIONS, stratified_split, validate_fractions
+from chainkeeper.data.statistics import dataset_stats
+from chainkeeper.data.tables import SqlDatasetVersion, SqlSource
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.ledger import append_entry
+
+__all__ = ["DatasetState", "DatasetVersion", "SNAPSHOT_FORMAT", "SNAPSHOT_SCHEMA", "create_dataset_version",
+           "release_dataset_version", "get_dataset_version", "list_dataset_versions", "count_dataset_versions",
+           "read_dataset_rows", "content_hash", "undeclared_fractions"]
+
+SNAPSHOT_FORMAT = "chainkeeper.dataset/1"
+SNAPSHOT_SCHEMA = pa.schema([
+    pa.field("row_id", pa.int64(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("label", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("source_id", pa.int64(), nullable=False),
+    pa.field("source_line", pa.int64(), nullable=False),
+])
+_HASHED_COLUMNS = ("text", "label", "split")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Rows per json.dumps call when hashing: bounds memory, the result does not depend on it.
+_HASH_CHUNK = 65_536
+
+
+class DatasetState(enum.StrEnum):
+    DRAFT = "draft"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """A frozen dataset version (mirrors ``SqlDatasetVersion``)."""
+
+    id: int
+    name: str
+    version: int
+    content_hash: str
+    snapshot_artifact: str
+    source_ids: tuple[int, ...]
+    schema: dict[str, Any]
+    stats: dict[str, Any]
+    recipe: list[dict[str, Any]]
+    split_seed: int
+    state: DatasetState
+    owner: str
+    created_by: str
+    created_at: datetime
+    released_by: str | None
+    released_at: datetime | None
+
+    @property
+    def labels(self) -> list[str]:
+        """The label set, sorted."""
+        return sorted(self.stats.get("labels", []))
+
+
+def _to_version(row: SqlDatasetVersion) -> DatasetVersion:
+    return DatasetVersion(
+        id=row.id, name=row.name, version=row.version, content_hash=row.content_hash,
+        snapshot_artifact=row.snapshot_artifact, source_ids=tuple(row.source_ids or ()), schema=dict(row.schema or {}),
+        stats=dict(row.stats or {}), recipe=list(row.recipe or []), split_seed=row.split_seed,
+        state=DatasetState(row.state), owner=row.owner, created_by=row.created_by, created_at=row.created_at,
+        released_by=row.released_by, released_at=row.released_at)
+
+
+def content_hash(table: pa.Table) -> str:
+    """sha256 of the canonical JSON of a snapshot's rows (pure).
+
+    The canonical form is ``{"format": ..., "columns": [...], "rows": [[text, label,
+    split], ...]}`` with sorted keys, no spaces and UTF-8 text; it is hashed in chunks,
+    which gives the same bytes as one ``json.dumps`` of the whole value.
+
+    Args:
+        table: rows with text, label and split columns.
+
+    Returns:
+        64 hex characters.
+    """
+    digest = hashlib.sha256()
+    head = json.dumps({"columns": list(_HASHED_COLUMNS), "format": SNAPSHOT_FORMAT}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+    digest.update(head[:-1].encode() + b',"rows":[')
+    columns = [table.column(c).to_pylist() for c in _HASHED_COLUMNS]
+    for start in range(0, table.num_rows, _HASH_CHUNK):
+        # json writes tuples as arrays, so the zipped rows need no conversion.
+        chunk = list(zip(*(c[start:start + _HASH_CHUNK] for c in columns), strict=True))
+        if start:
+            digest.update(b",")
+        digest.update(json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)[1:-1].encode())
+    digest.update(b"]}")
+    return digest.hexdigest()
+
+
+def undeclared_fractions(declared: set[str], fractions: Mapping[str, float] | None) -> dict[str, float]:
+    """The fractions that split the rows without a declared split (pure).
+
+    Args:
+        declared: the splits some source declared.
+        fractions: the caller's fractions, or None for the default.
+
+    Returns:
+        With None: the default (train 0.8, dev 0.1, test 0.1) with each declared dev or
+        test share moved to train. Otherwise the caller's fractions, validated.
+
+    Raises:
+        InvalidInput: an unknown split name, invalid fractions, or a share of rows for a
+            split that a source already declares.
+    """
+    if fractions is None:
+        out = dict(DEFAULT_FRACTIONS)
+        for name in declared - {"train"}:
+            out["train"] += out.pop(name, 0.0)
+        return {name: round(value, 10) for name, value in out.items()}
+    out = validate_fractions(fractions)
+    unknown = [name for name in out if name not in SPLITS]
+    if unknown:
+        raise InvalidInput(f"Unknown split(s) in fractions: {', '.join(map(repr, unknown))}.",
+                           hint=f"Splits are {', '.join(SPLITS)}.")
+    clash = sorted(name for name in declared - {"train"} if out.get(name, 0) > 0)
+    if clash:
+        raise InvalidInput(f"A source already declares the {', '.join(clash)} split, and fractions {out} would "
+                           "add undeclared rows to it.", hint="Give fractions for the other splits only, e.g. "
+                           "{'train': 0.9, 'dev': 0.1} with a declared test file.")
+    return out
+
+
+def _check_request(name: str, source_ids: Sequence[int]) -> list[int]:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInput(f"Dataset name {name!r} is not valid.",
+                           hint="Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+    if isinstance(source_ids, (str, bytes)) or not source_ids:
+        raise InvalidInput("A dataset version needs at least one source id.", hint="Import a file first, then "
+                           "pass its source id.")
+    ids = list(source_ids)
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise InvalidInput(f"Source ids must be integers, got {ids!r}.", hint="Pass the ids of imported sources.")
+    if len(set(ids)) != len(ids):
+        raise InvalidInput(f"Source ids {ids} repeat an id.", hint="Name each source once.")
+    return ids
+
+
+def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], actor: Actor,
+                           recipe: Sequence[str] = BASIC_RECIPE, seed: int = 13,
+                           fractions: dict[str, float] | None = None) -> DatasetVersion:
+    """Clean, split and freeze imported sources as the next version of a dataset.
+
+    Args:
+        ctx: the stores.
+        name: the dataset's name; the version number is the next one for that name.
+        source_ids: the sources to include, in order (earlier rows win ties in dedup).
+        actor: who creates it (recorded as created_by and owner, and in the audit ledger).
+        recipe: the cleaning steps to apply (see ``cleaning.STEPS``).
+        seed: the seed of the stratified split.
+        fractions: how to split rows without a declared split; see ``undeclared_fractions``.
+
+    Returns:
+        The new version, in state "draft".
+
+    Raises:
+        InvalidInput: a bad name, recipe or fractions; no rows left after cleaning; no
+            training rows (too few rows). Nothing is stored.
+        NotFound: an unknown source id.
+    """
+    ids = _check_request(name, source_ids)
+    steps = check_recipe(recipe)
+    with ctx.db.session() as s:
+        found = set(s.scalars(sa.select(SqlSource.id).where(SqlSource.id.in_(ids))))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"Unknown source id(s): {', '.join(map(str, missing))}.",
+                       hint="Import the files first; check the ids against the list of sources.")
+
+    parts = []
+    for source_id in ids:
+        rows = read_source_rows(ctx, source_id)
+        parts.append(rows.append_column("source_id", pa.array([source_id] * rows.num_rows, pa.int64())))
+    table, reports = apply_recipe(pa.concat_tables(parts), steps)
+    if table.num_rows == 0:
+        raise InvalidInput(f"No rows are left in sources {ids} after cleaning with {steps}.",
+                           hint="Check the sources' rows (are the texts empty?).")
+
+    declared = table.column("split").to_pylist()
+    declared_names = {s for s in declared if s is not None}
+    used_fractions = undeclared_fractions(declared_names, fractions)
+    open_rows = [i for i, s in enumerate(declared) if s is None]
+    if open_rows:
+        labels = table.column("label").to_pylist()
+        assigned = stratified_split([labels[i] for i in open_rows], seed=seed, fractions=used_fractions)
+        for i, split in zip(open_rows, assigned, strict=True):
+            declared[i] = split
+    split_column = pa.array(declared, pa.string())
+    train_rows = int(pc.sum(pc.equal(split_column, "train")).as_py() or 0)
+    if train_rows == 0:
+        raise InvalidInput(f"Too few rows for a training split: {table.num_rows} rows after cleaning, none in train.",
+                           hint="Add rows without a declared split, or import the training file with split='train'.")
+
+    snapshot = pa.table({
+        "row_id": pa.array(range(table.num_rows), pa.int64()),
+        "text": table.column("text"),
+        "label": table.column("label"),
+        "split": split_column,
+        "source_id": table.column("source_id"),
+        "source_line": table.column("line"),
+    }, schema=SNAPSHOT_SCHEMA.with_metadata({"chainkeeper.format": SNAPSHOT_FORMAT}))
+    digest = content_hash(snapshot)
+    stats = dataset_stats(snapshot, reports)
+    stats["split_fractions"] = used_fractions if open_rows else {}
+    stats["declared_splits"] = sorted(declared_names)
+    sink = pa.BufferOutputStream()
+    pq.write_table(snapshot, sink, compression="zstd")
+    artifact = ctx.artifacts.put_bytes(sink.getvalue().to_pybytes())
+
+    with ctx.db.session(immediate=True) as s:
+        latest = s.scalar(sa.select(sa.func.max(SqlDatasetVersion.version)).where(SqlDatasetVersion.name == name))
+        row = SqlDatasetVersion(
+            name=name, version=(latest or 0) + 1, content_hash=digest, snapshot_artifact=artifact, source_ids=ids,
+            schema={"format": SNAPSHOT_FORMAT, "columns": {f.name: str(f.type) for f in SNAPSHOT_SCHEMA}},
+            stats=stats, recipe=[asdict(r) for r in reports], split_seed=seed, state=DatasetState.DRAFT.value,
+            owner=actor.name, created_by=actor.name)
+        s.add(row)
+        s.flush()
+        append_entry(s, actor, "dataset.create", "dataset_version", row.id,
+                     after={"name": name, "version": row.version, "content_hash": digest},
+                     details={"source_ids": ids, "recipe": steps, "seed": seed, "rows": stats["rows"],
+                              "rows_per_split": stats["rows_per_split"]})
+        return _to_version(row)
+
+
+def release_dataset_version(ctx: Context, version_id: int, *, actor: Actor) -> DatasetVersion:
+    """Release a draft version: it becomes the one training may rely on.
+
+    Governance calls this as the executor of the approved "dataset.release" request;
+    the approval gate (who may release, not the last editor) lives there.
+
+    Args:
+        ctx: the stores.
+        version_id: the version's id.
+        actor: who releases it (recorded as released_by and in the audit ledger).
+
+    Returns:
+        The released version.
+
+    Raises:
+        NotFound: there is no such version.
+        Conflict: the version is not a draft (it was released already).
+    """
+    with ctx.db.session(immediate=True) as s:
+        row = s.get(SqlDatasetVersion, version_id)
+        if row is None:
+            raise _not_found(version_id)
+        if row.state != DatasetState.DRAFT:
+            raise Conflict(f"Dataset version {row.name} v{row.version} (id {row.id}) is already {row.state} "
+                           f"(by {row.released_by}).", hint="A released version is final; create a new version to "
+                           "change its rows.")
+        row.state, row.released_by, row.released_at = DatasetState.RELEASED.value, actor.name, utcnow()
+        append_entry(s, actor, "dataset.release", "dataset_version", row.id, before={"state": "draft"},
+                     after={"state": row.state, "content_hash": row.content_hash})
+        return _to_version(row)
+
+
+def _not_found(version_id: int) -> NotFound:
+    return NotFound(f"There is no dataset version with id {version_id}.",
+                    hint="Check the id against the list of dataset versions.")
+
+
+def get_dataset_version(db: Database, version_id: int) -> DatasetVersion:
+    """Return one dataset version.
+
+    Args:
+        db: the metadata store.
+        version_id: the version's id.
+
+    Returns:
+        The version.
+
+    Raises:
+        NotFound: there is no such version.
+    """
+    with db.session() as s:
+        row = s.get(SqlDatasetVersion, version_id)
+        if row is None:
+            raise _not_found(version_id)
+        return _to_version(row)
+
+
+def list_dataset_versions(db: Database, *, name: str | None = None, limit: int | None = None) -> list[DatasetVersion]:
+    """Return dataset versions, newest first.
+
+    Args:
+        db: the metadata store.
+        name: only the versions of this dataset.
+        limit: at most this many (all when None).
+
+    Returns:
+        The versions, newest first.
+    """
+    query = sa.select(SqlDatasetVersion).order_by(SqlDatasetVersion.id.desc())
+    if name is not None:
+        query = query.where(SqlDatasetVersion.name == name)
+    if limit is not None:
+        query = query.limit(limit)
+    with db.session() as s:
+        return [_to_version(r) for r in s.scalars(query)]
+
+
+def count_dataset_versions(db: Database, *, name: str | None = None) -> int:
+    """Return how many dataset versions exist (of one dataset when ``name`` is given).
+
+    Args:
+        db: the metadata store.
+        name: only count the versions of this dataset.
+
+    Returns:
+        The count.
+    """
+    query = sa.select(sa.func.count()).select_from(SqlDatasetVersion)
+    if name is not None:
+        query = query.where(SqlDatasetVersion.name == name)
+    with db.session() as s:
+        return int(s.scalar(query) or 0)
+
+
+def read_dataset_rows(ctx: Context, version_id: int, split: str | None = None) -> pa.Table:
+    """Return a version's rows, read back from the artefact store (which re-checks their sha256).
+
+    Args:
+        ctx: the stores.
+        version_id: the version's id.
+        split: only this split ("train", "dev" or "test"); all rows when None.
+
+    Returns:
+        The snapshot's rows (columns row_id, text, label, split, source_id, source_line), in row order.
+
+    Raises:
+        InvalidInput: an unknown split name.
+        NotFound: no such version, or its snapshot is missing from the store.
+        ArtifactCorrupted: the snapshot no longer matches its digest.
+    """
+    if split is not None and split not in SPLITS:
+        raise InvalidInput(f"Unknown split {split!r}.", hint=f"Use one of: {', '.join(SPLITS)}.")
+    version = get_dataset_version(ctx.db, version_id)
+    table = parquet_from_bytes(ctx.artifacts.get_bytes(version.snapshot_artifact),
+                               what=f"dataset version {version_id}")
+    if split is not None:
+        table = table.filter(pc.equal(table.column("split"), split))
+    return table

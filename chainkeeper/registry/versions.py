@@ -1,0 +1,366 @@
+"""Model versions and their stages: the registry's service functions.
+
+A succeeded training run's model folder becomes a *model version*: a name, the next
+integer version under that name, the run's metrics and the artefact digest. A version
+moves through stages::
+
+    candidate ──▶ staging ──▶ production ──▶ archived
+        │            │                          │
+        └────────────┴──────▶ archived ◀────────┘ (archived ──▶ staging restores one)
+
+Only one version of a name is in production at a time: promoting one archives the
+previous one in the same transaction. Every move is a ``SqlStageTransition`` row (who,
+when, why) and an audit-ledger entry, so "what served on 3 May at 14:00?" is answered
+from the history (``production_version_at``), not from today's stage column.
+
+Promotion to production is a gated hand-off (``governance.approvals``); this module
+performs the move, the gate decides whether it may happen.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.ledger import append_entry
+from chainkeeper.registry.tables import SqlModelVersion, SqlStageTransition
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+
+__all__ = [
+    "ALLOWED_MOVES",
+    "ModelVersion",
+    "Stage",
+    "StageTransition",
+    "count_model_versions",
+    "get_model_version",
+    "list_model_versions",
+    "production_version_at",
+    "production_from_history",
+    "register_model_version",
+    "stage_history",
+    "transition_stage",
+    "validate_model_name",
+]
+
+# Lower-case slug: it appears in URLs, CLI arguments and file names.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class Stage(enum.StrEnum):
+    CANDIDATE = "candidate"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+# from-stage -> the stages it may move to. Later issues (rollback) extend this table.
+ALLOWED_MOVES: dict[Stage, frozenset[Stage]] = {
+    Stage.CANDIDATE: frozenset({Stage.STAGING, Stage.ARCHIVED}),
+    Stage.STAGING: frozenset({Stage.PRODUCTION, Stage.ARCHIVED}),
+    Stage.PRODUCTION: frozenset({Stage.ARCHIVED}),
+    Stage.ARCHIVED: frozenset({Stage.STAGING}),
+}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model: what it is, where its files are, where it stands."""
+
+    id: int
+    name: str
+    version: int
+    run_id: int
+    model_artifact: str
+    stage: Stage
+    metrics: dict[str, Any]
+    owner: str
+    created_by: str
+    created_at: datetime
+
+    @property
+    def label(self) -> str:
+        """How people name it: ``intents v3``."""
+        return f"{self.name} v{self.version}"
+
+
+@dataclass(frozen=True)
+class StageTransition:
+    """One stage change of a model version ("" as ``from_stage`` marks registration)."""
+
+    id: int
+    model_version_id: int
+    from_stage: str
+    to_stage: str
+    actor: str
+    comment: str
+    at: datetime
+
+
+def _to_version(row: SqlModelVersion) -> ModelVersion:
+    return ModelVersion(
+        id=row.id, name=row.name, version=row.version, run_id=row.run_id, model_artifact=row.model_artifact,
+        stage=Stage(row.stage), metrics=dict(row.metrics or {}), owner=row.owner, created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+def _to_transition(row: SqlStageTransition) -> StageTransition:
+    return StageTransition(id=row.id, model_version_id=row.model_version_id, from_stage=row.from_stage,
+                           to_stage=row.to_stage, actor=row.actor, comment=row.comment, at=row.at)
+
+
+def _snapshot(row: SqlModelVersion) -> dict[str, Any]:
+    """What the ledger hashes as the before/after state of a version."""
+    return {"name": row.name, "version": row.version, "stage": row.stage, "run_id": row.run_id,
+            "model_artifact": row.model_artifact}
+
+
+def validate_model_name(name: str) -> str:
+    """Return ``name`` if it is a valid model name.
+
+    Raises:
+        InvalidInput: not a lower-case slug of 1-63 characters.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInput(
+            f"Model name {name!r} is not valid.",
+            hint="Use 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit "
+            "(e.g. 'support-intents').",
+        )
+    return name
+
+
+def _parse_stage(value: str) -> Stage:
+    try:
+        return Stage(value)
+    except ValueError:
+        raise InvalidInput(f"Unknown stage {value!r}.",
+                           hint=f"Stages: {', '.join(s.value for s in Stage)}.") from None
+
+
+# --- registering -----------------------------------------------------------------------
+
+
+def register_model_version(ctx: Context, *, run_id: int, name: str, actor: Actor) -> ModelVersion:
+    """Register a succeeded run's model as the next version of ``name``, as a candidate.
+
+    Args:
+        run_id: the training run whose ``model_artifact`` becomes the version.
+        name: the model's name (a slug); the version number is the next under it.
+        actor: who registers; becomes ``created_by`` and the first owner.
+
+    Returns:
+        The new version, in stage ``candidate``.
+
+    Raises:
+        InvalidInput: a malformed name.
+        NotFound: no such run.
+        Conflict: the run has not succeeded or produced no model.
+    """
+    from chainkeeper.training.runs import get_run  # the training stage's public reader
+
+    validate_model_name(name)
+    run = get_run(ctx.db, run_id)
+    if run.state != "succeeded" or not run.model_artifact:
+        what = "has no trained model" if run.state == "succeeded" else f"is {run.state}"
+        job_id = getattr(run, "job_id", None)
+        follow = f" (follow it with 'chainkeeper jobs show {job_id}')" if job_id else ""
+        raise Conflict(
+            f"Run {run_id} {what}; only a succeeded run with a trained model can be registered.",
+            hint=f"Wait for the run to succeed{follow}, or start a new run.",
+        )
+    with ctx.db.session(immediate=True) as s:
+        # On SQLite the immediate session serialises registrations; on PostgreSQL two at
+        # once can pick the same number, and the (name, version) unique key refuses one.
+        latest = s.execute(sa.select(sa.func.max(SqlModelVersion.version)).where(SqlModelVersion.name == name))
+        version = (latest.scalar_one() or 0) + 1
+        row = SqlModelVersion(name=name, version=version, run_id=run.id, model_artifact=run.model_artifact,
+                              stage=Stage.CANDIDATE.value, metrics=dict(run.metrics or {}), owner=actor.name,
+                              created_by=actor.name, created_at=utcnow())
+        s.add(row)
+        s.flush()
+        _record_transition(s, row, "", Stage.CANDIDATE, actor, f"registered from run {run.id}")
+        append_entry(s, actor, "model.register", "model_version", row.id, after=_snapshot(row),
+                     details={"name": name, "version": version, "run_id": run.id})
+        return _to_version(row)
+
+
+def _record_transition(s: Session, row: SqlModelVersion, from_stage: str, to_stage: Stage, actor: Actor,
+                       comment: str, at: datetime | None = None) -> None:
+    s.add(SqlStageTransition(model_version_id=row.id, from_stage=from_stage, to_stage=to_stage.value,
+                             actor=actor.name, comment=comment, at=at or utcnow()))
+
+
+# --- moving between stages -------------------------------------------------------------
+
+
+def transition_stage(ctx: Context, model_version_id: int, to_stage: str, *, actor: Actor,
+                     comment: str = "") -> ModelVersion:
+    """Move a model version to another stage, recording who, when and why.
+
+    Moving a version to production archives the version of the same name that was in
+    production, in the same transaction; both moves are recorded.
+
+    Args:
+        model_version_id: the version to move.
+        to_stage: one of ``Stage`` (a string is accepted).
+        actor: who moves it (the gate's approver for production).
+        comment: why, kept in the history.
+
+    Returns:
+        The version after the move.
+
+    Raises:
+        InvalidInput: an unknown stage.
+        NotFound: no such version.
+        Conflict: the move is not allowed from the version's current stage.
+    """
+    target = _parse_stage(to_stage)
+    with ctx.db.session(immediate=True) as s:
+        row = _get_row(s, model_version_id)
+        current = Stage(row.stage)
+        if target not in ALLOWED_MOVES[current]:
+            allowed = ", ".join(sorted(ALLOWED_MOVES[current])) or "none"
+            raise Conflict(
+                f"Model version {row.id} ({row.name} v{row.version}) is {current}; it cannot move to {target}.",
+                hint=f"From {current} it may move to: {allowed}."
+                + (" Promote it to staging first." if target == Stage.PRODUCTION else ""),
+            )
+        at = utcnow()
+        if target == Stage.PRODUCTION:
+            previous = s.scalars(sa.select(SqlModelVersion).where(
+                SqlModelVersion.name == row.name, SqlModelVersion.stage == Stage.PRODUCTION.value,
+                SqlModelVersion.id != row.id))
+            for old in previous:
+                before = _snapshot(old)
+                old.stage = Stage.ARCHIVED.value
+                _record_transition(s, old, Stage.PRODUCTION.value, Stage.ARCHIVED, actor,
+                                   f"replaced in production by v{row.version}", at)
+                append_entry(s, actor, "model.stage", "model_version", old.id, before=before, after=_snapshot(old),
+                             details={"from": Stage.PRODUCTION.value, "to": Stage.ARCHIVED.value,
+                                      "replaced_by": row.id})
+        before = _snapshot(row)
+        row.stage = target.value
+        _record_transition(s, row, current.value, target, actor, comment, at)
+        append_entry(s, actor, "model.stage", "model_version", row.id, before=before, after=_snapshot(row),
+                     details={"from": current.value, "to": target.value, "comment": comment})
+        s.flush()
+        return _to_version(row)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def _get_row(s: Session, model_version_id: int) -> SqlModelVersion:
+    row = s.get(SqlModelVersion, model_version_id)
+    if row is None:
+        raise NotFound(f"There is no model version {model_version_id}.",
+                       hint="List model versions with GET /api/models.")
+    return row
+
+
+def get_model_version(db: Database, model_version_id: int) -> ModelVersion:
+    """One model version.
+
+    Raises:
+        NotFound: no version with that id.
+    """
+    with db.session() as s:
+        return _to_version(_get_row(s, model_version_id))
+
+
+def list_model_versions(db: Database, name: str | None = None, *, stage: str | None = None,
+                        limit: int = 100) -> list[ModelVersion]:
+    """Model versions, newest first.
+
+    Args:
+        name: only versions of this model.
+        stage: only versions in this stage.
+        limit: at most this many.
+
+    Raises:
+        InvalidInput: an unknown stage.
+    """
+    query = sa.select(SqlModelVersion).order_by(SqlModelVersion.id.desc()).limit(limit)
+    if name is not None:
+        query = query.where(SqlModelVersion.name == name)
+    if stage is not None:
+        query = query.where(SqlModelVersion.stage == _parse_stage(stage).value)
+    with db.session() as s:
+        return [_to_version(r) for r in s.scalars(query)]
+
+
+def count_model_versions(db: Database, name: str | None = None) -> int:
+    """How many model versions exist (of ``name``, when given)."""
+    query = sa.select(sa.func.count()).select_from(SqlModelVersion)
+    if name is not None:
+        query = query.where(SqlModelVersion.name == name)
+    with db.session() as s:
+        return int(s.execute(query).scalar_one())
+
+
+def stage_history(db: Database, model_version_id: int) -> list[StageTransition]:
+    """Every stage change of one version, oldest first (registration included)."""
+    with db.session() as s:
+        rows = s.scalars(sa.select(SqlStageTransition).where(SqlStageTransition.model_version_id == model_version_id)
+                         .order_by(SqlStageTransition.at, SqlStageTransition.id))
+        return [_to_transition(r) for r in rows]
+
+
+def production_from_history(transitions: Iterable[StageTransition], when: datetime) -> int | None:
+    """Which version id was in production at ``when``, replaying a name's history (pure).
+
+    Args:
+        transitions: the stage changes of every version of one name, in any order.
+        when: an aware datetime.
+
+    Returns:
+        The id of the version in production at that moment, or None.
+    """
+    stage_of: dict[int, str] = {}
+    entered: dict[int, tuple[datetime, int]] = {}
+    for t in sorted(transitions, key=lambda t: (t.at, t.id)):
+        if t.at > when:
+            break
+        stage_of[t.model_version_id] = t.to_stage
+        if t.to_stage == Stage.PRODUCTION:
+            entered[t.model_version_id] = (t.at, t.id)
+    live = [vid for vid, stage in stage_of.items() if stage == Stage.PRODUCTION]
+    # At most one by construction; should history hold two, the later promotion served.
+    return max(live, key=lambda vid: entered[vid]) if live else None
+
+
+def production_version_at(db: Database, name: str, when: datetime) -> ModelVersion | None:
+    """The version of ``name`` that was in production at ``when`` (from the history).
+
+    Args:
+        name: the model's name.
+        when: an aware datetime (UTC or any zone).
+
+    Returns:
+        That version as it is now (its ``stage`` is today's), or None if none served.
+
+    Raises:
+        InvalidInput: ``when`` has no time zone.
+    """
+    if when.tzinfo is None:
+        raise InvalidInput(f"The time {when.isoformat()} has no time zone.",
+                           hint="Pass an aware datetime, e.g. 2026-05-03T14:00:00+00:00.")
+    with db.session() as s:
+        rows = s.scalars(sa.select(SqlStageTransition).join(
+            SqlModelVersion, SqlModelVersion.id == SqlStageTransition.model_version_id)
+            .where(SqlModelVersion.name == name, SqlStageTransition.at <= when))
+        version_id = production_from_history([_to_transition(r) for r in rows], when)
+        return _to_version(_get_row(s, version_id)) if version_id is not None else None

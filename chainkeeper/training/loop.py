@@ -1,0 +1,309 @@
+"""The fine-tuning loop of a sequence classifier, in plain PyTorch.
+
+``train_classifier`` reads as the sequence it runs: batch, forward, loss, backward, clip,
+step, schedule, log. What makes it fast on a CPU is what it does *not* do:
+
+- it tokenises every text once, up front, and pads each batch only to its own longest
+  text (dynamic padding), so a batch of short questions costs short-question time;
+- batches are *length-grouped*: rows are shuffled, cut into chunks of ~50 batches, each
+  chunk sorted by length, cut into batches, and the batches shuffled again. Padding
+  nearly vanishes while the order stays random from step to step;
+- AdamW runs fused (one kernel over all parameters) where the build has it, else
+  ``foreach``.
+
+Everything random (head initialisation, dropout, sampling, batch order) follows
+``config.seed``. Threads are the caller's business (``torch.set_num_threads``), set once
+at the entry point from ``settings.torch_threads``.
+
+Scale-out (Ray Train, issue 5) wraps this same loop; resume and pre-training extend it
+through ``TrainResult`` and the hooks rather than a second loop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from chainkeeper.core.errors import InvalidInput
+from chainkeeper.training.config import TrainConfig
+from chainkeeper.training.model import TextClassifier
+
+# Batches per length-sorted chunk: large enough that neighbours have similar lengths,
+# small enough that the batch order stays well mixed.
+CHUNK_BATCHES = 50
+# Parameters whose names end like this get no weight decay (biases, LayerNorm gains).
+NO_DECAY_SUFFIXES = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What the loop says every ``log_every_steps`` steps (and at its last step)."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float  # mean training loss over the steps since the previous report
+    learning_rate: float  # the encoder's current learning rate
+    samples_per_s: float  # over the steps since the previous report
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    samples: int
+    seconds: float
+    samples_per_s: float
+    final_loss: float
+    losses: list[tuple[int, float]]  # (step, mean loss of the window ending there)
+    stopped_early: bool  # should_stop() asked the loop to end before its last step
+
+
+# --- pure pieces -----------------------------------------------------------------------
+
+
+def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier at ``step``: 1) linear warm-up from 0 to 1 over
+    ``warmup_steps``, 2) linear decay from 1 to 0 at ``total_steps``.
+
+    Args:
+        step: optimiser steps taken so far (0 before the first).
+        total_steps: steps of the whole run.
+        warmup_steps: steps of the rise; 0 starts at the peak.
+
+    Returns:
+        A factor in [0, 1].
+    """
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    remaining = total_steps - step
+    return max(0.0, remaining / max(1, total_steps - warmup_steps))
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Indices of ``lengths`` cut into batches of similar length, in a random order.
+
+    Args:
+        lengths: token count of each row.
+        batch_size: rows per batch (the last batch of a chunk may be shorter).
+        seed: fixes the shuffle; pass a different one per epoch.
+
+    Returns:
+        Batches of row indices; every index appears exactly once.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * CHUNK_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        group = sorted(order[start:start + chunk], key=lambda i: lengths[i])
+        batches.extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def sample_indices(n_rows: int, limit: int | None, seed: int) -> list[int]:
+    """A deterministic sample of at most ``limit`` row indices, in their original order.
+
+    Args:
+        n_rows: rows available.
+        limit: how many to keep; None keeps all.
+        seed: fixes which rows are kept.
+    """
+    if limit is None or limit >= n_rows:
+        return list(range(n_rows))
+    return sorted(random.Random(seed).sample(range(n_rows), limit))
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to the longest one.
+
+    Returns:
+        ``input_ids`` and ``attention_mask``, both of shape (batch, longest).
+    """
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
+# --- set-up -----------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and PyTorch's generators (call before building the model, so the
+    head's initialisation is reproducible too)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def tokenize_once(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_length``, without padding."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+    return [list(ids) for ids in encoded["input_ids"]]
+
+
+def build_optimizer(model: TextClassifier, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with three groups: encoder weights (decayed), encoder biases and norms (not
+    decayed), and the head at ``learning_rate * head_lr_multiplier``.
+
+    The fresh head starts from noise while the encoder is already good; a faster head
+    lets the encoder move gently (on BANKING77 at 1e-4: 79% → 90% test accuracy).
+    """
+    decay, no_decay = [], []
+    for name, param in model.encoder.named_parameters():
+        if param.requires_grad:
+            (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(param)
+    head_lr = config.learning_rate * config.head_lr_multiplier
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay, "lr": config.learning_rate},
+        {"params": no_decay, "weight_decay": 0.0, "lr": config.learning_rate},
+        {"params": [model.head.weight], "weight_decay": config.weight_decay, "lr": head_lr},
+        {"params": [model.head.bias], "weight_decay": 0.0, "lr": head_lr},
+    ]
+    try:
+        # One fused kernel over all parameters: the fastest CPU path in recent PyTorch.
+        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
+    except (RuntimeError, TypeError):  # pragma: no cover - builds without the fused CPU kernel
+        return torch.optim.AdamW(groups, lr=config.learning_rate, foreach=True)
+
+
+# --- the loop ---------------------------------------------------------------------------
+
+
+def train_classifier(
+    model: TextClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    config: TrainConfig,
+    *,
+    on_step: Callable[[StepReport], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_eval: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``model`` in place on texts and their label ids.
+
+    Args:
+        model: a classifier whose head has ``len(model.meta.labels)`` outputs.
+        tokenizer: the encoder's tokenizer.
+        train_texts: training texts (``config.limit_train`` samples them).
+        train_labels: label id of each text, in ``range(len(model.meta.labels))``.
+        config: the run's hyper-parameters.
+        on_step: called with a ``StepReport`` every ``config.log_every_steps`` steps and
+            after the last step.
+        should_stop: checked between steps; returning True ends the loop early (cancel).
+        on_eval: called with the step number every ``config.eval_every_steps`` steps,
+            with the model in eval mode (the caller evaluates on its dev split).
+
+    Returns:
+        Steps, samples, time, speed and losses of the run.
+
+    Raises:
+        InvalidInput: no texts, lengths differ, or a label id is out of range.
+    """
+    if len(train_texts) != len(train_labels):
+        raise InvalidInput(f"{len(train_texts)} texts but {len(train_labels)} labels were given for training.")
+    if not train_texts:
+        raise InvalidInput("There are no training rows.", hint="Check the dataset version's train split.")
+    n_labels = len(model.meta.labels)
+    bad = [y for y in train_labels if not 0 <= y < n_labels]
+    if bad:
+        raise InvalidInput(f"Label id {bad[0]} is out of range for {n_labels} labels.")
+
+    seed_everything(config.seed)
+    keep = sample_indices(len(train_texts), config.limit_train, config.seed)
+    token_ids = tokenize_once(tokenizer, [train_texts[i] for i in keep], config.max_length)
+    labels = torch.as_tensor([train_labels[i] for i in keep], dtype=torch.long)
+    lengths = [len(ids) for ids in token_ids]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    total_steps = config.total_steps(len(keep))
+    warmup_steps = math.floor(config.warmup_ratio * total_steps)
+    optimizer = build_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: linear_warmup_decay(s, total_steps, warmup_steps)
+    )
+    loss_fn = nn.CrossEntropyLoss()
+
+    model.train()
+    step, samples, epoch, stopped = 0, 0, 0, False
+    window_loss, window_steps, window_samples = 0.0, 0, 0
+    losses: list[tuple[int, float]] = []
+    started = window_started = time.perf_counter()
+    while step < total_steps and not stopped:
+        for batch in length_grouped_batches(lengths, config.batch_size, config.seed + epoch):
+            if step >= total_steps:
+                break
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            # batch: pad to this batch's longest text only
+            input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)  # (b, t)
+            targets = labels[batch]  # (b,)
+            # forward
+            logits = model(input_ids, attention_mask)  # (b, n_labels)
+            loss = loss_fn(logits, targets)
+            # backward, clip, step, schedule
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            samples += len(batch)
+            window_loss += loss.item()
+            window_steps += 1
+            window_samples += len(batch)
+            # log
+            if step % config.log_every_steps == 0 or step == total_steps:
+                now = time.perf_counter()
+                mean_loss = window_loss / window_steps
+                losses.append((step, mean_loss))
+                if on_step is not None:
+                    on_step(StepReport(
+                        step=step, total_steps=total_steps, epoch=epoch, loss=mean_loss,
+                        learning_rate=optimizer.param_groups[0]["lr"],
+                        samples_per_s=window_samples / max(now - window_started, 1e-9),
+                        elapsed_s=now - started,
+                    ))
+                window_loss, window_steps, window_samples, window_started = 0.0, 0, 0, time.perf_counter()
+            if on_eval is not None and config.eval_every_steps and step % config.eval_every_steps == 0:
+                model.eval()
+                eval_started = time.perf_counter()
+                on_eval(step)
+                # Evaluation time is not training time: keep it out of samples/s.
+                window_started += time.perf_counter() - eval_started
+                model.train()
+        epoch += 1
+
+    if window_steps:  # a stop between two reports: keep the partial window's loss
+        losses.append((step, window_loss / window_steps))
+    model.eval()
+    seconds = time.perf_counter() - started
+    return TrainResult(
+        steps=step, samples=samples, seconds=seconds,
+        samples_per_s=samples / max(seconds, 1e-9),
+        final_loss=losses[-1][1] if losses else float("nan"),
+        losses=losses, stopped_early=stopped,
+    )
+
+
+def predict_labels(
+    model: TextClassifier, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *, batch_size: int = 128
+) -> list[str]:
+    """The most probable label of each text, in input order (model put in eval mode)."""
+    model.eval()
+    probs = model.predict_proba(tokenizer, list(texts), batch_size=batch_size)  # (n, n_labels)
+    return [model.meta.labels[i] for i in probs.argmax(dim=-1).tolist()]

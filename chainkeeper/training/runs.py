@@ -1,0 +1,289 @@
+"""Training runs: the record of one fine-tuning, from queued to a stored model.
+
+A run names its dataset version, base model and config; ``start_training_run`` checks
+that the data can be trained on, records the run as ``queued`` with an audit entry and
+submits a ``train`` job whose handler (``chainkeeper.training.jobs``) does the work and
+fills in metrics and the model artefact. The run mirrors its job's end state, so the
+registry and lineage read runs, never jobs.
+
+    queued ──▶ running ──▶ succeeded
+       │          ├──────▶ failed
+       └──────────┴──────▶ cancelled
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.core.jobs import JobState, request_cancel, submit_job
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.ledger import append_entry
+from chainkeeper.training.config import TrainConfig
+from chainkeeper.training.tables import SqlRun
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+
+TASK_SEQUENCE_CLASSIFICATION = "sequence-classification"
+JOB_KIND = "train"
+
+
+class RunState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run as the rest of the system sees it (mirrors ``SqlRun``)."""
+
+    id: int
+    task: str
+    dataset_version_id: int
+    base_model: str
+    config: dict[str, Any]
+    state: RunState
+    metrics: dict[str, Any]
+    model_artifact: str | None  # manifest digest of the trained model folder
+    job_id: int | None
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_RUN_STATES
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The stored config as the typed object (it was validated when stored)."""
+        return TrainConfig(**self.config)
+
+
+def _to_run(row: SqlRun) -> Run:
+    return Run(
+        id=row.id, task=row.task, dataset_version_id=row.dataset_version_id, base_model=row.base_model,
+        config=dict(row.config or {}), state=RunState(row.state), metrics=dict(row.metrics or {}),
+        model_artifact=row.model_artifact, job_id=row.job_id, created_by=row.created_by,
+        created_at=row.created_at, finished_at=row.finished_at,
+    )
+
+
+def _not_found(run_id: int) -> NotFound:
+    return NotFound(f"There is no training run {run_id}.", hint="List runs with 'chainkeeper runs list'.")
+
+
+# --- starting --------------------------------------------------------------------------
+
+
+def check_trainable(ctx: Context, dataset_version_id: int) -> list[str]:
+    """Check a dataset version can train a classifier; return its label set.
+
+    Args:
+        dataset_version_id: the version to train on.
+
+    Returns:
+        The version's labels, sorted (the classifier's output order).
+
+    Raises:
+        NotFound: no such dataset version.
+        InvalidInput: no labelled train rows, or fewer than two labels among them.
+    """
+    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
+
+    version = get_dataset_version(ctx.db, dataset_version_id)
+    train = read_dataset_rows(ctx, dataset_version_id, "train")
+    train_labels = {y for y in train.column("label").to_pylist() if y}
+    name = f"dataset version {version.name} v{version.version} (id {version.id})"
+    if not train_labels:
+        raise InvalidInput(
+            f"The {name} has no labelled rows in its train split.",
+            hint="Annotate rows or create a version with a train split before training.",
+        )
+    if len(train_labels) < 2:
+        raise InvalidInput(
+            f"The train split of the {name} has a single label ({next(iter(train_labels))!r}); "
+            "a classifier needs at least two.",
+            hint="Add rows of other labels and create a new dataset version.",
+        )
+    return sorted(set(version.labels) | train_labels)
+
+
+def start_training_run(
+    ctx: Context, *, dataset_version_id: int, config: TrainConfig, actor: Actor, base_model: Path | None = None,
+) -> Run:
+    """Record a fine-tuning run and queue the job that performs it.
+
+    Args:
+        dataset_version_id: the dataset version to train on (its train split; dev and
+            test splits, when present, are evaluated).
+        config: the hyper-parameters, stored with the run.
+        actor: who starts it; becomes ``created_by``.
+        base_model: a local Hugging Face model folder; default the configured base
+            (``settings.resolved_base_model``).
+
+    Returns:
+        The run, ``queued``, with its ``job_id``.
+
+    Raises:
+        NotFound: no such dataset version.
+        InvalidInput: the base model folder is not a model, or the data cannot train a
+            classifier (see ``check_trainable``). Nothing is stored then.
+    """
+    base = Path(base_model) if base_model is not None else ctx.settings.resolved_base_model
+    if not (base / "config.json").is_file():
+        raise InvalidInput(
+            f"Base model {base} is not a Hugging Face model folder (no config.json).",
+            hint="Pass a local model folder, or unset it to use the offline MiniLM.",
+        )
+    labels = check_trainable(ctx, dataset_version_id)
+    with ctx.db.session(immediate=True) as s:
+        row = SqlRun(
+            task=TASK_SEQUENCE_CLASSIFICATION, dataset_version_id=dataset_version_id, base_model=str(base),
+            config=config.model_dump(mode="json"), state=RunState.QUEUED, metrics={}, created_by=actor.name,
+            created_at=utcnow(),
+        )
+        s.add(row)
+        s.flush()
+        run_id = row.id
+        append_entry(s, actor, "run.create", "run", run_id,
+                     after={"dataset_version_id": dataset_version_id, "base_model": str(base), "config": row.config},
+                     details={"labels": len(labels), "task": TASK_SEQUENCE_CLASSIFICATION})
+    try:
+        job = submit_job(ctx.db, JOB_KIND, {"run_id": run_id}, actor=actor.name,
+                         max_attempts=ctx.settings.job_max_attempts)
+    except BaseException:
+        # The job could not be queued: the run must not sit "queued" forever.
+        _set_state(ctx.db, run_id, RunState.FAILED, finished=True)
+        raise
+    with ctx.db.session() as s:
+        row = s.get(SqlRun, run_id)
+        assert row is not None  # created above, runs are never deleted
+        row.job_id = job.id
+        return _to_run(row)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def get_run(db: Database, run_id: int) -> Run:
+    """Raises NotFound when there is no such run."""
+    with db.session() as s:
+        row = s.get(SqlRun, run_id)
+        if row is None:
+            raise _not_found(run_id)
+        return _to_run(row)
+
+
+def list_runs(db: Database, limit: int = 50, *, state: RunState | None = None,
+              dataset_version_id: int | None = None) -> list[Run]:
+    """The newest runs first.
+
+    Args:
+        limit: at most this many.
+        state: only runs in this state.
+        dataset_version_id: only runs on this dataset version.
+    """
+    with db.session() as s:
+        query = sa.select(SqlRun).order_by(SqlRun.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(SqlRun.state == state)
+        if dataset_version_id is not None:
+            query = query.where(SqlRun.dataset_version_id == dataset_version_id)
+        return [_to_run(r) for r in s.scalars(query)]
+
+
+def count_runs(db: Database) -> int:
+    with db.session() as s:
+        return int(s.execute(sa.select(sa.func.count()).select_from(SqlRun)).scalar_one())
+
+
+# --- changing state (the job handler and the cancel command) ---------------------------
+
+
+def _set_state(db: Database, run_id: int, state: RunState, *, finished: bool = False, **values: Any) -> Run:
+    with db.session() as s:
+        row = s.get(SqlRun, run_id)
+        if row is None:
+            raise _not_found(run_id)
+        row.state = state
+        for key, value in values.items():
+            setattr(row, key, value)
+        if finished:
+            row.finished_at = utcnow()
+        return _to_run(row)
+
+
+def mark_run_running(db: Database, run_id: int) -> Run:
+    """The job picked the run up (again, after a lost worker).
+
+    Raises:
+        NotFound: no such run.
+        Conflict: the run already finished (a duplicate job must not retrain it).
+    """
+    run = get_run(db, run_id)
+    if run.finished:
+        raise Conflict(f"Training run {run_id} has already {run.state}; it will not be run again.",
+                       hint="Start a new run instead.")
+    return _set_state(db, run_id, RunState.RUNNING, metrics={})
+
+
+def finish_run(db: Database, run_id: int, *, metrics: dict[str, Any], model_artifact: str) -> Run:
+    """Record a succeeded run's metrics and model folder digest."""
+    return _set_state(db, run_id, RunState.SUCCEEDED, finished=True, metrics=metrics, model_artifact=model_artifact)
+
+
+def fail_run(db: Database, run_id: int, *, cancelled: bool, error: str | None = None) -> Run:
+    """Record that a run stopped without a model (failed, or cancelled on request)."""
+    run = get_run(db, run_id)
+    metrics = dict(run.metrics)
+    if error:
+        metrics["error"] = error[:2000]
+    return _set_state(db, run_id, RunState.CANCELLED if cancelled else RunState.FAILED, finished=True,
+                      metrics=metrics)
+
+
+def cancel_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
+    """Stop a run: a queued one is cancelled at once, a running one at its next step.
+
+    Args:
+        run_id: the run to stop.
+        actor: who asks; recorded in the audit ledger.
+
+    Returns:
+        The run after the request (``cancelled`` if it had not started yet).
+
+    Raises:
+        NotFound: no such run.
+        Conflict: the run has already finished.
+    """
+    run = get_run(ctx.db, run_id)
+    if run.finished:
+        raise Conflict(f"Training run {run_id} has already {run.state}; there is nothing to cancel.")
+    if run.job_id is not None:
+        job = request_cancel(ctx.db, run.job_id)
+        cancelled_now = job.state == JobState.CANCELLED
+    else:  # pragma: no cover - every run gets its job when it is started
+        cancelled_now = True
+    with ctx.db.session(immediate=True) as s:
+        row = s.get(SqlRun, run_id)
+        assert row is not None
+        if cancelled_now and row.state == RunState.QUEUED:
+            row.state = RunState.CANCELLED
+            row.finished_at = utcnow()
+        append_entry(s, actor, "run.cancel", "run", run_id, details={"state": row.state})
+        return _to_run(row)

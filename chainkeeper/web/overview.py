@@ -1,0 +1,284 @@
+"""The chain overview: what each link of the chain holds now, and the latest jobs.
+
+This is the model behind the web UI's front page. It asks each stage's public count and
+list functions (never a table of its own), so the page shows exactly what the CLI and
+the API would. The stages appear in the order of the chain in DESIGN.md, each with the
+role that owns it.
+
+Formatting helpers (``format_age``, ``format_count``) are pure: values in, text out;
+the clock is read once, in ``jobs_panel``, and passed along as ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from chainkeeper.core.context import Context
+from chainkeeper.core.db import utcnow
+from chainkeeper.core.jobs import Job, count_jobs_by_state, list_jobs, list_workers
+from chainkeeper.governance.roles import BuiltinRole
+
+# A list function is asked for at most this many rows when the page needs only a
+# summary of them (the one in production, the active deployments).
+_SUMMARY_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class StageCount:
+    """One number on a stage card, e.g. ``StageCount("dataset versions", 3)``."""
+
+    label: str
+    value: int
+
+
+@dataclass(frozen=True)
+class StageCard:
+    """One link of the chain as the overview shows it.
+
+    ``role`` owns the stage (R in DESIGN.md's table); ``approver`` signs its hand-off
+    (A) when that is someone else. ``built`` is False for a stage this release does not
+    have yet (shown as "coming").
+    """
+
+    key: str
+    title: str
+    role: str
+    what: str
+    approver: str = ""
+    counts: tuple[StageCount, ...] = ()
+    note: str = ""
+    built: bool = True
+
+    @property
+    def empty(self) -> bool:
+        """A built stage that holds nothing yet."""
+        return self.built and all(c.value == 0 for c in self.counts)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker that sent a heartbeat recently."""
+
+    id: str
+    hostname: str
+    pid: int
+    state: str
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True)
+class JobsPanel:
+    """The latest jobs, the number of jobs in each state, and the live workers."""
+
+    jobs: tuple[Job, ...]
+    counts_by_state: Mapping[str, int]
+    workers: tuple[WorkerInfo, ...]
+    now: datetime
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts_by_state.values())
+
+
+@dataclass(frozen=True)
+class ChainOverview:
+    """Everything the front page shows, gathered in one pass."""
+
+    stages: tuple[StageCard, ...]
+    jobs: JobsPanel
+    empty: bool = False
+
+
+def chain_overview(ctx: Context, *, job_limit: int = 10) -> ChainOverview:
+    """Gather the chain's state from every stage's public functions.
+
+    Args:
+        ctx: the open stores.
+        job_limit: how many of the latest jobs to list.
+
+    Returns:
+        The stage cards in chain order, the jobs panel, and whether the chain is empty
+        (nothing in any built stage), in which case the page shows a getting-started hint.
+
+    Raises:
+        StoreError: the metadata store cannot be read.
+    """
+    stages = (
+        _collect_card(ctx),
+        _annotate_card(),
+        _train_card(ctx),
+        _release_card(ctx),
+        _deploy_card(ctx),
+        _monitor_card(ctx),
+        _audit_card(ctx),
+    )
+    panel = jobs_panel(ctx, limit=job_limit)
+    empty = all(card.empty or not card.built for card in stages) and panel.total == 0
+    return ChainOverview(stages=stages, jobs=panel, empty=empty)
+
+
+def jobs_panel(ctx: Context, *, limit: int = 10) -> JobsPanel:
+    """The latest jobs (newest first), the count of jobs per state, and the live workers.
+
+    A worker counts as live while its last heartbeat is younger than the
+    ``stale_after_s`` setting, the same age after which the reaper gives up on its job.
+
+    Args:
+        ctx: the open stores.
+        limit: how many jobs to list.
+
+    Returns:
+        The panel, stamped with the time it was read (ages are computed against it).
+
+    Raises:
+        StoreError: the metadata store cannot be read.
+    """
+    jobs = list_jobs(ctx.db, limit=limit)
+    counts = count_jobs_by_state(ctx.db)
+    workers = list_workers(ctx.db, alive_within=timedelta(seconds=ctx.settings.stale_after_s))
+    return JobsPanel(
+        jobs=tuple(jobs),
+        counts_by_state=dict(counts),
+        workers=tuple(sorted((_to_worker(w) for w in workers), key=lambda w: w.id)),
+        now=utcnow(),
+    )
+
+
+# --- the stage cards, in chain order ---------------------------------------------------
+# Each card imports its stage inside the function: the web package must not pull in
+# pyarrow or torch at import time, and a stage is only loaded when the page is asked for.
+
+
+def _collect_card(ctx: Context) -> StageCard:
+    from chainkeeper.data.sources import count_sources
+    from chainkeeper.data.versions import DatasetState, count_dataset_versions, list_dataset_versions
+
+    versions = list_dataset_versions(ctx.db, limit=_SUMMARY_ROWS)
+    released = [v for v in versions if v.state == DatasetState.RELEASED]
+    note = f"latest release: {released[0].name} v{released[0].version}" if released else ""
+    return StageCard(
+        key="collect", title="Collect & clean", role=BuiltinRole.DATA_STEWARD,
+        what="Import files, clean them, freeze versioned datasets.",
+        counts=(StageCount("sources", count_sources(ctx.db)),
+                StageCount("dataset versions", count_dataset_versions(ctx.db))),
+        note=note,
+    )
+
+
+def _annotate_card() -> StageCard:
+    return StageCard(
+        key="annotate", title="Annotate", role=BuiltinRole.ANNOTATOR,
+        what="Label rows and spans, measure agreement, adjudicate.",
+        approver=BuiltinRole.DATA_STEWARD, built=False,
+    )
+
+
+def _train_card(ctx: Context) -> StageCard:
+    from chainkeeper.training.runs import count_runs, list_runs
+
+    runs = list_runs(ctx.db, limit=1)
+    note = f"latest: run {runs[0].id} {runs[0].state}" if runs else ""
+    return StageCard(
+        key="train", title="Train", role=BuiltinRole.ML_ENGINEER,
+        what="Fine-tune and evaluate models on a dataset version.",
+        counts=(StageCount("runs", count_runs(ctx.db)),), note=note,
+    )
+
+
+def _release_card(ctx: Context) -> StageCard:
+    from chainkeeper.registry.versions import Stage, count_model_versions, list_model_versions
+
+    production = list_model_versions(ctx.db, stage=Stage.PRODUCTION, limit=_SUMMARY_ROWS)
+    note = "in production: " + ", ".join(f"{m.name} v{m.version}" for m in production[:3]) if production else ""
+    return StageCard(
+        key="release", title="Release model", role=BuiltinRole.ML_ENGINEER,
+        what="Register model versions, gate and promote them.", approver=BuiltinRole.RELEASE_MANAGER,
+        counts=(StageCount("model versions", count_model_versions(ctx.db)),
+                StageCount("in production", len(production))),
+        note=note,
+    )
+
+
+def _deploy_card(ctx: Context) -> StageCard:
+    from chainkeeper.serving.deployments import DeploymentState, count_deployments, list_deployments
+
+    active = [d for d in list_deployments(ctx.db, limit=_SUMMARY_ROWS) if d.state == DeploymentState.ACTIVE]
+    return StageCard(
+        key="deploy", title="Deploy & serve", role=BuiltinRole.RELEASE_MANAGER,
+        what="Roll model versions out behind an HTTP endpoint.",
+        counts=(StageCount("deployments", count_deployments(ctx.db)), StageCount("active", len(active))),
+        note="serving: " + ", ".join(d.name for d in active[:3]) if active else "",
+    )
+
+
+def _monitor_card(ctx: Context) -> StageCard:
+    from chainkeeper.monitoring.predictions import count_predictions
+
+    return StageCard(
+        key="monitor", title="Monitor", role=BuiltinRole.OPERATOR,
+        what="Log every prediction; watch latency, errors and drift.",
+        counts=(StageCount("predictions served", count_predictions(ctx.db)),),
+    )
+
+
+def _audit_card(ctx: Context) -> StageCard:
+    from chainkeeper.governance.approvals import ApprovalState, list_approvals
+
+    pending = list_approvals(ctx, state=ApprovalState.PENDING, limit=_SUMMARY_ROWS)
+    return StageCard(
+        key="audit", title="Audit", role=BuiltinRole.AUDITOR,
+        what="Read everything, verify the hash-chained ledger.",
+        counts=(StageCount("approvals pending", len(pending)),),
+        note=f"oldest waiting: #{pending[-1].id} {pending[-1].action}" if pending else "",
+    )
+
+
+def _to_worker(row: Mapping[str, Any]) -> WorkerInfo:
+    return WorkerInfo(id=row["id"], hostname=row["hostname"], pid=row["pid"], state=row["state"],
+                      heartbeat_at=row["heartbeat_at"])
+
+
+# --- pure formatting -------------------------------------------------------------------
+
+
+def format_age(then: datetime, now: datetime) -> str:
+    """How long ago ``then`` was, in the largest unit that fits: ``"4 s ago"``, ``"12 min ago"``.
+
+    Args:
+        then: an aware datetime in the past.
+        now: the reference time (aware).
+
+    Returns:
+        A short human text; a time in the future (clock skew between machines) reads
+        ``"just now"`` rather than a negative age.
+    """
+    seconds = int((now - then).total_seconds())
+    if seconds < 1:
+        return "just now"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def format_count(value: int) -> str:
+    """A count with thousands separators and a compact form past a million: ``1.2M``."""
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    return f"{value:,}"
+
+
+def state_totals(counts: Mapping[str, int], order: Sequence[str]) -> list[tuple[str, int]]:
+    """The per-state job counts in a fixed order, leaving out states with no job.
+
+    Args:
+        counts: jobs per state, as ``count_jobs_by_state`` returns them.
+        order: the states in display order.
+
+    Returns:
+        ``(state, count)`` pairs for display.
+    """
+    return [(state, counts[state]) for state in order if counts.get(state)]
