@@ -104,6 +104,14 @@ def _locate_data(data: Path | None, ctx: Context) -> tuple[Path, Path | None, st
     return train, test if test.is_file() else None, str(data)
 
 
+def _check_csv(path: Path) -> None:
+    """Parse a file the way import will, storing nothing: bad input fails before any change."""
+    from chainkeeper.data.ingest import decode_csv_bytes, parse_csv_text
+
+    text, _ = decode_csv_bytes(path.read_bytes(), name=str(path))
+    parse_csv_text(text, name=str(path), text_column="text", label_column="label")
+
+
 def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str, Any], limit: int | None,
                    cast: Cast, name: str = "quickstart") -> dict[str, Any]:
     """Run the chain end to end as the cast, and return what was measured (also printed)."""
@@ -278,6 +286,13 @@ def quickstart(
                                    "max_steps": max_steps}.items() if v is not None}
     context = Context.open(settings)
     try:
+        from chainkeeper.training.config import parse_train_config
+
+        parse_train_config(overrides)
+        train_csv, test_csv, _ = _locate_data(data, context)
+        for path in (train_csv, test_csv):
+            if path is not None:
+                _check_csv(path)
         run_quickstart(context, data=data, train_overrides=overrides, limit=limit, cast=ensure_cast(context))
     finally:
         context.close()

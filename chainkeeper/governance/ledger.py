@@ -126,6 +126,11 @@ def list_entries(db: Database, *, object_kind: str | None = None, object_id: str
         return [_to_entry(r) for r in s.scalars(query)]
 
 
+def count_entries(db: Database) -> int:
+    with db.session() as s:
+        return s.scalar(sa.select(sa.func.count()).select_from(SqlAuditEntry)) or 0
+
+
 def iter_entries(db: Database, *, batch: int = _VERIFY_BATCH) -> Iterator[AuditEntry]:
     """Every entry in ledger order, read in batches (keyset pagination)."""
     after = 0

@@ -226,12 +226,13 @@ def _monitor_card(ctx: Context) -> StageCard:
 
 def _audit_card(ctx: Context) -> StageCard:
     from chainkeeper.governance.approvals import ApprovalState, list_approvals
+    from chainkeeper.governance.ledger import count_entries
 
     pending = list_approvals(ctx, state=ApprovalState.PENDING, limit=_SUMMARY_ROWS)
     return StageCard(
         key="audit", title="Audit", role=BuiltinRole.AUDITOR,
         what="Read everything, verify the hash-chained ledger.",
-        counts=(StageCount("approvals pending", len(pending)),),
+        counts=(StageCount("ledger entries", count_entries(ctx.db)), StageCount("approvals pending", len(pending))),
         note=f"oldest waiting: #{pending[-1].id} {pending[-1].action}" if pending else "",
     )
 
