@@ -10,6 +10,7 @@ from rich.table import Table
 
 from chainkeeper.cli.state import acting_user, console, open_context
 from chainkeeper.core.db import Database
+from chainkeeper.governance.ledger import auditor
 from chainkeeper.core.jobs import Job, get_job, job_logs, list_jobs, request_cancel, retry_job
 
 app = typer.Typer(help="Long work (cleaning, training, export) and its progress.", no_args_is_help=True)
@@ -88,8 +89,8 @@ def logs(ctx: typer.Context, job_id: int,
 def cancel(ctx: typer.Context, job_id: int) -> None:
     """Ask a job to stop (at once if queued, at its next check if running)."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "job.cancel")
-        j = request_cancel(c.db, job_id)
+        actor = acting_user(ctx, c, "job.cancel")
+        j = request_cancel(c.db, job_id, audit=auditor(actor, "job.cancel", "job"))
     console.print(f"job {j.id}: {j.state}" + (" (cancel requested)" if j.state == "running" else ""))
 
 

@@ -24,6 +24,7 @@ from chainkeeper.cli.jobs import follow_job
 from chainkeeper.cli.state import console, settings_of
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.core.settings import default_base_model
 from chainkeeper.core.jobs import get_job
 from chainkeeper.core.worker import Worker
 from chainkeeper.governance.actors import Actor
@@ -156,7 +157,8 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
     # 4. train as a job run by a local worker (ml_engineer)
     authorize(ctx.db, cast.engineer, "run.create", project=name)
     run = start_training_run(ctx, dataset_version_id=version.id, config=config, actor=cast.engineer)
-    _step(4, "train", cast.engineer, f"run {run.id}: fine-tune {Path(run.base_model).name} (epochs {config.epochs}, "
+    base = "all-MiniLM-L6-v2 (offline)" if Path(run.base_model) == default_base_model() else run.base_model
+    _step(4, "train", cast.engineer, f"run {run.id}: fine-tune {base} (epochs {config.epochs}, "
           f"lr {config.learning_rate}, batch {config.batch_size}) as job {run.job_id}")
     assert run.job_id is not None
     worker = Worker(ctx)
@@ -227,7 +229,7 @@ def _handoff(ctx: Context, action: str, object_id: int, requester: Actor, approv
                                project=project)
     checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAILED'}" for c in request.checks)
     decision = decide(ctx, request.id, actor=approver, approve=True, comment=comment)
-    console.print(f"      approval {request.id}: {action} asked by {requester.name}, checks [{checks}], "
+    console.print(f"      approval {request.id}: {action} asked by {requester.name}, checks ({checks}), "
                   f"{decision.state} by {approver.name}")
 
 

@@ -154,18 +154,21 @@ class Database:
             raise StoreError(f"The metadata store refused a change: {_first_line(err)}.") from None
 
     @contextlib.contextmanager
-    def session(self, *, immediate: bool = False) -> Iterator[Session]:
+    def session(self, *, immediate: bool = True, readonly: bool = False) -> Iterator[Session]:
         """A session that commits on success, rolls back on error, maps driver errors.
 
-        Args:
-            immediate: on SQLite take the write lock at BEGIN (serialises writers);
-                ignored elsewhere, where row locks do that job.
+        On SQLite a session takes the database's write lock when it begins (``BEGIN
+        IMMEDIATE``) unless it is ``readonly``: a transaction that reads and then writes
+        would otherwise fail at once with "database is locked" when another writer got
+        there first (SQLite cannot upgrade its read snapshot; the busy timeout does not
+        apply). Writers therefore queue on the busy timeout, and WAL readers never wait.
+        On PostgreSQL row locks do this job and both flags change nothing.
 
         Raises:
             StoreError: the database cannot be reached or refused the statement.
         """
         with self.translate_errors():
-            if immediate and self.dialect == "sqlite":
+            if self.dialect == "sqlite" and immediate and not readonly:
                 conn = self.engine.connect().execution_options(sqlite_immediate=True)
                 sess = Session(bind=conn, expire_on_commit=False)
             else:
@@ -173,7 +176,10 @@ class Database:
                 sess = self._sessions()
             try:
                 yield sess
-                sess.commit()
+                if readonly:
+                    sess.rollback()
+                else:
+                    sess.commit()
             except BaseException:
                 sess.rollback()
                 raise

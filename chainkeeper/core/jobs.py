@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
@@ -151,7 +152,7 @@ def claim_next_job(db: Database, worker_id: str, *, kinds: list[str] | None = No
 
     Two workers calling this at once never get the same job.
     """
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         query = sa.select(SqlJob).where(SqlJob.state == JobState.QUEUED).order_by(SqlJob.id).limit(1)
         if kinds:
             query = query.where(SqlJob.kind.in_(kinds))
@@ -225,9 +226,14 @@ def finish_job(
         return _to_job(row)
 
 
-def request_cancel(db: Database, job_id: int) -> Job:
+def request_cancel(db: Database, job_id: int, *, audit: Callable[[Session, Job, Job], None] | None = None) -> Job:
     """Ask for a job to stop. A queued job is cancelled at once; a running one at its
     next check.
+
+    Args:
+        audit: called as ``audit(session, before, after)`` inside the same transaction,
+            so the record of who cancelled commits with the change (the shells pass
+            ``governance.ledger.auditor(...)``; core knows no ledger).
 
     Raises:
         NotFound: no such job.
@@ -239,12 +245,16 @@ def request_cancel(db: Database, job_id: int) -> Job:
             raise NotFound(f"There is no job {job_id}.")
         if row.state in FINISHED:
             raise Conflict(f"Job {job_id} has already {row.state}; there is nothing to cancel.")
+        before = _to_job(row)
         row.cancel_requested = True
         if row.state == JobState.QUEUED:
             row.state = JobState.CANCELLED
             row.finished_at = utcnow()
             row.message = "cancelled before it started"
-        return _to_job(row)
+        after = _to_job(row)
+        if audit is not None:
+            audit(s, before, after)
+        return after
 
 
 def retry_job(db: Database, job_id: int) -> Job:
@@ -276,7 +286,7 @@ def reap_stale_jobs(db: Database, *, stale_after: timedelta, now: datetime | Non
     """
     cutoff = (now or utcnow()) - stale_after
     reaped = []
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         query = sa.select(SqlJob).where(SqlJob.state == JobState.RUNNING, SqlJob.heartbeat_at < cutoff)
         if db.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)

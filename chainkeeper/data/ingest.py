@@ -254,7 +254,7 @@ def import_csv(ctx: Context, path: Path, *, actor: Actor, text_column: str = "te
     digest = ctx.artifacts.put_bytes(_parquet_bytes(table))
     sha256 = hashlib.sha256(data).hexdigest()
 
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         row = SqlSource(kind="csv", uri=str(path), sha256=sha256, rows_accepted=len(keep) - rows_quarantined,
                         rows_quarantined=rows_quarantined, rows_artifact=digest, created_by=actor.name)
         s.add(row)

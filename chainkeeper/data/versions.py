@@ -259,7 +259,7 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
     pq.write_table(snapshot, sink, compression="zstd")
     artifact = ctx.artifacts.put_bytes(sink.getvalue().to_pybytes())
 
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         latest = s.scalar(sa.select(sa.func.max(SqlDatasetVersion.version)).where(SqlDatasetVersion.name == name))
         row = SqlDatasetVersion(
             name=name, version=(latest or 0) + 1, content_hash=digest, snapshot_artifact=artifact, source_ids=ids,
@@ -293,7 +293,7 @@ def release_dataset_version(ctx: Context, version_id: int, *, actor: Actor) -> D
         NotFound: there is no such version.
         Conflict: the version is not a draft (it was released already).
     """
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         row = s.get(SqlDatasetVersion, version_id)
         if row is None:
             raise _not_found(version_id)

@@ -131,7 +131,7 @@ def request_approval(ctx: Context, action: str, object_id: int | str, *, actor: 
     authorize(ctx.db, actor, action, project=project)
     payload = payload or {}
     results = [_resolve(path)(ctx, object_id, payload) for path in gate.checks]
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         open_request = s.scalar(sa.select(SqlApproval.id).where(
             SqlApproval.action == action, SqlApproval.object_id == str(object_id),
             SqlApproval.state == ApprovalState.PENDING))
@@ -199,7 +199,7 @@ def decide(ctx: Context, approval_id: int, *, actor: Actor, approve: bool, comme
             state = ApprovalState.EXECUTED
         except (Conflict, InvalidInput, NotFound) as exc:
             state, error = ApprovalState.FAILED, str(exc)
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         row = s.get(SqlApproval, approval_id)
         assert row is not None
         row.state, row.decided_by, row.decided_at = state, actor.name, utcnow()

@@ -8,7 +8,7 @@ that does not fit. (An attacker who rewrites the whole chain after a point is ca
 against a head hash kept elsewhere: ``verify_ledger`` returns the head for that.)
 
 Appends are serialised: on SQLite the caller's session holds the write lock
-(``db.session(immediate=True)``); on PostgreSQL a transaction-scoped advisory lock. A
+(``db.session()``); on PostgreSQL a transaction-scoped advisory lock. A
 unique ``prev_hash`` turns any fork that slipped through into an error, not a silent
 branch. Secrets never enter the ledger: callers pass digests and identifiers.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -89,7 +89,7 @@ def append_entry(session: Session, actor: Actor, action: str, object_kind: str, 
                  before: Any = None, after: Any = None, details: dict[str, Any] | None = None,
                  role: str | None = None) -> AuditEntry:
     """Append one entry inside the caller's transaction (so the change and its record
-    commit together). On SQLite the session must come from ``db.session(immediate=True)``.
+    commit together). On SQLite the session must come from ``db.session()``.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LEDGER_LOCK})
@@ -109,9 +109,24 @@ def append_entry(session: Session, actor: Actor, action: str, object_kind: str, 
     return _to_entry(row)
 
 
+def auditor(actor: Actor, action: str, object_kind: str) -> Callable[[Session, Any, Any], None]:
+    """A hook for services outside governance: ``audit(session, before, after)`` appends
+    an entry for the object in the caller's transaction (the objects need an ``id``)."""
+    def audit(session: Session, before: Any, after: Any) -> None:
+        append_entry(session, actor, action, object_kind, after.id, before=_plain(before), after=_plain(after))
+
+    return audit
+
+
+def _plain(value: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
 def record(db: Database, actor: Actor, action: str, object_kind: str, object_id: str | int, **kwargs: Any) -> AuditEntry:
     """Append one entry in a transaction of its own (for events with no other write)."""
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         return append_entry(s, actor, action, object_kind, object_id, **kwargs)
 
 

@@ -93,7 +93,7 @@ def reassign_owner(ctx: Context, kind: str, object_id: int | str, new_owner: str
     authorize(ctx.db, actor, "owner.assign")
     current = owner_of(ctx, kind, object_id)
     get_user(ctx.db, new_owner)
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         s.merge(SqlOwnership(object_kind=kind, object_id=str(object_id), owner=new_owner,
                              responsible_role=current.responsible_role, updated_at=utcnow()))
         append_entry(s, actor, "owner.assign", kind, object_id, before={"owner": current.owner},

@@ -84,7 +84,7 @@ def login(db: Database, user_name: str, password: str, *, address: str) -> Actor
                               "the password.")
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         ok = bool(user and not user.disabled and user.password_hash and check_password(password, user.password_hash))
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         s.add(SqlLoginAttempt(user_name=user_name, address=address, succeeded=ok))
         if not ok:
             append_entry(s, Actor(user_name), "login.failed", "user", user_name, details={"address": address})

@@ -215,7 +215,7 @@ def create_role(db: Database, name: str, *, description: str, actions: Iterable[
     """A custom role with its actions. Raises InvalidInput for unknown actions."""
     actions = list(actions)
     _check_actions(actions)
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         if s.get(SqlRole, name) is not None:
             from chainkeeper.core.errors import Conflict
 
@@ -231,7 +231,7 @@ def create_role(db: Database, name: str, *, description: str, actions: Iterable[
 def set_permission(db: Database, role: str, action: str, *, granted: bool, actor: Actor = SYSTEM) -> None:
     """Grant or revoke one action (or RACI relation) for a role."""
     _check_actions([action])
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         if s.get(SqlRole, role) is None:
             known = ", ".join(s.scalars(sa.select(SqlRole.name).order_by(SqlRole.name)))
             raise NotFound(f"There is no role {role!r}.", hint=f"Known roles: {known}.")

@@ -84,7 +84,7 @@ def create_user(db: Database, name: str, *, roles: list[str], display_name: str 
     if not _NAME.match(name):
         raise InvalidInput(f"User name {name!r} is not valid.",
                            hint="Use 2-64 lowercase letters, digits, '.', '_' or '-', starting with a letter.")
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         known = set(s.scalars(sa.select(SqlRole.name)))
         unknown = [r for r in roles if r not in known]
         if unknown:
@@ -119,7 +119,7 @@ def issue_token(db: Database, user_name: str, *, name: str, expires_in: timedelt
     """Create an API token for a user and return its secret (the only time it is shown)."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = utcnow() + expires_in if expires_in is not None else None
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
             raise NotFound(f"There is no user {user_name!r}.")
@@ -133,7 +133,7 @@ def issue_token(db: Database, user_name: str, *, name: str, expires_in: timedelt
 
 
 def revoke_token(db: Database, token_id: int, *, actor: Actor = SYSTEM) -> None:
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         row = s.get(SqlToken, token_id)
         if row is None:
             raise NotFound(f"There is no token {token_id}.")
@@ -182,7 +182,7 @@ def grant_role(db: Database, user_name: str, role: str, *, project: str | None =
     Raises:
         NotFound: no such user or role.
     """
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
             raise NotFound(f"There is no user {user_name!r}.")
@@ -201,7 +201,7 @@ def grant_role(db: Database, user_name: str, role: str, *, project: str | None =
 
 def revoke_role(db: Database, user_name: str, role: str, *, project: str | None = None,
                 actor: Actor = SYSTEM) -> User:
-    with db.session(immediate=True) as s:
+    with db.session() as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
             raise NotFound(f"There is no user {user_name!r}.")

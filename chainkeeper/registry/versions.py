@@ -181,7 +181,7 @@ def register_model_version(ctx: Context, *, run_id: int, name: str, actor: Actor
             f"Run {run_id} {what}; only a succeeded run with a trained model can be registered.",
             hint=f"Wait for the run to succeed{follow}, or start a new run.",
         )
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         # On SQLite the immediate session serialises registrations; on PostgreSQL two at
         # once can pick the same number, and the (name, version) unique key refuses one.
         latest = s.execute(sa.select(sa.func.max(SqlModelVersion.version)).where(SqlModelVersion.name == name))
@@ -228,7 +228,7 @@ def transition_stage(ctx: Context, model_version_id: int, to_stage: str, *, acto
         Conflict: the move is not allowed from the version's current stage.
     """
     target = _parse_stage(to_stage)
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         row = _get_row(s, model_version_id)
         current = Stage(row.stage)
         if target not in ALLOWED_MOVES[current]:

@@ -135,7 +135,7 @@ def deploy_model_version(ctx: Context, *, name: str, model_version_id: int, acto
             hint=f"Promote it first: ask for promotion (POST /api/models/{version.id}/promotion-requests) "
             "and have a release manager approve it.",
         )
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         row = s.scalars(sa.select(SqlDeployment).where(SqlDeployment.name == name)).one_or_none()
         now = utcnow()
         if row is None:

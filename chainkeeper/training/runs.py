@@ -151,7 +151,7 @@ def start_training_run(
             hint="Pass a local model folder, or unset it to use the offline MiniLM.",
         )
     labels = check_trainable(ctx, dataset_version_id)
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         row = SqlRun(
             task=TASK_SEQUENCE_CLASSIFICATION, dataset_version_id=dataset_version_id, base_model=str(base),
             config=config.model_dump(mode="json"), state=RunState.QUEUED, metrics={}, created_by=actor.name,
@@ -279,7 +279,7 @@ def cancel_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
         cancelled_now = job.state == JobState.CANCELLED
     else:  # pragma: no cover - every run gets its job when it is started
         cancelled_now = True
-    with ctx.db.session(immediate=True) as s:
+    with ctx.db.session() as s:
         row = s.get(SqlRun, run_id)
         assert row is not None
         if cancelled_now and row.state == RunState.QUEUED:

@@ -106,3 +106,14 @@ def test_concurrent_appends_never_fork_the_chain(any_ctx: Context) -> None:
     assert errors == []
     verdict = verify_ledger(any_ctx.db)
     assert verdict.ok and verdict.entries == 120
+
+
+def test_a_job_cancel_is_recorded_in_the_same_transaction(ctx: Context) -> None:
+    from chainkeeper.core.jobs import request_cancel, submit_job
+    from chainkeeper.governance.ledger import auditor
+
+    job = submit_job(ctx.db, "sleep", {}, actor="alice")
+    request_cancel(ctx.db, job.id, audit=auditor(ALICE, "job.cancel", "job"))
+    entries = list_entries(ctx.db, object_kind="job", object_id=str(job.id))
+    assert [(e.action, e.actor) for e in entries] == [("job.cancel", "alice")]
+    assert entries[0].before_digest != entries[0].after_digest and verify_ledger(ctx.db).ok

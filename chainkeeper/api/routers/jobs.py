@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from chainkeeper.api.auth import require
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.core import jobs
+from chainkeeper.governance.ledger import auditor
 from chainkeeper.core.jobs import JobState
 from chainkeeper.governance.actors import Actor
 
@@ -45,4 +46,4 @@ def job_logs(job_id: int, request: Request, after_id: int = Query(0, ge=0)) -> d
 @router.post("/api/jobs/{job_id}/cancel")
 def cancel_job(job_id: int, request: Request, actor: Actor = require("job.cancel")) -> dict[str, Any]:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next check."""
-    return _job(jobs.request_cancel(get_ctx(request).db, job_id))
+    return _job(jobs.request_cancel(get_ctx(request).db, job_id, audit=auditor(actor, "job.cancel", "job")))
