@@ -89,7 +89,7 @@ def test_cancel_a_queued_job_and_a_running_one(ctx: Context) -> None:
 
 
 def test_a_killed_workers_job_is_detected_and_retried(ctx: Context, tmp_path: Path) -> None:
-    job = submit_job(ctx.db, "sleep", {"steps": 400, "step_s": 0.05}, actor="t")
+    job = submit_job(ctx.db, "sleep", {"steps": 100, "step_s": 0.03}, actor="t")
     stderr = tmp_path / "worker.err"
     with stderr.open("w") as err:
         proc = subprocess.Popen(
