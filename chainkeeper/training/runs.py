@@ -216,15 +216,21 @@ def count_runs(db: Database) -> int:
 
 
 def _set_state(db: Database, run_id: int, state: RunState, *, finished: bool = False, **values: Any) -> Run:
+    """Move a run to a new state, recorded in the ledger as the worker acting for the
+    run's author (the job runs on their behalf)."""
     with db.session() as s:
         row = s.get(SqlRun, run_id)
         if row is None:
             raise _not_found(run_id)
+        before = {"state": row.state, "model_artifact": row.model_artifact}
         row.state = state
         for key, value in values.items():
             setattr(row, key, value)
         if finished:
             row.finished_at = utcnow()
+        append_entry(s, Actor(f"worker (for {row.created_by})"), f"run.{state}", "run", run_id, role="worker",
+                     before=before, after={"state": state, "model_artifact": row.model_artifact},
+                     details={"job_id": row.job_id})
         return _to_run(row)
 
 

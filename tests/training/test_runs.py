@@ -90,7 +90,9 @@ def test_a_run_trains_evaluates_and_stores_a_loadable_model(any_ctx: Context, tm
     lines = [line for _, _, line in job_logs(any_ctx.db, job.id)]
     assert any("loss" in line and "lr" in line and "samples/s" in line for line in lines)
     assert any(line.startswith("test: accuracy") for line in lines)
-    assert [e.action for e in list_entries(any_ctx.db, object_kind="run")] == ["run.create"]
+    entries = list_entries(any_ctx.db, object_kind="run")
+    assert [e.action for e in entries] == ["run.create", "run.running", "run.succeeded"]
+    assert entries[-1].actor.startswith("worker (for ") and entries[-1].details == {"job_id": job.id}
 
 
 def test_cancel_before_start_cancels_run_and_job_and_nothing_trains(ctx: Context, tmp_path: Path,
