@@ -1,0 +1,66 @@
+"""`chainkeeper up` as a user starts it: a real process serving API, web UI and a worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from chainkeeper.core.context import Context
+from chainkeeper.core.jobs import list_workers
+from chainkeeper.core.settings import load_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_up_starts_api_web_and_a_worker_and_stops_them(tmp_path: Path) -> None:
+    home, port = tmp_path / "home", _free_port()
+    log = tmp_path / "up.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINKEEPER_")}
+    env.update({"COLUMNS": "200", "CHAINKEEPER_HEARTBEAT_S": "0.5", "CHAINKEEPER_WORKER_POLL_S": "0.2"})
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(home), "up",
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline, ready = time.monotonic() + 60, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert ready is not None and ready.status_code == 200, log.read_text()
+        text = log.read_text()
+        assert "First start: created user admin" in text and f"http://127.0.0.1:{port}/" in text
+        token = next(line.strip() for line in text.splitlines() if line.strip().startswith("ck_"))
+        jobs = httpx.get(f"http://127.0.0.1:{port}/api/jobs", headers={"Authorization": f"Bearer {token}"})
+        assert jobs.status_code == 200
+        page = httpx.get(f"http://127.0.0.1:{port}/", headers={"accept": "text/html"}, follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"].startswith("/login")
+
+        ctx = Context.open(load_settings({}, home=home))
+        try:
+            deadline = time.monotonic() + 30
+            while not list_workers(ctx.db, alive_within=timedelta(seconds=10)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(list_workers(ctx.db, alive_within=timedelta(seconds=10))) == 1
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) in (0, 130)
+            assert list_workers(ctx.db, alive_within=timedelta(seconds=10)) == []  # the worker stopped too
+        finally:
+            ctx.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
