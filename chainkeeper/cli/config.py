@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from chainkeeper.cli.state import console, settings_of
+from chainkeeper.cli.state import console, print_first_start, settings_of
 from chainkeeper.governance.bootstrap import initialise
 
 app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
@@ -17,9 +17,7 @@ def init(ctx: typer.Context) -> None:
     """Create or upgrade the metadata store and seed the built-in roles and the admin."""
     result = initialise(settings_of(ctx))
     console.print(f"Store ready at {result.database} (schema {result.revision}).")
-    if result.admin_token:
-        console.print("Created user [bold]admin[/]. Its API token, shown only this once:")
-        console.print(f"  [bold green]{result.admin_token}[/]")
+    print_first_start(result)
 
 
 @app.command("show")

@@ -21,7 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from chainkeeper.cli.jobs import follow_job
-from chainkeeper.cli.state import console, settings_of
+from chainkeeper.cli.state import console, print_first_start, settings_of
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.settings import default_base_model
@@ -281,9 +281,7 @@ def quickstart(
 ) -> None:
     """Run the whole chain once on the built-in sample (or --data) and serve the model."""
     settings = settings_of(ctx)
-    result = initialise(settings)
-    if result.admin_token:
-        console.print(f"Created user [bold]admin[/]; API token (shown once): [bold green]{result.admin_token}[/]")
+    print_first_start(initialise(settings))
     overrides = {k: v for k, v in {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
                                    "max_steps": max_steps}.items() if v is not None}
     context = Context.open(settings)

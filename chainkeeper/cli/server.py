@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from chainkeeper.cli.state import console, open_context, settings_of
+from chainkeeper.cli.state import console, open_context, print_first_start, settings_of
 from chainkeeper.core.worker import Worker
 from chainkeeper.governance.bootstrap import initialise
 
@@ -67,10 +67,7 @@ def up(
     settings = settings_of(ctx)
     host, port = host or settings.host, port if port is not None else settings.port
     check_port_free(host, port)
-    result = initialise(settings)
-    if result.admin_token:
-        console.print("First start: created user [bold]admin[/]. API token, shown only this once:")
-        console.print(f"  [bold green]{result.admin_token}[/]")
+    print_first_start(initialise(settings))
     children = [
         subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(settings.home), "worker"],
                          env=os.environ.copy())

@@ -13,6 +13,7 @@ from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Unauthenticated
 from chainkeeper.core.settings import Settings
 from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.bootstrap import InitResult
 from chainkeeper.governance.permissions import authorize
 from chainkeeper.governance.users import authenticate_token
 
@@ -56,3 +57,12 @@ def acting_user(ctx: typer.Context, context: Context, action: str, *, project: s
     actor = authenticate_token(context.db, token.get_secret_value())
     authorize(context.db, actor, action, project=project)
     return actor
+
+
+def print_first_start(result: "InitResult") -> None:
+    """Show the admin's token and password, created by this start and never shown again."""
+    if not result.admin_token:
+        return
+    console.print("Created user [bold]admin[/]. Shown only this once — keep them safe:")
+    console.print(f"  API token (set CHAINKEEPER_TOKEN to it):  [bold green]{result.admin_token}[/]")
+    console.print(f"  web sign-in password:                     [bold green]{result.admin_password}[/]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from chainkeeper.core import migrations
 from chainkeeper.core.db import Database
 from chainkeeper.core.settings import Settings, mask_url
+from chainkeeper.governance.passwords import set_password
 from chainkeeper.governance.permissions import seed_permissions
 from chainkeeper.governance.roles import ROLE_DESCRIPTIONS
 from chainkeeper.governance.tables import SqlRole, SqlUser
@@ -20,6 +22,7 @@ class InitResult:
     database: str
     revision: str
     admin_token: str | None  # only when the admin was created by this call
+    admin_password: str | None = None  # likewise: for the web UI's sign-in page
 
 
 def seed_roles(db: Database) -> None:
@@ -44,12 +47,15 @@ def initialise(settings: Settings) -> InitResult:
         migrations.upgrade(db)
         seed_roles(db)
         seed_permissions(db)
-        token = None
+        token = password = None
         with db.session() as s:
             has_admin = s.scalar(sa.select(SqlUser.id).where(SqlUser.name == "admin")) is not None
         if not has_admin:
             create_user(db, "admin", roles=["admin"], display_name="Administrator")
             token = issue_token(db, "admin", name="bootstrap").secret
-        return InitResult(database=mask_url(db.url), revision=migrations.current_revision(db) or "", admin_token=token)
+            password = secrets.token_urlsafe(12)
+            set_password(db, "admin", password)
+        return InitResult(database=mask_url(db.url), revision=migrations.current_revision(db) or "",
+                          admin_token=token, admin_password=password)
     finally:
         db.dispose()

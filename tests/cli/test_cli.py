@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,9 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
 def _admin_token(run: Run) -> str:
     code, out, _ = run("init")
     assert code == 0 and "Created user admin" in out
-    return out.strip().splitlines()[-1].strip()
+    token = re.search(r"API token[^:]*:\s+(ck_\S+)", out)
+    assert token is not None and re.search(r"web sign-in password:\s+\S{12,}", out)
+    return token.group(1)
 
 
 def test_init_prints_the_admin_token_once_and_is_idempotent(run: Run) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,12 +43,17 @@ def test_up_starts_api_web_and_a_worker_and_stops_them(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert ready is not None and ready.status_code == 200, log.read_text()
         text = log.read_text()
-        assert "First start: created user admin" in text and f"http://127.0.0.1:{port}/" in text
-        token = next(line.strip() for line in text.splitlines() if line.strip().startswith("ck_"))
+        assert "Created user admin" in text and f"http://127.0.0.1:{port}/" in text
+        token = re.search(r"API token[^:]*:\s+(ck_\S+)", text).group(1)  # type: ignore[union-attr]
+        password = re.search(r"web sign-in password:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
         jobs = httpx.get(f"http://127.0.0.1:{port}/api/jobs", headers={"Authorization": f"Bearer {token}"})
         assert jobs.status_code == 200
         page = httpx.get(f"http://127.0.0.1:{port}/", headers={"accept": "text/html"}, follow_redirects=False)
         assert page.status_code == 303 and page.headers["location"].startswith("/login")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            signed_in = browser.post("/login", data={"user": "admin", "password": password, "next": "/"},
+                                     follow_redirects=True)
+        assert signed_in.status_code == 200 and "Chain overview" in signed_in.text
 
         ctx = Context.open(load_settings({}, home=home))
         try:
