@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-lr-multiplier", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--pooling", choices=["mean", "cls"], default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="passes over the rows (default: 1)")
+    parser.add_argument("--schedule", choices=["linear", "cosine", "constant"], default=None)
     parser.add_argument("--slice", type=int, default=1000, help="rows of the Trainer baseline comparison")
     parser.add_argument("--no-full", action="store_true", help="skip the full epoch (baseline only)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the Trainer baseline")
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     overrides = {k: v for k, v in {"learning_rate": args.lr, "head_lr_multiplier": args.head_lr_multiplier,
-                                   "batch_size": args.batch_size, "pooling": args.pooling}.items() if v is not None}
+                                   "batch_size": args.batch_size, "pooling": args.pooling,
+                                   "epochs": args.epochs, "schedule": args.schedule}.items() if v is not None}
     config = TrainConfig(**overrides)
     base = default_base_model()
     train_texts, train_labels = read_csv(folder / "train.csv")
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     label_names = sorted(set(train_labels))
     print(f"base model {base}\n{load_average()}, torch threads {torch.get_num_threads()}")
     print(f"config: lr {config.learning_rate:g} (head x{config.head_lr_multiplier:g}), batch {config.batch_size}, "
-          f"max_length {config.max_length}, pooling {config.pooling}, warmup {config.warmup_ratio}")
+          f"max_length {config.max_length}, pooling {config.pooling}, warmup {config.warmup_ratio}, "
+          f"epochs {config.epochs}, schedule {config.schedule}")
 
     if not args.no_full:
         keep = sample_indices(len(train_texts), args.rows, config.seed)
@@ -188,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         predicted = predict_labels(model, tokenizer, test_texts, batch_size=config.eval_batch_size)  # type: ignore[arg-type]
         eval_s = time.perf_counter() - start
         metrics = classification_metrics(test_labels, predicted, label_names)
-        print(f"\nfull epoch (ours): rows {len(texts)}, steps {steps}, seconds {seconds:.1f}, "
-              f"samples/s {len(texts) / seconds:.1f}")
+        print(f"\nfull run (ours): rows {len(texts)}, epochs {config.epochs}, steps {steps}, "
+              f"seconds {seconds:.1f}, samples/s {len(texts) * config.epochs / seconds:.1f}")
         print(f"test ({len(test_texts)} rows, {eval_s:.1f}s): accuracy {metrics['accuracy']:.4f}, "
               f"macro-F1 {metrics['macro_f1']:.4f}")
         print(load_average())

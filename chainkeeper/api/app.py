@@ -60,17 +60,23 @@ def create_app(ctx: Context) -> FastAPI:
 
 def _routers() -> list[APIRouter]:
     """Every API router, one import per line (stages add theirs here)."""
+    from chainkeeper.api.routers import data
+    from chainkeeper.api.routers import data_reports
     from chainkeeper.api.routers import governance
     from chainkeeper.api.routers import health
     from chainkeeper.api.routers import jobs
     from chainkeeper.api.routers import registry
     from chainkeeper.api.routers import serving
+    from chainkeeper.api.routers import training
 
     return [
         health.router,
         jobs.router,
+        data.router,
+        data_reports.router,
         registry.router,
         serving.router,
+        training.router,
         governance.router,
     ]
 
@@ -79,8 +85,9 @@ def include_web_ui(app: FastAPI) -> None:
     """Add the web pages, their static files and the HTML error page."""
     from fastapi.staticfiles import StaticFiles
 
-    from chainkeeper.web import pages
+    from chainkeeper.web import pages, reports
 
     app.include_router(pages.router)
+    app.include_router(reports.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.state.error_page = pages.error_page

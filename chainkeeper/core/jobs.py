@@ -44,7 +44,10 @@ FINISHED = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
 # kind -> "module:function". A handler is called as handler(ctx, job_handle) -> dict.
 HANDLERS: dict[str, str] = {
     "train": "chainkeeper.training.jobs:run_training_job",
+    "search": "chainkeeper.training.search:run_search_job",
     "sleep": "chainkeeper.core.jobs:sleep_job",
+    "export": "chainkeeper.serving.export:run_export_job",
+    "crawl": "chainkeeper.data.crawler:run_crawl_job",
 }
 
 

@@ -7,24 +7,37 @@ They work on whole columns with ``pyarrow.compute`` where they can (about a seco
 million rows for ``normalize_text``); ``dedup_exact`` walks the column in Python, which
 is still well under a second per million rows.
 
-A recipe is a list of step names, applied in order by ``apply_recipe``; the reports it
-returns serialise to JSON with ``dataclasses.asdict`` and are stored with the dataset
-version.
+A recipe is a list of entries applied in order by ``apply_recipe``: a step name
+(``"dedup_exact"``) or a step with parameters (``{"step": "filter_length", "min_chars":
+3}``). ``check_recipe`` validates every name, parameter name and value before any step
+runs. The reports ``apply_recipe`` returns carry the parameters used, serialise to JSON
+with ``dataclasses.asdict`` and are stored with the dataset version, so a version says
+exactly how it was made.
+
+Steps: normalize_text, strip_html, drop_empty, missing_values, filter_length,
+filter_language, normalize_labels, label_conflicts, redact_pii, dedup_exact, dedup_near.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import html
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from html.parser import HTMLParser
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.data import near_duplicates, pii
 
-__all__ = ["StepReport", "Step", "STEPS", "BASIC_RECIPE", "normalize_text", "drop_empty", "dedup_exact",
-           "apply_recipe", "check_recipe"]
+__all__ = ["StepReport", "Step", "RecipeEntry", "STEPS", "BASIC_RECIPE", "FULL_RECIPE", "normalize_text",
+           "strip_html", "drop_empty", "missing_values", "filter_length", "detect_script", "filter_language",
+           "normalize_labels", "label_conflicts", "redact_pii", "dedup_exact", "dedup_near", "apply_recipe",
+           "check_recipe", "html_to_text"]
 
 MAX_EXAMPLES = 3
 
@@ -50,7 +63,8 @@ class StepReport:
         rows_out: rows after it.
         changed: rows whose text was rewritten, or rows removed.
         examples: up to three before/after examples (``after`` is None for a removed row).
-        details: step-specific counts (e.g. duplicates and label conflicts).
+        details: step-specific counts (e.g. duplicates and label conflicts, PII per type).
+        params: the parameters the step ran with (empty for the defaults).
     """
 
     name: str
@@ -58,10 +72,12 @@ class StepReport:
     rows_out: int
     changed: int
     examples: list[dict[str, Any]] = field(default_factory=list)
-    details: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
-Step = Callable[[pa.Table], tuple[pa.Table, StepReport]]
+Step = Callable[..., tuple[pa.Table, StepReport]]
+RecipeEntry = str | Mapping[str, Any]
 
 
 def _require_text(table: pa.Table, step: str) -> None:
@@ -171,51 +187,501 @@ def dedup_exact(table: pa.Table) -> tuple[pa.Table, StepReport]:
                            {"duplicates": removed, "conflicts": conflicts, "declared_repeats": declared_repeats})
 
 
-STEPS: dict[str, Step] = {
-    "normalize_text": normalize_text,
-    "drop_empty": drop_empty,
-    "dedup_exact": dedup_exact,
-}
-BASIC_RECIPE: list[str] = ["normalize_text", "drop_empty", "dedup_exact"]
+def _examples(before: pa.ChunkedArray | pa.Array, after: pa.ChunkedArray | pa.Array | None,
+              positions: Sequence[int]) -> list[dict[str, Any]]:
+    return [{"before": before[i].as_py(), "after": None if after is None else after[i].as_py()}
+            for i in list(positions)[:MAX_EXAMPLES]]
 
 
-def check_recipe(recipe: Sequence[str]) -> list[str]:
-    """Validate a recipe's step names before any step runs.
+def _fail(step: str, message: str, hint: str) -> InvalidInput:
+    return InvalidInput(f"Cleaning step {step!r}: {message}", hint=hint)
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of an HTML fragment; script and style bodies are skipped."""
+
+    _BLOCK = frozenset({"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol",
+                        "table", "section", "article", "blockquote", "hr", "pre"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self.skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self.skip:
+            self.skip -= 1
+        elif tag in self._BLOCK:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """The visible text of an HTML fragment: tags dropped, entities unescaped, spaces collapsed.
 
     Args:
-        recipe: step names, in order.
+        markup: HTML or text with entities.
 
     Returns:
-        The recipe as a list.
+        The text; block elements (p, br, li, ...) become a space so words do not merge.
+    """
+    parser = _TextExtractor()
+    parser.feed(markup)
+    parser.close()
+    # convert_charrefs leaves text of an unterminated tag; unescape what remains.
+    return " ".join(html.unescape("".join(parser.parts)).split())
+
+
+def strip_html(table: pa.Table) -> tuple[pa.Table, StepReport]:
+    """Strip HTML tags and unescape entities (``&amp;`` -> ``&``, ``&#21345;`` -> ``卡``).
+
+    Only rows containing ``<`` or ``&`` are parsed (html.parser); the rest pass untouched.
+
+    Args:
+        table: rows with a ``text`` column.
+
+    Returns:
+        The rows with markup removed, and a report counting the rows that changed.
+    """
+    _require_text(table, "strip_html")
+    before = table.column("text")
+    suspect = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(before, r"[<&]"), False)).to_pylist()
+    texts = before.to_pylist()
+    changed = []
+    for i in suspect:
+        cleaned = html_to_text(texts[i])
+        if cleaned != texts[i]:
+            texts[i] = cleaned
+            changed.append(i)
+    after = pa.array(texts, pa.string())
+    out = table.set_column(table.column_names.index("text"), "text", after)
+    return out, StepReport("strip_html", table.num_rows, out.num_rows, len(changed), _examples(before, after, changed))
+
+
+def missing_values(table: pa.Table, *, policy: str = "drop", columns: Sequence[str] = ("text", "label"),
+                   fill: str = "", flag_column: str = "missing") -> tuple[pa.Table, StepReport]:
+    """Handle null or blank values in the given columns.
+
+    Args:
+        table: the rows.
+        policy: "drop" the row, "fill" the value with ``fill``, or "flag" the row in a new
+            boolean column ``flag_column`` (the rows stay as they are).
+        columns: the columns to check (they must exist).
+        fill: the constant for "fill" (a non-empty string).
+        flag_column: the column written by "flag".
+
+    Returns:
+        The rows, and a report with ``details`` missing per column.
 
     Raises:
-        InvalidInput: a name is not a known step, or the recipe is a bare string.
+        InvalidInput: an unknown policy, a missing column, or an empty fill value.
     """
-    if isinstance(recipe, str):
-        raise InvalidInput(f"A recipe is a list of step names, not the string {recipe!r}.",
+    if policy not in ("drop", "fill", "flag"):
+        raise _fail("missing_values", f"unknown policy {policy!r}.", "Use 'drop', 'fill' or 'flag'.")
+    if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+        raise _fail("missing_values", f"columns must be a list of column names, got {columns!r}.",
+                    "For example: ['text', 'label'].")
+    absent = [c for c in columns if c not in table.column_names]
+    if absent and table.num_rows:
+        raise _fail("missing_values", f"no column(s) {absent}; the rows have {table.column_names}.",
+                    "Name existing columns.")
+    if policy == "fill" and (not isinstance(fill, str) or not fill.strip()):
+        raise _fail("missing_values", f"fill value {fill!r} is empty.", "Give a constant, e.g. 'unknown'.")
+    present = [c for c in columns if c in table.column_names]
+    blank = {c: pc.fill_null(pc.equal(pc.utf8_trim_whitespace(table.column(c).cast(pa.string())), ""), True)
+             for c in present}
+    any_blank = pa.array([False] * table.num_rows, pa.bool_())
+    for mask in blank.values():
+        any_blank = pc.or_(any_blank, mask)
+    rows = pc.indices_nonzero(any_blank).to_pylist()
+    details: dict[str, Any] = {f"missing_{c}": int(pc.sum(m).as_py() or 0) for c, m in blank.items()}
+    first = present[0] if present else "text"
+    before = table.column(first) if first in table.column_names else pa.array([None] * table.num_rows, pa.string())
+    if policy == "drop":
+        out = table.filter(pc.invert(any_blank))
+        examples = _examples(before, None, rows)
+    elif policy == "fill":
+        out = table
+        for c, mask in blank.items():
+            out = out.set_column(out.column_names.index(c), c, pc.if_else(mask, fill, out.column(c)))
+        examples = _examples(before, out.column(first), rows)
+    else:
+        out = table.append_column(flag_column, any_blank) if flag_column not in table.column_names else \
+            table.set_column(table.column_names.index(flag_column), flag_column, any_blank)
+        examples = [dict(e, flagged=True) for e in _examples(before, before, rows)]
+    return out, StepReport("missing_values", table.num_rows, out.num_rows, len(rows), examples, details)
+
+
+def filter_length(table: pa.Table, *, min_chars: int = 1, max_chars: int | None = None) -> tuple[pa.Table, StepReport]:
+    """Keep rows whose text has ``min_chars`` to ``max_chars`` characters (inclusive).
+
+    Args:
+        table: rows with a ``text`` column (a null text has length 0).
+        min_chars: the shortest text kept.
+        max_chars: the longest text kept (no limit when None).
+
+    Returns:
+        The kept rows, and a report with ``details`` too_short and too_long.
+
+    Raises:
+        InvalidInput: a negative bound or max below min.
+    """
+    _require_text(table, "filter_length")
+    for name, value in (("min_chars", min_chars), ("max_chars", max_chars)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise _fail("filter_length", f"{name} must be a whole number >= 0, got {value!r}.", "E.g. min_chars=3.")
+    if max_chars is not None and max_chars < min_chars:
+        raise _fail("filter_length", f"max_chars {max_chars} is below min_chars {min_chars}.", "Swap them.")
+    text = table.column("text")
+    length = pc.fill_null(pc.utf8_length(text), 0)
+    short = pc.less(length, min_chars)
+    long = pc.greater(length, max_chars) if max_chars is not None else pc.equal(length, -1)
+    drop = pc.or_(short, long)
+    out = table.filter(pc.invert(drop))
+    details = {"too_short": int(pc.sum(short).as_py() or 0), "too_long": int(pc.sum(long).as_py() or 0)}
+    return out, StepReport("filter_length", table.num_rows, out.num_rows, table.num_rows - out.num_rows,
+                           _examples(text, None, pc.indices_nonzero(drop).to_pylist()), details)
+
+
+# Script classes of the language filter, by Unicode block. Han, kana and Hangul are
+# "cjk"; Basic Latin letters and Latin-1/Extended letters are "latin"; any other letter
+# (Cyrillic, Greek, Arabic, Devanagari, Thai, ...) is "other".
+_CJK = r"[\x{3040}-\x{30FF}\x{3400}-\x{4DBF}\x{4E00}-\x{9FFF}\x{F900}-\x{FAFF}\x{AC00}-\x{D7AF}\x{20000}-\x{2FA1F}]"
+_LATIN = r"[A-Za-z\x{00C0}-\x{024F}\x{1E00}-\x{1EFF}]"
+_LETTER = r"\pL"
+SCRIPTS = ("cjk", "latin", "other", "none")
+
+
+def detect_script(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The dominant script of each text: "cjk", "latin", "other", or "none" (no letters).
+
+    An honest, small detector: it counts letters per Unicode block and picks the script
+    with the most letters. It tells Chinese/Japanese/Korean from Latin-script text from
+    everything else; it cannot tell English from French, or Chinese from Japanese kanji,
+    and a short text of mixed scripts goes to whichever has more letters.
+
+    Args:
+        texts: the texts.
+
+    Returns:
+        A string array, one script per text.
+    """
+    cjk = pc.fill_null(pc.count_substring_regex(texts, _CJK), 0).to_numpy(zero_copy_only=False)
+    latin = pc.fill_null(pc.count_substring_regex(texts, _LATIN), 0).to_numpy(zero_copy_only=False)
+    letters = pc.fill_null(pc.count_substring_regex(texts, _LETTER), 0).to_numpy(zero_copy_only=False)
+    other = letters - cjk - latin
+    choice = np.select([letters == 0, (cjk >= latin) & (cjk >= other), latin >= other], [3, 0, 1], default=2)
+    return pa.array(np.asarray(SCRIPTS, dtype=object)[choice], pa.string())
+
+
+def filter_language(table: pa.Table, *, keep: Sequence[str] = ("cjk", "latin")) -> tuple[pa.Table, StepReport]:
+    """Keep rows whose dominant script (see ``detect_script``) is one of ``keep``.
+
+    Args:
+        table: rows with a ``text`` column.
+        keep: scripts to keep, from "cjk", "latin", "other", "none".
+
+    Returns:
+        The kept rows, and a report with ``details`` rows per script before filtering.
+
+    Raises:
+        InvalidInput: an unknown script name.
+    """
+    _require_text(table, "filter_language")
+    if isinstance(keep, str) or not keep or any(k not in SCRIPTS for k in keep):
+        raise _fail("filter_language", f"keep must list scripts from {list(SCRIPTS)}, got {keep!r}.",
+                    "For example: keep=['cjk', 'latin'].")
+    scripts = detect_script(table.column("text"))
+    mask = pc.is_in(scripts, pa.array(list(keep), pa.string()))
+    out = table.filter(mask)
+    counts = {k: 0 for k in SCRIPTS}
+    for value, n in zip(*_value_counts(scripts), strict=True):
+        counts[value] = n
+    dropped = pc.indices_nonzero(pc.invert(mask)).to_pylist()
+    examples = [dict(e, script=scripts[i].as_py()) for e, i in zip(_examples(table.column("text"), None, dropped),
+                                                                      dropped, strict=False)]
+    return out, StepReport("filter_language", table.num_rows, out.num_rows, table.num_rows - out.num_rows,
+                           examples, {f"script_{k}": v for k, v in counts.items()})
+
+
+def _value_counts(values: pa.Array) -> tuple[list[str], list[int]]:
+    counted = pc.value_counts(values)
+    return counted.field("values").to_pylist(), [int(n) for n in counted.field("counts").to_pylist()]
+
+
+def normalize_labels(table: pa.Table, *, case: str = "lower", aliases: Mapping[str, str] | None = None,
+                     ) -> tuple[pa.Table, StepReport]:
+    """Normalise labels: trim, fold case, then map aliases to their canonical label.
+
+    Args:
+        table: rows with a ``label`` column.
+        case: "lower" (Unicode case folding), "upper" or "keep".
+        aliases: alias -> canonical label; alias keys are trimmed and case-folded the
+            same way before matching (e.g. {"card lost": "lost_card"}).
+
+    Returns:
+        The rows with normalised labels, and a report with ``details`` labels_before and
+        labels_after (distinct label counts).
+
+    Raises:
+        InvalidInput: no label column, an unknown case, or aliases that are not strings.
+    """
+    if case not in ("lower", "upper", "keep"):
+        raise _fail("normalize_labels", f"unknown case {case!r}.", "Use 'lower', 'upper' or 'keep'.")
+    aliases = dict(aliases or {})
+    if not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in aliases.items()):
+        raise _fail("normalize_labels", f"aliases must map label strings to non-empty labels, got {aliases!r}.",
+                    "For example: {'Card Lost': 'lost_card'}.")
+    if "label" not in table.column_names:
+        if table.num_rows == 0:
+            return table, StepReport("normalize_labels", 0, 0, 0)
+        raise _fail("normalize_labels", f"the rows have no 'label' column ({table.column_names}).",
+                    "Import the rows with a label column.")
+
+    def fold(value: str) -> str:
+        value = value.strip()
+        return value.casefold() if case == "lower" else value.upper() if case == "upper" else value
+
+    folded_aliases = {fold(k): v for k, v in aliases.items()}
+    before = table.column("label")
+    distinct = before.unique().to_pylist()
+    mapping = {v: (folded_aliases.get(fold(v), fold(v)) if v is not None else None) for v in distinct}
+    after = pa.array([mapping[v] for v in before.to_pylist()], pa.string())
+    differs = pc.fill_null(pc.not_equal(before, after), False)
+    changed = pc.indices_nonzero(differs).to_pylist()
+    out = table.set_column(table.column_names.index("label"), "label", after)
+    details = {"labels_before": len([v for v in distinct if v is not None]),
+               "labels_after": len({v for v in mapping.values() if v is not None})}
+    return out, StepReport("normalize_labels", table.num_rows, out.num_rows, len(changed),
+                           _examples(before, after, changed), details)
+
+
+def label_conflicts(table: pa.Table, *, policy: str = "flag", flag_column: str = "label_conflict",
+                    ) -> tuple[pa.Table, StepReport]:
+    """Find identical texts that carry different labels, and apply a policy.
+
+    Run it after ``normalize_text`` (and ``normalize_labels``) so "identical" means
+    identical after normalisation.
+
+    Args:
+        table: rows with ``text`` and ``label`` columns.
+        policy: "flag" keeps every row and marks the conflicting ones in ``flag_column``;
+            "keep-first" keeps the first row of each conflicting text and drops the rows
+            of that text with another label; "drop-all" drops every row of a conflicting text.
+        flag_column: the column written by "flag".
+
+    Returns:
+        The rows, and a report with ``details`` conflicts (texts) and conflict_rows.
+
+    Raises:
+        InvalidInput: an unknown policy.
+    """
+    _require_text(table, "label_conflicts")
+    if policy not in ("flag", "keep-first", "drop-all"):
+        raise _fail("label_conflicts", f"unknown policy {policy!r}.", "Use 'flag', 'keep-first' or 'drop-all'.")
+    n = table.num_rows
+    texts = table.column("text").to_pylist()
+    labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * n
+    first_label: dict[Any, Any] = {}
+    label_sets: dict[Any, set[Any]] = {}
+    for text, label in zip(texts, labels, strict=True):
+        first_label.setdefault(text, label)
+        label_sets.setdefault(text, set()).add(label)
+    conflicting = {t for t, s in label_sets.items() if len(s) > 1 and t is not None}
+    in_conflict = [t in conflicting for t in texts]
+    if policy == "flag":
+        keep = [True] * n
+    elif policy == "keep-first":
+        keep = [not c or labels[i] == first_label[texts[i]] for i, c in enumerate(in_conflict)]
+    else:
+        keep = [not c for c in in_conflict]
+    mask = pa.array(in_conflict, pa.bool_())
+    out = table.filter(pa.array(keep, pa.bool_()))
+    if policy == "flag":
+        out = out.append_column(flag_column, mask) if flag_column not in out.column_names else \
+            out.set_column(out.column_names.index(flag_column), flag_column, mask)
+    # In order of first appearance: a set's order would change from run to run.
+    first_seen = [t for t in dict.fromkeys(texts) if t in conflicting]
+    examples = [{"text": t, "labels": sorted(map(str, label_sets[t]))} for t in first_seen[:MAX_EXAMPLES]]
+    affected = sum(in_conflict)
+    return out, StepReport("label_conflicts", n, out.num_rows, affected if policy == "flag" else n - out.num_rows,
+                           examples, {"conflicts": len(conflicting), "conflict_rows": affected})
+
+
+def redact_pii(table: pa.Table, *, mode: str = "placeholder") -> tuple[pa.Table, StepReport]:
+    """Redact personal data (see ``pii``): e-mails, phones, cards, IBANs, IPs, ID numbers, secret URLs.
+
+    Rows that cannot hold any detectable entity (no long digit run, "@", "://", dotted
+    quad or hex colon pair) are skipped by a vectorised prefilter.
+
+    Args:
+        table: rows with a ``text`` column.
+        mode: "placeholder" (``[EMAIL]``) or "mask" (``*`` per character).
+
+    Returns:
+        The rows with redacted texts, and a report with ``details`` pii_found (type ->
+        count) and rows_redacted. Examples show the redacted text only: the originals are
+        exactly what must not be stored.
+
+    Raises:
+        InvalidInput: an unknown mode.
+    """
+    _require_text(table, "redact_pii")
+    if mode not in ("placeholder", "mask"):
+        raise _fail("redact_pii", f"unknown mode {mode!r}.", "Use 'placeholder' or 'mask'.")
+    text = table.column("text")
+    suspect = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(text, pii.PREFILTER), False)).to_pylist()
+    texts = text.to_pylist()
+    redacted, counts, changed_local = pii.redact_texts([texts[i] for i in suspect], mode)  # type: ignore[arg-type]
+    changed = [suspect[k] for k in changed_local]
+    for k in changed_local:
+        texts[suspect[k]] = redacted[k]
+    after = pa.array(texts, pa.string())
+    out = table.set_column(table.column_names.index("text"), "text", after)
+    examples = [{"after": after[i].as_py()} for i in changed[:MAX_EXAMPLES]]
+    return out, StepReport("redact_pii", table.num_rows, out.num_rows, len(changed), examples,
+                           {"pii_found": counts, "rows_redacted": len(changed)})
+
+
+def dedup_near(table: pa.Table, *, threshold: float = near_duplicates.DEFAULT_THRESHOLD, shingling: str = "char",
+               size: int = 5, num_perm: int = near_duplicates.DEFAULT_NUM_PERM) -> tuple[pa.Table, StepReport]:
+    """Remove near-duplicate texts (MinHash LSH, see ``near_duplicates``); keep the first of each cluster.
+
+    Rows with a declared split are never removed (as in ``dedup_exact``).
+
+    Args:
+        table: rows with a ``text`` column.
+        threshold: Jaccard similarity in (0, 1] at or above which texts are near-duplicates.
+        shingling: "char" (works for Chinese) or "word".
+        size: characters or words per shingle (1-64).
+        num_perm: MinHash permutations (16-1024).
+
+    Returns:
+        The rows without near-duplicates, and a report with ``details`` near_duplicates,
+        clusters and candidates; examples show removed/kept pairs with their similarity.
+
+    Raises:
+        InvalidInput: a parameter out of range.
+    """
+    _require_text(table, "dedup_near")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise _fail("dedup_near", f"threshold must be in (0, 1], got {threshold!r}.", "E.g. threshold=0.8.")
+    if shingling not in ("char", "word"):
+        raise _fail("dedup_near", f"unknown shingling {shingling!r}.", "Use 'char' or 'word'.")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 64:
+        raise _fail("dedup_near", f"size must be a whole number from 1 to 64, got {size!r}.", "E.g. size=5.")
+    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or not 16 <= num_perm <= 1024:
+        raise _fail("dedup_near", f"num_perm must be from 16 to 1024, got {num_perm!r}.", "E.g. num_perm=128.")
+    texts = table.column("text").to_pylist()
+    pinned = (pc.is_valid(table.column("split")).to_pylist() if "split" in table.column_names else None)
+    found = near_duplicates.find_near_duplicates(texts, threshold=float(threshold), shingling=shingling,  # type: ignore[arg-type]
+                                                 size=size, num_perm=num_perm, pinned=pinned)
+    keep = [True] * table.num_rows
+    for i in found.removed:
+        keep[i] = False
+    out = table.filter(pa.array(keep, pa.bool_()))
+    examples = [{"before": texts[i], "after": None, "kept": texts[j], "similarity": sim}
+                for i, j, sim in found.pairs[:MAX_EXAMPLES]]
+    return out, StepReport("dedup_near", table.num_rows, out.num_rows, len(found.removed), examples,
+                           {"near_duplicates": len(found.removed), "clusters": found.clusters,
+                            "candidates": found.candidates})
+
+
+STEPS: dict[str, Step] = {
+    "normalize_text": normalize_text,
+    "strip_html": strip_html,
+    "drop_empty": drop_empty,
+    "missing_values": missing_values,
+    "filter_length": filter_length,
+    "filter_language": filter_language,
+    "normalize_labels": normalize_labels,
+    "label_conflicts": label_conflicts,
+    "redact_pii": redact_pii,
+    "dedup_exact": dedup_exact,
+    "dedup_near": dedup_near,
+}
+BASIC_RECIPE: list[str] = ["normalize_text", "drop_empty", "dedup_exact"]
+# Every step that changes rows without a judgement call about the data's content.
+FULL_RECIPE: list[RecipeEntry] = ["normalize_text", "strip_html", "drop_empty", "redact_pii", "normalize_labels",
+                                  "dedup_exact", "dedup_near", {"step": "filter_length", "min_chars": 2}]
+# An empty table of the columns a recipe sees: check_recipe runs each step on it once,
+# so a bad parameter value is refused before any real step runs.
+_PROBE = pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.string()),
+                   "split": pa.array([], pa.string())})
+
+
+def _parameters(step: Step) -> dict[str, inspect.Parameter]:
+    return {name: p for name, p in inspect.signature(step).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def check_recipe(recipe: Sequence[RecipeEntry]) -> list[dict[str, Any]]:
+    """Validate a recipe before any step runs: names, parameter names and parameter values.
+
+    Args:
+        recipe: entries in order; each a step name or ``{"step": name, **params}``.
+
+    Returns:
+        The recipe as a list of ``{"step": name, **params}``.
+
+    Raises:
+        InvalidInput: the recipe is a bare string, an entry is malformed, a step or a
+            parameter is unknown (all named in the message), or a parameter value is bad.
+    """
+    if isinstance(recipe, (str, bytes)) or isinstance(recipe, Mapping):
+        raise InvalidInput(f"A recipe is a list of step names, not the {type(recipe).__name__} {recipe!r}.",
                            hint=f"For example: {BASIC_RECIPE}.")
-    unknown = [name for name in recipe if name not in STEPS]
+    entries: list[dict[str, Any]] = []
+    for entry in recipe:
+        if isinstance(entry, str):
+            entries.append({"step": entry})
+        elif isinstance(entry, Mapping) and isinstance(entry.get("step"), str):
+            entries.append(dict(entry))
+        else:
+            raise InvalidInput(f"Recipe entry {entry!r} is neither a step name nor {{'step': name, ...}}.",
+                               hint='For example: "dedup_exact" or {"step": "filter_length", "min_chars": 3}.')
+    unknown = [e["step"] for e in entries if e["step"] not in STEPS]
     if unknown:
         raise InvalidInput(f"Unknown cleaning step(s): {', '.join(map(repr, unknown))}.",
                            hint=f"Known steps: {', '.join(STEPS)}.")
-    return list(recipe)
+    for entry in entries:
+        allowed = _parameters(STEPS[entry["step"]])
+        bad = [k for k in entry if k != "step" and k not in allowed]
+        if bad:
+            raise InvalidInput(f"Unknown parameter(s) {', '.join(map(repr, bad))} for cleaning step "
+                               f"{entry['step']!r}.", hint=f"Its parameters: {', '.join(allowed) or 'none'}.")
+        try:
+            STEPS[entry["step"]](_PROBE, **{k: v for k, v in entry.items() if k != "step"})
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"Bad parameter for cleaning step {entry['step']!r}: {exc}.",
+                               hint=f"Its parameters: {', '.join(allowed)}.") from exc
+    return entries
 
 
-def apply_recipe(table: pa.Table, recipe: Sequence[str]) -> tuple[pa.Table, list[StepReport]]:
+def apply_recipe(table: pa.Table, recipe: Sequence[RecipeEntry]) -> tuple[pa.Table, list[StepReport]]:
     """Apply cleaning steps in order.
 
     Args:
         table: rows with a ``text`` column.
-        recipe: step names, e.g. ``BASIC_RECIPE``.
+        recipe: step names or ``{"step": name, **params}`` entries, e.g. ``BASIC_RECIPE``.
 
     Returns:
-        The cleaned rows and one report per step.
+        The cleaned rows and one report per step (carrying the parameters it ran with).
 
     Raises:
-        InvalidInput: an unknown step name (checked before any step runs).
+        InvalidInput: an unknown step or parameter, or a bad value (checked before any step runs).
     """
     reports = []
-    for name in check_recipe(recipe):
-        table, report = STEPS[name](table)
-        reports.append(report)
+    for entry in check_recipe(recipe):
+        params = {k: v for k, v in entry.items() if k != "step"}
+        table, report = STEPS[entry["step"]](table, **params)
+        reports.append(replace(report, params=params))
     return table, reports

@@ -12,7 +12,11 @@ The rows artefact holds every data row of the file in file order, accepted or no
     line               int64    1-based line of the file where the row starts (header = 1)
     split              string   the split declared at import ("train"/"dev"/"test") or null
     quarantine_reason  string   null for an accepted row, else why it was set aside
-                                ("empty_text", "empty_label", "missing_fields", "extra_fields")
+                                ("empty_text", "empty_label", "missing_fields", "extra_fields",
+                                "invalid_json", "not_an_object", "undecodable")
+    origin             string   where the row came from: "file:line", "file#row" (Parquet),
+                                a path relative to an imported folder, or a crawled URL
+    tokens, tags       list     CoNLL sources only: one sentence's tokens and their tags
 
 Quarantined rows are kept beside the accepted ones (rather than in a second artefact) so
 one digest names everything the file held and a steward can review what was set aside.
@@ -21,9 +25,10 @@ The Parquet schema metadata records the decoding used (``chainkeeper.encoding``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +50,7 @@ SOURCE_SCHEMA = pa.schema([
     pa.field("line", pa.int64(), nullable=False),
     pa.field("split", pa.string()),
     pa.field("quarantine_reason", pa.string()),
+    pa.field("origin", pa.string()),
 ])
 
 
@@ -61,6 +67,9 @@ class Source:
     rows_artifact: str
     created_by: str
     created_at: datetime
+    format: str | None = None
+    encoding: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -72,7 +81,8 @@ def to_source(row: SqlSource) -> Source:
     """Convert an ORM row to the ``Source`` value (used inside this stage's sessions)."""
     return Source(id=row.id, kind=row.kind, uri=row.uri, sha256=row.sha256, rows_accepted=row.rows_accepted,
                   rows_quarantined=row.rows_quarantined, rows_artifact=row.rows_artifact,
-                  created_by=row.created_by, created_at=row.created_at)
+                  created_by=row.created_by, created_at=row.created_at,
+                  format=row.format, encoding=row.encoding, options=dict(row.options or {}))
 
 
 def get_source(db: Database, source_id: int) -> Source:

@@ -64,7 +64,10 @@ def dataset_stats(table: pa.Table, reports: Sequence[StepReport]) -> dict[str, A
     Returns:
         rows, rows_per_split, labels (sorted), label_counts (split -> label -> rows),
         text_length (see ``length_histogram``), and from the cleaning reports:
-        rows_before_cleaning, empty_removed, duplicates_removed, conflicts.
+        rows_before_cleaning, empty_removed, duplicates_removed, conflicts (label
+        conflicts among exact repeats, or the label_conflicts step's count when it ran),
+        near_duplicates_removed, pii_found (type -> count, summed over redact_pii steps)
+        and steps (name, rows_in, rows_out, changed of each step, in order).
     """
     grouped = table.group_by(["split", "label"], use_threads=False).aggregate([("text", "count")])
     label_counts: dict[str, dict[str, int]] = {}
@@ -75,6 +78,11 @@ def dataset_stats(table: pa.Table, reports: Sequence[StepReport]) -> dict[str, A
     by_name = {r.name: r for r in reports}
     dedup = by_name.get("dedup_exact")
     empty = by_name.get("drop_empty")
+    conflict_step = by_name.get("label_conflicts")
+    pii_found: dict[str, int] = {}
+    for r in reports:
+        for kind, count in (r.details.get("pii_found") or {}).items() if r.name == "redact_pii" else ():
+            pii_found[kind] = pii_found.get(kind, 0) + int(count)
     return {
         "rows": table.num_rows,
         "rows_per_split": {s: sum(label_counts[s].values()) for s in splits},
@@ -84,5 +92,10 @@ def dataset_stats(table: pa.Table, reports: Sequence[StepReport]) -> dict[str, A
         "rows_before_cleaning": reports[0].rows_in if reports else table.num_rows,
         "empty_removed": empty.changed if empty else 0,
         "duplicates_removed": dedup.details.get("duplicates", 0) if dedup else 0,
-        "conflicts": dedup.details.get("conflicts", 0) if dedup else 0,
+        "conflicts": (conflict_step.details.get("conflicts", 0) if conflict_step
+                      else dedup.details.get("conflicts", 0) if dedup else 0),
+        "near_duplicates_removed": sum(r.details.get("near_duplicates", 0) for r in reports if r.name == "dedup_near"),
+        "pii_found": pii_found,
+        "steps": [{"name": r.name, "rows_in": r.rows_in, "rows_out": r.rows_out, "changed": r.changed}
+                  for r in reports],
     }

@@ -26,6 +26,10 @@ class SqlSource(Base):
     rows_artifact: Mapped[str] = mapped_column(sa.String(64))
     created_by: Mapped[str] = mapped_column(sa.String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Added by migration 0002: how the input was read (connector, decoding, its options).
+    format: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    encoding: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class SqlDatasetVersion(Base):

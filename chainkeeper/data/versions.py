@@ -43,8 +43,9 @@ import sqlalchemy as sa
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
-from chainkeeper.data.cleaning import BASIC_RECIPE, apply_recipe, check_recipe
+from chainkeeper.data.cleaning import BASIC_RECIPE, RecipeEntry, apply_recipe, check_recipe
 from chainkeeper.data.ingest import SPLITS
+from chainkeeper.data.quality import build_quality_report, store_quality_report
 from chainkeeper.data.sources import parquet_from_bytes, read_source_rows
 from chainkeeper.data.splits import DEFAULT_FRACTIONS, stratified_split, validate_fractions
 from chainkeeper.data.statistics import dataset_stats
@@ -189,7 +190,7 @@ def _check_request(name: str, source_ids: Sequence[int]) -> list[int]:
 
 
 def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], actor: Actor,
-                           recipe: Sequence[str] = BASIC_RECIPE, seed: int = 13,
+                           recipe: Sequence[RecipeEntry] = BASIC_RECIPE, seed: int = 13,
                            fractions: dict[str, float] | None = None) -> DatasetVersion:
     """Clean, split and freeze imported sources as the next version of a dataset.
 
@@ -198,7 +199,8 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
         name: the dataset's name; the version number is the next one for that name.
         source_ids: the sources to include, in order (earlier rows win ties in dedup).
         actor: who creates it (recorded as created_by and owner, and in the audit ledger).
-        recipe: the cleaning steps to apply (see ``cleaning.STEPS``).
+        recipe: the cleaning steps to apply: names or ``{"step": name, **params}`` (see
+            ``cleaning.STEPS``); stored with the version, each with its parameters.
         seed: the seed of the stratified split.
         fractions: how to split rows without a declared split; see ``undeclared_fractions``.
 
@@ -213,7 +215,10 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
     ids = _check_request(name, source_ids)
     steps = check_recipe(recipe)
     with ctx.db.session() as s:
-        found = set(s.scalars(sa.select(SqlSource.id).where(SqlSource.id.in_(ids))))
+        # Also the existence check: a missing id has no row here.
+        quarantined_by_source = {row.id: row.rows_quarantined for row in s.execute(
+            sa.select(SqlSource.id, SqlSource.rows_quarantined).where(SqlSource.id.in_(ids)))}
+    found = set(quarantined_by_source)
     missing = [i for i in ids if i not in found]
     if missing:
         raise NotFound(f"Unknown source id(s): {', '.join(map(str, missing))}.",
@@ -255,6 +260,7 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
     stats = dataset_stats(snapshot, reports)
     stats["split_fractions"] = used_fractions if open_rows else {}
     stats["declared_splits"] = sorted(declared_names)
+    stats["quarantined"] = {str(i): int(quarantined_by_source[i] or 0) for i in ids}
     sink = pa.BufferOutputStream()
     pq.write_table(snapshot, sink, compression="zstd")
     artifact = ctx.artifacts.put_bytes(sink.getvalue().to_pybytes())
@@ -268,6 +274,11 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
             owner=actor.name, created_by=actor.name)
         s.add(row)
         s.flush()
+        # The report names the version number, known only now; a blob left by a rolled
+        # back transaction is harmless in a content-addressed store.
+        report = build_quality_report(name=name, version=row.version, content_hash=digest, stats=stats,
+                                      steps=row.recipe)
+        row.stats = {**stats, "quality_report": store_quality_report(ctx.artifacts, report)}
         append_entry(s, actor, "dataset.create", "dataset_version", row.id,
                      after={"name": name, "version": row.version, "content_hash": digest},
                      details={"source_ids": ids, "recipe": steps, "seed": seed, "rows": stats["rows"],

@@ -67,13 +67,15 @@ GATES: dict[str, Gate] = {
         action="dataset.release", object_kind="dataset_version",
         executor="chainkeeper.data.versions:release_dataset_version",
         excluded="chainkeeper.governance.separation:dataset_last_editors",
-        checks=["chainkeeper.governance.separation:check_dataset_is_draft"],
+        checks=["chainkeeper.governance.separation:check_dataset_is_draft",
+                "chainkeeper.governance.separation:check_dataset_quality_report"],
     ),
     "model.promote": Gate(
         action="model.promote", object_kind="model_version",
         executor="chainkeeper.governance.separation:promote_to_production",
         excluded="chainkeeper.governance.separation:model_run_authors",
-        checks=["chainkeeper.governance.separation:check_model_has_evaluation"],
+        checks=["chainkeeper.governance.separation:check_model_has_evaluation",
+                "chainkeeper.registry.gates:check_release_gates"],
     ),
     "deployment.create": Gate(
         action="deployment.create", object_kind="model_version",

@@ -38,6 +38,26 @@ def check_dataset_is_draft(ctx: Context, object_id: int | str, payload: dict[str
                        f"{len(version.labels)} labels")
 
 
+def check_dataset_quality_report(ctx: Context, object_id: int | str, payload: dict[str, Any]) -> CheckResult:
+    from chainkeeper.core.errors import ChainkeeperError
+    from chainkeeper.data.quality import get_quality_report
+    from chainkeeper.data.versions import get_dataset_version
+
+    version = get_dataset_version(ctx.db, int(object_id))
+    if not version.stats.get("quality_report"):
+        return CheckResult("quality-report", False, f"dataset version {object_id} has no stored quality report; "
+                           "create the version again to produce one")
+    try:
+        report = get_quality_report(ctx, int(object_id))
+    except ChainkeeperError as exc:  # missing or corrupted artefact: the approver must not see a stale page
+        return CheckResult("quality-report", False, f"the quality report cannot be read: {exc}")
+    pii = sum(report.get("pii_found", {}).values())
+    return CheckResult("quality-report", True, f"report {version.stats['quality_report'][:12]}: "
+                       f"{report['rows']:,} rows, {report['removed']['duplicates']:,} duplicates and "
+                       f"{report['removed']['near_duplicates']:,} near-duplicates removed, {pii:,} PII redacted, "
+                       f"{report['conflicts']:,} label conflicts")
+
+
 # --- model.promote ---------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""ORM classes of the registry: model versions and their stage history."""
+"""ORM classes of the registry: model versions, their stage history, gate thresholds and results."""
 
 from __future__ import annotations
 
@@ -39,3 +39,33 @@ class SqlStageTransition(Base):
     actor: Mapped[str] = mapped_column(sa.String(128))
     comment: Mapped[str] = mapped_column(sa.Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SqlGateThresholds(Base):
+    """The evaluation thresholds a model name's versions must meet before production."""
+
+    __tablename__ = "gate_thresholds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    min_macro_f1: Mapped[float | None]
+    min_slice_macro_f1: Mapped[float | None]
+    max_drop_vs_production: Mapped[float | None]
+    updated_by: Mapped[str] = mapped_column(sa.String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SqlGateResult(Base):
+    """One gate evaluated on one model version: kept, so a decision can be shown later."""
+
+    __tablename__ = "gate_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(sa.ForeignKey("model_versions.id"), index=True)
+    gate: Mapped[str] = mapped_column(sa.String(64))
+    passed: Mapped[bool]
+    value: Mapped[float | None]
+    threshold: Mapped[float | None]
+    detail: Mapped[str] = mapped_column(sa.Text, default="")
+    evaluated_by: Mapped[str] = mapped_column(sa.String(128))
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -5,16 +5,20 @@ version (the deploy gate in ``governance.approvals`` decides whether it may);
 ``serve_predictions`` answers texts sent to a deployment and logs each answer with a
 request id, so every served prediction can be traced back.
 
-Rollout (canary, shadow) and rollback are later issues; they add columns and moves
-here without changing how a deployment is found or served.
+Which version answers a request is decided by the deployment's route
+(``serving.rollout``: canary, shadow, promotion, rollback); a deploy writes a plain route.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import re
+import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -27,7 +31,8 @@ from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.monitoring.predictions import log_predictions, prediction_record
 from chainkeeper.registry.versions import ModelVersion, Stage, get_model_version
-from chainkeeper.serving.tables import SqlDeployment
+from chainkeeper.serving.rollout import choose_versions, current_route
+from chainkeeper.serving.tables import SqlDeployment, SqlRoute, SqlShadowPrediction
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -43,9 +48,13 @@ __all__ = [
     "get_deployment",
     "get_deployment_by_name",
     "list_deployments",
+    "list_shadow_predictions",
     "serve_predictions",
+    "wait_for_shadows",
     "validate_deployment_name",
 ]
+
+_log = logging.getLogger(__name__)
 
 # The name is a URL path segment: /v1/deployments/<name>/predict.
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -143,12 +152,18 @@ def deploy_model_version(ctx: Context, *, name: str, model_version_id: int, acto
                                 owner=actor.name, created_by=actor.name, created_at=now, updated_at=now)
             s.add(row)
             s.flush()
+            s.add(SqlRoute(deployment_id=row.id, primary_version_id=version.id, mode="single", percent=0,
+                           reason="deploy", created_by=actor.name, created_at=now))
             append_entry(s, actor, "deployment.create", "deployment", row.id, after=_snapshot(row),
                          details={"name": name, "model_version_id": version.id})
         else:
             before = _snapshot(row)
             previous = row.model_version_id
             row.model_version_id, row.state, row.updated_at = version.id, DeploymentState.ACTIVE, now
+            # A re-deploy ends any canary or shadow and remembers what served before, for a rollback.
+            s.add(SqlRoute(deployment_id=row.id, primary_version_id=version.id, mode="single", percent=0,
+                           previous_version_id=previous if previous != version.id else None, reason="deploy",
+                           created_by=actor.name, created_at=now))
             s.flush()
             append_entry(s, actor, "deployment.update", "deployment", row.id, before=before, after=_snapshot(row),
                          details={"name": name, "from_model_version_id": previous, "model_version_id": version.id})
@@ -201,8 +216,14 @@ def count_deployments(db: Database) -> int:
 # --- serving ---------------------------------------------------------------------------
 
 
-def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts: list[str]) -> ServedPredictions:
+def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts: list[str], *,
+                      caller_key: str | None = None) -> ServedPredictions:
     """Answer texts sent to a deployment and log one record per text.
+
+    The deployment's route is read once: the request finishes on the versions it
+    names even if a rollout or rollback switches the route meanwhile. A canary sends
+    a caller to the candidate by the bucket of ``caller_key``; a shadow candidate
+    answers too, on a background thread, into the shadow log only.
 
     Blocking (model call and store writes): call it from a worker thread, not the event loop.
 
@@ -210,6 +231,7 @@ def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts
         predictors: the process's loaded models.
         name: the deployment's name.
         texts: what to label (validated by the runtime).
+        caller_key: who calls, for sticky canary routing (None: a random bucket).
 
     Returns:
         The deployment, the version that answered and a prediction (with its request id)
@@ -227,7 +249,9 @@ def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts
     if deployment.state != DeploymentState.ACTIVE:
         raise Conflict(f"Deployment {name!r} is {deployment.state}, not serving.",
                        hint="Deploy a production model version under this name again.")
-    version = get_model_version(ctx.db, deployment.model_version_id)
+    route = current_route(ctx.db, name)
+    version_id, shadow_id = choose_versions(route, name, caller_key or uuid.uuid4().hex)
+    version = get_model_version(ctx.db, version_id)
     answers: list[Prediction] = predictors.get(version).predict(texts)
     latency_ms = (time.perf_counter() - start) * 1000
     at = utcnow()
@@ -238,4 +262,89 @@ def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts
                           text=text, label=p.label, score=p.score, latency_ms=latency_ms)
         for p, text in zip(served, texts, strict=True)
     ])
+    if shadow_id is not None:
+        _submit_shadow(ctx, predictors, deployment, shadow_id, texts, served)
     return ServedPredictions(deployment=deployment, model_version=version, predictions=served, latency_ms=latency_ms)
+
+
+# Shadow answers run on one background thread, off the caller's path: a shadow never
+# adds latency to the served answer. Past MAX_SHADOW_BACKLOG waiting requests, new ones
+# are skipped (and logged) rather than queued without bound.
+MAX_SHADOW_BACKLOG = 64
+_shadow_lock = threading.Lock()
+_shadow_pool: ThreadPoolExecutor | None = None
+_shadow_pending: set[Future[None]] = set()
+
+
+def _submit_shadow(ctx: Context, predictors: PredictorCache, deployment: Deployment, version_id: int,
+                   texts: list[str], served: list[ServedPrediction]) -> None:
+    global _shadow_pool
+    with _shadow_lock:
+        if len(_shadow_pending) >= MAX_SHADOW_BACKLOG:
+            _log.warning("shadow backlog full (%d); skipping the shadow of deployment %s for this request",
+                         MAX_SHADOW_BACKLOG, deployment.name)
+            return
+        if _shadow_pool is None:  # made on first use, never at import
+            _shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainkeeper-shadow")
+        future = _shadow_pool.submit(_shadow, ctx, predictors, deployment, version_id, texts, served)
+        _shadow_pending.add(future)
+    future.add_done_callback(_shadow_done)
+
+
+def _shadow_done(future: Future[None]) -> None:
+    with _shadow_lock:
+        _shadow_pending.discard(future)
+
+
+def wait_for_shadows(timeout: float = 30.0) -> bool:
+    """Wait until every shadow answer submitted so far is stored (tests, shutdown).
+
+    Returns:
+        True when none is left pending.
+    """
+    with _shadow_lock:
+        pending = list(_shadow_pending)
+    _, not_done = wait_futures(pending, timeout=timeout)
+    return not not_done
+
+
+def _shadow(ctx: Context, predictors: PredictorCache, deployment: Deployment, version_id: int, texts: list[str],
+            served: list[ServedPrediction]) -> None:
+    """Let a shadow candidate answer the same texts; store its answers, return nothing.
+
+    A failing shadow must never fail the caller's request: its error is logged and dropped.
+    """
+    try:
+        answers = predictors.get(get_model_version(ctx.db, version_id)).predict(texts)
+        at = utcnow()
+        with ctx.db.session() as s:
+            s.add_all([SqlShadowPrediction(request_id=p.request_id, deployment_id=deployment.id,
+                                           model_version_id=version_id, label=a.label, score=a.score,
+                                           served_label=p.label, at=at)
+                       for a, p in zip(answers, served, strict=True)])
+    except Exception:  # noqa: BLE001 - the shadow is an experiment; the caller already has an answer
+        _log.exception("shadow version %s of deployment %s failed", version_id, deployment.name)
+
+
+@dataclass(frozen=True)
+class ShadowPrediction:
+    request_id: str
+    model_version_id: int
+    label: str
+    score: float
+    served_label: str
+    at: datetime
+
+
+def list_shadow_predictions(db: Database, name: str, *, limit: int = 100) -> list[ShadowPrediction]:
+    """The shadow answers logged for deployment ``name``, newest first.
+
+    Raises:
+        NotFound: no such deployment.
+    """
+    deployment = get_deployment_by_name(db, name)
+    with db.session() as s:
+        rows = s.scalars(sa.select(SqlShadowPrediction).where(SqlShadowPrediction.deployment_id == deployment.id)
+                         .order_by(SqlShadowPrediction.id.desc()).limit(limit))
+        return [ShadowPrediction(r.request_id, r.model_version_id, r.label, r.score, r.served_label, r.at)
+                for r in rows]

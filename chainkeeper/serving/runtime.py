@@ -6,11 +6,15 @@ so a restart loads from local disk) and loads the ``TextClassifier``. A ``Predic
 is safe to share between request threads; a ``PredictorCache`` holds several, keyed by
 model version id, so every deployment of a process is served from one place.
 
-Later issues add an ONNX backend and micro-batching behind the same ``predict``.
+Engines: a version with a passing ONNX export (``serving.export``) is served by ONNX
+Runtime, the int8 form first (onnx-int8 > onnx > torch); otherwise by PyTorch. The cache
+wraps each predictor in a micro-batcher (``serving.batching``), so concurrent requests
+share model calls, and warms it up with one inference before it counts as ready.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,8 +39,12 @@ __all__ = [
     "Predictor",
     "PredictorCache",
     "load_predictor",
+    "predictions_from_probabilities",
+    "deployment_readiness",
     "validate_texts",
 ]
+
+_log = logging.getLogger(__name__)
 
 # Longer texts are refused rather than silently cut: the model reads only its first
 # max_length tokens, and a 10,000-character text is almost always a mistake.
@@ -80,6 +88,20 @@ def validate_texts(texts: Any) -> list[str]:
     return texts
 
 
+def predictions_from_probabilities(probs: Any, labels: list[str]) -> list[Prediction]:
+    """Turn a (n, num_labels) probability array (torch or numpy) into predictions (pure)."""
+    import numpy as np
+
+    probs = np.asarray(probs, dtype=np.float32)
+    k = min(TOP_K, probs.shape[1])
+    top_i = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # best first
+    out = []
+    for row, idx in zip(probs, top_i, strict=True):
+        scores = {labels[i]: round(float(row[i]), 6) for i in idx}
+        out.append(Prediction(label=labels[idx[0]], score=float(row[idx[0]]), scores=scores))
+    return out
+
+
 class Predictor:
     """One loaded model version. ``predict`` may be called from many threads at once."""
 
@@ -93,6 +115,7 @@ class Predictor:
         # concurrent calls) and torch already spreads one call over the cores, so calls
         # are serialised; micro-batching (a later issue) recovers throughput.
         self._lock = threading.Lock()
+        self.engine = "torch"
 
     @property
     def labels(self) -> list[str]:
@@ -113,53 +136,103 @@ class Predictor:
         validate_texts(texts)
         with self._lock, torch.inference_mode():
             probs = self.model.predict_proba(self.tokenizer, texts)  # (n, num_labels)
-        k = min(TOP_K, probs.shape[1])
-        top_p, top_i = torch.topk(probs, k, dim=1)  # each (n, k), best first
-        labels = self.model.meta.labels
-        out = []
-        for p_row, i_row in zip(top_p.tolist(), top_i.tolist(), strict=True):
-            scores = {labels[i]: round(p, 6) for p, i in zip(p_row, i_row, strict=True)}
-            out.append(Prediction(label=labels[i_row[0]], score=float(p_row[0]), scores=scores))
-        return out
+        return predictions_from_probabilities(probs.numpy(), self.model.meta.labels)
 
 
-def load_predictor(ctx: Context, model_version: ModelVersion) -> Predictor:
-    """Load a model version's classifier from the artefact store (through the local cache).
+ENGINE_CHOICES = ("auto", "onnx-int8", "onnx", "torch")
+
+
+def load_predictor(ctx: Context, model_version: ModelVersion, *, engine: str = "auto") -> Any:
+    """Load a model version from the artefact store (through the local cache).
 
     Args:
         model_version: the version to load; its ``model_artifact`` is the folder's
             manifest digest.
+        engine: "auto" serves the best passing export of exactly these model files
+            (onnx-int8 > onnx) and PyTorch without one; or name an engine.
 
     Returns:
-        A ready ``Predictor``.
+        A ready ``Predictor`` or ``OnnxPredictor`` (its ``engine`` says which).
 
     Raises:
         ArtifactError: the artefact is missing or not a folder. ArtifactCorrupted: a
-            file does not match its hash. InvalidInput: the folder holds no classifier.
+            file does not match its hash. InvalidInput: the folder holds no classifier,
+            an unknown engine, or a named ONNX engine the version was not exported to.
     """
+    if engine not in ENGINE_CHOICES:
+        raise InvalidInput(f"Unknown engine {engine!r}.", hint=f"Use one of {', '.join(ENGINE_CHOICES)}.")
     digest = model_version.model_artifact
     folder = ctx.artifacts.get_tree(digest, ctx.settings.home / "cache" / "models" / digest)
+    if engine != "torch":
+        onnx = _load_onnx(ctx, model_version, folder, engine)
+        if onnx is not None:
+            return onnx
     if ctx.settings.torch_threads:
         torch.set_num_threads(ctx.settings.torch_threads)
     model, tokenizer = TextClassifier.load(folder)
     return Predictor(model, tokenizer, model_version_id=model_version.id, artifact=digest)
 
 
+def _load_onnx(ctx: Context, model_version: ModelVersion, folder: Any, engine: str) -> Any:
+    """The ONNX predictor for ``engine`` ("auto": the best passing form), or None for PyTorch."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from chainkeeper.serving.export import latest_export
+    from chainkeeper.serving.onnx_runtime import OnnxPredictor, make_session
+    from chainkeeper.training.model import META_FILE
+
+    export = latest_export(ctx, model_version.id, model_version.model_artifact)
+    chosen = (export.best_engine() if export is not None else "torch") if engine == "auto" else engine
+    form = export.form(chosen) if export is not None else None
+    if form is None:
+        if engine == "auto":
+            return None
+        raise InvalidInput(f"Model version {model_version.id} has no {engine} export.",
+                           hint=f"Export it first (job kind 'export', model_version_id={model_version.id}).")
+    path = ctx.settings.home / "cache" / "onnx" / f"{form.artifact}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(ctx.artifacts.get_bytes(form.artifact))  # verified against its digest
+        tmp.replace(path)
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return OnnxPredictor(make_session(path, threads=ctx.settings.torch_threads), tokenizer, meta["labels"],
+                         max_length=int(meta.get("max_length", 64)), model_version_id=model_version.id,
+                         artifact=model_version.model_artifact, engine=chosen)
+
+
 class PredictorCache:
     """Loaded predictors by model version id, least recently used evicted past ``max_loaded``.
 
     Loading takes a lock per version, so concurrent first requests load a model once.
+    Each predictor is warmed up with one inference, then wrapped in a micro-batcher
+    (``batching.BatchedPredictor``) unless ``batching`` is False; only then is its
+    version ``ready``.
+
+    Args:
+        engine: passed to ``load_predictor`` ("auto": the best passing export).
+        max_batch_size, max_wait_ms: the micro-batching window.
     """
 
-    def __init__(self, ctx: Context, *, max_loaded: int = 8) -> None:
+    def __init__(self, ctx: Context, *, max_loaded: int = 8, engine: str = "auto", batching: bool = True,
+                 max_batch_size: int | None = None, max_wait_ms: float | None = None) -> None:
+        from chainkeeper.serving.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
+
         self.ctx = ctx
         self.max_loaded = max_loaded
-        self._loaded: OrderedDict[int, Predictor] = OrderedDict()
+        self.engine = engine
+        self.batching = batching
+        self.max_batch_size = max_batch_size or DEFAULT_MAX_BATCH
+        self.max_wait_ms = DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms
+        self._loaded: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[int, threading.Lock] = {}
 
-    def get(self, model_version: ModelVersion) -> Predictor:
-        """The predictor of a version, loading it on first use.
+    def get(self, model_version: ModelVersion) -> Any:
+        """The predictor of a version, loading (and warming up) it on first use.
 
         Raises:
             The errors of ``load_predictor``.
@@ -174,13 +247,57 @@ class PredictorCache:
             with self._lock:
                 if model_version.id in self._loaded:  # another thread loaded it meanwhile
                     return self._loaded[model_version.id]
-            predictor = load_predictor(self.ctx, model_version)
+            predictor = load_predictor(self.ctx, model_version, engine=self.engine)
+            # The first call allocates buffers and plans kernels: pay it here, not in a request.
+            predictor.predict(["warm-up"])
+            if self.batching:
+                from chainkeeper.serving.batching import BatchedPredictor
+
+                predictor = BatchedPredictor(predictor, max_batch_size=self.max_batch_size,
+                                             max_wait_ms=self.max_wait_ms)
+            evicted = []
             with self._lock:
                 self._loaded[model_version.id] = predictor
                 self._loading.pop(model_version.id, None)
                 while len(self._loaded) > self.max_loaded:
-                    self._loaded.popitem(last=False)
+                    evicted.append(self._loaded.popitem(last=False)[1])
+            for old in evicted:
+                _close(old)
             return predictor
+
+    def preload(self, model_version: ModelVersion) -> None:
+        """Start loading and warming a version on a background thread (no-op if loaded or loading)."""
+        with self._lock:
+            if model_version.id in self._loaded or model_version.id in self._loading:
+                return
+
+        def load() -> None:
+            try:
+                self.get(model_version)
+            except Exception:  # noqa: BLE001 - readiness stays false; the next request reports the error
+                _log.exception("preloading model version %s failed", model_version.id)
+
+        threading.Thread(target=load, name=f"preload-v{model_version.id}", daemon=True).start()
+
+    def ready(self, model_version_id: int) -> bool:
+        """Whether a version is loaded and warmed up (a request will not wait for a load)."""
+        with self._lock:
+            return model_version_id in self._loaded
+
+    def stats(self) -> dict[int, dict[str, Any]]:
+        """Per loaded version: its engine and, when batched, queue depth and batch sizes."""
+        with self._lock:
+            loaded = dict(self._loaded)
+        out: dict[int, dict[str, Any]] = {}
+        for version_id, predictor in loaded.items():
+            entry: dict[str, Any] = {"engine": predictor.engine}
+            batcher = getattr(predictor, "batcher", None)
+            if batcher is not None:
+                st = batcher.stats()
+                entry.update(requests=st.requests, texts=st.texts, batches=st.batches, queue_depth=st.queue_depth,
+                             max_queue_depth=st.max_queue_depth, mean_batch_size=round(st.mean_batch_size, 2))
+            out[version_id] = entry
+        return out
 
     def loaded(self) -> list[int]:
         """Ids of the versions in memory, least recently used first."""
@@ -190,4 +307,42 @@ class PredictorCache:
     def evict(self, model_version_id: int) -> bool:
         """Drop a version from memory; True if it was loaded."""
         with self._lock:
-            return self._loaded.pop(model_version_id, None) is not None
+            predictor = self._loaded.pop(model_version_id, None)
+        if predictor is None:
+            return False
+        _close(predictor)
+        return True
+
+    def close(self) -> None:
+        """Stop every batcher (for a server shutting down)."""
+        with self._lock:
+            loaded, self._loaded = list(self._loaded.values()), OrderedDict()
+        for predictor in loaded:
+            _close(predictor)
+
+
+def deployment_readiness(ctx: Context, predictors: PredictorCache, name: str) -> dict[str, Any]:
+    """Whether deployment ``name`` can answer without a load: its version is loaded and warm.
+
+    A version not loaded yet starts loading in the background, so polling this until
+    ``ready`` is true is how a rollout waits for a warm model.
+
+    Raises:
+        NotFound: no such deployment.
+    """
+    from chainkeeper.registry.versions import get_model_version
+    from chainkeeper.serving.deployments import get_deployment_by_name
+
+    deployment = get_deployment_by_name(ctx.db, name)
+    ready = predictors.ready(deployment.model_version_id)
+    if not ready:
+        predictors.preload(get_model_version(ctx.db, deployment.model_version_id))
+    stats = predictors.stats().get(deployment.model_version_id, {})
+    return {"deployment": name, "model_version_id": deployment.model_version_id, "state": deployment.state,
+            "ready": ready, "engine": stats.get("engine"), "batching": stats}
+
+
+def _close(predictor: Any) -> None:
+    close = getattr(predictor, "close", None)
+    if close is not None:
+        close()

@@ -12,10 +12,14 @@ from chainkeeper.training.runs import (
     Run,
     RunState,
     cancel_run,
+    check_base_model,
     check_trainable,
+    compare_runs,
     count_runs,
     get_run,
     list_runs,
+    run_points,
+    run_report_html,
     start_training_run,
 )
 
@@ -25,7 +29,9 @@ __all__ = [
     "RunState",
     "TrainConfig",
     "cancel_run",
+    "check_base_model",
     "check_trainable",
+    "compare_runs",
     "classification_metrics",
     "confusion_matrix",
     "count_runs",
@@ -33,5 +39,7 @@ __all__ = [
     "get_run",
     "list_runs",
     "parse_train_config",
+    "run_points",
+    "run_report_html",
     "start_training_run",
 ]

@@ -21,7 +21,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chainkeeper.core.errors import InvalidInput
 
@@ -50,7 +50,37 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(
         0.01, ge=0, lt=1, description="AdamW weight decay (not applied to biases and LayerNorm weights)."
     )
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the encoder and before the head.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Hidden dropout in the encoder (and before the head unless head_dropout is set).")
+    attention_dropout: float | None = Field(
+        None, ge=0, lt=1, description="Dropout on the encoder's attention probabilities; None keeps the base model's."
+    )
+    head_dropout: float | None = Field(None, ge=0, lt=1, description="Dropout before the head; None uses dropout.")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="AdamW, or SGD with momentum.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by AdamW).")
+    schedule: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate shape after warm-up: linear or cosine decay to 0, or constant."
+    )
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, le=1024, description="Batches whose gradients are summed into one optimiser step."
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many dev evaluations without improvement (needs eval_every_steps)."
+    )
+    early_stopping_metric: Literal["accuracy", "macro_f1"] = Field(
+        "macro_f1", description="The dev metric early stopping watches (higher is better)."
+    )
+    class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
+        "none", description="Loss weight per label: none, balanced (n / (k * count)), or a {label: weight} table."
+    )
+    labels: list[str] | None = Field(
+        None, description="The label map: when set, rows with any other label are refused, and the head has these outputs."
+    )
+    slice_column: str | None = Field(
+        None, description="A metadata column of the dataset whose values get their own metrics (the fairness view)."
+    )
+    checkpoint_every_steps: int | None = Field(
+        200, ge=1, description="Save a resumable checkpoint every N steps (and at each epoch's end); None: epoch ends only."
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this global L2 norm.")
     seed: int = Field(13, ge=0, description="Seeds the head's initialisation, the sampling and the batch order.")
     eval_batch_size: int = Field(128, ge=1, le=8192, description="Rows per batch when evaluating.")
@@ -65,6 +95,22 @@ class TrainConfig(BaseModel):
         None, ge=1, description="Also evaluate on the dev split every N steps (dev curve in the metrics)."
     )
 
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.early_stopping_patience is not None and self.eval_every_steps is None:
+            raise ValueError("early_stopping_patience needs eval_every_steps (how often the dev split is scored)")
+        if isinstance(self.class_weights, dict) and any(w < 0 for w in self.class_weights.values()):
+            raise ValueError("class_weights must not be negative")
+        if self.labels is not None and len(set(self.labels)) < 2:
+            raise ValueError("labels must name at least two distinct labels")
+        return self
+
+    def steps_per_epoch(self, n_rows: int) -> int:
+        """Optimiser steps of one pass over ``n_rows`` rows (the last step of an epoch
+        may gather fewer than ``gradient_accumulation_steps`` batches)."""
+        batches = -(-n_rows // self.batch_size)  # ceiling division: the last batch may be short
+        return -(-batches // self.gradient_accumulation_steps)
+
     def total_steps(self, n_rows: int) -> int:
         """Optimiser steps this config takes over ``n_rows`` training rows.
 
@@ -72,10 +118,9 @@ class TrainConfig(BaseModel):
             n_rows: training rows after ``limit_train`` was applied.
 
         Returns:
-            ``max_steps`` when set, else ``epochs`` times the batches per epoch.
+            ``max_steps`` when set, else ``epochs`` times the steps per epoch.
         """
-        per_epoch = -(-n_rows // self.batch_size)  # ceiling division: the last batch may be short
-        return self.max_steps if self.max_steps is not None else self.epochs * per_epoch
+        return self.max_steps if self.max_steps is not None else self.epochs * self.steps_per_epoch(n_rows)
 
 
 def parse_train_config(values: Mapping[str, Any] | None) -> TrainConfig:

@@ -91,6 +91,11 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels:
         "weighted_f1": sum(c["f1-score"] * c["support"] for c in per_class.values()) / n,
         "macro_precision": sum(c["precision"] for c in per_class.values()) / k,
         "macro_recall": sum(c["recall"] for c in per_class.values()) / k,
+        "weighted_precision": sum(c["precision"] * c["support"] for c in per_class.values()) / n,
+        "weighted_recall": sum(c["recall"] * c["support"] for c in per_class.values()) / n,
+        # One label per row: every miss is one false positive and one false negative,
+        # so micro precision, recall and F1 all equal accuracy.
+        "micro_f1": correct / n,
         "support": n,
         "labels": list(labels),
         "per_class": per_class,

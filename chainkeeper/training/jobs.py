@@ -21,15 +21,29 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+# Registers every stage's tables: a worker process that imports only this module must still
+# resolve the runs table's foreign key to dataset_versions when it flushes a run.
+import chainkeeper.core.schema  # noqa: F401
 from chainkeeper.core.errors import InvalidInput, JobCancelled
 from chainkeeper.core.jobs import JobHandle
+from chainkeeper.training.calibration import calibration_report, length_bucket, slice_metrics
+from chainkeeper.training.checkpoints import load_checkpoint, remove_checkpoint, run_folder, save_checkpoint
 from chainkeeper.training.evaluation import classification_metrics
 from chainkeeper.training.loop import StepReport, TrainResult, predict_labels, seed_everything, train_classifier
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
-from chainkeeper.training.runs import Run, check_trainable, fail_run, finish_run, mark_run_running
+from chainkeeper.training.runs import (
+    Run,
+    check_trainable,
+    clear_run_points,
+    fail_run,
+    finish_run,
+    mark_run_running,
+    record_run_points,
+)
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
+    from chainkeeper.core.db import Database
 
 # Share of the progress bar given to training; evaluation and storing take the rest.
 TRAIN_SHARE = 90.0
@@ -44,36 +58,75 @@ RUN_FILE = "chainkeeper_run.json"
 class Split:
     texts: list[str]
     labels: list[str]
+    groups: list[str] | None = None  # each row's value of the declared slice column
+    group_name: str | None = None
 
 
-def load_split(ctx: Context, dataset_version_id: int, split: str) -> Split:
+def load_split(ctx: Context, dataset_version_id: int, split: str, *, slice_column: str | None = None) -> Split:
     """The labelled rows of one split of a dataset version (unlabelled rows are skipped:
-    they await annotation and can neither train nor score a model)."""
+    they await annotation and can neither train nor score a model).
+
+    Args:
+        slice_column: a metadata column whose values group the rows for per-slice
+            metrics; ignored when the version has no such column.
+    """
     from chainkeeper.data.versions import read_dataset_rows
 
     table = read_dataset_rows(ctx, dataset_version_id, split)
     texts, labels = table.column("text").to_pylist(), table.column("label").to_pylist()
     keep = [i for i, y in enumerate(labels) if y]
-    return Split(texts=[texts[i] for i in keep], labels=[labels[i] for i in keep])
+    groups = None
+    if slice_column is not None and slice_column in table.column_names:
+        values = table.column(slice_column).to_pylist()
+        groups = ["(missing)" if values[i] is None else str(values[i]) for i in keep]
+    return Split(texts=[texts[i] for i in keep], labels=[labels[i] for i in keep], groups=groups,
+                 group_name=slice_column if groups is not None else None)
 
 
-def evaluate_split(model: TextClassifier, tokenizer: Any, split: Split, *, batch_size: int) -> dict[str, Any]:
-    """Predict every row of a split and score the predictions against its labels."""
-    predicted = predict_labels(model, tokenizer, split.texts, batch_size=batch_size)
-    return classification_metrics(split.labels, predicted, model.meta.labels)
+def evaluate_split(model: TextClassifier, tokenizer: Any, split: Split, *, batch_size: int,
+                   full: bool = False) -> dict[str, Any]:
+    """Predict every row of a split and score the predictions against its labels.
+
+    Args:
+        full: also measure calibration (ECE, reliability bins) and metrics per slice
+            (``split.groups`` when the config declared a slice column, and text-length
+            buckets always); the dev curve during training skips these.
+    """
+    if not full:
+        predicted = predict_labels(model, tokenizer, split.texts, batch_size=batch_size)
+        return classification_metrics(split.labels, predicted, model.meta.labels)
+    model.eval()
+    probs = model.predict_proba(tokenizer, list(split.texts), batch_size=batch_size)  # (n, n_labels)
+    confidence, best = probs.max(dim=-1)
+    predicted = [model.meta.labels[i] for i in best.tolist()]
+    metrics = classification_metrics(split.labels, predicted, model.meta.labels)
+    metrics["calibration"] = calibration_report(
+        confidence.tolist(), [p == t for p, t in zip(predicted, split.labels, strict=True)])
+    slices = {"text length": slice_metrics(split.labels, predicted, [length_bucket(t) for t in split.texts],
+                                           model.meta.labels)}
+    if split.groups is not None:
+        slices[split.group_name or "group"] = slice_metrics(split.labels, predicted, split.groups,
+                                                            model.meta.labels)
+    metrics["slices"] = slices
+    return metrics
 
 
 class _Reporter:
-    """Turns the loop's step reports into job progress (throttled) and log lines."""
+    """Turns the loop's step reports into job progress (throttled), log lines and curve
+    points of the run."""
 
-    def __init__(self, job: JobHandle) -> None:
+    def __init__(self, job: JobHandle, db: Database, run_id: int) -> None:
         self.job = job
+        self.db = db
+        self.run_id = run_id
         self.last_write = 0.0
 
     def step(self, report: StepReport) -> None:
         line = (f"step {report.step}/{report.total_steps} epoch {report.epoch + 1} loss {report.loss:.4f} "
                 f"lr {report.learning_rate:.2e} {report.samples_per_s:.1f} samples/s")
         self.job.log(line)
+        record_run_points(self.db, self.run_id, report.step, {
+            "loss": report.loss, "learning_rate": report.learning_rate, "samples_per_s": report.samples_per_s})
         self.progress(TRAIN_SHARE * report.step / report.total_steps, line, force=report.step == report.total_steps)
 
     def progress(self, percent: float, message: str, *, force: bool = False) -> None:
@@ -121,41 +174,73 @@ def run_training_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
 def _train_evaluate_store(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, Any], str]:
     config = run.train_config
     torch.set_num_threads(ctx.settings.torch_threads or os.cpu_count() or 1)
-    reporter = _Reporter(job)
+    reporter = _Reporter(job, ctx.db, run.id)
 
     reporter.progress(0.0, "reading the dataset version", force=True)
     label_names = check_trainable(ctx, run.dataset_version_id)
     train = load_split(ctx, run.dataset_version_id, "train")
-    dev = load_split(ctx, run.dataset_version_id, "dev")
-    test = load_split(ctx, run.dataset_version_id, "test")
+    dev = load_split(ctx, run.dataset_version_id, "dev", slice_column=config.slice_column)
+    test = load_split(ctx, run.dataset_version_id, "test", slice_column=config.slice_column)
     job.log(f"rows: train {len(train.texts)}, dev {len(dev.texts)}, test {len(test.texts)}; "
             f"{len(label_names)} labels")
 
+    label_names = check_label_map(label_names, config.labels, {"train": train, "dev": dev, "test": test})
+    if config.early_stopping_patience is not None and not dev.texts:
+        raise InvalidInput(
+            f"early_stopping_patience={config.early_stopping_patience} needs a dev split, and dataset version "
+            f"{run.dataset_version_id} has no labelled dev rows.",
+            hint="Create a dataset version with a dev split, or unset early_stopping_patience.",
+        )
+
     seed_everything(config.seed)  # before from_base: the head's initialisation is seeded too
     meta = ClassifierMeta(labels=label_names, pooling=config.pooling, max_length=config.max_length)
-    model, tokenizer = TextClassifier.from_base(Path(run.base_model), meta, dropout=config.dropout)
+    model, tokenizer = TextClassifier.from_base(Path(run.base_model), meta, dropout=config.dropout,
+                                                attention_dropout=config.attention_dropout,
+                                                head_dropout=config.head_dropout)
 
-    dev_curve: list[dict[str, float]] = []
+    workdir = run_folder(ctx.settings.home, run.id)
+    resume = load_checkpoint(workdir)
+    if resume is not None and resume.get("config") != config.model_dump(mode="json"):
+        # A checkpoint of another config cannot continue this one: start from step 0.
+        job.log("ignoring a checkpoint written with a different config; starting from step 0")
+        resume = None
+    dev_curve: list[dict[str, float]] = list(resume.get("dev_curve", [])) if resume else []
+    if resume is not None:
+        job.log(f"resumed from step {resume['step']} (checkpoint of attempt {resume.get('attempt', '?')})")
+    clear_run_points(ctx.db, run.id, after_step=int(resume["step"]) if resume is not None else -1)
 
-    def evaluate_dev(step: int) -> None:
-        if dev.texts:
-            m = evaluate_split(model, tokenizer, dev, batch_size=config.eval_batch_size)
-            dev_curve.append({"step": step, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
-            job.log(f"step {step}: dev accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+    def evaluate_dev(step: int) -> float | None:
+        if not dev.texts:
+            return None
+        m = evaluate_split(model, tokenizer, dev, batch_size=config.eval_batch_size)
+        dev_curve.append({"step": step, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+        record_run_points(ctx.db, run.id, step, {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"]})
+        job.log(f"step {step}: dev accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+        return float(m[config.early_stopping_metric])
+
+    def save(state: dict[str, Any]) -> None:
+        state["dev_curve"] = list(dev_curve)
+        state["attempt"] = job.job.attempts
+        save_checkpoint(workdir, state)
+        job.log(f"checkpoint at step {state['step']}")
 
     index = {name: i for i, name in enumerate(label_names)}
     result = train_classifier(
         model, tokenizer, train.texts, [index[y] for y in train.labels], config,
         on_step=reporter.step, should_stop=lambda: job.cancel_requested, on_eval=evaluate_dev,
+        on_checkpoint=save, resume=resume,
     )
     job.check_cancelled()  # the loop stopped early because a cancel was asked
+    if result.stop_reason == "early_stopping":
+        job.log(f"early stopping at step {result.steps}: dev {config.early_stopping_metric} did not improve "
+                f"for {config.early_stopping_patience} evaluations")
     job.log(f"trained {result.steps} steps in {result.seconds:.1f}s ({result.samples_per_s:.1f} samples/s)")
 
     metrics: dict[str, Any] = {"train": _train_metrics(result, len(train.texts), dev_curve)}
     for name, split in (("dev", dev), ("test", test)):
         if split.texts:
             reporter.progress(TRAIN_SHARE + (3 if name == "dev" else 6), f"evaluating on {name}", force=True)
-            metrics[name] = evaluate_split(model, tokenizer, split, batch_size=config.eval_batch_size)
+            metrics[name] = evaluate_split(model, tokenizer, split, batch_size=config.eval_batch_size, full=True)
             job.log(f"{name}: accuracy {metrics[name]['accuracy']:.4f}, macro-F1 {metrics[name]['macro_f1']:.4f} "
                     f"on {len(split.texts)} rows")
         job.check_cancelled()
@@ -169,7 +254,39 @@ def _train_evaluate_store(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[
         }, indent=2, sort_keys=True), encoding="utf-8")
         digest = ctx.artifacts.put_tree(folder)
     job.log(f"model stored as {digest[:12]}")
+    remove_checkpoint(workdir)  # the stored model supersedes it; a failed run keeps its last one
     return metrics, digest
+
+
+def check_label_map(data_labels: Sequence[str], declared: Sequence[str] | None,
+                    splits: dict[str, Split]) -> list[str]:
+    """The head's labels: the declared label map when there is one, else the data's.
+
+    Args:
+        data_labels: the labels the dataset version has.
+        declared: ``config.labels``, or None.
+        splits: the splits read, by name, to name where an unknown label occurs.
+
+    Returns:
+        The labels in output order.
+
+    Raises:
+        InvalidInput: a row's label is missing from the declared map (names the label,
+            the split and how many rows carry it).
+    """
+    if declared is None:
+        return list(data_labels)
+    allowed = set(declared)
+    for name, split in splits.items():
+        missing = sorted({y for y in split.labels if y not in allowed})
+        if missing:
+            count = sum(1 for y in split.labels if y not in allowed)
+            raise InvalidInput(
+                f"The {name} split has {count} row(s) labelled {', '.join(map(repr, missing))}, "
+                f"which the label map ({', '.join(declared)}) does not contain.",
+                hint="Add the label(s) to 'labels' in the config, or relabel those rows in a new dataset version.",
+            )
+    return list(declared)
 
 
 def _train_metrics(result: TrainResult, rows: int, dev_curve: Sequence[dict[str, float]]) -> dict[str, Any]:
@@ -177,4 +294,5 @@ def _train_metrics(result: TrainResult, rows: int, dev_curve: Sequence[dict[str,
         "rows": rows, "steps": result.steps, "seconds": round(result.seconds, 3),
         "samples_per_s": round(result.samples_per_s, 2), "final_loss": result.final_loss,
         "loss_curve": [[step, loss] for step, loss in result.losses], "dev_curve": list(dev_curve),
+        "stop_reason": result.stop_reason, "resumed_from_step": result.resumed_from_step,
     }

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -63,7 +64,9 @@ class TrainResult:
     samples_per_s: float
     final_loss: float
     losses: list[tuple[int, float]]  # (step, mean loss of the window ending there)
-    stopped_early: bool  # should_stop() asked the loop to end before its last step
+    stopped_early: bool  # the loop ended before its last step (see stop_reason)
+    stop_reason: str | None = None  # "cancelled" (should_stop) or "early_stopping"
+    resumed_from_step: int | None = None  # the checkpoint's step when the run was resumed
 
 
 # --- pure pieces -----------------------------------------------------------------------
@@ -85,6 +88,61 @@ def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float
         return (step + 1) / (warmup_steps + 1)
     remaining = total_steps - step
     return max(0.0, remaining / max(1, total_steps - warmup_steps))
+
+
+def lr_multiplier(schedule: Literal["linear", "cosine", "constant"], step: int, total_steps: int,
+                  warmup_steps: int) -> float:
+    """Learning-rate multiplier at ``step`` for a named schedule: linear warm-up, then
+    linear or cosine decay to 0 at ``total_steps``, or a constant 1.
+
+    Args:
+        schedule: "linear", "cosine" or "constant".
+        step: optimiser steps taken so far.
+        total_steps: steps of the whole run.
+        warmup_steps: steps of the rise; 0 starts at the peak.
+
+    Returns:
+        A factor in [0, 1].
+    """
+    if schedule == "linear" or step < warmup_steps:
+        return linear_warmup_decay(step, total_steps, warmup_steps)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def class_weight_vector(label_ids: Sequence[int], label_names: Sequence[str],
+                        spec: str | Mapping[str, float]) -> torch.Tensor | None:
+    """Per-class loss weights for imbalanced labels.
+
+    Args:
+        label_ids: the training rows' label ids.
+        label_names: the head's labels, in output order.
+        spec: "none"; "balanced" (``n / (k * count)``, as scikit-learn; a label with no
+            rows gets 1); or a {label: weight} table (unnamed labels get 1).
+
+    Returns:
+        A float tensor of shape (k,), or None for "none".
+
+    Raises:
+        InvalidInput: the table names a label the head does not have.
+    """
+    if spec == "none":
+        return None
+    k = len(label_names)
+    if spec == "balanced":
+        counts = [0] * k
+        for y in label_ids:
+            counts[y] += 1
+        n = len(label_ids)
+        return torch.tensor([n / (k * c) if c else 1.0 for c in counts], dtype=torch.float)
+    assert isinstance(spec, Mapping)
+    unknown = sorted(set(spec) - set(label_names))
+    if unknown:
+        raise InvalidInput(f"class_weights names label(s) {', '.join(map(repr, unknown))} the data does not have.",
+                           hint=f"Labels: {', '.join(label_names)}.")
+    return torch.tensor([float(spec.get(name, 1.0)) for name in label_names], dtype=torch.float)
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
@@ -154,8 +212,8 @@ def tokenize_once(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_
     return [list(ids) for ids in encoded["input_ids"]]
 
 
-def build_optimizer(model: TextClassifier, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with three groups: encoder weights (decayed), encoder biases and norms (not
+def build_optimizer(model: TextClassifier, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or SGD with momentum, ``config.optimizer``) with four groups: encoder weights (decayed), encoder biases and norms (not
     decayed), and the head at ``learning_rate * head_lr_multiplier``.
 
     The fresh head starts from noise while the encoder is already good; a faster head
@@ -172,6 +230,8 @@ def build_optimizer(model: TextClassifier, config: TrainConfig) -> torch.optim.A
         {"params": [model.head.weight], "weight_decay": config.weight_decay, "lr": head_lr},
         {"params": [model.head.bias], "weight_decay": 0.0, "lr": head_lr},
     ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum, foreach=True)
     try:
         # One fused kernel over all parameters: the fastest CPU path in recent PyTorch.
         return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
@@ -191,7 +251,9 @@ def train_classifier(
     *,
     on_step: Callable[[StepReport], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    on_eval: Callable[[int], None] | None = None,
+    on_eval: Callable[[int], float | None] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place on texts and their label ids.
 
@@ -203,15 +265,22 @@ def train_classifier(
         config: the run's hyper-parameters.
         on_step: called with a ``StepReport`` every ``config.log_every_steps`` steps and
             after the last step.
-        should_stop: checked between steps; returning True ends the loop early (cancel).
+        should_stop: checked between batches; returning True ends the loop early (cancel).
         on_eval: called with the step number every ``config.eval_every_steps`` steps,
-            with the model in eval mode (the caller evaluates on its dev split).
+            with the model in eval mode; it returns the dev metric early stopping
+            watches (higher is better), or None when there is nothing to score.
+        on_checkpoint: called with a checkpoint dictionary (see
+            ``chainkeeper.training.checkpoints``) every ``config.checkpoint_every_steps``
+            steps and at each epoch's end.
+        resume: a checkpoint from an earlier, interrupted run of the same config; the
+            loop restores its weights, optimiser, scheduler, generators and position.
 
     Returns:
         Steps, samples, time, speed and losses of the run.
 
     Raises:
-        InvalidInput: no texts, lengths differ, or a label id is out of range.
+        InvalidInput: no texts, lengths differ, a label id is out of range, or the loss
+            stopped being a finite number (the last checkpoint is the last good state).
     """
     if len(train_texts) != len(train_labels):
         raise InvalidInput(f"{len(train_texts)} texts but {len(train_labels)} labels were given for training.")
@@ -233,39 +302,88 @@ def train_classifier(
     warmup_steps = math.floor(config.warmup_ratio * total_steps)
     optimizer = build_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: linear_warmup_decay(s, total_steps, warmup_steps)
+        optimizer, lambda s: lr_multiplier(config.schedule, s, total_steps, warmup_steps)
     )
-    loss_fn = nn.CrossEntropyLoss()
+    weights = class_weight_vector(labels.tolist(), model.meta.labels, config.class_weights)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    accumulate = config.gradient_accumulation_steps
+
+    step, samples, epoch, next_batch = 0, 0, 0, 0
+    losses: list[tuple[int, float]] = []
+    best_metric, evals_without_gain = -math.inf, 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        step, epoch, next_batch = int(resume["step"]), int(resume["epoch"]), int(resume["batch_in_epoch"])
+        samples = int(resume.get("samples", 0))
+        losses = [(int(a), float(b)) for a, b in resume.get("losses", [])]
+        best_metric, evals_without_gain = resume.get("early_stopping", (-math.inf, 0))
+        torch.set_rng_state(resume["rng_torch"])
+        random.setstate(resume["rng_python"])
+
+    def checkpoint() -> None:
+        if on_checkpoint is not None:
+            # A step can turn weights into inf/NaN before any loss shows it; such a state
+            # must never replace the last good checkpoint.
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                raise InvalidInput(
+                    f"The model's weights stopped being finite numbers at step {step}; training stopped.",
+                    hint="Lower learning_rate or keep max_grad_norm set; the last good checkpoint is kept.",
+                )
+            on_checkpoint({
+                "step": step, "epoch": epoch, "batch_in_epoch": next_batch, "samples": samples,
+                "losses": list(losses), "early_stopping": (best_metric, evals_without_gain),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng_torch": torch.get_rng_state(),
+                "rng_python": random.getstate(), "config": config.model_dump(mode="json"),
+            })
 
     model.train()
-    step, samples, epoch, stopped = 0, 0, 0, False
+    stop_reason: str | None = None
     window_loss, window_steps, window_samples = 0.0, 0, 0
-    losses: list[tuple[int, float]] = []
     started = window_started = time.perf_counter()
-    while step < total_steps and not stopped:
-        for batch in length_grouped_batches(lengths, config.batch_size, config.seed + epoch):
-            if step >= total_steps:
-                break
+    while step < total_steps and stop_reason is None:
+        # The batch order of an epoch depends only on the seed and the epoch, so a
+        # resumed run finds its place by index.
+        batches = length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
+        micro, step_loss, step_samples = 0, 0.0, 0
+        while next_batch < len(batches) and step < total_steps:
             if should_stop is not None and should_stop():
-                stopped = True
+                stop_reason = "cancelled"
                 break
+            batch = batches[next_batch]
             # batch: pad to this batch's longest text only
             input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)  # (b, t)
-            targets = labels[batch]  # (b,)
             # forward
             logits = model(input_ids, attention_mask)  # (b, n_labels)
-            loss = loss_fn(logits, targets)
-            # backward, clip, step, schedule
-            loss.backward()
+            loss = loss_fn(logits, labels[batch])
+            value = loss.item()
+            if not math.isfinite(value):
+                raise InvalidInput(
+                    f"The training loss became {value} at step {step + 1}; training stopped.",
+                    hint="Lower learning_rate, keep max_grad_norm set, or check the data; "
+                         "the last checkpoint before this step is kept.",
+                )
+            # backward: accumulated gradients average over the step's batches
+            (loss / accumulate).backward()
+            next_batch += 1
+            micro += 1
+            step_loss += value
+            step_samples += len(batch)
+            if micro < accumulate and next_batch < len(batches):
+                continue
+            # clip, step, schedule
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            samples += len(batch)
-            window_loss += loss.item()
+            samples += step_samples
+            window_loss += step_loss / micro
             window_steps += 1
-            window_samples += len(batch)
+            window_samples += step_samples
+            micro, step_loss, step_samples = 0, 0.0, 0
             # log
             if step % config.log_every_steps == 0 or step == total_steps:
                 now = time.perf_counter()
@@ -279,14 +397,28 @@ def train_classifier(
                         elapsed_s=now - started,
                     ))
                 window_loss, window_steps, window_samples, window_started = 0.0, 0, 0, time.perf_counter()
+            # evaluate (and maybe stop early)
             if on_eval is not None and config.eval_every_steps and step % config.eval_every_steps == 0:
                 model.eval()
                 eval_started = time.perf_counter()
-                on_eval(step)
+                metric = on_eval(step)
                 # Evaluation time is not training time: keep it out of samples/s.
                 window_started += time.perf_counter() - eval_started
                 model.train()
-        epoch += 1
+                if metric is not None and config.early_stopping_patience is not None:
+                    if metric > best_metric:
+                        best_metric, evals_without_gain = metric, 0
+                    else:
+                        evals_without_gain += 1
+                        if evals_without_gain >= config.early_stopping_patience:
+                            stop_reason = "early_stopping"
+                            break
+            # checkpoint
+            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                checkpoint()
+        if stop_reason is None and next_batch >= len(batches):
+            epoch, next_batch = epoch + 1, 0
+            checkpoint()  # an epoch's end is always a resumable point
 
     if window_steps:  # a stop between two reports: keep the partial window's loss
         losses.append((step, window_loss / window_steps))
@@ -296,7 +428,8 @@ def train_classifier(
         steps=step, samples=samples, seconds=seconds,
         samples_per_s=samples / max(seconds, 1e-9),
         final_loss=losses[-1][1] if losses else float("nan"),
-        losses=losses, stopped_early=stopped,
+        losses=losses, stopped_early=stop_reason is not None, stop_reason=stop_reason,
+        resumed_from_step=int(resume["step"]) if resume is not None else None,
     )
 
 

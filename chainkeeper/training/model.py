@@ -69,8 +69,14 @@ class TextClassifier(nn.Module):
 
     @classmethod
     def from_base(cls, base_dir: Path, meta: ClassifierMeta, *, dropout: float = 0.1,
-                  attention_dropout: float | None = None) -> tuple[TextClassifier, PreTrainedTokenizerBase]:
-        """A fresh classifier on a local encoder folder, with a newly initialised head."""
+                  attention_dropout: float | None = None,
+                  head_dropout: float | None = None) -> tuple[TextClassifier, PreTrainedTokenizerBase]:
+        """A fresh classifier on a local encoder folder, with a newly initialised head.
+
+        ``dropout`` sets the encoder's hidden dropout and, unless ``head_dropout`` is
+        given, the dropout before the head; ``attention_dropout`` the attention
+        probabilities' (None keeps the base model's).
+        """
         _quiet_transformers()
         base_dir = Path(base_dir)
         if not (base_dir / "config.json").is_file():
@@ -87,7 +93,7 @@ class TextClassifier(nn.Module):
                 setattr(config, key, value)
         encoder = AutoModel.from_pretrained(base_dir, config=config, local_files_only=True, add_pooling_layer=False)
         tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
-        model = cls(encoder, meta, dropout=dropout)
+        model = cls(encoder, meta, dropout=dropout if head_dropout is None else head_dropout)
         nn.init.normal_(model.head.weight, std=0.02)
         nn.init.zeros_(model.head.bias)
         return model, tokenizer

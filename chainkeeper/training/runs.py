@@ -27,7 +27,7 @@ from chainkeeper.core.jobs import JobState, request_cancel, submit_job
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.training.config import TrainConfig
-from chainkeeper.training.tables import SqlRun
+from chainkeeper.training.tables import SqlRun, SqlRunPoint
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -123,6 +123,40 @@ def check_trainable(ctx: Context, dataset_version_id: int) -> list[str]:
     return sorted(set(version.labels) | train_labels)
 
 
+# Any of these in a model folder means a tokenizer can be loaded from it.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model", "vocab.json")
+
+
+def check_base_model(base: Path, config: TrainConfig) -> None:
+    """Check a base model folder can serve this config: it has a tokenizer and its
+    position embeddings cover ``config.max_length``.
+
+    Raises:
+        InvalidInput: no config.json, no tokenizer files, or ``max_length`` above the
+            model's ``max_position_embeddings`` (the message gives both numbers).
+    """
+    import json
+
+    if not (base / "config.json").is_file():
+        raise InvalidInput(
+            f"Base model {base} is not a Hugging Face model folder (no config.json).",
+            hint="Pass a local model folder, or unset it to use the offline MiniLM.",
+        )
+    if not any((base / name).is_file() for name in TOKENIZER_FILES):
+        raise InvalidInput(
+            f"Base model folder {base} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}).",
+            hint="Copy the tokenizer files of the model into the folder (tokenizer.save_pretrained).",
+        )
+    model_config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    limit = model_config.get("max_position_embeddings")
+    if isinstance(limit, int) and config.max_length > limit:
+        raise InvalidInput(
+            f"max_length={config.max_length} is above the base model's limit of {limit} positions "
+            f"(max_position_embeddings in {base / 'config.json'}).",
+            hint=f"Set max_length to at most {limit}.",
+        )
+
+
 def start_training_run(
     ctx: Context, *, dataset_version_id: int, config: TrainConfig, actor: Actor, base_model: Path | None = None,
 ) -> Run:
@@ -141,15 +175,12 @@ def start_training_run(
 
     Raises:
         NotFound: no such dataset version.
-        InvalidInput: the base model folder is not a model, or the data cannot train a
-            classifier (see ``check_trainable``). Nothing is stored then.
+        InvalidInput: the base model folder is not a model or has no tokenizer,
+            ``max_length`` exceeds its positions (see ``check_base_model``), or the data
+            cannot train a classifier (see ``check_trainable``). Nothing is stored then.
     """
     base = Path(base_model) if base_model is not None else ctx.settings.resolved_base_model
-    if not (base / "config.json").is_file():
-        raise InvalidInput(
-            f"Base model {base} is not a Hugging Face model folder (no config.json).",
-            hint="Pass a local model folder, or unset it to use the offline MiniLM.",
-        )
+    check_base_model(base, config)
     labels = check_trainable(ctx, dataset_version_id)
     with ctx.db.session() as s:
         row = SqlRun(
@@ -293,3 +324,83 @@ def cancel_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
             row.finished_at = utcnow()
         append_entry(s, actor, "run.cancel", "run", run_id, details={"state": row.state})
         return _to_run(row)
+
+
+# --- reviewing -------------------------------------------------------------------------
+
+
+def compare_runs(db: Database, run_a: int, run_b: int) -> dict[str, Any]:
+    """The headline metrics of two runs side by side, with ``delta = b - a``.
+
+    Args:
+        run_a: the reference run.
+        run_b: the run compared with it.
+
+    Returns:
+        ``{"a": run_a, "b": run_b, "splits": {split: {metric: {"a", "b", "delta"}}}}``.
+
+    Raises:
+        NotFound: either run does not exist.
+    """
+    from chainkeeper.training.calibration import compare_metrics
+
+    a, b = get_run(db, run_a), get_run(db, run_b)
+    return {"a": a.id, "b": b.id, "splits": compare_metrics(a.metrics, b.metrics)}
+
+
+def run_report_html(db: Database, run_id: int) -> str:
+    """The run's evaluation as a self-contained HTML page (see ``training.report``).
+
+    Raises:
+        NotFound: no such run.
+    """
+    from dataclasses import asdict
+
+    from chainkeeper.training.report import render_report_html
+
+    return render_report_html(asdict(get_run(db, run_id)))
+
+
+# --- live curves -----------------------------------------------------------------------
+
+
+def record_run_points(db: Database, run_id: int, step: int, values: dict[str, float]) -> None:
+    """Store one step's curve values (loss, learning rate, samples/s, dev metrics...).
+
+    Non-finite values are skipped: JSON clients and plots cannot carry them.
+    """
+    import math
+
+    with db.session() as s:
+        s.add_all(SqlRunPoint(run_id=run_id, step=step, name=name, value=float(value))
+                  for name, value in values.items() if math.isfinite(value))
+
+
+def clear_run_points(db: Database, run_id: int, *, after_step: int = 0) -> int:
+    """Delete a run's points past ``after_step`` (a resumed run redraws from its
+    checkpoint; a restarted one from 0). Returns how many were deleted."""
+    with db.session() as s:
+        result = s.execute(sa.delete(SqlRunPoint).where(SqlRunPoint.run_id == run_id, SqlRunPoint.step > after_step))
+        return int(result.rowcount or 0)
+
+
+def run_points(db: Database, run_id: int, *, name: str | None = None, after_id: int = 0) -> list[dict[str, Any]]:
+    """A run's curve points in the order written.
+
+    Args:
+        name: only this curve ("loss", "learning_rate", "samples_per_s", "dev_accuracy"...).
+        after_id: only points newer than this id (poll with the last id seen).
+
+    Returns:
+        ``[{"id", "step", "name", "value"}]``.
+
+    Raises:
+        NotFound: no such run.
+    """
+    get_run(db, run_id)
+    with db.session() as s:
+        query = sa.select(SqlRunPoint).where(SqlRunPoint.run_id == run_id, SqlRunPoint.id > after_id)
+        if name is not None:
+            query = query.where(SqlRunPoint.name == name)
+        return [{"id": p.id, "step": p.step, "name": p.name, "value": p.value}
+                for p in s.scalars(query.order_by(SqlRunPoint.id))]

@@ -1,4 +1,4 @@
-"""ORM classes of the training stage: runs."""
+"""ORM classes of the training stage: runs and their curve points."""
 
 from __future__ import annotations
 
@@ -27,3 +27,16 @@ class SqlRun(Base):
     created_by: Mapped[str] = mapped_column(sa.String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SqlRunPoint(Base):
+    """One point of a run's live curves: (step, name, value), e.g. (120, "loss", 0.41)."""
+
+    __tablename__ = "run_points"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(sa.Integer)
+    name: Mapped[str] = mapped_column(sa.String(32))
+    value: Mapped[float] = mapped_column(sa.Float)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -32,7 +32,8 @@ def test_up_starts_api_web_and_a_worker_and_stops_them(tmp_path: Path) -> None:
     env.update({"COLUMNS": "200", "CHAINKEEPER_HEARTBEAT_S": "0.5", "CHAINKEEPER_WORKER_POLL_S": "0.2"})
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(home), "up",
-                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # its worker children share the group
     try:
         deadline, ready = time.monotonic() + 60, None
         while time.monotonic() < deadline and proc.poll() is None:
@@ -67,6 +68,9 @@ def test_up_starts_api_web_and_a_worker_and_stops_them(tmp_path: Path) -> None:
         finally:
             ctx.close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        # Whatever happened above, leave no server or worker behind.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

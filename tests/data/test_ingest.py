@@ -158,7 +158,7 @@ def test_rows_artifact_is_parquet_in_the_artifact_store(ctx: Context, tmp_path: 
 
     path = ctx.artifacts.path_of(source.rows_artifact)  # type: ignore[attr-defined]
 
-    assert pq.read_table(path).column_names == ["text", "label", "line", "split", "quarantine_reason"]
+    assert pq.read_table(path).column_names == ["text", "label", "line", "split", "quarantine_reason", "origin"]
 
 
 def test_package_exports_resolve_without_loading_pyarrow_up_front() -> None:

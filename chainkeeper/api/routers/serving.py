@@ -1,20 +1,78 @@
-"""Deployments and the predict endpoint. Thin: parse, call ``serving``, answer."""
+"""Deployments, rollout, API keys and the predict endpoint. Thin: parse, call ``serving``, answer.
+
+The predict route admits either a user token with the ``predict`` permission (through
+the same ``authenticate``/``authorize`` as ``require``) or an API key of that deployment
+with the ``predict`` scope (``X-API-Key: ckd_...`` or ``Authorization: Bearer ckd_...``);
+its dependency carries the ``predict`` marker, so ``route_decisions`` still sees it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+import threading
+from datetime import timedelta
+
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from chainkeeper.api.auth import require
+from chainkeeper.api.auth import authenticate, request_id_of, require
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.governance.actors import Actor
-from chainkeeper.serving import deployments
+from chainkeeper.governance.permissions import authorize
+from chainkeeper.serving import deployments, keys, rollout
+from chainkeeper.serving.limits import RateLimiter, check_body_size, check_texts
 
 router = APIRouter(tags=["serving"])
+_limiter_lock = threading.Lock()
+
+# Header naming the caller for sticky canary routing (same key -> same version).
+CALLER_KEY_HEADER = "x-caller-key"
+
+
+def _rate_limiter(request: Request) -> RateLimiter:
+    """The app's one in-memory limiter, made on first use (app.py stays untouched)."""
+    with _limiter_lock:
+        limiter = getattr(request.app.state, "rate_limiter", None)
+        if limiter is None:
+            limiter = request.app.state.rate_limiter = RateLimiter()
+    return limiter  # type: ignore[no-any-return]
+
+
+def _api_key_of(request: Request) -> str | None:
+    """The deployment API key a request carries, if any (user tokens are not keys)."""
+    if request.headers.get("x-api-key"):
+        return request.headers["x-api-key"].strip()
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip().startswith(keys.KEY_PREFIX):
+        return token.strip()
+    return None
+
+
+def predict_caller() -> object:
+    """The predict route's decision: a user allowed ``predict``, or a deployment key with that scope."""
+
+    def dependency(request: Request) -> Actor:
+        ctx = get_ctx(request)
+        name = request.path_params.get("name", "")
+        secret = _api_key_of(request)
+        if secret is None:
+            actor = authenticate(request)
+            authorize(ctx.db, actor, "predict", project=name)
+        else:
+            key = keys.authenticate_deployment_key(ctx.db, secret, deployment=name, scope="predict")
+            _rate_limiter(request).check(key.id, key.rate_per_s, key.burst)
+            actor = Actor(f"apikey:{key.id}:{key.name}", frozenset(), request_id=request_id_of(request))
+        # Refused before the body is validated or any model runs.
+        length = request.headers.get("content-length")
+        check_body_size(int(length) if length and length.isdigit() else None)
+        request.state.actor = actor
+        return actor
+
+    dependency.chainkeeper_action = "predict"  # type: ignore[attr-defined]
+    return Depends(dependency)
 
 
 class PredictBody(BaseModel):
@@ -49,12 +107,14 @@ def get_deployment(name: str, request: Request) -> dict[str, Any]:
 
 @router.post("/v1/deployments/{name}/predict")
 async def predict(name: str, body: PredictBody, request: Request,
-                  actor: Actor = require("predict", project_from="name")) -> dict[str, Any]:
+                  actor: Actor = predict_caller()) -> dict[str, Any]:
     """Label texts with the deployment's model; each text gets a request id, and is logged."""
     # The model call and the log write block: run them on a worker thread so the event
     # loop keeps answering other requests meanwhile.
+    texts = body.as_list()
+    check_texts(texts)
     served = await run_in_threadpool(deployments.serve_predictions, get_ctx(request), request.app.state.predictors,
-                                     name, body.as_list())
+                                     name, texts, caller_key=request.headers.get(CALLER_KEY_HEADER))
     version = served.model_version
     return {
         "deployment": served.deployment.name,
@@ -62,3 +122,129 @@ async def predict(name: str, body: PredictBody, request: Request,
         "predictions": [{"request_id": p.request_id, "label": p.label, "score": p.score, "scores": p.scores}
                         for p in served.predictions],
     }
+
+
+# --- rollout ---------------------------------------------------------------------------
+
+
+class CanaryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_version_id: int = Field(description="The candidate: a staging or production version of the same model.")
+    percent: int = Field(ge=1, le=99, description="Share of callers (sticky by X-Caller-Key) the candidate answers.")
+
+
+class ShadowBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_version_id: int = Field(description="The candidate that sees every request; its answers are only logged.")
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=2000, description="Why, kept in the registry history.")
+
+
+def route_json(route: rollout.Route) -> dict[str, Any]:
+    """A route as the API shows it."""
+    return asdict(route)
+
+
+@router.get("/api/deployments/{name}/rollout", dependencies=[require("deployment.read", project_from="name")])
+def get_rollout(name: str, request: Request) -> dict[str, Any]:
+    """The deployment's live route, its versions and the recent routes."""
+    status = rollout.rollout_status(get_ctx(request).db, name)
+    return {"deployment": name, "route": route_json(status.route),
+            "primary": {"id": status.primary.id, "label": status.primary.label, "stage": status.primary.stage},
+            "candidate": ({"id": status.candidate.id, "label": status.candidate.label, "stage": status.candidate.stage}
+                          if status.candidate else None),
+            "history": [route_json(r) for r in status.history]}
+
+
+@router.post("/api/deployments/{name}/canary")
+def start_canary(name: str, body: CanaryBody, request: Request,
+                 actor: Actor = require("deployment.rollout", project_from="name")) -> dict[str, Any]:
+    """Send a share of callers to a candidate version."""
+    return route_json(rollout.start_canary(get_ctx(request), name, body.model_version_id, percent=body.percent,
+                                           actor=actor))
+
+
+@router.post("/api/deployments/{name}/shadow")
+def start_shadow(name: str, body: ShadowBody, request: Request,
+                 actor: Actor = require("deployment.rollout", project_from="name")) -> dict[str, Any]:
+    """Let a candidate see every request; its answers are logged, not returned."""
+    return route_json(rollout.start_shadow(get_ctx(request), name, body.model_version_id, actor=actor))
+
+
+@router.post("/api/deployments/{name}/promote")
+def promote_rollout(name: str, request: Request,
+                    actor: Actor = require("deployment.rollout", project_from="name")) -> dict[str, Any]:
+    """Make the canary or shadow candidate (already in production in the registry) answer all traffic."""
+    return route_json(rollout.promote_rollout(get_ctx(request), name, actor=actor))
+
+
+@router.post("/api/deployments/{name}/rollback")
+def rollback(name: str, request: Request, body: RollbackBody | None = None,
+             actor: Actor = require("deployment.rollback", project_from="name")) -> dict[str, Any]:
+    """Drop a canary or shadow, or return to the version served before the last switch."""
+    return route_json(rollout.rollback_deployment(get_ctx(request), name, actor=actor,
+                                                  comment=body.comment if body else ""))
+
+
+@router.get("/api/deployments/{name}/shadow-predictions",
+            dependencies=[require("deployment.read", project_from="name")])
+def shadow_predictions(name: str, request: Request, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    """What a shadow candidate answered, next to what was served, newest first."""
+    return [asdict(p) for p in deployments.list_shadow_predictions(get_ctx(request).db, name, limit=limit)]
+
+
+# --- API keys --------------------------------------------------------------------------
+
+
+class KeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, description="Who or what uses the key.")
+    scopes: list[str] = Field(min_length=1, description=f"Any of: {', '.join(keys.SCOPES)}.")
+    rate: str | None = Field(None, description="Requests allowed, e.g. '50/s' or '600/min'; none: unlimited.")
+    burst: int | None = Field(None, ge=1, description="Requests allowed at once (default: one second's worth).")
+    expires_in_days: float | None = Field(None, gt=0, description="Expire after this many days.")
+
+
+def key_json(key: keys.DeploymentKey) -> dict[str, Any]:
+    """A key as the API shows it: never its secret."""
+    return {**asdict(key), "active": key.active}
+
+
+@router.post("/api/deployments/{name}/keys", status_code=201)
+def create_key(name: str, body: KeyBody, request: Request,
+               actor: Actor = require("apikey.manage", project_from="name")) -> dict[str, Any]:
+    """Issue an API key for the deployment; the secret is in this answer only."""
+    issued = keys.create_deployment_key(
+        get_ctx(request), name, name=body.name, actor=actor, scopes=body.scopes,
+        rate_per_s=keys.parse_rate(body.rate) if body.rate else None, burst=body.burst,
+        expires_in=timedelta(days=body.expires_in_days) if body.expires_in_days else None)
+    return {**key_json(issued.key), "secret": issued.secret}
+
+
+@router.get("/api/deployments/{name}/keys", dependencies=[require("apikey.manage", project_from="name")])
+def list_keys(name: str, request: Request) -> list[dict[str, Any]]:
+    """The deployment's API keys, revoked ones included."""
+    return [key_json(k) for k in keys.list_deployment_keys(get_ctx(request).db, name)]
+
+
+@router.delete("/api/deployments/{name}/keys/{key_id}")
+def revoke_key(name: str, key_id: int, request: Request,
+               actor: Actor = require("apikey.manage", project_from="name")) -> dict[str, Any]:
+    """Revoke a key at once."""
+    return key_json(keys.revoke_deployment_key(get_ctx(request), name, key_id, actor=actor))
+
+
+@router.get("/v1/deployments/{name}", dependencies=[require("deployment.read", project_from="name")])
+def deployment_readiness(name: str, request: Request) -> dict[str, Any]:
+    """Readiness of one deployment: ``ready`` is true once its model is loaded and warmed up
+    (a first call starts the load in the background)."""
+    from chainkeeper.serving.runtime import deployment_readiness as readiness
+
+    return readiness(get_ctx(request), request.app.state.predictors, name)

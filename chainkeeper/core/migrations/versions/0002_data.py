@@ -17,8 +17,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # How each source was read: the connector, the decoding, and its options (delimiter,
+    # declared schema, ...). Nullable/defaulted so sources imported before stay valid.
+    with op.batch_alter_table("sources") as batch:
+        batch.add_column(sa.Column("format", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("encoding", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("options", sa.JSON(), nullable=False, server_default="{}"))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("sources") as batch:
+        batch.drop_column("options")
+        batch.drop_column("encoding")
+        batch.drop_column("format")

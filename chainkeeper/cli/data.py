@@ -1,0 +1,165 @@
+"""``chainkeeper data``: import files, list sources and dataset versions, create and release versions.
+
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
+same ``authorize`` as the API. Thin: parse options, call ``chainkeeper.data``, print.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from chainkeeper.cli.state import acting_user, console, open_context
+
+# The data modules (pyarrow, the cleaning recipe) are imported inside each command so
+# every other 'chainkeeper' command starts without loading them.
+
+app = typer.Typer(help="Sources (imported files) and dataset versions.", no_args_is_help=True)
+
+
+@app.command("import")
+def data_import(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="A file (.csv, .tsv, .jsonl, .parquet, CoNLL) or a folder of .txt files."),
+    format: str | None = typer.Option(None, "--format",
+                                      help="csv, tsv, jsonl, parquet, folder or conll (default: by extension)."),
+    text_column: str = typer.Option("text", "--text-column", help="Column or key holding the text."),
+    label_column: str | None = typer.Option("label", "--label-column", help="Column or key holding the label."),
+    no_label: bool = typer.Option(False, "--no-label", help="The rows are unlabelled text."),
+    metadata_column: list[str] | None = typer.Option(
+        None, "--metadata-column", help="A field kept as row metadata (repeat; default: every other field)."),
+    split: str | None = typer.Option(None, "--split", help="Split of every row: train, dev or test."),
+    limit: int | None = typer.Option(None, "--limit", help="Keep a seeded random sample of this many rows."),
+) -> None:
+    """Import PATH as a source; bad rows are quarantined (kept, with a reason) and counted."""
+    from chainkeeper.data import ingest
+
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "data.import")
+        with console.status(f"importing {path} ..."):
+            source = ingest.import_file(c, path, actor=actor, format=format, text_column=text_column,
+                                        label_column=None if no_label else label_column, split=split, limit=limit,
+                                        metadata_columns=metadata_column or None)
+    console.print(f"source [bold]{source.id}[/]: {source.name} ({source.format}, {source.encoding or 'binary'}) — "
+                  f"{source.rows_accepted:,} rows accepted, {source.rows_quarantined:,} quarantined; "
+                  f"sha256 {source.sha256[:12]}")
+
+
+@app.command("sources")
+def data_sources(ctx: typer.Context, limit: int = typer.Option(50, help="Show at most this many.")) -> None:
+    """Imported sources, newest first."""
+    from chainkeeper.data.sources import list_sources
+
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "data.read")
+        found = list_sources(c.db, limit=limit)
+    table = Table("id", "name", "format", "encoding", "accepted", "quarantined", "by", "imported (UTC)")
+    for s in found:
+        table.add_row(str(s.id), s.name, s.format or s.kind, s.encoding or "—", f"{s.rows_accepted:,}",
+                      f"{s.rows_quarantined:,}", s.created_by, f"{s.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@app.command("source")
+def data_source(ctx: typer.Context, source_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """One source: where it came from, its checksum, how it was read."""
+    from chainkeeper.data.sources import get_source
+
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "data.read")
+        s = get_source(c.db, source_id)
+    console.print(f"source {s.id}: {s.uri}\n  format {s.format or s.kind}, encoding {s.encoding or '—'}, "
+                  f"sha256 {s.sha256}\n  {s.rows_accepted:,} accepted, {s.rows_quarantined:,} quarantined; "
+                  f"imported by {s.created_by} at {s.created_at:%Y-%m-%d %H:%M} UTC\n"
+                  f"  options {json.dumps(s.options, sort_keys=True)}")
+
+
+@app.command("versions")
+def data_versions(ctx: typer.Context, name: str | None = typer.Option(None, help="Only versions of this dataset.")) \
+        -> None:
+    """Dataset versions, newest first."""
+    from chainkeeper.data import versions
+
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "data.read")
+        found = versions.list_dataset_versions(c.db, name=name)
+    table = Table("id", "dataset", "version", "state", "rows", "sources", "owner", "created (UTC)")
+    for v in found:
+        table.add_row(str(v.id), v.name, str(v.version), str(v.state), f"{v.stats.get('rows', 0):,}",
+                      ",".join(str(i) for i in v.source_ids), v.owner, f"{v.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@app.command("show")
+def data_show(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION")) -> None:
+    """A dataset version: stats, splits and the report of each cleaning step."""
+    from chainkeeper.data import versions
+
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "data.read")
+        v = versions.get_dataset_version(c.db, version_id)
+    console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}), {v.state}, content {v.content_hash[:12]}, "
+                  f"sources {list(v.source_ids)}, split seed {v.split_seed}, owner {v.owner}")
+    splits = Table("split", "rows", title="splits")
+    for split, count in (v.stats.get("rows_per_split") or {}).items():
+        splits.add_row(str(split), f"{count:,}")
+    console.print(splits)
+    console.print(f"{v.stats.get('rows', 0):,} rows, {len(v.labels)} labels: {', '.join(v.labels[:20])}"
+                  f"{' ...' if len(v.labels) > 20 else ''}")
+    recipe = Table("step", "rows in", "rows out", "changed", title="recipe")
+    for step in v.recipe:
+        recipe.add_row(str(step.get("name")), f"{step.get('rows_in', 0):,}", f"{step.get('rows_out', 0):,}",
+                       f"{step.get('changed', 0):,}")
+    console.print(recipe)
+
+
+@app.command("create")
+def data_create(ctx: typer.Context, name: str,
+                source: list[int] = typer.Option(..., "--source", help="A source id (repeat for several)."),
+                seed: int = typer.Option(13, "--seed", help="Seed of the split assignment.")) -> None:
+    """Clean, split and freeze sources as the next version of dataset NAME."""
+    from chainkeeper.data import versions
+
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "dataset.create", project=name)
+        with console.status(f"creating dataset {name} ..."):
+            v = versions.create_dataset_version(c, name=name, source_ids=list(source), actor=actor, seed=seed)
+    per_split = ", ".join(f"{k} {n:,}" for k, n in (v.stats.get("rows_per_split") or {}).items())
+    console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}): {v.stats.get('rows', 0):,} rows ({per_split}), "
+                  f"content {v.content_hash[:12]}")
+
+
+@app.command("release-request")
+def data_release_request(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION"),
+                         comment: str = typer.Option("", help="What the approver should know.")) -> None:
+    """Ask for dataset version VERSION to be released; a second entitled person approves it."""
+    from chainkeeper.data import versions
+    from chainkeeper.governance import approvals
+
+    with open_context(ctx) as c:
+        v = versions.get_dataset_version(c.db, version_id)
+        actor = acting_user(ctx, c, "dataset.release", project=v.name)
+        a = approvals.request_approval(c, "dataset.release", v.id, actor=actor, comment=comment, project=v.name)
+    checks = ", ".join(f"{ch['name']} {'ok' if ch['passed'] else 'FAILED'}" for ch in a.checks) or "none"
+    console.print(f"approval request [bold]{a.id}[/] for {v.name} v{v.version}: {a.state} (checks: {checks}); "
+                  f"approve with 'chainkeeper approvals approve {a.id}'")
+
+
+@app.command("crawl")
+def data_crawl(ctx: typer.Context, url: str = typer.Argument(..., help="The start page (http or https)."),
+               max_depth: int = typer.Option(2, "--max-depth", help="Follow links at most this many hops."),
+               max_pages: int = typer.Option(50, "--max-pages", help="Stop after this many pages."),
+               rate: float = typer.Option(2.0, "--rate", help="At most this many requests per second."),
+               any_host: bool = typer.Option(False, "--any-host", help="Also follow links to other hosts.")) -> None:
+    """Queue a crawl of URL (a job): one host, robots.txt obeyed; the pages become a source."""
+    from chainkeeper.data.crawler import crawl
+
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "data.import")
+        job = crawl(c, url, actor=actor, max_depth=max_depth, max_pages=max_pages, rate_per_s=rate,
+                    same_host=not any_host)
+    console.print(f"crawl queued as job [bold]{job.id}[/]; follow it with 'chainkeeper jobs show {job.id}' "
+                  "(a worker must be running: 'chainkeeper worker')")

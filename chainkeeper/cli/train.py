@@ -1,0 +1,228 @@
+"""``chainkeeper train``: start, list, show, follow, cancel, report and compare runs."""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.core.errors import InvalidInput
+from chainkeeper.core.jobs import get_job, job_logs
+from chainkeeper.training import runs as training_runs
+from chainkeeper.training.config import parse_train_config
+from chainkeeper.training.evaluation import format_report
+
+app = typer.Typer(help="Fine-tune models as jobs, follow them, read and compare their evaluations.",
+                  no_args_is_help=True)
+
+_STATE_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red", "cancelled": "magenta"}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs as a mapping; values are read as JSON when they parse
+    (numbers, true/false, null, lists, tables), else kept as text.
+
+    Raises:
+        InvalidInput: a pair without ``=``.
+    """
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--set {pair!r} is not key=value.", hint="For example: --set learning_rate=1e-4")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
+
+
+def _state(state: str) -> str:
+    return f"[{_STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+@app.command("start")
+def start(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="Dataset version id to train on."),
+          set_: list[str] = typer.Option([], "--set", help="A config value, key=value (repeatable)."),
+          config_file: Path | None = typer.Option(None, "--config", help="A TOML file of config values."),
+          base_model: Path | None = typer.Option(None, help="A local model folder (default: the offline MiniLM)."),
+          follow: bool = typer.Option(False, "--follow", "-f", help="Follow the run until it ends.")) -> None:
+    """Validate the config, record a run and queue its training job (a worker runs it)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values.update(tomllib.loads(config_file.read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidInput(f"Cannot read config file {config_file}: {exc}.") from None
+    values.update(parse_overrides(set_))
+    config = parse_train_config(values)
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "run.create")
+        run = training_runs.start_training_run(c, dataset_version_id=dataset_version, config=config, actor=actor,
+                                               base_model=base_model)
+        console.print(f"run {run.id} {_state(run.state)} (job {run.job_id}); follow it with "
+                      f"'chainkeeper train logs {run.id} -f'")
+        if follow:
+            _follow(c, run.id)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newest first.")) -> None:
+    """The latest runs."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "run.read")
+        runs = training_runs.list_runs(c.db, limit)
+    if not runs:
+        console.print("No training runs yet. Start one with 'chainkeeper train start DATASET_VERSION'.")
+        return
+    table = Table("id", "state", "dataset version", "steps", "test accuracy", "test macro-F1", "by", "created (UTC)")
+    for r in runs:
+        test = r.metrics.get("test") or {}
+        table.add_row(str(r.id), _state(r.state), str(r.dataset_version_id),
+                      str((r.metrics.get("train") or {}).get("steps", "-")),
+                      f"{test['accuracy']:.4f}" if "accuracy" in test else "-",
+                      f"{test['macro_f1']:.4f}" if "macro_f1" in test else "-",
+                      r.created_by, f"{r.created_at:%Y-%m-%d %H:%M:%S}")
+    console.print(table)
+
+
+@app.command("show")
+def show(ctx: typer.Context, run_id: int) -> None:
+    """One run: state, config and headline metrics."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "run.read")
+        r = training_runs.get_run(c.db, run_id)
+    console.print(f"run {r.id} {_state(r.state)} on dataset version {r.dataset_version_id}, by {r.created_by}")
+    console.print(f"base model {r.base_model}; model artefact {r.model_artifact or '-'}")
+    console.print_json(data={"config": r.config})
+    if r.metrics.get("error"):
+        console.print(f"[red]error:[/] {r.metrics['error']}")
+    for split in ("dev", "test"):
+        m = r.metrics.get(split)
+        if m:
+            ece = (m.get("calibration") or {}).get("ece")
+            console.print(f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
+                          + (f", ECE {ece:.4f}" if ece is not None else ""))
+
+
+def _follow(c: Any, run_id: int, poll_s: float = 0.5) -> None:
+    """A progress bar with loss, learning rate and samples/s until the run ends."""
+    run = training_runs.get_run(c.db, run_id)
+    last_point, last_log, latest = 0, 0, {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console) as progress:
+        bar = progress.add_task(f"run {run_id}", total=100, stats="")
+        while True:
+            run = training_runs.get_run(c.db, run_id)
+            for p in training_runs.run_points(c.db, run_id, after_id=last_point):
+                latest[p["name"]] = p["value"]
+                latest["step"] = p["step"]
+                last_point = p["id"]
+            stats = " ".join(f"{k} {latest[k]:.4g}" for k in ("loss", "learning_rate", "samples_per_s") if k in latest)
+            job = get_job(c.db, run.job_id) if run.job_id is not None else None
+            progress.update(bar, completed=job.progress if job else 0,
+                            stats=(f"step {latest['step']} " if "step" in latest else "") + stats)
+            if job is not None:
+                for log_id, _, line in job_logs(c.db, job.id, after_id=last_log):
+                    if not line.startswith("step "):  # step lines are the bar's job
+                        progress.console.print(f"  [dim]{line}[/]")
+                    last_log = log_id
+            # The handler finishes the run before the worker finishes the job; a job the
+            # reaper gave up on ends the wait too, though its run never finished.
+            if (job.finished if job is not None else run.finished):
+                run = training_runs.get_run(c.db, run_id)
+                break
+            time.sleep(poll_s)
+    console.print(f"run {run.id} {_state(run.state)}" + (f": {run.metrics['error']}" if run.metrics.get("error") else ""))
+
+
+@app.command("logs")
+def logs(ctx: typer.Context, run_id: int,
+         follow: bool = typer.Option(False, "--follow", "-f", help="Follow with a progress bar until it ends.")) -> None:
+    """A run's job log (or a live progress bar with loss, learning rate and samples/s)."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "run.read")
+        if follow:
+            _follow(c, run_id)
+            return
+        run = training_runs.get_run(c.db, run_id)
+        if run.job_id is None:  # pragma: no cover - every run gets a job when started
+            return
+        for _, at, line in job_logs(c.db, run.job_id):
+            console.print(f"[dim]{at:%H:%M:%S}[/] {line}")
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, run_id: int) -> None:
+    """Stop a run (at once if queued, at its next step if running)."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "run.cancel")
+        r = training_runs.cancel_run(c, run_id, actor=actor)
+    console.print(f"run {r.id}: {r.state}" + (" (cancel requested)" if r.state == "running" else ""))
+
+
+@app.command("report")
+def report(ctx: typer.Context, run_id: int,
+           html: Path | None = typer.Option(None, "--html", help="Also write the self-contained HTML report here.")
+           ) -> None:
+    """The run's classification report per split (and the HTML report with plots)."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "run.read")
+        r = training_runs.get_run(c.db, run_id)
+        page = training_runs.run_report_html(c.db, run_id) if html is not None else None
+    for split in ("dev", "test"):
+        m = r.metrics.get(split)
+        if m and "per_class" in m:
+            console.print(f"[bold]{split}[/]")
+            console.print(format_report(m, digits=4), markup=False, highlight=False)
+    if html is not None and page is not None:
+        html.write_text(page, encoding="utf-8")
+        console.print(f"HTML report written to {html}")
+
+
+@app.command("compare")
+def compare(ctx: typer.Context, run_a: int, run_b: int) -> None:
+    """Headline metrics of two runs side by side, with the change from A to B."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "run.read")
+        diff = training_runs.compare_runs(c.db, run_a, run_b)
+    table = Table("split", "metric", f"run {run_a}", f"run {run_b}", "delta")
+    for split, rows in diff["splits"].items():
+        for metric, v in rows.items():
+            fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+            delta = v["delta"]
+            table.add_row(split, metric, fmt(v["a"]), fmt(v["b"]), "-" if delta is None else f"{delta:+.4f}")
+    console.print(table)
+
+
+@app.command("search")
+def search(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="Dataset version id to search on."),
+           trials: int = typer.Option(10, "--trials", help="How many trials."),
+           space: list[str] = typer.Option(..., "--space",
+                                           help="A searched option: name=low:high[:log] or name=a,b,c (repeatable)."),
+           set_: list[str] = typer.Option([], "--set", help="A fixed config value, key=value (repeatable)."),
+           base_model: Path | None = typer.Option(None, help="A local model folder (default: the offline MiniLM)."),
+           follow: bool = typer.Option(False, "--follow", "-f", help="Follow the search job until it ends.")) -> None:
+    """Queue an Optuna search (study kept in this database, median pruning); the best
+    trial's config is then trained as a normal run."""
+    from chainkeeper.cli.jobs import follow_job
+    from chainkeeper.training.search import parse_space, start_search
+
+    dims = parse_space(space)
+    config = parse_train_config(parse_overrides(set_))
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "run.create")
+        job_id = start_search(c, dataset_version_id=dataset_version, config=config, space=dims, trials=trials,
+                              actor=actor, base_model=base_model)
+        console.print(f"search job {job_id} queued ({trials} trials over {', '.join(d.name for d in dims)}); "
+                      f"follow it with 'chainkeeper jobs logs {job_id} -f'")
+        if follow:
+            job = follow_job(c.db, job_id)
+            console.print(f"search {job.state}" + (f": best run {job.result['run_id']}" if job.result else ""))

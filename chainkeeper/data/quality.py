@@ -1,0 +1,255 @@
+"""The quality report of a dataset version: JSON, and a self-contained HTML page.
+
+The report is what a second data steward reads before releasing a version: how many
+rows each cleaning step took in and let out, what was removed (empty, duplicates,
+near-duplicates, too short or long, other scripts), the personal data redacted per
+type, label conflicts, rows quarantined at import, the label distribution per split
+and the text-length histogram.
+
+``build_quality_report`` is pure (the version's stats and step reports in, a JSON-able
+dict out); ``render_quality_html`` turns it into one HTML page whose plots are inline
+SVG, so it opens offline, from a file or an e-mail, with no script and no CDN. When a
+version is created the report is stored as an artefact (canonical JSON) and its digest
+kept in the version's ``stats["quality_report"]``, so what the approver saw is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from chainkeeper.core.artifacts import ArtifactStore
+from chainkeeper.core.context import Context
+
+__all__ = ["REPORT_FORMAT", "build_quality_report", "store_quality_report", "render_quality_html", "report_sections",
+           "get_quality_report", "report_bytes"]
+
+REPORT_FORMAT = "chainkeeper.quality/1"
+_PALETTE = ("#2b6cb0", "#2f855a", "#b7791f", "#9b2c2c", "#6b46c1", "#2c7a7b")
+
+
+def build_quality_report(*, name: str, version: int, content_hash: str, stats: Mapping[str, Any],
+                         steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The quality report of a version (pure).
+
+    Args:
+        name: the dataset's name.
+        version: its version number.
+        content_hash: the snapshot's content hash.
+        stats: the version's statistics (``statistics.dataset_stats`` plus quarantined).
+        steps: the stored step reports (``asdict(StepReport)``), in order.
+
+    Returns:
+        A JSON-able dict: format, dataset, rows, rows_per_split, label_distribution,
+        text_length, steps (name, rows_in, rows_out, changed, params, details),
+        removed (duplicates, near_duplicates, empty, conflicts), pii_found, quarantined.
+    """
+    quarantined = stats.get("quarantined") or {}
+    return {
+        "format": REPORT_FORMAT,
+        "dataset": {"name": name, "version": version, "content_hash": content_hash},
+        "rows": int(stats.get("rows", 0)),
+        "rows_before_cleaning": int(stats.get("rows_before_cleaning", 0)),
+        "rows_per_split": dict(stats.get("rows_per_split") or {}),
+        "labels": list(stats.get("labels") or []),
+        "label_distribution": {s: dict(c) for s, c in (stats.get("label_counts") or {}).items()},
+        "text_length": dict(stats.get("text_length") or {}),
+        "steps": [{"name": s.get("name"), "rows_in": s.get("rows_in", 0), "rows_out": s.get("rows_out", 0),
+                   "changed": s.get("changed", 0), "params": dict(s.get("params") or {}),
+                   "details": dict(s.get("details") or {})} for s in steps],
+        "removed": {"empty": int(stats.get("empty_removed", 0)),
+                    "duplicates": int(stats.get("duplicates_removed", 0)),
+                    "near_duplicates": int(stats.get("near_duplicates_removed", 0))},
+        "conflicts": int(stats.get("conflicts", 0)),
+        "pii_found": {k: int(v) for k, v in (stats.get("pii_found") or {}).items()},
+        "quarantined": {"total": sum(int(v) for v in quarantined.values()),
+                        "by_source": {str(k): int(v) for k, v in quarantined.items()}},
+    }
+
+
+def report_bytes(report: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of a report (sorted keys, UTF-8): what is stored and hashed."""
+    return json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def store_quality_report(artifacts: ArtifactStore, report: Mapping[str, Any]) -> str:
+    """Store a report in the artefact store.
+
+    Args:
+        artifacts: the artefact store.
+        report: from ``build_quality_report``.
+
+    Returns:
+        The sha256 digest naming the stored JSON.
+    """
+    return artifacts.put_bytes(report_bytes(report))
+
+
+def get_quality_report(ctx: Context, version_id: int) -> dict[str, Any]:
+    """The quality report of a stored version.
+
+    The stored artefact when the version has one (re-checked against its digest);
+    otherwise (versions made before reports were stored) built from its stats.
+
+    Args:
+        ctx: the stores.
+        version_id: the dataset version's id.
+
+    Returns:
+        The report (see ``build_quality_report``).
+
+    Raises:
+        NotFound: no such version, or its stored report is missing.
+        ArtifactCorrupted: the stored report no longer matches its digest.
+    """
+    from chainkeeper.data.versions import get_dataset_version  # versions imports this module
+
+    version = get_dataset_version(ctx.db, version_id)
+    digest = version.stats.get("quality_report")
+    if digest:
+        return dict(json.loads(ctx.artifacts.get_bytes(digest)))
+    return build_quality_report(name=version.name, version=version.version, content_hash=version.content_hash,
+                                stats=version.stats, steps=version.recipe)
+
+
+# --- HTML ------------------------------------------------------------------------------
+
+
+def _hbars(items: Sequence[tuple[str, int]], *, width: int = 560, bar_height: int = 18, color: str = _PALETTE[0],
+           label_width: int = 180, title: str) -> str:
+    """Horizontal bars, one per item, scaled to the largest value."""
+    top = max((v for _, v in items), default=0) or 1
+    height = bar_height * len(items) + 8
+    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">']
+    room = width - label_width - 70
+    for i, (label, value) in enumerate(items):
+        y = 4 + i * bar_height
+        w = max(1, round(room * value / top)) if value else 0
+        parts.append(f'<text x="{label_width - 6}" y="{y + bar_height - 5}" text-anchor="end" font-size="12">'
+                     f'{escape(label[:28])}</text>')
+        parts.append(f'<rect x="{label_width}" y="{y + 2}" width="{w}" height="{bar_height - 4}" fill="{color}">'
+                     f'<title>{escape(label)}: {value:,}</title></rect>')
+        parts.append(f'<text x="{label_width + w + 4}" y="{y + bar_height - 5}" font-size="12">{value:,}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _columns(items: Sequence[tuple[str, int]], *, width: int = 560, height: int = 200, title: str) -> str:
+    """Vertical columns (a histogram), one per bucket, scaled to the largest value."""
+    top = max((v for _, v in items), default=0) or 1
+    slot = (width - 20) / max(1, len(items))
+    plot = height - 40
+    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">']
+    for i, (label, value) in enumerate(items):
+        h = round(plot * value / top)
+        x = 10 + i * slot
+        parts.append(f'<rect x="{x + 3:.1f}" y="{10 + plot - h}" width="{slot - 6:.1f}" height="{h}" '
+                     f'fill="{_PALETTE[1]}"><title>{escape(label)} characters: {value:,}</title></rect>')
+        parts.append(f'<text x="{x + slot / 2:.1f}" y="{height - 14}" text-anchor="middle" font-size="11">'
+                     f'{escape(label)}</text>')
+        parts.append(f'<text x="{x + slot / 2:.1f}" y="{max(10, 6 + plot - h)}" text-anchor="middle" '
+                     f'font-size="10">{value:,}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _funnel(steps: Sequence[Mapping[str, Any]], *, width: int = 560, title: str) -> str:
+    """Rows going into each step (light) and coming out (dark), step by step."""
+    items = [(str(s["name"]), int(s["rows_in"]), int(s["rows_out"])) for s in steps]
+    top = max((r for _, r, _ in items), default=0) or 1
+    bar, label_width = 22, 150
+    room = width - label_width - 130
+    height = bar * len(items) + 8
+    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">']
+    for i, (name, rows_in, rows_out) in enumerate(items):
+        y = 4 + i * bar
+        w_in, w_out = round(room * rows_in / top), round(room * rows_out / top)
+        parts.append(f'<text x="{label_width - 6}" y="{y + bar - 7}" text-anchor="end" font-size="12">'
+                     f'{escape(name)}</text>')
+        parts.append(f'<rect x="{label_width}" y="{y + 2}" width="{w_in}" height="{bar - 4}" fill="#cbd5e0"/>')
+        parts.append(f'<rect x="{label_width}" y="{y + 2}" width="{w_out}" height="{bar - 4}" fill="{_PALETTE[0]}">'
+                     f'<title>{escape(name)}: {rows_in:,} in, {rows_out:,} out</title></rect>')
+        parts.append(f'<text x="{label_width + w_in + 4}" y="{y + bar - 7}" font-size="12">{rows_out:,} '
+                     f'(−{rows_in - rows_out:,})</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(f'{c:,}' if isinstance(c, int) else str(c))}</td>" for c in row)
+                   + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _title(report: Mapping[str, Any]) -> str:
+    return f"Quality report: {report['dataset']['name']} v{report['dataset']['version']}"
+
+
+def report_sections(report: Mapping[str, Any]) -> str:
+    """The body of a report as HTML (title, tables and inline SVG plots), for embedding.
+
+    Args:
+        report: from ``build_quality_report``.
+
+    Returns:
+        HTML; every value from the data is escaped.
+    """
+    ds = report["dataset"]
+    title = _title(report)
+    totals: dict[str, int] = {}
+    for counts in report["label_distribution"].values():
+        for label, n in counts.items():
+            totals[label] = totals.get(label, 0) + int(n)
+    label_rows = [[label] + [int(report["label_distribution"].get(s, {}).get(label, 0))
+                             for s in report["rows_per_split"]] for label in sorted(totals)]
+    buckets = list((report["text_length"].get("buckets") or {}).items())
+    removed = report["removed"]
+    summary = [("rows", report["rows"]), ("rows before cleaning", report["rows_before_cleaning"]),
+               ("empty removed", removed["empty"]), ("duplicates removed", removed["duplicates"]),
+               ("near-duplicates removed", removed["near_duplicates"]), ("label conflicts", report["conflicts"]),
+               ("rows quarantined at import", report["quarantined"]["total"]),
+               ("personal data redacted", sum(report["pii_found"].values()))]
+    step_rows = [[s["name"], s["rows_in"], s["rows_out"], s["changed"],
+                  json.dumps(s["params"], ensure_ascii=False) if s["params"] else ""] for s in report["steps"]]
+    pii_rows = [[kind, n] for kind, n in report["pii_found"].items()]
+    length = report["text_length"]
+    sections = [
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="meta">content hash <code>{escape(ds["content_hash"])}</code></p>',
+        "<h2>Summary</h2>", _table(["", "rows"], summary),
+        "<h2>Rows through the cleaning steps</h2>",
+        _funnel(report["steps"], title="rows in and out of each cleaning step") if report["steps"] else "<p>none</p>",
+        _table(["step", "rows in", "rows out", "changed", "parameters"], step_rows),
+        "<h2>Label distribution</h2>",
+        _hbars(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])), title="rows per label"),
+        _table(["label", *report["rows_per_split"]], label_rows),
+        "<h2>Text length (characters)</h2>",
+        _columns(buckets, title="text length histogram"),
+        f"<p>min {length.get('min', 0):,} · mean {length.get('mean', 0)} · max {length.get('max', 0):,}</p>",
+        "<h2>Personal data redacted</h2>",
+        _table(["type", "found"], pii_rows) if pii_rows else "<p>No redaction step in the recipe.</p>",
+    ]
+    return "".join(sections)
+
+
+def render_quality_html(report: Mapping[str, Any]) -> str:
+    """A self-contained HTML page of a report: no script, no external resource.
+
+    Args:
+        report: from ``build_quality_report``.
+
+    Returns:
+        The page; every value from the data is HTML-escaped.
+    """
+    title = _title(report)
+    style = ("body{font-family:system-ui,sans-serif;max-width:760px;margin:2em auto;color:#1a202c}"
+             "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #cbd5e0;padding:2px 8px;"
+             "text-align:left}td:not(:first-child){text-align:right}.meta{color:#4a5568}svg{display:block}")
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{style}</style></head><body>{report_sections(report)}</body></html>")

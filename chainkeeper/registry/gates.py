@@ -1,0 +1,320 @@
+"""Release gates: the evaluation thresholds a model version must meet before production.
+
+Thresholds are set per project (model name) by a release manager:
+
+- ``min_macro_f1``: the version's test macro-F1 must be at least this;
+- ``min_slice_macro_f1``: no declared slice (``metrics["test"]["slices"]``) below this;
+- ``max_drop_vs_production``: the test macro-F1 may trail the version now in production
+  by at most this many points (0.02 = two points), on the same dataset version's split.
+
+``evaluate_gates`` is pure (values in, outcomes out); ``run_gates`` reads the registry,
+evaluates and stores every outcome (``gate_results``) with an audit entry, so a
+decision can be shown and questioned later. The promotion gate of
+``governance.approvals`` calls ``check_release_gates``: a failing gate fails the
+request's checks, and a request with a failed check cannot be approved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.errors import InvalidInput
+from chainkeeper.governance.actors import SYSTEM, Actor
+from chainkeeper.governance.ledger import append_entry
+from chainkeeper.registry.tables import SqlGateResult, SqlGateThresholds
+from chainkeeper.registry.versions import Stage, get_model_version, list_model_versions, validate_model_name
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+    from chainkeeper.governance.approvals import CheckResult
+
+__all__ = [
+    "GateOutcome",
+    "GateResult",
+    "GateThresholds",
+    "UNCHANGED",
+    "check_release_gates",
+    "evaluate_gates",
+    "flat_slices",
+    "get_gate_thresholds",
+    "latest_gate_results",
+    "run_gates",
+    "set_gate_thresholds",
+]
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """A model name's thresholds; None means the gate is not set."""
+
+    name: str
+    min_macro_f1: float | None = None
+    min_slice_macro_f1: float | None = None
+    max_drop_vs_production: float | None = None
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """One gate's verdict on one version (pure result of ``evaluate_gates``)."""
+
+    gate: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """A stored outcome: which version, when and for whom it was evaluated."""
+
+    id: int
+    model_version_id: int
+    gate: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    detail: str
+    evaluated_by: str
+    evaluated_at: datetime
+
+
+def _check_fraction(field: str, value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"{field} must be between 0 and 1, got {value}.",
+                           hint="Give scores as fractions, e.g. 0.8 for 80 %.")
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+# Default of ``set_gate_thresholds``' values: keep what is stored (None unsets a gate).
+UNCHANGED: Any = _Unchanged()
+
+
+def set_gate_thresholds(ctx: Context, name: str, *, actor: Actor, min_macro_f1: float | None = UNCHANGED,
+                        min_slice_macro_f1: float | None = UNCHANGED,
+                        max_drop_vs_production: float | None = UNCHANGED) -> GateThresholds:
+    """Set some or all release thresholds of model ``name``.
+
+    Args:
+        name: the model name the thresholds hold for.
+        actor: who sets them (a release manager).
+        min_macro_f1, min_slice_macro_f1, max_drop_vs_production: fractions in [0, 1];
+            None unsets that gate; ``UNCHANGED`` (the default) keeps the stored value.
+
+    Returns:
+        The thresholds now in force.
+
+    Raises:
+        InvalidInput: a malformed name or a value outside [0, 1].
+    """
+    validate_model_name(name)
+    given = {field: value for field, value in (("min_macro_f1", min_macro_f1),
+                                              ("min_slice_macro_f1", min_slice_macro_f1),
+                                              ("max_drop_vs_production", max_drop_vs_production))
+             if value is not UNCHANGED}
+    for field, value in given.items():
+        _check_fraction(field, value)
+    with ctx.db.session() as s:
+        row = s.scalars(sa.select(SqlGateThresholds).where(SqlGateThresholds.name == name)).one_or_none()
+        before = _thresholds_snapshot(row) if row is not None else None
+        if row is None:
+            row = SqlGateThresholds(name=name, min_macro_f1=None, min_slice_macro_f1=None,
+                                    max_drop_vs_production=None)
+            s.add(row)
+        for field, value in given.items():
+            setattr(row, field, value)
+        row.updated_by, row.updated_at = actor.name, utcnow()
+        s.flush()
+        append_entry(s, actor, "gate.set", "gate_thresholds", name, before=before, after=_thresholds_snapshot(row),
+                     details=_thresholds_snapshot(row))
+        return _to_thresholds(row)
+
+
+def _thresholds_snapshot(row: SqlGateThresholds) -> dict[str, Any]:
+    return {"name": row.name, "min_macro_f1": row.min_macro_f1, "min_slice_macro_f1": row.min_slice_macro_f1,
+            "max_drop_vs_production": row.max_drop_vs_production}
+
+
+def _to_thresholds(row: SqlGateThresholds) -> GateThresholds:
+    return GateThresholds(name=row.name, min_macro_f1=row.min_macro_f1, min_slice_macro_f1=row.min_slice_macro_f1,
+                          max_drop_vs_production=row.max_drop_vs_production, updated_by=row.updated_by,
+                          updated_at=row.updated_at)
+
+
+def get_gate_thresholds(db: Database, name: str) -> GateThresholds:
+    """The thresholds of model ``name`` (all unset when none were ever set)."""
+    with db.session() as s:
+        row = s.scalars(sa.select(SqlGateThresholds).where(SqlGateThresholds.name == name)).one_or_none()
+        return _to_thresholds(row) if row is not None else GateThresholds(name=name)
+
+
+# --- the pure part ---------------------------------------------------------------------
+
+
+def flat_slices(slices: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """Slice metrics as ``{name: {"macro_f1", "accuracy"?, "support"?}}`` (pure).
+
+    Training stores slices per dimension (``{"text length": {"short": {...}}}``); older or
+    hand-made metrics hold them flat (``{"short": {...}}``). Both read the same here, a
+    nested one named ``"dimension: group"``.
+    """
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, value in (slices or {}).items():
+        if not isinstance(value, Mapping):
+            continue
+        if "macro_f1" in value:
+            out[str(name)] = value
+            continue
+        for group, inner in value.items():
+            if isinstance(inner, Mapping) and "macro_f1" in inner:
+                out[f"{name}: {group}"] = inner
+    return out
+
+
+def _macro_f1(metrics: Mapping[str, Any]) -> float | None:
+    value = (metrics.get("test") or {}).get("macro_f1")
+    return float(value) if value is not None else None
+
+
+def evaluate_gates(thresholds: GateThresholds, metrics: Mapping[str, Any],
+                   production_metrics: Mapping[str, Any] | None = None, *,
+                   same_split: bool = True) -> list[GateOutcome]:
+    """Judge a version's metrics against thresholds (pure).
+
+    Args:
+        thresholds: the model name's thresholds; unset gates are skipped.
+        metrics: the version's metrics (``{"test": {"macro_f1", "slices"?: ...}}``, see ``flat_slices``).
+        production_metrics: the metrics of the version in production, or None if none is.
+        same_split: whether both were evaluated on the same dataset version's test split.
+
+    Returns:
+        One outcome per set gate, in a fixed order.
+    """
+    out: list[GateOutcome] = []
+    f1 = _macro_f1(metrics)
+    if thresholds.min_macro_f1 is not None:
+        limit = thresholds.min_macro_f1
+        if f1 is None:
+            out.append(GateOutcome("min-macro-f1", False, None, limit, "no test macro-F1 is recorded"))
+        else:
+            verdict = "meets" if f1 >= limit else "is below"
+            out.append(GateOutcome("min-macro-f1", f1 >= limit, f1, limit,
+                                   f"test macro-F1 {f1:.4f} {verdict} the minimum {limit:.4f}"))
+    if thresholds.min_slice_macro_f1 is not None:
+        limit = thresholds.min_slice_macro_f1
+        slices = flat_slices((metrics.get("test") or {}).get("slices"))
+        scores = {k: float(v["macro_f1"]) for k, v in slices.items()}
+        if not scores:
+            out.append(GateOutcome("min-slice-macro-f1", True, None, limit, "no slices are declared"))
+        else:
+            worst = min(scores, key=lambda k: scores[k])
+            low = sorted(k for k, v in scores.items() if v < limit)
+            detail = (f"slices below {limit:.4f}: {', '.join(low)} (worst {worst!r} at {scores[worst]:.4f})" if low
+                      else f"all {len(scores)} slices reach {limit:.4f} (worst {worst!r} at {scores[worst]:.4f})")
+            out.append(GateOutcome("min-slice-macro-f1", not low, scores[worst], limit, detail))
+    if thresholds.max_drop_vs_production is not None:
+        limit = thresholds.max_drop_vs_production
+        prod = _macro_f1(production_metrics) if production_metrics is not None else None
+        if production_metrics is None or prod is None:
+            out.append(GateOutcome("no-worse-than-production", True, None, limit,
+                                   "no version with a test macro-F1 is in production to compare with"))
+        elif not same_split:
+            out.append(GateOutcome("no-worse-than-production", False, None, limit,
+                                   "the production version was evaluated on another dataset version's test split; "
+                                   "the scores are not comparable"))
+        elif f1 is None:
+            out.append(GateOutcome("no-worse-than-production", False, None, limit, "no test macro-F1 is recorded"))
+        else:
+            drop = prod - f1
+            out.append(GateOutcome("no-worse-than-production", drop <= limit + 1e-12, drop, limit,
+                                   f"test macro-F1 {f1:.4f} vs production {prod:.4f}: drop {drop:+.4f} "
+                                   f"(at most {limit:.4f} allowed)"))
+    return out
+
+
+# --- stored evaluation -----------------------------------------------------------------
+
+
+def run_gates(ctx: Context, model_version_id: int, *, actor: Actor = SYSTEM) -> list[GateResult]:
+    """Evaluate a version against its name's thresholds and store every outcome.
+
+    Args:
+        model_version_id: the version to judge.
+        actor: on whose behalf (the requester of a promotion, or the system).
+
+    Returns:
+        The stored results (empty when no threshold is set for the name).
+
+    Raises:
+        NotFound: no such version.
+    """
+    from chainkeeper.training.runs import get_run  # the training stage's public reader
+
+    version = get_model_version(ctx.db, model_version_id)
+    thresholds = get_gate_thresholds(ctx.db, version.name)
+    live = [v for v in list_model_versions(ctx.db, version.name, stage=Stage.PRODUCTION) if v.id != version.id]
+    production = live[0] if live else None
+    same_split = True
+    if production is not None:
+        same_split = get_run(ctx.db, production.run_id).dataset_version_id == get_run(
+            ctx.db, version.run_id).dataset_version_id
+    outcomes = evaluate_gates(thresholds, version.metrics, production.metrics if production else None,
+                              same_split=same_split)
+    if not outcomes:  # no thresholds set: nothing to judge, nothing to record
+        return []
+    now = utcnow()
+    with ctx.db.session() as s:
+        rows = [SqlGateResult(model_version_id=version.id, gate=o.gate, passed=o.passed, value=o.value,
+                              threshold=o.threshold, detail=o.detail, evaluated_by=actor.name, evaluated_at=now)
+                for o in outcomes]
+        s.add_all(rows)
+        s.flush()
+        append_entry(s, actor, "gate.evaluate", "model_version", version.id,
+                     after=[{"gate": o.gate, "passed": o.passed} for o in outcomes],
+                     details={"compared_with": production.id if production else None,
+                              "passed": all(o.passed for o in outcomes)})
+        return [_to_result(r) for r in rows]
+
+
+def _to_result(row: SqlGateResult) -> GateResult:
+    return GateResult(id=row.id, model_version_id=row.model_version_id, gate=row.gate, passed=row.passed,
+                      value=row.value, threshold=row.threshold, detail=row.detail, evaluated_by=row.evaluated_by,
+                      evaluated_at=row.evaluated_at)
+
+
+def latest_gate_results(db: Database, model_version_id: int) -> list[GateResult]:
+    """The results of the most recent evaluation of a version (empty if never evaluated)."""
+    with db.session() as s:
+        last = s.scalar(sa.select(sa.func.max(SqlGateResult.evaluated_at))
+                        .where(SqlGateResult.model_version_id == model_version_id))
+        if last is None:
+            return []
+        rows = s.scalars(sa.select(SqlGateResult).where(SqlGateResult.model_version_id == model_version_id,
+                                                         SqlGateResult.evaluated_at == last)
+                         .order_by(SqlGateResult.id))
+        return [_to_result(r) for r in rows]
+
+
+def check_release_gates(ctx: Context, object_id: int | str, payload: dict[str, Any]) -> CheckResult:
+    """The ``model.promote`` approval check: run the gates, pass only if all pass."""
+    from chainkeeper.governance.approvals import CheckResult
+
+    results = run_gates(ctx, int(object_id))
+    if not results:
+        return CheckResult("release-gates", True, "no release thresholds are set for this model name")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        return CheckResult("release-gates", False, "; ".join(f"{r.gate}: {r.detail}" for r in failed))
+    return CheckResult("release-gates", True, "; ".join(f"{r.gate}: {r.detail}" for r in results))

@@ -1,0 +1,208 @@
+"""Adaptive micro-batching: concurrent requests answered by one model call.
+
+A model call on a few cores costs little more for 16 similar texts than for one, so a
+``MicroBatcher`` puts every request on a queue and one background thread answers them
+in batches: it takes what is queued, up to ``max_batch_size`` texts, and runs the model
+once; each caller waits on its own future and gets its own slice back.
+
+Adaptive: a lone request (nothing else queued) runs at once, so one client pays no
+waiting. Only when requests arrive together (the drained batch held more than one) does
+the thread wait up to ``max_wait_ms`` for more, since concurrency is then likely to
+continue. While the model runs, new requests queue, and the next batch takes them all.
+
+Callers may be threads (``predict`` blocks) or coroutines (``apredict`` awaits without
+blocking the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chainkeeper.core.errors import InvalidInput
+
+__all__ = ["BatchStats", "BatchedPredictor", "MicroBatcher"]
+
+DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_WAIT_MS = 2.0
+
+
+class _Model(Protocol):
+    def predict(self, texts: list[str]) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """Counters since the batcher started, for metrics and the readiness answer."""
+
+    requests: int
+    texts: int
+    batches: int
+    queue_depth: int  # requests waiting now
+    max_queue_depth: int
+    batch_sizes: dict[int, int]  # texts per model call -> how many calls
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.texts / self.batches if self.batches else 0.0
+
+
+_STOP = object()
+
+
+class MicroBatcher:
+    """Collects concurrent requests into batches for one model.
+
+    Args:
+        model: anything with ``predict(texts) -> list`` answering one item per text.
+        max_batch_size: most texts per model call (a single larger request runs alone).
+        max_wait_ms: how long to wait for more requests once concurrency is seen.
+    """
+
+    def __init__(self, model: _Model, *, max_batch_size: int = DEFAULT_MAX_BATCH,
+                 max_wait_ms: float = DEFAULT_MAX_WAIT_MS, name: str = "model") -> None:
+        if max_batch_size < 1:
+            raise InvalidInput(f"max_batch_size is {max_batch_size}; it must be at least 1.",
+                               hint=f"The default is {DEFAULT_MAX_BATCH}.")
+        if max_wait_ms < 0:
+            raise InvalidInput(f"max_wait_ms is {max_wait_ms}; it cannot be negative.",
+                               hint=f"The default is {DEFAULT_MAX_WAIT_MS} ms.")
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._requests = self._texts = self._batches = self._max_depth = 0
+        self._sizes: Counter[int] = Counter()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    # --- callers --------------------------------------------------------------------------
+
+    def submit(self, texts: list[str]) -> Future[list[Any]]:
+        """Queue texts; the future resolves to one answer per text, in order.
+
+        Raises:
+            InvalidInput: the batcher is closed or ``texts`` is empty.
+        """
+        if self._closed:
+            raise InvalidInput("This model is being unloaded.", hint="Send the request again.")
+        if not texts:
+            raise InvalidInput("There are no texts to predict.", hint="Send at least one text.")
+        future: Future[list[Any]] = Future()
+        self._queue.put((texts, future))
+        with self._lock:
+            self._requests += 1
+            self._max_depth = max(self._max_depth, self._queue.qsize())
+        return future
+
+    def predict(self, texts: list[str]) -> list[Any]:
+        """Answer texts, blocking the calling thread until their batch ran."""
+        return self.submit(texts).result()
+
+    async def apredict(self, texts: list[str]) -> list[Any]:
+        """Answer texts without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit(texts))
+
+    def stats(self) -> BatchStats:
+        with self._lock:
+            return BatchStats(requests=self._requests, texts=self._texts, batches=self._batches,
+                              queue_depth=self._queue.qsize(), max_queue_depth=self._max_depth,
+                              batch_sizes=dict(sorted(self._sizes.items())))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Answer what is queued, then stop the thread."""
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # --- the batching thread ------------------------------------------------------------
+
+    def _collect(self, first: tuple[list[str], Future[list[Any]]]) -> tuple[list[Any], bool]:
+        batch, total, stop = [first], len(first[0]), False
+        deadline: float | None = None
+        while total < self.max_batch_size:
+            try:
+                if deadline is None:
+                    item = self._queue.get_nowait()
+                else:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    item = self._queue.get(timeout=left)
+            except queue.Empty:
+                # Concurrency seen (more than one request drained): wait briefly for more.
+                if deadline is None and len(batch) > 1 and self.max_wait_s > 0:
+                    deadline = time.perf_counter() + self.max_wait_s
+                    continue
+                break
+            if item is _STOP:
+                stop = True
+                break
+            if total + len(item[0]) > max(self.max_batch_size, len(first[0])):
+                self._queue.put(item)  # too big for this batch: first in the next one
+                break
+            batch.append(item)
+            total += len(item[0])
+        return batch, stop
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch, stop = self._collect(first)
+            texts = [t for item, _ in batch for t in item]
+            try:
+                answers = self.model.predict(texts)
+            except BaseException as error:  # noqa: BLE001 - handed to every caller of the batch
+                for _, future in batch:
+                    future.set_exception(error)
+            else:
+                start = 0
+                for item, future in batch:
+                    future.set_result(answers[start:start + len(item)])
+                    start += len(item)
+            with self._lock:
+                self._batches += 1
+                self._texts += len(texts)
+                self._sizes[len(texts)] += 1
+            if stop:
+                return
+
+
+class BatchedPredictor:
+    """A predictor whose concurrent ``predict`` calls are merged by a ``MicroBatcher``.
+
+    Same attributes as the predictor it wraps (labels, model_version_id, artifact, engine).
+    """
+
+    def __init__(self, predictor: Any, *, max_batch_size: int = DEFAULT_MAX_BATCH,
+                 max_wait_ms: float = DEFAULT_MAX_WAIT_MS) -> None:
+        self.predictor = predictor
+        self.batcher = MicroBatcher(predictor, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                                    name=f"v{predictor.model_version_id}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
+
+    def predict(self, texts: list[str]) -> list[Any]:
+        """Label texts (validated here, so one bad request never fails a whole batch)."""
+        from chainkeeper.serving.runtime import validate_texts
+
+        return self.batcher.predict(validate_texts(texts))
+
+    async def apredict(self, texts: list[str]) -> list[Any]:
+        from chainkeeper.serving.runtime import validate_texts
+
+        return await self.batcher.apredict(validate_texts(texts))
+
+    def close(self) -> None:
+        self.batcher.close()

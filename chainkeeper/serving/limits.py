@@ -1,0 +1,120 @@
+"""Request limits of the predict endpoint: size per request, rate per API key.
+
+Size limits (``RequestLimits``) are checked before any model work: a body over
+``max_body_bytes``, more than ``max_texts`` texts or a text over ``max_text_chars``
+characters is answered 413 with what was sent and what is allowed.
+
+Rate limits are token buckets, one per API key, held in memory by the serving process
+(``RateLimiter``): a key refills ``rate_per_s`` tokens a second up to ``burst`` and a
+request takes one; an empty bucket answers 429 with when to retry. Several server
+processes each keep their own buckets, so the effective limit scales with replicas —
+state it per replica.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from chainkeeper.core.errors import InvalidInput, RateLimited
+
+__all__ = ["PayloadTooLarge", "RateLimiter", "RequestLimits", "TokenBucket", "check_body_size", "check_texts"]
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request larger than the server accepts (413)."""
+
+    status, title = 413, "Payload too large"
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How large one predict request may be."""
+
+    max_body_bytes: int = 1_000_000
+    max_texts: int = 256
+    max_text_chars: int = 10_000
+
+
+DEFAULT_LIMITS = RequestLimits()
+
+
+def check_body_size(content_length: int | None, limits: RequestLimits = DEFAULT_LIMITS) -> None:
+    """Refuse a body over the limit (pure).
+
+    Raises:
+        PayloadTooLarge: ``content_length`` exceeds ``max_body_bytes``.
+    """
+    if content_length is not None and content_length > limits.max_body_bytes:
+        raise PayloadTooLarge(f"The request body has {content_length:,} bytes; at most {limits.max_body_bytes:,} "
+                              "are accepted.", hint="Send fewer or shorter texts per request.")
+
+
+def check_texts(texts: Sequence[str], limits: RequestLimits = DEFAULT_LIMITS) -> None:
+    """Refuse too many or too long texts (pure).
+
+    Raises:
+        PayloadTooLarge: more than ``max_texts`` texts, or one longer than ``max_text_chars``.
+    """
+    if len(texts) > limits.max_texts:
+        raise PayloadTooLarge(f"{len(texts):,} texts in one request; at most {limits.max_texts} are accepted.",
+                              hint=f"Send them in batches of up to {limits.max_texts}.")
+    for i, text in enumerate(texts):
+        if isinstance(text, str) and len(text) > limits.max_text_chars:
+            raise PayloadTooLarge(f"Text {i} has {len(text):,} characters; at most {limits.max_text_chars:,} are "
+                                  "accepted.", hint="Shorten it or split it into several texts.")
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved; not thread-safe on its own."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"rate {rate} and burst {burst} must be positive")  # a programming error
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = float(burst), now
+
+    def take(self, now: float) -> float:
+        """Take one token; return 0.0 if granted, else the seconds until one is there."""
+        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class RateLimiter:
+    """One token bucket per API key, shared by the threads of one process."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[int, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key_id: int, rate_per_s: float | None, burst: int | None = None) -> None:
+        """Let a request of key ``key_id`` through, or refuse it.
+
+        Args:
+            rate_per_s: the key's rate (None: unlimited).
+            burst: the key's burst (None: one second's worth, at least 1).
+
+        Raises:
+            RateLimited: the key's bucket is empty; the message says when to retry.
+        """
+        if rate_per_s is None:
+            return
+        size = burst if burst is not None else max(1, math.ceil(rate_per_s))
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.get(key_id)
+            # A changed limit (the key was re-issued with other numbers) starts a fresh bucket.
+            if bucket is None or bucket.rate != rate_per_s or bucket.burst != size:
+                bucket = self._buckets[key_id] = TokenBucket(rate_per_s, size, now)
+            wait = bucket.take(now)
+        if wait > 0:
+            raise RateLimited(f"API key {key_id} is over its limit of {rate_per_s:g} requests/s "
+                              f"(burst {size}).", hint=f"Retry in {wait:.2f} s, or ask for a higher rate.")

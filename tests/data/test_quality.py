@@ -1,0 +1,126 @@
+"""The quality report: built with the version, stored, served as JSON/HTML/web page, required by the release gate."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chainkeeper.api.app import create_app
+from chainkeeper.core.context import Context
+from chainkeeper.data.cleaning import FULL_RECIPE
+from chainkeeper.data.ingest import import_csv
+from chainkeeper.data.quality import get_quality_report, render_quality_html
+from chainkeeper.data.versions import DatasetVersion, create_dataset_version
+from chainkeeper.governance.approvals import request_approval
+from chainkeeper.governance.separation import check_dataset_quality_report
+from chainkeeper.governance.users import create_user, issue_token
+from tests.governance.conftest import make_actor
+
+ROWS = ([f"my card {i} has not arrived yet, can you check?,card_arrival" for i in range(20)]
+        + [f"please block the card I lost on day {i},lost_card" for i in range(20)]
+        + ["my card 1 has not arrived yet, can you check?,card_arrival",  # exact repeat
+           "my card 2 has not arrived yet, can you check ?,card_arrival",  # near repeat
+           "<b>mail me at anna@example.com</b> about my card,card_arrival",
+           "x,lost_card"])
+
+
+def _version(ctx: Context, tmp_path: Path, recipe: list[object] | None = None) -> DatasetVersion:
+    steward = make_actor(ctx, "sofia", "data_steward")
+    csv = tmp_path / "support.csv"
+    csv.write_text("text,label\n" + "\n".join(f'"{r.rsplit(",", 1)[0]}",{r.rsplit(",", 1)[1]}' for r in ROWS) + "\n",
+                   encoding="utf-8")
+    source = import_csv(ctx, csv, actor=steward)
+    return create_dataset_version(ctx, name="support", source_ids=[source.id], actor=steward,
+                                  recipe=recipe or FULL_RECIPE)  # type: ignore[arg-type]
+
+
+def test_version_stores_a_report_with_steps_removals_pii_and_distribution(ctx: Context, tmp_path: Path) -> None:
+    version = _version(ctx, tmp_path)
+
+    report = get_quality_report(ctx, version.id)
+
+    assert re.fullmatch(r"[0-9a-f]{64}", version.stats["quality_report"])
+    assert report["dataset"] == {"name": "support", "version": 1, "content_hash": version.content_hash}
+    assert [s["name"] for s in report["steps"]] == [e if isinstance(e, str) else e["step"] for e in FULL_RECIPE]
+    assert report["rows_before_cleaning"] == 44 and report["rows"] == version.stats["rows"]
+    assert report["removed"]["duplicates"] == 1 and report["removed"]["near_duplicates"] >= 1
+    assert report["pii_found"]["email"] == 1
+    assert report["steps"][-1]["params"] == {"min_chars": 2} and report["steps"][-1]["rows_in"] - \
+        report["steps"][-1]["rows_out"] == 1  # "x" is too short
+    assert sum(sum(c.values()) for c in report["label_distribution"].values()) == report["rows"]
+
+
+def test_html_report_is_self_contained_with_three_svg_plots_and_escapes_data(ctx: Context, tmp_path: Path) -> None:
+    report = get_quality_report(ctx, _version(ctx, tmp_path).id)
+    report["labels"].append("<script>")
+    report["label_distribution"]["train"]["<script>alert(1)</script>"] = 3
+
+    page = render_quality_html(report)
+
+    assert page.count("<svg") == 3
+    assert "<script" not in page and "&lt;script&gt;" in page
+    assert not re.search(r"""(src|href)=["']?https?:""", page)
+
+
+@pytest.fixture
+def steward_client(ctx: Context) -> Iterator[TestClient]:
+    create_user(ctx.db, "dana", roles=["data_steward"])
+    token = issue_token(ctx.db, "dana", name="test").secret
+    with TestClient(create_app(ctx), raise_server_exceptions=False,
+                    headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+def test_api_serves_the_report_as_json_and_html_and_the_diff(ctx: Context, tmp_path: Path,
+                                                            steward_client: TestClient) -> None:
+    first = _version(ctx, tmp_path)
+    second = create_dataset_version(ctx, name="support", source_ids=list(first.source_ids),
+                                    actor=make_actor(ctx, "omar", "data_steward"))  # basic recipe this time
+
+    as_json = steward_client.get(f"/api/datasets/{first.id}/report")
+    as_html = steward_client.get(f"/api/datasets/{first.id}/report.html")
+    diff = steward_client.get(f"/api/datasets/{first.id}/diff/{second.id}")
+    missing = steward_client.get("/api/datasets/999/report")
+
+    assert as_json.status_code == 200 and as_json.json()["pii_found"]["email"] == 1
+    assert as_html.status_code == 200 and as_html.headers["content-type"].startswith("text/html")
+    assert "Quality report: support v1" in as_html.text
+    # Without PII redaction and near-dup removal, the second version changes and adds rows.
+    assert diff.status_code == 200 and diff.json()["counts"]["changed"] >= 1 and diff.json()["counts"]["added"] >= 1
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+
+def test_web_page_shows_the_report_and_latest_redirects_to_it(ctx: Context, tmp_path: Path,
+                                                             steward_client: TestClient) -> None:
+    version = _version(ctx, tmp_path)
+
+    page = steward_client.get(f"/datasets/{version.id}/report")
+    latest = steward_client.get("/reports/latest", follow_redirects=False)
+    overview = steward_client.get("/")
+
+    assert page.status_code == 200 and "Quality report: support v1" in page.text and "<svg" in page.text
+    assert latest.status_code == 303 and latest.headers["location"] == f"/datasets/{version.id}/report"
+    assert 'href="/reports/latest"' in overview.text
+
+
+def test_release_gate_checks_the_quality_report(ctx: Context, tmp_path: Path) -> None:
+    version = _version(ctx, tmp_path)
+
+    request = request_approval(ctx, "dataset.release", version.id, actor=make_actor(ctx, "dara", "data_steward"))
+    passed = check_dataset_quality_report(ctx, version.id, {})
+
+    assert [c["name"] for c in request.checks] == ["dataset-is-draft", "quality-report"]
+    assert all(c["passed"] for c in request.checks) and "1 PII redacted" in passed.detail
+
+
+def test_release_gate_fails_when_the_stored_report_is_gone(ctx: Context, tmp_path: Path) -> None:
+    version = _version(ctx, tmp_path)
+    ctx.artifacts.path_of(version.stats["quality_report"]).unlink()  # type: ignore[attr-defined]
+
+    result = check_dataset_quality_report(ctx, version.id, {})
+
+    assert not result.passed and "cannot be read" in result.detail
