@@ -13,6 +13,7 @@ from chainkeeper.api.app import create_app
 from chainkeeper.cli.main import main
 from chainkeeper.cli.train import parse_overrides
 from chainkeeper.core.context import Context
+from chainkeeper.core.settings import Settings
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import JobState
 from chainkeeper.core.worker import Worker
@@ -30,6 +31,15 @@ def _token(ctx: Context, name: str, role: str) -> str:
 
 
 @pytest.fixture
+def ctx(settings: Settings, tiny_model_dir: Path) -> Iterator[Context]:
+    """A store whose configured base model is the tiny one: over HTTP, runs always train
+    on the server's configured base model."""
+    context = Context.open(settings.model_copy(update={"base_model": tiny_model_dir}))
+    yield context
+    context.close()
+
+
+@pytest.fixture
 def engineer(ctx: Context) -> Iterator[TestClient]:
     with TestClient(create_app(ctx), raise_server_exceptions=False,
                     headers={"Authorization": f"Bearer {_token(ctx, 'emil', 'ml_engineer')}"}) as client:
@@ -40,8 +50,10 @@ def test_api_starts_a_run_streams_its_curve_and_serves_the_report(ctx: Context, 
                                                                    tiny_model_dir: Path,
                                                                    engineer: TestClient) -> None:
     version_id = _dataset_version(ctx, tmp_path)
-    answer = engineer.post("/api/runs", json={"dataset_version_id": version_id, "config": CONFIG,
-                                               "base_model": str(tiny_model_dir)})
+    elsewhere = engineer.post("/api/runs", json={"dataset_version_id": version_id, "config": CONFIG,
+                                                  "base_model": str(tiny_model_dir)})
+    assert elsewhere.status_code == 422  # no server path may be named over HTTP
+    answer = engineer.post("/api/runs", json={"dataset_version_id": version_id, "config": CONFIG})
     assert answer.status_code == 201, answer.text
     run_id = answer.json()["id"]
     assert answer.json()["state"] == "queued" and answer.json()["config"]["epochs"] == 2

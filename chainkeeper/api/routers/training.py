@@ -4,7 +4,6 @@ Thin: parse, call ``chainkeeper.training``, answer."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -25,7 +24,9 @@ class RunBody(BaseModel):
 
     dataset_version_id: int = Field(ge=1)
     config: dict[str, Any] = {}
-    base_model: str | None = None
+    # No base_model here: over HTTP, runs train on the server's configured base model
+    # (CHAINKEEPER_BASE_MODEL). Loading an arbitrary server folder named by a remote
+    # caller could read or unpickle files the caller should not reach.
 
 
 def _run(run: training_runs.Run) -> dict[str, Any]:
@@ -72,8 +73,7 @@ def start_run(body: RunBody, request: Request, actor: Actor = require("run.creat
     """Validate the config, record the run and queue its training job."""
     config = parse_train_config(body.config)
     run = training_runs.start_training_run(
-        get_ctx(request), dataset_version_id=body.dataset_version_id, config=config, actor=actor,
-        base_model=Path(body.base_model) if body.base_model else None)
+        get_ctx(request), dataset_version_id=body.dataset_version_id, config=config, actor=actor)
     return _run(run)
 
 
