@@ -20,11 +20,9 @@ filter_language, normalize_labels, label_conflicts, redact_pii, dedup_exact, ded
 
 from __future__ import annotations
 
-import html
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from html.parser import HTMLParser
 from typing import Any
 
 import numpy as np
@@ -33,6 +31,7 @@ import pyarrow.compute as pc
 
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.data import near_duplicates, pii
+from chainkeeper.data.text import SCRIPTS, detect_script, html_to_text
 
 __all__ = ["StepReport", "Step", "RecipeEntry", "STEPS", "BASIC_RECIPE", "FULL_RECIPE", "normalize_text",
            "strip_html", "drop_empty", "missing_values", "filter_length", "detect_script", "filter_language",
@@ -197,50 +196,6 @@ def _fail(step: str, message: str, hint: str) -> InvalidInput:
     return InvalidInput(f"Cleaning step {step!r}: {message}", hint=hint)
 
 
-class _TextExtractor(HTMLParser):
-    """Collects the text of an HTML fragment; script and style bodies are skipped."""
-
-    _BLOCK = frozenset({"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol",
-                        "table", "section", "article", "blockquote", "hr", "pre"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self.skip += 1
-        elif tag in self._BLOCK:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style") and self.skip:
-            self.skip -= 1
-        elif tag in self._BLOCK:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip:
-            self.parts.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    """The visible text of an HTML fragment: tags dropped, entities unescaped, spaces collapsed.
-
-    Args:
-        markup: HTML or text with entities.
-
-    Returns:
-        The text; block elements (p, br, li, ...) become a space so words do not merge.
-    """
-    parser = _TextExtractor()
-    parser.feed(markup)
-    parser.close()
-    # convert_charrefs leaves text of an unterminated tag; unescape what remains.
-    return " ".join(html.unescape("".join(parser.parts)).split())
-
-
 def strip_html(table: pa.Table) -> tuple[pa.Table, StepReport]:
     """Strip HTML tags and unescape entities (``&amp;`` -> ``&``, ``&#21345;`` -> ``卡``).
 
@@ -355,34 +310,6 @@ def filter_length(table: pa.Table, *, min_chars: int = 1, max_chars: int | None 
 # Script classes of the language filter, by Unicode block. Han, kana and Hangul are
 # "cjk"; Basic Latin letters and Latin-1/Extended letters are "latin"; any other letter
 # (Cyrillic, Greek, Arabic, Devanagari, Thai, ...) is "other".
-_CJK = r"[\x{3040}-\x{30FF}\x{3400}-\x{4DBF}\x{4E00}-\x{9FFF}\x{F900}-\x{FAFF}\x{AC00}-\x{D7AF}\x{20000}-\x{2FA1F}]"
-_LATIN = r"[A-Za-z\x{00C0}-\x{024F}\x{1E00}-\x{1EFF}]"
-_LETTER = r"\pL"
-SCRIPTS = ("cjk", "latin", "other", "none")
-
-
-def detect_script(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The dominant script of each text: "cjk", "latin", "other", or "none" (no letters).
-
-    An honest, small detector: it counts letters per Unicode block and picks the script
-    with the most letters. It tells Chinese/Japanese/Korean from Latin-script text from
-    everything else; it cannot tell English from French, or Chinese from Japanese kanji,
-    and a short text of mixed scripts goes to whichever has more letters.
-
-    Args:
-        texts: the texts.
-
-    Returns:
-        A string array, one script per text.
-    """
-    cjk = pc.fill_null(pc.count_substring_regex(texts, _CJK), 0).to_numpy(zero_copy_only=False)
-    latin = pc.fill_null(pc.count_substring_regex(texts, _LATIN), 0).to_numpy(zero_copy_only=False)
-    letters = pc.fill_null(pc.count_substring_regex(texts, _LETTER), 0).to_numpy(zero_copy_only=False)
-    other = letters - cjk - latin
-    choice = np.select([letters == 0, (cjk >= latin) & (cjk >= other), latin >= other], [3, 0, 1], default=2)
-    return pa.array(np.asarray(SCRIPTS, dtype=object)[choice], pa.string())
-
-
 def filter_language(table: pa.Table, *, keep: Sequence[str] = ("cjk", "latin")) -> tuple[pa.Table, StepReport]:
     """Keep rows whose dominant script (see ``detect_script``) is one of ``keep``.
 
