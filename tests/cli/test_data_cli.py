@@ -6,7 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from tests.cli.test_cli import Run, _admin_token, run  # noqa: F401  (the fixture)
+from tests.cli.conftest import Run
+from tests.cli.test_cli import _admin_token
 
 LABELS = ("card_arrival", "lost_card", "change_pin")
 
