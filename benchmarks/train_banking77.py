@@ -21,8 +21,8 @@ before and after, so read the numbers with it.
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -38,24 +38,8 @@ from chainkeeper.training.evaluation import classification_metrics
 from chainkeeper.training.loop import StepReport, predict_labels, sample_indices, seed_everything, train_classifier
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
 
-REPO = Path(__file__).resolve().parent.parent
 
-
-def datasets_dir() -> Path:
-    """CHAINKEEPER_DATASETS_DIR, else ../shared/datasets beside the repository."""
-    configured = os.environ.get("CHAINKEEPER_DATASETS_DIR")
-    return Path(configured) if configured else REPO.parent / "shared" / "datasets"
-
-
-def read_csv(path: Path) -> tuple[list[str], list[str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [r["text"] for r in rows], [r["label"] for r in rows]
-
-
-def load_average() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def train_ours(
@@ -97,10 +81,12 @@ def train_hf_trainer(
     encoded = tokenizer(list(texts), truncation=True, max_length=config.max_length)
     rows = [{"input_ids": ids, "attention_mask": mask, "labels": index[y]}
             for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], labels, strict=True)]
+    # transformers 5 takes warm-up as steps only: the same fraction of one epoch as ours.
+    steps = math.ceil(len(rows) / config.batch_size)
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-            num_train_epochs=1, warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+            num_train_epochs=1, warmup_steps=math.ceil(config.warmup_ratio * steps), weight_decay=config.weight_decay,
             max_grad_norm=config.max_grad_norm, seed=config.seed, report_to=[], save_strategy="no",
             logging_strategy="no", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
         )

@@ -232,16 +232,23 @@ def _check_candidate(db: Database, route: Route, model_version_id: int) -> Model
     return candidate
 
 
+def _unchanged_route(session: Session, name: str, seen: Route) -> tuple[SqlDeployment, Route]:
+    """The deployment row and its live route, inside the switching transaction; refuse
+    when the route moved since ``seen`` was read (someone else switched it meanwhile)."""
+    dep = _deployment_row(session, name)
+    live = _latest_route(session, dep)
+    if live.id != seen.id:
+        raise Conflict(f"The route of deployment {name!r} changed while this request was checked.",
+                       hint="Look at 'chainkeeper deploy status NAME' and try again.")
+    return dep, live
+
+
 def _start(ctx: Context, name: str, model_version_id: int, *, actor: Actor, mode: RouteMode,
            percent: int) -> Route:
     route = current_route(ctx.db, name)
     _check_candidate(ctx.db, route, model_version_id)
     with ctx.db.session() as s:
-        dep = _deployment_row(s, name)
-        live = _latest_route(s, dep)
-        if live.id != route.id:
-            raise Conflict(f"The route of deployment {name!r} changed while this request was checked.",
-                           hint="Look at 'chainkeeper deploy status NAME' and try again.")
+        dep, live = _unchanged_route(s, name, route)
         return switch_route(s, dep, actor=actor, action="deployment.rollout", reason=mode.value,
                             primary=live.primary_version_id, candidate=model_version_id, mode=mode, percent=percent,
                             previous=live.previous_version_id)
@@ -304,11 +311,7 @@ def promote_rollout(ctx: Context, name: str, *, actor: Actor) -> Route:
             hint=f"Ask for its promotion (POST /api/models/{candidate.id}/promotion-requests); once a release "
             "manager approves it, promote the rollout again.")
     with ctx.db.session() as s:
-        dep = _deployment_row(s, name)
-        live = _latest_route(s, dep)
-        if live.id != route.id:
-            raise Conflict(f"The route of deployment {name!r} changed while this request was checked.",
-                           hint="Look at 'chainkeeper deploy status NAME' and try again.")
+        dep, live = _unchanged_route(s, name, route)
         return switch_route(s, dep, actor=actor, action="deployment.rollout", reason="promote",
                             primary=candidate.id, previous=live.primary_version_id)
 
