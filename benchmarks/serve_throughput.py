@@ -105,17 +105,14 @@ def serve_baseline(model_dir: Path, port_file: Path) -> None:
 
     classify("warm-up")
     server = start_server_in_thread(app, host="127.0.0.1", port=0)
-    port_file.write_text(json.dumps({"url": server.url + "/predict", "headers": {}}))
+    port_file.write_text(json.dumps({"url": server.url + "/predict", "headers": {}, "pid": os.getpid()}))
     while True:
         time.sleep(3600)
 
 
-def serve_chainkeeper(model_dir: Path, home: Path, port_file: Path) -> None:
-    """(b) Chainkeeper: register, export to ONNX int8, deploy, serve with create_app."""
-    import httpx
-
-    from chainkeeper.api.app import create_app
-    from chainkeeper.api.server import start_server_in_thread
+def setup_chainkeeper(model_dir: Path, home: Path, *, evaluate: bool = True, **settings: Any) -> dict[str, Any]:
+    """A fresh store in ``home`` with ``model_dir`` registered, exported to ONNX, deployed as
+    'banking', and an operator token; returns ctx, version, export and token."""
     from chainkeeper.core import migrations
     from chainkeeper.core.context import Context
     from chainkeeper.core.db import Database
@@ -132,21 +129,45 @@ def serve_chainkeeper(model_dir: Path, home: Path, port_file: Path) -> None:
     seed_roles(db)
     seed_permissions(db)
     db.dispose()
-    ctx = Context.open(load_settings({}, home=home))
+    ctx = Context.open(load_settings({}, home=home, **settings))
     version = in_production(ctx, "banking77", model_artifact=ctx.artifacts.put_tree(model_dir))
     texts, labels = read_csv(datasets_dir() / "banking77" / "test.csv")
-    pick = random.Random(5).sample(range(len(texts)), 1000)
+    pick = random.Random(5).sample(range(len(texts)), 1000 if evaluate else 100)
     export = export_model_version(ctx, version.id, actor=ENGINEER, quantize=True,
                                   evaluation=([texts[i] for i in pick], [labels[i] for i in pick]))
     deploy_model_version(ctx, name="banking", model_version_id=version.id, actor=RELEASER)
     create_user(ctx.db, "bench", roles=["operator"])
     token = issue_token(ctx.db, "bench", name="bench").secret
-    server = start_server_in_thread(create_app(ctx), host="127.0.0.1", port=0)
-    headers = {"Authorization": f"Bearer {token}"}
+    return {"ctx": ctx, "version": version, "export": export, "token": token}
+
+
+def start_chainkeeper(setup: dict[str, Any]) -> tuple[Any, Any, dict[str, str]]:
+    """Serve ``setup``'s store on 127.0.0.1 in a thread; wait until 'banking' is warm.
+
+    Returns:
+        The running server, the app and the request headers.
+    """
+    import httpx
+
+    from chainkeeper.api.app import create_app
+    from chainkeeper.api.server import start_server_in_thread
+
+    app = create_app(setup["ctx"])
+    server = start_server_in_thread(app, host="127.0.0.1", port=0)
+    headers = {"Authorization": f"Bearer {setup['token']}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
         while not client.get("/v1/deployments/banking").json().get("ready"):
             time.sleep(0.2)
+    return server, app, headers
+
+
+def serve_chainkeeper(model_dir: Path, home: Path, port_file: Path) -> None:
+    """(b) Chainkeeper: register, export to ONNX int8, deploy, serve with create_app."""
+    setup = setup_chainkeeper(model_dir, home)
+    server, _, headers = start_chainkeeper(setup)
+    export = setup["export"]
     port_file.write_text(json.dumps({"url": server.url + "/v1/deployments/banking/predict", "headers": headers,
+                                     "pid": os.getpid(),
                                      "export": {f.engine: {"accuracy": f.accuracy, "delta_points": f.delta_points,
                                                            "latency_ms_p50": f.latency_ms_p50, "passed": f.passed}
                                                 for f in export.forms},
@@ -159,10 +180,19 @@ def serve_chainkeeper(model_dir: Path, home: Path, port_file: Path) -> None:
 
 
 async def _load(url: str, headers: dict[str, str], texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` keep-alive clients posting one text each, back to back, for ``seconds``.
+
+    Returns:
+        rps, p50/p95/p99 (ms) of the answered requests, their count, failures (any
+        non-200 answer or transport error, with the first few reasons) and how many
+        answers each model version gave.
+    """
     import httpx
 
     latencies: list[float] = []
     errors = 0
+    reasons: list[str] = []
+    versions: dict[str, int] = {}
     stop_at = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as client:
@@ -170,13 +200,25 @@ async def _load(url: str, headers: dict[str, str], texts: list[str], clients: in
         async def worker(seed: int) -> None:
             nonlocal errors
             rng = random.Random(seed)
+            n = 0
             while time.perf_counter() < stop_at:
+                n += 1
                 start = time.perf_counter()
-                response = await client.post(url, json={"text": rng.choice(texts)})
+                try:
+                    response = await client.post(url, json={"text": rng.choice(texts)},
+                                                 headers={"X-Caller-Key": f"c{seed}-{n}"})
+                except httpx.TransportError as exc:  # e.g. a keep-alive connection the server closed meanwhile
+                    errors += 1
+                    reasons.append(f"{type(exc).__name__}: {exc}")
+                    continue
                 if response.status_code != 200:
                     errors += 1
+                    reasons.append(f"{response.status_code} {response.text[:200]}")
                     continue
                 latencies.append((time.perf_counter() - start) * 1000)
+                body = response.json()
+                version = str(body["model_version"]["id"]) if "model_version" in body else "?"
+                versions[version] = versions.get(version, 0) + 1
 
         begin = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(clients)))
@@ -187,7 +229,20 @@ async def _load(url: str, headers: dict[str, str], texts: list[str], clients: in
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] if latencies else float("nan")
 
     return {"rps": len(latencies) / elapsed, "p50": pct(50), "p95": pct(95), "p99": pct(99), "n": len(latencies),
-            "errors": errors}
+            "errors": errors, "reasons": reasons[:5], "versions": versions}
+
+
+def load_in_subprocess(url: str, headers: dict[str, str], clients: int, seconds: float) -> subprocess.Popen[str]:
+    """Start the load generator as its own process (its own interpreter and GIL); read its
+    result with ``json.loads(proc.communicate()[0])``."""
+    return subprocess.Popen([sys.executable, __file__, "load", "--url", url, "--headers", json.dumps(headers),
+                             "--clients", str(clients), "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used: the server's cost, whatever the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_server(kind: str, args: list[str], texts: list[str], clients: list[int], seconds: float) -> tuple[dict, dict]:
@@ -205,11 +260,13 @@ def run_server(kind: str, args: list[str], texts: list[str], clients: list[int],
             asyncio.run(_load(info["url"], info["headers"], texts, 4, 2))  # warm both sides' connections
             results = {}
             for n in clients:
+                cpu_before = process_cpu_s(info["pid"])
                 results[n] = asyncio.run(_load(info["url"], info["headers"], texts, n, seconds))
                 r = results[n]
+                r["cpu_ms"] = (process_cpu_s(info["pid"]) - cpu_before) * 1000 / max(1, r["n"])
                 print(f"  {kind:18} {n:3} clients: {r['rps']:7.1f} req/s  p50 {r['p50']:7.1f} ms  "
-                      f"p95 {r['p95']:7.1f} ms  p99 {r['p99']:7.1f} ms  ({r['n']} ok, {r['errors']} errors)",
-                      flush=True)
+                      f"p95 {r['p95']:7.1f} ms  p99 {r['p99']:7.1f} ms  ({r['n']} ok, {r['errors']} errors; "
+                      f"server CPU {r['cpu_ms']:.1f} ms/request; {load_average()})", flush=True)
             if info["url"].endswith("/v1/deployments/banking/predict"):  # the batcher's own counters
                 import httpx
 
@@ -270,19 +327,29 @@ def main() -> None:
     top = ceiling(int8, work / "chainkeeper", texts, min(args.seconds, 10))
     print(f"ceiling: raw ONNX Runtime {info['engine']} batch 32, length-grouped: {top:.1f} texts/s", flush=True)
     print("\n| clients | baseline req/s | baseline p50/p95/p99 ms | Chainkeeper req/s | Chainkeeper p50/p95/p99 ms "
-          "| throughput ratio | p99 ratio (ours/base) | share of ceiling |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| throughput ratio | p99 ratio (ours/base) | share of ceiling | server CPU ms/request (base / ours) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in args.clients:
         b, o = base[n], ours[n]
         print(f"| {n} | {b['rps']:.1f} | {b['p50']:.0f} / {b['p95']:.0f} / {b['p99']:.0f} | {o['rps']:.1f} | "
               f"{o['p50']:.0f} / {o['p95']:.0f} / {o['p99']:.0f} | {o['rps'] / b['rps']:.2f}x | "
-              f"{o['p99'] / b['p99']:.2f} | {o['rps'] / top:.0%} |")
+              f"{o['p99'] / b['p99']:.2f} | {o['rps'] / top:.0%} | {b['cpu_ms']:.1f} / {o['cpu_ms']:.1f} |")
     shutil.rmtree(home, ignore_errors=True)
     print(f"\nend: {load_average()}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("serve-baseline", "serve-chainkeeper"):
+    if len(sys.argv) > 1 and sys.argv[1] == "load":
+        sub = argparse.ArgumentParser()
+        sub.add_argument("kind")
+        sub.add_argument("--url", required=True)
+        sub.add_argument("--headers", required=True)
+        sub.add_argument("--clients", type=int, required=True)
+        sub.add_argument("--seconds", type=float, required=True)
+        a = sub.parse_args()
+        bank, _ = read_csv(datasets_dir() / "banking77" / "test.csv")
+        print(json.dumps(asyncio.run(_load(a.url, json.loads(a.headers), bank, a.clients, a.seconds))))
+    elif len(sys.argv) > 1 and sys.argv[1] in ("serve-baseline", "serve-chainkeeper"):
         sub = argparse.ArgumentParser()
         sub.add_argument("kind")
         sub.add_argument("--model", type=Path, required=True)

@@ -60,12 +60,16 @@ def create_app(ctx: Context) -> FastAPI:
 
 def _routers() -> list[APIRouter]:
     """Every API router, one import per line (stages add theirs here)."""
+    from chainkeeper.api.routers import alerts
+    from chainkeeper.api.routers import annotation
     from chainkeeper.api.routers import data
     from chainkeeper.api.routers import data_reports
     from chainkeeper.api.routers import governance
     from chainkeeper.api.routers import health
     from chainkeeper.api.routers import jobs
     from chainkeeper.api.routers import registry
+    from chainkeeper.api.routers import metrics
+    from chainkeeper.api.routers import monitoring
     from chainkeeper.api.routers import serving
     from chainkeeper.api.routers import training
 
@@ -76,8 +80,12 @@ def _routers() -> list[APIRouter]:
         data_reports.router,
         registry.router,
         serving.router,
+        metrics.router,
+        monitoring.router,
         training.router,
         governance.router,
+        annotation.router,
+        alerts.router,
     ]
 
 
@@ -89,5 +97,23 @@ def include_web_ui(app: FastAPI) -> None:
 
     app.include_router(pages.router)
     app.include_router(reports.router)
+    from chainkeeper.web import data as data_pages  # /data, /data/versions/{id}
+
+    app.include_router(data_pages.router)
+    from chainkeeper.web import models as model_pages  # /models, /deployments
+
+    app.include_router(model_pages.router)
+    from chainkeeper.web import annotation as annotation_pages  # /annotate
+
+    app.include_router(annotation_pages.router)
+    from chainkeeper.web import monitoring as monitoring_pages  # /monitoring
+
+    app.include_router(monitoring_pages.router)
+    from chainkeeper.web import alerts as alert_pages  # /monitoring/alerts
+
+    app.include_router(alert_pages.router)
+    from chainkeeper.web import runs as run_pages  # /runs, /runs/{id}
+
+    app.include_router(run_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.state.error_page = pages.error_page

@@ -8,10 +8,18 @@ Every route declares its decision with exactly one dependency:
 
 ``route_decisions(app)`` lists every route with its decision; a test walks it against
 every role, so a route added without a decision fails the suite.
+
+Token lookups are cached per process for ``TOKEN_CACHE_TTL_S`` seconds (the hot path
+must not read the store per request). A token revoked, a user disabled or a role
+granted through the ORM in this process clears the cache when that transaction commits,
+so it takes effect at once here; a change made by another process (the CLI, another
+server worker) takes effect within ``TOKEN_CACHE_TTL_S`` seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +32,77 @@ from chainkeeper.core.errors import Unauthenticated
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import ACTIONS, authorize
 from chainkeeper.governance.users import authenticate_token
+from chainkeeper.serving.caching import TtlCache
 
 SESSION_COOKIE = "ck_session"
 PUBLIC = "public"
+# The longest another process's revocation of a token may go unseen here (seconds).
+TOKEN_CACHE_TTL_S = 2.0
+# (database url, sha256 of the token) -> its actor, without a request id.
+_actors: TtlCache[tuple[str, str], Actor] = TtlCache(TOKEN_CACHE_TTL_S)
+_watch_lock = threading.Lock()
+_watching = False
+
+
+def _watch_credential_changes() -> None:
+    """Clear the token cache after any commit that changed a token, a user or a role binding."""
+    global _watching
+    if _watching:  # the common case, without the lock
+        return
+    with _watch_lock:
+        if _watching:
+            return
+        from sqlalchemy import event
+        from sqlalchemy.orm import Session, object_session
+
+        from chainkeeper.governance.tables import SqlToken, SqlUser, SqlUserRole
+
+        def changed(mapper: Any, connection: Any, target: Any) -> None:
+            session = object_session(target)
+            if session is not None:
+                session.info["ck_credentials_changed"] = True
+
+        def committed(session: Session) -> None:
+            if session.info.pop("ck_credentials_changed", False):
+                _actors.invalidate()
+
+        for cls, what in ((SqlToken, "after_update"), (SqlUser, "after_update"), (SqlUserRole, "after_insert"),
+                          (SqlUserRole, "after_delete")):
+            event.listen(cls, what, changed)
+        event.listen(Session, "after_commit", committed)
+        event.listen(Session, "after_rollback", lambda session: session.info.pop("ck_credentials_changed", None))
+        _watching = True
+
+
+def _token_key(ctx: Context, secret: str) -> tuple[str, str]:
+    return ctx.db.url, hashlib.sha256(secret.encode()).hexdigest()
+
+
+def bearer_secret(request: Request) -> str:
+    """The token a request carries (bearer header or session cookie).
+
+    Raises:
+        Unauthenticated: no credentials, or a malformed header.
+    """
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+            raise Unauthenticated("Malformed Authorization header.", hint="Send 'Authorization: Bearer <token>'.")
+        return token.strip()
+    if request.cookies.get(SESSION_COOKIE):
+        return request.cookies[SESSION_COOKIE]
+    raise Unauthenticated("This needs a signed-in user.",
+                          hint="Send 'Authorization: Bearer <token>' (see 'chainkeeper users token') or sign in "
+                          "at /login.")
+
+
+def cached_actor(request: Request, secret: str) -> Actor | None:
+    """The actor of ``secret`` from the token cache, with the request's id; None on a miss."""
+    actor = _actors.get(_token_key(request.app.state.ctx, secret))
+    if actor is None:
+        return None
+    return Actor(actor.name, actor.roles, actor.scoped_roles, actor.user_id, request_id=request_id_of(request))
 
 
 def request_id_of(request: Request) -> str:
@@ -44,19 +120,9 @@ def authenticate(request: Request) -> Actor:
         Unauthenticated: no credentials, a malformed header, or a bad token.
     """
     ctx: Context = request.app.state.ctx
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
-            raise Unauthenticated("Malformed Authorization header.", hint="Send 'Authorization: Bearer <token>'.")
-        secret = token.strip()
-    elif request.cookies.get(SESSION_COOKIE):
-        secret = request.cookies[SESSION_COOKIE]
-    else:
-        raise Unauthenticated("This needs a signed-in user.",
-                              hint="Send 'Authorization: Bearer <token>' (see 'chainkeeper users token') or sign in "
-                              "at /login.")
-    actor = authenticate_token(ctx.db, secret)
+    secret = bearer_secret(request)
+    _watch_credential_changes()
+    actor = _actors.get_or_load(_token_key(ctx, secret), lambda: authenticate_token(ctx.db, secret))
     return Actor(actor.name, actor.roles, actor.scoped_roles, actor.user_id, request_id=request_id_of(request))
 
 

@@ -1,4 +1,4 @@
-"""``chainkeeper data``: import files, list sources and dataset versions, create and release versions.
+"""``chainkeeper data``: import and crawl sources, create, compare, report on and release dataset versions.
 
 Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
 same ``authorize`` as the API. Thin: parse options, call ``chainkeeper.data``, print.
@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from chainkeeper.data.diff import VersionDiff
+    from chainkeeper.data.sources import Source
 
 # The data modules (pyarrow, the cleaning recipe) are imported inside each command so
 # every other 'chainkeeper' command starts without loading them.
@@ -43,8 +49,14 @@ def data_import(
             source = ingest.import_file(c, path, actor=actor, format=format, text_column=text_column,
                                         label_column=None if no_label else label_column, split=split, limit=limit,
                                         metadata_columns=metadata_column or None)
+    _print_source(source)
+
+
+def _print_source(source: Source) -> None:
+    reasons = source.options.get("quarantine_reasons") or {}
+    why = f" ({', '.join(f'{r} {n:,}' for r, n in reasons.items())})" if reasons else ""
     console.print(f"source [bold]{source.id}[/]: {source.name} ({source.format}, {source.encoding or 'binary'}) — "
-                  f"{source.rows_accepted:,} rows accepted, {source.rows_quarantined:,} quarantined; "
+                  f"{source.rows_accepted:,} rows accepted, {source.rows_quarantined:,} quarantined{why}; "
                   f"sha256 {source.sha256[:12]}")
 
 
@@ -86,9 +98,9 @@ def data_versions(ctx: typer.Context, name: str | None = typer.Option(None, help
     with open_context(ctx) as c:
         acting_user(ctx, c, "data.read")
         found = versions.list_dataset_versions(c.db, name=name)
-    table = Table("id", "dataset", "version", "state", "rows", "sources", "owner", "created (UTC)")
+    table = Table("id", "dataset", "version", "task", "state", "rows", "sources", "owner", "created (UTC)")
     for v in found:
-        table.add_row(str(v.id), v.name, str(v.version), str(v.state), f"{v.stats.get('rows', 0):,}",
+        table.add_row(str(v.id), v.name, str(v.version), str(v.task), str(v.state), f"{v.stats.get('rows', 0):,}",
                       ",".join(str(i) for i in v.source_ids), v.owner, f"{v.created_at:%Y-%m-%d %H:%M}")
     console.print(table)
 
@@ -101,7 +113,8 @@ def data_show(ctx: typer.Context, version_id: int = typer.Argument(..., metavar=
     with open_context(ctx) as c:
         acting_user(ctx, c, "data.read")
         v = versions.get_dataset_version(c.db, version_id)
-    console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}), {v.state}, content {v.content_hash[:12]}, "
+    console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}), {v.task}, {v.state}, "
+                  f"content {v.content_hash[:12]}, "
                   f"sources {list(v.source_ids)}, split seed {v.split_seed}, owner {v.owner}")
     splits = Table("split", "rows", title="splits")
     for split, count in (v.stats.get("rows_per_split") or {}).items():
@@ -119,17 +132,85 @@ def data_show(ctx: typer.Context, version_id: int = typer.Argument(..., metavar=
 @app.command("create")
 def data_create(ctx: typer.Context, name: str,
                 source: list[int] = typer.Option(..., "--source", help="A source id (repeat for several)."),
-                seed: int = typer.Option(13, "--seed", help="Seed of the split assignment.")) -> None:
+                seed: int = typer.Option(13, "--seed", help="Seed of the split assignment."),
+                task: str | None = typer.Option(None, "--task", help="text_classification, token_classification or "
+                                                "unlabelled (default: from the sources)."),
+                step: list[str] | None = typer.Option(None, "--step", help="A cleaning step, in order (repeat; "
+                                                      "default: the task's basic recipe).")) -> None:
     """Clean, split and freeze sources as the next version of dataset NAME."""
     from chainkeeper.data import versions
 
     with open_context(ctx) as c:
         actor = acting_user(ctx, c, "dataset.create", project=name)
         with console.status(f"creating dataset {name} ..."):
-            v = versions.create_dataset_version(c, name=name, source_ids=list(source), actor=actor, seed=seed)
+            v = versions.create_dataset_version(c, name=name, source_ids=list(source), actor=actor, seed=seed,
+                                                task=task, recipe=list(step) if step else None)
     per_split = ", ".join(f"{k} {n:,}" for k, n in (v.stats.get("rows_per_split") or {}).items())
-    console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}): {v.stats.get('rows', 0):,} rows ({per_split}), "
-                  f"content {v.content_hash[:12]}")
+    console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}): {v.stats.get('rows', 0):,} rows "
+                  f"({per_split}), {v.task}, content {v.content_hash[:12]}")
+
+
+@app.command("diff")
+def data_diff(ctx: typer.Context, a: int = typer.Argument(..., metavar="A", help="The older version's id."),
+              b: int = typer.Argument(..., metavar="B", help="The newer version's id."),
+              as_json: bool = typer.Option(False, "--json", help="Print the diff as JSON.")) -> None:
+    """What changed from dataset version A to B: rows added, removed, changed, moved, relabelled."""
+    from chainkeeper.data.diff import diff_dataset_versions
+
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "data.read")
+        diff = diff_dataset_versions(c, a, b)
+    if as_json:
+        console.print_json(json.dumps(diff.to_dict(), ensure_ascii=False))
+        return
+    _print_diff(diff)
+
+
+def _print_diff(diff: VersionDiff) -> None:
+    from chainkeeper.data.diff import KINDS
+
+    console.print(f"version {diff.a} ({diff.rows_a:,} rows) -> version {diff.b} ({diff.rows_b:,} rows): "
+                  + ", ".join(f"{diff.counts[k]:,} {k.replace('_', ' ')}" for k in KINDS))
+    table = Table("split", *(k.replace("_", " ") for k in KINDS), title="per split")
+    for split, counts in diff.by_split.items():
+        table.add_row(split, *(f"{counts.get(k, 0):,}" for k in KINDS))
+    console.print(table)
+    for kind in KINDS:
+        for row in diff.examples.get(kind, [])[:3]:
+            text = row.get("text_b") or row.get("text_a") or row.get("text") or ""
+            labels = (f" [{row.get('label_a')} -> {row.get('label_b')}]" if kind == "label_changes" else "")
+            console.print(f"  {kind}: {text[:100]!r}{labels}", markup=False)
+
+
+@app.command("report")
+def data_report(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION"),
+                html: Path | None = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
+                as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """The quality report of dataset version VERSION (the one a release approver reads)."""
+    from chainkeeper.data.quality import get_quality_report, render_quality_html
+
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "data.read")
+        report = get_quality_report(c, version_id)
+    if html is not None:
+        try:
+            html.write_text(render_quality_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"Cannot write {html}: {exc.strerror}.", hint="Pick a writable path.") from None
+        console.print(f"wrote {html} ({html.stat().st_size:,} bytes)")
+    if as_json:
+        console.print_json(json.dumps(report, ensure_ascii=False))
+        return
+    ds, removed = report["dataset"], report["removed"]
+    console.print(f"quality report of [bold]{ds['name']}[/] v{ds['version']} ({report.get('task', '')}): "
+                  f"{report['rows']:,} rows from {report['rows_before_cleaning']:,}; removed {removed['empty']:,} "
+                  f"empty, {removed['duplicates']:,} duplicates, {removed['near_duplicates']:,} near-duplicates; "
+                  f"{report['conflicts']:,} label conflicts; {report['quarantined']['total']:,} rows quarantined "
+                  f"at import; personal data {report['pii_found'] or 'not checked'}")
+    steps = Table("step", "rows in", "rows out", "changed", title="cleaning steps")
+    for step in report["steps"]:
+        steps.add_row(str(step["name"]), f"{step['rows_in']:,}", f"{step['rows_out']:,}", f"{step['changed']:,}")
+    console.print(steps)
 
 
 @app.command("release-request")
@@ -153,12 +234,22 @@ def data_crawl(ctx: typer.Context, url: str = typer.Argument(..., help="The star
                max_depth: int = typer.Option(2, "--max-depth", help="Follow links at most this many hops."),
                max_pages: int = typer.Option(50, "--max-pages", help="Stop after this many pages."),
                rate: float = typer.Option(2.0, "--rate", help="At most this many requests per second."),
-               any_host: bool = typer.Option(False, "--any-host", help="Also follow links to other hosts.")) -> None:
+               any_host: bool = typer.Option(False, "--any-host", help="Also follow links to other hosts."),
+               here: bool = typer.Option(False, "--here", help="Crawl now, in this process, instead of queuing a "
+                                         "job.")) -> None:
     """Queue a crawl of URL (a job): one host, robots.txt obeyed; the pages become a source."""
-    from chainkeeper.data.crawler import crawl
+    from chainkeeper.data.crawler import crawl, crawl_to_source
 
     with open_context(ctx) as c:
         actor = acting_user(ctx, c, "data.import")
+        if here:
+            with console.status(f"crawling {url} ..."):
+                source, result = crawl_to_source(c, url, actor=actor, max_depth=max_depth, max_pages=max_pages,
+                                                 rate_per_s=rate, same_host=not any_host)
+            console.print(f"crawled {len(result.pages)} pages, stopped by {result.stopped_by}; "
+                          f"{len(result.skipped)} URLs skipped")
+            _print_source(source)
+            return
         job = crawl(c, url, actor=actor, max_depth=max_depth, max_pages=max_pages, rate_per_s=rate,
                     same_host=not any_host)
     console.print(f"crawl queued as job [bold]{job.id}[/]; follow it with 'chainkeeper jobs show {job.id}' "

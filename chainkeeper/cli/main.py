@@ -12,12 +12,14 @@ from pathlib import Path
 
 import typer
 
+from chainkeeper.cli import annotate as annotate_cmd
 from chainkeeper.cli import config as config_cmd
 from chainkeeper.cli import data as data_cmd
 from chainkeeper.cli import deploy as deploy_cmd
 from chainkeeper.cli import governance as governance_cmd
 from chainkeeper.cli import jobs as jobs_cmd
 from chainkeeper.cli import models as models_cmd
+from chainkeeper.cli import monitor as monitor_cmd
 from chainkeeper.cli import quickstart as quickstart_cmd
 from chainkeeper.cli import server as server_cmd
 from chainkeeper.cli import train as train_cmd
@@ -49,8 +51,10 @@ app.command("init")(config_cmd.init)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(annotate_cmd.app, name="annotate")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(deploy_cmd.app, name="deploy")
+app.add_typer(monitor_cmd.app, name="monitor")
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(governance_cmd.users_app, name="users")
 app.add_typer(governance_cmd.roles_app, name="roles")

@@ -1,4 +1,4 @@
-"""``chainkeeper models``: model versions, their release gates and model cards.
+"""``chainkeeper models``: model versions, their release gates, exports and model cards.
 
 Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
 same ``authorize`` as the API.
@@ -6,11 +6,15 @@ same ``authorize`` as the API.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import typer
 from rich.table import Table
 
 from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.core.errors import InvalidInput
 from chainkeeper.registry import cards, gates, versions
+from chainkeeper.serving import export as exports
 
 app = typer.Typer(help="Model versions, release gates and model cards.", no_args_is_help=True)
 gates_app = typer.Typer(help="Release thresholds per model name, and gate results.", no_args_is_help=True)
@@ -32,6 +36,73 @@ def models_list(ctx: typer.Context, name: str | None = typer.Option(None, help="
     console.print(table)
 
 
+@app.command("show")
+def models_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """A model version: stage, lineage, stage history, latest gate results and export."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "model.read")
+        v = versions.get_model_version(c.db, model_version_id)
+        history = versions.stage_history(c.db, v.id)
+        results = gates.latest_gate_results(c.db, v.id)
+        latest = exports.latest_export(c, v.id, v.model_artifact)
+    console.print(f"[bold]{v.label}[/] (id {v.id}): {v.stage}; run {v.run_id} by {v.created_by}; "
+                  f"artefact {v.model_artifact[:12]}")
+    table = Table("from", "to", "by", "at (UTC)", "comment", title="stage history")
+    for t in history:
+        table.add_row(t.from_stage or "—", t.to_stage, t.actor, f"{t.at:%Y-%m-%d %H:%M:%S}", t.comment)
+    console.print(table)
+    _print_results(v.label, results)
+    _print_export(latest)
+
+
+@app.command("export")
+def models_export(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="VERSION"),
+                  int8: bool = typer.Option(False, "--int8", help="Also produce the dynamic-int8 form."),
+                  max_delta_points: float = typer.Option(
+                      exports.DEFAULT_MAX_DELTA_POINTS, help="Accuracy points a form may lose against PyTorch."),
+                  follow: bool = typer.Option(False, "--follow", "-f",
+                                              help="Follow the job with a progress bar until it ends.")) -> None:
+    """Export model version VERSION to ONNX (and int8) as a job run by a worker."""
+    from chainkeeper.cli.jobs import follow_job
+
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "model.export")
+        job = exports.request_export(c, model_version_id, actor=actor, quantize=int8,
+                                     max_delta_points=max_delta_points)
+        console.print(f"export of model version {model_version_id} queued as job {job.id}; a worker runs it "
+                      f"('chainkeeper worker'); follow it with 'chainkeeper jobs logs {job.id} -f'")
+        if not follow:
+            return
+        done = follow_job(c.db, job.id, show_logs=False)
+        if done.state != "succeeded":
+            raise InvalidInput(f"Export job {done.id} {done.state}: {done.error or done.message}.",
+                               hint=f"See 'chainkeeper jobs logs {done.id}'.")
+        v = versions.get_model_version(c.db, model_version_id)
+        _print_export(exports.latest_export(c, v.id, v.model_artifact))
+
+
+@app.command("production-at")
+def models_production_at(ctx: typer.Context, name: str,
+                         when: datetime = typer.Argument(..., metavar="WHEN",
+                                                         formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z",
+                                                                  "%Y-%m-%d %H:%M%z"]),
+                         ) -> None:
+    """Which version of model NAME was in production at WHEN (e.g. 2026-05-03T14:00+00:00)."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "model.read")
+        version = versions.production_version_at(c.db, name, when)
+        periods = versions.production_timeline(c.db, name)
+    if version is None:
+        console.print(f"no version of {name} was in production at {when.isoformat()}")
+    else:
+        console.print(f"at {when.isoformat()} {version.label} (id {version.id}) was in production")
+    table = Table("version id", "since (UTC)", "until (UTC)", "promoted by", "ended by", title=f"{name} in production")
+    for p in periods:
+        table.add_row(str(p.model_version_id), f"{p.since:%Y-%m-%d %H:%M:%S}",
+                      f"{p.until:%Y-%m-%d %H:%M:%S}" if p.until else "now", p.promoted_by, p.ended_by or "—")
+    console.print(table)
+
+
 @app.command("card")
 def models_card(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Print a model version's card (Markdown), generated from the registry."""
@@ -47,10 +118,17 @@ def gates_set(ctx: typer.Context, name: str,
               min_slice_macro_f1: float | None = typer.Option(None, help="Minimum macro-F1 of every declared slice."),
               max_drop_vs_production: float | None = typer.Option(
                   None, help="Largest allowed drop of test macro-F1 below the production version (0.01 = 1 point)."),
+              max_p95_latency_ms: float | None = typer.Option(
+                  None, help="p95 latency budget (ms) of the deployment tests on the export; turns them on."),
+              latency_batch_size: int | None = typer.Option(None, help="Texts per call the budget holds for (1-512)."),
+              max_export_delta_points: float | None = typer.Option(
+                  None, help="Accuracy points the served export may lose against PyTorch (default 0.5)."),
               clear: bool = typer.Option(False, "--clear", help="Unset every threshold not given here.")) -> None:
     """Set release thresholds for model NAME (release manager); thresholds not given are kept."""
-    given = {k: v for k, v in (("min_macro_f1", min_macro_f1), ("min_slice_macro_f1", min_slice_macro_f1),
-                               ("max_drop_vs_production", max_drop_vs_production)) if v is not None or clear}
+    values = {"min_macro_f1": min_macro_f1, "min_slice_macro_f1": min_slice_macro_f1,
+              "max_drop_vs_production": max_drop_vs_production, "max_p95_latency_ms": max_p95_latency_ms,
+              "latency_batch_size": latency_batch_size, "max_export_delta_points": max_export_delta_points}
+    given = {k: v for k, v in values.items() if v is not None or clear}
     with open_context(ctx) as c:
         actor = acting_user(ctx, c, "model.promote.approve", project=name)
         now = gates.set_gate_thresholds(c, name, actor=actor, **given)
@@ -69,13 +147,31 @@ def gates_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., m
             c.db, model_version_id)
         thresholds = gates.get_gate_thresholds(c.db, version.name)
     _print_thresholds(thresholds)
+    _print_results(version.label, results)
+
+
+def _print_results(label: str, results: list[gates.GateResult]) -> None:
     if not results:
-        console.print(f"{version.label}: no gate results yet (run with --run, or ask for promotion)")
+        console.print(f"{label}: no gate results yet (run 'models gates show ID --run', or ask for promotion)")
         return
-    table = Table("gate", "passed", "value", "threshold", "detail", title=f"{version.label}")
+    table = Table("gate", "passed", "value", "threshold", "detail", title=f"{label}")
     for r in results:
         table.add_row(r.gate, "yes" if r.passed else "[red]NO[/]", "—" if r.value is None else f"{r.value:.4f}",
                       "—" if r.threshold is None else f"{r.threshold:.4f}", r.detail)
+    console.print(table)
+
+
+def _print_export(result: exports.ExportResult | None) -> None:
+    if result is None:
+        console.print("not exported yet: served by PyTorch ('chainkeeper models export ID')")
+        return
+    table = Table("form", "accuracy", "delta (points)", "p50 ms", "size", "passed",
+                  title=f"export {result.manifest[:12]} by {result.created_by}: PyTorch accuracy "
+                  f"{result.torch_accuracy:.4f} on {result.evaluated_rows:,} test rows, gate "
+                  f"{result.max_delta_points:g} points; serves {result.best_engine()}")
+    for f in result.forms:
+        table.add_row(f.engine, f"{f.accuracy:.4f}", f"{f.delta_points:+.3f}", f"{f.latency_ms_p50:.2f}",
+                      f"{f.size_bytes / 1e6:.1f} MB", "yes" if f.passed else "[red]NO[/]")
     console.print(table)
 
 
@@ -83,5 +179,8 @@ def _print_thresholds(t: gates.GateThresholds) -> None:
     def show(value: float | None) -> str:
         return "not set" if value is None else f"{value:g}"
 
+    deploy = (f"deployment tests: p95 ≤ {show(t.max_p95_latency_ms)} ms at batch {t.latency_batch_size or 1}, "
+              f"export delta ≤ {show(t.max_export_delta_points)} points" if t.deployment_tests
+              else "deployment tests off (set --max-p95-latency-ms)")
     console.print(f"gates of {t.name}: min macro-F1 {show(t.min_macro_f1)}, min slice macro-F1 "
-                  f"{show(t.min_slice_macro_f1)}, max drop vs production {show(t.max_drop_vs_production)}")
+                  f"{show(t.min_slice_macro_f1)}, max drop vs production {show(t.max_drop_vs_production)}; {deploy}")

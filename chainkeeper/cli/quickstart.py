@@ -1,19 +1,23 @@
 """``chainkeeper quickstart``: the whole chain once, for real, on the sample or your CSV.
 
 Each step is a call of the same service functions the API and web UI use: import →
-clean → dataset version → fine-tune (as a job, run by a worker) → register → promote →
-deploy → serve over HTTP on loopback → predict. Nothing here is a script of its own.
+clean → dataset version → annotate a slice (two annotators, an overlap, one adjudicated
+conflict, agreement figures, a labelled version) → fine-tune (as a job, run by a worker)
+→ register → promote → deploy → serve over HTTP on loopback → predict → monitor
+(feedback, live accuracy, a drift check, an alert rule). Nothing here is a script of
+its own.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import typer
@@ -31,7 +35,17 @@ from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.bootstrap import initialise
 from chainkeeper.governance.permissions import authorize
 
-STEPS = 8
+if TYPE_CHECKING:
+    from chainkeeper.data.versions import DatasetVersion
+
+STEPS = 9
+# The annotation demonstration: a slice of the train split, a share of it labelled twice.
+ANNOTATION_ROWS = 40
+ANNOTATION_OVERLAP = 0.25
+# Live accuracy below this over the last hour opens an alert (and a ticket).
+ALERT_ACCURACY = 0.5
+# A drift check reads at most this many of the latest served texts.
+DRIFT_WINDOW = 500
 PROBE_TEXTS = [
     "My card still hasn't arrived, it's been two weeks.",
     "I think someone stole my card, please block it",
@@ -50,7 +64,9 @@ class Cast:
     engineer: Actor  # trains and registers; asks for promotion
     release_manager: Actor  # approves the promotion; asks for the deployment
     release_approver: Actor  # a second release_manager who approves the deployment
-    operator: Actor  # sends the traffic
+    annotator_a: Actor  # labels a queue of the annotation slice
+    annotator_b: Actor  # labels the other queue; the overlap items are in both
+    operator: Actor  # sends the traffic, gives feedback, checks drift, sets the alert rule
     auditor: Actor
     tokens: dict[str, str]
 
@@ -61,6 +77,8 @@ CAST = {
     "engineer": ("emil", "ml_engineer"),
     "release_manager": ("rhea", "release_manager"),
     "release_approver": ("remy", "release_manager"),
+    "annotator_a": ("ana", "annotator"),
+    "annotator_b": ("ben", "annotator"),
     "operator": ("omar", "operator"),
     "auditor": ("ada", "auditor"),
 }
@@ -140,25 +158,28 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
         console.print(f"      {Path(s.uri).name}: {s.rows_accepted:,} accepted, {s.rows_quarantined} quarantined, "
                       f"sha256 {s.sha256[:12]}")
 
-    # 2. clean and freeze (data_steward), 3. release through the gate (a second steward)
+    # 2. clean and freeze (data_steward)
     authorize(ctx.db, cast.steward, "dataset.create", project=name)
     version = create_dataset_version(ctx, name=name, source_ids=[s.id for s in sources], actor=cast.steward)
     _step(2, "clean", cast.steward, f"dataset {version.name} v{version.version} ({version.content_hash[:12]})")
     for report in version.recipe:
         console.print(f"      {report['name']:<16} {report['rows_in']:>7,} → {report['rows_out']:>7,} rows"
                       f" ({report['changed']:,} changed)")
+
+    # 3. annotate a slice (data_steward, two annotators), 4. release through the gate (a second steward)
+    labelled = _annotate(ctx, version, cast, name)
     _handoff(ctx, "dataset.release", version.id, cast.steward, cast.steward_approver,
              "labels and splits reviewed", project=name)
     version = get_dataset_version(ctx.db, version.id)
     per_split = version.stats.get("rows_per_split", {})
-    _step(3, "release data", cast.steward_approver, f"released v{version.version}: {len(version.labels)} labels, "
+    _step(4, "release data", cast.steward_approver, f"released v{version.version}: {len(version.labels)} labels, "
           + ", ".join(f"{k} {v:,}" for k, v in per_split.items()))
 
-    # 4. train as a job run by a local worker (ml_engineer)
+    # 5. train as a job run by a local worker (ml_engineer)
     authorize(ctx.db, cast.engineer, "run.create", project=name)
     run = start_training_run(ctx, dataset_version_id=version.id, config=config, actor=cast.engineer)
     base = "all-MiniLM-L6-v2 (offline)" if Path(run.base_model) == default_base_model() else run.base_model
-    _step(4, "train", cast.engineer, f"run {run.id}: fine-tune {base} (epochs {config.epochs}, "
+    _step(5, "train", cast.engineer, f"run {run.id}: fine-tune {base} (epochs {config.epochs}, "
           f"lr {config.learning_rate}, batch {config.batch_size}) as job {run.job_id}")
     assert run.job_id is not None
     worker = Worker(ctx)
@@ -172,33 +193,35 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
                            hint=f"See 'chainkeeper jobs logs {job.id}'.")
     run = get_run(ctx.db, run.id)
 
-    # 5. register (ml_engineer); promotion approved by a release_manager, never the author
+    # 6. register (ml_engineer); promotion approved by a release_manager, never the author
     authorize(ctx.db, cast.engineer, "model.register", project=name)
     model = register_model_version(ctx, run_id=run.id, name=name, actor=cast.engineer)
     test_metrics = run.metrics.get("test") or {}
-    _step(5, "release model", cast.engineer, f"model {model.name} v{model.version}: accuracy "
+    _step(6, "release model", cast.engineer, f"model {model.name} v{model.version}: accuracy "
           f"{test_metrics.get('accuracy', 0):.3f}, macro-F1 {test_metrics.get('macro_f1', 0):.3f} on the test split")
     if test_metrics and len(version.labels) <= 20:
         console.print(format_report(test_metrics), soft_wrap=True)
     _handoff(ctx, "model.promote", model.id, cast.engineer, cast.release_manager, "metrics reviewed", project=name)
     model = get_model_version(ctx.db, model.id)
 
-    # 6. deploy: asked by one release_manager, approved by another
+    # 7. deploy: asked by one release_manager, approved by another
     _handoff(ctx, "deployment.create", model.id, cast.release_manager, cast.release_approver, "go live",
              payload={"name": name}, project=name)
     deployment = get_deployment_by_name(ctx.db, name)
-    _step(6, "deploy", cast.release_approver, f"model v{model.version} ({model.stage}) serves deployment "
+    _step(7, "deploy", cast.release_approver, f"model v{model.version} ({model.stage}) serves deployment "
           f"'{deployment.name}'")
 
-    # 7-8. serve over HTTP on loopback; the operator sends traffic
+    # 8-9. serve over HTTP on loopback; the operator sends traffic
     server = start_server_in_thread(create_app(ctx), host="127.0.0.1", port=0)
     try:
         url = f"{server.url}/v1/deployments/{deployment.name}/predict"
-        _step(7, "serve", cast.operator, f"listening on {server.url}")
+        _step(8, "serve", cast.operator, f"listening on {server.url}")
         results = _probe(url, ctx, version.id, cast.tokens["operator"])
     finally:
         server.stop()
-    _step(8, "monitor", cast.operator, f"{results['requests']} requests logged with their request ids")
+    _step(9, "monitor", cast.operator, f"{results['requests']} HTTP requests served {results['predictions']} texts, "
+          "each logged with its request id")
+    monitored = _monitor(ctx, deployment.name, cast, results)
 
     # The first prediction, traced back to the files and the people who approved each step.
     from chainkeeper.cli.governance import render_lineage
@@ -211,13 +234,15 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
     console.print(Panel.fit(
         f"accuracy: {results['accuracy']:.3f}  (served model, {results['scored']:,} test texts over HTTP)\n"
         f"latency: p50 {results['p50_ms']:.1f} ms, p95 {results['p95_ms']:.1f} ms (one text per request)\n"
+        f"live accuracy from feedback: {_number(monitored['live_accuracy'])}; drift checks fired: "
+        f"{(', '.join(monitored['drifted']) or 'none') if monitored['drift_checks'] else 'skipped (too few texts)'}\n"
         f"audit ledger: {verdict.entries:,} entries, {'intact' if verdict.ok else 'BROKEN'}\n"
         f"Trace it yourself: chainkeeper lineage prediction {results['first_request_id']}\n"
         f"Next: run 'chainkeeper up' and open http://{ctx.settings.host}:{ctx.settings.port}/",
         title="quickstart done"))
     console.print(f"accuracy: {results['accuracy']:.3f}")
-    return {"dataset_version": version.id, "run": run.id, "model_version": model.id, "deployment": deployment.name,
-            **results}
+    return {"dataset_version": version.id, "labelled_version": labelled, "run": run.id, "model_version": model.id,
+            "deployment": deployment.name, **results, **monitored}
 
 
 def _handoff(ctx: Context, action: str, object_id: int, requester: Actor, approver: Actor, comment: str, *,
@@ -231,6 +256,123 @@ def _handoff(ctx: Context, action: str, object_id: int, requester: Actor, approv
     decision = decide(ctx, request.id, actor=approver, approve=True, comment=comment)
     console.print(f"      approval {request.id}: {action} asked by {requester.name}, checks ({checks}), "
                   f"{decision.state} by {approver.name}")
+
+
+def _annotate(ctx: Context, version: DatasetVersion, cast: Cast, name: str) -> int:
+    """Step 3: a slice of the train split labelled by two annotators, adjudicated and exported.
+
+    The annotators answer from their own queues with the dataset's own labels as the
+    oracle, except one planted disagreement on an overlap item, which the steward decides.
+
+    Returns:
+        The id of the labelled dataset version.
+    """
+    from chainkeeper.annotation.adjudication import adjudication_queue, adjudicate_item
+    from chainkeeper.annotation.export import export_project
+    from chainkeeper.annotation.figures import project_figures
+    from chainkeeper.annotation.projects import assign_batches, create_project
+    from chainkeeper.annotation.schemas import define_schema
+    from chainkeeper.annotation.tasks import annotator_queue, save_annotation
+    from chainkeeper.data.versions import read_dataset_rows
+
+    schema = define_schema(ctx.db, name=f"{name}-intents", kind="single", labels=list(version.labels),
+                           actor=cast.steward, guidelines="Pick the customer's intent.")
+    project = create_project(ctx, name=f"{name}-{version.id}", dataset_version_id=version.id, schema_id=schema.id,
+                             actor=cast.steward, row_filter={"split": "train", "limit": ANNOTATION_ROWS},
+                             overlap_k=2, overlap_fraction=ANNOTATION_OVERLAP)
+    annotators = (cast.annotator_a, cast.annotator_b)
+    assign_batches(ctx, project.id, annotators=[a.name for a in annotators], actor=cast.steward)
+    queues = {a.name: annotator_queue(ctx, project.id, a) for a in annotators}
+    overlap = sum(t.overlap for t in queues[cast.annotator_a.name])
+    items = sum(len(q) for q in queues.values()) - overlap
+    _step(3, "annotate", cast.steward, f"project {project.name} (id {project.id}): {items} train rows of "
+          f"v{version.version}, {overlap} of them labelled by both annotators")
+    columns = read_dataset_rows(ctx, version.id).select(["row_id", "label"]).to_pydict()
+    gold = dict(zip(columns["row_id"], columns["label"], strict=True))
+    labels = list(version.labels)
+    planted = None
+    for annotator in annotators:
+        for task in queues[annotator.name]:
+            answer = gold[task.row_id]
+            if annotator is cast.annotator_b and task.overlap and planted is None and len(labels) > 1:
+                answer = labels[(labels.index(answer) + 1) % len(labels)]
+                planted = (task.row_id, gold[task.row_id], answer)
+            save_annotation(ctx, project.id, task.item_id, annotator, expected_version=0, value={"label": answer})
+        console.print(f"      {annotator.name} (annotator) labelled the {len(queues[annotator.name])} items of "
+                      "their own queue, with the dataset's labels as the oracle")
+    if planted is not None:
+        console.print(f"      planted disagreement: row {planted[0]}, {cast.annotator_a.name} said {planted[1]}, "
+                      f"{cast.annotator_b.name} said {planted[2]}")
+    for dispute in adjudication_queue(ctx, project.id, cast.steward):
+        decision = adjudicate_item(ctx, project.id, dispute.item_id, cast.steward, expected_version=dispute.version,
+                                   value={"label": gold[dispute.row_id]}, note="the dataset's label")
+        console.print(f"      adjudicated row {dispute.row_id}: {decision.value['label']} "
+                      f"(decided by {decision.decided_by})")
+    agreement = project_figures(ctx, project.id, cast.steward)["agreement"] or {}
+    console.print(f"      agreement on {agreement.get('overlap_items', 0)} overlap items: Cohen's kappa "
+                  f"{_number(agreement.get('cohen_kappa_mean'))}, Krippendorff's alpha "
+                  f"{_number(agreement.get('krippendorff_alpha'))}, percent agreement "
+                  f"{_number(agreement.get('percent_agreement'))}")
+    exported = export_project(ctx, project.id, cast.steward, name=f"{name}-labelled")
+    console.print(f"      exported labelled dataset {exported.name} v{exported.version} (id {exported.id}, "
+                  f"{exported.state}): {exported.stats['annotation']['exported_rows']} rows with their annotators; "
+                  f"training stays on {version.name} v{version.version}")
+    return exported.id
+
+
+def _monitor(ctx: Context, deployment: str, cast: Cast, results: dict[str, Any]) -> dict[str, Any]:
+    """Step 9: feedback on the served test texts, live vs offline accuracy, a drift check, an alert rule."""
+    from chainkeeper.monitoring.alerts import create_rule, evaluate_rules, list_alerts, list_rules
+    from chainkeeper.monitoring.drift_jobs import check_drift
+    from chainkeeper.monitoring.feedback import MAX_FEEDBACK_ITEMS, submit_feedback
+    from chainkeeper.monitoring.quality import live_quality
+    from chainkeeper.serving.deployments import get_deployment_by_name
+
+    pairs = results["feedback"]
+    for start in range(0, len(pairs), MAX_FEEDBACK_ITEMS):
+        submit_feedback(ctx, pairs[start:start + MAX_FEEDBACK_ITEMS], actor=cast.operator, deployment=deployment)
+    dep = get_deployment_by_name(ctx.db, deployment)
+    quality = live_quality(ctx.db, deployment)
+    live = next((w for w in quality.overall if w.model_version_id == dep.model_version_id), None)
+    offline = quality.offline[dep.model_version_id].get("accuracy")
+    live_accuracy = live.accuracy if live is not None else None
+    console.print(f"      feedback: {len(pairs):,} true labels from the test split attached to their request ids; "
+                  f"live accuracy {_number(live_accuracy)} on {live.labelled if live else 0:,} labelled requests, "
+                  f"offline test accuracy {_number(offline)}")
+    try:
+        drift = check_drift(ctx, deployment, actor=cast.operator, last=DRIFT_WINDOW)
+    except InvalidInput as too_few:  # a small --limit leaves fewer texts than a check needs
+        drift = []
+        console.print(f"      drift check skipped: {too_few.message}")
+    else:
+        console.print(f"      drift check of the last {drift[0].window_size} served texts against "
+                      f"{drift[0].reference}: {sum(r.drifted for r in drift)} of {len(drift)} checks fired")
+    for r in drift:
+        # The store caps an infinite threshold (a chi-square over one category) at 1e12.
+        threshold = "inf" if r.threshold >= 1e12 else f"{r.threshold:.4f}"
+        console.print(f"        {r.check:<14} statistic {r.statistic:>8.4f}  threshold {threshold:>8}  "
+                      f"{'DRIFTED' if r.drifted else 'ok'}")
+    rule_name = f"{deployment}-live-accuracy"
+    rule = next((r for r in list_rules(ctx.db) if r.name == rule_name), None) or create_rule(
+        ctx, name=rule_name, metric="live_accuracy", comparator="<", threshold=ALERT_ACCURACY, window_s=3600,
+        deployment=deployment, actor=cast.operator)
+    evaluation = evaluate_rules(ctx, rule_ids=[rule.id])
+    firing = list_alerts(ctx.db, state="firing", deployment_id=dep.id)
+    if firing:
+        verdict = f"alert {firing[0].id} firing" + (f", ticket {evaluation.tickets[0]} opened for the operator"
+                                                     if evaluation.tickets else "")
+    elif live_accuracy is None:
+        verdict = "no alert (no feedback yet to compute live accuracy)"
+    else:
+        verdict = f"no alert (live accuracy {live_accuracy:.3f} on in-distribution traffic)"
+    console.print(f"      alert rule {rule.id} '{rule.name}': live_accuracy < {ALERT_ACCURACY} over 1h, "
+                  f"evaluated: {verdict}")
+    return {"live_accuracy": live_accuracy, "feedback_count": len(pairs), "drift_checks": len(drift),
+            "drifted": [r.check for r in drift if r.drifted], "alert_rule": rule.id, "alerts_fired": evaluation.fired}
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _probe(url: str, ctx: Context, version_id: int, token: str) -> dict[str, Any]:
@@ -253,21 +395,29 @@ def _probe(url: str, ctx: Context, version_id: int, token: str) -> dict[str, Any
             request_ids.append(pred["request_id"])
             table.add_row(text, pred["label"], f"{pred['score']:.2f}", f"{latencies[-1]:.1f}", pred["request_id"][:8])
         console.print(table)
-        # The served model's accuracy on the held-out test split, in batches of 64 texts.
-        test = read_dataset_rows(ctx, version_id, "test")
-        texts, gold = test.column("text").to_pylist(), test.column("label").to_pylist()
+        # The served model's accuracy on the held-out test split, in batches of 64 texts, in a
+        # seeded random order as live traffic comes (a file sorted by label would otherwise
+        # make every window of it look like label drift).
+        test = read_dataset_rows(ctx, version_id, "test").to_pylist()
+        random.Random(0).shuffle(test)
+        texts, gold = [r["text"] for r in test], [r["label"] for r in test]
         correct = 0
+        feedback: list[tuple[str, str]] = []
         for start_i in range(0, len(texts), 64):
             answer = client.post(url, json={"texts": texts[start_i:start_i + 64]})
             answer.raise_for_status()
-            labels = [p["label"] for p in answer.json()["predictions"]]
-            correct += sum(p == g for p, g in zip(labels, gold[start_i:start_i + 64], strict=True))
+            served = answer.json()["predictions"]
+            batch_gold = gold[start_i:start_i + 64]
+            correct += sum(p["label"] == g for p, g in zip(served, batch_gold, strict=True))
+            feedback += [(p["request_id"], g) for p, g in zip(served, batch_gold, strict=True)]
     ordered = sorted(latencies)
     return {
         "first_request_id": request_ids[0],
         "accuracy": correct / len(texts) if texts else 0.0,
         "scored": len(texts),
+        "feedback": feedback,
         "requests": 1 + len(PROBE_TEXTS) + -(-len(texts) // 64),
+        "predictions": 1 + len(PROBE_TEXTS) + len(texts),
         "p50_ms": statistics.median(ordered),
         "p95_ms": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
     }

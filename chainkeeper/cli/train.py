@@ -99,17 +99,29 @@ def show(ctx: typer.Context, run_id: int) -> None:
     with open_context(ctx) as c:
         acting_user(ctx, c, "run.read")
         r = training_runs.get_run(c.db, run_id)
-    console.print(f"run {r.id} {_state(r.state)} on dataset version {r.dataset_version_id}, by {r.created_by}")
+    console.print(f"run {r.id} {_state(r.state)} ({r.task}) on dataset version {r.dataset_version_id}, "
+                  f"by {r.created_by}")
     console.print(f"base model {r.base_model}; model artefact {r.model_artifact or '-'}")
     console.print_json(data={"config": r.config})
     if r.metrics.get("error"):
         console.print(f"[red]error:[/] {r.metrics['error']}")
+    if r.reproducibility:
+        console.print_json(data={"reproducibility": r.reproducibility})
     for split in ("dev", "test"):
         m = r.metrics.get(split)
         if m:
-            ece = (m.get("calibration") or {}).get("ece")
-            console.print(f"{split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
-                          + (f", ECE {ece:.4f}" if ece is not None else ""))
+            console.print(f"{split}: {_headline(m)}")
+
+
+def _headline(m: dict[str, Any]) -> str:
+    """One line of a split's numbers, whichever the task."""
+    if "macro_f1" in m:
+        ece = (m.get("calibration") or {}).get("ece")
+        return f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}" + (f", ECE {ece:.4f}" if ece is not None else "")
+    if "f1" in m:
+        return (f"entity F1 {m['f1']:.4f} (precision {m['precision']:.4f}, recall {m['recall']:.4f}), "
+                f"token accuracy {m['token']['accuracy']:.4f}")
+    return f"loss {m['loss']:.4f}, perplexity {m['perplexity']:.2f}"
 
 
 def _follow(c: Any, run_id: int, poll_s: float = 0.5) -> None:
@@ -182,6 +194,11 @@ def report(ctx: typer.Context, run_id: int,
         if m and "per_class" in m:
             console.print(f"[bold]{split}[/]")
             console.print(format_report(m, digits=4), markup=False, highlight=False)
+        elif m and "token" in m:  # token classification: entity level, then token level
+            console.print(f"[bold]{split}[/] entity level (seqeval)")
+            console.print(m["report"], markup=False, highlight=False)
+            console.print(f"[bold]{split}[/] token level")
+            console.print(format_report(m["token"], digits=4), markup=False, highlight=False)
     if html is not None and page is not None:
         html.write_text(page, encoding="utf-8")
         console.print(f"HTML report written to {html}")
@@ -226,3 +243,42 @@ def search(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="
         if follow:
             job = follow_job(c.db, job_id)
             console.print(f"search {job.state}" + (f": best run {job.result['run_id']}" if job.result else ""))
+
+
+@app.command("reproduce")
+def reproduce(ctx: typer.Context, run_id: int = typer.Argument(..., help="The succeeded run to reproduce."),
+              against: int | None = typer.Option(None, "--against",
+                                                 help="Only compare with this finished rerun; start nothing."),
+              tolerance: float = typer.Option(0.005, help="Largest absolute metric difference that agrees."),
+              follow: bool = typer.Option(False, "--follow", "-f",
+                                          help="Follow the rerun until it ends, then compare.")) -> None:
+    """Re-run a run's reproducibility record (same data, base model, config, seed) and
+    compare the metrics; exits 1 when a metric differs by more than the tolerance."""
+    from chainkeeper.training.reproducibility import compare_reproduction, reproduce_run
+
+    with open_context(ctx) as c:
+        if against is None:
+            actor = acting_user(ctx, c, "run.create")
+            rerun = reproduce_run(c, run_id, actor=actor)
+            console.print(f"run {rerun.id} {_state(rerun.state)} reproduces run {run_id}; compare them with "
+                          f"'chainkeeper train reproduce {run_id} --against {rerun.id}'")
+            if not follow:
+                return
+            _follow(c, rerun.id)
+            against = rerun.id
+        else:
+            acting_user(ctx, c, "run.read")
+        result = compare_reproduction(training_runs.get_run(c.db, run_id), training_runs.get_run(c.db, against),
+                                      tolerance=tolerance)
+    table = Table("split", "metric", f"run {run_id}", f"run {against}", "|difference|", "within")
+    for row in result.rows:
+        table.add_row(row["split"], row["metric"], f"{row['original']:.6f}", f"{row['rerun']:.6f}",
+                      f"{row['difference']:.2e}", "[green]yes[/]" if row["within"] else "[red]no[/]")
+    console.print(table)
+    for key, (a, b) in result.record_differences.items():
+        console.print(f"[yellow]record differs[/] {key}: {a} → {b}")
+    if result.reproduced:
+        console.print(f"run {against} reproduces run {run_id} within {tolerance:g}")
+    else:
+        console.print(f"[red]run {against} does not reproduce run {run_id} within {tolerance:g}[/]")
+        raise typer.Exit(1)

@@ -48,6 +48,9 @@ HANDLERS: dict[str, str] = {
     "sleep": "chainkeeper.core.jobs:sleep_job",
     "export": "chainkeeper.serving.export:run_export_job",
     "crawl": "chainkeeper.data.crawler:run_crawl_job",
+    "prelabel": "chainkeeper.annotation.prelabel:run_prelabel_job",
+    "drift": "chainkeeper.monitoring.drift_jobs:run_drift_job",
+    "alerts.evaluate": "chainkeeper.monitoring.alerts:run_evaluate_job",
 }
 
 

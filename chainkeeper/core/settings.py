@@ -89,6 +89,18 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(
         None, description="API token the CLI acts with (issued by 'chainkeeper users token'); never printed."
     )
+    prediction_log_sample_rate: float = Field(
+        1.0, ge=0, le=1, description="Share of served texts stored in the prediction log (1: all, 0.1: one in ten)."
+    )
+    prediction_log_retention_days: float | None = Field(
+        90.0, gt=0, description="Prediction-log records older than this many days are deleted (unset: keep all)."
+    )
+    prediction_log_max_buffered: int = Field(
+        10_000, ge=1, description="Log records a server holds in memory before writing; more are dropped and counted."
+    )
+    metrics_sample_s: float | None = Field(
+        15.0, gt=0, description="How often a server stores its metrics in the database (seconds; unset: never)."
+    )
 
     @field_validator("log_level")
     @classmethod

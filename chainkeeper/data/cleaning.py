@@ -33,10 +33,10 @@ from chainkeeper.core.errors import InvalidInput
 from chainkeeper.data import near_duplicates, pii
 from chainkeeper.data.text import SCRIPTS, detect_script, html_to_text
 
-__all__ = ["StepReport", "Step", "RecipeEntry", "STEPS", "BASIC_RECIPE", "FULL_RECIPE", "normalize_text",
-           "strip_html", "drop_empty", "missing_values", "filter_length", "detect_script", "filter_language",
-           "normalize_labels", "label_conflicts", "redact_pii", "dedup_exact", "dedup_near", "apply_recipe",
-           "check_recipe", "html_to_text"]
+__all__ = ["StepReport", "Step", "RecipeEntry", "STEPS", "BASIC_RECIPE", "FULL_RECIPE", "TOKEN_RECIPE",
+           "REWRITES_TEXT", "normalize_text", "strip_html", "drop_empty", "missing_values", "filter_length",
+           "detect_script", "filter_language", "normalize_labels", "label_conflicts", "redact_pii", "dedup_exact",
+           "dedup_near", "apply_recipe", "check_recipe", "html_to_text"]
 
 MAX_EXAMPLES = 3
 
@@ -156,34 +156,61 @@ def dedup_exact(table: pa.Table) -> tuple[pa.Table, StepReport]:
         kept row's) and ``declared_repeats`` (repeats kept because their split was declared).
     """
     _require_text(table, "dedup_exact")
-    texts = table.column("text").to_pylist()
-    n = len(texts)
-    labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * n
-    pinned = (pc.is_valid(table.column("split")).to_pylist() if "split" in table.column_names else [False] * n)
+    n = table.num_rows
+    texts = _codes(table.column("text"))
+    labels = _codes(table.column("label")) if "label" in table.column_names else np.full(n, -1, np.int64)
+    pinned = (pc.is_valid(table.column("split")).to_numpy(zero_copy_only=False) if "split" in table.column_names
+              else np.zeros(n, dtype=bool))
+    # Declared rows first, so they win over undeclared ones wherever those stand; the
+    # first row of each text in that order is kept, every later one is a repeat.
+    order = np.concatenate((np.flatnonzero(pinned), np.flatnonzero(~pinned)))
+    _, first = np.unique(texts[order], return_index=True)
+    kept_row = np.empty(int(texts.max(initial=-1)) + 2, dtype=np.int64)
+    kept_row[texts[order[first]] + 1] = order[first]
+    is_repeat = np.ones(n, dtype=bool)
+    is_repeat[first] = False
+    repeats = order[is_repeat]  # in processing order
+    kept_of_repeat = kept_row[texts[repeats] + 1]
+    conflict = labels[repeats] != labels[kept_of_repeat]
+    declared_repeats = int(pinned[repeats].sum())
+    removable = ~pinned[repeats]
+    removed = repeats[removable]
+    keep = np.ones(n, dtype=bool)
+    keep[removed] = False
+    out = table.filter(pa.array(keep))
+    text_column = table.column("text")
+    label_column = table.column("label") if "label" in table.column_names else None
+    examples = []
+    for i, k, c in zip(removed[:MAX_EXAMPLES].tolist(), kept_of_repeat[removable][:MAX_EXAMPLES].tolist(),
+                       conflict[removable][:MAX_EXAMPLES].tolist(), strict=True):
+        examples.append({"before": text_column[i].as_py(), "after": None,
+                         "label": label_column[i].as_py() if label_column is not None else None,
+                         "kept_label": label_column[k].as_py() if label_column is not None else None,
+                         "conflict": bool(c)})
+    return out, StepReport("dedup_exact", n, out.num_rows, len(removed), examples,
+                           {"duplicates": len(removed), "conflicts": int(conflict.sum()),
+                            "declared_repeats": declared_repeats})
 
-    kept_label: dict[str | None, str | None] = {}
-    keep = [True] * n
-    conflicts = declared_repeats = 0
-    examples: list[dict[str, Any]] = []
-    # Declared rows first, so they win over undeclared ones wherever those stand.
-    for i in [i for i in range(n) if pinned[i]] + [i for i in range(n) if not pinned[i]]:
-        text = texts[i]
-        if text not in kept_label:
-            kept_label[text] = labels[i]
-            continue
-        conflict = labels[i] != kept_label[text]
-        conflicts += conflict
-        if pinned[i]:
-            declared_repeats += 1
-            continue
-        keep[i] = False
-        if len(examples) < MAX_EXAMPLES:
-            examples.append({"before": text, "after": None, "label": labels[i], "kept_label": kept_label[text],
-                             "conflict": conflict})
-    out = table.filter(pa.array(keep, type=pa.bool_()))
-    removed = n - out.num_rows
-    return out, StepReport("dedup_exact", n, out.num_rows, removed, examples,
-                           {"duplicates": removed, "conflicts": conflicts, "declared_repeats": declared_repeats})
+
+def _codes(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Each value's index among the distinct values (null = -1), as int64: equal values, equal codes."""
+    distinct = pc.unique(values).drop_null()
+    return pc.fill_null(pc.index_in(values, value_set=distinct), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _matching(texts: pa.ChunkedArray, pattern: str) -> np.ndarray:
+    """Positions of the texts matching a regular expression (a step's vectorised prefilter)."""
+    matches = pc.fill_null(pc.match_substring_regex(texts, pattern), False)
+    return np.flatnonzero(matches.to_numpy(zero_copy_only=False))
+
+
+def _replace_rows(texts: pa.ChunkedArray, rows: Sequence[int], values: Sequence[str]) -> pa.ChunkedArray | pa.Array:
+    """``texts`` with the given rows replaced (ascending positions), leaving the other rows' buffers as they are."""
+    if not rows:
+        return texts
+    mask = np.zeros(len(texts), dtype=bool)
+    mask[list(rows)] = True
+    return pc.replace_with_mask(texts.combine_chunks(), pa.array(mask), pa.array(values, pa.string()))
 
 
 def _examples(before: pa.ChunkedArray | pa.Array, after: pa.ChunkedArray | pa.Array | None,
@@ -209,15 +236,12 @@ def strip_html(table: pa.Table) -> tuple[pa.Table, StepReport]:
     """
     _require_text(table, "strip_html")
     before = table.column("text")
-    suspect = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(before, r"[<&]"), False)).to_pylist()
-    texts = before.to_pylist()
-    changed = []
-    for i in suspect:
-        cleaned = html_to_text(texts[i])
-        if cleaned != texts[i]:
-            texts[i] = cleaned
-            changed.append(i)
-    after = pa.array(texts, pa.string())
+    suspect = _matching(before, r"[<&]")
+    originals = before.take(pa.array(suspect)).to_pylist()
+    cleaned = [html_to_text(t) for t in originals]
+    changed_local = [k for k, (a, b) in enumerate(zip(originals, cleaned, strict=True)) if a != b]
+    changed = suspect[changed_local].tolist()
+    after = _replace_rows(before, changed, [cleaned[k] for k in changed_local])
     out = table.set_column(table.column_names.index("text"), "text", after)
     return out, StepReport("strip_html", table.num_rows, out.num_rows, len(changed), _examples(before, after, changed))
 
@@ -466,13 +490,10 @@ def redact_pii(table: pa.Table, *, mode: str = "placeholder") -> tuple[pa.Table,
     if mode not in ("placeholder", "mask"):
         raise _fail("redact_pii", f"unknown mode {mode!r}.", "Use 'placeholder' or 'mask'.")
     text = table.column("text")
-    suspect = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(text, pii.PREFILTER), False)).to_pylist()
-    texts = text.to_pylist()
-    redacted, counts, changed_local = pii.redact_texts([texts[i] for i in suspect], mode)  # type: ignore[arg-type]
-    changed = [suspect[k] for k in changed_local]
-    for k in changed_local:
-        texts[suspect[k]] = redacted[k]
-    after = pa.array(texts, pa.string())
+    suspect = _matching(text, pii.PREFILTER)
+    redacted, counts, changed_local = pii.redact_texts(text.take(pa.array(suspect)).to_pylist(), mode)
+    changed = suspect[changed_local].tolist()
+    after = _replace_rows(text, changed, [redacted[k] for k in changed_local])
     out = table.set_column(table.column_names.index("text"), "text", after)
     examples = [{"after": after[i].as_py()} for i in changed[:MAX_EXAMPLES]]
     return out, StepReport("redact_pii", table.num_rows, out.num_rows, len(changed), examples,
@@ -508,15 +529,15 @@ def dedup_near(table: pa.Table, *, threshold: float = near_duplicates.DEFAULT_TH
         raise _fail("dedup_near", f"size must be a whole number from 1 to 64, got {size!r}.", "E.g. size=5.")
     if isinstance(num_perm, bool) or not isinstance(num_perm, int) or not 16 <= num_perm <= 1024:
         raise _fail("dedup_near", f"num_perm must be from 16 to 1024, got {num_perm!r}.", "E.g. num_perm=128.")
-    texts = table.column("text").to_pylist()
-    pinned = (pc.is_valid(table.column("split")).to_pylist() if "split" in table.column_names else None)
+    texts = table.column("text")
+    pinned = (pc.is_valid(table.column("split")).to_numpy(zero_copy_only=False)
+              if "split" in table.column_names else None)
     found = near_duplicates.find_near_duplicates(texts, threshold=float(threshold), shingling=shingling,  # type: ignore[arg-type]
                                                  size=size, num_perm=num_perm, pinned=pinned)
-    keep = [True] * table.num_rows
-    for i in found.removed:
-        keep[i] = False
-    out = table.filter(pa.array(keep, pa.bool_()))
-    examples = [{"before": texts[i], "after": None, "kept": texts[j], "similarity": sim}
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[found.removed] = False
+    out = table.filter(pa.array(keep))
+    examples = [{"before": texts[i].as_py(), "after": None, "kept": texts[j].as_py(), "similarity": sim}
                 for i, j, sim in found.pairs[:MAX_EXAMPLES]]
     return out, StepReport("dedup_near", table.num_rows, out.num_rows, len(found.removed), examples,
                            {"near_duplicates": len(found.removed), "clusters": found.clusters,
@@ -537,6 +558,10 @@ STEPS: dict[str, Step] = {
     "dedup_near": dedup_near,
 }
 BASIC_RECIPE: list[str] = ["normalize_text", "drop_empty", "dedup_exact"]
+# Steps that rewrite ``text``: a token-labelled row's text must keep matching its tokens,
+# so its recipe may use only the other steps (which drop rows or add a flag column).
+REWRITES_TEXT = frozenset({"normalize_text", "strip_html", "redact_pii", "missing_values"})
+TOKEN_RECIPE: list[str] = ["drop_empty", "dedup_exact"]
 # Every step that changes rows without a judgement call about the data's content.
 FULL_RECIPE: list[RecipeEntry] = ["normalize_text", "strip_html", "drop_empty", "redact_pii", "normalize_labels",
                                   "dedup_exact", "dedup_near", {"step": "filter_length", "min_chars": 2}]

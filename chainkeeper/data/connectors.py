@@ -39,9 +39,9 @@ _FIELD_SIZE_LIMIT = min(sys.maxsize, 2**31 - 1)
 _SNIFF_DELIMITERS = ",;\t|"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """One data row as read from a source, before it is stored."""
+    """One data row as read from a source, before it is stored (slots: a million of them fit in ~100 MB)."""
 
     text: str
     label: str | None
@@ -152,6 +152,9 @@ def parse_csv_text(text: str, *, name: str, text_column: str, label_column: str 
     labels: list[str] = []
     lines: list[int] = []
     reasons: list[str | None] = []
+    # Labels repeat: one string object per distinct label instead of one per row
+    # (a million rows of 77 intents: ~60 MB less).
+    distinct_labels: dict[str, str] = {}
     previous_end = reader.line_num
     try:
         for record in reader:
@@ -171,7 +174,7 @@ def parse_csv_text(text: str, *, name: str, text_column: str, label_column: str 
             elif reason is None and label_idx is not None and not row_label:
                 reason = "empty_label"
             texts.append(row_text)
-            labels.append(row_label)
+            labels.append(distinct_labels.setdefault(row_label, row_label))
             lines.append(start)
             reasons.append(reason)
             if metas is not None:

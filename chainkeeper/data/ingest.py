@@ -10,7 +10,8 @@ with its audit entry in one transaction. ``import_csv`` (the quickstart's) is
 Bad input raises before anything is stored, so a failed import leaves no source row.
 Rows that cannot be used (no text, no label, a broken field count, a line that is not
 JSON) are kept in the rows artefact with a ``quarantine_reason`` and counted as
-``rows_quarantined``; see ``sources.py`` for the artefact's layout.
+``rows_quarantined``, with the count per reason in the source's
+``options["quarantine_reasons"]``; see ``sources.py`` for the artefact's layout.
 """
 
 from __future__ import annotations
@@ -130,14 +131,14 @@ def import_file(ctx: Context, path: Path, *, actor: Actor, format: str | None = 
     fmt = detect_format(path, format)
     if fmt == "folder":
         parsed = read_folder(path)
-        digest_input = "\n".join(f"{r.origin}\t{r.text}" for r in parsed.records).encode()
+        sha256 = hashlib.sha256("\n".join(f"{r.origin}\t{r.text}" for r in parsed.records).encode()).hexdigest()
     else:
         if path.is_dir():
             raise InvalidInput(f"{path} is a folder, not a {fmt} file.",
                                hint=f"Pass the path of the .{fmt} file inside it, "
                                "or format='folder' for a folder of texts.")
         data = _read_bytes(path)
-        digest_input = data
+        sha256 = hashlib.sha256(data).hexdigest()
         name = path.name
         if fmt in ("csv", "tsv"):
             parsed = read_delimited(data, name=name, suffix=path.suffix.lower() if fmt == "csv" else ".tsv",
@@ -151,7 +152,8 @@ def import_file(ctx: Context, path: Path, *, actor: Actor, format: str | None = 
                                   metadata_columns=metadata_columns)
         else:
             parsed = read_conll(data, name=name)
-    return store_records(ctx, parsed, uri=uri or str(path), sha256=hashlib.sha256(digest_input).hexdigest(),
+        del data  # ~100 MB at a million rows: not kept while the rows are stored
+    return store_records(ctx, parsed, uri=uri or str(path), sha256=sha256,
                          actor=actor, split=split, limit=limit, seed=seed,
                          schema={"text": text_column if fmt not in ("folder", "conll") else "text",
                                  "label": label_column if fmt not in ("folder", "conll") else None,
@@ -257,7 +259,8 @@ def store_records(ctx: Context, parsed: ParsedSource, *, uri: str, sha256: str, 
                                                            "chainkeeper.input_format": parsed.format}))
     digest = ctx.artifacts.put_bytes(_parquet_bytes(table))
     declared = dict(schema or {"text": "text", "label": "label"})
-    options = {**parsed.options, "schema": declared}
+    # The reasons are kept with the source so a list of sources can say why rows were set aside.
+    options = {**parsed.options, "schema": declared, "quarantine_reasons": reasons}
 
     with ctx.db.session() as s:
         row = SqlSource(kind=kind or parsed.format, uri=uri, sha256=sha256,

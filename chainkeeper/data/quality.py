@@ -22,6 +22,7 @@ from typing import Any
 
 from chainkeeper.core.artifacts import ArtifactStore
 from chainkeeper.core.context import Context
+from chainkeeper.data.statistics import split_key
 
 __all__ = ["REPORT_FORMAT", "build_quality_report", "store_quality_report", "render_quality_html", "report_sections",
            "get_quality_report", "report_bytes"]
@@ -31,7 +32,7 @@ _PALETTE = ("#2b6cb0", "#2f855a", "#b7791f", "#9b2c2c", "#6b46c1", "#2c7a7b")
 
 
 def build_quality_report(*, name: str, version: int, content_hash: str, stats: Mapping[str, Any],
-                         steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+                         steps: Sequence[Mapping[str, Any]], task: str = "text_classification") -> dict[str, Any]:
     """The quality report of a version (pure).
 
     Args:
@@ -40,9 +41,11 @@ def build_quality_report(*, name: str, version: int, content_hash: str, stats: M
         content_hash: the snapshot's content hash.
         stats: the version's statistics (``statistics.dataset_stats`` plus quarantined).
         steps: the stored step reports (``asdict(StepReport)``), in order.
+        task: the version's task kind (for token classification the label
+            distribution counts tags, token by token).
 
     Returns:
-        A JSON-able dict: format, dataset, rows, rows_per_split, label_distribution,
+        A JSON-able dict: format, dataset, task, rows, rows_per_split, label_distribution,
         text_length, steps (name, rows_in, rows_out, changed, params, details),
         removed (duplicates, near_duplicates, empty, conflicts), pii_found, quarantined.
     """
@@ -50,6 +53,7 @@ def build_quality_report(*, name: str, version: int, content_hash: str, stats: M
     return {
         "format": REPORT_FORMAT,
         "dataset": {"name": name, "version": version, "content_hash": content_hash},
+        "task": task,
         "rows": int(stats.get("rows", 0)),
         "rows_before_cleaning": int(stats.get("rows_before_cleaning", 0)),
         "rows_per_split": dict(stats.get("rows_per_split") or {}),
@@ -111,7 +115,7 @@ def get_quality_report(ctx: Context, version_id: int) -> dict[str, Any]:
     if digest:
         return dict(json.loads(ctx.artifacts.get_bytes(digest)))
     return build_quality_report(name=version.name, version=version.version, content_hash=version.content_hash,
-                                stats=version.stats, steps=version.recipe)
+                                stats=version.stats, steps=version.recipe, task=version.task.value)
 
 
 # --- HTML ------------------------------------------------------------------------------
@@ -202,13 +206,19 @@ def report_sections(report: Mapping[str, Any]) -> str:
     """
     ds = report["dataset"]
     title = _title(report)
+    # Reports stored before task kinds existed are text classification.
+    task = str(report.get("task", "text_classification"))
+    tokens = task == "token_classification"
     totals: dict[str, int] = {}
     for counts in report["label_distribution"].values():
         for label, n in counts.items():
             totals[label] = totals.get(label, 0) + int(n)
-    label_rows = [[label] + [int(report["label_distribution"].get(s, {}).get(label, 0))
-                             for s in report["rows_per_split"]] for label in sorted(totals)]
-    buckets = list((report["text_length"].get("buckets") or {}).items())
+    # The stored JSON has sorted keys: put splits and length buckets back in their natural order.
+    splits = sorted(report["rows_per_split"], key=split_key)
+    label_rows = [[label] + [int(report["label_distribution"].get(s, {}).get(label, 0)) for s in splits]
+                  for label in sorted(totals)]
+    buckets = sorted((report["text_length"].get("buckets") or {}).items(),
+                     key=lambda item: int(item[0].split("-")[0].rstrip("+")))
     removed = report["removed"]
     summary = [("rows", report["rows"]), ("rows before cleaning", report["rows_before_cleaning"]),
                ("empty removed", removed["empty"]), ("duplicates removed", removed["duplicates"]),
@@ -221,14 +231,17 @@ def report_sections(report: Mapping[str, Any]) -> str:
     length = report["text_length"]
     sections = [
         f"<h1>{escape(title)}</h1>",
-        f'<p class="meta">content hash <code>{escape(ds["content_hash"])}</code></p>',
+        f'<p class="meta">{escape(task.replace("_", " "))} · content hash <code>{escape(ds["content_hash"])}</code>'
+        "</p>",
         "<h2>Summary</h2>", _table(["", "rows"], summary),
         "<h2>Rows through the cleaning steps</h2>",
         _funnel(report["steps"], title="rows in and out of each cleaning step") if report["steps"] else "<p>none</p>",
         _table(["step", "rows in", "rows out", "changed", "parameters"], step_rows),
-        "<h2>Label distribution</h2>",
-        _hbars(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])), title="rows per label"),
-        _table(["label", *report["rows_per_split"]], label_rows),
+        f"<h2>{'Tag distribution (tokens)' if tokens else 'Label distribution'}</h2>",
+        (_hbars(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])),
+                title="tokens per tag" if tokens else "rows per label")
+         + _table(["tag" if tokens else "label", *splits], label_rows)) if totals
+        else "<p>No labels: the rows are unlabelled text.</p>",
         "<h2>Text length (characters)</h2>",
         _columns(buckets, title="text length histogram"),
         f"<p>min {length.get('min', 0):,} · mean {length.get('mean', 0)} · max {length.get('max', 0):,}</p>",

@@ -43,6 +43,8 @@ from chainkeeper.data.tables import SqlSource
 SOURCE_FORMAT = "chainkeeper.source/1"
 # Columns a caller of read_source_rows() gets for accepted rows.
 ROW_COLUMNS = ("text", "label", "line", "split")
+# ...and, for a token-labelled (CoNLL) source, these too.
+TOKEN_COLUMNS = ("tokens", "tags")
 
 SOURCE_SCHEMA = pa.schema([
     pa.field("text", pa.string()),
@@ -146,8 +148,9 @@ def read_source_rows(ctx: Context, source_id: int, *, include_quarantined: bool 
             ``quarantine_reason`` column (null for accepted rows).
 
     Returns:
-        A table with columns text, label, line, split (plus quarantine_reason when
-        asked), in file order. Its schema metadata carries the decoding used.
+        A table with columns text, label, line, split (plus tokens and tags for a CoNLL
+        source, and quarantine_reason when asked), in file order. Its schema metadata
+        carries the decoding used.
 
     Raises:
         NotFound: no such source, or its artefact is missing from the store.
@@ -158,7 +161,7 @@ def read_source_rows(ctx: Context, source_id: int, *, include_quarantined: bool 
     if include_quarantined:
         return table
     accepted = table.filter(pc.is_null(table.column("quarantine_reason")))
-    return accepted.select(list(ROW_COLUMNS))
+    return accepted.select([c for c in (*ROW_COLUMNS, *TOKEN_COLUMNS) if c in table.column_names])
 
 
 def parquet_from_bytes(data: bytes, *, what: str) -> pa.Table:

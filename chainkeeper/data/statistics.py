@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from chainkeeper.data.cleaning import StepReport
 
-__all__ = ["SPLIT_ORDER", "LENGTH_BUCKETS", "length_histogram", "dataset_stats"]
+__all__ = ["SPLIT_ORDER", "LENGTH_BUCKETS", "split_key", "length_histogram", "dataset_stats"]
 
 # Splits are listed in this order; other names (a custom split) follow alphabetically.
 SPLIT_ORDER = ("train", "dev", "test")
@@ -31,7 +31,8 @@ def _bucket_names() -> list[str]:
     return names + [f"{LENGTH_BUCKETS[-1]}+"]
 
 
-def _split_key(name: str) -> tuple[int, str]:
+def split_key(name: str) -> tuple[int, str]:
+    """Sort key of split names: train, dev, test, then others alphabetically (pure)."""
     return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
 
 
@@ -54,27 +55,42 @@ def length_histogram(texts: pa.Array | pa.ChunkedArray) -> dict[str, Any]:
     return summary
 
 
+def _value_counts(values: pa.ChunkedArray) -> tuple[list[Any], list[int]]:
+    counted = pc.value_counts(values)
+    return counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+
+
 def dataset_stats(table: pa.Table, reports: Sequence[StepReport]) -> dict[str, Any]:
     """The statistics of a dataset version's rows.
 
     Args:
-        table: the final rows, with ``text``, ``label`` and ``split`` columns.
+        table: the final rows, with ``text``, ``label`` and ``split`` columns (and
+            ``tags`` for token classification).
         reports: the cleaning reports that produced them.
 
     Returns:
-        rows, rows_per_split, labels (sorted), label_counts (split -> label -> rows),
+        rows, rows_per_split, labels (sorted), label_counts (split -> label -> rows; for
+        token classification, split -> tag -> tokens; unlabelled rows count in no label),
         text_length (see ``length_histogram``), and from the cleaning reports:
         rows_before_cleaning, empty_removed, duplicates_removed, conflicts (label
         conflicts among exact repeats, or the label_conflicts step's count when it ran),
         near_duplicates_removed, pii_found (type -> count, summed over redact_pii steps)
         and steps (name, rows_in, rows_out, changed of each step, in order).
     """
-    grouped = table.group_by(["split", "label"], use_threads=False).aggregate([("text", "count")])
-    label_counts: dict[str, dict[str, int]] = {}
+    rows_per_split = {str(v): int(n) for v, n in zip(*_value_counts(table.column("split")), strict=True)}
+    splits = sorted(rows_per_split, key=split_key)
+    if "tags" in table.column_names:
+        # Token classification: count tags (tokens), each token in its sentence's split.
+        tags = table.column("tags").combine_chunks()
+        pairs = pa.table({"split": table.column("split").take(pc.list_parent_indices(tags)),
+                          "label": pc.list_flatten(tags)})
+    else:
+        pairs = table.select(["split", "label"]).filter(pc.is_valid(table.column("label")))
+    grouped = pairs.group_by(["split", "label"], use_threads=False).aggregate([("label", "count")])
+    label_counts: dict[str, dict[str, int]] = {split: {} for split in splits}
     for split, label, count in zip(grouped.column("split").to_pylist(), grouped.column("label").to_pylist(),
-                                   grouped.column("text_count").to_pylist(), strict=True):
-        label_counts.setdefault(split, {})[label] = int(count)
-    splits = sorted(label_counts, key=_split_key)
+                                   grouped.column("label_count").to_pylist(), strict=True):
+        label_counts[split][label] = int(count)
     by_name = {r.name: r for r in reports}
     dedup = by_name.get("dedup_exact")
     empty = by_name.get("drop_empty")
@@ -85,7 +101,7 @@ def dataset_stats(table: pa.Table, reports: Sequence[StepReport]) -> dict[str, A
             pii_found[kind] = pii_found.get(kind, 0) + int(count)
     return {
         "rows": table.num_rows,
-        "rows_per_split": {s: sum(label_counts[s].values()) for s in splits},
+        "rows_per_split": {s: rows_per_split[s] for s in splits},
         "labels": sorted({label for counts in label_counts.values() for label in counts}),
         "label_counts": {s: dict(sorted(label_counts[s].items())) for s in splits},
         "text_length": length_histogram(table.column("text")),

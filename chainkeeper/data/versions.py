@@ -5,23 +5,47 @@ assigns splits and freezes the result as a Parquet snapshot in the artefact stor
 named by a content hash. A version is immutable: its rows never change, only its state
 (draft -> released). To change the rows, create the next version of the same name.
 
+Task kind. Every version records what its rows are for in ``schema["task"]``, also
+``DatasetVersion.task`` (a ``DatasetTask``); training picks its task from it:
+
+    "text_classification"   one label per text (CSV/TSV/JSON Lines/Parquet with a label
+                            column). Versions made before the field existed have no
+                            ``schema["task"]`` and are this kind.
+    "token_classification"  one BIO tag per token (CoNLL sources): columns ``tokens`` and
+                            ``tags``, two equal-length lists of strings per row (one row
+                            per sentence); ``text`` is the tokens joined by single spaces;
+                            ``label`` is null. ``stats["labels"]`` is the tag set.
+    "unlabelled"            text only, for (continued) pre-training (a folder of text
+                            files, a crawl, a file imported without a label column);
+                            ``label`` is null and ``stats["labels"]`` is empty.
+
+The kind is inferred from the sources (a source with ``tokens`` is token-labelled, one
+whose rows have no label is unlabelled); sources of different kinds cannot be mixed in
+one version. A token-classification version's recipe may only drop rows (steps that
+rewrite ``text`` would no longer match its ``tokens``); its default recipe is
+``TOKEN_RECIPE``.
+
 Snapshot columns, in row order (the sources in the order given, each in file order):
 
-    row_id       int64   0..n-1, the row's position in the snapshot
-    text         string  the cleaned text
-    label        string
-    split        string  "train", "dev" or "test"
-    source_id    int64   the source the row came from
-    source_line  int64   the row's line in that source's file (header = line 1)
+    row_id       int64         0..n-1, the row's position in the snapshot
+    text         string        the cleaned text
+    label        string        null in token-classification and unlabelled versions
+    split        string        "train", "dev" or "test"
+    source_id    int64         the source the row came from
+    source_line  int64         the row's line in that source's file (header = line 1)
+    tokens       list<string>  token classification only: the sentence's tokens
+    tags         list<string>  token classification only: one BIO tag per token
 
 Splits: a row whose source declared a split keeps it; the other rows are split per label
 (``splits.stratified_split``). When sources declare a dev or test split, the undeclared
 rows are not split into it again: by default its share goes to train, so with a declared
-test file the rest splits train 0.9 / dev 0.1.
+test file the rest splits train 0.9 / dev 0.1. Rows without a label (unlabelled and
+token-classification versions) are one stratum: a seeded random split.
 
-``content_hash`` is the sha256 of a canonical JSON of the rows (text, label, split, in
-row order), not of the Parquet bytes, whose layout varies with the writer's version. It
-names the content: the same rows split the same way always give the same hash.
+``content_hash`` is the sha256 of a canonical JSON of the rows (the task's columns: text,
+label, split for text classification; see ``content_hash``), in row order, not of the
+Parquet bytes, whose layout varies with the writer's version. It names the content: the
+same rows split the same way always give the same hash.
 """
 
 from __future__ import annotations
@@ -35,6 +59,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -43,7 +68,14 @@ import sqlalchemy as sa
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
-from chainkeeper.data.cleaning import BASIC_RECIPE, RecipeEntry, apply_recipe, check_recipe
+from chainkeeper.data.cleaning import (
+    BASIC_RECIPE,
+    REWRITES_TEXT,
+    TOKEN_RECIPE,
+    RecipeEntry,
+    apply_recipe,
+    check_recipe,
+)
 from chainkeeper.data.ingest import SPLITS
 from chainkeeper.data.quality import build_quality_report, store_quality_report
 from chainkeeper.data.sources import parquet_from_bytes, read_source_rows
@@ -53,9 +85,10 @@ from chainkeeper.data.tables import SqlDatasetVersion, SqlSource
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 
-__all__ = ["DatasetState", "DatasetVersion", "SNAPSHOT_FORMAT", "SNAPSHOT_SCHEMA", "create_dataset_version",
-           "release_dataset_version", "get_dataset_version", "list_dataset_versions", "count_dataset_versions",
-           "read_dataset_rows", "content_hash", "undeclared_fractions"]
+__all__ = ["DatasetState", "DatasetTask", "DatasetVersion", "SNAPSHOT_FORMAT", "SNAPSHOT_SCHEMA", "snapshot_schema",
+           "create_dataset_version", "release_dataset_version", "get_dataset_version", "list_dataset_versions",
+           "count_dataset_versions", "read_dataset_rows", "content_hash", "undeclared_fractions", "source_task",
+           "choose_task", "assign_splits"]
 
 SNAPSHOT_FORMAT = "chainkeeper.dataset/1"
 SNAPSHOT_SCHEMA = pa.schema([
@@ -66,7 +99,8 @@ SNAPSHOT_SCHEMA = pa.schema([
     pa.field("source_id", pa.int64(), nullable=False),
     pa.field("source_line", pa.int64(), nullable=False),
 ])
-_HASHED_COLUMNS = ("text", "label", "split")
+_TOKEN_FIELDS = (pa.field("tokens", pa.list_(pa.string()), nullable=False),
+                 pa.field("tags", pa.list_(pa.string()), nullable=False))
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Rows per json.dumps call when hashing: bounds memory, the result does not depend on it.
 _HASH_CHUNK = 65_536
@@ -75,6 +109,31 @@ _HASH_CHUNK = 65_536
 class DatasetState(enum.StrEnum):
     DRAFT = "draft"
     RELEASED = "released"
+
+
+class DatasetTask(enum.StrEnum):
+    """What a version's rows are for, stored as ``schema["task"]`` (see the module docstring)."""
+
+    TEXT_CLASSIFICATION = "text_classification"
+    TOKEN_CLASSIFICATION = "token_classification"
+    UNLABELLED = "unlabelled"
+
+
+# The columns the content hash covers, per task: what training reads.
+_HASHED_COLUMNS = {DatasetTask.TEXT_CLASSIFICATION: ("text", "label", "split"),
+                   DatasetTask.TOKEN_CLASSIFICATION: ("text", "tokens", "tags", "split"),
+                   DatasetTask.UNLABELLED: ("text", "split")}
+
+
+def snapshot_schema(task: DatasetTask) -> pa.Schema:
+    """The Parquet schema of a snapshot of this task kind (pure)."""
+    if task == DatasetTask.TEXT_CLASSIFICATION:
+        return SNAPSHOT_SCHEMA
+    schema = SNAPSHOT_SCHEMA.set(SNAPSHOT_SCHEMA.get_field_index("label"), pa.field("label", pa.string()))
+    if task == DatasetTask.TOKEN_CLASSIFICATION:
+        for f in _TOKEN_FIELDS:
+            schema = schema.append(f)
+    return schema
 
 
 @dataclass(frozen=True)
@@ -100,8 +159,13 @@ class DatasetVersion:
 
     @property
     def labels(self) -> list[str]:
-        """The label set, sorted."""
+        """The label set, sorted (the BIO tag set of a token-classification version; empty when unlabelled)."""
         return sorted(self.stats.get("labels", []))
+
+    @property
+    def task(self) -> DatasetTask:
+        """What the rows are for; versions made before task kinds existed are text classification."""
+        return DatasetTask(self.schema.get("task", DatasetTask.TEXT_CLASSIFICATION))
 
 
 def _to_version(row: SqlDatasetVersion) -> DatasetVersion:
@@ -113,32 +177,93 @@ def _to_version(row: SqlDatasetVersion) -> DatasetVersion:
         released_by=row.released_by, released_at=row.released_at)
 
 
-def content_hash(table: pa.Table) -> str:
+def content_hash(table: pa.Table, task: DatasetTask = DatasetTask.TEXT_CLASSIFICATION) -> str:
     """sha256 of the canonical JSON of a snapshot's rows (pure).
 
     The canonical form is ``{"format": ..., "columns": [...], "rows": [[text, label,
     split], ...]}`` with sorted keys, no spaces and UTF-8 text; it is hashed in chunks,
-    which gives the same bytes as one ``json.dumps`` of the whole value.
+    which gives the same bytes as one ``json.dumps`` of the whole value. The columns are
+    the task's: text, label, split (text classification); text, tokens, tags, split
+    (token classification); text, split (unlabelled).
 
     Args:
-        table: rows with text, label and split columns.
+        table: the snapshot's rows.
+        task: the version's task kind.
 
     Returns:
         64 hex characters.
     """
+    hashed = _HASHED_COLUMNS[task]
     digest = hashlib.sha256()
-    head = json.dumps({"columns": list(_HASHED_COLUMNS), "format": SNAPSHOT_FORMAT}, sort_keys=True,
+    head = json.dumps({"columns": list(hashed), "format": SNAPSHOT_FORMAT}, sort_keys=True,
                       separators=(",", ":"), ensure_ascii=False)
     digest.update(head[:-1].encode() + b',"rows":[')
-    columns = [table.column(c).to_pylist() for c in _HASHED_COLUMNS]
     for start in range(0, table.num_rows, _HASH_CHUNK):
+        # Column by column, one chunk at a time: a million rows never become Python objects at once.
+        part = table.slice(start, _HASH_CHUNK)
         # json writes tuples as arrays, so the zipped rows need no conversion.
-        chunk = list(zip(*(c[start:start + _HASH_CHUNK] for c in columns), strict=True))
+        chunk = list(zip(*(part.column(c).to_pylist() for c in hashed), strict=True))
         if start:
             digest.update(b",")
         digest.update(json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)[1:-1].encode())
     digest.update(b"]}")
     return digest.hexdigest()
+
+
+def source_task(rows: pa.Table) -> DatasetTask | None:
+    """The task kind a source's accepted rows can serve (pure).
+
+    Args:
+        rows: a source's rows (``sources.read_source_rows``).
+
+    Returns:
+        Token classification when the rows carry ``tokens``; unlabelled when no row has
+        a label; text classification when every row has one; None for a mix of labelled
+        and unlabelled rows.
+    """
+    if "tokens" in rows.column_names:
+        return DatasetTask.TOKEN_CLASSIFICATION
+    missing = rows.column("label").null_count
+    if missing == rows.num_rows:
+        return DatasetTask.UNLABELLED
+    return DatasetTask.TEXT_CLASSIFICATION if missing == 0 else None
+
+
+def choose_task(found: Mapping[int, DatasetTask | None], declared: str | None) -> DatasetTask:
+    """The task kind of a new version from its sources' kinds and the caller's choice (pure).
+
+    Args:
+        found: source id -> that source's kind (``source_task``).
+        declared: the task kind asked for, or None to infer it.
+
+    Returns:
+        The kind: the sources' common kind, or the declared one. Any source can feed an
+        unlabelled version (its labels and tags are left out).
+
+    Raises:
+        InvalidInput: an unknown kind, sources of different kinds, a source mixing
+            labelled and unlabelled rows, or a declared kind the sources cannot give.
+    """
+    if declared is not None and declared not in tuple(DatasetTask):
+        raise InvalidInput(f"Unknown task kind {declared!r}.",
+                           hint=f"Use one of: {', '.join(DatasetTask)} (or leave it out to infer it from the sources).")
+    if declared == DatasetTask.UNLABELLED:
+        return DatasetTask.UNLABELLED
+    mixed = [i for i, kind in found.items() if kind is None]
+    if mixed:
+        raise InvalidInput(f"Source(s) {', '.join(map(str, mixed))} hold both labelled and unlabelled rows, so "
+                           "the version's task is unclear.", hint="Create an unlabelled version (task "
+                           "'unlabelled'), or re-import the file so every row has a label.")
+    kinds = sorted(set(found.values()))  # type: ignore[type-var]
+    if len(kinds) > 1:
+        listing = "; ".join(f"source {i}: {kind}" for i, kind in found.items())
+        raise InvalidInput(f"The sources hold different kinds of rows ({listing}); one version has one task.",
+                           hint="Create one version per kind, or task='unlabelled' to keep only the texts.")
+    kind = kinds[0]
+    if declared is not None and declared != kind:
+        raise InvalidInput(f"The sources hold {kind} rows, not {declared} rows.",
+                           hint=f"Leave the task out (it is {kind}), or use 'unlabelled' to keep only the texts.")
+    return kind  # type: ignore[return-value]
 
 
 def undeclared_fractions(declared: set[str], fractions: Mapping[str, float] | None) -> dict[str, float]:
@@ -190,8 +315,8 @@ def _check_request(name: str, source_ids: Sequence[int]) -> list[int]:
 
 
 def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], actor: Actor,
-                           recipe: Sequence[RecipeEntry] = BASIC_RECIPE, seed: int = 13,
-                           fractions: dict[str, float] | None = None) -> DatasetVersion:
+                           recipe: Sequence[RecipeEntry] | None = None, seed: int = 13,
+                           fractions: dict[str, float] | None = None, task: str | None = None) -> DatasetVersion:
     """Clean, split and freeze imported sources as the next version of a dataset.
 
     Args:
@@ -200,20 +325,24 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
         source_ids: the sources to include, in order (earlier rows win ties in dedup).
         actor: who creates it (recorded as created_by and owner, and in the audit ledger).
         recipe: the cleaning steps to apply: names or ``{"step": name, **params}`` (see
-            ``cleaning.STEPS``); stored with the version, each with its parameters.
+            ``cleaning.STEPS``); stored with the version, each with its parameters. None
+            applies ``BASIC_RECIPE`` (``TOKEN_RECIPE`` for token classification).
         seed: the seed of the stratified split.
         fractions: how to split rows without a declared split; see ``undeclared_fractions``.
+        task: the task kind (see ``DatasetTask``); None infers it from the sources.
 
     Returns:
         The new version, in state "draft".
 
     Raises:
-        InvalidInput: a bad name, recipe or fractions; no rows left after cleaning; no
-            training rows (too few rows). Nothing is stored.
+        InvalidInput: a bad name, recipe, task or fractions; sources of different kinds;
+            a step that rewrites text in a token-classification recipe; no rows left after
+            cleaning; no training rows (too few rows). Nothing is stored.
         NotFound: an unknown source id.
     """
     ids = _check_request(name, source_ids)
-    steps = check_recipe(recipe)
+    if recipe is not None:
+        check_recipe(recipe)
     with ctx.db.session() as s:
         # Also the existence check: a missing id has no row here.
         quarantined_by_source = {row.id: row.rows_quarantined for row in s.execute(
@@ -224,52 +353,55 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
         raise NotFound(f"Unknown source id(s): {', '.join(map(str, missing))}.",
                        hint="Import the files first; check the ids against the list of sources.")
 
-    parts = []
-    for source_id in ids:
-        rows = read_source_rows(ctx, source_id)
-        parts.append(rows.append_column("source_id", pa.array([source_id] * rows.num_rows, pa.int64())))
-    table, reports = apply_recipe(pa.concat_tables(parts), steps)
+    parts = {source_id: read_source_rows(ctx, source_id) for source_id in ids}
+    kind = choose_task({i: source_task(rows) for i, rows in parts.items()}, task)
+    steps = _task_recipe(kind, recipe)
+    table, reports = apply_recipe(_concat_sources(parts, kind), steps)
+    del parts
     if table.num_rows == 0:
         raise InvalidInput(f"No rows are left in sources {ids} after cleaning with {steps}.",
                            hint="Check the sources' rows (are the texts empty?).")
 
-    declared = table.column("split").to_pylist()
-    declared_names = {s for s in declared if s is not None}
+    declared = table.column("split")
+    declared_names = set(declared.unique().drop_null().to_pylist())
     used_fractions = undeclared_fractions(declared_names, fractions)
-    open_rows = [i for i, s in enumerate(declared) if s is None]
-    if open_rows:
-        labels = table.column("label").to_pylist()
-        assigned = stratified_split([labels[i] for i in open_rows], seed=seed, fractions=used_fractions)
-        for i, split in zip(open_rows, assigned, strict=True):
-            declared[i] = split
-    split_column = pa.array(declared, pa.string())
+    open_rows = declared.null_count > 0
+    split_column = assign_splits(declared, table.column("label"), seed=seed, fractions=used_fractions)
     train_rows = int(pc.sum(pc.equal(split_column, "train")).as_py() or 0)
     if train_rows == 0:
         raise InvalidInput(f"Too few rows for a training split: {table.num_rows} rows after cleaning, none in train.",
                            hint="Add rows without a declared split, or import the training file with split='train'.")
 
-    snapshot = pa.table({
-        "row_id": pa.array(range(table.num_rows), pa.int64()),
+    columns = {
+        "row_id": pa.array(np.arange(table.num_rows, dtype=np.int64)),
         "text": table.column("text"),
         "label": table.column("label"),
         "split": split_column,
         "source_id": table.column("source_id"),
         "source_line": table.column("line"),
-    }, schema=SNAPSHOT_SCHEMA.with_metadata({"chainkeeper.format": SNAPSHOT_FORMAT}))
-    digest = content_hash(snapshot)
+    }
+    if kind == DatasetTask.TOKEN_CLASSIFICATION:
+        columns.update(tokens=table.column("tokens"), tags=table.column("tags"))
+    snapshot = pa.table(columns, schema=snapshot_schema(kind).with_metadata({"chainkeeper.format": SNAPSHOT_FORMAT,
+                                                                             "chainkeeper.task": kind.value}))
+    del table, columns
+    digest = content_hash(snapshot, kind)
     stats = dataset_stats(snapshot, reports)
     stats["split_fractions"] = used_fractions if open_rows else {}
     stats["declared_splits"] = sorted(declared_names)
     stats["quarantined"] = {str(i): int(quarantined_by_source[i] or 0) for i in ids}
     sink = pa.BufferOutputStream()
     pq.write_table(snapshot, sink, compression="zstd")
+    del snapshot
     artifact = ctx.artifacts.put_bytes(sink.getvalue().to_pybytes())
+    del sink
 
     with ctx.db.session() as s:
         latest = s.scalar(sa.select(sa.func.max(SqlDatasetVersion.version)).where(SqlDatasetVersion.name == name))
         row = SqlDatasetVersion(
             name=name, version=(latest or 0) + 1, content_hash=digest, snapshot_artifact=artifact, source_ids=ids,
-            schema={"format": SNAPSHOT_FORMAT, "columns": {f.name: str(f.type) for f in SNAPSHOT_SCHEMA}},
+            schema={"format": SNAPSHOT_FORMAT, "task": kind.value,
+                    "columns": {f.name: str(f.type) for f in snapshot_schema(kind)}},
             stats=stats, recipe=[asdict(r) for r in reports], split_seed=seed, state=DatasetState.DRAFT.value,
             owner=actor.name, created_by=actor.name)
         s.add(row)
@@ -277,13 +409,64 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
         # The report names the version number, known only now; a blob left by a rolled
         # back transaction is harmless in a content-addressed store.
         report = build_quality_report(name=name, version=row.version, content_hash=digest, stats=stats,
-                                      steps=row.recipe)
+                                      steps=row.recipe, task=kind.value)
         row.stats = {**stats, "quality_report": store_quality_report(ctx.artifacts, report)}
         append_entry(s, actor, "dataset.create", "dataset_version", row.id,
                      after={"name": name, "version": row.version, "content_hash": digest},
-                     details={"source_ids": ids, "recipe": steps, "seed": seed, "rows": stats["rows"],
-                              "rows_per_split": stats["rows_per_split"]})
+                     details={"source_ids": ids, "recipe": steps, "seed": seed, "task": kind.value,
+                              "rows": stats["rows"], "rows_per_split": stats["rows_per_split"]})
         return _to_version(row)
+
+
+def _task_recipe(kind: DatasetTask, recipe: Sequence[RecipeEntry] | None) -> list[dict[str, Any]]:
+    if kind != DatasetTask.TOKEN_CLASSIFICATION:
+        return check_recipe(BASIC_RECIPE if recipe is None else recipe)
+    steps = check_recipe(TOKEN_RECIPE if recipe is None else recipe)
+    rewriting = [e["step"] for e in steps if e["step"] in REWRITES_TEXT]
+    if rewriting:
+        raise InvalidInput(f"Cleaning step(s) {', '.join(map(repr, rewriting))} rewrite the text, which would no "
+                           "longer match the tokens of a token-classification version.",
+                           hint=f"Use steps that only drop rows, e.g. {TOKEN_RECIPE} (the default for this task).")
+    return steps
+
+
+def _concat_sources(parts: Mapping[int, pa.Table], kind: DatasetTask) -> pa.Table:
+    """The sources' rows one after another, with the columns the task keeps and a source_id."""
+    tables = []
+    for source_id, rows in parts.items():
+        n = rows.num_rows
+        columns = {"text": rows.column("text"), "label": rows.column("label"), "line": rows.column("line"),
+                   "split": rows.column("split"), "source_id": pa.array(np.full(n, source_id, dtype=np.int64))}
+        if kind == DatasetTask.UNLABELLED:
+            columns["label"] = pa.nulls(n, pa.string())
+        if kind == DatasetTask.TOKEN_CLASSIFICATION:
+            columns.update(tokens=rows.column("tokens"), tags=rows.column("tags"))
+        tables.append(pa.table(columns))
+    return pa.concat_tables(tables)
+
+
+def assign_splits(declared: pa.ChunkedArray, labels: pa.ChunkedArray, *, seed: int,
+                  fractions: Mapping[str, float]) -> pa.Array:
+    """Each row's split: its declared one, else a stratified one by label (pure).
+
+    Args:
+        declared: the split each row's source declared, or null.
+        labels: each row's label (null for unlabelled and token rows: one stratum).
+        seed: the split's seed.
+        fractions: the fractions for the undeclared rows (``undeclared_fractions``).
+
+    Returns:
+        The split of every row, as a string array.
+    """
+    open_rows = np.flatnonzero(pc.is_null(declared).to_numpy(zero_copy_only=False))
+    if not len(open_rows):
+        return declared.combine_chunks()
+    assigned = stratified_split(labels.take(pa.array(open_rows)).to_pylist(), seed=seed, fractions=fractions)
+    # Scatter the assigned splits into the open rows; declared rows keep theirs.
+    mask = np.zeros(len(declared), dtype=bool)
+    mask[open_rows] = True
+    return pc.replace_with_mask(declared.combine_chunks().cast(pa.string()), pa.array(mask),
+                                pa.array(assigned, pa.string()))
 
 
 def release_dataset_version(ctx: Context, version_id: int, *, actor: Actor) -> DatasetVersion:

@@ -3,7 +3,8 @@
 ``lineage(ctx, kind, id)`` returns a tree of ``LineageNode``: prediction → deployment →
 model version → training run → dataset version → source files (path, sha256, rows and
 lines), with the approvals and actors at each step. Every stage is read through its
-public functions; later stages add their nodes (annotations and annotators) here.
+public functions. A dataset version labelled by an annotation project adds a node naming
+its annotators and adjudicators (row by row: ``chainkeeper.annotation.trace``).
 """
 
 from __future__ import annotations
@@ -81,8 +82,29 @@ def _dataset_node(ctx: Context, version_id: int, *, split: str | None = "train")
                         "released_by": v.released_by, "split_used": split, "rows_used": rows.num_rows,
                         "recipe": [step.get("name") for step in v.recipe]})
     node.children += _approval_nodes(ctx, "dataset_version", v.id)
+    annotation = (v.stats or {}).get("annotation")
+    if annotation and "annotators" in rows.column_names:
+        node.children.append(_annotation_node(annotation, rows))
     node.children += [_source_node(ctx, sid, rows_used) for sid in v.source_ids]
     return node
+
+
+def _annotation_node(annotation: dict[str, Any], rows: Any) -> LineageNode:
+    """Who labelled the rows used, and who settled their disagreements (a labelled version)."""
+    from collections import Counter
+
+    labelled_by = Counter(name for names in rows.column("annotators").to_pylist() for name in names or ())
+    decided = Counter(rows.column("decided_by").to_pylist()) if "decided_by" in rows.column_names else Counter()
+    adjudicators = {name: n for name, n in decided.items() if name not in ("single", "agreed")}
+    label = (f"annotation project {annotation.get('project')} ({annotation.get('schema')}): labelled by "
+             + ", ".join(f"{name} ({n} rows)" for name, n in sorted(labelled_by.items())))
+    if adjudicators:
+        label += "; adjudicated by " + ", ".join(f"{name} ({n})" for name, n in sorted(adjudicators.items()))
+    return LineageNode("annotation_project", str(annotation.get("project_id")), label,
+                       {"project": annotation.get("project"), "schema": annotation.get("schema"),
+                        "parent_version_id": annotation.get("parent_version_id"),
+                        "annotators": dict(sorted(labelled_by.items())), "adjudicators": adjudicators,
+                        "agreement": annotation.get("agreement")})
 
 
 def _run_node(ctx: Context, run_id: int) -> LineageNode:

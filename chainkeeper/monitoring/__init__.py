@@ -1,4 +1,4 @@
-"""Chainkeeper monitoring stage: the prediction log."""
+"""Chainkeeper monitoring stage: prediction log, metrics, feedback, drift, alerts and maintenance."""
 
 from chainkeeper.monitoring.predictions import (
     PredictionRecord,
@@ -8,6 +8,8 @@ from chainkeeper.monitoring.predictions import (
     list_predictions,
     log_predictions,
     prediction_record,
+    purge_predictions,
+    redact_input,
 )
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "list_predictions",
     "log_predictions",
     "prediction_record",
+    "purge_predictions",
+    "redact_input",
 ]

@@ -2,23 +2,32 @@
 
 Each record names the deployment and the model version that answered (which may differ
 from the deployment's current version by the time someone asks), the time, the
-latency, the sha256 of the input, the input itself and the answer. The lineage of a
+latency, the sha256 of the input as received, the input with its personal data
+redacted (``chainkeeper.data.pii``: e-mails, phone numbers, cards, IBANs, ... become
+``[EMAIL]``, ``[PHONE]``, ...), the answer with its top scores. The lineage of a
 prediction starts here.
 
-The input text is stored as given for now; redaction of personal data is a later
-issue and will change ``prediction_record``, not its callers.
+The server does not write here on the request path: it hands records to a
+``monitoring.logwriter.PredictionLogWriter``, which samples, redacts and inserts them
+in batches on its own thread. The readers below first flush the writers of this
+process that write to the same store, so a request id just returned is found at once
+by ``get_prediction`` in the same process (another process sees it within the
+writer's flush interval). ``purge_predictions`` applies the retention setting.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from chainkeeper.core.db import Database
 from chainkeeper.core.errors import NotFound
+from chainkeeper.data.pii import PREFILTER, redact_text
 from chainkeeper.monitoring.tables import SqlPrediction
 
 __all__ = [
@@ -29,7 +38,13 @@ __all__ = [
     "list_predictions",
     "log_predictions",
     "prediction_record",
+    "purge_predictions",
+    "redact_input",
 ]
+
+# A text with no match here holds no detectable personal data (see data.pii): most
+# served texts skip the detectors entirely.
+_MAYBE_PII = re.compile(PREFILTER)
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,10 @@ class PredictionRecord:
     label: str
     score: float
     latency_ms: float
+    # Added with the buffered log (migration 0006); defaults keep older callers working.
+    scores: dict[str, float] | None = None
+    pii_spans: int = 0
+    input_chars: int | None = None
 
     @property
     def request_id(self) -> str:
@@ -56,23 +75,44 @@ def hash_input(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def redact_input(text: str) -> tuple[str, int]:
+    """The text with its personal data replaced by placeholders, and how many spans were (pure)."""
+    if not _MAYBE_PII.search(text):
+        return text, 0
+    redacted, spans = redact_text(text)
+    return redacted, len(spans)
+
+
 def prediction_record(*, request_id: str, deployment_id: int, model_version_id: int, at: datetime, text: str,
-                      label: str, score: float, latency_ms: float) -> PredictionRecord:
-    """Build the record of one served text (pure); hashes the input.
+                      label: str, score: float, latency_ms: float,
+                      scores: dict[str, float] | None = None) -> PredictionRecord:
+    """Build the record of one served text (pure): hashes the input as received, stores it redacted.
 
     Args:
         request_id: the id returned to the caller (a uuid4 string, 36 characters).
         at: when it was served (aware UTC).
+        text: the input as received; only its hash and its redacted form are kept.
+        scores: the top labels and probabilities returned to the caller.
     """
+    redacted, spans = redact_input(text)
     return PredictionRecord(id=request_id, deployment_id=deployment_id, model_version_id=model_version_id, at=at,
-                            input_hash=hash_input(text), input_text=text, label=label, score=float(score),
-                            latency_ms=float(latency_ms))
+                            input_hash=hash_input(text), input_text=redacted, label=label, score=float(score),
+                            latency_ms=float(latency_ms), scores=dict(scores) if scores is not None else None,
+                            pii_spans=spans, input_chars=len(text))
 
 
 def _to_record(row: SqlPrediction) -> PredictionRecord:
     return PredictionRecord(id=row.id, deployment_id=row.deployment_id, model_version_id=row.model_version_id,
                             at=row.at, input_hash=row.input_hash, input_text=row.input_text, label=row.label,
-                            score=row.score, latency_ms=row.latency_ms)
+                            score=row.score, latency_ms=row.latency_ms, scores=row.scores, pii_spans=row.pii_spans,
+                            input_chars=row.input_chars)
+
+
+def _flush_writers(db: Database) -> None:
+    """Read-your-writes within a process: write what this process's log writers still hold."""
+    from chainkeeper.monitoring.logwriter import flush_writers  # the writer imports this module
+
+    flush_writers(db)
 
 
 def log_predictions(db: Database, records: list[PredictionRecord]) -> int:
@@ -90,8 +130,9 @@ def log_predictions(db: Database, records: list[PredictionRecord]) -> int:
     if not records:
         return 0
     with db.session() as s:
-        # One executemany statement: a batch of 64 texts is one round trip, not 64.
-        s.execute(sa.insert(SqlPrediction), [asdict(r) for r in records])
+        # One executemany statement: a batch of 64 texts is one round trip, not 64. The
+        # records are flat and frozen: a shallow dict each (asdict would deep-copy scores).
+        s.execute(sa.insert(SqlPrediction.__table__), [dict(vars(r)) for r in records])
     return len(records)
 
 
@@ -101,6 +142,7 @@ def get_prediction(db: Database, request_id: str) -> PredictionRecord:
     Raises:
         NotFound: no prediction with that request id.
     """
+    _flush_writers(db)
     with db.session() as s:
         row = s.get(SqlPrediction, request_id)
         if row is None:
@@ -109,24 +151,59 @@ def get_prediction(db: Database, request_id: str) -> PredictionRecord:
         return _to_record(row)
 
 
-def list_predictions(db: Database, deployment_id: int | None = None, limit: int = 50) -> list[PredictionRecord]:
+def list_predictions(db: Database, deployment_id: int | None = None, limit: int = 50, *,
+                     since: datetime | None = None) -> list[PredictionRecord]:
     """The latest predictions, newest first.
 
     Args:
         deployment_id: only those served by this deployment.
         limit: at most this many.
+        since: only those served at or after this time (aware UTC).
     """
+    _flush_writers(db)
     query = sa.select(SqlPrediction).order_by(SqlPrediction.at.desc(), SqlPrediction.id).limit(limit)
     if deployment_id is not None:
         query = query.where(SqlPrediction.deployment_id == deployment_id)
+    if since is not None:
+        query = query.where(SqlPrediction.at >= since)
     with db.session() as s:
         return [_to_record(r) for r in s.scalars(query)]
 
 
 def count_predictions(db: Database, deployment_id: int | None = None) -> int:
     """How many predictions were logged (by one deployment, when given)."""
+    _flush_writers(db)
     query = sa.select(sa.func.count()).select_from(SqlPrediction)
     if deployment_id is not None:
         query = query.where(SqlPrediction.deployment_id == deployment_id)
     with db.session() as s:
         return int(s.execute(query).scalar_one())
+
+
+def purge_predictions(db: Database, before: datetime) -> int:
+    """Delete the records served before ``before``: the retention of the prediction log.
+
+    Records that another table points at (feedback given on a request id, for example)
+    are kept: a ground-truth label outlives the retention window, and deleting its
+    prediction would break that reference.
+
+    Args:
+        before: aware UTC; records with ``at`` earlier than this go.
+
+    Returns:
+        How many records were deleted.
+    """
+    table = SqlPrediction.__table__
+    query = sa.delete(table).where(table.c.at < before)
+    for fk in _references_to(table):
+        query = query.where(table.c.id.not_in(sa.select(fk.parent).where(fk.parent.is_not(None))))
+    with db.session() as s:
+        return int(s.execute(query).rowcount or 0)
+
+
+def _references_to(table: Any) -> list[Any]:
+    """Foreign keys of other tables that point at ``table`` (every stage's tables, registered)."""
+    from chainkeeper.core.schema import metadata  # imports every stage's tables
+
+    return [fk for other in metadata.tables.values() if other is not table
+            for fk in other.foreign_keys if fk.column.table is table]

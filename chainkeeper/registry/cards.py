@@ -4,7 +4,8 @@ Nothing in a card is typed by hand: the data section comes from the dataset vers
 the training section from the run, the metrics from the version's evaluation, the
 release section from the gate results and the approval requests. ``collect_card_facts``
 gathers those records; ``render_model_card`` is pure and turns them into Markdown, so
-the same facts always give the same card.
+the same facts always give the same card. ``render_card_html`` turns the Markdown into
+safe HTML for the web UI (raw HTML in any stored value is escaped, never rendered).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from chainkeeper.registry.versions import ModelVersion, StageTransition, get_mod
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
+    from chainkeeper.serving.export import ExportResult
 
-__all__ = ["CardFacts", "collect_card_facts", "model_card", "render_model_card"]
+__all__ = ["CardFacts", "collect_card_facts", "model_card", "render_card_html", "render_model_card"]
 
 # How many of the weakest classes the limitations section names.
 _WEAKEST = 3
@@ -37,6 +39,7 @@ class CardFacts:
     thresholds: dict[str, float | None] = field(default_factory=dict)
     approvals: list[dict[str, Any]] = field(default_factory=list)
     history: list[StageTransition] = field(default_factory=list)
+    export: ExportResult | None = None
 
 
 def collect_card_facts(ctx: Context, model_version_id: int) -> CardFacts:
@@ -47,6 +50,7 @@ def collect_card_facts(ctx: Context, model_version_id: int) -> CardFacts:
     """
     from chainkeeper.data.versions import get_dataset_version
     from chainkeeper.governance.approvals import list_approvals
+    from chainkeeper.serving.export import latest_export
     from chainkeeper.training.runs import get_run
 
     version = get_model_version(ctx.db, model_version_id)
@@ -76,6 +80,7 @@ def collect_card_facts(ctx: Context, model_version_id: int) -> CardFacts:
                     "max_drop_vs_production": thresholds.max_drop_vs_production},
         approvals=sorted(approvals, key=lambda a: a["id"]),
         history=stage_history(ctx.db, version.id),
+        export=latest_export(ctx, version.id, version.model_artifact),
     )
 
 
@@ -99,7 +104,9 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    # A cell holding "|" or a line break would split the row: escape the one, flatten the other.
+    lines += ["| " + " | ".join(_fmt(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+              for row in rows]
     return lines
 
 
@@ -183,6 +190,20 @@ def render_model_card(facts: CardFacts) -> str:
         out += ["- calibration was not measured: treat scores as rankings, not probabilities"]
     out.append("")
 
+    out += ["## Exports", ""]
+    if facts.export is None:
+        out += ["Not exported yet: it is served by PyTorch until an export passes its accuracy check.", ""]
+    else:
+        e = facts.export
+        out += [f"Exported by {e.created_by} on {e.created_at[:16].replace('T', ' ')} UTC, scored on "
+                f"{e.evaluated_rows:,} test rows (PyTorch accuracy {e.torch_accuracy:.4f}, p50 "
+                f"{e.torch_latency_ms_p50:.2f} ms); a form may lose at most {e.max_delta_points:g} points. "
+                f"Served form: {e.best_engine()}.", ""]
+        out += _table(["form", "accuracy", "delta (points)", "p50 ms", "size (bytes)", "passed"],
+                      [[f.engine, f.accuracy, f"{f.delta_points:+.3f}", f"{f.latency_ms_p50:.2f}", f"{f.size_bytes:,}",
+                        "yes" if f.passed else "NO"] for f in e.forms])
+        out.append("")
+
     out += ["## Release", ""]
     set_thresholds = {k: t for k, t in facts.thresholds.items() if t is not None}
     out += ["Thresholds: " + (", ".join(f"{k} {t}" for k, t in set_thresholds.items()) or "none set"), ""]
@@ -198,3 +219,14 @@ def render_model_card(facts: CardFacts) -> str:
     out += ["- stage history: " + " → ".join(
         f"{t.to_stage} ({t.actor}, {t.at:%Y-%m-%d %H:%M})" for t in facts.history)]
     return "\n".join(out) + "\n"
+
+
+def render_card_html(markdown: str) -> str:
+    """A card's Markdown as HTML (pure): CommonMark with tables, raw HTML escaped.
+
+    markdown-it-py is already installed as Rich's Markdown parser; with ``html`` off,
+    a label or comment holding ``<script>`` shows as text.
+    """
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)

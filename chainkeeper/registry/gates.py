@@ -5,7 +5,12 @@ Thresholds are set per project (model name) by a release manager:
 - ``min_macro_f1``: the version's test macro-F1 must be at least this;
 - ``min_slice_macro_f1``: no declared slice (``metrics["test"]["slices"]``) below this;
 - ``max_drop_vs_production``: the test macro-F1 may trail the version now in production
-  by at most this many points (0.02 = two points), on the same dataset version's split.
+  by at most this many points (0.02 = two points), on the same dataset version's split;
+- ``max_p95_latency_ms`` (with ``latency_batch_size``, default 1) turns on the
+  *deployment tests* on the version's exported artefact (``registry.deployment_tests``):
+  it loads, answers golden examples as the registered PyTorch model does, stays under
+  the latency budget, rejects malformed input; and the served form loses at most
+  ``max_export_delta_points`` accuracy points (default 0.5) against PyTorch.
 
 ``evaluate_gates`` is pure (values in, outcomes out); ``run_gates`` reads the registry,
 evaluates and stores every outcome (``gate_results``) with an audit entry, so a
@@ -27,6 +32,7 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.governance.actors import SYSTEM, Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize
 from chainkeeper.registry.tables import SqlGateResult, SqlGateThresholds
 from chainkeeper.registry.versions import Stage, get_model_version, list_model_versions, validate_model_name
 
@@ -57,7 +63,15 @@ class GateThresholds:
     min_macro_f1: float | None = None
     min_slice_macro_f1: float | None = None
     max_drop_vs_production: float | None = None
+    max_p95_latency_ms: float | None = None
+    latency_batch_size: int | None = None
+    max_export_delta_points: float | None = None
     updated_by: str | None = None
+
+    @property
+    def deployment_tests(self) -> bool:
+        """Whether versions of this name must pass the deployment tests (a budget is set)."""
+        return self.max_p95_latency_ms is not None
     updated_at: datetime | None = None
 
 
@@ -101,37 +115,64 @@ class _Unchanged:
 # Default of ``set_gate_thresholds``' values: keep what is stored (None unsets a gate).
 UNCHANGED: Any = _Unchanged()
 
+# The thresholds a release manager sets; how each is checked when given (None always passes).
+_FIELDS = ("min_macro_f1", "min_slice_macro_f1", "max_drop_vs_production", "max_p95_latency_ms",
+           "latency_batch_size", "max_export_delta_points")
+
+
+def _check_value(field: str, value: Any) -> None:
+    if value is None:
+        return
+    if field == "max_p95_latency_ms" and not (isinstance(value, int | float) and 0 < value <= 600_000):
+        raise InvalidInput(f"max_p95_latency_ms must be a positive number of milliseconds, got {value!r}.",
+                           hint="e.g. 50 for a 50 ms p95 budget.")
+    elif field == "latency_batch_size" and (isinstance(value, bool) or not isinstance(value, int)
+                                            or not 1 <= value <= 512):
+        raise InvalidInput(f"latency_batch_size must be a whole number from 1 to 512, got {value!r}.",
+                           hint="The batch size the latency budget holds for, e.g. 1 or 8.")
+    elif field == "max_export_delta_points" and not (isinstance(value, int | float) and 0 <= value <= 100):
+        raise InvalidInput(f"max_export_delta_points must be between 0 and 100 points, got {value!r}.",
+                           hint="The default is 0.5 points of accuracy.")
+    elif field in ("min_macro_f1", "min_slice_macro_f1", "max_drop_vs_production"):
+        _check_fraction(field, value)
+
 
 def set_gate_thresholds(ctx: Context, name: str, *, actor: Actor, min_macro_f1: float | None = UNCHANGED,
                         min_slice_macro_f1: float | None = UNCHANGED,
-                        max_drop_vs_production: float | None = UNCHANGED) -> GateThresholds:
+                        max_drop_vs_production: float | None = UNCHANGED,
+                        max_p95_latency_ms: float | None = UNCHANGED, latency_batch_size: int | None = UNCHANGED,
+                        max_export_delta_points: float | None = UNCHANGED) -> GateThresholds:
     """Set some or all release thresholds of model ``name``.
 
     Args:
         name: the model name the thresholds hold for.
         actor: who sets them (a release manager).
-        min_macro_f1, min_slice_macro_f1, max_drop_vs_production: fractions in [0, 1];
-            None unsets that gate; ``UNCHANGED`` (the default) keeps the stored value.
+        min_macro_f1, min_slice_macro_f1, max_drop_vs_production: fractions in [0, 1].
+        max_p95_latency_ms: the deployment tests' latency budget (ms); setting it turns
+            the deployment tests on.
+        latency_batch_size: the batch size the budget holds for (1-512, default 1).
+        max_export_delta_points: accuracy points the served export may lose (default 0.5).
+            For each value None unsets it; ``UNCHANGED`` (the default) keeps the stored value.
 
     Returns:
         The thresholds now in force.
 
     Raises:
-        InvalidInput: a malformed name or a value outside [0, 1].
+        InvalidInput: a malformed name or a value out of its range.
     """
     validate_model_name(name)
-    given = {field: value for field, value in (("min_macro_f1", min_macro_f1),
-                                              ("min_slice_macro_f1", min_slice_macro_f1),
-                                              ("max_drop_vs_production", max_drop_vs_production))
-             if value is not UNCHANGED}
+    values = {"min_macro_f1": min_macro_f1, "min_slice_macro_f1": min_slice_macro_f1,
+              "max_drop_vs_production": max_drop_vs_production, "max_p95_latency_ms": max_p95_latency_ms,
+              "latency_batch_size": latency_batch_size, "max_export_delta_points": max_export_delta_points}
+    given = {field: value for field, value in values.items() if value is not UNCHANGED}
     for field, value in given.items():
-        _check_fraction(field, value)
+        _check_value(field, value)
+    authorize(ctx.db, actor, "model.promote.approve", project=name)
     with ctx.db.session() as s:
         row = s.scalars(sa.select(SqlGateThresholds).where(SqlGateThresholds.name == name)).one_or_none()
         before = _thresholds_snapshot(row) if row is not None else None
         if row is None:
-            row = SqlGateThresholds(name=name, min_macro_f1=None, min_slice_macro_f1=None,
-                                    max_drop_vs_production=None)
+            row = SqlGateThresholds(name=name, **dict.fromkeys(_FIELDS))
             s.add(row)
         for field, value in given.items():
             setattr(row, field, value)
@@ -143,14 +184,12 @@ def set_gate_thresholds(ctx: Context, name: str, *, actor: Actor, min_macro_f1: 
 
 
 def _thresholds_snapshot(row: SqlGateThresholds) -> dict[str, Any]:
-    return {"name": row.name, "min_macro_f1": row.min_macro_f1, "min_slice_macro_f1": row.min_slice_macro_f1,
-            "max_drop_vs_production": row.max_drop_vs_production}
+    return {"name": row.name, **{field: getattr(row, field) for field in _FIELDS}}
 
 
 def _to_thresholds(row: SqlGateThresholds) -> GateThresholds:
-    return GateThresholds(name=row.name, min_macro_f1=row.min_macro_f1, min_slice_macro_f1=row.min_slice_macro_f1,
-                          max_drop_vs_production=row.max_drop_vs_production, updated_by=row.updated_by,
-                          updated_at=row.updated_at)
+    return GateThresholds(name=row.name, **{field: getattr(row, field) for field in _FIELDS},
+                          updated_by=row.updated_by, updated_at=row.updated_at)
 
 
 def get_gate_thresholds(db: Database, name: str) -> GateThresholds:
@@ -250,6 +289,9 @@ def evaluate_gates(thresholds: GateThresholds, metrics: Mapping[str, Any],
 def run_gates(ctx: Context, model_version_id: int, *, actor: Actor = SYSTEM) -> list[GateResult]:
     """Evaluate a version against its name's thresholds and store every outcome.
 
+    With a latency budget set, the deployment tests run on the version's exported
+    artefact too (``registry.deployment_tests``; they load models, so take seconds).
+
     Args:
         model_version_id: the version to judge.
         actor: on whose behalf (the requester of a promotion, or the system).
@@ -272,6 +314,12 @@ def run_gates(ctx: Context, model_version_id: int, *, actor: Actor = SYSTEM) -> 
             ctx.db, version.run_id).dataset_version_id
     outcomes = evaluate_gates(thresholds, version.metrics, production.metrics if production else None,
                               same_split=same_split)
+    if thresholds.deployment_tests:
+        from chainkeeper.registry.deployment_tests import judge_deployment_tests, probe_deployment
+
+        probe = probe_deployment(ctx, version, batch_size=thresholds.latency_batch_size or 1)
+        outcomes += judge_deployment_tests(probe, max_p95_ms=float(thresholds.max_p95_latency_ms or 0),
+                                           max_delta_points=thresholds.max_export_delta_points)
     if not outcomes:  # no thresholds set: nothing to judge, nothing to record
         return []
     now = utcnow()

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALLOWED_MOVES",
     "ModelVersion",
+    "ProductionPeriod",
     "Stage",
     "StageTransition",
     "count_model_versions",
@@ -48,6 +49,8 @@ __all__ = [
     "list_model_versions",
     "production_version_at",
     "production_from_history",
+    "production_periods",
+    "production_timeline",
     "register_model_version",
     "stage_history",
     "transition_stage",
@@ -342,6 +345,50 @@ def production_from_history(transitions: Iterable[StageTransition], when: dateti
     return max(live, key=lambda vid: entered[vid]) if live else None
 
 
+@dataclass(frozen=True)
+class ProductionPeriod:
+    """One stretch of time a version was in production (``until`` None: it still is)."""
+
+    model_version_id: int
+    since: datetime
+    until: datetime | None
+    promoted_by: str
+    ended_by: str | None
+    comment: str
+
+
+def production_periods(transitions: Iterable[StageTransition]) -> list[ProductionPeriod]:
+    """When each version of a name was in production, oldest first (pure).
+
+    Args:
+        transitions: the stage changes of every version of one name, in any order.
+    """
+    open_: dict[int, StageTransition] = {}
+    out: list[ProductionPeriod] = []
+    for t in sorted(transitions, key=lambda t: (t.at, t.id)):
+        if t.to_stage == Stage.PRODUCTION:
+            open_[t.model_version_id] = t
+        elif t.model_version_id in open_:
+            start = open_.pop(t.model_version_id)
+            out.append(ProductionPeriod(t.model_version_id, start.at, t.at, start.actor, t.actor, start.comment))
+    out += [ProductionPeriod(vid, t.at, None, t.actor, None, t.comment) for vid, t in open_.items()]
+    return sorted(out, key=lambda p: p.since)
+
+
+def _name_transitions(s: Session, name: str, until: datetime | None = None) -> list[StageTransition]:
+    query = sa.select(SqlStageTransition).join(
+        SqlModelVersion, SqlModelVersion.id == SqlStageTransition.model_version_id).where(SqlModelVersion.name == name)
+    if until is not None:
+        query = query.where(SqlStageTransition.at <= until)
+    return [_to_transition(r) for r in s.scalars(query)]
+
+
+def production_timeline(db: Database, name: str) -> list[ProductionPeriod]:
+    """Which version of ``name`` was in production when, oldest first (from the history)."""
+    with db.session() as s:
+        return production_periods(_name_transitions(s, name))
+
+
 def production_version_at(db: Database, name: str, when: datetime) -> ModelVersion | None:
     """The version of ``name`` that was in production at ``when`` (from the history).
 
@@ -359,8 +406,5 @@ def production_version_at(db: Database, name: str, when: datetime) -> ModelVersi
         raise InvalidInput(f"The time {when.isoformat()} has no time zone.",
                            hint="Pass an aware datetime, e.g. 2026-05-03T14:00:00+00:00.")
     with db.session() as s:
-        rows = s.scalars(sa.select(SqlStageTransition).join(
-            SqlModelVersion, SqlModelVersion.id == SqlStageTransition.model_version_id)
-            .where(SqlModelVersion.name == name, SqlStageTransition.at <= when))
-        version_id = production_from_history([_to_transition(r) for r in rows], when)
+        version_id = production_from_history(_name_transitions(s, name, when), when)
         return _to_version(_get_row(s, version_id)) if version_id is not None else None

@@ -11,7 +11,8 @@ the thread wait up to ``max_wait_ms`` for more, since concurrency is then likely
 continue. While the model runs, new requests queue, and the next batch takes them all.
 
 Callers may be threads (``predict`` blocks) or coroutines (``apredict`` awaits without
-blocking the event loop).
+blocking the event loop). The coroutines of one event loop are answered together: one
+``call_soon_threadsafe`` per batch and loop rather than one wake-up per request.
 """
 
 from __future__ import annotations
@@ -56,6 +57,25 @@ class BatchStats:
 _STOP = object()
 
 
+@dataclass(frozen=True)
+class _LoopWaiter:
+    """A coroutine's future and its event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[Any]]
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[list[Any]], list[Any] | None, BaseException | None]]) -> None:
+    """Resolve a batch's futures of one event loop (runs on that loop)."""
+    for future, value, error in outcomes:
+        if future.cancelled():  # the caller went away (client disconnect)
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
+
+
 class MicroBatcher:
     """Collects concurrent requests into batches for one model.
 
@@ -92,16 +112,19 @@ class MicroBatcher:
         Raises:
             InvalidInput: the batcher is closed or ``texts`` is empty.
         """
+        future: Future[list[Any]] = Future()
+        self._enqueue(texts, future)
+        return future
+
+    def _enqueue(self, texts: list[str], waiter: Future[list[Any]] | _LoopWaiter) -> None:
         if self._closed:
             raise InvalidInput("This model is being unloaded.", hint="Send the request again.")
         if not texts:
             raise InvalidInput("There are no texts to predict.", hint="Send at least one text.")
-        future: Future[list[Any]] = Future()
-        self._queue.put((texts, future))
+        self._queue.put((texts, waiter))
         with self._lock:
             self._requests += 1
             self._max_depth = max(self._max_depth, self._queue.qsize())
-        return future
 
     def predict(self, texts: list[str]) -> list[Any]:
         """Answer texts, blocking the calling thread until their batch ran."""
@@ -109,7 +132,10 @@ class MicroBatcher:
 
     async def apredict(self, texts: list[str]) -> list[Any]:
         """Answer texts without blocking the event loop."""
-        return await asyncio.wrap_future(self.submit(texts))
+        loop = asyncio.get_running_loop()
+        waiter = _LoopWaiter(loop, loop.create_future())
+        self._enqueue(texts, waiter)
+        return await waiter.future
 
     def stats(self) -> BatchStats:
         with self._lock:
@@ -163,19 +189,35 @@ class MicroBatcher:
             try:
                 answers = self.model.predict(texts)
             except BaseException as error:  # noqa: BLE001 - handed to every caller of the batch
-                for _, future in batch:
-                    future.set_exception(error)
+                _answer(batch, None, error)
             else:
-                start = 0
-                for item, future in batch:
-                    future.set_result(answers[start:start + len(item)])
-                    start += len(item)
+                _answer(batch, answers, None)
             with self._lock:
                 self._batches += 1
                 self._texts += len(texts)
                 self._sizes[len(texts)] += 1
             if stop:
                 return
+
+
+def _answer(batch: list[Any], answers: list[Any] | None, error: BaseException | None) -> None:
+    """Give each caller of a batch its slice of ``answers`` (or the error)."""
+    per_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    start = 0
+    for texts, waiter in batch:
+        value = answers[start:start + len(texts)] if answers is not None else None
+        start += len(texts)
+        if isinstance(waiter, _LoopWaiter):
+            per_loop.setdefault(waiter.loop, []).append((waiter.future, value, error))
+        elif error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(value)
+    for loop, outcomes in per_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, outcomes)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
 
 class BatchedPredictor:

@@ -7,6 +7,13 @@ request id, so every served prediction can be traced back.
 
 Which version answers a request is decided by the deployment's route
 (``serving.rollout``: canary, shadow, promotion, rollback); a deploy writes a plain route.
+
+The hot path reads no table per request: ``resolve_route`` keeps the deployment, its
+route and its versions in the process's route cache (``rollout.ROUTE_CACHE``), which
+every deploy, rollout and rollback of this process invalidates after it commits; the
+answers go to a ``monitoring.logwriter.PredictionLogWriter`` when one is given, so the
+log insert is off the request path too. ``aserve_predictions`` is the same for an event
+loop: it awaits the micro-batcher instead of blocking a thread.
 """
 
 from __future__ import annotations
@@ -31,16 +38,19 @@ from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.monitoring.predictions import log_predictions, prediction_record
 from chainkeeper.registry.versions import ModelVersion, Stage, get_model_version
-from chainkeeper.serving.rollout import choose_versions, current_route
+from chainkeeper.serving.rollout import ROUTE_CACHE, Route, choose_versions, current_route, routes_changed
 from chainkeeper.serving.tables import SqlDeployment, SqlRoute, SqlShadowPrediction
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
+    from chainkeeper.monitoring.logwriter import PredictionLogWriter
     from chainkeeper.serving.runtime import Prediction, PredictorCache
 
 __all__ = [
     "Deployment",
+    "aserve_predictions",
     "DeploymentState",
+    "ResolvedRoute",
     "ServedPrediction",
     "ServedPredictions",
     "count_deployments",
@@ -49,6 +59,7 @@ __all__ = [
     "get_deployment_by_name",
     "list_deployments",
     "list_shadow_predictions",
+    "resolve_route",
     "serve_predictions",
     "wait_for_shadows",
     "validate_deployment_name",
@@ -167,7 +178,9 @@ def deploy_model_version(ctx: Context, *, name: str, model_version_id: int, acto
             s.flush()
             append_entry(s, actor, "deployment.update", "deployment", row.id, before=before, after=_snapshot(row),
                          details={"name": name, "from_model_version_id": previous, "model_version_id": version.id})
-        return _to_deployment(row)
+        deployment = _to_deployment(row)
+    routes_changed(ctx.db, name)
+    return deployment
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -216,8 +229,68 @@ def count_deployments(db: Database) -> int:
 # --- serving ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ResolvedRoute:
+    """What a request needs to know about a deployment, read together: the deployment,
+    its live route and the model versions that route names."""
+
+    deployment: Deployment
+    route: Route
+    versions: dict[int, ModelVersion]
+
+
+def _load_route(db: Database, name: str) -> ResolvedRoute:
+    deployment = get_deployment_by_name(db, name)
+    route = current_route(db, name)
+    ids = [i for i in (route.primary_version_id, route.candidate_version_id) if i is not None]
+    return ResolvedRoute(deployment, route, {i: get_model_version(db, i) for i in ids})
+
+
+def resolve_route(db: Database, name: str) -> ResolvedRoute:
+    """Deployment ``name`` with its live route and versions, through the process's route cache.
+
+    Raises:
+        NotFound: no such deployment (not cached: a name created later is found at once).
+    """
+    return ROUTE_CACHE.get_or_load((db.url, name), lambda: _load_route(db, name))  # type: ignore[no-any-return]
+
+
+def cached_route(db: Database, name: str) -> ResolvedRoute | None:
+    """The cached ``resolve_route`` answer, or None when it would need the store."""
+    return ROUTE_CACHE.get((db.url, name))  # type: ignore[no-any-return]
+
+
+def _pick(resolved: ResolvedRoute, name: str, caller_key: str | None) -> tuple[ModelVersion, int | None]:
+    """The version that answers and the shadow version, if any (raises when not serving)."""
+    if resolved.deployment.state != DeploymentState.ACTIVE:
+        raise Conflict(f"Deployment {name!r} is {resolved.deployment.state}, not serving.",
+                       hint="Deploy a production model version under this name again.")
+    version_id, shadow_id = choose_versions(resolved.route, name, caller_key or uuid.uuid4().hex)
+    return resolved.versions[version_id], shadow_id
+
+
+def _finish(ctx: Context, predictors: PredictorCache, resolved: ResolvedRoute, version: ModelVersion,
+            shadow_id: int | None, texts: list[str], answers: list[Prediction], latency_ms: float,
+            log: PredictionLogWriter | None) -> ServedPredictions:
+    """Give each answer a request id, log it, start the shadow; the part after the model call."""
+    deployment = resolved.deployment
+    at = utcnow()
+    served = [ServedPrediction(str(uuid.uuid4()), a.label, a.score, a.scores) for a in answers]
+    # Every text of a batch waited for the whole batch: each records the batch's latency.
+    items = [{"request_id": p.request_id, "deployment_id": deployment.id, "model_version_id": version.id, "at": at,
+              "text": text, "label": p.label, "score": p.score, "scores": p.scores, "latency_ms": latency_ms}
+             for p, text in zip(served, texts, strict=True)]
+    if log is not None:
+        log.submit(items)
+    else:
+        log_predictions(ctx.db, [prediction_record(**item) for item in items])
+    if shadow_id is not None:
+        _submit_shadow(ctx, predictors, deployment, shadow_id, texts, served)
+    return ServedPredictions(deployment=deployment, model_version=version, predictions=served, latency_ms=latency_ms)
+
+
 def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts: list[str], *,
-                      caller_key: str | None = None) -> ServedPredictions:
+                      caller_key: str | None = None, log: PredictionLogWriter | None = None) -> ServedPredictions:
     """Answer texts sent to a deployment and log one record per text.
 
     The deployment's route is read once: the request finishes on the versions it
@@ -225,13 +298,15 @@ def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts
     a caller to the candidate by the bucket of ``caller_key``; a shadow candidate
     answers too, on a background thread, into the shadow log only.
 
-    Blocking (model call and store writes): call it from a worker thread, not the event loop.
+    Blocking (model call, and the store on a route-cache miss or without ``log``): call
+    it from a worker thread, not the event loop (``aserve_predictions`` is for that).
 
     Args:
         predictors: the process's loaded models.
         name: the deployment's name.
         texts: what to label (validated by the runtime).
         caller_key: who calls, for sticky canary routing (None: a random bucket).
+        log: the buffered log writer to hand the records to (None: insert them now).
 
     Returns:
         The deployment, the version that answered and a prediction (with its request id)
@@ -245,26 +320,47 @@ def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts
 
     validate_texts(texts)  # before any lookup: a bad request costs nothing
     start = time.perf_counter()
-    deployment = get_deployment_by_name(ctx.db, name)
-    if deployment.state != DeploymentState.ACTIVE:
-        raise Conflict(f"Deployment {name!r} is {deployment.state}, not serving.",
-                       hint="Deploy a production model version under this name again.")
-    route = current_route(ctx.db, name)
-    version_id, shadow_id = choose_versions(route, name, caller_key or uuid.uuid4().hex)
-    version = get_model_version(ctx.db, version_id)
+    resolved = resolve_route(ctx.db, name)
+    version, shadow_id = _pick(resolved, name, caller_key)
     answers: list[Prediction] = predictors.get(version).predict(texts)
     latency_ms = (time.perf_counter() - start) * 1000
-    at = utcnow()
-    served = [ServedPrediction(str(uuid.uuid4()), a.label, a.score, a.scores) for a in answers]
-    # Every text of a batch waited for the whole batch: each records the batch's latency.
-    log_predictions(ctx.db, [
-        prediction_record(request_id=p.request_id, deployment_id=deployment.id, model_version_id=version.id, at=at,
-                          text=text, label=p.label, score=p.score, latency_ms=latency_ms)
-        for p, text in zip(served, texts, strict=True)
-    ])
-    if shadow_id is not None:
-        _submit_shadow(ctx, predictors, deployment, shadow_id, texts, served)
-    return ServedPredictions(deployment=deployment, model_version=version, predictions=served, latency_ms=latency_ms)
+    return _finish(ctx, predictors, resolved, version, shadow_id, texts, answers, latency_ms, log)
+
+
+async def aserve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts: list[str], *,
+                             caller_key: str | None = None, log: PredictionLogWriter | None = None,
+                             started: float | None = None) -> ServedPredictions:
+    """``serve_predictions`` for an event loop: never blocks it on the common path.
+
+    A cached route and a loaded model are used in place; a route-cache miss and a
+    model load run on a worker thread; the model call awaits the micro-batcher, whose
+    thread tokenises and runs the batch. With ``log`` None the insert runs on a worker
+    thread as well.
+
+    Args:
+        started: ``time.perf_counter()`` when the request arrived (default: now), so the
+            logged latency includes authentication and parsing.
+
+    Raises:
+        The errors of ``serve_predictions``.
+    """
+    from starlette.concurrency import run_in_threadpool
+
+    from chainkeeper.serving.runtime import validate_texts
+
+    validate_texts(texts)
+    start = time.perf_counter() if started is None else started
+    resolved = cached_route(ctx.db, name) or await run_in_threadpool(resolve_route, ctx.db, name)
+    version, shadow_id = _pick(resolved, name, caller_key)
+    predictor = predictors.loaded_predictor(version.id) or await run_in_threadpool(predictors.get, version)
+    apredict = getattr(predictor, "apredict", None)
+    answers: list[Prediction] = (await apredict(texts) if apredict is not None
+                                 else await run_in_threadpool(predictor.predict, texts))
+    latency_ms = (time.perf_counter() - start) * 1000
+    if log is None:
+        return await run_in_threadpool(_finish, ctx, predictors, resolved, version, shadow_id, texts, answers,
+                                       latency_ms, None)
+    return _finish(ctx, predictors, resolved, version, shadow_id, texts, answers, latency_ms, log)
 
 
 # Shadow answers run on one background thread, off the caller's path: a shadow never

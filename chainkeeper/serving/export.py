@@ -11,6 +11,10 @@ go to the artefact store (content-addressed, so their digests are their identity
 the ``model.export`` ledger entry of the version names the manifest's digest. The latest
 such entry is the version's current export (``latest_export``); the runtime serves the
 best passing form from it (onnx-int8 > onnx > torch).
+
+An export is long work: ``request_export`` checks who asks and that the version's
+folder is complete (weights, head, label map, tokenizer) before anything is queued,
+then submits an ``export`` job that a worker runs (``run_export_job``), with progress.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry, list_entries
+from chainkeeper.governance.permissions import authorize
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.core.jobs import JobHandle
+    from chainkeeper.core.jobs import Job, JobHandle
     from chainkeeper.training.model import TextClassifier
 
 __all__ = [
@@ -42,10 +47,12 @@ __all__ = [
     "ExportResult",
     "ExportedForm",
     "accuracy_of",
+    "check_model_files",
     "export_model_version",
     "export_onnx",
     "latest_export",
     "quantize_onnx",
+    "request_export",
     "run_export_job",
 ]
 
@@ -159,7 +166,80 @@ def _median_ms(call: Any, texts: Sequence[str]) -> float:
     return round(statistics.median(times), 3)
 
 
+def check_model_files(files: Sequence[str], *, what: str) -> None:
+    """Refuse a model folder that cannot be exported or served (pure).
+
+    Args:
+        files: the folder's relative file names (its artefact manifest's keys).
+        what: how the message names the folder, e.g. "model version 3 (intents v1)".
+
+    Raises:
+        InvalidInput: the label map, the encoder config or weights, the head or the
+            tokenizer is missing; the message lists what is missing.
+    """
+    from chainkeeper.training.model import HEAD_FILE, META_FILE
+
+    names = set(files)
+    missing = [label for label, choices in (
+        (f"label map ({META_FILE})", {META_FILE}),
+        ("encoder config (config.json)", {"config.json"}),
+        ("encoder weights (model.safetensors)", {"model.safetensors"}),
+        (f"classification head ({HEAD_FILE})", {HEAD_FILE}),
+        # A fast tokenizer.json, or the WordPiece/SentencePiece vocabulary it is built from.
+        ("tokenizer (tokenizer.json, vocab.txt or tokenizer.model)", {"tokenizer.json", "vocab.txt", "tokenizer.model"}),
+    ) if not names & choices]
+    if missing:
+        raise InvalidInput(f"The model folder of {what} is missing its {', '.join(missing)}.",
+                           hint="Register a version from a run whose model folder is complete (retrain if the "
+                           "files were lost); nothing was exported.")
+
+
+def _check_version_files(ctx: Context, version: Any) -> None:
+    check_model_files(list(ctx.artifacts.read_manifest(version.model_artifact)),
+                      what=f"model version {version.id} ({version.label})")
+
+
 # --- the service ------------------------------------------------------------------------
+
+
+def request_export(ctx: Context, model_version_id: int, *, actor: Actor, quantize: bool = False,
+                   max_delta_points: float = DEFAULT_MAX_DELTA_POINTS) -> Job:
+    """Queue the export of a model version as a job, after checking what can be checked now.
+
+    Args:
+        model_version_id: the version to export.
+        actor: who asks (``model.export``).
+        quantize: also produce the dynamic-int8 form.
+        max_delta_points: the accuracy points a form may lose against PyTorch.
+
+    Returns:
+        The queued ``export`` job (follow it with ``chainkeeper jobs logs ID -f``).
+
+    Raises:
+        Forbidden: the actor may not export. NotFound: no such version.
+        InvalidInput: a bad gate, or the version's folder misses files (its tokenizer...).
+        ArtifactError: the version's files are not in the artefact store.
+    """
+    from chainkeeper.core.jobs import submit_job
+    from chainkeeper.registry.versions import get_model_version
+
+    version = get_model_version(ctx.db, model_version_id)
+    authorize(ctx.db, actor, "model.export", project=version.name)
+    _check_gate(max_delta_points)
+    _check_version_files(ctx, version)
+    job = submit_job(ctx.db, "export", {"model_version_id": version.id, "quantize": bool(quantize),
+                                        "max_delta_points": float(max_delta_points)}, actor=actor.name)
+    with ctx.db.session() as s:
+        append_entry(s, actor, "model.export.request", "model_version", version.id,
+                     details={"job_id": job.id, "quantize": bool(quantize), "max_delta_points": max_delta_points})
+    return job
+
+
+def _check_gate(max_delta_points: float) -> None:
+    if isinstance(max_delta_points, bool) or not 0 <= max_delta_points <= 100:
+        raise InvalidInput(f"max_delta_points is {max_delta_points}; it must be between 0 and 100.",
+                           hint=f"The default is {DEFAULT_MAX_DELTA_POINTS} points.")
+
 
 
 def export_model_version(ctx: Context, model_version_id: int, *, actor: Actor, quantize: bool = True,
@@ -181,18 +261,18 @@ def export_model_version(ctx: Context, model_version_id: int, *, actor: Actor, q
         The export's record: per form the artefact digest, accuracy, delta and latency.
 
     Raises:
-        NotFound: no such model version. InvalidInput: no labelled test rows, or a bad gate.
-        ArtifactError: the model's files are missing.
+        NotFound: no such model version. InvalidInput: no labelled test rows, a bad gate, or
+            the model folder misses files (see ``check_model_files``).
+        ArtifactError: the model's files are not in the artefact store.
     """
     from chainkeeper.registry.versions import get_model_version
     from chainkeeper.serving.onnx_runtime import make_session, onnx_probabilities, rust_tokenizer
     from chainkeeper.training.model import TextClassifier
 
-    if not 0 <= max_delta_points <= 100:
-        raise InvalidInput(f"max_delta_points is {max_delta_points}; it must be between 0 and 100.",
-                           hint=f"The default is {DEFAULT_MAX_DELTA_POINTS} points.")
+    _check_gate(max_delta_points)
     report = progress or (lambda pct, msg: None)
     version = get_model_version(ctx.db, model_version_id)
+    _check_version_files(ctx, version)
     texts, labels = evaluation if evaluation is not None else _test_split(ctx, version.run_id)
     texts, labels = list(texts), list(labels)
     if not texts:
@@ -200,6 +280,7 @@ def export_model_version(ctx: Context, model_version_id: int, *, actor: Actor, q
                            hint="Export a version trained on a dataset version with a labelled test split.")
 
     digest = version.model_artifact
+    report(5, f"loading {version.label}")
     folder = ctx.artifacts.get_tree(digest, ctx.settings.home / "cache" / "models" / digest)
     model, tokenizer = TextClassifier.load(folder)
     names = model.meta.labels
@@ -212,6 +293,7 @@ def export_model_version(ctx: Context, model_version_id: int, *, actor: Actor, q
     rust = rust_tokenizer(tokenizer, model.meta.max_length)
     pad_id = int(tokenizer.pad_token_id or 0)
     with tempfile.TemporaryDirectory(prefix="ck-export-") as tmp:
+        report(25, "exporting to ONNX")
         fp32 = export_onnx(model, Path(tmp) / "model.onnx")
         files = [("onnx", fp32)]
         if quantize:
@@ -287,7 +369,8 @@ def run_export_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
     result = export_model_version(
         ctx, int(params["model_version_id"]), actor=actor, quantize=bool(params.get("quantize", True)),
         max_delta_points=float(params.get("max_delta_points", DEFAULT_MAX_DELTA_POINTS)),
-        progress=lambda pct, msg: (job.progress(pct, msg), job.log(msg)))
+        # Each step checks for a cancel first: an export stops between its stages.
+        progress=lambda pct, msg: (job.check_cancelled(), job.progress(pct, msg), job.log(msg)))
     return {"manifest": result.manifest, "best_engine": result.best_engine(),
             "torch_accuracy": result.torch_accuracy,
             "forms": {f.engine: {"artifact": f.artifact, "accuracy": f.accuracy, "delta_points": f.delta_points,

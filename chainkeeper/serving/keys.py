@@ -4,7 +4,12 @@ A key belongs to one deployment, carries scopes (``predict``, ``read``), an opti
 rate limit and expiry, and is separate from user tokens: it grants nothing in the rest
 of the system. Its secret (``ckd_`` + 256 random bits) is shown once; the store keeps
 only its SHA-256, looked up by an indexed equality like user tokens
-(``governance.users``). Revoking is immediate: the next request with it gets a 401.
+(``governance.users``).
+
+The predict path looks keys up through a short-lived cache (``serving.caching``,
+``KEY_CACHE_TTL_S``): a key revoked through ``revoke_deployment_key`` stops working in
+this process at once; in another server process within ``KEY_CACHE_TTL_S`` seconds.
+Expiry is checked on every request against the cached key.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.serving.caching import TtlCache
 from chainkeeper.serving.tables import SqlDeployment, SqlDeploymentKey
 
 if TYPE_CHECKING:
@@ -33,7 +39,9 @@ __all__ = [
     "SCOPES",
     "DeploymentKey",
     "IssuedKey",
+    "KEY_CACHE_TTL_S",
     "authenticate_deployment_key",
+    "cached_deployment_key",
     "create_deployment_key",
     "list_deployment_keys",
     "parse_rate",
@@ -41,8 +49,13 @@ __all__ = [
 ]
 
 KEY_PREFIX = "ckd_"
-SCOPES = {"predict": "send texts to the deployment's predict endpoint", "read": "read the deployment's status"}
+SCOPES = {"predict": "send texts to the deployment's predict endpoint", "read": "read the deployment's status",
+          "feedback": "attach true labels to the deployment's served predictions"}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+# How long another process's revocation may go unseen by this one (seconds).
+KEY_CACHE_TTL_S = 2.0
+# (database url, sha256 of the secret) -> the key; only keys that exist are cached.
+_keys: TtlCache[tuple[str, str], DeploymentKey] = TtlCache(KEY_CACHE_TTL_S)
 _PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
 
 
@@ -185,17 +198,22 @@ def revoke_deployment_key(ctx: Context, deployment: str, key_id: int, *, actor: 
             append_entry(s, actor, "apikey.revoke", "deployment_key", row.id,
                          before={"revoked": False}, after={"revoked": True},
                          details={"deployment": deployment, "name": row.name})
-        return _to_key(row, dep.name)
+        key = _to_key(row, dep.name)
+    # After the commit, so no request can cache the key as it was before the revocation.
+    _keys.invalidate(lambda k: k[0] == ctx.db.url)
+    return key
 
 
-def authenticate_deployment_key(db: Database, secret: str, *, deployment: str, scope: str) -> DeploymentKey:
-    """The key behind ``secret``, if it may use ``scope`` on ``deployment``.
+def cached_deployment_key(db: Database, secret: str) -> DeploymentKey | None:
+    """The key behind ``secret`` if this process has it cached (no store access), else None.
 
-    Raises:
-        Unauthenticated: an unknown, revoked or expired key (the message never echoes it).
-        Forbidden: a key of another deployment, or without the scope.
+    Lets an async caller skip a worker thread on the common path; check the key with
+    ``authenticate_deployment_key`` either way.
     """
-    digest = _hash(secret)
+    return _keys.get((db.url, _hash(secret)))
+
+
+def _load_key(db: Database, digest: str) -> DeploymentKey:
     with db.session() as s:
         row = s.scalar(sa.select(SqlDeploymentKey).where(SqlDeploymentKey.key_hash == digest))
         if row is None or not hmac.compare_digest(row.key_hash, digest):
@@ -204,7 +222,21 @@ def authenticate_deployment_key(db: Database, secret: str, *, deployment: str, s
                                   "('chainkeeper deploy keys create NAME').")
         dep = s.get(SqlDeployment, row.deployment_id)
         assert dep is not None  # a key's deployment is a foreign key
-        key = _to_key(row, dep.name)
+        return _to_key(row, dep.name)
+
+
+def authenticate_deployment_key(db: Database, secret: str, *, deployment: str, scope: str) -> DeploymentKey:
+    """The key behind ``secret``, if it may use ``scope`` on ``deployment``.
+
+    Reads through the process's key cache (see the module docstring for how soon a
+    revocation is seen).
+
+    Raises:
+        Unauthenticated: an unknown, revoked or expired key (the message never echoes it).
+        Forbidden: a key of another deployment, or without the scope.
+    """
+    digest = _hash(secret)
+    key = _keys.get_or_load((db.url, digest), lambda: _load_key(db, digest))
     if key.revoked_at is not None:
         raise Unauthenticated(f"API key {key.id} ({key.name}) was revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC.",
                               hint="Ask a release manager for a new key.")

@@ -21,13 +21,20 @@ from dataclasses import dataclass
 
 from chainkeeper.core.errors import InvalidInput, RateLimited
 
-__all__ = ["PayloadTooLarge", "RateLimiter", "RequestLimits", "TokenBucket", "check_body_size", "check_texts"]
+__all__ = ["PayloadTooLarge", "RateLimiter", "RequestLimits", "TokenBucket", "UnsupportedMediaType", "check_body_size",
+           "check_content_type", "check_texts"]
 
 
 class PayloadTooLarge(InvalidInput):
     """A request larger than the server accepts (413)."""
 
     status, title = 413, "Payload too large"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A body in a format the endpoint does not read (415)."""
+
+    status, title = 415, "Unsupported media type"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,19 @@ def check_body_size(content_length: int | None, limits: RequestLimits = DEFAULT_
     if content_length is not None and content_length > limits.max_body_bytes:
         raise PayloadTooLarge(f"The request body has {content_length:,} bytes; at most {limits.max_body_bytes:,} "
                               "are accepted.", hint="Send fewer or shorter texts per request.")
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Refuse a body that is not JSON (pure).
+
+    Raises:
+        UnsupportedMediaType: a ``Content-Type`` other than ``application/json`` (or ``+json``).
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType(f"The body is sent as {media or 'no content type'!r}; this endpoint reads JSON.",
+                                   hint='Send Content-Type: application/json with {"text": "..."} or '
+                                   '{"texts": ["...", ...]}.')
 
 
 def check_texts(texts: Sequence[str], limits: RequestLimits = DEFAULT_LIMITS) -> None:

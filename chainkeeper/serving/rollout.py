@@ -6,6 +6,9 @@ A route is never edited; every change inserts a new row (and updates the deploym
 A request reads the route once, at its start, and answers from the versions that
 route names, so a switch never drops or splits a request in flight: requests that
 started before it finish on the old version, requests after it use the new one.
+The predict path reads routes through ``ROUTE_CACHE``; every switch below (and a
+deploy) invalidates it after its transaction commits, so the next request in this
+process uses the new route; another server process sees it within ``ROUTE_CACHE_TTL_S``.
 
 Modes:
 
@@ -38,12 +41,15 @@ from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.registry.versions import ModelVersion, Stage, get_model_version, transition_stage
+from chainkeeper.serving.caching import TtlCache
 from chainkeeper.serving.tables import SqlDeployment, SqlRoute
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
 __all__ = [
+    "ROUTE_CACHE",
+    "ROUTE_CACHE_TTL_S",
     "Route",
     "RouteMode",
     "RolloutStatus",
@@ -52,6 +58,7 @@ __all__ = [
     "current_route",
     "list_routes",
     "promote_rollout",
+    "routes_changed",
     "rollback_deployment",
     "rollout_status",
     "start_canary",
@@ -59,6 +66,16 @@ __all__ = [
 ]
 
 BUCKETS = 100
+# What the predict path knows of a deployment (``deployments.resolve_route``), by
+# (database url, deployment name). A switch in this process invalidates it at once; a
+# switch made by another process is seen within ROUTE_CACHE_TTL_S seconds.
+ROUTE_CACHE_TTL_S = 1.0
+ROUTE_CACHE: TtlCache[tuple[str, str], Any] = TtlCache(ROUTE_CACHE_TTL_S)
+
+
+def routes_changed(db: Database, name: str) -> None:
+    """Forget what this process cached of deployment ``name``; call it after the change commits."""
+    ROUTE_CACHE.invalidate(lambda key: key == (db.url, name))
 
 
 class RouteMode(enum.StrEnum):
@@ -249,9 +266,11 @@ def _start(ctx: Context, name: str, model_version_id: int, *, actor: Actor, mode
     _check_candidate(ctx.db, route, model_version_id)
     with ctx.db.session() as s:
         dep, live = _unchanged_route(s, name, route)
-        return switch_route(s, dep, actor=actor, action="deployment.rollout", reason=mode.value,
-                            primary=live.primary_version_id, candidate=model_version_id, mode=mode, percent=percent,
-                            previous=live.previous_version_id)
+        switched = switch_route(s, dep, actor=actor, action="deployment.rollout", reason=mode.value,
+                                primary=live.primary_version_id, candidate=model_version_id, mode=mode,
+                                percent=percent, previous=live.previous_version_id)
+    routes_changed(ctx.db, name)
+    return switched
 
 
 def start_canary(ctx: Context, name: str, model_version_id: int, *, percent: int, actor: Actor) -> Route:
@@ -312,8 +331,10 @@ def promote_rollout(ctx: Context, name: str, *, actor: Actor) -> Route:
             "manager approves it, promote the rollout again.")
     with ctx.db.session() as s:
         dep, live = _unchanged_route(s, name, route)
-        return switch_route(s, dep, actor=actor, action="deployment.rollout", reason="promote",
-                            primary=candidate.id, previous=live.primary_version_id)
+        switched = switch_route(s, dep, actor=actor, action="deployment.rollout", reason="promote",
+                                primary=candidate.id, previous=live.primary_version_id)
+    routes_changed(ctx.db, name)
+    return switched
 
 
 def rollback_deployment(ctx: Context, name: str, *, actor: Actor, comment: str = "") -> Route:
@@ -354,5 +375,7 @@ def rollback_deployment(ctx: Context, name: str, *, actor: Actor, comment: str =
                        "deploy another production version instead.")
     with ctx.db.session() as s:
         dep = _deployment_row(s, name)
-        return switch_route(s, dep, actor=actor, action="deployment.rollback", reason="rollback",
-                            primary=target, previous=previous)
+        switched = switch_route(s, dep, actor=actor, action="deployment.rollback", reason="rollback",
+                                primary=target, previous=previous)
+    routes_changed(ctx.db, name)
+    return switched

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from chainkeeper.core.errors import InvalidInput
+from chainkeeper.core.errors import ChainkeeperError, Conflict, InvalidInput
 from chainkeeper.training.model import TextClassifier
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ MAX_TEXT_CHARS = 10_000
 MAX_TEXTS_PER_CALL = 512
 # How many labels each prediction lists with their probabilities.
 TOP_K = 5
+# A model folder needs one of these: without them transformers silently builds an empty
+# vocabulary and every word becomes [UNK] (seen with transformers 5).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+# A version that failed to load is not retried for this long: a broken model folder
+# costs one load attempt per interval, not one per request.
+FAILED_LOAD_RETRY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,11 @@ def load_predictor(ctx: Context, model_version: ModelVersion, *, engine: str = "
         raise InvalidInput(f"Unknown engine {engine!r}.", hint=f"Use one of {', '.join(ENGINE_CHOICES)}.")
     digest = model_version.model_artifact
     folder = ctx.artifacts.get_tree(digest, ctx.settings.home / "cache" / "models" / digest)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise Conflict(f"Model version {model_version.id} cannot be served: its model folder has no tokenizer "
+                       f"(none of {', '.join(TOKENIZER_FILES)}).",
+                       hint="Save the model together with its tokenizer (TextClassifier.save(folder, tokenizer)), "
+                       "register that as a new version and deploy it.")
     if engine != "torch":
         onnx = _load_onnx(ctx, model_version, folder, engine)
         if onnx is not None:
@@ -230,6 +242,8 @@ class PredictorCache:
         self._loaded: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[int, threading.Lock] = {}
+        # version id -> (when, the error class, message, hint) of its last failed load
+        self._failed: dict[int, tuple[float, type[ChainkeeperError], str, str | None]] = {}
 
     def get(self, model_version: ModelVersion) -> Any:
         """The predictor of a version, loading (and warming up) it on first use.
@@ -247,7 +261,16 @@ class PredictorCache:
             with self._lock:
                 if model_version.id in self._loaded:  # another thread loaded it meanwhile
                     return self._loaded[model_version.id]
-            predictor = load_predictor(self.ctx, model_version, engine=self.engine)
+                failed = self._failed.get(model_version.id)
+            if failed is not None and time.monotonic() - failed[0] < FAILED_LOAD_RETRY_S:
+                raise failed[1](failed[2], hint=failed[3])
+            try:
+                predictor = load_predictor(self.ctx, model_version, engine=self.engine)
+            except ChainkeeperError as error:
+                with self._lock:
+                    self._failed[model_version.id] = (time.monotonic(), type(error), error.message, error.hint)
+                    self._loading.pop(model_version.id, None)  # so a later preload tries again
+                raise
             # The first call allocates buffers and plans kernels: pay it here, not in a request.
             predictor.predict(["warm-up"])
             if self.batching:
@@ -263,6 +286,14 @@ class PredictorCache:
                     evicted.append(self._loaded.popitem(last=False)[1])
             for old in evicted:
                 _close(old)
+            return predictor
+
+    def loaded_predictor(self, model_version_id: int) -> Any:
+        """The predictor of a version if it is loaded and warm, else None (never loads, never blocks)."""
+        with self._lock:
+            predictor = self._loaded.get(model_version_id)
+            if predictor is not None:
+                self._loaded.move_to_end(model_version_id)
             return predictor
 
     def preload(self, model_version: ModelVersion) -> None:
@@ -295,7 +326,8 @@ class PredictorCache:
             if batcher is not None:
                 st = batcher.stats()
                 entry.update(requests=st.requests, texts=st.texts, batches=st.batches, queue_depth=st.queue_depth,
-                             max_queue_depth=st.max_queue_depth, mean_batch_size=round(st.mean_batch_size, 2))
+                             max_queue_depth=st.max_queue_depth, mean_batch_size=round(st.mean_batch_size, 2),
+                             batch_sizes=st.batch_sizes)
             out[version_id] = entry
         return out
 

@@ -1,4 +1,5 @@
-"""Chainkeeper training stage: fine-tune a classifier as a job, evaluate it honestly.
+"""Chainkeeper training stage: fine-tune classifiers and taggers, pre-train language
+models, as jobs; evaluate them honestly; record and re-run what makes them reproducible.
 
 Importing the package imports no torch: the loop, the model and the job handler are
 loaded by name when used (``chainkeeper.training.loop`` etc.), so the API and the CLI
@@ -19,6 +20,7 @@ from chainkeeper.training.runs import (
     get_run,
     list_runs,
     run_points,
+    resolve_task,
     run_report_html,
     start_training_run,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "list_runs",
     "parse_train_config",
     "run_points",
+    "resolve_task",
     "run_report_html",
     "start_training_run",
 ]

@@ -26,10 +26,41 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from chainkeeper.core.errors import InvalidInput
 
 
-class TrainConfig(BaseModel):
-    """Hyper-parameters of fine-tuning a sequence classifier."""
+TASKS = ("auto", "sequence-classification", "token-classification", "masked-lm", "causal-lm")
+Task = Literal["auto", "sequence-classification", "token-classification", "masked-lm", "causal-lm"]
+
+
+class ScratchModel(BaseModel):
+    """The size of a model pre-trained from scratch, and the tokenizer trained for it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokenizer: Literal["wordpiece", "bpe"] = Field(
+        "wordpiece", description="WordPiece (BERT-style, lower-cased) or byte-level BPE (GPT-2 style).")
+    vocab_size: int = Field(8000, ge=100, le=200_000, description="Largest vocabulary the tokenizer learns.")
+    hidden_size: int = Field(256, ge=8, le=4096, description="Width of every layer.")
+    layers: int = Field(4, ge=1, le=48, description="Transformer layers.")
+    heads: int = Field(4, ge=1, le=64, description="Attention heads (must divide hidden_size).")
+    intermediate_size: int = Field(1024, ge=8, le=16384, description="Width of the feed-forward layers.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ScratchModel:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size={self.hidden_size} is not a multiple of heads={self.heads}")
+        return self
+
+
+class TrainConfig(BaseModel):
+    """Hyper-parameters of one training run (fine-tuning or pre-training)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Task = Field(
+        "auto", description="What to train; auto follows the dataset version: text → sequence-classification, "
+                            "tokens/tags → token-classification, unlabelled → masked-lm (causal-lm for a decoder base).")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="Share of tokens masked in masked-LM training.")
+    from_scratch: ScratchModel | None = Field(
+        None, description="Pre-train a new model of this size with a tokenizer trained on the corpus (no base model).")
 
     epochs: int = Field(1, ge=1, le=1000, description="Passes over the training rows.")
     max_steps: int | None = Field(
@@ -72,6 +103,12 @@ class TrainConfig(BaseModel):
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
         "none", description="Loss weight per label: none, balanced (n / (k * count)), or a {label: weight} table."
     )
+    multi_label_separator: str | None = Field(
+        None, min_length=1, max_length=4,
+        description="Multi-label classification: a row's label holds several labels joined by this separator "
+                    "(e.g. '|'); sigmoid outputs and binary cross-entropy instead of one softmax.")
+    multi_label_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Multi-label: a label is predicted when its probability reaches this.")
     labels: list[str] | None = Field(
         None, description="The label map: when set, rows with any other label are refused, and the head has these outputs."
     )
@@ -101,6 +138,11 @@ class TrainConfig(BaseModel):
             raise ValueError("early_stopping_patience needs eval_every_steps (how often the dev split is scored)")
         if isinstance(self.class_weights, dict) and any(w < 0 for w in self.class_weights.values()):
             raise ValueError("class_weights must not be negative")
+        if self.from_scratch is not None and self.task not in ("auto", "masked-lm", "causal-lm"):
+            raise ValueError(f"from_scratch pre-trains a language model; task={self.task!r} needs a base model "
+                             "(pre-train first, then fine-tune on the result)")
+        if self.multi_label_separator is not None and self.class_weights != "none":
+            raise ValueError("class_weights is not supported with multi_label_separator (one sigmoid per label)")
         if self.labels is not None and len(set(self.labels)) < 2:
             raise ValueError("labels must name at least two distinct labels")
         return self

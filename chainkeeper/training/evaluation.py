@@ -121,8 +121,11 @@ def format_report(metrics: Mapping[str, Any], *, digits: int = 2) -> str:
         lines.append(f"{label:>{width}} {c['precision']:>9.{digits}f} {c['recall']:>9.{digits}f} "
                      f"{c['f1-score']:>9.{digits}f} {int(c['support']):>9}")
     n = metrics["support"]
-    weighted_p = sum(c["precision"] * c["support"] for c in per_class.values()) / n
-    weighted_r = sum(c["recall"] * c["support"] for c in per_class.values()) / n
+    # Weights are the classes' supports: their sum is n for single-label metrics, and the
+    # number of gold labels for multi-label ones.
+    total = sum(c["support"] for c in per_class.values()) or 1
+    weighted_p = sum(c["precision"] * c["support"] for c in per_class.values()) / total
+    weighted_r = sum(c["recall"] * c["support"] for c in per_class.values()) / total
     lines += [
         "",
         f"{'accuracy':>{width}} {'':>9} {'':>9} {metrics['accuracy']:>9.{digits}f} {n:>9}",

@@ -1,11 +1,16 @@
-"""The ``train`` job: fine-tune, evaluate and store the model of one run.
+"""The ``train`` job: train, evaluate and store the model of one run.
 
 ``run_training_job`` is the handler ``chainkeeper.core.jobs.HANDLERS`` names for
-``train``. It is the I/O edge of training: it reads the dataset version, builds the
-classifier, hands plain lists to ``train_classifier`` (which knows nothing of stores or
-jobs), scores the dev and test splits with ``classification_metrics``, stores the model
-folder in the artefact store and writes the outcome on the run. The worker records the
-job's own end state from what this function returns or raises.
+``train``. It is the I/O edge of training: it records the run's reproducibility record,
+reads the dataset version, builds the model, hands plain lists to the loop (which knows
+nothing of stores or jobs), scores the dev and test splits, stores the model folder in
+the artefact store and writes the outcome on the run. The worker records the job's own
+end state from what this function returns or raises.
+
+The task decides the model and the scores: sequence classification here, multi-label
+in ``multilabel``, token classification in ``tagging_job``, masked/causal language
+modelling in ``pretraining_job``; all share ``Checkpointing``, ``Reporter`` and
+``store_model_folder``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,16 +33,20 @@ from chainkeeper.core.errors import InvalidInput, JobCancelled
 from chainkeeper.core.jobs import JobHandle
 from chainkeeper.training.calibration import calibration_report, length_bucket, slice_metrics
 from chainkeeper.training.checkpoints import load_checkpoint, remove_checkpoint, run_folder, save_checkpoint
+from chainkeeper.training.config import TrainConfig
 from chainkeeper.training.evaluation import classification_metrics
 from chainkeeper.training.loop import StepReport, TrainResult, predict_labels, seed_everything, train_classifier
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
 from chainkeeper.training.runs import (
+    LANGUAGE_MODEL_TASKS,
+    TASK_TOKEN_CLASSIFICATION,
     Run,
     check_trainable,
     clear_run_points,
     fail_run,
     finish_run,
     mark_run_running,
+    record_reproducibility,
     record_run_points,
 )
 
@@ -111,7 +120,7 @@ def evaluate_split(model: TextClassifier, tokenizer: Any, split: Split, *, batch
     return metrics
 
 
-class _Reporter:
+class Reporter:
     """Turns the loop's step reports into job progress (throttled), log lines and curve
     points of the run."""
 
@@ -156,9 +165,10 @@ def run_training_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError):
         raise InvalidInput(f"A train job needs an integer 'run_id' parameter, got {job.params!r}.") from None
     run = mark_run_running(ctx.db, run_id)
-    job.log(f"run {run.id}: dataset version {run.dataset_version_id}, base model {run.base_model}")
+    job.log(f"run {run.id} ({run.task}): dataset version {run.dataset_version_id}, base model {run.base_model}")
     try:
         job.check_cancelled()
+        _record_reproducibility(ctx, run)
         metrics, digest = _train_evaluate_store(ctx, job, run)
     except BaseException as exc:
         cancelled = isinstance(exc, JobCancelled)
@@ -166,15 +176,110 @@ def run_training_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
         fail_run(ctx.db, run.id, cancelled=cancelled, error=error)
         raise
     finish_run(ctx.db, run.id, metrics=metrics, model_artifact=digest)
-    summary = {split: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
-               for split, m in metrics.items() if split in ("dev", "test")}
+    summary = {split: headline_metrics(m) for split, m in metrics.items() if split in ("dev", "test")}
     return {"run_id": run.id, "model_artifact": digest, "metrics": summary}
 
 
+# The numbers of a split that summarise it, whichever the task: accuracy and macro-F1
+# (classification), entity-level f1/precision/recall (tagging), loss and perplexity (LM).
+HEADLINE_KEYS = ("accuracy", "macro_f1", "f1", "precision", "recall", "loss", "perplexity")
+
+
+def headline_metrics(split_metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one split's metrics (see ``HEADLINE_KEYS``)."""
+    return {k: split_metrics[k] for k in HEADLINE_KEYS if k in split_metrics}
+
+
+def _threads(ctx: Context) -> int:
+    return ctx.settings.torch_threads or os.cpu_count() or 1
+
+
+def _record_reproducibility(ctx: Context, run: Run) -> None:
+    from chainkeeper.data.versions import get_dataset_version
+    from chainkeeper.training.reproducibility import build_record
+
+    version = get_dataset_version(ctx.db, run.dataset_version_id)
+    record_reproducibility(ctx.db, run.id, build_record(run.train_config, dataset_hash=version.content_hash,
+                                                        torch_threads=_threads(ctx)))
+
+
 def _train_evaluate_store(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, Any], str]:
+    """Run the task the run was started for (``run.task``, chosen from the data)."""
+    torch.set_num_threads(_threads(ctx))
+    if run.task == TASK_TOKEN_CLASSIFICATION:
+        from chainkeeper.training.tagging_job import train_tagger_run
+
+        return train_tagger_run(ctx, job, run)
+    if run.task in LANGUAGE_MODEL_TASKS:
+        from chainkeeper.training.pretraining_job import pretrain_run
+
+        return pretrain_run(ctx, job, run)
+    if run.train_config.multi_label_separator is not None:
+        from chainkeeper.training.multilabel import train_multilabel_run
+
+        return train_multilabel_run(ctx, job, run)
+    return _train_classifier_run(ctx, job, run)
+
+
+class Checkpointing:
+    """A run's checkpoint folder: what to resume from, and how to save (with the extra
+    state a task keeps, such as its dev curve)."""
+
+    def __init__(self, ctx: Context, job: JobHandle, run: Run) -> None:
+        self.job = job
+        self.workdir = run_folder(ctx.settings.home, run.id)
+        resume = load_checkpoint(self.workdir)
+        if resume is not None and TrainConfig(**resume["config"]) != run.train_config:
+            # A checkpoint of another config cannot continue this one: start from step 0.
+            job.log("ignoring a checkpoint written with a different config; starting from step 0")
+            resume = None
+        if resume is not None:
+            job.log(f"resumed from step {resume['step']} (checkpoint of attempt {resume.get('attempt', '?')})")
+        self.resume = resume
+        self.dev_curve: list[dict[str, float]] = list(resume.get("dev_curve", [])) if resume else []
+        clear_run_points(ctx.db, run.id, after_step=int(resume["step"]) if resume is not None else -1)
+
+    def save(self, state: dict[str, Any]) -> None:
+        """The loop's ``on_checkpoint``: write the state with the dev curve so far."""
+        state["dev_curve"] = list(self.dev_curve)
+        state["attempt"] = self.job.job.attempts
+        save_checkpoint(self.workdir, state)
+        self.job.log(f"checkpoint at step {state['step']}")
+
+
+def check_finished_training(job: JobHandle, config: TrainConfig, result: TrainResult) -> None:
+    """After the loop: stop on a cancel, log an early stop and the speed."""
+    job.check_cancelled()  # the loop stopped early because a cancel was asked
+    if result.stop_reason == "early_stopping":
+        job.log(f"early stopping at step {result.steps}: dev {config.early_stopping_metric} did not improve "
+                f"for {config.early_stopping_patience} evaluations")
+    job.log(f"trained {result.steps} steps in {result.seconds:.1f}s ({result.samples_per_s:.1f} samples/s)")
+
+
+def store_model_folder(ctx: Context, job: JobHandle, run: Run, write: Callable[[Path], Any],
+                       checkpoints: Checkpointing) -> str:
+    """Write the trained model into a folder (``write(folder)``), add the run file, put
+    the folder in the artefact store and drop the checkpoint it supersedes.
+
+    Returns:
+        The folder's manifest digest.
+    """
+    with tempfile.TemporaryDirectory(prefix="chainkeeper-run-") as tmp:
+        folder = Path(tmp) / "model"
+        write(folder)
+        (folder / RUN_FILE).write_text(json.dumps({
+            "run_id": run.id, "task": run.task, "dataset_version_id": run.dataset_version_id,
+            "base_model": run.base_model, "config": run.config,
+        }, indent=2, sort_keys=True), encoding="utf-8")
+        digest = ctx.artifacts.put_tree(folder)
+    job.log(f"model stored as {digest[:12]}")
+    remove_checkpoint(checkpoints.workdir)  # the stored model supersedes it; a failed run keeps its last one
+    return digest
+
+
+def _train_classifier_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, Any], str]:
     config = run.train_config
-    torch.set_num_threads(ctx.settings.torch_threads or os.cpu_count() or 1)
-    reporter = _Reporter(job, ctx.db, run.id)
+    reporter = Reporter(job, ctx.db, run.id)
 
     reporter.progress(0.0, "reading the dataset version", force=True)
     label_names = check_trainable(ctx, run.dataset_version_id)
@@ -185,58 +290,33 @@ def _train_evaluate_store(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[
             f"{len(label_names)} labels")
 
     label_names = check_label_map(label_names, config.labels, {"train": train, "dev": dev, "test": test})
-    if config.early_stopping_patience is not None and not dev.texts:
-        raise InvalidInput(
-            f"early_stopping_patience={config.early_stopping_patience} needs a dev split, and dataset version "
-            f"{run.dataset_version_id} has no labelled dev rows.",
-            hint="Create a dataset version with a dev split, or unset early_stopping_patience.",
-        )
+    check_dev_for_early_stopping(config, run, has_dev=bool(dev.texts))
 
     seed_everything(config.seed)  # before from_base: the head's initialisation is seeded too
     meta = ClassifierMeta(labels=label_names, pooling=config.pooling, max_length=config.max_length)
     model, tokenizer = TextClassifier.from_base(Path(run.base_model), meta, dropout=config.dropout,
                                                 attention_dropout=config.attention_dropout,
                                                 head_dropout=config.head_dropout)
-
-    workdir = run_folder(ctx.settings.home, run.id)
-    resume = load_checkpoint(workdir)
-    if resume is not None and resume.get("config") != config.model_dump(mode="json"):
-        # A checkpoint of another config cannot continue this one: start from step 0.
-        job.log("ignoring a checkpoint written with a different config; starting from step 0")
-        resume = None
-    dev_curve: list[dict[str, float]] = list(resume.get("dev_curve", [])) if resume else []
-    if resume is not None:
-        job.log(f"resumed from step {resume['step']} (checkpoint of attempt {resume.get('attempt', '?')})")
-    clear_run_points(ctx.db, run.id, after_step=int(resume["step"]) if resume is not None else -1)
+    checkpoints = Checkpointing(ctx, job, run)
 
     def evaluate_dev(step: int) -> float | None:
         if not dev.texts:
             return None
         m = evaluate_split(model, tokenizer, dev, batch_size=config.eval_batch_size)
-        dev_curve.append({"step": step, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+        checkpoints.dev_curve.append({"step": step, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
         record_run_points(ctx.db, run.id, step, {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"]})
         job.log(f"step {step}: dev accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
         return float(m[config.early_stopping_metric])
-
-    def save(state: dict[str, Any]) -> None:
-        state["dev_curve"] = list(dev_curve)
-        state["attempt"] = job.job.attempts
-        save_checkpoint(workdir, state)
-        job.log(f"checkpoint at step {state['step']}")
 
     index = {name: i for i, name in enumerate(label_names)}
     result = train_classifier(
         model, tokenizer, train.texts, [index[y] for y in train.labels], config,
         on_step=reporter.step, should_stop=lambda: job.cancel_requested, on_eval=evaluate_dev,
-        on_checkpoint=save, resume=resume,
+        on_checkpoint=checkpoints.save, resume=checkpoints.resume,
     )
-    job.check_cancelled()  # the loop stopped early because a cancel was asked
-    if result.stop_reason == "early_stopping":
-        job.log(f"early stopping at step {result.steps}: dev {config.early_stopping_metric} did not improve "
-                f"for {config.early_stopping_patience} evaluations")
-    job.log(f"trained {result.steps} steps in {result.seconds:.1f}s ({result.samples_per_s:.1f} samples/s)")
+    check_finished_training(job, config, result)
 
-    metrics: dict[str, Any] = {"train": _train_metrics(result, len(train.texts), dev_curve)}
+    metrics: dict[str, Any] = {"train": train_metrics(result, len(train.texts), checkpoints.dev_curve)}
     for name, split in (("dev", dev), ("test", test)):
         if split.texts:
             reporter.progress(TRAIN_SHARE + (3 if name == "dev" else 6), f"evaluating on {name}", force=True)
@@ -246,16 +326,18 @@ def _train_evaluate_store(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[
         job.check_cancelled()
 
     reporter.progress(98.0, "storing the model", force=True)
-    with tempfile.TemporaryDirectory(prefix="chainkeeper-run-") as tmp:
-        folder = model.save(Path(tmp) / "model", tokenizer)
-        (folder / RUN_FILE).write_text(json.dumps({
-            "run_id": run.id, "dataset_version_id": run.dataset_version_id, "base_model": run.base_model,
-            "config": run.config,
-        }, indent=2, sort_keys=True), encoding="utf-8")
-        digest = ctx.artifacts.put_tree(folder)
-    job.log(f"model stored as {digest[:12]}")
-    remove_checkpoint(workdir)  # the stored model supersedes it; a failed run keeps its last one
+    digest = store_model_folder(ctx, job, run, lambda folder: model.save(folder, tokenizer), checkpoints)
     return metrics, digest
+
+
+def check_dev_for_early_stopping(config: TrainConfig, run: Run, *, has_dev: bool) -> None:
+    """Raises InvalidInput when early stopping is asked for and there is no dev split."""
+    if config.early_stopping_patience is not None and not has_dev:
+        raise InvalidInput(
+            f"early_stopping_patience={config.early_stopping_patience} needs a dev split, and dataset version "
+            f"{run.dataset_version_id} has no labelled dev rows.",
+            hint="Create a dataset version with a dev split, or unset early_stopping_patience.",
+        )
 
 
 def check_label_map(data_labels: Sequence[str], declared: Sequence[str] | None,
@@ -289,7 +371,8 @@ def check_label_map(data_labels: Sequence[str], declared: Sequence[str] | None,
     return list(declared)
 
 
-def _train_metrics(result: TrainResult, rows: int, dev_curve: Sequence[dict[str, float]]) -> dict[str, Any]:
+def train_metrics(result: TrainResult, rows: int, dev_curve: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """What a run stores about its training: rows, steps, speed, loss and dev curves."""
     return {
         "rows": rows, "steps": result.steps, "seconds": round(result.seconds, 3),
         "samples_per_s": round(result.samples_per_s, 2), "final_loss": result.final_loss,

@@ -1,7 +1,9 @@
 """The fine-tuning loop of a sequence classifier, in plain PyTorch.
 
-``train_classifier`` reads as the sequence it runs: batch, forward, loss, backward, clip,
-step, schedule, log. What makes it fast on a CPU is what it does *not* do:
+``fit`` reads as the sequence it runs: batch, forward, loss, backward, clip, step,
+schedule, log, evaluate, checkpoint. Every task runs it (``train_classifier`` here,
+token tagging in ``tokens``, masked and causal language modelling in ``pretraining``);
+a task only supplies the loss of a batch of row indices. What makes it fast on a CPU is what it does *not* do:
 
 - it tokenises every text once, up front, and pads each batch only to its own longest
   text (dynamic padding), so a batch of short questions costs short-question time;
@@ -15,8 +17,8 @@ Everything random (head initialisation, dropout, sampling, batch order) follows
 ``config.seed``. Threads are the caller's business (``torch.set_num_threads``), set once
 at the entry point from ``settings.torch_threads``.
 
-Scale-out (Ray Train, issue 5) wraps this same loop; resume and pre-training extend it
-through ``TrainResult`` and the hooks rather than a second loop.
+Scale-out (Ray Train, issue 5) wraps this same loop; resume, early stopping and NaN
+guards come with it for every task.
 """
 
 from __future__ import annotations
@@ -212,41 +214,43 @@ def tokenize_once(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_
     return [list(ids) for ids in encoded["input_ids"]]
 
 
-def build_optimizer(model: TextClassifier, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (or SGD with momentum, ``config.optimizer``) with four groups: encoder weights (decayed), encoder biases and norms (not
-    decayed), and the head at ``learning_rate * head_lr_multiplier``.
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or SGD with momentum, ``config.optimizer``) with four groups: body weights
+    (decayed), body biases and norms (not decayed), and the head's weights and biases at
+    ``learning_rate * head_lr_multiplier``.
 
-    The fresh head starts from noise while the encoder is already good; a faster head
-    lets the encoder move gently (on BANKING77 at 1e-4: 79% → 90% test accuracy).
+    The head is every parameter under a ``head`` module (the classifier's and the
+    tagger's linear layer); a language model has none, so all of it learns at
+    ``learning_rate``. The fresh head starts from noise while the encoder is already
+    good; a faster head lets the encoder move gently (on BANKING77 at 1e-4: 79% → 90%
+    test accuracy).
     """
-    decay, no_decay = [], []
-    for name, param in model.encoder.named_parameters():
-        if param.requires_grad:
-            (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(param)
     head_lr = config.learning_rate * config.head_lr_multiplier
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay, "lr": config.learning_rate},
-        {"params": no_decay, "weight_decay": 0.0, "lr": config.learning_rate},
-        {"params": [model.head.weight], "weight_decay": config.weight_decay, "lr": head_lr},
-        {"params": [model.head.bias], "weight_decay": 0.0, "lr": head_lr},
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {(h, d): [] for h in (False, True) for d in (True, False)}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups[(name.startswith("head."), not name.endswith(NO_DECAY_SUFFIXES))].append(param)
+    param_groups = [
+        {"params": params, "weight_decay": config.weight_decay if decayed else 0.0,
+         "lr": head_lr if is_head else config.learning_rate}
+        for (is_head, decayed), params in groups.items() if params
     ]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum, foreach=True)
+        return torch.optim.SGD(param_groups, lr=config.learning_rate, momentum=config.momentum, foreach=True)
     try:
         # One fused kernel over all parameters: the fastest CPU path in recent PyTorch.
-        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
+        return torch.optim.AdamW(param_groups, lr=config.learning_rate, fused=True)
     except (RuntimeError, TypeError):  # pragma: no cover - builds without the fused CPU kernel
-        return torch.optim.AdamW(groups, lr=config.learning_rate, foreach=True)
+        return torch.optim.AdamW(param_groups, lr=config.learning_rate, foreach=True)
 
 
 # --- the loop ---------------------------------------------------------------------------
 
 
-def train_classifier(
-    model: TextClassifier,
-    tokenizer: PreTrainedTokenizerBase,
-    train_texts: Sequence[str],
-    train_labels: Sequence[int],
+def fit(
+    model: nn.Module,
+    lengths: Sequence[int],
+    batch_loss: Callable[[list[int]], torch.Tensor],
     config: TrainConfig,
     *,
     on_step: Callable[[StepReport], None] | None = None,
@@ -255,13 +259,13 @@ def train_classifier(
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Fine-tune ``model`` in place on texts and their label ids.
+    """Train ``model`` in place: the one loop every task runs (classification, tagging,
+    masked and causal language modelling); only ``batch_loss`` differs.
 
     Args:
-        model: a classifier whose head has ``len(model.meta.labels)`` outputs.
-        tokenizer: the encoder's tokenizer.
-        train_texts: training texts (``config.limit_train`` samples them).
-        train_labels: label id of each text, in ``range(len(model.meta.labels))``.
+        model: the module whose parameters are optimised (``build_optimizer``).
+        lengths: token count of each training row (for length-grouped batches).
+        batch_loss: the mean loss of the rows at the given indices (a forward pass).
         config: the run's hyper-parameters.
         on_step: called with a ``StepReport`` every ``config.log_every_steps`` steps and
             after the last step.
@@ -279,33 +283,15 @@ def train_classifier(
         Steps, samples, time, speed and losses of the run.
 
     Raises:
-        InvalidInput: no texts, lengths differ, a label id is out of range, or the loss
-            stopped being a finite number (the last checkpoint is the last good state).
+        InvalidInput: the loss or the weights stopped being finite numbers (the last
+            checkpoint is the last good state).
     """
-    if len(train_texts) != len(train_labels):
-        raise InvalidInput(f"{len(train_texts)} texts but {len(train_labels)} labels were given for training.")
-    if not train_texts:
-        raise InvalidInput("There are no training rows.", hint="Check the dataset version's train split.")
-    n_labels = len(model.meta.labels)
-    bad = [y for y in train_labels if not 0 <= y < n_labels]
-    if bad:
-        raise InvalidInput(f"Label id {bad[0]} is out of range for {n_labels} labels.")
-
-    seed_everything(config.seed)
-    keep = sample_indices(len(train_texts), config.limit_train, config.seed)
-    token_ids = tokenize_once(tokenizer, [train_texts[i] for i in keep], config.max_length)
-    labels = torch.as_tensor([train_labels[i] for i in keep], dtype=torch.long)
-    lengths = [len(ids) for ids in token_ids]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    total_steps = config.total_steps(len(keep))
+    total_steps = config.total_steps(len(lengths))
     warmup_steps = math.floor(config.warmup_ratio * total_steps)
     optimizer = build_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(config.schedule, s, total_steps, warmup_steps)
     )
-    weights = class_weight_vector(labels.tolist(), model.meta.labels, config.class_weights)
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
     accumulate = config.gradient_accumulation_steps
 
     step, samples, epoch, next_batch = 0, 0, 0, 0
@@ -353,11 +339,8 @@ def train_classifier(
                 stop_reason = "cancelled"
                 break
             batch = batches[next_batch]
-            # batch: pad to this batch's longest text only
-            input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)  # (b, t)
-            # forward
-            logits = model(input_ids, attention_mask)  # (b, n_labels)
-            loss = loss_fn(logits, labels[batch])
+            # forward: the task's loss over this batch (padded to its own longest row)
+            loss = batch_loss(batch)
             value = loss.item()
             if not math.isfinite(value):
                 raise InvalidInput(
@@ -431,6 +414,56 @@ def train_classifier(
         losses=losses, stopped_early=stop_reason is not None, stop_reason=stop_reason,
         resumed_from_step=int(resume["step"]) if resume is not None else None,
     )
+
+
+def train_classifier(
+    model: TextClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    config: TrainConfig,
+    **hooks: Any,
+) -> TrainResult:
+    """Fine-tune a sequence classifier in place on texts and their label ids.
+
+    Args:
+        model: a classifier whose head has ``len(model.meta.labels)`` outputs.
+        tokenizer: the encoder's tokenizer.
+        train_texts: training texts (``config.limit_train`` samples them).
+        train_labels: label id of each text, in ``range(len(model.meta.labels))``.
+        config: the run's hyper-parameters.
+        **hooks: ``on_step``, ``should_stop``, ``on_eval``, ``on_checkpoint``, ``resume``
+            (see ``fit``).
+
+    Returns:
+        Steps, samples, time, speed and losses of the run.
+
+    Raises:
+        InvalidInput: no texts, lengths differ, a label id is out of range, or the loss
+            stopped being a finite number (the last checkpoint is the last good state).
+    """
+    if len(train_texts) != len(train_labels):
+        raise InvalidInput(f"{len(train_texts)} texts but {len(train_labels)} labels were given for training.")
+    if not train_texts:
+        raise InvalidInput("There are no training rows.", hint="Check the dataset version's train split.")
+    n_labels = len(model.meta.labels)
+    bad = [y for y in train_labels if not 0 <= y < n_labels]
+    if bad:
+        raise InvalidInput(f"Label id {bad[0]} is out of range for {n_labels} labels.")
+
+    seed_everything(config.seed)
+    keep = sample_indices(len(train_texts), config.limit_train, config.seed)
+    token_ids = tokenize_once(tokenizer, [train_texts[i] for i in keep], config.max_length)
+    labels = torch.as_tensor([train_labels[i] for i in keep], dtype=torch.long)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    weights = class_weight_vector(labels.tolist(), model.meta.labels, config.class_weights)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+
+    def batch_loss(batch: list[int]) -> torch.Tensor:
+        input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)  # (b, t)
+        return loss_fn(model(input_ids, attention_mask), labels[batch])  # logits (b, n_labels)
+
+    return fit(model, [len(ids) for ids in token_ids], batch_loss, config, **hooks)
 
 
 def predict_labels(

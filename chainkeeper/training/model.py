@@ -33,6 +33,9 @@ class ClassifierMeta:
     pooling: str = "mean"
     max_length: int = 64
     task: str = "sequence-classification"
+    # Several labels per text: independent sigmoids, each predicted above ``threshold``.
+    multi_label: bool = False
+    threshold: float = 0.5
 
 
 def _quiet_transformers() -> None:
@@ -45,6 +48,11 @@ def _quiet_transformers() -> None:
 
 
 class TextClassifier(nn.Module):
+    """An encoder, pooling and a linear head: logits of shape (b, k) per text."""
+
+    # What ``ClassifierMeta.task`` says for this kind of model; ``load`` refuses others.
+    TASK = "sequence-classification"
+
     def __init__(self, encoder: nn.Module, meta: ClassifierMeta, dropout: float = 0.1) -> None:
         super().__init__()
         if meta.pooling not in ("mean", "cls"):
@@ -120,6 +128,10 @@ class TextClassifier(nn.Module):
         if not (folder / META_FILE).is_file():
             raise InvalidInput(f"{folder} holds no Chainkeeper classifier ({META_FILE} missing).")
         meta = ClassifierMeta(**json.loads((folder / META_FILE).read_text(encoding="utf-8")))
+        if meta.task != cls.TASK:
+            raise InvalidInput(f"{folder} holds a {meta.task} model, not a {cls.TASK} one.",
+                               hint="Load it with the model class of its task (training.tokens.TokenTagger "
+                                    "for token classification).")
         encoder = AutoModel.from_pretrained(folder, local_files_only=True, add_pooling_layer=False)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = cls(encoder, meta)
@@ -129,7 +141,8 @@ class TextClassifier(nn.Module):
 
     @torch.inference_mode()
     def predict_proba(self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *, batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities of shape (len(texts), num_labels), in the input order.
+        """Class probabilities of shape (len(texts), num_labels), in the input order
+        (softmax over the labels; one sigmoid per label when ``meta.multi_label``).
 
         Texts are sorted by length before batching so each batch pads to its own longest
         text, not the corpus's (dynamic padding); the order is restored at the end.
@@ -142,6 +155,6 @@ class TextClassifier(nn.Module):
             idx = order[start:start + batch_size]
             enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                             max_length=self.meta.max_length, return_tensors="pt")
-            logits = self(enc["input_ids"], enc["attention_mask"])
-            out[idx] = torch.softmax(logits.float(), dim=-1)
+            logits = self(enc["input_ids"], enc["attention_mask"]).float()
+            out[idx] = torch.sigmoid(logits) if self.meta.multi_label else torch.softmax(logits, dim=-1)
         return out

@@ -113,6 +113,32 @@ def reliability_svg(calibration: Mapping[str, Any], *, size: int = 260) -> str:
     return "".join(parts)
 
 
+def _entity_section(split: str, m: Mapping[str, Any]) -> str:
+    """Token classification: entity-level scores (seqeval) per type, then the token-level report."""
+    rows = "".join(f"<tr><td>{_e(kind)}</td><td>{_num(v.get('precision'))}</td><td>{_num(v.get('recall'))}</td>"
+                   f"<td>{_num(v.get('f1-score'))}</td><td>{_e(int(v.get('support', 0)))}</td></tr>"
+                   for kind, v in (m.get("per_type") or {}).items())
+    return (f"<h2>{split} split ({_e(m.get('sentences'))} sentences)</h2><h3>Entity level (seqeval, IOB2)</h3>"
+            "<table><tr><th>entity type</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+            f"{rows}<tr><th>micro avg</th><th>{_num(m.get('precision'))}</th><th>{_num(m.get('recall'))}</th>"
+            f"<th>{_num(m.get('f1'))}</th><th></th></tr></table>"
+            f"<h3>Token level</h3><pre>{_e(format_report(m['token'], digits=4))}</pre>")
+
+
+def reproducibility_table(record: Mapping[str, Any]) -> str:
+    """The run's reproducibility record as a two-column table (empty when none)."""
+    if not record:
+        return ""
+    flat: list[tuple[str, Any]] = []
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            flat.extend((f"{key}.{k}", v) for k, v in value.items())
+        else:
+            flat.append((key, value))
+    return ("<h2>Reproducibility</h2><table><tr><th>item</th><th>value</th></tr>"
+            + "".join(f"<tr><td>{_e(k)}</td><td><code>{_e(v)}</code></td></tr>" for k, v in flat) + "</table>")
+
+
 def render_report_html(run: Mapping[str, Any]) -> str:
     """The evaluation report of one run as a self-contained HTML page.
 
@@ -141,10 +167,21 @@ def render_report_html(run: Mapping[str, Any]) -> str:
     out.append(line_plot_svg(train.get("loss_curve") or [], title="training loss by step"))
     dev_curve = train.get("dev_curve") or []
     if dev_curve:
-        out.append(line_plot_svg([(p["step"], p["macro_f1"]) for p in dev_curve], title="dev macro-F1 by step"))
+        key = next((k for k in ("f1", "macro_f1", "loss") if k in dev_curve[0]), None)
+        if key is not None:
+            out.append(line_plot_svg([(p["step"], p[key]) for p in dev_curve], title=f"dev {key} by step"))
     for split in ("dev", "test"):
         m = metrics.get(split)
         if not m:
+            continue
+        if "token" in m:
+            out.append(_entity_section(split, m))
+            continue
+        if "perplexity" in m:
+            out.append(f"<h2>{split} split ({_e(m.get('texts'))} texts)</h2><table><tr><th>metric</th>"
+                       f"<th>value</th></tr><tr><td>loss</td><td>{_num(m.get('loss'))}</td></tr><tr><td>perplexity"
+                       f"</td><td>{_num(m.get('perplexity'), 2)}</td></tr><tr><td>tokens scored</td>"
+                       f"<td>{_e(m.get('tokens'))}</td></tr></table>")
             continue
         out.append(f"<h2>{split} split ({_e(m.get('support'))} rows)</h2>")
         out.append("<table><tr><th>metric</th><th>value</th></tr>" + "".join(
@@ -162,6 +199,7 @@ def render_report_html(run: Mapping[str, Any]) -> str:
                        "<th>macro-F1</th></tr>" + "".join(
                            f"<tr><td>{_e(g)}</td><td>{v['support']}</td><td>{_num(v['accuracy'])}</td>"
                            f"<td>{_num(v['macro_f1'])}</td></tr>" for g, v in groups.items()) + "</table>")
+    out.append(reproducibility_table(run.get("reproducibility") or {}))
     out.append("<h2>Config</h2><table><tr><th>key</th><th>value</th></tr>" + "".join(
         f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted((run.get("config") or {}).items()))
         + "</table></body></html>")

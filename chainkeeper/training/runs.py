@@ -33,6 +33,15 @@ if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
 TASK_SEQUENCE_CLASSIFICATION = "sequence-classification"
+TASK_TOKEN_CLASSIFICATION = "token-classification"
+TASK_MASKED_LM = "masked-lm"
+TASK_CAUSAL_LM = "causal-lm"
+LANGUAGE_MODEL_TASKS = frozenset({TASK_MASKED_LM, TASK_CAUSAL_LM})
+# What a dataset version's kind (``DatasetVersion.task``) trains when the config says "auto".
+TASK_OF_DATA = {"text_classification": TASK_SEQUENCE_CLASSIFICATION,
+                "token_classification": TASK_TOKEN_CLASSIFICATION, "unlabelled": TASK_MASKED_LM}
+# Recorded as the base model of a run that pre-trains a new model from scratch.
+FROM_SCRATCH = "(from scratch)"
 JOB_KIND = "train"
 
 
@@ -63,6 +72,8 @@ class Run:
     created_by: str
     created_at: datetime
     finished_at: datetime | None
+    # Seed, library and code versions, data and config hashes (see ``reproducibility``).
+    reproducibility: dict[str, Any]
 
     @property
     def finished(self) -> bool:
@@ -79,7 +90,7 @@ def _to_run(row: SqlRun) -> Run:
         id=row.id, task=row.task, dataset_version_id=row.dataset_version_id, base_model=row.base_model,
         config=dict(row.config or {}), state=RunState(row.state), metrics=dict(row.metrics or {}),
         model_artifact=row.model_artifact, job_id=row.job_id, created_by=row.created_by,
-        created_at=row.created_at, finished_at=row.finished_at,
+        created_at=row.created_at, finished_at=row.finished_at, reproducibility=dict(row.reproducibility or {}),
     )
 
 
@@ -157,10 +168,86 @@ def check_base_model(base: Path, config: TrainConfig) -> None:
         )
 
 
+def resolve_task(config: TrainConfig, data_task: str, base: Path | None) -> str:
+    """The task a run trains: the config's, or (``auto``) the one the data is for.
+
+    Args:
+        config: the run's config (``task`` and ``from_scratch``).
+        data_task: the dataset version's kind (``DatasetVersion.task``).
+        base: the base model folder (a decoder makes unlabelled data causal-LM).
+
+    Raises:
+        InvalidInput: the task cannot be trained on this kind of data (e.g. token
+            classification on a text-classification version).
+    """
+    task = config.task
+    if task == "auto":
+        task = TASK_OF_DATA.get(str(data_task), TASK_SEQUENCE_CLASSIFICATION)
+        if task == TASK_MASKED_LM and config.from_scratch is None and base is not None:
+            from chainkeeper.training.pretraining import is_decoder_folder
+
+            task = TASK_CAUSAL_LM if is_decoder_folder(base) else TASK_MASKED_LM
+        elif task == TASK_MASKED_LM and config.from_scratch is not None and config.from_scratch.tokenizer == "bpe":
+            task = TASK_CAUSAL_LM
+    needs = {TASK_SEQUENCE_CLASSIFICATION: "text_classification", TASK_TOKEN_CLASSIFICATION: "token_classification"}
+    if task in needs and str(data_task) != needs[task]:
+        raise InvalidInput(
+            f"task={task!r} needs a {needs[task]} dataset version, and this one is {data_task}.",
+            hint="Leave task at 'auto' to train what the data is for, or pick a version of the right kind.")
+    if config.from_scratch is not None and task not in LANGUAGE_MODEL_TASKS:
+        raise InvalidInput(f"from_scratch pre-trains a language model, but the data is for {task}.",
+                           hint="Pre-train on an unlabelled version (or set task to masked-lm), then fine-tune.")
+    return task
+
+
+def check_taggable(ctx: Context, dataset_version_id: int) -> list[str]:
+    """Check a token-classification version can train a tagger; return its tag set.
+
+    Raises:
+        NotFound: no such dataset version.
+        InvalidInput: no tagged sentences in the train split, or a single tag among them.
+    """
+    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
+
+    version = get_dataset_version(ctx.db, dataset_version_id)
+    train = read_dataset_rows(ctx, dataset_version_id, "train")
+    name = f"dataset version {version.name} v{version.version} (id {version.id})"
+    tags = {t for row in (train.column("tags").to_pylist() if "tags" in train.column_names else []) for t in row or []}
+    if not tags:
+        raise InvalidInput(f"The {name} has no tagged sentences in its train split.",
+                           hint="Create a version from a CoNLL source with a train split before training.")
+    if len(tags) < 2:
+        raise InvalidInput(f"The train split of the {name} uses a single tag ({next(iter(tags))!r}); "
+                           "a tagger needs at least two.", hint="Tag some entities and create a new dataset version.")
+    return sorted(set(version.labels) | tags)
+
+
+def check_corpus(ctx: Context, dataset_version_id: int) -> int:
+    """Check a version has text to pre-train on; return how many train texts it has.
+
+    Raises:
+        NotFound: no such dataset version.
+        InvalidInput: the train split has no non-empty text.
+    """
+    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
+
+    version = get_dataset_version(ctx.db, dataset_version_id)
+    texts = [t for t in read_dataset_rows(ctx, dataset_version_id, "train").column("text").to_pylist() if t and t.strip()]
+    if not texts:
+        raise InvalidInput(f"The train split of dataset version {version.name} v{version.version} "
+                           f"(id {version.id}) has no text to pre-train on.",
+                           hint="Create a version with train rows before pre-training.")
+    return len(texts)
+
+
 def start_training_run(
     ctx: Context, *, dataset_version_id: int, config: TrainConfig, actor: Actor, base_model: Path | None = None,
 ) -> Run:
-    """Record a fine-tuning run and queue the job that performs it.
+    """Record a training run and queue the job that performs it.
+
+    The task follows the dataset version (``resolve_task``): a text-classification
+    version fine-tunes a classifier, a token-classification one a tagger, an unlabelled
+    one pre-trains a language model (from the base, or ``config.from_scratch``).
 
     Args:
         dataset_version_id: the dataset version to train on (its train split; dev and
@@ -168,7 +255,7 @@ def start_training_run(
         config: the hyper-parameters, stored with the run.
         actor: who starts it; becomes ``created_by``.
         base_model: a local Hugging Face model folder; default the configured base
-            (``settings.resolved_base_model``).
+            (``settings.resolved_base_model``). Unused when ``config.from_scratch``.
 
     Returns:
         The run, ``queued``, with its ``job_id``.
@@ -176,24 +263,38 @@ def start_training_run(
     Raises:
         NotFound: no such dataset version.
         InvalidInput: the base model folder is not a model or has no tokenizer,
-            ``max_length`` exceeds its positions (see ``check_base_model``), or the data
-            cannot train a classifier (see ``check_trainable``). Nothing is stored then.
+            ``max_length`` exceeds its positions (see ``check_base_model``), the task
+            does not fit the data, or the data cannot train it (``check_trainable``,
+            ``check_taggable``, ``check_corpus``). Nothing is stored then.
     """
-    base = Path(base_model) if base_model is not None else ctx.settings.resolved_base_model
-    check_base_model(base, config)
-    labels = check_trainable(ctx, dataset_version_id)
+    from chainkeeper.data.versions import get_dataset_version
+
+    version = get_dataset_version(ctx.db, dataset_version_id)
+    base: Path | None = None
+    if config.from_scratch is None:
+        base = Path(base_model) if base_model is not None else ctx.settings.resolved_base_model
+        check_base_model(base, config)
+    task = resolve_task(config, version.task, base)
+    if task == TASK_SEQUENCE_CLASSIFICATION:
+        labels = check_trainable(ctx, dataset_version_id)
+    elif task == TASK_TOKEN_CLASSIFICATION:
+        labels = check_taggable(ctx, dataset_version_id)
+    else:
+        check_corpus(ctx, dataset_version_id)
+        labels = []
+    base_name = str(base) if base is not None else FROM_SCRATCH
     with ctx.db.session() as s:
         row = SqlRun(
-            task=TASK_SEQUENCE_CLASSIFICATION, dataset_version_id=dataset_version_id, base_model=str(base),
+            task=task, dataset_version_id=dataset_version_id, base_model=base_name,
             config=config.model_dump(mode="json"), state=RunState.QUEUED, metrics={}, created_by=actor.name,
-            created_at=utcnow(),
+            created_at=utcnow(), reproducibility={},
         )
         s.add(row)
         s.flush()
         run_id = row.id
         append_entry(s, actor, "run.create", "run", run_id,
-                     after={"dataset_version_id": dataset_version_id, "base_model": str(base), "config": row.config},
-                     details={"labels": len(labels), "task": TASK_SEQUENCE_CLASSIFICATION})
+                     after={"dataset_version_id": dataset_version_id, "base_model": base_name, "config": row.config},
+                     details={"labels": len(labels), "task": task})
     try:
         job = submit_job(ctx.db, JOB_KIND, {"run_id": run_id}, actor=actor.name,
                          max_attempts=ctx.settings.job_max_attempts)
@@ -263,6 +364,15 @@ def _set_state(db: Database, run_id: int, state: RunState, *, finished: bool = F
                      before=before, after={"state": state, "model_artifact": row.model_artifact},
                      details={"job_id": row.job_id})
         return _to_run(row)
+
+
+def record_reproducibility(db: Database, run_id: int, record: dict[str, Any]) -> None:
+    """Store the run's reproducibility record (written by the job before it trains)."""
+    with db.session() as s:
+        row = s.get(SqlRun, run_id)
+        if row is None:
+            raise _not_found(run_id)
+        row.reproducibility = dict(record)
 
 
 def mark_run_running(db: Database, run_id: int) -> Run:

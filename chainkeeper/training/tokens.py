@@ -6,34 +6,27 @@ word pieces; only the *first* piece of each word carries the word's tag, the oth
 the CoNLL evaluations. Scores are entity-level (seqeval: an entity counts only when its
 type and both boundaries are right) alongside the token-level report.
 
-The loop reuses the sequence classifier's pieces (length-grouped batches, dynamic
-padding, optimiser groups, schedules); only the loss changes shape, (b, t, k).
+Training runs the one loop (``loop.fit``: length-grouped batches, dynamic padding,
+optimiser groups, schedules, checkpoints, early stopping); only the loss changes shape,
+(b, t, k).
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.training.config import TrainConfig
 from chainkeeper.training.evaluation import classification_metrics
-from chainkeeper.training.loop import (
-    StepReport,
-    TrainResult,
-    build_optimizer,
-    length_grouped_batches,
-    lr_multiplier,
-    pad_batch,
-    seed_everything,
-)
+from chainkeeper.training.loop import TrainResult, fit, pad_batch, sample_indices, seed_everything
+from chainkeeper.training.model import ClassifierMeta, TextClassifier
 
 IGNORE = -100  # CrossEntropyLoss's ignore_index: continuation pieces and special tokens
 
@@ -98,39 +91,49 @@ def encode_sentences(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Seq
     return out
 
 
-class TokenTagger(nn.Module):
-    """An encoder with a linear layer over every token: logits of shape (b, t, k)."""
+class TokenTagger(TextClassifier):
+    """An encoder with a linear layer over every token: logits of shape (b, t, k).
 
-    def __init__(self, encoder: nn.Module, labels: Sequence[str], dropout: float = 0.1) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.labels = list(labels)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, len(labels))
+    It saves and loads as the classifier does (one folder, ``chainkeeper.json`` says
+    ``task: token-classification``), so the artefact store, the registry and lineage
+    treat both alike.
+    """
+
+    TASK = "token-classification"
+
+    @property
+    def labels(self) -> list[str]:
+        """The tag set, in output order."""
+        return self.meta.labels
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (b, t, h)
         return self.head(self.dropout(hidden))  # (b, t, k)
 
     @classmethod
-    def from_base(cls, base_dir: Path, labels: Sequence[str], *, dropout: float = 0.1,
-                  head_dropout: float | None = None) -> tuple[TokenTagger, PreTrainedTokenizerBase]:
-        """A fresh tagger on a local encoder folder, with a newly initialised head."""
-        config = AutoConfig.from_pretrained(base_dir, local_files_only=True)
-        if hasattr(config, "hidden_dropout_prob"):
-            config.hidden_dropout_prob = dropout
-        encoder = AutoModel.from_pretrained(base_dir, config=config, local_files_only=True, add_pooling_layer=False)
-        tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
-        model = cls(encoder, labels, dropout=dropout if head_dropout is None else head_dropout)
-        nn.init.normal_(model.head.weight, std=0.02)
-        nn.init.zeros_(model.head.bias)
-        return model, tokenizer
+    def from_base(cls, base_dir: Path, labels: Sequence[str] | ClassifierMeta,  # type: ignore[override]
+                  *, dropout: float = 0.1, attention_dropout: float | None = None, head_dropout: float | None = None,
+                  max_length: int = 128) -> tuple[TokenTagger, PreTrainedTokenizerBase]:
+        """A fresh tagger on a local encoder folder, with a newly initialised head.
+
+        Args:
+            labels: the tag set (or a full ``ClassifierMeta``).
+            max_length: pieces kept per sentence, recorded with the model.
+        """
+        meta = labels if isinstance(labels, ClassifierMeta) else ClassifierMeta(
+            labels=list(labels), max_length=max_length, task=cls.TASK)
+        model, tokenizer = super().from_base(base_dir, replace(meta, task=cls.TASK), dropout=dropout,
+                                             attention_dropout=attention_dropout, head_dropout=head_dropout)
+        return model, tokenizer  # type: ignore[return-value]
+
+    def predict_proba(self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *,
+                      batch_size: int = 64) -> torch.Tensor:
+        raise InvalidInput("A token tagger scores words, not texts.", hint="Use training.tokens.predict_tags.")
 
 
 def train_token_tagger(
     model: TokenTagger, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]],
-    tags: Sequence[Sequence[str]], config: TrainConfig, *,
-    on_step: Callable[[StepReport], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    tags: Sequence[Sequence[str]], config: TrainConfig, **hooks: Any,
 ) -> TrainResult:
     """Fine-tune ``model`` in place on tagged sentences.
 
@@ -138,8 +141,8 @@ def train_token_tagger(
         sentences: the words of each sentence.
         tags: the tag of each word, from ``model.labels``.
         config: batch size, learning rate, schedule, steps… (as for classification).
-        on_step: called with a ``StepReport`` every ``config.log_every_steps`` steps.
-        should_stop: checked between steps; True ends the loop (cancel).
+        **hooks: ``on_step``, ``should_stop``, ``on_eval``, ``on_checkpoint``, ``resume``
+            (see ``loop.fit``).
 
     Raises:
         InvalidInput: no sentences, a tag outside ``model.labels``, or a non-finite loss.
@@ -152,60 +155,19 @@ def train_token_tagger(
         raise InvalidInput(f"Tag(s) {', '.join(map(repr, unknown[:5]))} are not in the tag set "
                            f"({', '.join(model.labels)}).", hint="Add them to 'labels' or fix the data.")
     seed_everything(config.seed)
-    encoded = encode_sentences(tokenizer, sentences, [[index[t] for t in row] for row in tags], config.max_length)
-    lengths = [len(ids) for ids, _ in encoded]
+    keep = sample_indices(len(sentences), config.limit_train, config.seed)
+    encoded = encode_sentences(tokenizer, [sentences[i] for i in keep],
+                               [[index[t] for t in tags[i]] for i in keep], config.max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    total_steps = config.total_steps(len(encoded))
-    warmup = math.floor(config.warmup_ratio * total_steps)
-    optimizer = build_optimizer(model, config)  # type: ignore[arg-type]  # same encoder/head layout
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(config.schedule, s, total_steps,
-                                                                                      warmup))
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
-    model.train()
-    step, samples, epoch, stopped = 0, 0, 0, False
-    losses: list[tuple[int, float]] = []
-    window, window_steps, window_samples = 0.0, 0, 0
-    started = window_started = time.perf_counter()
-    while step < total_steps and not stopped:
-        for batch in length_grouped_batches(lengths, config.batch_size, config.seed + epoch):
-            if step >= total_steps:
-                break
-            if should_stop is not None and should_stop():
-                stopped = True
-                break
-            input_ids, mask = pad_batch([encoded[i][0] for i in batch], pad_id)  # (b, t)
-            targets, _ = pad_batch([encoded[i][1] for i in batch], IGNORE)  # (b, t), padding ignored
-            logits = model(input_ids, mask)  # (b, t, k)
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-            value = loss.item()
-            if not math.isfinite(value):
-                raise InvalidInput(f"The training loss became {value} at step {step + 1}; training stopped.",
-                                   hint="Lower learning_rate or keep max_grad_norm set.")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            samples += len(batch)
-            window += value
-            window_steps += 1
-            window_samples += len(batch)
-            if step % config.log_every_steps == 0 or step == total_steps:
-                now = time.perf_counter()
-                losses.append((step, window / window_steps))
-                if on_step is not None:
-                    on_step(StepReport(step=step, total_steps=total_steps, epoch=epoch, loss=window / window_steps,
-                                       learning_rate=optimizer.param_groups[0]["lr"],
-                                       samples_per_s=window_samples / max(now - window_started, 1e-9),
-                                       elapsed_s=now - started))
-                window, window_steps, window_samples, window_started = 0.0, 0, 0, time.perf_counter()
-        epoch += 1
-    model.eval()
-    seconds = time.perf_counter() - started
-    return TrainResult(steps=step, samples=samples, seconds=seconds, samples_per_s=samples / max(seconds, 1e-9),
-                       final_loss=losses[-1][1] if losses else float("nan"), losses=losses,
-                       stopped_early=stopped, stop_reason="cancelled" if stopped else None)
+
+    def batch_loss(batch: list[int]) -> torch.Tensor:
+        input_ids, mask = pad_batch([encoded[i][0] for i in batch], pad_id)  # (b, t)
+        targets, _ = pad_batch([encoded[i][1] for i in batch], IGNORE)  # (b, t), padding ignored
+        logits = model(input_ids, mask)  # (b, t, k)
+        return loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    return fit(model, [len(ids) for ids, _ in encoded], batch_loss, config, **hooks)
 
 
 @torch.inference_mode()

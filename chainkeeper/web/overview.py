@@ -39,8 +39,7 @@ class StageCard:
     """One link of the chain as the overview shows it.
 
     ``role`` owns the stage (R in DESIGN.md's table); ``approver`` signs its hand-off
-    (A) when that is someone else. ``built`` is False for a stage this release does not
-    have yet (shown as "coming").
+    (A) when that is someone else.
     """
 
     key: str
@@ -50,12 +49,11 @@ class StageCard:
     approver: str = ""
     counts: tuple[StageCount, ...] = ()
     note: str = ""
-    built: bool = True
 
     @property
     def empty(self) -> bool:
-        """A built stage that holds nothing yet."""
-        return self.built and all(c.value == 0 for c in self.counts)
+        """A stage that holds nothing yet."""
+        return all(c.value == 0 for c in self.counts)
 
 
 @dataclass(frozen=True)
@@ -101,14 +99,14 @@ def chain_overview(ctx: Context, *, job_limit: int = 10) -> ChainOverview:
 
     Returns:
         The stage cards in chain order, the jobs panel, and whether the chain is empty
-        (nothing in any built stage), in which case the page shows a getting-started hint.
+        (nothing in any stage), in which case the page shows a getting-started hint.
 
     Raises:
         StoreError: the metadata store cannot be read.
     """
     stages = (
         _collect_card(ctx),
-        _annotate_card(),
+        _annotate_card(ctx),
         _train_card(ctx),
         _release_card(ctx),
         _deploy_card(ctx),
@@ -116,7 +114,7 @@ def chain_overview(ctx: Context, *, job_limit: int = 10) -> ChainOverview:
         _audit_card(ctx),
     )
     panel = jobs_panel(ctx, limit=job_limit)
-    empty = all(card.empty or not card.built for card in stages) and panel.total == 0
+    empty = all(card.empty for card in stages) and panel.total == 0
     return ChainOverview(stages=stages, jobs=panel, empty=empty)
 
 
@@ -168,11 +166,17 @@ def _collect_card(ctx: Context) -> StageCard:
     )
 
 
-def _annotate_card() -> StageCard:
+def _annotate_card(ctx: Context) -> StageCard:
+    from chainkeeper.annotation.projects import ProjectState, list_projects
+
+    projects = list_projects(ctx.db)
+    open_projects = [p for p in projects if p.state == ProjectState.OPEN]
     return StageCard(
         key="annotate", title="Annotate", role=BuiltinRole.ANNOTATOR,
         what="Label rows and spans, measure agreement, adjudicate.",
-        approver=BuiltinRole.DATA_STEWARD, built=False,
+        approver=BuiltinRole.DATA_STEWARD,
+        counts=(StageCount("projects", len(projects)), StageCount("open", len(open_projects))),
+        note="labelling: " + ", ".join(p.name for p in open_projects[:3]) if open_projects else "",
     )
 
 

@@ -50,5 +50,6 @@ def latest_report(request: Request) -> Response:
     versions = list_dataset_versions(_ctx(request).db, limit=1)
     if not versions:
         return error_page(request, NotFound("There are no dataset versions yet.",
-                                            hint="Import a file and create a version: chainkeeper data version ..."))
+                                            hint="Import a file and create a version: chainkeeper data import PATH, then "
+                                            "chainkeeper data create NAME --source ID."))
     return RedirectResponse(f"/datasets/{versions[0].id}/report", status_code=303)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -10,9 +11,11 @@ from fastapi.testclient import TestClient
 from chainkeeper.api.app import create_app
 from chainkeeper.api.routers import data as data_router
 from chainkeeper.core.context import Context
+from chainkeeper.core.worker import Worker
 from chainkeeper.data.sources import count_sources
 from chainkeeper.governance.users import create_user, issue_token
 from tests.api.test_api import assert_problem
+from tests.data.test_crawler import site  # noqa: F401 (a fixture: a local site with robots.txt and loops)
 
 LABELS = ("card_arrival", "lost_card", "change_pin")
 CSV = ("text,label\n" + "".join(f"message {i} about {LABELS[i % 3]},{LABELS[i % 3]}\n" for i in range(60))
@@ -87,3 +90,95 @@ def test_upload_needs_data_import_and_reading_needs_a_token(ctx: Context) -> Non
     with TestClient(create_app(ctx), raise_server_exceptions=False) as anonymous:
         assert_problem(anonymous.get("/api/sources"), 401)
     assert count_sources(ctx.db) == 0
+
+
+# --- bad input over HTTP: a clear problem or quarantined rows, never a half-written version ---
+
+
+def _artefacts(ctx: Context) -> list[str]:
+    root = ctx.artifacts.root / "sha256"  # type: ignore[attr-defined]
+    return sorted(str(p) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(("name", "content", "form", "message"), [
+    pytest.param("empty.csv", b"", {}, "is empty", id="empty-file"),
+    pytest.param("whitespace.csv", b"  \n\n", {}, "is empty", id="blank-file"),
+    pytest.param("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", {}, "contains NUL bytes", id="binary-as-csv"),
+    pytest.param("a.csv", b"text,label\nhi,x\n", {"label_column": "intent"}, "no column 'intent'",
+                 id="label-column-missing"),
+    pytest.param("ragged.csv", b"text,label\na,b,c\nd,e,f\n", {}, "has no usable rows", id="every-row-ragged"),
+])
+def test_bad_uploads_are_a_problem_with_a_hint_and_leave_nothing_behind(
+        ctx: Context, steward: TestClient, name: str, content: bytes, form: dict[str, str], message: str) -> None:
+    before = _artefacts(ctx)
+
+    body = assert_problem(steward.post("/api/sources", files={"file": (name, content, "text/csv")}, data=form), 422)
+
+    assert message in body["detail"] and body["hint"]
+    assert count_sources(ctx.db) == 0 and _artefacts(ctx) == before
+
+
+def test_ragged_rows_are_quarantined_and_their_reasons_returned(steward: TestClient) -> None:
+    content = b"text,label\nfine row,a\ntoo,many,fields\nshort\nanother fine row,b\n"
+
+    answer = steward.post("/api/sources", files={"file": ("ragged.csv", content, "text/csv")})
+
+    assert answer.status_code == 201, answer.text
+    source = answer.json()
+    assert (source["rows_accepted"], source["rows_quarantined"]) == (2, 2)
+    assert source["options"]["quarantine_reasons"] == {"extra_fields": 1, "missing_fields": 1}
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_crawl_of_an_unreachable_url_fails_its_job_clearly_and_stores_nothing(ctx: Context,
+                                                                               steward: TestClient) -> None:
+    port = _unused_port()
+    assert_problem(steward.post("/api/sources/crawl", json={"url": "ftp://127.0.0.1/"}), 422)
+
+    answer = steward.post("/api/sources/crawl", json={"url": f"http://127.0.0.1:{port}/", "rate_per_s": 100})
+    assert answer.status_code == 202, answer.text
+    Worker(ctx, worker_id="w-test").run_one()
+
+    job = steward.get(f"/api/jobs/{answer.json()['id']}").json()
+    assert job["state"] == "failed" and f"Cannot reach http://127.0.0.1:{port}" in job["error"]
+    assert count_sources(ctx.db) == 0 and _artefacts(ctx) == []
+
+
+def test_crawl_of_a_site_with_loops_stores_each_page_once(ctx: Context, steward: TestClient,
+                                                          site: tuple[str, list[str]]) -> None:  # noqa: F811
+    base, requested = site
+
+    answer = steward.post("/api/sources/crawl", json={"url": base, "max_depth": 3, "rate_per_s": 100})
+    Worker(ctx, worker_id="w-test").run_one()
+
+    job = steward.get(f"/api/jobs/{answer.json()['id']}").json()
+    assert job["state"] == "succeeded", job["error"]
+    source = steward.get(f"/api/sources/{job['result']['source_id']}").json()
+    assert (source["kind"], source["rows_accepted"]) == ("crawl", 5)
+    assert requested.count("/") == 1 and requested.count("/a") == 1
+
+
+def test_versions_are_created_over_http_and_a_bad_request_stores_nothing(ctx: Context, steward: TestClient) -> None:
+    labelled = steward.post("/api/sources", files={"file": ("intents.csv", CSV, "text/csv")}).json()
+    documents = steward.post("/api/sources", files={"file": ("notes.jsonl", b'{"text": "a note"}\n{"text": "b"}\n',
+                                                             "application/json")}, data={"no_label": "true"}).json()
+    before = _artefacts(ctx)
+
+    body = assert_problem(steward.post("/api/datasets", json={"name": "mixed",
+                                                              "source_ids": [labelled["id"], documents["id"]]}), 422)
+    assert "different kinds of rows" in body["detail"] and body["hint"]
+    assert_problem(steward.post("/api/datasets", json={"name": "x", "source_ids": [labelled["id"], 999]}), 404)
+    body = assert_problem(steward.post("/api/datasets", json={"name": "x", "source_ids": [labelled["id"]],
+                                                              "recipe": ["dedup_exact", "no_such_step"]}), 422)
+    assert "no_such_step" in body["detail"]
+    assert steward.get("/api/datasets").json() == [] and _artefacts(ctx) == before
+
+    created = steward.post("/api/datasets", json={"name": "notes", "source_ids": [documents["id"]]})
+    assert created.status_code == 201, created.text
+    assert created.json()["task"] == "unlabelled" and created.json()["stats"]["labels"] == []
+    assert steward.get(f"/api/datasets/{created.json()['id']}").json()["task"] == "unlabelled"

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
+
+import pytest
 
 from tests.cli.conftest import Run
 from tests.cli.test_cli import _admin_token
+from tests.data.test_crawler import site  # noqa: F401 (a fixture: a local site with robots.txt and loops)
 
 LABELS = ("card_arrival", "lost_card", "change_pin")
 
@@ -98,3 +102,121 @@ def test_crawl_queues_a_job_and_refuses_a_bad_url(run: Run) -> None:  # noqa: F8
 
     code, _, err = run("data", "crawl", "ftp://127.0.0.1/", token=steward)
     assert code == 2 and "not an http(s) URL" in err
+
+
+# --- bad input, as a user meets it -------------------------------------------------------
+
+
+def _artefacts(home: Path) -> list[Path]:
+    return sorted(p for p in (home / "artifacts").rglob("*") if p.is_file()) if (home / "artifacts").exists() else []
+
+
+@pytest.mark.parametrize(("name", "content", "args", "message"), [
+    pytest.param("empty.csv", b"", (), "is empty", id="empty-file"),
+    pytest.param("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", (), "contains NUL bytes", id="binary-as-csv"),
+    pytest.param("intents.csv", b"text,intent\nhello,greet\n", (), "has no column 'label'", id="no-label-column"),
+    pytest.param("intents.csv", b"text,label\nhello,greet\n", ("--label-column", "category"),
+                 "has no column 'category'", id="named-label-column-missing"),
+    pytest.param("all-ragged.csv", b"text,label\na,b,c\nd,e,f\n", (), "has no usable rows", id="every-row-ragged"),
+])
+def test_bad_files_are_one_message_and_exit_code_and_leave_nothing_behind(
+        run: Run, tmp_path: Path, home: Path, name: str, content: bytes, args: tuple[str, ...], message: str) -> None:
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    path = tmp_path / name
+    path.write_bytes(content)
+    before = _artefacts(home)
+
+    code, out, err = run("data", "import", str(path), *args, token=steward)
+
+    assert code == 2 and message in err, err
+    assert "→" in err  # and what to do about it
+    assert _artefacts(home) == before
+    code, out, _ = run("data", "sources", token=steward)
+    assert code == 0 and name not in out
+
+
+def test_ragged_rows_are_quarantined_with_their_reasons(run: Run, tmp_path: Path) -> None:
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    path = tmp_path / "ragged.csv"
+    path.write_text("text,label\nfine row,a\ntoo,many,fields\nshort\n,no text\nanother fine row,b\n", encoding="utf-8")
+
+    code, out, err = run("data", "import", str(path), token=steward)
+
+    assert code == 0, err
+    assert "2 rows accepted, 3 quarantined" in out
+    assert "extra_fields 1" in out and "missing_fields 1" in out and "empty_text 1" in out
+
+
+def test_crawl_here_refuses_an_unreachable_url_and_cuts_a_loop(run: Run, home: Path,
+                                                               site: tuple[str, list[str]]) -> None:  # noqa: F811
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    code, _, err = run("data", "crawl", f"http://127.0.0.1:{port}/", "--here", "--rate", "100", token=steward)
+    assert code == 2 and f"Cannot reach http://127.0.0.1:{port}" in err
+    assert _artefacts(home) == []
+
+    base, requested = site
+    code, out, err = run("data", "crawl", base, "--here", "--max-depth", "3", "--rate", "100", token=steward)
+    assert code == 0, err
+    assert "crawled 5 pages" in out and "5 rows accepted" in out
+    assert requested.count("/") == 1 and requested.count("/a") == 1  # links back home were not followed again
+
+
+def test_diff_and_report_of_two_versions(run: Run, tmp_path: Path) -> None:
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    first = _write_csv(tmp_path / "intents.csv", rows=60)
+    more = tmp_path / "more.csv"
+    more.write_text("text,label\n" + "".join(f"extra {i},{LABELS[i % 3]}\n" for i in range(9)), encoding="utf-8")
+    ids = []
+    for path in (first, more):
+        code, out, err = run("data", "import", str(path), token=steward)
+        assert code == 0, err
+        ids.append(re.search(r"source (\d+):", out).group(1))  # type: ignore[union-attr]
+    code, out, _ = run("data", "create", "intents", "--source", ids[0], token=steward)
+    a = re.search(r"\(id (\d+)\)", out).group(1)  # type: ignore[union-attr]
+    code, out, _ = run("data", "create", "intents", "--source", ids[0], "--source", ids[1], token=steward)
+    b = re.search(r"\(id (\d+)\)", out).group(1)  # type: ignore[union-attr]
+
+    code, out, err = run("data", "diff", a, b, token=steward)
+    assert code == 0, err
+    assert f"version {a} (60 rows) -> version {b} (69 rows): 9 added, 0 removed" in out
+    code, out, _ = run("data", "diff", a, b, "--json", token=steward)
+    assert code == 0 and json.loads(out)["counts"]["added"] == 9
+
+    html = tmp_path / "report.html"
+    code, out, err = run("data", "report", b, "--html", str(html), token=steward)
+    assert code == 0, err
+    assert "quality report of intents v2" in out and "69 rows from 69" in out
+    page = html.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>") and page.count("<svg") >= 3 and "<script" not in page
+    code, out, _ = run("data", "report", b, "--json", token=steward)
+    assert code == 0 and json.loads(out)["rows"] == 69
+
+    code, _, err = run("data", "diff", a, "999", token=steward)
+    assert code == 2 and "no dataset version with id 999" in err
+    code, _, err = run("data", "report", "999", token=steward)
+    assert code == 2 and "no dataset version with id 999" in err
+
+
+def test_a_version_that_cannot_be_made_leaves_no_version_and_no_artefact(run: Run, tmp_path: Path,
+                                                                         home: Path) -> None:
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    code, out, _ = run("data", "import", str(_write_csv(tmp_path / "intents.csv")), token=steward)
+    labelled = re.search(r"source (\d+):", out).group(1)  # type: ignore[union-attr]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("An unlabelled document.", encoding="utf-8")
+    code, out, _ = run("data", "import", str(tmp_path / "docs"), token=steward)
+    unlabelled = re.search(r"source (\d+):", out).group(1)  # type: ignore[union-attr]
+    before = _artefacts(home)
+
+    code, _, err = run("data", "create", "mixed", "--source", labelled, "--source", unlabelled, token=steward)
+    assert code == 2 and "different kinds of rows" in err
+    code, _, err = run("data", "create", "mixed", "--source", labelled, "--step", "no_such_step", token=steward)
+    assert code == 2 and "Unknown cleaning step(s): 'no_such_step'" in err
+
+    assert _artefacts(home) == before
+    code, out, _ = run("data", "versions", token=steward)
+    assert code == 0 and "mixed" not in out

@@ -97,3 +97,59 @@ def test_canary_status_rollback_and_keys_from_the_command_line(run: Run, tokens:
     assert code == 2 and "COUNT/UNIT" in err
     code, _, err = run("deploy", "status", "ghost", token=rhea)
     assert code == 2 and "no deployment named 'ghost'" in err
+
+
+def test_export_runs_as_a_job_with_progress_and_shows_each_form(run: Run, tokens: dict[str, str], store: Context,
+                                                                tiny_model_dir: Path, tmp_path: Path) -> None:
+    import threading
+
+    from chainkeeper.core.worker import Worker
+    from tests.registry.exportable import classifier_folder, exportable_version
+
+    version = exportable_version(store, classifier_folder(tiny_model_dir, tmp_path / "m"), tmp_path)
+    # A worker claims the job the command queues, as 'chainkeeper worker' would.
+    worker = Worker(store)
+    thread = threading.Thread(target=lambda: worker.run_forever(max_jobs=1), daemon=True)
+    thread.start()
+    code, out, err = run("models", "export", str(version.id), "--int8", "--follow", token=tokens["emil"])
+    worker.stopping.set()  # the job is done (or never came): let the worker go
+    thread.join(timeout=60)
+    assert code == 0, err
+    assert f"export of model version {version.id} queued as job" in out and "100%" in out
+    assert "onnx-int8" in out and "PyTorch accuracy" in out and "serves " in out
+    code, out, _ = run("models", "show", str(version.id), token=tokens["rhea"])
+    assert code == 0 and "intents v1" in out and "stage history" in out and "onnx-int8" in out
+    code, out, _ = run("models", "card", str(version.id), token=tokens["rhea"])
+    assert code == 0 and "## Exports" in out and "| onnx-int8 |" in out
+
+
+def test_export_refuses_a_folder_without_tokenizer_and_unknown_versions(
+        run: Run, tokens: dict[str, str], store: Context, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from chainkeeper.core.jobs import list_jobs
+    from tests.registry.exportable import classifier_folder, exportable_version
+
+    folder = classifier_folder(tiny_model_dir, tmp_path / "broken", without_tokenizer=True)
+    version = exportable_version(store, folder, tmp_path)
+    code, _, err = run("models", "export", str(version.id), token=tokens["emil"])
+    assert code == 2 and "missing its tokenizer" in err and "nothing was exported" in err
+    code, _, err = run("models", "export", "987654", token=tokens["emil"])
+    assert code == 2 and "no model version 987654" in err
+    code, _, err = run("models", "export", str(version.id), "--max-delta-points", "-3", token=tokens["emil"])
+    assert code == 2 and "between 0 and 100" in err
+    assert list_jobs(store.db) == []
+
+
+def test_deployment_test_budgets_and_the_point_in_time_query(run: Run, tokens: dict[str, str],
+                                                             store: Context) -> None:
+    v1 = in_production(store, "intents")
+    code, out, _ = run("models", "gates", "set", "intents", "--max-p95-latency-ms", "50", "--latency-batch-size", "4",
+                       token=tokens["rhea"])
+    assert code == 0 and "deployment tests: p95 ≤ 50 ms at batch 4" in out
+    code, _, err = run("models", "gates", "set", "intents", "--latency-batch-size", "0", token=tokens["rhea"])
+    assert code == 2 and "latency_batch_size must be a whole number from 1 to 512" in err
+    code, out, _ = run("models", "production-at", "intents", "2020-01-01T00:00+00:00", token=tokens["emil"])
+    assert code == 0 and "no version of intents was in production" in out
+    code, out, _ = run("models", "production-at", "intents", "2999-01-01T00:00+00:00", token=tokens["emil"])
+    assert code == 0 and f"intents v1 (id {v1.id}) was in production" in out and "now" in out
+    code, _, err = run("models", "production-at", "intents", "tomorrow", token=tokens["emil"])
+    assert code == 2 and "tomorrow" in err

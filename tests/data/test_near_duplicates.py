@@ -11,7 +11,13 @@ from datasketch import MinHash
 
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.data.cleaning import dedup_near
-from chainkeeper.data.near_duplicates import find_near_duplicates, minhash_signatures, shingle_hashes, shingle_units
+from chainkeeper.data.near_duplicates import (
+    find_near_duplicates,
+    lsh_bands,
+    minhash_signatures,
+    shingle_hashes,
+    shingle_units,
+)
 
 WORDS = ("card lost pin transfer account bank money refund fee limit app password top up exchange rate "
          "declined pending cash machine salary statement").split()
@@ -90,3 +96,35 @@ def test_dedup_near_step_keeps_declared_split_rows_and_reports_pairs() -> None:
 def test_dedup_near_refuses_bad_parameters(params: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):
         dedup_near(pa.table({"text": ["x"]}), **params)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])
+def test_lsh_bands_make_a_pair_at_the_threshold_a_candidate_at_least_97_percent_of_the_time(threshold: float) -> None:
+    bands, rows = lsh_bands(threshold, 128)
+
+    assert bands * rows <= 128
+    assert 1 - (1 - threshold ** rows) ** bands >= 0.97
+
+
+def _exact_removals(texts: list[str], threshold: float) -> set[int]:
+    """The same decision rule on every pair, brute force: a row goes when it matches an earlier kept row."""
+    removed: set[int] = set()
+    for i in range(len(texts)):
+        if any(j not in removed and _jaccard(texts[i], texts[j]) >= threshold for j in range(i)):
+            removed.add(i)
+    return removed
+
+
+def test_clusters_of_near_copies_are_found_as_an_exact_all_pairs_check_finds_them() -> None:
+    # Forty base sentences, each repeated with different reference numbers: clusters whose
+    # members sit on both sides of the threshold, as in real exports.
+    rng = random.Random(11)
+    bases = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 12))) for _ in range(40)]
+    texts = [f"{rng.choice(bases)} (ref {rng.randint(1, 10**6)})" for _ in range(500)]
+
+    truth = _exact_removals(texts, 0.8)
+    found = set(find_near_duplicates(texts, threshold=0.8).removed)
+
+    assert len(truth) > 100
+    assert found <= truth  # precision 1: each removal is one the exact all-pairs rule makes too
+    assert len(found) / len(truth) >= 0.95  # recall

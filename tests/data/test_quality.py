@@ -66,6 +66,15 @@ def test_html_report_is_self_contained_with_three_svg_plots_and_escapes_data(ctx
     assert not re.search(r"""(src|href)=["']?https?:""", page)
 
 
+def test_html_report_lists_splits_and_length_buckets_in_their_natural_order(ctx: Context, tmp_path: Path) -> None:
+    # The stored JSON has sorted keys ("1024+" before "16-31", "dev" before "train").
+    page = render_quality_html(get_quality_report(ctx, _version(ctx, tmp_path).id))
+
+    buckets = re.findall(r"<title>([0-9+-]+) characters:", page)
+    assert buckets == ["0-15", "16-31", "32-63", "64-127", "128-255", "256-511", "512-1023", "1024+"]
+    assert re.search(r"<th>label</th><th>train</th><th>dev</th><th>test</th>", page)
+
+
 @pytest.fixture
 def steward_client(ctx: Context) -> Iterator[TestClient]:
     create_user(ctx.db, "dana", roles=["data_steward"])

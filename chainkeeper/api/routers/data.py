@@ -1,4 +1,4 @@
-"""Sources and dataset versions: list, show, upload a file, read a version's rows.
+"""Sources and dataset versions: list, show, upload a file, queue a crawl, create a version, read its rows.
 
 Thin: parse, call ``chainkeeper.data``, answer. An upload is streamed to a temporary
 file under its own name (so row origins read ``name:line``), refused past
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from chainkeeper.api.auth import require
@@ -57,10 +58,11 @@ async def api_upload_source(
     format: str | None = Form(None),
     text_column: str = Form("text"),
     label_column: str | None = Form("label"),
+    no_label: bool = Form(False),
     split: str | None = Form(None),
     actor: Actor = require("data.import"),
 ) -> dict[str, Any]:
-    """Upload a file (multipart field ``file``) and import it as a source."""
+    """Upload a file (multipart field ``file``) and import it as a source (``no_label``: unlabelled text)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 64 * 1024:
         raise _too_large(int(length))
@@ -76,8 +78,29 @@ async def api_upload_source(
                 out.write(chunk)
         source = await run_in_threadpool(
             ingest.import_file, get_ctx(request), path, actor=actor, format=format or None, text_column=text_column,
-            label_column=label_column or None, split=split or None, uri=f"upload:{name}")
+            label_column=None if no_label else label_column or None, split=split or None, uri=f"upload:{name}")
     return source_json(source)
+
+
+class CrawlBody(BaseModel):
+    """A crawl to queue: the start page and the limits (see ``crawler.crawl_site``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2048)
+    max_depth: int = 2
+    max_pages: int = 50
+    rate_per_s: float = 2.0
+    same_host: bool = True
+
+
+@router.post("/api/sources/crawl", status_code=202)
+def api_crawl(body: CrawlBody, request: Request, actor: Actor = require("data.import")) -> dict[str, Any]:
+    """Queue a crawl (a job of kind "crawl"); a worker stores the pages as a source."""
+    from chainkeeper.data.crawler import crawl
+
+    job = crawl(get_ctx(request), body.url, actor=actor, max_depth=body.max_depth, max_pages=body.max_pages,
+                rate_per_s=body.rate_per_s, same_host=body.same_host)
+    return asdict(job)
 
 
 def _too_large(size: int) -> InvalidInput:
@@ -94,12 +117,38 @@ def api_list_datasets(request: Request, name: str | None = Query(None, max_lengt
     return [asdict(v) for v in versions.list_dataset_versions(get_ctx(request).db, name=name, limit=limit)]
 
 
+class VersionBody(BaseModel):
+    """A dataset version to create (see ``versions.create_dataset_version``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=128)
+    source_ids: list[int] = Field(min_length=1, max_length=1000)
+    recipe: list[str | dict[str, Any]] | None = None
+    seed: int = 13
+    fractions: dict[str, float] | None = None
+    task: str | None = Field(None, max_length=32)
+
+
+@router.post("/api/datasets", status_code=201)
+async def api_create_dataset(body: VersionBody, request: Request,
+                             actor: Actor = require("dataset.create")) -> dict[str, Any]:
+    """Clean, split and freeze sources as the next version of a dataset; a failure stores nothing."""
+    from chainkeeper.data import versions
+
+    # Reads, cleans and writes every row: off the event loop.
+    version = await run_in_threadpool(
+        versions.create_dataset_version, get_ctx(request), name=body.name, source_ids=body.source_ids, actor=actor,
+        recipe=body.recipe, seed=body.seed, fractions=body.fractions, task=body.task)
+    return {**asdict(version), "task": version.task.value}
+
+
 @router.get("/api/datasets/{version_id}", dependencies=[require("data.read")])
 def api_get_dataset(version_id: int, request: Request) -> dict[str, Any]:
     """One dataset version: stats, splits, recipe report, state."""
     from chainkeeper.data import versions
 
-    return asdict(versions.get_dataset_version(get_ctx(request).db, version_id))
+    version = versions.get_dataset_version(get_ctx(request).db, version_id)
+    return {**asdict(version), "task": version.task.value}
 
 
 @router.get("/api/datasets/{version_id}/rows", dependencies=[require("data.read")])

@@ -1,15 +1,17 @@
-"""Model versions: list, show, model cards and release gates.
+"""Model versions: list, show, model cards, release gates, exports and the production history.
 
 Promotion is a gated request (governance routes); its checks run the release gates.
+An export is a job: ``POST /api/models/{id}/exports`` answers 202 with the job to follow.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chainkeeper.api.auth import require
@@ -17,6 +19,7 @@ from chainkeeper.api.deps import get_ctx
 from chainkeeper.governance.actors import Actor
 from chainkeeper.registry import cards, gates, versions
 from chainkeeper.registry.versions import Stage
+from chainkeeper.serving import export as exports
 
 router = APIRouter(tags=["registry"])
 
@@ -32,6 +35,18 @@ def list_models(request: Request, name: str | None = Query(None, max_length=128)
     """Model versions, newest first; filter by name and stage."""
     found = versions.list_model_versions(get_ctx(request).db, name, stage=stage, limit=limit)
     return [model_version_json(v) for v in found]
+
+
+@router.get("/api/models/production-at", dependencies=[require("model.read")])
+def production_at(request: Request, name: str = Query(..., max_length=128),
+                  when: datetime = Query(..., description="An ISO time with its zone, e.g. 2026-05-03T14:00:00Z."),
+                  ) -> dict[str, Any]:
+    """What served: the version of model ``name`` in production at ``when`` (null if none),
+    read from the stage history, and every production period of the name."""
+    db = get_ctx(request).db
+    version = versions.production_version_at(db, name, when)
+    return {"name": name, "when": when, "model_version": model_version_json(version) if version else None,
+            "periods": [asdict(p) for p in versions.production_timeline(db, name)]}
 
 
 @router.get("/api/models/{model_version_id}", dependencies=[require("model.read")])
@@ -69,6 +84,11 @@ class ThresholdsBody(BaseModel):
     min_slice_macro_f1: float | None = Field(None, ge=0, le=1, description="Minimum macro-F1 of every declared slice.")
     max_drop_vs_production: float | None = Field(
         None, ge=0, le=1, description="Largest allowed drop of test macro-F1 below the production version.")
+    max_p95_latency_ms: float | None = Field(
+        None, gt=0, le=600_000, description="p95 latency budget of the deployment tests (ms); turns them on.")
+    latency_batch_size: int | None = Field(None, ge=1, le=512, description="Texts per call the budget holds for.")
+    max_export_delta_points: float | None = Field(
+        None, ge=0, le=100, description="Accuracy points the served export may lose against PyTorch (default 0.5).")
 
     @model_validator(mode="after")
     def _something(self) -> ThresholdsBody:
@@ -83,3 +103,35 @@ def set_gates(name: str, body: ThresholdsBody, request: Request,
     """Set the release thresholds of model ``name`` (a release manager's decision)."""
     given = {field: getattr(body, field) for field in body.model_fields_set}
     return asdict(gates.set_gate_thresholds(get_ctx(request), name, actor=actor, **given))
+
+
+class ExportBody(BaseModel):
+    """What to export: ONNX always, int8 on request, and the accuracy gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    int8: bool = Field(False, description="Also produce the dynamic-int8 form.")
+    max_delta_points: float = Field(exports.DEFAULT_MAX_DELTA_POINTS, ge=0, le=100,
+                                    description="Accuracy points a form may lose against PyTorch.")
+
+
+@router.post("/api/models/{model_version_id}/exports", status_code=202)
+def start_export(model_version_id: int, request: Request, body: ExportBody | None = None,
+                 actor: Actor = require("model.export")) -> JSONResponse:
+    """Queue the ONNX export of a version as a job; follow it at ``/api/jobs/{id}``."""
+    body = body or ExportBody()
+    job = exports.request_export(get_ctx(request), model_version_id, actor=actor, quantize=body.int8,
+                                 max_delta_points=body.max_delta_points)
+    return JSONResponse(status_code=202, headers={"Location": f"/api/jobs/{job.id}"},
+                        content={"job_id": job.id, "state": str(job.state), "kind": job.kind, "params": job.params,
+                                 "follow": f"/api/jobs/{job.id}"})
+
+
+@router.get("/api/models/{model_version_id}/exports", dependencies=[require("model.read")])
+def get_exports(model_version_id: int, request: Request) -> dict[str, Any]:
+    """The version's latest export of its current files: each form's accuracy, delta and latency."""
+    ctx = get_ctx(request)
+    version = versions.get_model_version(ctx.db, model_version_id)
+    latest = exports.latest_export(ctx, version.id, version.model_artifact)
+    return {"model_version_id": version.id,
+            "latest": {**asdict(latest), "best_engine": latest.best_engine()} if latest else None}

@@ -4,36 +4,105 @@ The predict route admits either a user token with the ``predict`` permission (th
 the same ``authenticate``/``authorize`` as ``require``) or an API key of that deployment
 with the ``predict`` scope (``X-API-Key: ckd_...`` or ``Authorization: Bearer ckd_...``);
 its dependency carries the ``predict`` marker, so ``route_decisions`` still sees it.
+
+The predict route is the hot path, so it runs on the event loop and reaches the store
+only on a cache miss (credentials, route: see ``serving.caching``): the model call
+awaits the micro-batcher, and the answers go to the app's buffered prediction-log
+writer. ``ServingState`` (made on first use, closed by this router's lifespan) holds
+that writer, the app's Prometheus metrics and the sampler that stores them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
-import threading
-from datetime import timedelta
-
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from chainkeeper.api.auth import authenticate, request_id_of, require
+from chainkeeper.api.auth import authenticate, bearer_secret, cached_actor, request_id_of, require
 from chainkeeper.api.deps import get_ctx
+from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import authorize
+from chainkeeper.monitoring.logwriter import PredictionLogWriter
+from chainkeeper.monitoring.metrics import UNKNOWN_DEPLOYMENT, MetricSampler, ServingMetrics
 from chainkeeper.serving import deployments, keys, rollout
-from chainkeeper.serving.limits import RateLimiter, check_body_size, check_texts
+from chainkeeper.serving.limits import RateLimiter, check_body_size, check_content_type, check_texts
 
-router = APIRouter(tags=["serving"])
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start sampling metrics with the server; write the whole prediction log before it stops."""
+    state = serving_state(app)
+    state.start_sampler()
+    yield
+    await run_in_threadpool(state.close)
+
+
+router = APIRouter(tags=["serving"], lifespan=_lifespan)
 _limiter_lock = threading.Lock()
+_state_lock = threading.Lock()
 
 # Header naming the caller for sticky canary routing (same key -> same version).
 CALLER_KEY_HEADER = "x-caller-key"
 
 
+@dataclass
+class ServingState:
+    """What one app's predict route shares: the log writer, the metrics and their sampler."""
+
+    ctx: Any
+    log: PredictionLogWriter
+    metrics: ServingMetrics
+    sampler: MetricSampler | None = None
+    # Deployment names answered at least once: error metrics for other names share one
+    # label, so a caller cannot grow the metric set with made-up names.
+    known: set[str] = field(default_factory=set)
+
+    def start_sampler(self) -> None:
+        interval = self.ctx.settings.metrics_sample_s
+        if self.sampler is None and interval:
+            self.sampler = MetricSampler(self.ctx.db, self.metrics, interval)
+
+    def close(self) -> None:
+        if self.sampler is not None:
+            self.sampler.close()
+        self.log.close()
+
+
+def serving_state(app: FastAPI) -> ServingState:
+    """The app's ``ServingState``, made on first use (app.py stays untouched)."""
+    state = getattr(app.state, "serving", None)
+    if state is not None:
+        return state  # type: ignore[no-any-return]
+    with _state_lock:
+        state = getattr(app.state, "serving", None)
+        if state is None:
+            ctx = app.state.ctx
+            settings = ctx.settings
+            log = PredictionLogWriter(ctx.db, sample_rate=settings.prediction_log_sample_rate,
+                                      max_buffered=settings.prediction_log_max_buffered,
+                                      retention_days=settings.prediction_log_retention_days)
+            metrics = ServingMetrics(runtime_stats=app.state.predictors.stats, log_stats=log.stats)
+            state = app.state.serving = ServingState(ctx, log, metrics)
+    return state  # type: ignore[no-any-return]
+
+
 def _rate_limiter(request: Request) -> RateLimiter:
     """The app's one in-memory limiter, made on first use (app.py stays untouched)."""
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        return limiter  # type: ignore[no-any-return]
     with _limiter_lock:
         limiter = getattr(request.app.state, "rate_limiter", None)
         if limiter is None:
@@ -51,23 +120,43 @@ def _api_key_of(request: Request) -> str | None:
     return None
 
 
+async def _caller(request: Request, name: str) -> Actor:
+    """Who calls the predict route; the store is read (on a worker thread) only on a cache miss."""
+    ctx = get_ctx(request)
+    secret = _api_key_of(request)
+    if secret is None:
+        actor = cached_actor(request, bearer_secret(request)) or await run_in_threadpool(authenticate, request)
+        # The permission matrix is cached by governance (re-read every few seconds).
+        authorize(ctx.db, actor, "predict", project=name)
+        return actor
+    if keys.cached_deployment_key(ctx.db, secret) is not None:
+        key = keys.authenticate_deployment_key(ctx.db, secret, deployment=name, scope="predict")
+    else:
+        key = await run_in_threadpool(keys.authenticate_deployment_key, ctx.db, secret, deployment=name,
+                                      scope="predict")
+    _rate_limiter(request).check(key.id, key.rate_per_s, key.burst)
+    return Actor(f"apikey:{key.id}:{key.name}", frozenset(), request_id=request_id_of(request))
+
+
+def _count_error(request: Request, name: str, status: int) -> None:
+    state = serving_state(request.app)
+    state.metrics.observe_error(name if name in state.known else UNKNOWN_DEPLOYMENT, status)
+
+
 def predict_caller() -> object:
     """The predict route's decision: a user allowed ``predict``, or a deployment key with that scope."""
 
-    def dependency(request: Request) -> Actor:
-        ctx = get_ctx(request)
+    async def dependency(request: Request) -> Actor:
+        request.state.predict_started = time.perf_counter()
         name = request.path_params.get("name", "")
-        secret = _api_key_of(request)
-        if secret is None:
-            actor = authenticate(request)
-            authorize(ctx.db, actor, "predict", project=name)
-        else:
-            key = keys.authenticate_deployment_key(ctx.db, secret, deployment=name, scope="predict")
-            _rate_limiter(request).check(key.id, key.rate_per_s, key.burst)
-            actor = Actor(f"apikey:{key.id}:{key.name}", frozenset(), request_id=request_id_of(request))
-        # Refused before the body is validated or any model runs.
-        length = request.headers.get("content-length")
-        check_body_size(int(length) if length and length.isdigit() else None)
+        try:
+            actor = await _caller(request, name)
+            # Refused before the body is read or any model runs.
+            length = request.headers.get("content-length")
+            check_body_size(int(length) if length and length.isdigit() else None)
+        except ChainkeeperError as error:
+            _count_error(request, name, error.status)
+            raise
         request.state.actor = actor
         return actor
 
@@ -93,6 +182,37 @@ class PredictBody(BaseModel):
         return [self.text] if self.text is not None else list(self.texts or [])
 
 
+async def _read_body(request: Request) -> PredictBody:
+    """The predict body, parsed and validated by pydantic in one pass.
+
+    Raises:
+        UnsupportedMediaType: not JSON. PayloadTooLarge: a body over the limit (checked
+            while reading, for bodies sent without a Content-Length). RequestValidationError:
+            a 422 listing the fields, as FastAPI would.
+    """
+    check_content_type(request.headers.get("content-type"))
+    chunks, size = [], 0
+    try:
+        # Read in chunks and stop at the limit: a chunked body has no Content-Length to check first.
+        async for chunk in request.stream():
+            size += len(chunk)
+            check_body_size(size)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to read an answer; say so in the log line, without a traceback.
+        raise InvalidInput("The caller closed the connection before the body was complete.",
+                           hint="Send the whole body and wait for the answer.") from None
+    raw = b"".join(chunks)
+    try:
+        return PredictBody.model_validate_json(raw)
+    except ValidationError as error:
+        raise RequestValidationError([{**e, "loc": ("body", *e.get("loc", ()))} for e in error.errors()]) from None
+
+
+_PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": PredictBody.model_json_schema()}}}}
+
+
 @router.get("/api/deployments", dependencies=[require("deployment.read")])
 def list_deployments(request: Request, limit: int = Query(100, ge=1, le=500)) -> list[dict[str, Any]]:
     """Deployments, most recently changed first."""
@@ -105,23 +225,33 @@ def get_deployment(name: str, request: Request) -> dict[str, Any]:
     return asdict(deployments.get_deployment_by_name(get_ctx(request).db, name))
 
 
-@router.post("/v1/deployments/{name}/predict")
-async def predict(name: str, body: PredictBody, request: Request,
-                  actor: Actor = predict_caller()) -> dict[str, Any]:
+@router.post("/v1/deployments/{name}/predict", openapi_extra=_PREDICT_OPENAPI)
+async def predict(name: str, request: Request, actor: Actor = predict_caller()) -> JSONResponse:
     """Label texts with the deployment's model; each text gets a request id, and is logged."""
-    # The model call and the log write block: run them on a worker thread so the event
-    # loop keeps answering other requests meanwhile.
-    texts = body.as_list()
-    check_texts(texts)
-    served = await run_in_threadpool(deployments.serve_predictions, get_ctx(request), request.app.state.predictors,
-                                     name, texts, caller_key=request.headers.get(CALLER_KEY_HEADER))
+    state = serving_state(request.app)
+    started: float = request.state.predict_started
+    try:
+        texts = (await _read_body(request)).as_list()
+        check_texts(texts)
+        served = await deployments.aserve_predictions(
+            get_ctx(request), request.app.state.predictors, name, texts,
+            caller_key=request.headers.get(CALLER_KEY_HEADER), log=state.log, started=started)
+    except ChainkeeperError as error:
+        _count_error(request, name, error.status)
+        raise
+    except RequestValidationError:
+        _count_error(request, name, 422)
+        raise
     version = served.model_version
-    return {
+    state.known.add(name)
+    state.metrics.observe(name, version.id, time.perf_counter() - started, len(texts))
+    # A JSONResponse of plain values: no response model to validate and re-encode.
+    return JSONResponse({
         "deployment": served.deployment.name,
         "model_version": {"id": version.id, "name": version.name, "version": version.version},
         "predictions": [{"request_id": p.request_id, "label": p.label, "score": p.score, "scores": p.scores}
                         for p in served.predictions],
-    }
+    })
 
 
 # --- rollout ---------------------------------------------------------------------------

@@ -81,3 +81,12 @@ def start_run(body: RunBody, request: Request, actor: Actor = require("run.creat
 def cancel_run(run_id: int, request: Request, actor: Actor = require("run.cancel")) -> dict[str, Any]:
     """Stop a run: a queued one at once, a running one at its next step."""
     return _run(training_runs.cancel_run(get_ctx(request), run_id, actor=actor))
+
+
+@router.post("/api/runs/{run_id}/reproduce", status_code=201)
+def reproduce_run(run_id: int, request: Request, actor: Actor = require("run.create")) -> dict[str, Any]:
+    """Start a new run from a succeeded run's reproducibility record (same data, base
+    model, config and seed); compare the two with ``GET /api/runs/{id}/compare/{other}``."""
+    from chainkeeper.training.reproducibility import reproduce_run as reproduce
+
+    return _run(reproduce(get_ctx(request), run_id, actor=actor))

@@ -5,8 +5,8 @@ Revises: 0009
 Create Date: 2026-12-01
 """
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 import chainkeeper.core.db  # noqa: F401
 
@@ -17,8 +17,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # The reproducibility record of a run: seed, library versions, dataset content hash,
+    # config hash and code version, written by the train job before it trains.
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("reproducibility", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_column("reproducibility")

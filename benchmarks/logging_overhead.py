@@ -1,0 +1,79 @@
+"""What the prediction log costs the caller: p99 latency with logging on and off, same load.
+
+One Chainkeeper server (the BANKING77 model of ``serve_throughput.py``, ONNX int8,
+micro-batching, the buffered log writer) runs in this process on 127.0.0.1; the load
+comes from a separate process (``serve_throughput.py load``: N keep-alive clients, one
+BANKING77 test text per request). Phases alternate, logging on (sample rate 1: every
+text is redacted, hashed and stored) and off (sample rate 0: nothing stored), so slow
+drifts of the shared machine hit both alike. Per phase: requests/s and p50/p95/p99; then
+the ratio on/off of p99 within each round (the two phases of a round are adjacent in
+time, so they share the machine's load), their median, and the ratio of each condition's
+median p99 over all rounds (goal <= 1.05).
+
+    python benchmarks/logging_overhead.py --model /tmp/ck-b77   # a folder from serve_throughput.py
+    python benchmarks/logging_overhead.py --model /tmp/ck-b77 --clients 8 --seconds 10 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from _common import load_average
+from serve_throughput import load_in_subprocess, prepare, setup_chainkeeper, start_chainkeeper
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="a folder made by serve_throughput.py (skips training)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    from chainkeeper.api.routers.serving import serving_state
+    from chainkeeper.monitoring.predictions import count_predictions
+
+    print(f"start: {load_average()} (a shared machine: read the ratio, not the absolute numbers)", flush=True)
+    work = args.model or Path(tempfile.mkdtemp(prefix="ck-b77-"))
+    if not (work / "chainkeeper").is_dir():
+        prepare(work, 2000)
+    home = Path(tempfile.mkdtemp(prefix="ck-log-"))
+    setup = setup_chainkeeper(work / "chainkeeper", home, evaluate=False)
+    server, app, headers = start_chainkeeper(setup)
+    log = serving_state(app).log
+    url = server.url + "/v1/deployments/banking/predict"
+    p99: dict[str, list[float]] = {"on": [], "off": []}
+    try:
+        json.loads(load_in_subprocess(url, headers, 4, 2).communicate()[0])  # warm connections and the batcher
+        for round_no in range(args.rounds):
+            for condition in (("on", "off") if round_no % 2 == 0 else ("off", "on")):
+                log.sample_rate = 1.0 if condition == "on" else 0.0
+                written_before = count_predictions(setup["ctx"].db)
+                r = json.loads(load_in_subprocess(url, headers, args.clients, args.seconds).communicate()[0])
+                written = count_predictions(setup["ctx"].db) - written_before
+                p99[condition].append(r["p99"])
+                print(f"  round {round_no + 1} logging {condition:3}: {r['rps']:6.1f} req/s  p50 {r['p50']:6.1f}  "
+                      f"p95 {r['p95']:6.1f}  p99 {r['p99']:6.1f} ms  ({r['n']} ok, {r['errors']} errors, "
+                      f"{written} records stored; {load_average()})", flush=True)
+    finally:
+        server.stop()
+        setup["ctx"].close()
+        shutil.rmtree(home, ignore_errors=True)
+    stats = log.stats()
+    on, off = statistics.median(p99["on"]), statistics.median(p99["off"])
+    paired = [a / b for a, b in zip(p99["on"], p99["off"], strict=True)]
+    print(f"\nlog writer: {stats.written} written, {stats.dropped} dropped, {stats.failed} failed")
+    print(f"p99 ratio on/off within each round: {', '.join(f'{r:.2f}' for r in paired)}; "
+          f"median {statistics.median(paired):.3f} (goal <= 1.05)")
+    print(f"p99 with logging on {on:.1f} ms, off {off:.1f} ms (median of {args.rounds} rounds of "
+          f"{args.seconds:.0f} s at {args.clients} clients): ratio {on / off:.3f}")
+    print(f"end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Model-assisted labelling: pre-labels from a registered model version, and the
+active-learning order of the queue.
+
+``prelabel_project`` runs a model version over the project's items in chunks, stores
+each item's predicted label with its confidence and top labels (shown on the labelling
+page as a suggestion), and its uncertainty score under an active-learning strategy
+(``active.uncertainty``: least confidence, margin or entropy). In a project ordered by
+``active`` the queue is then re-ranked, most uncertain first, so annotators label what
+the model would learn most from. Items already pre-labelled by the same version are
+skipped, so a cancelled or crashed job resumes where it stopped.
+
+It runs as the ``prelabel`` job (``run_prelabel_job``), or directly for small projects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from chainkeeper.annotation.projects import QueueOrder, get_project, project_row, queue_positions
+from chainkeeper.annotation.schemas import get_schema
+from chainkeeper.annotation.tables import SqlAnnotationItem
+from chainkeeper.core.errors import InvalidInput
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+    from chainkeeper.core.jobs import Job, JobHandle
+
+__all__ = ["JOB_KIND", "STRATEGIES", "prelabel_project", "submit_prelabel", "run_prelabel_job"]
+
+JOB_KIND = "prelabel"
+STRATEGIES = ("least_confidence", "margin", "entropy")
+# Items per model call and per write: bounds memory and the time a cancel waits.
+CHUNK = 64
+
+
+def _check(ctx: Context, project_id: int, model_version_id: int, actor: Actor, strategy: str) -> Any:
+    from chainkeeper.registry.versions import get_model_version
+
+    if strategy not in STRATEGIES:
+        raise InvalidInput(f"Unknown active-learning strategy {strategy!r}.",
+                           hint=f"Use one of: {', '.join(STRATEGIES)}.")
+    project = get_project(ctx.db, project_id)
+    authorize(ctx.db, actor, "annotation.manage", project=project.name)
+    return project, get_model_version(ctx.db, model_version_id)
+
+
+def prelabel_project(ctx: Context, project_id: int, model_version_id: int, actor: Actor, *,
+                     strategy: str = "least_confidence", job: JobHandle | None = None) -> dict[str, Any]:
+    """Pre-label a project's items with a model version and score them for active learning.
+
+    Args:
+        ctx: the stores.
+        project_id: the project.
+        model_version_id: a registered model version (any stage).
+        actor: the data steward (annotation.manage).
+        strategy: "least_confidence", "margin" or "entropy".
+        job: the job running this, for progress and cancel (None when called directly).
+
+    Returns:
+        ``{"items", "prelabelled", "in_schema", "strategy", "reordered"}``.
+
+    Raises:
+        Forbidden, NotFound (project or model version); InvalidInput: an unknown
+        strategy; JobCancelled: the job was cancelled (what was stored stays, and a
+        rerun resumes).
+    """
+    import numpy as np
+    import torch
+
+    from chainkeeper.annotation.active import uncertainty
+    from chainkeeper.serving.runtime import load_predictor, predictions_from_probabilities
+
+    project, model_version = _check(ctx, project_id, model_version_id, actor, strategy)
+    schema_labels = set(get_schema(ctx.db, project.schema_id).label_names)
+    with ctx.db.session(readonly=True) as s:
+        todo = s.execute(sa.select(SqlAnnotationItem.id, SqlAnnotationItem.text, SqlAnnotationItem.prelabel)
+                         .where(SqlAnnotationItem.project_id == project_id).order_by(SqlAnnotationItem.id)).all()
+    total = len(todo)
+    todo = [(i, t) for i, t, p in todo if not (p and p.get("model_version_id") == model_version_id
+                                               and p.get("strategy") == strategy)]
+    predictor = load_predictor(ctx, model_version, engine="torch")
+    done = total - len(todo)
+    in_schema = 0
+    for start in range(0, len(todo), CHUNK):
+        if job is not None:
+            job.check_cancelled()
+        chunk = todo[start:start + CHUNK]
+        with torch.inference_mode():
+            probs = predictor.model.predict_proba(predictor.tokenizer, [t for _, t in chunk]).numpy()
+        probs = probs / probs.sum(axis=1, keepdims=True)  # float32 rounding: rows sum to 1 within 1e-7
+        scores = uncertainty(np.asarray(probs, dtype=float), strategy)  # type: ignore[arg-type]
+        predictions = predictions_from_probabilities(probs, predictor.labels)
+        with ctx.db.session() as s:
+            for (item_id, _), prediction, score in zip(chunk, predictions, scores, strict=True):
+                item = s.get(SqlAnnotationItem, item_id)
+                assert item is not None  # items are never deleted while a project exists
+                item.prelabel = {"label": prediction.label, "confidence": round(prediction.score, 6),
+                                 "scores": prediction.scores, "in_schema": prediction.label in schema_labels,
+                                 "model_version_id": model_version_id, "strategy": strategy}
+                item.al_score = float(score)
+                in_schema += prediction.label in schema_labels
+        done += len(chunk)
+        if job is not None:
+            job.progress(100.0 * done / max(total, 1), f"pre-labelled {done}/{total} items")
+    reordered = project.queue_order == QueueOrder.ACTIVE
+    with ctx.db.session() as s:
+        items = s.scalars(sa.select(SqlAnnotationItem).where(SqlAnnotationItem.project_id == project_id)
+                          .order_by(SqlAnnotationItem.id)).all()
+        if reordered:
+            positions = queue_positions([{"text": i.text} for i in items], QueueOrder.ACTIVE, seed=project.seed,
+                                        scores=[i.al_score for i in items])
+            for item, position in zip(items, positions, strict=True):
+                item.position = position
+        row = project_row(s, project_id)
+        row.prelabel_model_version_id = model_version_id
+        result = {"items": total, "prelabelled": len(todo), "in_schema": in_schema, "strategy": strategy,
+                  "reordered": reordered}
+        append_entry(s, actor, "annotation.prelabel", "annotation_project", project_id,
+                     after={"prelabel_model_version_id": model_version_id}, details=result)
+    return result
+
+
+def submit_prelabel(ctx: Context, project_id: int, model_version_id: int, actor: Actor, *,
+                    strategy: str = "least_confidence") -> Job:
+    """Queue a ``prelabel`` job (checks the request first, so a bad one is never queued).
+
+    Raises:
+        As ``prelabel_project`` before it runs.
+    """
+    from chainkeeper.core.jobs import submit_job
+
+    _check(ctx, project_id, model_version_id, actor, strategy)
+    return submit_job(ctx.db, JOB_KIND, {"project_id": project_id, "model_version_id": model_version_id,
+                                         "strategy": strategy, "roles": sorted(actor.roles),
+                                         "scoped_roles": sorted(map(list, actor.scoped_roles))},
+                      actor=actor.name)
+
+
+def run_prelabel_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
+    """The ``prelabel`` job handler (``core.jobs.HANDLERS``)."""
+    p = job.params
+    actor = Actor(job.job.created_by, frozenset(p.get("roles", [])),
+                  frozenset(tuple(x) for x in p.get("scoped_roles", [])), request_id=f"job:{job.id}")
+    return prelabel_project(ctx, int(p["project_id"]), int(p["model_version_id"]), actor,
+                            strategy=str(p.get("strategy", "least_confidence")), job=job)

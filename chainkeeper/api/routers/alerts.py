@@ -1,0 +1,246 @@
+"""Alerts, silences, maintenance tickets and the retraining loop over HTTP. Thin: parse, call, answer.
+
+Reading needs ``monitoring.read``; rules, silences and ticket steps need ``alert.manage``
+(operator); the retraining steps need ``maintenance.retrain`` (ml_engineer). Every
+service function checks the same permission again and writes the audit ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from chainkeeper.api.auth import require
+from chainkeeper.api.deps import get_ctx
+from chainkeeper.governance.actors import Actor
+from chainkeeper.monitoring import alerts, maintenance, notify, tickets
+from chainkeeper.monitoring.signals import known_signals
+
+router = APIRouter(tags=["alerts"])
+
+
+class RuleBody(BaseModel):
+    """A rule: alert when ``metric comparator threshold`` over the last ``window_s`` seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=128)
+    metric: str = Field(..., description="A metric or check name; GET /api/alert-metrics lists them.")
+    comparator: Literal[">", ">=", "<", "<="]
+    threshold: float
+    window_s: int = Field(300, ge=1, le=alerts.MAX_WINDOW_S)
+    severity: alerts.Severity = alerts.Severity.WARNING
+    deployment: str | None = Field(None, description="Watch this deployment only (default: every deployment).")
+    webhook_url: str | None = Field(None, description="Where firing and resolution are posted (http or https).")
+
+
+class EnabledBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+class SilenceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    duration_s: int = Field(..., ge=1, le=alerts.MAX_SILENCE_S)
+    reason: str = Field(..., min_length=1)
+    rule_id: int | None = None
+    deployment: str | None = None
+
+
+class CommentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(..., min_length=1)
+
+
+class AckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = ""
+
+
+class HandoverBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(..., min_length=1)
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: str = Field(..., min_length=1)
+
+
+class RetrainBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] | None = Field(None, description="Training options; default the serving run's.")
+    test_share: float = Field(maintenance.FEEDBACK_TEST_SHARE, gt=0, lt=1)
+
+
+# --- rules and alerts ------------------------------------------------------------------
+
+
+@router.get("/api/alert-metrics", dependencies=[require("monitoring.read")])
+def list_metrics() -> list[dict[str, str]]:
+    """Every metric and check a rule may watch."""
+    return [{"name": s.name, "description": s.description, "source": s.source}
+            for s in sorted(known_signals().values(), key=lambda s: s.name)]
+
+
+@router.get("/api/alert-rules", dependencies=[require("monitoring.read")])
+def list_rules(request: Request) -> list[dict[str, Any]]:
+    """Every rule, oldest first (webhook URLs are shown only as present or not)."""
+    return [_rule(r) for r in alerts.list_rules(get_ctx(request).db)]
+
+
+@router.post("/api/alert-rules", status_code=201)
+def create_rule(body: RuleBody, request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
+    """Create a rule; an unknown metric is a 422 that lists the known ones."""
+    return _rule(alerts.create_rule(get_ctx(request), actor=actor, **body.model_dump()))
+
+
+@router.put("/api/alert-rules/{rule_id}/enabled")
+def set_enabled(rule_id: int, body: EnabledBody, request: Request,
+                actor: Actor = require("alert.manage")) -> dict[str, Any]:
+    """Turn a rule on or off (off resolves its open alerts)."""
+    return _rule(alerts.set_rule_enabled(get_ctx(request), rule_id, enabled=body.enabled, actor=actor))
+
+
+@router.post("/api/alert-rules/evaluate")
+def evaluate(request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
+    """Evaluate every enabled rule now (the periodic job does the same)."""
+    return asdict(alerts.evaluate_rules(get_ctx(request)))
+
+
+@router.get("/api/alerts", dependencies=[require("monitoring.read")])
+def list_alerts(request: Request, state: alerts.AlertState | None = None,
+                limit: int = Query(100, ge=1, le=500)) -> list[dict[str, Any]]:
+    """Alerts, newest first."""
+    return [asdict(a) for a in alerts.list_alerts(get_ctx(request).db, state=state, limit=limit)]
+
+
+@router.get("/api/alerts/{alert_id}", dependencies=[require("monitoring.read")])
+def get_alert(alert_id: int, request: Request) -> dict[str, Any]:
+    """One alert with its webhook messages and their attempts."""
+    db = get_ctx(request).db
+    alert = alerts.get_alert(db, alert_id)
+    messages = [{**_message(n), "attempts": [asdict(a) for a in notify.list_attempts(db, n.id)]}
+                for n in notify.list_notifications(db, alert_id=alert_id)]
+    return {**asdict(alert), "notifications": messages}
+
+
+@router.post("/api/alerts/{alert_id}/resolve")
+def resolve(alert_id: int, body: CommentBody, request: Request, actor: Actor = require("alert.manage")
+            ) -> dict[str, Any]:
+    """Resolve a firing alert by hand, with why."""
+    return asdict(alerts.resolve_alert(get_ctx(request), alert_id, actor=actor, comment=body.comment))
+
+
+@router.get("/api/alert-silences", dependencies=[require("monitoring.read")])
+def list_silences(request: Request, active: bool = False) -> list[dict[str, Any]]:
+    """Silences, newest first (only those in force with ``active=true``)."""
+    from chainkeeper.core.db import utcnow
+
+    return [asdict(s) for s in alerts.list_silences(get_ctx(request).db, active_at=utcnow() if active else None)]
+
+
+@router.post("/api/alert-silences", status_code=201)
+def create_silence(body: SilenceBody, request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
+    """Mute a rule, a deployment or both for a while."""
+    return asdict(alerts.create_silence(get_ctx(request), actor=actor, **body.model_dump()))
+
+
+@router.post("/api/alert-silences/{silence_id}/end")
+def end_silence(silence_id: int, request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
+    """End a silence now."""
+    return asdict(alerts.end_silence(get_ctx(request), silence_id, actor=actor))
+
+
+# --- tickets ---------------------------------------------------------------------------
+
+
+@router.get("/api/tickets", dependencies=[require("monitoring.read")])
+def list_tickets(request: Request, state: tickets.TicketState | None = None, owner_role: str | None = None,
+                 limit: int = Query(100, ge=1, le=500)) -> dict[str, Any]:
+    """Tickets, newest first, with counts and time-to-acknowledge."""
+    db = get_ctx(request).db
+    return {"tickets": [asdict(t) for t in tickets.list_tickets(db, state=state, owner_role=owner_role, limit=limit)],
+            "stats": tickets.ticket_stats(db)}
+
+
+@router.get("/api/tickets/{ticket_id}", dependencies=[require("monitoring.read")])
+def get_ticket(ticket_id: int, request: Request) -> dict[str, Any]:
+    """One ticket."""
+    return asdict(tickets.get_ticket(get_ctx(request).db, ticket_id))
+
+
+@router.post("/api/tickets/{ticket_id}/acknowledge")
+def acknowledge(ticket_id: int, body: AckBody, request: Request, actor: Actor = require("alert.manage")
+                ) -> dict[str, Any]:
+    """Take the ticket (operator); the time it waited is stored."""
+    return asdict(tickets.acknowledge_ticket(get_ctx(request), ticket_id, actor=actor, comment=body.comment))
+
+
+@router.post("/api/tickets/{ticket_id}/handover")
+def hand_over(ticket_id: int, body: HandoverBody, request: Request, actor: Actor = require("alert.manage")
+              ) -> dict[str, Any]:
+    """Hand the ticket over to ml_engineer for retraining."""
+    return asdict(tickets.hand_over_ticket(get_ctx(request), ticket_id, actor=actor, note=body.note))
+
+
+@router.post("/api/tickets/{ticket_id}/close")
+def close(ticket_id: int, body: CloseBody, request: Request, actor: Actor = require("alert.manage")
+          ) -> dict[str, Any]:
+    """Close the ticket with what was done."""
+    return asdict(tickets.close_ticket(get_ctx(request), ticket_id, actor=actor, resolution=body.resolution))
+
+
+@router.post("/api/tickets/{ticket_id}/retrain", status_code=202)
+def retrain(ticket_id: int, body: RetrainBody, request: Request,
+            actor: Actor = require("maintenance.retrain")) -> dict[str, Any]:
+    """Build the retraining dataset version and queue its training run (a job)."""
+    from chainkeeper.training.config import parse_train_config
+
+    config = parse_train_config(body.config) if body.config is not None else None
+    started = maintenance.start_retraining(get_ctx(request), ticket_id, actor=actor, config=config,
+                                           test_share=body.test_share)
+    return asdict(started)
+
+
+@router.post("/api/tickets/{ticket_id}/evaluate")
+def evaluate_candidate(ticket_id: int, request: Request, actor: Actor = require("maintenance.retrain")
+                       ) -> dict[str, Any]:
+    """Score the retrained candidate and the serving version on the same test split."""
+    return maintenance.evaluate_retraining(get_ctx(request), ticket_id, actor=actor)
+
+
+@router.post("/api/tickets/{ticket_id}/release")
+def release(ticket_id: int, request: Request, actor: Actor = require("maintenance.retrain")) -> dict[str, Any]:
+    """Register the better candidate and ask a release manager to promote it."""
+    version, approval = maintenance.hand_to_release_gate(get_ctx(request), ticket_id, actor=actor)
+    return {"model_version": asdict(version), "approval": asdict(approval)}
+
+
+@router.post("/api/tickets/{ticket_id}/served")
+def close_served(ticket_id: int, request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
+    """Close a ticket once its deployment serves the retrained version."""
+    return asdict(maintenance.close_when_served(get_ctx(request), ticket_id, actor=actor))
+
+
+def _rule(rule: alerts.AlertRule) -> dict[str, Any]:
+    out = asdict(rule)
+    out["webhook"] = out.pop("webhook_url") is not None  # the URL may hold a secret path
+    out["condition"] = rule.condition
+    return out
+
+
+def _message(note: notify.Notification) -> dict[str, Any]:
+    out = asdict(note)
+    out.pop("url")
+    return out

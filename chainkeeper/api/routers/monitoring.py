@@ -1,0 +1,171 @@
+"""Feedback, live quality, drift checks and the diagnosis report. Thin: parse, call ``monitoring``, answer.
+
+Feedback has two doors: ``POST /api/feedback`` for a signed-in reviewer
+(``monitoring.feedback``), and ``POST /v1/deployments/{name}/feedback`` beside the
+predict endpoint, which also admits an API key of that deployment with the ``feedback``
+scope (a downstream system); its dependency carries the ``monitoring.feedback`` marker,
+so ``route_decisions`` sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from chainkeeper.api.auth import authenticate, request_id_of, require
+from chainkeeper.api.deps import get_ctx
+# The same reading of X-API-Key / Bearer ckd_... as the predict route.
+from chainkeeper.api.routers.serving import _api_key_of as api_key_of
+from chainkeeper.governance.actors import Actor
+from chainkeeper.monitoring import diagnosis, drift_jobs, feedback, quality
+from chainkeeper.monitoring.drift import CHECKS
+from chainkeeper.serving import keys
+
+router = APIRouter(tags=["monitoring"])
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=64, description="The request_id a predict call returned.")
+    label: str = Field(min_length=1, max_length=255, description="The true label, one of the model's labels.")
+
+
+class FeedbackBody(BaseModel):
+    """``{"request_id", "label"}`` for one prediction, or ``{"items": [...]}`` for several."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str | None = Field(None, min_length=1, max_length=64)
+    label: str | None = Field(None, min_length=1, max_length=255)
+    items: list[FeedbackItem] | None = Field(None, max_length=feedback.MAX_FEEDBACK_ITEMS)
+    source: str | None = Field(None, description=f"Who knows the truth: {', '.join(feedback.SOURCES)}.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FeedbackBody:
+        single = self.request_id is not None or self.label is not None
+        if single == (self.items is not None) or (single and (self.request_id is None or self.label is None)):
+            raise ValueError('send "request_id" and "label" together, or "items": [{"request_id", "label"}, ...]')
+        return self
+
+    def pairs(self) -> list[tuple[str, str]]:
+        if self.items is not None:
+            return [(i.request_id, i.label) for i in self.items]
+        return [(self.request_id or "", self.label or "")]
+
+
+def _outcomes(outcomes: list[feedback.FeedbackOutcome]) -> dict[str, Any]:
+    return {"results": [{"status": o.status, **asdict(o.feedback)} for o in outcomes],
+            "created": sum(o.status == "created" for o in outcomes),
+            "corrected": sum(o.status == "corrected" for o in outcomes),
+            "unchanged": sum(o.status == "unchanged" for o in outcomes)}
+
+
+def feedback_caller() -> Any:
+    """The deployment feedback route's decision: a user allowed ``monitoring.feedback``, or a key with that scope."""
+
+    def dependency(request: Request) -> tuple[Actor, keys.DeploymentKey | None]:
+        from chainkeeper.governance.permissions import authorize
+
+        ctx = get_ctx(request)
+        secret = api_key_of(request)
+        if secret is None:
+            actor = authenticate(request)
+            authorize(ctx.db, actor, "monitoring.feedback", project=request.path_params.get("name"))
+            request.state.actor = actor
+            return actor, None
+        key = keys.authenticate_deployment_key(ctx.db, secret, deployment=request.path_params.get("name", ""),
+                                               scope="feedback")
+        actor = Actor(f"apikey:{key.id}:{key.name}", frozenset(), request_id=request_id_of(request))
+        request.state.actor = actor
+        return actor, key
+
+    dependency.chainkeeper_action = "monitoring.feedback"  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+@router.post("/api/feedback")
+def post_feedback(body: FeedbackBody, request: Request,
+                  actor: Actor = require("monitoring.feedback")) -> dict[str, Any]:
+    """Attach true labels to served predictions (all or nothing); re-sending is safe, a new label corrects."""
+    return _outcomes(feedback.submit_feedback(get_ctx(request), body.pairs(), actor=actor, source=body.source))
+
+
+@router.post("/v1/deployments/{name}/feedback")
+def post_deployment_feedback(name: str, body: FeedbackBody, request: Request,
+                             caller: tuple[Actor, keys.DeploymentKey | None] = feedback_caller()) -> dict[str, Any]:
+    """Feedback on the predictions of one deployment, from a user or the deployment's API key."""
+    actor, key = caller
+    return _outcomes(feedback.submit_feedback(get_ctx(request), body.pairs(), actor=actor, source=body.source,
+                                              key=key, deployment=name))
+
+
+@router.get("/api/feedback/{request_id}", dependencies=[require("monitoring.read")])
+def get_feedback(request_id: str, request: Request) -> dict[str, Any]:
+    """The true label stored for a request id, next to the prediction."""
+    return asdict(feedback.get_feedback(get_ctx(request).db, request_id))
+
+
+@router.get("/api/monitoring/deployments/{name}/quality",
+            dependencies=[require("monitoring.read", project_from="name")])
+def get_quality(name: str, request: Request, window_s: float = Query(3600, gt=0, le=30 * 86400),
+                since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    """Live accuracy, macro-F1 and ECE per window, with each version's offline numbers."""
+    live = quality.live_quality(get_ctx(request).db, name, window=timedelta(seconds=window_s), since=since,
+                                until=until)
+    return asdict(live)
+
+
+@router.get("/api/monitoring/deployments/{name}/drift",
+            dependencies=[require("monitoring.read", project_from="name")])
+def get_drift(name: str, request: Request, check: str | None = Query(None, max_length=32),
+              limit: int = Query(200, ge=1, le=2000)) -> dict[str, Any]:
+    """Stored drift results, newest window first, and the latest of each check."""
+    db = get_ctx(request).db
+    results = drift_jobs.list_drift_results(db, name, check=check, limit=limit)
+    return {"deployment": name, "checks": list(CHECKS), "results": [asdict(r) for r in results],
+            "latest": {k: asdict(v) for k, v in drift_jobs.latest_drift_results(db, name).items()}}
+
+
+class DriftJobBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    last: int | None = Field(None, ge=1, le=100_000, description="Check the latest N predictions.")
+    window_s: float | None = Field(None, gt=0, description="Check the predictions of the last N seconds.")
+    every_s: float | None = Field(None, ge=1, description="Check again every N seconds until cancelled.")
+    max_checks: int | None = Field(None, ge=1, description="Stop a recurring job after N checks.")
+    checks: list[str] | None = Field(None, description=f"Any of: {', '.join(CHECKS)} (default: all).")
+    alpha: float = Field(0.01, gt=0, lt=0.5, description="Significance level of every test.")
+
+
+@router.post("/api/monitoring/deployments/{name}/drift", status_code=202)
+def post_drift(name: str, body: DriftJobBody, request: Request,
+               actor: Actor = require("monitoring.check", project_from="name")) -> dict[str, Any]:
+    """Queue a drift job (recurring with ``every_s``); follow it under /api/jobs/{id}."""
+    job = drift_jobs.submit_drift_job(get_ctx(request), name, actor=actor, last=body.last, window_s=body.window_s,
+                                      every_s=body.every_s, max_checks=body.max_checks, checks=body.checks,
+                                      alpha=body.alpha)
+    return {**asdict(job), "finished": job.finished}
+
+
+@router.get("/api/monitoring/deployments/{name}/report",
+            dependencies=[require("monitoring.read", project_from="name")])
+async def get_report(name: str, request: Request, since: datetime | None = None,
+                     until: datetime | None = None) -> dict[str, Any]:
+    """The diagnosis report as JSON: slices, confused pairs, low-confidence, wrong and slow examples."""
+    return await run_in_threadpool(diagnosis.diagnose, get_ctx(request).db, name, since=since, until=until)
+
+
+@router.get("/api/monitoring/deployments/{name}/report.html", response_class=HTMLResponse,
+            dependencies=[require("monitoring.read", project_from="name")])
+async def get_report_html(name: str, request: Request, since: datetime | None = None,
+                          until: datetime | None = None) -> HTMLResponse:
+    """The diagnosis report as a self-contained HTML page with plots."""
+    report = await run_in_threadpool(diagnosis.diagnose, get_ctx(request).db, name, since=since, until=until)
+    return HTMLResponse(diagnosis.render_diagnosis_html(report))

@@ -1,0 +1,134 @@
+"""``chainkeeper monitor``: feedback, live quality, drift checks and the diagnosis report.
+
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
+same ``authorize`` as the API (reading needs ``monitoring.read``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from chainkeeper.cli.alerts import alerts_app, tickets_app
+from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.monitoring import diagnosis, drift_jobs, feedback, quality
+from chainkeeper.monitoring.drift import CHECKS
+
+app = typer.Typer(help="Feedback, live quality, drift checks and diagnosis of deployments.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(tickets_app, name="tickets")
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+@app.command("feedback")
+def monitor_feedback(ctx: typer.Context, request_id: str, label: str,
+                     source: str = typer.Option("reviewer",
+                                                help=f"Who knows the truth: {', '.join(feedback.SOURCES)}."),
+                     ) -> None:
+    """Attach the true LABEL to the prediction REQUEST_ID (re-sending is safe; a new label corrects)."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "monitoring.feedback")
+        [outcome] = feedback.submit_feedback(c, [(request_id, label)], actor=actor, source=source)
+    f = outcome.feedback
+    verdict = "right" if f.correct else f"wrong (predicted {f.predicted})"
+    console.print(f"{outcome.status}: {request_id} is {f.label!r} — the model was {verdict}"
+                  + (f"; was {f.previous_label!r}" if outcome.status == "corrected" else ""))
+
+
+@app.command("quality")
+def monitor_quality(ctx: typer.Context, deployment: str,
+                    window: str = typer.Option("1h", help="Window length: 30m, 1h, 1d …"),
+                    since: datetime | None = typer.Option(None, help="From this UTC time (default: 24 windows back)."),
+                    ) -> None:
+    """Live accuracy, macro-F1 and ECE of DEPLOYMENT per window, against the offline test numbers."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "monitoring.read", project=deployment)
+        live = quality.live_quality(c.db, deployment, window=quality.parse_window(window), since=since)
+    table = Table("window start (UTC)", "version", "predictions", "labelled", "accuracy", "macro-F1", "ECE",
+                  title=f"{deployment}: live quality per {window}")
+    for w in live.windows:
+        table.add_row(f"{w.start:%Y-%m-%d %H:%M}", str(w.model_version_id), str(w.predictions), str(w.labelled),
+                      _num(w.accuracy), _num(w.macro_f1), _num(w.ece))
+    for w in live.overall:
+        table.add_row("[bold]all windows[/]", str(w.model_version_id), str(w.predictions), str(w.labelled),
+                      _num(w.accuracy), _num(w.macro_f1), _num(w.ece))
+    for version_id, offline in live.offline.items():
+        table.add_row("[italic]offline test[/]", str(version_id), "", "", _num(offline["accuracy"]),
+                      _num(offline["macro_f1"]), _num(offline["ece"]))
+    console.print(table)
+
+
+@app.command("drift")
+def monitor_drift(ctx: typer.Context, deployment: str,
+                  last: int | None = typer.Option(None, help="Check the latest N predictions."),
+                  window: str | None = typer.Option(None, help="Check the predictions of the last 30m, 1h …"),
+                  check: list[str] | None = typer.Option(None, help=f"Only these checks ({', '.join(CHECKS)})."),
+                  job: bool = typer.Option(False, "--job", help="Queue it as a job instead of checking now."),
+                  every: str | None = typer.Option(None, help="Queue a recurring job checking every 15m, 1h …"),
+                  history: bool = typer.Option(False, "--history", help="Show stored results instead of checking."),
+                  ) -> None:
+    """Check DEPLOYMENT's recent traffic against its model's training data (or queue/show checks)."""
+    with open_context(ctx) as c:
+        if history:
+            acting_user(ctx, c, "monitoring.read", project=deployment)
+            results = drift_jobs.list_drift_results(c.db, deployment, limit=len(CHECKS) * 10)
+        else:
+            actor = acting_user(ctx, c, "monitoring.check", project=deployment)
+            span = quality.parse_window(window) if window else None
+            if job or every:
+                queued = drift_jobs.submit_drift_job(
+                    c, deployment, actor=actor, last=last, window_s=span.total_seconds() if span else None,
+                    every_s=quality.parse_window(every).total_seconds() if every else None, checks=check or None)
+                console.print(f"queued drift job {queued.id}" + (f", checking every {every}" if every else "")
+                              + f"; follow it with 'chainkeeper jobs show {queued.id}'")
+                return
+            from chainkeeper.core.db import utcnow
+
+            end = utcnow()
+            results = drift_jobs.check_drift(c, deployment, actor=actor, last=last, end=end,
+                                             start=end - span if span else None, checks=check or None)
+    if not results:
+        console.print(f"{deployment}: no drift results yet (run 'chainkeeper monitor drift {deployment}')")
+        return
+    table = Table("window end (UTC)", "check", "statistic", "threshold", "p-value", "drift", "window", title=(
+        f"{deployment}: drift against {results[0].reference}"))
+    for r in results:
+        table.add_row(f"{r.window_end:%Y-%m-%d %H:%M:%S}", r.check, f"{r.statistic:.4g}", f"{r.threshold:.4g}",
+                      "—" if r.p_value is None else f"{r.p_value:.3g}", "[red]YES[/]" if r.drifted else "no",
+                      str(r.window_size))
+    console.print(table)
+
+
+@app.command("report")
+def monitor_report(ctx: typer.Context, deployment: str,
+                   html: Path | None = typer.Option(None, "--html", help="Write the HTML report to this file."),
+                   as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+                   since: datetime | None = typer.Option(None, help="From this UTC time (default: 7 days back)."),
+                   ) -> None:
+    """Where DEPLOYMENT fails: slices, confused pairs, low-confidence, wrong and slow examples."""
+    with open_context(ctx) as c:
+        acting_user(ctx, c, "monitoring.read", project=deployment)
+        report = diagnosis.diagnose(c.db, deployment, since=since)
+    if html is not None:
+        html.write_text(diagnosis.render_diagnosis_html(report), encoding="utf-8")
+        console.print(f"wrote {html}")
+    if as_json:
+        console.print_json(json.dumps(report))
+        return
+    o = report["overall"]
+    console.print(f"{deployment}: {report['predictions']} predictions, {report['labelled']} with feedback; "
+                  f"accuracy {_num(o['accuracy'])}, macro-F1 {_num(o['macro_f1'])}, ECE {_num(o['ece'])}; "
+                  f"latency p50 {_num(report['latency']['p50_ms'], 1)} ms, "
+                  f"p99 {_num(report['latency']['p99_ms'], 1)} ms")
+    if report["confused_pairs"]:
+        table = Table("true label", "predicted", "count", title="most confused pairs")
+        for p in report["confused_pairs"]:
+            table.add_row(p["truth"], p["predicted"], str(p["count"]))
+        console.print(table)

@@ -1,0 +1,462 @@
+"""Drift checks on stored traffic, run now or as (recurring) ``drift`` jobs.
+
+The I/O edge of ``monitoring.drift``: it finds the reference of the served model by
+its lineage (model version -> run -> dataset version), reads a sample of that dataset
+version (its test split when there is one: text the model never trained on, so its
+confidences look like live traffic's; else dev, else train), runs the model over it
+once (the profile is cached under ``<home>/cache/drift``), reads a window of the
+prediction log, runs the checks and stores one ``SqlDriftResult`` per check, with an
+audit entry per window.
+
+A ``drift`` job checks one window, or with ``every_s`` keeps checking: after each check
+it waits (checking for cancel) and checks the traffic since the last one. A recurring
+job holds a worker while it waits; run a worker for it (``chainkeeper worker``). If its
+worker is lost, the reaper queues it again and it resumes after the last window it stored.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.errors import InvalidInput
+from chainkeeper.core.jobs import Job, JobHandle, submit_job
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize
+from chainkeeper.monitoring.drift import CHECKS, DEFAULT_ALPHA, OOV_PIECES, CheckResult, Profile, run_checks
+from chainkeeper.monitoring.logwriter import flush_writers
+from chainkeeper.monitoring.tables import SqlDriftResult, SqlPrediction
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+    from chainkeeper.registry.versions import ModelVersion
+    from chainkeeper.training.model import TextClassifier
+
+__all__ = [
+    "JOB_KIND",
+    "MIN_WINDOW",
+    "MMD_MAX_ROWS",
+    "REFERENCE_SAMPLE",
+    "DriftResult",
+    "Reference",
+    "check_drift",
+    "latest_drift_results",
+    "list_drift_results",
+    "load_model",
+    "profile_texts",
+    "reference_profile",
+    "run_drift_job",
+    "submit_drift_job",
+    "text_features",
+]
+
+JOB_KIND = "drift"
+# Fewer served texts than this in a window make no check: the tests would say nothing.
+MIN_WINDOW = 30
+# Reference texts read from the dataset version (a seeded sample when it has more).
+REFERENCE_SAMPLE = 500
+# The MMD permutation test is O(n^2) per permutation: both sides are capped at this.
+MMD_MAX_ROWS = 300
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """A stored drift check (mirrors ``SqlDriftResult``)."""
+
+    id: int
+    deployment_id: int
+    model_version_id: int
+    check: str
+    statistic: float
+    threshold: float
+    p_value: float | None
+    drifted: bool
+    window_start: datetime
+    window_end: datetime
+    window_size: int
+    reference: str
+    reference_dataset_version_id: int | None
+    reference_size: int
+    details: dict[str, Any]
+    job_id: int | None
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where a model's reference sample comes from, and its profile."""
+
+    dataset_version_id: int
+    description: str
+    profile: Profile
+
+
+def _to_result(row: SqlDriftResult) -> DriftResult:
+    return DriftResult(id=row.id, deployment_id=row.deployment_id, model_version_id=row.model_version_id,
+                       check=row.check_name, statistic=row.statistic, threshold=row.threshold, p_value=row.p_value,
+                       drifted=row.drifted, window_start=row.window_start, window_end=row.window_end,
+                       window_size=row.window_size, reference=row.reference,
+                       reference_dataset_version_id=row.reference_dataset_version_id,
+                       reference_size=row.reference_size, details=dict(row.details or {}), job_id=row.job_id,
+                       created_by=row.created_by, created_at=row.created_at)
+
+
+# --- the model and the features it sees --------------------------------------------------
+
+
+def load_model(ctx: Context, model_version: ModelVersion) -> tuple[TextClassifier, Any]:
+    """The version's classifier and tokenizer, from the same local cache serving uses."""
+    from chainkeeper.training.model import TextClassifier
+
+    digest = model_version.model_artifact
+    folder = ctx.artifacts.get_tree(digest, ctx.settings.home / "cache" / "models" / digest)
+    return TextClassifier.load(folder)
+
+
+def _encode(model: TextClassifier, tokenizer: Any, texts: list[str], batch_size: int = 64
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (n, k) and mean-pooled encoder states (n, hidden), in input order."""
+    import torch
+
+    probs = np.empty((len(texts), len(model.meta.labels)), dtype=np.float32)
+    pooled = np.empty((len(texts), model.encoder.config.hidden_size), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # pad each batch to its own longest
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                            max_length=model.meta.max_length, return_tensors="pt")
+            hidden = model.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, t, 1)
+            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (b, h)
+            head_in = hidden[:, 0] if model.meta.pooling == "cls" else mean
+            probs[idx] = torch.softmax(model.head(head_in).float(), dim=-1).numpy()
+            pooled[idx] = mean.float().numpy()
+    return probs, pooled
+
+
+def text_features(tokenizer: Any, texts: list[str]) -> tuple[list[int], list[int], list[str]]:
+    """Words, out-of-vocabulary words and dominant script of each text.
+
+    A word (split on whitespace) is out of vocabulary when the tokenizer maps a piece of
+    it to its unknown token or splits it into ``OOV_PIECES`` or more pieces.
+    """
+    import pyarrow as pa
+
+    from chainkeeper.data.text import detect_script
+
+    words = [t.split() or [""] for t in texts]
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    unk = tokenizer.unk_token_id
+    lengths, oov = [], []
+    for i, ws in enumerate(words):
+        pieces: dict[int, int] = {}
+        unknown: set[int] = set()
+        for token_id, word_id in zip(enc["input_ids"][i], enc.word_ids(i), strict=True):
+            if word_id is None:
+                continue
+            pieces[word_id] = pieces.get(word_id, 0) + 1
+            if token_id == unk:
+                unknown.add(word_id)
+        lengths.append(len(texts[i].split()))
+        oov.append(sum(1 for w, count in pieces.items() if count >= OOV_PIECES or w in unknown))
+    scripts = detect_script(pa.array(texts, pa.string())).to_pylist()
+    return lengths, oov, scripts
+
+
+def profile_texts(model: TextClassifier, tokenizer: Any, texts: list[str], *,
+                  served: list[tuple[str, float]] | None = None) -> Profile:
+    """The profile of texts as the model sees them.
+
+    Args:
+        served: the (label, confidence) answered for each text, from the log; None:
+            take the model's own answers (the reference side).
+    """
+    probs, pooled = _encode(model, tokenizer, texts)
+    if served is None:
+        best = probs.argmax(axis=1)
+        labels = [model.meta.labels[i] for i in best]
+        confidences = [float(probs[i, j]) for i, j in enumerate(best)]
+    else:
+        labels, confidences = [s[0] for s in served], [float(s[1]) for s in served]
+    lengths, oov, scripts = text_features(tokenizer, texts)
+    return Profile(labels=labels, confidences=confidences, lengths=lengths, oov_words=oov, scripts=scripts,
+                   embeddings=pooled)
+
+
+# --- the reference --------------------------------------------------------------------
+
+
+def reference_profile(ctx: Context, model_version: ModelVersion, *, sample: int = REFERENCE_SAMPLE,
+                      model: tuple[TextClassifier, Any] | None = None) -> Reference:
+    """The reference of a model version: a sample of the dataset version it was trained on.
+
+    Args:
+        sample: at most this many texts (a seeded sample).
+        model: the loaded classifier and tokenizer, when the caller has them.
+
+    Raises:
+        NotFound: the run or dataset version is gone. InvalidInput: it has no rows.
+    """
+    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
+    from chainkeeper.training.runs import get_run
+
+    run = get_run(ctx.db, model_version.run_id)
+    dataset = get_dataset_version(ctx.db, run.dataset_version_id)
+    cache = ctx.settings.home / "cache" / "drift" / f"{model_version.model_artifact[:16]}-{dataset.id}-{sample}"
+    if (cache / "profile.json").is_file():
+        meta = json.loads((cache / "profile.json").read_text(encoding="utf-8"))
+        profile = Profile(**meta["profile"], embeddings=np.load(cache / "embeddings.npy"))
+        return Reference(dataset.id, meta["description"], profile)
+    table = read_dataset_rows(ctx, dataset.id)
+    splits = table.column("split").to_pylist()
+    split = next((s for s in ("test", "dev", "train") if s in splits), None)
+    if split is None:
+        raise InvalidInput(f"Dataset version {dataset.name} v{dataset.version} (id {dataset.id}) has no rows to "
+                           "compare traffic with.", hint="Train the model on a dataset version with rows.")
+    texts = [t for t, s in zip(table.column("text").to_pylist(), splits, strict=True) if s == split]
+    if len(texts) > sample:
+        texts = random.Random(0).sample(texts, sample)
+    classifier, tokenizer = model or load_model(ctx, model_version)
+    profile = profile_texts(classifier, tokenizer, texts)
+    description = (f"dataset version {dataset.name} v{dataset.version} (id {dataset.id}), {split} split, "
+                   f"{len(texts)} texts")
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(cache / "embeddings.npy", profile.embeddings)
+    fields = {k: v for k, v in asdict(profile).items() if k != "embeddings"}
+    (cache / "profile.json").write_text(json.dumps({"description": description, "profile": fields}),
+                                        encoding="utf-8")
+    return Reference(dataset.id, description, profile)
+
+
+# --- checking a window ------------------------------------------------------------------
+
+
+def _window_rows(db: Database, deployment_id: int, model_version_id: int, *, start: datetime | None,
+                 end: datetime | None, last: int | None) -> list[SqlPrediction]:
+    flush_writers(db)  # read this process's buffered log records too
+    query = sa.select(SqlPrediction).where(SqlPrediction.deployment_id == deployment_id,
+                                           SqlPrediction.model_version_id == model_version_id)
+    if start is not None:
+        query = query.where(SqlPrediction.at > start)
+    if end is not None:
+        query = query.where(SqlPrediction.at <= end)
+    query = query.order_by(SqlPrediction.at.desc(), SqlPrediction.id)
+    if last is not None:
+        query = query.limit(last)
+    with db.session(readonly=True) as s:
+        rows = list(s.scalars(query))
+        s.expunge_all()
+    return rows[::-1]
+
+
+def _subsample(x: np.ndarray, limit: int) -> np.ndarray:
+    if len(x) <= limit:
+        return x
+    return x[np.random.default_rng(0).choice(len(x), limit, replace=False)]
+
+
+def check_drift(ctx: Context, deployment: str, *, actor: Actor, start: datetime | None = None,
+                end: datetime | None = None, last: int | None = None, checks: list[str] | None = None,
+                alpha: float = DEFAULT_ALPHA, min_window: int = MIN_WINDOW, job_id: int | None = None,
+                ) -> list[DriftResult]:
+    """Check one window of a deployment's traffic against its model's reference, and store the results.
+
+    The window holds the predictions answered by the deployment's current model version
+    with ``start < at <= end`` (the latest ``last`` of them, when given).
+
+    Args:
+        actor: who asks (monitoring.check); recorded on each result and in the ledger.
+        checks: names from ``drift.CHECKS`` (default: all).
+        alpha: significance level of every test.
+        min_window: refuse windows with fewer predictions.
+        job_id: the job this check runs in, if any.
+
+    Returns:
+        The stored results, one per check, in ``CHECKS`` order.
+
+    Raises:
+        NotFound: no such deployment. InvalidInput: too few predictions in the window,
+            an unknown check, alpha outside (0, 0.5).
+    """
+    authorize(ctx.db, actor, "monitoring.check", project=deployment)
+    return _check_window(ctx, deployment, actor=actor, start=start, end=end, last=last, checks=checks, alpha=alpha,
+                         min_window=min_window, job_id=job_id)
+
+
+def _check_window(ctx: Context, deployment: str, *, actor: Actor, start: datetime | None, end: datetime | None,
+                  last: int | None, checks: list[str] | None, alpha: float, min_window: int = MIN_WINDOW,
+                  job_id: int | None = None) -> list[DriftResult]:
+    from chainkeeper.registry.versions import get_model_version
+    from chainkeeper.serving.deployments import get_deployment_by_name
+
+    if not 0 < alpha < 0.5:
+        raise InvalidInput(f"alpha must lie between 0 and 0.5, got {alpha}.", hint="The usual choice is 0.01.")
+    wanted = list(checks or CHECKS)
+    unknown = sorted(set(wanted) - set(CHECKS))
+    if unknown:
+        raise InvalidInput(f"Unknown drift check(s): {', '.join(unknown)}.", hint=f"Checks: {', '.join(CHECKS)}.")
+    dep = get_deployment_by_name(ctx.db, deployment)
+    version = get_model_version(ctx.db, dep.model_version_id)
+    rows = _window_rows(ctx.db, dep.id, version.id, start=start, end=end, last=last)
+    if len(rows) < min_window:
+        raise InvalidInput(
+            f"Deployment {deployment!r} served {len(rows)} prediction(s) with {version.label} in this window; "
+            f"a drift check needs at least {min_window}.",
+            hint="Widen the window (--window / --last) or wait for more traffic.")
+    classifier, tokenizer = load_model(ctx, version)
+    reference = reference_profile(ctx, version, model=(classifier, tokenizer))
+    window = profile_texts(classifier, tokenizer, [r.input_text for r in rows],
+                           served=[(r.label, r.score) for r in rows])
+    ref_profile = Profile(**{**asdict(reference.profile),
+                             "embeddings": _subsample(reference.profile.embeddings, MMD_MAX_ROWS)})
+    win_profile = Profile(**{**asdict(window), "embeddings": _subsample(window.embeddings, MMD_MAX_ROWS)})
+    results = run_checks(ref_profile, win_profile, alpha=alpha, checks=wanted)
+    return _store(ctx.db, results, actor=actor, deployment_id=dep.id, model_version_id=version.id,
+                  window=(rows[0].at, rows[-1].at, len(rows)), reference=reference, job_id=job_id)
+
+
+def _finite(value: float) -> float:
+    # A threshold can be infinite (a one-category chi-square); JSON answers and charts cannot
+    # carry inf, so it is stored capped at a large number.
+    return float(min(value, 1e12))
+
+
+def _store(db: Database, results: list[CheckResult], *, actor: Actor, deployment_id: int, model_version_id: int,
+           window: tuple[datetime, datetime, int], reference: Reference, job_id: int | None) -> list[DriftResult]:
+    start, end, size = window
+    with db.session() as s:
+        rows = [SqlDriftResult(deployment_id=deployment_id, model_version_id=model_version_id, check_name=r.check,
+                               statistic=_finite(r.statistic), threshold=_finite(r.threshold), p_value=r.p_value,
+                               drifted=bool(r.drifted), window_start=start, window_end=end, window_size=size,
+                               reference=reference.description,
+                               reference_dataset_version_id=reference.dataset_version_id,
+                               reference_size=len(reference.profile), details=r.details, job_id=job_id,
+                               created_by=actor.name, created_at=utcnow()) for r in results]
+        s.add_all(rows)
+        s.flush()
+        fired = [r.check for r in results if r.drifted]
+        append_entry(s, actor, "monitoring.drift_check", "deployment", deployment_id,
+                     details={"model_version_id": model_version_id, "window_size": size, "fired": fired,
+                              "checks": [r.check for r in results], "job_id": job_id})
+        return [_to_result(r) for r in rows]
+
+
+def list_drift_results(db: Database, deployment: str, *, check: str | None = None, limit: int = 200
+                       ) -> list[DriftResult]:
+    """Stored results of a deployment, newest window first.
+
+    Raises:
+        NotFound: no such deployment.
+    """
+    from chainkeeper.serving.deployments import get_deployment_by_name
+
+    dep = get_deployment_by_name(db, deployment)
+    query = (sa.select(SqlDriftResult).where(SqlDriftResult.deployment_id == dep.id)
+             .order_by(SqlDriftResult.window_end.desc(), SqlDriftResult.id.desc()).limit(limit))
+    if check is not None:
+        query = query.where(SqlDriftResult.check_name == check)
+    with db.session(readonly=True) as s:
+        return [_to_result(r) for r in s.scalars(query)]
+
+
+def latest_drift_results(db: Database, deployment: str) -> dict[str, DriftResult]:
+    """The newest stored result of each check of a deployment (what alerts and the page read)."""
+    latest: dict[str, DriftResult] = {}
+    for result in list_drift_results(db, deployment, limit=len(CHECKS) * 20):
+        latest.setdefault(result.check, result)
+    return latest
+
+
+# --- as a job ---------------------------------------------------------------------------
+
+
+def submit_drift_job(ctx: Context, deployment: str, *, actor: Actor, last: int | None = None,
+                     window_s: float | None = None, every_s: float | None = None, max_checks: int | None = None,
+                     checks: list[str] | None = None, alpha: float = DEFAULT_ALPHA) -> Job:
+    """Queue a ``drift`` job for a deployment (checked to exist first).
+
+    Args:
+        last: check the latest this-many predictions.
+        window_s: check the predictions of the last this-many seconds (default: 1 hour,
+            or ``every_s`` for a recurring job).
+        every_s: check again every this-many seconds until cancelled (or ``max_checks``).
+        max_checks: stop a recurring job after this many checks.
+
+    Raises:
+        NotFound: no such deployment. InvalidInput: a non-positive number, an unknown check.
+    """
+    from chainkeeper.serving.deployments import get_deployment_by_name
+
+    authorize(ctx.db, actor, "monitoring.check", project=deployment)
+    for name, value in (("last", last), ("window_s", window_s), ("every_s", every_s), ("max_checks", max_checks)):
+        if value is not None and value <= 0:
+            raise InvalidInput(f"{name} must be positive, got {value}.")
+    unknown = sorted(set(checks or ()) - set(CHECKS))
+    if unknown:
+        raise InvalidInput(f"Unknown drift check(s): {', '.join(unknown)}.", hint=f"Checks: {', '.join(CHECKS)}.")
+    get_deployment_by_name(ctx.db, deployment)
+    params = {"deployment": deployment, "last": last, "window_s": window_s, "every_s": every_s,
+              "max_checks": max_checks, "checks": checks, "alpha": alpha}
+    job = submit_job(ctx.db, JOB_KIND, {k: v for k, v in params.items() if v is not None}, actor=actor.name)
+    with ctx.db.session() as s:
+        append_entry(s, actor, "monitoring.drift_schedule", "job", job.id, details=job.params)
+    return job
+
+
+def _last_window_end(db: Database, job_id: int) -> datetime | None:
+    with db.session(readonly=True) as s:
+        return s.scalar(sa.select(sa.func.max(SqlDriftResult.window_end)).where(SqlDriftResult.job_id == job_id))
+
+
+def run_drift_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
+    """The ``drift`` handler: one check, or a check every ``every_s`` seconds.
+
+    Returns:
+        ``{"checks_run", "fired": [[window_end, check], ...], "skipped"}``.
+    """
+    params = job.params
+    deployment = str(params.get("deployment", ""))
+    every = params.get("every_s")
+    window = timedelta(seconds=float(params.get("window_s") or every or 3600))
+    # Authorised when it was queued (submit_drift_job): the job acts as its submitter.
+    actor = Actor(job.job.created_by, frozenset(), request_id=f"job:{job.id}")
+    runs, skipped, fired = 0, 0, []
+    while True:
+        job.check_cancelled()
+        end = utcnow()
+        start = _last_window_end(ctx.db, job.id) if every else None
+        start = start or end - window
+        try:
+            results = _check_window(ctx, deployment, actor=actor, start=None if params.get("last") else start, end=end,
+                                  last=params.get("last"), checks=params.get("checks"),
+                                  alpha=float(params.get("alpha", DEFAULT_ALPHA)), job_id=job.id)
+            fired += [[r.window_end.isoformat(), r.check] for r in results if r.drifted]
+            job.log(f"window of {results[0].window_size} predictions: "
+                    + ", ".join(f"{r.check} {r.statistic:.3g}/{r.threshold:.3g}{' FIRED' if r.drifted else ''}"
+                                for r in results))
+        except InvalidInput as exc:
+            if not every:
+                raise
+            skipped += 1
+            job.log(f"skipped: {exc.message}")
+        runs += 1
+        if not every or (params.get("max_checks") and runs >= int(params["max_checks"])):
+            break
+        due = time.monotonic() + float(every)
+        job.progress(0.0, f"check {runs} done; next in {float(every):g}s")
+        while time.monotonic() < due:
+            job.check_cancelled()
+            time.sleep(min(0.2, max(0.0, due - time.monotonic())))
+    return {"checks_run": runs, "fired": fired, "skipped": skipped}
+

@@ -1,0 +1,240 @@
+"""Feedback: the true label of a served prediction, attached to its request id.
+
+A human reviewer (a user with ``monitoring.feedback``) or a downstream system (an API
+key of the deployment with the ``feedback`` scope) sends ``(request_id, label)`` pairs.
+A batch is checked whole before anything is stored: an unknown request id, a request
+served by another deployment than the key's, or a label outside the answering model's
+label set refuses the whole batch, and nothing is written.
+
+Re-submission and correction policy:
+
+- the same label again for a request id is a no-op (``unchanged``): retries are safe;
+- a different label *corrects* the stored one (``corrected``): the row keeps one label,
+  ``revisions`` counts the corrections, ``previous_label`` holds the one replaced and
+  the ledger records who changed what (the latest word wins; the ledger keeps them all).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize
+from chainkeeper.monitoring.logwriter import flush_writers
+from chainkeeper.monitoring.tables import SqlFeedback, SqlPrediction
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+    from chainkeeper.serving.keys import DeploymentKey
+
+__all__ = [
+    "MAX_FEEDBACK_ITEMS",
+    "SOURCES",
+    "Feedback",
+    "FeedbackOutcome",
+    "get_feedback",
+    "list_feedback",
+    "model_labels",
+    "submit_feedback",
+]
+
+SOURCES = ("reviewer", "system")
+MAX_FEEDBACK_ITEMS = 1000
+_labels_lock = threading.Lock()
+# Label sets by model artefact digest: the artefact is immutable, so they never go stale.
+_labels_cache: dict[str, list[str]] = {}
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The stored true label of one prediction, next to what was predicted."""
+
+    request_id: str
+    label: str
+    predicted: str
+    correct: bool
+    source: str
+    given_by: str
+    given_at: datetime
+    revisions: int
+    previous_label: str | None
+    deployment_id: int
+    model_version_id: int
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    """What one submitted pair did: ``created``, ``unchanged`` or ``corrected``."""
+
+    status: str
+    feedback: Feedback
+
+
+def _to_feedback(row: SqlFeedback, prediction: SqlPrediction) -> Feedback:
+    return Feedback(request_id=row.request_id, label=row.label, predicted=prediction.label,
+                    correct=row.label == prediction.label, source=row.source, given_by=row.given_by,
+                    given_at=row.given_at, revisions=row.revisions, previous_label=row.previous_label,
+                    deployment_id=prediction.deployment_id, model_version_id=prediction.model_version_id)
+
+
+def model_labels(ctx: Context, model_version_id: int) -> list[str]:
+    """The label set of a model version, read from its stored folder's ``chainkeeper.json``.
+
+    Raises:
+        NotFound: no such version. ArtifactError: its files are missing.
+    """
+    from chainkeeper.registry.versions import get_model_version
+    from chainkeeper.training.model import META_FILE
+
+    digest = get_model_version(ctx.db, model_version_id).model_artifact
+    with _labels_lock:
+        if digest in _labels_cache:
+            return list(_labels_cache[digest])
+    meta = json.loads(ctx.artifacts.get_bytes(ctx.artifacts.read_manifest(digest)[META_FILE]))
+    with _labels_lock:
+        _labels_cache[digest] = list(meta["labels"])
+    return list(meta["labels"])
+
+
+def _check_items(items: Sequence[tuple[str, str]]) -> None:
+    if not items:
+        raise InvalidInput("There is no feedback to store.",
+                           hint='Send {"request_id": "...", "label": "..."} or {"items": [...]}.')
+    if len(items) > MAX_FEEDBACK_ITEMS:
+        raise InvalidInput(f"{len(items):,} feedback items in one call; at most {MAX_FEEDBACK_ITEMS} are allowed.",
+                           hint=f"Send them in batches of up to {MAX_FEEDBACK_ITEMS}.")
+    seen: dict[str, str] = {}
+    for request_id, label in items:
+        if not request_id or not label or not label.strip():
+            raise InvalidInput(f"Feedback needs a request id and a non-blank label, got {request_id!r}: {label!r}.")
+        if seen.setdefault(request_id, label) != label:
+            raise InvalidInput(f"Request id {request_id!r} appears twice with different labels "
+                               f"({seen[request_id]!r}, {label!r}).", hint="Send one label per request id.")
+
+
+def submit_feedback(ctx: Context, items: Sequence[tuple[str, str]], *, actor: Actor, source: str | None = None,
+                    key: DeploymentKey | None = None, deployment: str | None = None) -> list[FeedbackOutcome]:
+    """Attach true labels to served predictions (all or none).
+
+    Args:
+        items: ``(request_id, label)`` pairs; the request id is the one a predict call returned.
+        actor: who sends them: a user allowed ``monitoring.feedback``, or the actor of
+            ``key``; recorded as ``given_by``.
+        source: ``reviewer`` (a person) or ``system`` (a downstream program); default:
+            ``system`` for an API key, else ``reviewer``.
+        key: the deployment API key the call came with; it must hold the ``feedback``
+            scope, and every request id must have been served by its deployment.
+        deployment: when given, every request id must have been served by this deployment.
+
+    Returns:
+        One outcome per pair, in order.
+
+    Raises:
+        Forbidden: the user may not give feedback, or the key lacks the scope.
+        NotFound: a request id is unknown (or not the key's deployment's); nothing is stored.
+        InvalidInput: a label outside the answering model's labels (the message lists
+            them), a bad source, an empty or oversized batch; nothing is stored.
+    """
+    if key is None:
+        authorize(ctx.db, actor, "monitoring.feedback", project=deployment)
+    elif "feedback" not in key.scopes:
+        raise Forbidden(f"API key {key.id} ({key.name}) lacks the 'feedback' scope (it has: {', '.join(key.scopes)}).",
+                        hint="Issue a key with --scope feedback.")
+    source = source or ("system" if key is not None else "reviewer")
+    if source not in SOURCES:
+        raise InvalidInput(f"Unknown feedback source {source!r}.", hint=f"Sources: {', '.join(SOURCES)}.")
+    _check_items(items)
+    wanted = list(dict.fromkeys(request_id for request_id, _ in items))
+    flush_writers(ctx.db)  # a prediction served a moment ago may still be in this process's log buffer
+    with ctx.db.session(readonly=True) as s:
+        predictions = {p.id: p for p in s.scalars(sa.select(SqlPrediction).where(SqlPrediction.id.in_(wanted)))}
+        s.expunge_all()
+    only = key.deployment if key is not None else deployment
+    only_id = key.deployment_id if key is not None else _deployment_id(ctx, deployment)
+    missing = [r for r in wanted if r not in predictions
+               or (only_id is not None and predictions[r].deployment_id != only_id)]
+    if missing:
+        where = f" by deployment {only!r}" if only is not None else ""
+        raise NotFound(f"No prediction was served{where} with request id(s) {', '.join(map(repr, missing[:5]))}"
+                       f"{' and more' if len(missing) > 5 else ''}; no feedback was stored.",
+                       hint="Use the request_id of each text from the predict response (the log may also have "
+                       "sampled that request out or expired it).")
+    for request_id, label in items:
+        labels = model_labels(ctx, predictions[request_id].model_version_id)
+        if label not in labels:
+            raise InvalidInput(f"Label {label!r} for request id {request_id!r} is not one the model knows; "
+                               "no feedback was stored.",
+                               hint=f"Allowed labels: {', '.join(labels)}.")
+    return _store(ctx.db, items, predictions, actor=actor, source=source)
+
+
+def _deployment_id(ctx: Context, deployment: str | None) -> int | None:
+    from chainkeeper.serving.deployments import get_deployment_by_name
+
+    return get_deployment_by_name(ctx.db, deployment).id if deployment is not None else None
+
+
+def _store(db: Database, items: Sequence[tuple[str, str]], predictions: dict[str, SqlPrediction], *, actor: Actor,
+           source: str) -> list[FeedbackOutcome]:
+    outcomes = []
+    now = utcnow()
+    with db.session() as s:
+        existing = {f.request_id: f for f in s.scalars(
+            sa.select(SqlFeedback).where(SqlFeedback.request_id.in_([r for r, _ in items])))}
+        for request_id, label in items:
+            row = existing.get(request_id)
+            if row is not None and row.label == label:
+                outcomes.append(FeedbackOutcome("unchanged", _to_feedback(row, predictions[request_id])))
+                continue
+            if row is None:
+                row = existing[request_id] = SqlFeedback(request_id=request_id, label=label, source=source,
+                                                         given_by=actor.name, given_at=now, revisions=0)
+                s.add(row)
+                status, before = "created", None
+            else:
+                before = {"label": row.label, "given_by": row.given_by}
+                row.previous_label, row.label, row.revisions = row.label, label, row.revisions + 1
+                row.source, row.given_by, row.given_at = source, actor.name, now
+                status = "corrected"
+            s.flush()
+            append_entry(s, actor, "monitoring.feedback" if status == "created" else "monitoring.feedback.correct",
+                         "prediction", request_id, before=before, after={"label": label, "given_by": actor.name},
+                         details={"label": label, "source": source, "predicted": predictions[request_id].label})
+            outcomes.append(FeedbackOutcome(status, _to_feedback(row, predictions[request_id])))
+    return outcomes
+
+
+def get_feedback(db: Database, request_id: str) -> Feedback:
+    """The feedback stored for one request id.
+
+    Raises:
+        NotFound: no feedback (or no prediction) with that request id.
+    """
+    with db.session(readonly=True) as s:
+        found = s.execute(sa.select(SqlFeedback, SqlPrediction).join(
+            SqlPrediction, SqlPrediction.id == SqlFeedback.request_id).where(SqlFeedback.request_id == request_id)
+        ).first()
+        if found is None:
+            raise NotFound(f"There is no feedback for request id {request_id!r}.",
+                           hint="Attach a label with 'chainkeeper monitor feedback REQUEST_ID LABEL'.")
+        return _to_feedback(*found)
+
+
+def list_feedback(db: Database, *, deployment_id: int | None = None, limit: int = 100) -> list[Feedback]:
+    """Stored feedback, most recently given first."""
+    query = (sa.select(SqlFeedback, SqlPrediction).join(SqlPrediction, SqlPrediction.id == SqlFeedback.request_id)
+             .order_by(SqlFeedback.given_at.desc(), SqlFeedback.id.desc()).limit(limit))
+    if deployment_id is not None:
+        query = query.where(SqlPrediction.deployment_id == deployment_id)
+    with db.session(readonly=True) as s:
+        return [_to_feedback(f, p) for f, p in s.execute(query).all()]

@@ -1,0 +1,331 @@
+"""The retraining loop: from a handed-over ticket to a candidate at the release gate.
+
+Each step is the ML engineer's (``maintenance.retrain``) and reuses the stage that owns
+the work; this module only chains them and records the outcome on the ticket:
+
+1. ``start_retraining``: the rows of the *latest released* version of the serving
+   model's dataset (each split kept as it was) plus the deployment's feedback-labelled
+   traffic (split ``train``/``test`` per label) become the next draft version of that
+   dataset (``data.versions.create_dataset_version``); a training run on it is queued
+   with the serving run's config and base model (``training.runs.start_training_run``).
+2. ``evaluate_retraining``: once the run succeeded, the candidate and the serving
+   version label the *same* test split of the new version; accuracy and macro-F1 are
+   stored on the ticket overall, on the released rows and on the feedback rows.
+3. ``hand_to_release_gate``: a candidate better than the serving version on the
+   feedback rows is registered (``registry.versions``) and its promotion is requested
+   (``governance.approvals``); a release manager who is not the run's author decides.
+4. ``close_when_served``: once the deployment serves the candidate (a rollout by the
+   release manager), an operator closes the ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import authorize
+from chainkeeper.monitoring.tickets import Ticket, TicketState, advance_ticket, close_ticket, get_ticket
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+    from chainkeeper.data.versions import DatasetVersion
+    from chainkeeper.governance.approvals import Approval
+    from chainkeeper.registry.versions import ModelVersion
+    from chainkeeper.training.config import TrainConfig
+
+__all__ = [
+    "FEEDBACK_TEST_SHARE",
+    "Retraining",
+    "close_when_served",
+    "compare_on_test_split",
+    "evaluate_retraining",
+    "feedback_rows",
+    "hand_to_release_gate",
+    "latest_released_version",
+    "start_retraining",
+]
+
+# Share of the feedback-labelled traffic kept out of training to judge the candidate.
+FEEDBACK_TEST_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """What ``start_retraining`` set going."""
+
+    ticket: Ticket
+    dataset_version_id: int
+    run_id: int
+    job_id: int | None
+    feedback_train: int
+    feedback_test: int
+
+
+def latest_released_version(ctx: Context, name: str) -> DatasetVersion:
+    """The newest released version of dataset ``name``.
+
+    Raises:
+        NotFound: the dataset has no released version.
+    """
+    from chainkeeper.data.versions import DatasetState, list_dataset_versions
+
+    for version in list_dataset_versions(ctx.db, name=name):
+        if version.state == DatasetState.RELEASED:
+            return version
+    raise NotFound(f"Dataset {name!r} has no released version to retrain on.",
+                   hint="Ask a data steward to release one (chainkeeper approvals).")
+
+
+def feedback_rows(ctx: Context, deployment_id: int) -> list[tuple[str, str, str]]:
+    """The deployment's served texts that carry a feedback label, as (request id, text, label)."""
+    from chainkeeper.monitoring.quality import labelled_predictions
+
+    return [(r.request_id, r.input_text, r.truth) for r in labelled_predictions(ctx.db, deployment_id)
+            if r.truth is not None]
+
+
+def _serving(ctx: Context, ticket: Ticket) -> tuple[Any, ModelVersion, Any]:
+    from chainkeeper.registry.versions import get_model_version
+    from chainkeeper.serving.deployments import get_deployment
+    from chainkeeper.training.runs import get_run
+
+    if ticket.deployment_id is None:
+        raise Conflict(f"Ticket {ticket.id} names no deployment; there is no serving model to retrain.")
+    deployment = get_deployment(ctx.db, ticket.deployment_id)
+    version = get_model_version(ctx.db, deployment.model_version_id)
+    return deployment, version, get_run(ctx.db, version.run_id)
+
+
+def _store_rows(ctx: Context, rows: list[tuple[str, str, str]], *, uri: str, split: str, actor: Actor) -> int:
+    """Store (origin, text, label) rows as one source of ``split``; return its id."""
+    from chainkeeper.data.connectors import ParsedSource, Record
+    from chainkeeper.data.ingest import store_records
+
+    records = [Record(text=text, label=label, line=i + 1, origin=origin) for i, (origin, text, label) in
+               enumerate(rows)]
+    digest = hashlib.sha256("\n".join(f"{o}\t{t}\t{y}" for o, t, y in rows).encode()).hexdigest()
+    source = store_records(ctx, ParsedSource(format="rows", encoding="utf-8", records=records), uri=uri,
+                           sha256=digest, actor=actor, kind="retraining", split=split)
+    return source.id
+
+
+def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, config: TrainConfig | None = None,
+                     base_model: Path | None = None, test_share: float = FEEDBACK_TEST_SHARE,
+                     seed: int = 13) -> Retraining:
+    """Build the retraining dataset version and queue the training run, from a handed-over ticket.
+
+    Args:
+        ticket_id: a ticket handed over to ml_engineer.
+        actor: the ML engineer (maintenance.retrain, run.create).
+        config: the run's hyper-parameters; default the serving run's.
+        base_model: the base model folder; default the serving run's.
+        test_share: share of each label's feedback rows kept for the test split.
+        seed: seeds that split.
+
+    Returns:
+        The new dataset version, the queued run and how many feedback rows went where.
+
+    Raises:
+        Forbidden: the actor may not retrain or train. NotFound: no such ticket, or no
+            released dataset version. Conflict: the ticket is not handed over, or the
+            deployment has no feedback-labelled traffic. InvalidInput: a bad test share.
+    """
+    from chainkeeper.data.splits import stratified_split
+    from chainkeeper.data.versions import create_dataset_version, get_dataset_version, read_dataset_rows
+    from chainkeeper.training.runs import start_training_run
+
+    authorize(ctx.db, actor, "maintenance.retrain")
+    authorize(ctx.db, actor, "run.create")
+    if not 0 < test_share < 1:
+        raise InvalidInput(f"test_share must lie between 0 and 1, got {test_share}.", hint="The default is 0.3.")
+    ticket = get_ticket(ctx.db, ticket_id)
+    if ticket.state != TicketState.HANDED_OVER:
+        raise Conflict(f"Ticket {ticket_id} is {ticket.state}; retraining starts from a ticket handed over to "
+                       "ml_engineer.", hint="An operator hands it over: 'chainkeeper monitor tickets handover ID'.")
+    deployment, serving, serving_run = _serving(ctx, ticket)
+    reference = get_dataset_version(ctx.db, serving_run.dataset_version_id)
+    released = latest_released_version(ctx, reference.name)
+    labelled = feedback_rows(ctx, deployment.id)
+    if not labelled:
+        raise Conflict(f"Deployment {deployment.name!r} has no feedback-labelled traffic to learn from.",
+                       hint="Attach true labels to served request ids first (chainkeeper monitor feedback).")
+
+    source_ids = []
+    table = read_dataset_rows(ctx, released.id)
+    columns = {name: table.column(name).to_pylist() for name in ("row_id", "text", "label", "split")}
+    for split in ("train", "dev", "test"):
+        rows = [(f"dataset_version:{released.id}#row{r}", t, y) for r, t, y, s in
+                zip(columns["row_id"], columns["text"], columns["label"], columns["split"], strict=True)
+                if s == split and y]
+        if rows:
+            source_ids.append(_store_rows(ctx, rows, uri=f"chainkeeper:dataset-version/{released.id}?split={split}",
+                                          split=split, actor=actor))
+    assigned = stratified_split([y for _, _, y in labelled], seed=seed,
+                                fractions={"train": 1 - test_share, "test": test_share})
+    feedback_sources = []
+    for split in ("train", "test"):
+        rows = [(f"prediction:{rid}", text, y) for (rid, text, y), s in zip(labelled, assigned, strict=True)
+                if s == split]
+        if rows:
+            feedback_sources.append(_store_rows(ctx, rows, uri=f"chainkeeper:deployment/{deployment.name}/feedback"
+                                                f"?split={split}", split=split, actor=actor))
+    version = create_dataset_version(ctx, name=released.name, source_ids=source_ids + feedback_sources,
+                                     actor=actor, seed=released.split_seed)
+    run = start_training_run(ctx, dataset_version_id=version.id, config=config or serving_run.train_config,
+                             actor=actor, base_model=base_model or Path(serving_run.base_model))
+    counts = {"train": assigned.count("train"), "test": assigned.count("test")}
+    ticket = advance_ticket(ctx, ticket_id, actor=actor, to=TicketState.RETRAINING,
+                            allowed_from=(TicketState.HANDED_OVER,), action="ticket.retrain",
+                            details={"released_dataset_version_id": released.id, "dataset_version_id": version.id,
+                                     "feedback_source_ids": feedback_sources, "run_id": run.id, "job_id": run.job_id,
+                                     "serving_model_version_id": serving.id, "feedback_rows": counts})
+    return Retraining(ticket=ticket, dataset_version_id=version.id, run_id=run.id, job_id=run.job_id,
+                      feedback_train=counts["train"], feedback_test=counts["test"])
+
+
+def _load(ctx: Context, digest: str) -> tuple[Any, Any]:
+    from chainkeeper.training.model import TextClassifier
+
+    return TextClassifier.load(ctx.artifacts.get_tree(digest, ctx.settings.home / "cache" / "models" / digest))
+
+
+def _scores(truth: list[str], predicted: list[str]) -> dict[str, float | int]:
+    from chainkeeper.training.evaluation import classification_metrics
+
+    if not truth:
+        return {"rows": 0}
+    metrics = classification_metrics(truth, predicted, sorted(set(truth) | set(predicted)))
+    return {"rows": len(truth), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
+def compare_on_test_split(ctx: Context, dataset_version_id: int, model_artifacts: dict[str, str],
+                          feedback_source_ids: list[int]) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Label one test split with several models; score each overall, on feedback rows and on the rest.
+
+    Args:
+        dataset_version_id: whose test split.
+        model_artifacts: name -> model folder digest (e.g. "serving", "candidate").
+        feedback_source_ids: the sources whose rows are feedback-labelled traffic.
+
+    Returns:
+        ``{name: {"all"|"feedback"|"released": {"rows", "accuracy", "macro_f1"}}}``.
+
+    Raises:
+        InvalidInput: the version has no labelled test rows.
+    """
+    from chainkeeper.data.versions import read_dataset_rows
+    from chainkeeper.training.loop import predict_labels
+
+    test = read_dataset_rows(ctx, dataset_version_id, "test")
+    texts, truth = test.column("text").to_pylist(), test.column("label").to_pylist()
+    sources = test.column("source_id").to_pylist()
+    keep = [i for i, y in enumerate(truth) if y]
+    if not keep:
+        raise InvalidInput(f"Dataset version {dataset_version_id} has no labelled test rows to compare models on.")
+    parts = {"all": keep, "feedback": [i for i in keep if sources[i] in feedback_source_ids],
+             "released": [i for i in keep if sources[i] not in feedback_source_ids]}
+    out = {}
+    for name, digest in model_artifacts.items():
+        model, tokenizer = _load(ctx, digest)
+        predicted = dict(zip(keep, predict_labels(model, tokenizer, [texts[i] for i in keep]), strict=True))
+        out[name] = {part: _scores([truth[i] for i in rows], [predicted[i] for i in rows])
+                     for part, rows in parts.items()}
+    return out
+
+
+def evaluate_retraining(ctx: Context, ticket_id: int, *, actor: Actor) -> dict[str, Any]:
+    """Score the candidate and the serving version on the same test split; store it on the ticket.
+
+    Returns:
+        ``{"serving": {...}, "candidate": {...}, "better_on_feedback": bool}`` (see
+        ``compare_on_test_split``).
+
+    Raises:
+        Forbidden: may not retrain. NotFound: no such ticket.
+        Conflict: the ticket has no retraining run, or the run has not succeeded.
+    """
+    from chainkeeper.registry.versions import get_model_version
+    from chainkeeper.training.runs import get_run
+
+    authorize(ctx.db, actor, "maintenance.retrain")
+    ticket = get_ticket(ctx.db, ticket_id)
+    if ticket.state != TicketState.RETRAINING:
+        raise Conflict(f"Ticket {ticket_id} is {ticket.state}, not retraining.",
+                       hint="Start retraining first: 'chainkeeper monitor tickets retrain ID'.")
+    run = get_run(ctx.db, ticket.details["run_id"])
+    if run.state != "succeeded" or not run.model_artifact:
+        raise Conflict(f"Retraining run {run.id} is {run.state}; it can be evaluated once it succeeded.",
+                       hint=f"Follow it with 'chainkeeper jobs show {run.job_id}'.")
+    serving = get_model_version(ctx.db, ticket.details["serving_model_version_id"])
+    scores = compare_on_test_split(ctx, ticket.details["dataset_version_id"],
+                                   {"serving": serving.model_artifact, "candidate": run.model_artifact},
+                                   list(ticket.details["feedback_source_ids"]))
+    new, old = scores["candidate"]["feedback"], scores["serving"]["feedback"]
+    comparison = {**scores, "better_on_feedback": bool(new.get("rows")) and new["macro_f1"] > old["macro_f1"]}
+    advance_ticket(ctx, ticket_id, actor=actor, to=TicketState.RETRAINING, allowed_from=(TicketState.RETRAINING,),
+                   action="ticket.evaluate", details={"comparison": comparison})
+    return comparison
+
+
+def hand_to_release_gate(ctx: Context, ticket_id: int, *, actor: Actor, comment: str = "") -> tuple[ModelVersion,
+                                                                                                 Approval]:
+    """Register the evaluated candidate and ask for its promotion to production.
+
+    Raises:
+        Forbidden: may not retrain, register or ask for promotion. NotFound: no such ticket.
+        Conflict: not evaluated yet, or the candidate is not better than the serving
+            version on the feedback rows (nothing is registered then).
+    """
+    from chainkeeper.governance.approvals import request_approval
+    from chainkeeper.registry.versions import get_model_version, register_model_version
+
+    authorize(ctx.db, actor, "maintenance.retrain")
+    authorize(ctx.db, actor, "model.register")
+    ticket = get_ticket(ctx.db, ticket_id)
+    comparison = ticket.details.get("comparison")
+    if ticket.state != TicketState.RETRAINING or comparison is None:
+        raise Conflict(f"Ticket {ticket_id} has no evaluated candidate ({ticket.state}).",
+                       hint="Evaluate the retraining run first: 'chainkeeper monitor tickets evaluate ID'.")
+    if not comparison["better_on_feedback"]:
+        new, old = comparison["candidate"]["feedback"], comparison["serving"]["feedback"]
+        raise Conflict(f"The candidate of ticket {ticket_id} is not better than the serving version on the "
+                       f"feedback rows (macro-F1 {new.get('macro_f1', 0):.4f} vs {old.get('macro_f1', 0):.4f}); "
+                       "it is not sent to the release gate.",
+                       hint="Collect more feedback-labelled traffic or change the config, then retrain.")
+    serving = get_model_version(ctx.db, ticket.details["serving_model_version_id"])
+    version = register_model_version(ctx, run_id=ticket.details["run_id"], name=serving.name, actor=actor)
+    approval = request_approval(ctx, "model.promote", version.id, actor=actor,
+                                comment=comment or f"retrained for maintenance ticket {ticket_id}")
+    advance_ticket(ctx, ticket_id, actor=actor, to=TicketState.IN_RELEASE, allowed_from=(TicketState.RETRAINING,),
+                   action="ticket.release", details={"model_version_id": version.id, "approval_id": approval.id})
+    return version, approval
+
+
+def close_when_served(ctx: Context, ticket_id: int, *, actor: Actor) -> Ticket:
+    """Close a ticket in release once its deployment serves the retrained version (operator).
+
+    Raises:
+        Forbidden: may not manage alerts. NotFound: no such ticket.
+        Conflict: the ticket is not in release, or the deployment does not serve the candidate yet.
+    """
+    from chainkeeper.serving.deployments import get_deployment
+    from chainkeeper.serving.rollout import current_route
+
+    authorize(ctx.db, actor, "alert.manage")
+    ticket = get_ticket(ctx.db, ticket_id)
+    if ticket.state != TicketState.IN_RELEASE or ticket.deployment_id is None:
+        raise Conflict(f"Ticket {ticket_id} is {ticket.state}; only a ticket whose candidate is in release can be "
+                       "closed as served.", hint="Close it by hand with a resolution instead.")
+    deployment = get_deployment(ctx.db, ticket.deployment_id)
+    route = current_route(ctx.db, deployment.name)
+    wanted = ticket.details["model_version_id"]
+    if route.primary_version_id != wanted:
+        raise Conflict(f"Deployment {deployment.name!r} still serves model version {route.primary_version_id}, "
+                       f"not the retrained version {wanted}.",
+                       hint="A release manager promotes it (approvals) and rolls it out (chainkeeper deploy).")
+    return close_ticket(ctx, ticket_id, actor=actor,
+                        resolution=f"deployment {deployment.name} serves retrained model version {wanted}")

@@ -1,0 +1,110 @@
+"""The web pages of training runs: a shell over ``chainkeeper.training.runs``.
+
+- ``/runs``: every run, newest first, with its task, state, steps and headline test
+  numbers;
+- ``/runs/{id}``: one run: state, the live loss curve, the reproducibility record, the
+  config and, once it has finished, its self-contained HTML evaluation report;
+- ``/runs/{id}/curve``: the curve fragment the run page polls with htmx while the run
+  is queued or running (an inline SVG drawn from the stored run points). When the run
+  has finished, the fragment answers ``HX-Refresh`` so the page reloads once with the
+  report, and stops polling.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
+
+from chainkeeper.api.auth import require
+from chainkeeper.core.errors import ChainkeeperError
+from chainkeeper.governance.actors import Actor
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+    from chainkeeper.training.runs import Run
+
+__all__ = ["CURVE_REFRESH_S", "headline", "router"]
+
+router = APIRouter(include_in_schema=False)
+# How often a live run page asks for new curve points.
+CURVE_REFRESH_S = 1
+
+
+def _ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def headline(run: Run) -> str:
+    """The run's test (else dev) numbers in a few words, whichever the task."""
+    m: dict[str, Any] = run.metrics.get("test") or run.metrics.get("dev") or {}
+    if "macro_f1" in m:
+        return f"accuracy {m['accuracy']:.4f} · macro-F1 {m['macro_f1']:.4f}"
+    if "f1" in m:
+        return f"entity F1 {m['f1']:.4f}"
+    if "perplexity" in m:
+        return f"perplexity {m['perplexity']:.2f}"
+    return "—"
+
+
+def _curve(request: Request, run_id: int) -> dict[str, Any]:
+    """The loss curve of a run as an SVG, with its latest point and state."""
+    from chainkeeper.training.report import line_plot_svg
+    from chainkeeper.training.runs import get_run, run_points
+
+    db = _ctx(request).db
+    run = get_run(db, run_id)
+    points = [(p["step"], p["value"]) for p in run_points(db, run_id, name="loss")]
+    # Safe to mark: line_plot_svg escapes its title, and the rest is numbers.
+    svg = Markup(line_plot_svg(points, title="training loss by step", width=640, height=240))
+    return {"run": run, "svg": svg, "points": len(points), "last": points[-1] if points else None,
+            "refresh_s": CURVE_REFRESH_S}
+
+
+@router.get("/runs", response_class=HTMLResponse, name="runs")
+def runs_page(request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
+    """Training runs, newest first."""
+    from chainkeeper.training.runs import list_runs
+    from chainkeeper.web.pages import error_page, templates
+
+    try:
+        runs = list_runs(_ctx(request).db, limit=200)
+    except ChainkeeperError as exc:
+        return error_page(request, exc)
+    return templates.TemplateResponse(request, "runs.html", {"runs": runs, "headline": headline, "actor": actor})
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse, name="run")
+def run_page(run_id: int, request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
+    """One run: live curve while it trains, then the evaluation report."""
+    from dataclasses import asdict
+
+    from chainkeeper.training.report import render_report_html
+    from chainkeeper.web.pages import error_page, templates
+
+    try:
+        curve = _curve(request, run_id)
+    except ChainkeeperError as exc:
+        return error_page(request, exc)
+    run = curve["run"]
+    report = render_report_html(asdict(run)) if run.finished else None
+    return templates.TemplateResponse(request, "run.html", {**curve, "report": report, "headline": headline,
+                                                            "actor": actor})
+
+
+@router.get("/runs/{run_id}/curve", response_class=HTMLResponse, name="run_curve")
+def run_curve(run_id: int, request: Request, actor: Actor = require("run.read")) -> Response:
+    """The live curve fragment (polled by the run page until the run ends)."""
+    from chainkeeper.web.pages import error_page, templates
+
+    try:
+        curve = _curve(request, run_id)
+    except ChainkeeperError as exc:
+        return error_page(request, exc)
+    response = templates.TemplateResponse(request, "run_curve.html", curve)
+    if curve["run"].finished and request.headers.get("HX-Request"):
+        response.headers["HX-Refresh"] = "true"  # reload once: the finished page shows the report
+    return response

@@ -1,0 +1,211 @@
+"""Drift checks: hand-computed statistics, shifted vs unshifted samples, and the stored job path."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound
+from chainkeeper.core.jobs import JobState, get_job, job_logs, request_cancel
+from chainkeeper.core.worker import Worker
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.ledger import list_entries
+from chainkeeper.monitoring import drift
+from chainkeeper.monitoring.drift import Profile, categorical_chi2, embedding_mmd, ks_check, label_bins, psi, run_checks
+from chainkeeper.monitoring.drift_jobs import (
+    check_drift,
+    latest_drift_results,
+    list_drift_results,
+    submit_drift_job,
+    text_features,
+)
+from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served
+from tests.monitoring.chain import any_served, classifier_dir, served  # noqa: F401  (fixtures)
+
+# Financial-news sentences: longer, and full of names the tokenizer splits into many pieces.
+SHIFTED = [f"Rautaruukki and Tietoenator said operating profit totalled EUR{i}.{i % 7}m , up from EUR{i + 3}.2m "
+           f"in 200{i % 9} , {i % 11}.4 % of net sales of Aspocomp" for i in range(40)]
+
+
+# --- statistics against hand computation and scipy -------------------------------------
+
+
+def test_label_psi_needs_more_than_the_rule_of_thumb_on_small_windows() -> None:
+    reference = ["a"] * 150 + ["b"] * 150
+    small = drift.label_psi(reference, ["a"] * 15 + ["b"] * 15)
+    # 2 bins: chi2_{0.99}(1) * (1/300 + 1/30)
+    assert small.threshold == pytest.approx(stats.chi2.ppf(0.99, 1) * (1 / 300 + 1 / 30)) and small.threshold > 0.2
+    assert drift.label_psi(reference * 20, ["a"] * 3000 + ["b"] * 3000).threshold == 0.2
+
+
+def test_psi_matches_the_hand_computed_value() -> None:
+    # shares (.5, .5) -> (.8, .2): 0.3 ln(1.6) + 0.3 ln(2.5)
+    assert psi([50, 50], [80, 20]) == pytest.approx(0.3 * math.log(1.6) + 0.3 * math.log(2.5))
+    assert psi([10, 20, 30], [1, 2, 3]) == pytest.approx(0.0)
+    with pytest.raises(InvalidInput, match="one length"):
+        psi([1, 2], [1])
+
+
+def test_chi_square_matches_the_hand_computed_value_and_scipy() -> None:
+    reference, window = ["a"] * 50 + ["b"] * 50, ["a"] * 80 + ["b"] * 20
+    result = categorical_chi2(reference, window, alpha=0.01)
+    # expected counts 65/35 in both rows: 2 * 15^2/65 + 2 * 15^2/35
+    assert result.statistic == pytest.approx(2 * 225 / 65 + 2 * 225 / 35)
+    assert result.p_value == pytest.approx(stats.chi2.sf(result.statistic, 1))
+    assert result.threshold == pytest.approx(stats.chi2.ppf(0.99, 1)) and result.drifted
+
+
+def test_ks_matches_scipy_and_the_hand_computed_distance() -> None:
+    result = ks_check("confidence_ks", [1, 2, 3, 4], [3, 4, 5, 6])
+    assert result.statistic == pytest.approx(0.5)
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1, 200), rng.normal(0.4, 1, 150)
+    ours, theirs = ks_check("x", a, b), stats.ks_2samp(a, b)
+    assert (ours.statistic, ours.p_value) == pytest.approx((theirs.statistic, theirs.pvalue))
+    assert ours.threshold == pytest.approx(math.sqrt(-math.log(0.005) / 2) * math.sqrt(350 / (200 * 150)))
+
+
+def test_oov_increase_is_a_one_sided_two_proportion_test() -> None:
+    result = drift.oov_increase(10, 1000, 30, 1000, alpha=0.01)
+    pooled = 40 / 2000
+    se = math.sqrt(pooled * (1 - pooled) * (2 / 1000))
+    assert result.statistic == pytest.approx(0.02)
+    assert result.p_value == pytest.approx(stats.norm.sf(0.02 / se))
+    assert result.threshold == pytest.approx(stats.norm.ppf(0.99) * se) and result.drifted
+    assert not drift.oov_increase(30, 1000, 10, 1000).drifted  # fewer unknown words is no drift
+
+
+def test_label_bins_give_each_bin_enough_expected_rows() -> None:
+    reference = [f"l{i}" for i in range(40) for _ in range(5)]  # 40 labels, 2.5 % each
+    bins = label_bins(reference, window_size=50)
+    counts = np.bincount(list(bins.values()))
+    # 5 expected window rows need a 10 % share: 4 labels per bin, 10 bins
+    assert len(counts) == 10 and set(counts) == {4}
+    assert label_bins(["a", "b"], window_size=1000) == {"a": 0, "b": 1}
+
+
+def test_mmd_permutation_test_separates_shifted_from_unshifted_embeddings() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, (120, 8))
+    same = embedding_mmd(reference, rng.normal(0, 1, (60, 8)), permutations=100)
+    shifted = embedding_mmd(reference, rng.normal(0.8, 1, (60, 8)), permutations=100)
+    assert not same.drifted and same.p_value > 0.05
+    assert shifted.drifted and shifted.p_value < 0.01 and shifted.statistic > shifted.threshold > same.statistic / 10
+
+
+def _profile(rng: np.random.Generator, n: int, *, shift: bool) -> Profile:
+    labels = list(rng.choice(["a", "b", "c", "d"], n, p=[0.7, 0.1, 0.1, 0.1] if shift else [0.25] * 4))
+    return Profile(labels=labels, confidences=list(rng.beta(2 if shift else 8, 2, n)),
+                   lengths=list(rng.poisson(30 if shift else 10, n) + 1),
+                   oov_words=list(rng.binomial(30 if shift else 10, 0.2 if shift else 0.01, n)),
+                   scripts=["cjk" if shift and i % 2 else "latin" for i in range(n)],
+                   embeddings=rng.normal(0.7 if shift else 0, 1, (n, 6)))
+
+
+def test_every_check_fires_on_a_shifted_sample_and_none_on_an_unshifted_one() -> None:
+    # Each test has a 1 % false-alarm rate by design (alpha 0.01); this seed draws no false alarm.
+    rng = np.random.default_rng(11)
+    reference = _profile(rng, 400, shift=False)
+    calm = {r.check: r for r in run_checks(reference, _profile(rng, 100, shift=False), permutations=100)}
+    shifted = {r.check: r for r in run_checks(reference, _profile(rng, 100, shift=True), permutations=100)}
+    assert list(calm) == list(drift.CHECKS) == list(shifted)
+    assert [name for name, r in calm.items() if r.drifted] == []
+    assert [name for name, r in shifted.items() if not r.drifted] == []
+
+
+def test_unknown_checks_and_empty_sides_are_refused() -> None:
+    rng = np.random.default_rng(1)
+    with pytest.raises(InvalidInput, match="Unknown drift check"):
+        run_checks(_profile(rng, 10, shift=False), _profile(rng, 10, shift=False), checks=["psi"])
+
+
+# --- text features with the real tokenizer ------------------------------------------------
+
+
+def test_text_features_count_words_unknown_pieces_and_script(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    lengths, oov, scripts = text_features(tokenizer, ["my card is lost", "Xqzvbwkjh balance", "我的卡丢了"])
+    assert lengths == [4, 2, 1]
+    assert oov[0] == 0 and oov[1] == 1  # the made-up word is split into many pieces
+    assert scripts == ["latin", "latin", "cjk"]
+
+
+# --- stored checks on served traffic -----------------------------------------------------
+
+
+def test_in_distribution_traffic_is_calm_and_shifted_traffic_fires(any_served: Served) -> None:
+    any_served.serve(IN_DISTRIBUTION[40:])  # the reference's own texts: nothing may fire
+    calm = check_drift(any_served.ctx, "support", actor=OPERATOR, last=40)
+    assert [r.check for r in calm] == list(drift.CHECKS)
+    assert [r.check for r in calm if r.drifted] == []
+    assert calm[0].reference.startswith("dataset version support-intents v1") and calm[0].reference_size == 40
+    any_served.serve(SHIFTED)
+    shifted = {r.check: r for r in check_drift(any_served.ctx, "support", actor=OPERATOR, last=40)}
+    assert {"length_ks", "oov_rate", "embedding_mmd"} <= {name for name, r in shifted.items() if r.drifted}
+    assert shifted["length_ks"].p_value < 0.01 and shifted["length_ks"].window_size == 40
+    stored = list_drift_results(any_served.ctx.db, "support")
+    assert len(stored) == 2 * len(drift.CHECKS)
+    assert latest_drift_results(any_served.ctx.db, "support")["length_ks"].drifted
+    assert [e.action for e in list_entries(any_served.ctx.db, object_kind="deployment")][-2:] == [
+        "monitoring.drift_check"] * 2
+
+
+def test_a_window_too_small_unknown_deployment_or_role_is_refused(served: Served) -> None:
+    served.serve(IN_DISTRIBUTION[:5])
+    with pytest.raises(InvalidInput, match="served 5 prediction.*needs at least 30"):
+        check_drift(served.ctx, "support", actor=OPERATOR)
+    with pytest.raises(NotFound, match="no deployment named 'nope'"):
+        check_drift(served.ctx, "nope", actor=OPERATOR)
+    with pytest.raises(Forbidden, match="monitoring.check"):
+        check_drift(served.ctx, "support", actor=Actor("aud", frozenset({"auditor"})))
+    assert list_drift_results(served.ctx.db, "support") == []
+
+
+def test_a_drift_job_checks_and_a_recurring_one_runs_until_cancelled(served: Served) -> None:
+    served.serve(IN_DISTRIBUTION[40:])
+    job = submit_drift_job(served.ctx, "support", actor=OPERATOR, last=40)
+    worker = Worker(served.ctx)
+    done = worker.run_one()
+    assert done is not None and done.state == JobState.SUCCEEDED, done
+    assert done.result == {"checks_run": 1, "fired": [], "skipped": 0}
+    assert {r.job_id for r in list_drift_results(served.ctx.db, "support")} == {job.id}
+    recurring = submit_drift_job(served.ctx, "support", actor=OPERATOR, every_s=0.3, window_s=3600)
+    runner = threading.Thread(target=worker.run_one)
+    runner.start()
+    while sum(1 for r in list_drift_results(served.ctx.db, "support") if r.job_id == recurring.id) < len(drift.CHECKS):
+        runner.join(0.1)
+    request_cancel(served.ctx.db, recurring.id)
+    runner.join(30)
+    assert get_job(served.ctx.db, recurring.id).state == JobState.CANCELLED
+    assert any("window of 40 predictions" in line for _, _, line in job_logs(served.ctx.db, recurring.id))
+    with pytest.raises(InvalidInput, match="every_s must be positive"):
+        submit_drift_job(served.ctx, "support", actor=OPERATOR, every_s=0)
+
+
+def test_a_recurring_job_whose_worker_was_lost_resumes_after_its_last_window(served: Served) -> None:
+    from datetime import timedelta
+
+    from chainkeeper.core.db import utcnow
+    from chainkeeper.core.jobs import claim_next_job, reap_stale_jobs
+
+    served.serve(IN_DISTRIBUTION[40:])
+    job = submit_drift_job(served.ctx, "support", actor=OPERATOR, every_s=60, window_s=3600, max_checks=1)
+    lost = claim_next_job(served.ctx.db, "lost-worker")
+    assert lost is not None and lost.id == job.id
+    # The lost worker checked one window before it died.
+    check_drift(served.ctx, "support", actor=OPERATOR, end=utcnow(), job_id=job.id)
+    assert [j.id for j in reap_stale_jobs(served.ctx.db, stale_after=timedelta(0),
+                                          now=utcnow() + timedelta(seconds=1))] == [job.id]
+    served.serve(IN_DISTRIBUTION[:40])  # new traffic after that window
+    done = Worker(served.ctx).run_one()
+    assert done is not None and done.id == job.id and done.state == JobState.SUCCEEDED, done
+    sizes = sorted({(r.window_end, r.window_size) for r in list_drift_results(served.ctx.db, "support")
+                    if r.job_id == job.id})
+    assert [size for _, size in sizes] == [40, 40]  # the second window holds only the new traffic

@@ -1,0 +1,125 @@
+"""Webhook delivery against a real HTTP receiver on 127.0.0.1: delivery, retry with back-off, never blocking."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from chainkeeper.core.context import Context
+from chainkeeper.core.db import utcnow
+from chainkeeper.monitoring.alerts import create_rule, evaluate_rules
+from chainkeeper.monitoring.notify import (
+    RetryPolicy,
+    backoff_s,
+    deliver_due,
+    list_attempts,
+    list_notifications,
+    set_retry_policy,
+    wait_until_idle,
+)
+from chainkeeper.monitoring.predictions import log_predictions, prediction_record
+from chainkeeper.serving.deployments import deploy_model_version
+from tests.governance.conftest import make_actor
+from tests.model_rows import RELEASER, in_production
+from tests.monitoring.webhooks import Receiver, receiver  # noqa: F401 - the fixture
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _firing_rule(ctx: Context, url: str) -> tuple[int, int]:
+    """A deployment with one low-confidence prediction and a rule that fires on it; (deployment, version) ids."""
+    olga = make_actor(ctx, "olga", "operator")
+    version = in_production(ctx, "intents")
+    dep = deploy_model_version(ctx, name="support", model_version_id=version.id, actor=RELEASER)
+    create_rule(ctx, name="low-confidence", metric="mean_confidence", comparator="<", threshold=0.5, window_s=600,
+                deployment="support", webhook_url=url, actor=olga)
+    log_predictions(ctx.db, [prediction_record(request_id=str(uuid.uuid4()), deployment_id=dep.id,
+                                               model_version_id=version.id, at=utcnow(), text="hello", label="balance",
+                                               score=0.2, latency_ms=5.0)])
+    return dep.id, version.id
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    policy = RetryPolicy(base_delay_s=1.0, max_delay_s=5.0)
+    assert [backoff_s(n, policy) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_a_firing_alert_reaches_the_receiver_and_so_does_its_resolution(ctx: Context, receiver: Receiver) -> None:
+    dep_id, version_id = _firing_rule(ctx, receiver.url)
+    fired = evaluate_rules(ctx)
+    assert fired.notified == fired.fired
+    assert wait_until_idle(ctx)
+    assert [m["event"] for m in receiver.received] == ["firing"]
+    message = receiver.received[0]
+    assert message["rule"] == "low-confidence" and message["value"] == pytest.approx(0.2)
+    assert message["condition"] == "mean_confidence < 0.5" and message["alert_id"] == fired.fired[0]
+    assert receiver.headers[0]["X-Chainkeeper-Event"] == "firing"
+    (note,) = list_notifications(ctx.db)
+    assert note.state == "delivered" and note.attempts == 1
+    assert [a.status_code for a in list_attempts(ctx.db, note.id)] == [200]
+
+    assert evaluate_rules(ctx, now=utcnow() + timedelta(seconds=601)).no_data == 1  # an empty window resolves nothing
+    log_predictions(ctx.db, [prediction_record(request_id=str(uuid.uuid4()), deployment_id=dep_id,
+                                               model_version_id=version_id, at=utcnow(), text="hi", label="balance",
+                                               score=0.95, latency_ms=3.0)])
+    cleared = evaluate_rules(ctx, now=utcnow() + timedelta(seconds=1))
+    assert cleared.resolved == fired.fired
+    assert wait_until_idle(ctx)
+    assert [m["event"] for m in receiver.received] == ["firing", "resolved"]
+
+
+def test_an_unreachable_webhook_is_retried_with_backoff_recorded_and_never_blocks(ctx: Context) -> None:
+    set_retry_policy(ctx, RetryPolicy(max_attempts=3, base_delay_s=0.3, max_delay_s=1.0, timeout_s=0.5))
+    _firing_rule(ctx, f"http://127.0.0.1:{_closed_port()}/hook")
+    start = time.perf_counter()
+    fired = evaluate_rules(ctx)
+    assert time.perf_counter() - start < 2.0 and fired.fired  # returned without waiting for delivery
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and list_notifications(ctx.db)[0].state == "pending":
+        time.sleep(0.1)
+    (note,) = list_notifications(ctx.db)
+    assert note.state == "failed" and note.attempts == 3 and "Connect" in (note.last_error or "")
+    attempts = list_attempts(ctx.db, note.id)
+    assert [a.status_code for a in attempts] == [None, None, None]
+    assert all(a.error and "Connect" in a.error for a in attempts)
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps[0] >= 0.3 and gaps[1] >= 0.6  # 0.3 s, then doubled
+    # The alert itself was stored and opened its ticket regardless.
+    assert fired.tickets
+
+
+def test_a_slow_receiver_does_not_hold_up_evaluation(ctx: Context, receiver: Receiver) -> None:
+    receiver.delay_s = 1.5
+    _firing_rule(ctx, receiver.url)
+    start = time.perf_counter()
+    evaluate_rules(ctx)
+    assert time.perf_counter() - start < 1.0  # the receiver is still sleeping on its answer
+    assert wait_until_idle(ctx, timeout=10)
+    assert len(receiver.received) == 1
+
+
+def test_an_error_status_is_retried_until_the_receiver_recovers(ctx: Context, receiver: Receiver) -> None:
+    policy = RetryPolicy(max_attempts=5, base_delay_s=0.0, max_delay_s=0.0, timeout_s=2.0)
+    receiver.status = 503
+    _firing_rule(ctx, receiver.url)
+    # The background sender makes the first attempt and would retry only after a minute.
+    set_retry_policy(ctx, RetryPolicy(max_attempts=5, base_delay_s=60, max_delay_s=60))
+    evaluate_rules(ctx)
+    assert wait_until_idle(ctx)
+    receiver.status = 200
+    later = utcnow() + timedelta(seconds=61)
+    (outcome,) = deliver_due(ctx, policy=policy, now=later)
+    assert outcome.delivered and outcome.attempt == 2
+    assert [a.status_code for a in list_attempts(ctx.db, outcome.notification_id)] == [503, 200]
+    assert "HTTP 503" in (list_attempts(ctx.db, outcome.notification_id)[0].error or "")
+    assert deliver_due(ctx, policy=policy, now=later) == []  # delivered once, never again
