@@ -51,7 +51,7 @@ class SqlGateThresholds(Base):
     min_macro_f1: Mapped[float | None]
     min_slice_macro_f1: Mapped[float | None]
     max_drop_vs_production: Mapped[float | None]
-    # Deployment tests on the exported artefact (0011): a latency budget turns them on.
+    # Deployment tests on the exported artefact (migration 0010): a latency budget turns them on.
     max_p95_latency_ms: Mapped[float | None]
     latency_batch_size: Mapped[int | None]
     max_export_delta_points: Mapped[float | None]

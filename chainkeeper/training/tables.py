@@ -27,7 +27,7 @@ class SqlRun(Base):
     created_by: Mapped[str] = mapped_column(sa.String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # Seed, library versions, dataset and config hashes, code version (migration 0010).
+    # Seed, library versions, dataset and config hashes, code version (migration 0009).
     reproducibility: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True, default=dict)
 
 

@@ -5,16 +5,16 @@ exported artefact: the p95 latency at a batch size, and the accuracy points an e
 form may lose against PyTorch. All nullable: a model name without them keeps the
 evaluation gates only.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
