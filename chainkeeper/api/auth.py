@@ -78,6 +78,21 @@ def _token_key(ctx: Context, secret: str) -> tuple[str, str]:
     return ctx.db.url, hashlib.sha256(secret.encode()).hexdigest()
 
 
+def api_key_of(request: Request) -> str | None:
+    """The deployment API key a request carries, if any (user tokens are not keys).
+
+    Sent as ``X-API-Key`` or as a bearer token with the keys' prefix.
+    """
+    from chainkeeper.serving.keys import KEY_PREFIX
+
+    if request.headers.get("x-api-key"):
+        return request.headers["x-api-key"].strip()
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip().startswith(KEY_PREFIX):
+        return token.strip()
+    return None
+
+
 def bearer_secret(request: Request) -> str:
     """The token a request carries (bearer header or session cookie).
 

@@ -18,10 +18,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from chainkeeper.api.auth import authenticate, request_id_of, require
+from chainkeeper.api.auth import api_key_of, authenticate, request_id_of, require
 from chainkeeper.api.deps import get_ctx
 # The same reading of X-API-Key / Bearer ckd_... as the predict route.
-from chainkeeper.api.routers.serving import _api_key_of as api_key_of
 from chainkeeper.governance.actors import Actor
 from chainkeeper.monitoring import diagnosis, drift_jobs, feedback, quality
 from chainkeeper.monitoring.drift import CHECKS

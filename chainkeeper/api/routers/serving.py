@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from chainkeeper.api.auth import authenticate, bearer_secret, cached_actor, request_id_of, require
+from chainkeeper.api.auth import api_key_of, authenticate, bearer_secret, cached_actor, request_id_of, require
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
@@ -110,20 +110,10 @@ def _rate_limiter(request: Request) -> RateLimiter:
     return limiter  # type: ignore[no-any-return]
 
 
-def _api_key_of(request: Request) -> str | None:
-    """The deployment API key a request carries, if any (user tokens are not keys)."""
-    if request.headers.get("x-api-key"):
-        return request.headers["x-api-key"].strip()
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip().startswith(keys.KEY_PREFIX):
-        return token.strip()
-    return None
-
-
 async def _caller(request: Request, name: str) -> Actor:
     """Who calls the predict route; the store is read (on a worker thread) only on a cache miss."""
     ctx = get_ctx(request)
-    secret = _api_key_of(request)
+    secret = api_key_of(request)
     if secret is None:
         actor = cached_actor(request, bearer_secret(request)) or await run_in_threadpool(authenticate, request)
         # The permission matrix is cached by governance (re-read every few seconds).
