@@ -323,7 +323,7 @@ def _annotate(ctx: Context, version: DatasetVersion, cast: Cast, name: str) -> i
 def _monitor(ctx: Context, deployment: str, cast: Cast, results: dict[str, Any]) -> dict[str, Any]:
     """Step 9: feedback on the served test texts, live vs offline accuracy, a drift check, an alert rule."""
     from chainkeeper.monitoring.alerts import create_rule, evaluate_rules, list_alerts, list_rules
-    from chainkeeper.monitoring.drift_jobs import check_drift
+    from chainkeeper.monitoring.drift_jobs import THRESHOLD_CAP, check_drift
     from chainkeeper.monitoring.feedback import MAX_FEEDBACK_ITEMS, submit_feedback
     from chainkeeper.monitoring.quality import live_quality
     from chainkeeper.serving.deployments import get_deployment_by_name
@@ -348,8 +348,7 @@ def _monitor(ctx: Context, deployment: str, cast: Cast, results: dict[str, Any])
         console.print(f"      drift check of the last {drift[0].window_size} served texts against "
                       f"{drift[0].reference}: {sum(r.drifted for r in drift)} of {len(drift)} checks fired")
     for r in drift:
-        # The store caps an infinite threshold (a chi-square over one category) at 1e12.
-        threshold = "inf" if r.threshold >= 1e12 else f"{r.threshold:.4f}"
+        threshold = "inf" if r.threshold >= THRESHOLD_CAP else f"{r.threshold:.4f}"
         console.print(f"        {r.check:<14} statistic {r.statistic:>8.4f}  threshold {threshold:>8}  "
                       f"{'DRIFTED' if r.drifted else 'ok'}")
     rule_name = f"{deployment}-live-accuracy"

@@ -326,10 +326,13 @@ def _check_window(ctx: Context, deployment: str, *, actor: Actor, start: datetim
                   window=(rows[0].at, rows[-1].at, len(rows)), reference=reference, job_id=job_id)
 
 
+# A threshold can be infinite (a one-category chi-square); JSON answers and charts cannot
+# carry inf, so it is stored capped at this number, and shown as "inf" / "∞".
+THRESHOLD_CAP = 1e12
+
+
 def _finite(value: float) -> float:
-    # A threshold can be infinite (a one-category chi-square); JSON answers and charts cannot
-    # carry inf, so it is stored capped at a large number.
-    return float(min(value, 1e12))
+    return float(min(value, THRESHOLD_CAP))
 
 
 def _store(db: Database, results: list[CheckResult], *, actor: Actor, deployment_id: int, model_version_id: int,

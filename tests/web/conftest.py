@@ -110,3 +110,9 @@ def page(browser: Browser, page_problems: PageProblems, session_token: str) -> I
            if resp.status >= 400 else None)
     yield tab
     context.close()
+
+
+def screenshot_dir() -> Path | None:
+    """Where browser tests save the docs' screenshots (CHAINKEEPER_TEST_SCREENSHOT_DIR), if anywhere."""
+    configured = os.environ.get("CHAINKEEPER_TEST_SCREENSHOT_DIR")
+    return Path(configured) if configured else None

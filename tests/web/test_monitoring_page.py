@@ -14,7 +14,7 @@ from chainkeeper.monitoring.drift_jobs import check_drift
 from chainkeeper.monitoring.feedback import submit_feedback
 from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served
 from tests.monitoring.chain import classifier_dir, served  # noqa: F401  (fixtures)
-from tests.web.conftest import PageProblems
+from tests.web.conftest import PageProblems, screenshot_dir
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -38,6 +38,8 @@ def test_the_page_charts_quality_drift_and_serving(served: Served, live_server: 
     fired = {r.check for r in results if r.drifted}
     assert page.locator(".drift-table .fired").count() == len(fired)
     assert "Offline test: accuracy 0.900" in page.locator("section[aria-label='Live quality']").inner_text()
+    if screenshot_dir():
+        page.screenshot(path=str(screenshot_dir() / "monitoring.png"), full_page=True)
 
     page.click("text=diagnosis report")
     page.wait_for_load_state()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from pathlib import Path
@@ -21,7 +20,7 @@ from chainkeeper.core.jobs import submit_job
 from chainkeeper.core.settings import load_settings
 from chainkeeper.core.worker import Worker
 from chainkeeper.web.pages import JOBS_REFRESH_S, STATIC_DIR
-from tests.web.conftest import PageProblems
+from tests.web.conftest import PageProblems, screenshot_dir
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -133,7 +132,7 @@ def test_a_submitted_job_appears_and_succeeds_without_a_reload(
     assert page.evaluate("window.__notReloaded") is True
 
     # The README's picture: set CHAINKEEPER_TEST_SCREENSHOT_DIR=docs/images to refresh it.
-    page.screenshot(path=str((_screenshot_dir() or tmp_path) / "overview.png"), full_page=True)
+    page.screenshot(path=str((screenshot_dir() or tmp_path) / "overview.png"), full_page=True)
     page_problems.assert_clean()
 
 
@@ -149,11 +148,6 @@ def test_the_overview_is_usable_at_phone_width(page: Page, live_server: str, pag
 
     expect(page.locator(".stage-title", has_text="Audit")).to_be_visible()
     page_problems.assert_clean()
-
-
-def _screenshot_dir() -> Path | None:
-    configured = os.environ.get("CHAINKEEPER_TEST_SCREENSHOT_DIR")
-    return Path(configured) if configured else None
 
 
 def test_a_signed_out_browser_is_sent_to_sign_in_and_back(web_app: FastAPI, ctx: Context) -> None:
