@@ -55,7 +55,7 @@ CONFIG = {"epochs": 6, "learning_rate": 4e-3, "batch_size": 32, "max_length": 32
 
 def _split_by_language(folder: Path) -> tuple[Path, Path, list[tuple[str, str]]]:
     """English train/test CSVs for the first model; the Chinese rows become live traffic."""
-    paths = generate_sample(folder / "sample", per_intent=30)
+    paths = generate_sample(folder / "sample", per_intent=60)
     english: dict[str, list[tuple[str, str]]] = {}
     chinese: list[tuple[str, str]] = []
     for split, path in paths.items():
