@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--schedule", choices=["linear", "cosine", "constant"], default="linear")
     parser.add_argument("--limit-train", type=int, default=None)
+    parser.add_argument("--no-casing", action="store_true",
+                        help="no word-shape embedding (the plain uncased tagger, for comparison)")
     parser.add_argument("--no-dev-curve", action="store_true", help="skip scoring dev at each epoch's end")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 on a shared, busy machine: no threads waiting on each other)")
@@ -72,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
 
     seed_everything(config.seed)
     model, tokenizer = TokenTagger.from_base(default_base_model(), TAGS, dropout=config.dropout,
-                                             max_length=config.max_length)
+                                             max_length=config.max_length, casing=not args.no_casing)
+    print(f"word-shape embedding (casing): {'off' if args.no_casing else 'on'}")
     resume = load_checkpoint(args.checkpoint_dir)
-    if resume is not None and TrainConfig(**resume["config"]) != config:
+    if resume is not None and (TrainConfig(**resume["config"]) != config
+                               or resume.get("casing", False) != (not args.no_casing)):
         print(f"ignoring the checkpoint in {args.checkpoint_dir}: it was written with another config")
         resume = None
     if resume is not None:
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             dev_curve.append((state["epoch"], f1))
             print(f"  after epoch {state['epoch']}: dev entity F1 {f1:.4f} ({load_average()})", flush=True)
         state["dev_curve"] = list(dev_curve)
+        state["casing"] = not args.no_casing
         state["wall_s"] = prior_s + time.perf_counter() - started
         save_checkpoint(args.checkpoint_dir, state)
 

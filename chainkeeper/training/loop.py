@@ -214,14 +214,18 @@ def tokenize_once(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_
     return [list(ids) for ids in encoded["input_ids"]]
 
 
+# Parameters a model gets fresh on top of its base: they learn at the head's rate.
+FRESH_MODULES = ("head.", "casing.")
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW (or SGD with momentum, ``config.optimizer``) with four groups: body weights
     (decayed), body biases and norms (not decayed), and the head's weights and biases at
     ``learning_rate * head_lr_multiplier``.
 
     The head is every parameter under a ``head`` module (the classifier's and the
-    tagger's linear layer); a language model has none, so all of it learns at
-    ``learning_rate``. The fresh head starts from noise while the encoder is already
+    tagger's linear layer) or a ``casing`` one (the tagger's word-shape embedding, new
+    as well); a language model has none, so all of it learns at ``learning_rate``. The fresh head starts from noise while the encoder is already
     good; a faster head lets the encoder move gently (on BANKING77 at 1e-4: 79% → 90%
     test accuracy).
     """
@@ -229,7 +233,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {(h, d): [] for h in (False, True) for d in (True, False)}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            groups[(name.startswith("head."), not name.endswith(NO_DECAY_SUFFIXES))].append(param)
+            groups[(name.startswith(FRESH_MODULES), not name.endswith(NO_DECAY_SUFFIXES))].append(param)
     param_groups = [
         {"params": params, "weight_decay": config.weight_decay if decayed else 0.0,
          "lr": head_lr if is_head else config.learning_rate}

@@ -36,6 +36,8 @@ class ClassifierMeta:
     # Several labels per text: independent sigmoids, each predicted above ``threshold``.
     multi_label: bool = False
     threshold: float = 0.5
+    # Token taggers only: a learned embedding of each word's shape (training.tokens).
+    casing: bool = False
 
 
 def _quiet_transformers() -> None:

@@ -9,6 +9,14 @@ type and both boundaries are right) alongside the token-level report.
 Training runs the one loop (``loop.fit``: length-grouped batches, dynamic padding,
 optimiser groups, schedules, checkpoints, early stopping); only the loss changes shape,
 (b, t, k).
+
+Casing. An uncased base (the default MiniLM lower-cases its input) cannot see the
+capital letters that mark most names in news text. A tagger built with ``casing=True``
+(the default) adds a learned embedding of each word's shape — lower, Title, UPPER,
+mixed, number… (``word_case``) — to the input embedding of every piece of that word, so
+the encoder's layers see the shape in context (the casing features of classic NER
+taggers). The embedding starts at zero, so training begins from the base model as it
+is; it is saved as ``casing.safetensors`` beside the head.
 """
 
 from __future__ import annotations
@@ -16,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -29,6 +38,9 @@ from chainkeeper.training.loop import TrainResult, fit, pad_batch, sample_indice
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
 
 IGNORE = -100  # CrossEntropyLoss's ignore_index: continuation pieces and special tokens
+CASING_FILE = "casing.safetensors"
+# Word shapes, by id; 0 is a special token ([CLS], [SEP], padding).
+CASES = ("special", "lower", "title", "upper", "mixed", "number", "alphanumeric", "other")
 
 
 def read_conll(text: str) -> list[tuple[list[str], list[str]]]:
@@ -73,9 +85,34 @@ def align_tags(word_ids: Sequence[int | None], word_tags: Sequence[int]) -> list
     return out
 
 
+def word_case(word: str) -> int:
+    """The shape of a word, an index into ``CASES`` (never 0, which marks special tokens)."""
+    letters = [c for c in word if c.isalpha()]
+    digits = any(c.isdigit() for c in word)
+    if not letters:
+        return CASES.index("number") if digits else CASES.index("other")
+    if digits:
+        return CASES.index("alphanumeric")
+    if all(c.islower() for c in letters):
+        return CASES.index("lower")
+    if all(c.isupper() for c in letters):  # "IBM", and a lone capital ("I", the "J" of "J.")
+        return CASES.index("upper")
+    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
+        return CASES.index("title")
+    return CASES.index("mixed")
+
+
+class Encoded(NamedTuple):
+    """One sentence as the tagger reads it, one entry per piece."""
+
+    ids: list[int]
+    tags: list[int]  # the word's tag at its first piece, IGNORE elsewhere
+    cases: list[int]  # the word's shape (``word_case``) at each of its pieces, 0 at special tokens
+
+
 def encode_sentences(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]],
-                     tags: Sequence[Sequence[int]] | None, max_length: int) -> list[tuple[list[int], list[int]]]:
-    """Piece ids and aligned labels of each sentence (truncated to ``max_length``).
+                     tags: Sequence[Sequence[int]] | None, max_length: int) -> list[Encoded]:
+    """Piece ids, aligned labels and word shapes of each sentence (truncated to ``max_length``).
 
     Raises:
         InvalidInput: the tokenizer is not a fast one (no word alignment).
@@ -85,9 +122,12 @@ def encode_sentences(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Seq
                            hint="Save the tokenizer with the tokenizers library (tokenizer.json) in the model folder.")
     enc = tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
     out = []
-    for i in range(len(sentences)):
-        word_tags = tags[i] if tags is not None else [0] * len(sentences[i])
-        out.append((list(enc["input_ids"][i]), align_tags(enc.word_ids(i), word_tags)))
+    for i, words in enumerate(sentences):
+        word_tags = tags[i] if tags is not None else [0] * len(words)
+        word_ids = enc.word_ids(i)
+        shapes = [word_case(w) for w in words]
+        out.append(Encoded(list(enc["input_ids"][i]), align_tags(word_ids, word_tags),
+                           [0 if w is None else shapes[w] for w in word_ids]))
     return out
 
 
@@ -101,29 +141,58 @@ class TokenTagger(TextClassifier):
 
     TASK = "token-classification"
 
+    def __init__(self, encoder: nn.Module, meta: ClassifierMeta, dropout: float = 0.1) -> None:
+        super().__init__(encoder, meta, dropout=dropout)
+        self.casing = nn.Embedding(len(CASES), encoder.config.hidden_size) if meta.casing else None
+        if self.casing is not None:
+            nn.init.zeros_(self.casing.weight)
+
     @property
     def labels(self) -> list[str]:
         """The tag set, in output order."""
         return self.meta.labels
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (b, t, h)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                cases: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (b, t, k); ``cases`` (b, t) holds each piece's word shape (needed when
+        the tagger was built with casing)."""
+        if self.casing is None:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (b, t, h)
+        else:
+            if cases is None:
+                raise InvalidInput("This tagger reads word shapes: pass `cases` (see encode_sentences).")
+            embeds = self.encoder.get_input_embeddings()(input_ids) + self.casing(cases)  # (b, t, h)
+            hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
         return self.head(self.dropout(hidden))  # (b, t, k)
 
     @classmethod
     def from_base(cls, base_dir: Path, labels: Sequence[str] | ClassifierMeta,  # type: ignore[override]
                   *, dropout: float = 0.1, attention_dropout: float | None = None, head_dropout: float | None = None,
-                  max_length: int = 128) -> tuple[TokenTagger, PreTrainedTokenizerBase]:
+                  max_length: int = 128, casing: bool = True) -> tuple[TokenTagger, PreTrainedTokenizerBase]:
         """A fresh tagger on a local encoder folder, with a newly initialised head.
 
         Args:
             labels: the tag set (or a full ``ClassifierMeta``).
             max_length: pieces kept per sentence, recorded with the model.
+            casing: learn an embedding of each word's shape (see the module's notes).
         """
         meta = labels if isinstance(labels, ClassifierMeta) else ClassifierMeta(
-            labels=list(labels), max_length=max_length, task=cls.TASK)
+            labels=list(labels), max_length=max_length, task=cls.TASK, casing=casing)
         model, tokenizer = super().from_base(base_dir, replace(meta, task=cls.TASK), dropout=dropout,
                                              attention_dropout=attention_dropout, head_dropout=head_dropout)
+        return model, tokenizer  # type: ignore[return-value]
+
+    def save(self, folder: Path, tokenizer: PreTrainedTokenizerBase) -> Path:
+        folder = super().save(folder, tokenizer)
+        if self.casing is not None:
+            save_file({"weight": self.casing.weight.detach().contiguous()}, Path(folder) / CASING_FILE)
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> tuple[TokenTagger, PreTrainedTokenizerBase]:  # type: ignore[override]
+        model, tokenizer = super().load(folder)
+        if model.casing is not None:  # type: ignore[attr-defined]
+            model.casing.load_state_dict(load_file(Path(folder) / CASING_FILE))  # type: ignore[attr-defined]
         return model, tokenizer  # type: ignore[return-value]
 
     def predict_proba(self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *,
@@ -162,12 +231,13 @@ def train_token_tagger(
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
 
     def batch_loss(batch: list[int]) -> torch.Tensor:
-        input_ids, mask = pad_batch([encoded[i][0] for i in batch], pad_id)  # (b, t)
-        targets, _ = pad_batch([encoded[i][1] for i in batch], IGNORE)  # (b, t), padding ignored
-        logits = model(input_ids, mask)  # (b, t, k)
+        input_ids, mask = pad_batch([encoded[i].ids for i in batch], pad_id)  # (b, t)
+        targets, _ = pad_batch([encoded[i].tags for i in batch], IGNORE)  # (b, t), padding ignored
+        cases, _ = pad_batch([encoded[i].cases for i in batch], 0)  # (b, t)
+        logits = model(input_ids, mask, cases)  # (b, t, k)
         return loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
-    return fit(model, [len(ids) for ids, _ in encoded], batch_loss, config, **hooks)
+    return fit(model, [len(e.ids) for e in encoded], batch_loss, config, **hooks)
 
 
 @torch.inference_mode()
@@ -181,9 +251,10 @@ def predict_tags(model: TokenTagger, tokenizer: PreTrainedTokenizerBase, sentenc
     out: list[list[str]] = []
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start:start + batch_size]
-        input_ids, mask = pad_batch([ids for ids, _ in chunk], pad_id)
-        best = model(input_ids, mask).argmax(dim=-1)  # (b, t)
-        for row, (_, firsts) in enumerate(chunk):
+        input_ids, mask = pad_batch([e.ids for e in chunk], pad_id)
+        cases, _ = pad_batch([e.cases for e in chunk], 0)
+        best = model(input_ids, mask, cases).argmax(dim=-1)  # (b, t)
+        for row, (_, firsts, _) in enumerate(chunk):
             n_words = len(sentences[start + row])
             words = [model.labels[int(best[row, pos])] for pos, flag in enumerate(firsts) if flag != IGNORE]
             out.append(words + ["O"] * (n_words - len(words)))
