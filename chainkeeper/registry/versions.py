@@ -170,7 +170,7 @@ def register_model_version(ctx: Context, *, run_id: int, name: str, actor: Actor
     Raises:
         InvalidInput: a malformed name.
         NotFound: no such run.
-        Conflict: the run has not succeeded or produced no model.
+        Conflict: the run has not succeeded, produced no model, or is already registered.
     """
     from chainkeeper.training.runs import get_run  # the training stage's public reader
 
@@ -185,6 +185,7 @@ def register_model_version(ctx: Context, *, run_id: int, name: str, actor: Actor
             hint=f"Wait for the run to succeed{follow}, or start a new run.",
         )
     with ctx.db.session() as s:
+        _refuse_registered_run(s, run.id)
         # On SQLite the immediate session serialises registrations; on PostgreSQL two at
         # once can pick the same number, and the (name, version) unique key refuses one.
         latest = s.execute(sa.select(sa.func.max(SqlModelVersion.version)).where(SqlModelVersion.name == name))
@@ -198,6 +199,20 @@ def register_model_version(ctx: Context, *, run_id: int, name: str, actor: Actor
         append_entry(s, actor, "model.register", "model_version", row.id, after=_snapshot(row),
                      details={"name": name, "version": version, "run_id": run.id})
         return _to_version(row)
+
+
+def _refuse_registered_run(s: Session, run_id: int) -> None:
+    """A run's model is one version: registering it again would count the same model twice
+    (two versions, one artefact), and its gates and history would split between them."""
+    existing = s.scalars(sa.select(SqlModelVersion).where(SqlModelVersion.run_id == run_id)
+                         .order_by(SqlModelVersion.id).limit(1)).one_or_none()
+    if existing is not None:
+        raise Conflict(
+            f"Run {run_id} is already registered as {existing.name} v{existing.version} "
+            f"(model version {existing.id}).",
+            hint=f"Use model version {existing.id} (GET /api/models/{existing.id}), or train a new run "
+            "to register another version.",
+        )
 
 
 def _record_transition(s: Session, row: SqlModelVersion, from_stage: str, to_stage: Stage, actor: Actor,

@@ -6,13 +6,16 @@
   values and thresholds, the export, the lineage (run, dataset version), the approvals
   and the stage history;
 - ``/deployments`` and ``/deployments/{name}``: routes, canary share, shadow, the route
-  history, and a rollback button for those allowed ``deployment.rollback``. The button
-  posts to ``/deployments/{name}/rollback``, which calls ``serving.rollout`` exactly as
-  the API and the CLI do.
+  history; for those allowed ``deployment.rollout``, forms to start a canary or a shadow
+  and to promote the candidate, and for those allowed ``deployment.rollback``, a rollback
+  button. Each form posts to ``/deployments/{name}/{canary,shadow,promote,rollback}``,
+  which calls ``serving.rollout`` exactly as the API and the CLI do; a refusal re-renders
+  the page with the service's message and its status, and changes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from chainkeeper.api.auth import require
-from chainkeeper.core.errors import ChainkeeperError
+from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import is_allowed
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from chainkeeper.core.context import Context
     from chainkeeper.registry.gates import GateResult
     from chainkeeper.registry.versions import ModelVersion
+    from chainkeeper.serving.rollout import RolloutStatus
 
 __all__ = ["ModelRow", "router"]
 
@@ -116,13 +120,14 @@ def deployments_page(request: Request, actor: Actor = require("deployment.read")
 
 @router.get("/deployments/{name}", response_class=HTMLResponse, name="deployment")
 def deployment_page(name: str, request: Request, actor: Actor = require("deployment.read")) -> HTMLResponse:
-    """One deployment: its route, the route history and, for those allowed, a rollback button."""
+    """One deployment: its route, the route history and, for those allowed, the rollout forms."""
     return _deployment_response(request, name, actor)
 
 
 def _deployment_response(request: Request, name: str, actor: Actor, *, error: ChainkeeperError | None = None,
-                         status: int = 200) -> HTMLResponse:
-    from chainkeeper.registry.versions import get_model_version
+                         status: int = 200, form: dict[str, str] | None = None) -> HTMLResponse:
+    """The deployment page; ``error`` and ``form`` show a refused change with what was sent."""
+    from chainkeeper.registry.versions import Stage, get_model_version, list_model_versions
     from chainkeeper.serving.rollout import rollout_status
     from chainkeeper.web.pages import error_page, templates
 
@@ -132,11 +137,85 @@ def _deployment_response(request: Request, name: str, actor: Actor, *, error: Ch
         ids = {i for r in state.history for i in (r.primary_version_id, r.candidate_version_id,
                                                   r.previous_version_id) if i}
         labels = {i: get_model_version(db, i).label for i in ids}
+        siblings = list_model_versions(db, state.primary.name, limit=500)
     except ChainkeeperError as exc:
         return error_page(request, exc)
-    context: dict[str, Any] = {"s": state, "labels": labels, "actor": actor, "error": error,
-                               "may_rollback": is_allowed(db, actor, "deployment.rollback", project=name)}
+    # Offered as candidates: every live version of the model but the primary. A candidate
+    # still in 'candidate' is listed too, so the service says why it may not take traffic.
+    choices = [v for v in siblings if v.id != state.primary.id and v.stage != Stage.ARCHIVED]
+    context: dict[str, Any] = {
+        "s": state, "labels": labels, "actor": actor, "error": error, "choices": choices,
+        "form": {**_rollout_defaults(state, choices), **(form or {})},
+        "registry_production": next((v for v in siblings if v.stage == Stage.PRODUCTION), None),
+        "may_rollback": is_allowed(db, actor, "deployment.rollback", project=name),
+        "may_rollout": is_allowed(db, actor, "deployment.rollout", project=name)}
     return templates.TemplateResponse(request, "deployment.html", context, status_code=status)
+
+
+def _rollout_defaults(state: RolloutStatus, choices: list[ModelVersion]) -> dict[str, str]:
+    """What the rollout forms start with: the running candidate and share, so shifting a
+    canary is one edit; else the newest version that may take traffic, at 10 %."""
+    from chainkeeper.registry.versions import Stage
+    from chainkeeper.serving.rollout import RouteMode
+
+    eligible = [v.id for v in choices if v.stage in (Stage.STAGING, Stage.PRODUCTION)]
+    candidate = state.candidate.id if state.candidate else next(iter(eligible), None)
+    percent = state.route.percent if state.route.mode == RouteMode.CANARY else 10
+    return {"model_version_id": str(candidate or ""), "percent": str(percent)}
+
+
+def _whole_number(value: str, field: str) -> int:
+    """A form field as an int; a form sends text, so a typo is the caller's error, not a 500."""
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise InvalidInput(f"The {field} must be a whole number, got {value.strip()!r}.",
+                           hint=f"Enter the {field} as digits, e.g. 20.") from None
+
+
+def _switch(request: Request, name: str, actor: Actor, change: Callable[[], object],
+            form: dict[str, str] | None = None) -> Response:
+    """Run one rollout change; show the deployment again, or the refusal with what was sent."""
+    try:
+        change()
+    except ChainkeeperError as exc:
+        # Shown on the deployment's page, with its status: nothing changed.
+        return _deployment_response(request, name, actor, error=exc, status=exc.status, form=form)
+    return RedirectResponse(f"/deployments/{name}", status_code=303)
+
+
+@router.post("/deployments/{name}/canary", name="deployment_canary")
+def canary_submit(name: str, request: Request, model_version_id: str = Form(""), percent: str = Form(""),
+                  actor: Actor = require("deployment.rollout", project_from="name")) -> Response:
+    """Send a share of callers to a candidate (``serving.rollout.start_canary``)."""
+    from chainkeeper.serving.rollout import start_canary
+
+    def change() -> None:
+        start_canary(_ctx(request), name, _whole_number(model_version_id, "model version"),
+                     percent=_whole_number(percent, "percentage"), actor=actor)
+
+    return _switch(request, name, actor, change, {"model_version_id": model_version_id, "percent": percent})
+
+
+@router.post("/deployments/{name}/shadow", name="deployment_shadow")
+def shadow_submit(name: str, request: Request, model_version_id: str = Form(""),
+                  actor: Actor = require("deployment.rollout", project_from="name")) -> Response:
+    """Let a candidate shadow every request (``serving.rollout.start_shadow``)."""
+    from chainkeeper.serving.rollout import start_shadow
+
+    def change() -> None:
+        start_shadow(_ctx(request), name, _whole_number(model_version_id, "model version"), actor=actor)
+
+    return _switch(request, name, actor, change, {"model_version_id": model_version_id})
+
+
+@router.post("/deployments/{name}/promote", name="deployment_promote")
+def promote_submit(name: str, request: Request,
+                   actor: Actor = require("deployment.rollout", project_from="name")) -> Response:
+    """Make the canary or shadow candidate answer all traffic (``serving.rollout.promote_rollout``)."""
+    from chainkeeper.serving.rollout import promote_rollout
+
+    return _switch(request, name, actor, lambda: promote_rollout(_ctx(request), name, actor=actor))
 
 
 @router.post("/deployments/{name}/rollback", name="deployment_rollback")
@@ -145,9 +224,5 @@ def rollback_submit(name: str, request: Request, comment: str = Form(""),
     """Roll the deployment back (``serving.rollout.rollback_deployment``), then show it again."""
     from chainkeeper.serving.rollout import rollback_deployment
 
-    try:
-        rollback_deployment(_ctx(request), name, actor=actor, comment=comment.strip()[:2000])
-    except ChainkeeperError as exc:
-        # Shown on the deployment's page, with its status: nothing changed.
-        return _deployment_response(request, name, actor, error=exc, status=exc.status)
-    return RedirectResponse(f"/deployments/{name}", status_code=303)
+    return _switch(request, name, actor,
+                   lambda: rollback_deployment(_ctx(request), name, actor=actor, comment=comment.strip()[:2000]))

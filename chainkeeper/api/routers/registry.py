@@ -1,4 +1,7 @@
-"""Model versions: list, show, model cards, release gates, exports and the production history.
+"""Model versions: register, list, show, model cards, release gates, exports and the production history.
+
+``POST /api/models`` registers a succeeded run's model as the next version of a name
+(``registry.versions.register_model_version``, permission ``model.register``).
 
 Promotion is a gated request (governance routes); its checks run the release gates.
 An export is a job: ``POST /api/models/{id}/exports`` answers 202 with the job to follow.
@@ -11,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chainkeeper.api.auth import require
@@ -35,6 +38,30 @@ def list_models(request: Request, name: str | None = Query(None, max_length=128)
     """Model versions, newest first; filter by name and stage."""
     found = versions.list_model_versions(get_ctx(request).db, name, stage=stage, limit=limit)
     return [model_version_json(v) for v in found]
+
+
+class RegisterBody(BaseModel):
+    """Which run's model to register, and under which name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: int = Field(ge=1, description="A succeeded training run that produced a model.")
+    # The slug rule itself is the service's (validate_model_name): one message for CLI and API.
+    name: str = Field(min_length=1, max_length=128, description="The model's name, a lower-case slug, "
+                      "e.g. 'support-intents'; the version number is the next under it.")
+
+
+@router.post("/api/models", status_code=201, summary="Register a run's model as a new version")
+def register_model(body: RegisterBody, request: Request, response: Response,
+                   actor: Actor = require("model.register")) -> dict[str, Any]:
+    """Register a succeeded run's model as the next version of ``name``, as a candidate.
+
+    Refused with 404 for an unknown run, 409 for a run that has not succeeded, has no
+    model or is already registered, and 422 for a malformed name; nothing is stored then.
+    """
+    version = versions.register_model_version(get_ctx(request), run_id=body.run_id, name=body.name, actor=actor)
+    response.headers["Location"] = f"/api/models/{version.id}"
+    return model_version_json(version)
 
 
 @router.get("/api/models/production-at", dependencies=[require("model.read")])

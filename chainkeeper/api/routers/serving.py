@@ -31,11 +31,13 @@ from starlette.requests import ClientDisconnect
 
 from chainkeeper.api.auth import api_key_of, authenticate, bearer_secret, cached_actor, request_id_of, require
 from chainkeeper.api.deps import get_ctx
+from chainkeeper.core.db import Database
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import authorize
 from chainkeeper.monitoring.logwriter import PredictionLogWriter
 from chainkeeper.monitoring.metrics import UNKNOWN_DEPLOYMENT, MetricSampler, ServingMetrics
+from chainkeeper.registry.versions import ModelVersion
 from chainkeeper.serving import deployments, keys, rollout
 from chainkeeper.serving.limits import RateLimiter, check_body_size, check_content_type, check_texts
 
@@ -203,16 +205,40 @@ _PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": PredictBody.model_json_schema()}}}}
 
 
-@router.get("/api/deployments", dependencies=[require("deployment.read")])
+def _version_ref(version: ModelVersion) -> dict[str, Any]:
+    return {"id": version.id, "label": version.label, "stage": str(version.stage)}
+
+
+def live_json(status: rollout.RolloutStatus) -> dict[str, Any]:
+    """What answers a deployment's traffic now: the primary, and a canary (with its share) or a shadow."""
+    route, candidate = status.route, status.candidate
+    return {"mode": str(route.mode), "primary": _version_ref(status.primary),
+            "canary": ({**_version_ref(candidate), "percent": route.percent}
+                       if candidate and route.mode == rollout.RouteMode.CANARY else None),
+            "shadow": _version_ref(candidate) if candidate and route.mode == rollout.RouteMode.SHADOW else None,
+            "previous_version_id": route.previous_version_id, "since": route.created_at}
+
+
+def deployment_json(db: Database, deployment: deployments.Deployment) -> dict[str, Any]:
+    """A deployment as the API shows it, with its live route under ``live``."""
+    return {**asdict(deployment), "live": live_json(rollout.rollout_status(db, deployment.name))}
+
+
+@router.get("/api/deployments", dependencies=[require("deployment.read")],
+            summary="List deployments with the versions answering their traffic")
 def list_deployments(request: Request, limit: int = Query(100, ge=1, le=500)) -> list[dict[str, Any]]:
-    """Deployments, most recently changed first."""
-    return [asdict(d) for d in deployments.list_deployments(get_ctx(request).db, limit=limit)]
+    """Deployments, most recently changed first; each with ``live``: its primary version,
+    and the canary (version and share of callers) or shadow version, if one runs."""
+    db = get_ctx(request).db
+    return [deployment_json(db, d) for d in deployments.list_deployments(db, limit=limit)]
 
 
-@router.get("/api/deployments/{name}", dependencies=[require("deployment.read", project_from="name")])
+@router.get("/api/deployments/{name}", dependencies=[require("deployment.read", project_from="name")],
+            summary="One deployment with the versions answering its traffic")
 def get_deployment(name: str, request: Request) -> dict[str, Any]:
-    """One deployment by name."""
-    return asdict(deployments.get_deployment_by_name(get_ctx(request).db, name))
+    """One deployment by name, with its live route as in the list."""
+    db = get_ctx(request).db
+    return deployment_json(db, deployments.get_deployment_by_name(db, name))
 
 
 @router.post("/v1/deployments/{name}/predict", openapi_extra=_PREDICT_OPENAPI)
@@ -275,10 +301,8 @@ def route_json(route: rollout.Route) -> dict[str, Any]:
 def get_rollout(name: str, request: Request) -> dict[str, Any]:
     """The deployment's live route, its versions and the recent routes."""
     status = rollout.rollout_status(get_ctx(request).db, name)
-    return {"deployment": name, "route": route_json(status.route),
-            "primary": {"id": status.primary.id, "label": status.primary.label, "stage": status.primary.stage},
-            "candidate": ({"id": status.candidate.id, "label": status.candidate.label, "stage": status.candidate.stage}
-                          if status.candidate else None),
+    return {"deployment": name, "route": route_json(status.route), "primary": _version_ref(status.primary),
+            "candidate": _version_ref(status.candidate) if status.candidate else None,
             "history": [route_json(r) for r in status.history]}
 
 
