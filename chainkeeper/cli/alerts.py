@@ -232,9 +232,23 @@ def tickets_close(ctx: typer.Context, ticket_id: int = typer.Argument(..., metav
 
 @tickets_app.command("retrain")
 def tickets_retrain(ctx: typer.Context, ticket_id: int = typer.Argument(..., metavar="TICKET_ID"),
-                    config: Path | None = typer.Option(None, help="JSON file of training options (default: the "
-                                                       "serving run's).")) -> None:
-    """Retrain on the released dataset version plus feedback-labelled traffic (ml_engineer)."""
+                    comment: str = typer.Option("", help="What the data steward should know about the new "
+                                                "version.")) -> None:
+    """Build the next dataset version from the released one plus labelled traffic; ask a steward to release it."""
+    with open_context(ctx) as c:
+        actor = acting_user(ctx, c, "maintenance.retrain")
+        started = maintenance.start_retraining(c, ticket_id, actor=actor, comment=comment)
+    console.print(f"dataset version {started.dataset_version_id} ({started.feedback_train} feedback rows to train, "
+                  f"{started.feedback_test} to test); release request {started.release_approval_id} awaits a data "
+                  f"steward ('chainkeeper approvals show {started.release_approval_id}'), then run "
+                  f"'chainkeeper monitor tickets train {ticket_id}'")
+
+
+@tickets_app.command("train")
+def tickets_train(ctx: typer.Context, ticket_id: int = typer.Argument(..., metavar="TICKET_ID"),
+                  config: Path | None = typer.Option(None, help="JSON file of training options (default: the "
+                                                     "serving run's).")) -> None:
+    """Queue the training run on the retraining version, once a data steward released it (ml_engineer)."""
     from chainkeeper.training.config import parse_train_config
 
     options = None
@@ -246,9 +260,9 @@ def tickets_retrain(ctx: typer.Context, ticket_id: int = typer.Argument(..., met
                                hint="Give a JSON object, e.g. {\"epochs\": 3}.") from None
     with open_context(ctx) as c:
         actor = acting_user(ctx, c, "maintenance.retrain")
-        started = maintenance.start_retraining(c, ticket_id, actor=actor, config=options)
-    console.print(f"dataset version {started.dataset_version_id} ({started.feedback_train} feedback rows to train, "
-                  f"{started.feedback_test} to test); run {started.run_id} queued as job {started.job_id}")
+        started = maintenance.train_on_released(c, ticket_id, actor=actor, config=options)
+    console.print(f"run {started.run_id} on released dataset version {started.dataset_version_id} queued as job "
+                  f"{started.job_id}")
 
 
 @tickets_app.command("evaluate")

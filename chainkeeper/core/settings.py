@@ -101,6 +101,18 @@ class Settings(BaseSettings):
     metrics_sample_s: float | None = Field(
         15.0, gt=0, description="How often a server stores its metrics in the database (seconds; unset: never)."
     )
+    webhook_max_attempts: int = Field(
+        6, ge=1, description="Attempts to deliver one alert webhook message before it is marked failed."
+    )
+    webhook_base_delay_s: float = Field(
+        5.0, ge=0, description="Wait after the first failed webhook attempt (seconds); doubles after each failure."
+    )
+    webhook_max_delay_s: float = Field(
+        300.0, ge=0, description="Longest wait between two webhook attempts (seconds)."
+    )
+    webhook_timeout_s: float = Field(
+        5.0, gt=0, description="How long one webhook POST may take before it counts as failed (seconds)."
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -1,20 +1,26 @@
 """The retraining loop: from a handed-over ticket to a candidate at the release gate.
 
 Each step is the ML engineer's (``maintenance.retrain``) and reuses the stage that owns
-the work; this module only chains them and records the outcome on the ticket:
+the work; this module only chains them and records the outcome on the ticket. The data a
+candidate learns from passes the data steward's gate first, as every dataset version
+does, so no model reaches production trained on rows nobody released:
 
 1. ``start_retraining``: the rows of the *latest released* version of the serving
    model's dataset (each split kept as it was) plus the deployment's feedback-labelled
    traffic (split ``train``/``test`` per label) become the next draft version of that
-   dataset (``data.versions.create_dataset_version``); a training run on it is queued
-   with the serving run's config and base model (``training.runs.start_training_run``).
-2. ``evaluate_retraining``: once the run succeeded, the candidate and the serving
+   dataset (``data.versions.create_dataset_version``), and its release is requested
+   (``governance.approvals``, gate ``dataset.release``, with its quality report). A data
+   steward who did not create it (so never this engineer) approves or rejects it.
+2. ``train_on_released``: once that version is released, a training run on it is queued
+   with the serving run's config and base model (``training.runs.start_training_run``);
+   while it is a draft, or after its release was rejected, the step is refused.
+3. ``evaluate_retraining``: once the run succeeded, the candidate and the serving
    version label the *same* test split of the new version; accuracy and macro-F1 are
    stored on the ticket overall, on the released rows and on the feedback rows.
-3. ``hand_to_release_gate``: a candidate better than the serving version on the
+4. ``hand_to_release_gate``: a candidate better than the serving version on the
    feedback rows is registered (``registry.versions``) and its promotion is requested
    (``governance.approvals``); a release manager who is not the run's author decides.
-4. ``close_when_served``: once the deployment serves the candidate (a rollout by the
+5. ``close_when_served``: once the deployment serves the candidate (a rollout by the
    release manager), an operator closes the ticket.
 """
 
@@ -23,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FEEDBACK_TEST_SHARE",
     "Retraining",
+    "RetrainingRun",
     "close_when_served",
     "compare_on_test_split",
     "evaluate_retraining",
@@ -47,6 +54,7 @@ __all__ = [
     "hand_to_release_gate",
     "latest_released_version",
     "start_retraining",
+    "train_on_released",
 ]
 
 # Share of the feedback-labelled traffic kept out of training to judge the candidate.
@@ -55,14 +63,23 @@ FEEDBACK_TEST_SHARE = 0.3
 
 @dataclass(frozen=True)
 class Retraining:
-    """What ``start_retraining`` set going."""
+    """What ``start_retraining`` set going: a draft version and the request to release it."""
+
+    ticket: Ticket
+    dataset_version_id: int
+    release_approval_id: int
+    feedback_train: int
+    feedback_test: int
+
+
+@dataclass(frozen=True)
+class RetrainingRun:
+    """What ``train_on_released`` queued."""
 
     ticket: Ticket
     dataset_version_id: int
     run_id: int
     job_id: int | None
-    feedback_train: int
-    feedback_test: int
 
 
 def latest_released_version(ctx: Context, name: str) -> DatasetVersion:
@@ -113,33 +130,32 @@ def _store_rows(ctx: Context, rows: list[tuple[str, str, str]], *, uri: str, spl
     return source.id
 
 
-def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, config: TrainConfig | None = None,
-                     base_model: Path | None = None, test_share: float = FEEDBACK_TEST_SHARE,
-                     seed: int = 13) -> Retraining:
-    """Build the retraining dataset version and queue the training run, from a handed-over ticket.
+def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, test_share: float = FEEDBACK_TEST_SHARE,
+                     seed: int = 13, comment: str = "") -> Retraining:
+    """Build the retraining dataset version from a handed-over ticket and ask for its release.
 
     Args:
         ticket_id: a ticket handed over to ml_engineer.
-        actor: the ML engineer (maintenance.retrain, run.create).
-        config: the run's hyper-parameters; default the serving run's.
-        base_model: the base model folder; default the serving run's.
+        actor: the ML engineer (maintenance.retrain, dataset.release).
         test_share: share of each label's feedback rows kept for the test split.
         seed: seeds that split.
+        comment: what the data steward should know (default: names the ticket).
 
     Returns:
-        The new dataset version, the queued run and how many feedback rows went where.
+        The new draft version, its pending release request and how many feedback rows
+        went where.
 
     Raises:
-        Forbidden: the actor may not retrain or train. NotFound: no such ticket, or no
-            released dataset version. Conflict: the ticket is not handed over, or the
-            deployment has no feedback-labelled traffic. InvalidInput: a bad test share.
+        Forbidden: the actor may not retrain or ask for a dataset release. NotFound: no
+            such ticket, or no released dataset version. Conflict: the ticket is not
+            handed over, or the deployment has no feedback-labelled traffic.
+            InvalidInput: a bad test share. Nothing is stored in any of these cases.
     """
     from chainkeeper.data.splits import stratified_split
-    from chainkeeper.data.versions import create_dataset_version, get_dataset_version, read_dataset_rows
-    from chainkeeper.training.runs import start_training_run
+    from chainkeeper.data.versions import create_dataset_version, get_dataset_version
+    from chainkeeper.governance.approvals import request_approval
 
     authorize(ctx.db, actor, "maintenance.retrain")
-    authorize(ctx.db, actor, "run.create")
     if not 0 < test_share < 1:
         raise InvalidInput(f"test_share must lie between 0 and 1, got {test_share}.", hint="The default is 0.3.")
     ticket = get_ticket(ctx.db, ticket_id)
@@ -148,22 +164,15 @@ def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, config: Trai
                        "ml_engineer.", hint="An operator hands it over: 'chainkeeper monitor tickets handover ID'.")
     deployment, serving, serving_run = _serving(ctx, ticket)
     reference = get_dataset_version(ctx.db, serving_run.dataset_version_id)
+    # Checked before anything is stored: the request below needs it, per dataset project.
+    authorize(ctx.db, actor, "dataset.release", project=reference.name)
     released = latest_released_version(ctx, reference.name)
     labelled = feedback_rows(ctx, deployment.id)
     if not labelled:
         raise Conflict(f"Deployment {deployment.name!r} has no feedback-labelled traffic to learn from.",
                        hint="Attach true labels to served request ids first (chainkeeper monitor feedback).")
 
-    source_ids = []
-    table = read_dataset_rows(ctx, released.id)
-    columns = {name: table.column(name).to_pylist() for name in ("row_id", "text", "label", "split")}
-    for split in ("train", "dev", "test"):
-        rows = [(f"dataset_version:{released.id}#row{r}", t, y) for r, t, y, s in
-                zip(columns["row_id"], columns["text"], columns["label"], columns["split"], strict=True)
-                if s == split and y]
-        if rows:
-            source_ids.append(_store_rows(ctx, rows, uri=f"chainkeeper:dataset-version/{released.id}?split={split}",
-                                          split=split, actor=actor))
+    source_ids = _store_released_rows(ctx, released.id, actor)
     assigned = stratified_split([y for _, _, y in labelled], seed=seed,
                                 fractions={"train": 1 - test_share, "test": test_share})
     feedback_sources = []
@@ -175,16 +184,103 @@ def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, config: Trai
                                                 f"?split={split}", split=split, actor=actor))
     version = create_dataset_version(ctx, name=released.name, source_ids=source_ids + feedback_sources,
                                      actor=actor, seed=released.split_seed)
-    run = start_training_run(ctx, dataset_version_id=version.id, config=config or serving_run.train_config,
-                             actor=actor, base_model=base_model or Path(serving_run.base_model))
     counts = {"train": assigned.count("train"), "test": assigned.count("test")}
+    approval = request_approval(ctx, "dataset.release", version.id, actor=actor, project=version.name,
+                                comment=comment or f"retraining data for maintenance ticket {ticket_id}: "
+                                f"{released.name} v{released.version} plus {len(labelled)} feedback-labelled "
+                                f"requests of deployment {deployment.name}")
     ticket = advance_ticket(ctx, ticket_id, actor=actor, to=TicketState.RETRAINING,
                             allowed_from=(TicketState.HANDED_OVER,), action="ticket.retrain",
                             details={"released_dataset_version_id": released.id, "dataset_version_id": version.id,
-                                     "feedback_source_ids": feedback_sources, "run_id": run.id, "job_id": run.job_id,
+                                     "release_approval_id": approval.id, "feedback_source_ids": feedback_sources,
                                      "serving_model_version_id": serving.id, "feedback_rows": counts})
-    return Retraining(ticket=ticket, dataset_version_id=version.id, run_id=run.id, job_id=run.job_id,
+    return Retraining(ticket=ticket, dataset_version_id=version.id, release_approval_id=approval.id,
                       feedback_train=counts["train"], feedback_test=counts["test"])
+
+
+def _store_released_rows(ctx: Context, version_id: int, actor: Actor) -> list[int]:
+    """Store the labelled rows of a released version as one source per split; their ids."""
+    from chainkeeper.data.versions import read_dataset_rows
+
+    table = read_dataset_rows(ctx, version_id)
+    columns = {name: table.column(name).to_pylist() for name in ("row_id", "text", "label", "split")}
+    source_ids = []
+    for split in ("train", "dev", "test"):
+        rows = [(f"dataset_version:{version_id}#row{r}", t, y) for r, t, y, s in
+                zip(columns["row_id"], columns["text"], columns["label"], columns["split"], strict=True)
+                if s == split and y]
+        if rows:
+            source_ids.append(_store_rows(ctx, rows, uri=f"chainkeeper:dataset-version/{version_id}?split={split}",
+                                          split=split, actor=actor))
+    return source_ids
+
+
+def _refuse_unreleased(ctx: Context, ticket_id: int, version: DatasetVersion) -> NoReturn:
+    """Raise a Conflict that says where the version's release stands (it is not released)."""
+    from chainkeeper.governance.approvals import ApprovalState, list_approvals
+
+    label = f"Dataset version {version.id} ({version.name} v{version.version})"
+    requests = [a for a in list_approvals(ctx, object_kind="dataset_version", object_id=str(version.id))
+                if a.action == "dataset.release"]
+    latest = requests[0] if requests else None  # newest first
+    if latest is not None and latest.state == ApprovalState.PENDING:
+        raise Conflict(f"{label} is not released yet: release request {latest.id} awaits a data steward; "
+                       f"ticket {ticket_id} trains only on released data.",
+                       hint=f"A data steward decides: 'chainkeeper approvals show {latest.id}'.")
+    if latest is not None and latest.state in (ApprovalState.REJECTED, ApprovalState.FAILED):
+        raise Conflict(f"{label} is not released: release request {latest.id} was {latest.state} by "
+                       f"{latest.decided_by} ({latest.decision_comment}); ticket {ticket_id} trains only on "
+                       "released data.", hint=f"Address the steward's comment and ask again "
+                       f"('chainkeeper data release-request {version.id}'), or close the ticket with a resolution.")
+    raise Conflict(f"{label} is {version.state}, not released, and no release request is open; ticket "
+                   f"{ticket_id} trains only on released data.",
+                   hint=f"Ask for its release: 'chainkeeper data release-request {version.id}'.")
+
+
+def train_on_released(ctx: Context, ticket_id: int, *, actor: Actor, config: TrainConfig | None = None,
+                      base_model: Path | None = None) -> RetrainingRun:
+    """Queue the training run on the retraining version, once a data steward released it.
+
+    Args:
+        ticket_id: a ticket whose retraining version ``start_retraining`` built.
+        actor: the ML engineer (maintenance.retrain, run.create).
+        config: the run's hyper-parameters; default the serving run's.
+        base_model: the base model folder; default the serving run's.
+
+    Returns:
+        The ticket, the version trained on and the queued run with its job.
+
+    Raises:
+        Forbidden: the actor may not retrain or train. NotFound: no such ticket.
+        Conflict: the ticket is not retraining or its run is queued already; the version
+            is not released (its release request is pending, was rejected or is missing;
+            the message says which and who decides). Nothing is stored then.
+        InvalidInput: the config or base model cannot train this version.
+    """
+    from chainkeeper.data.versions import DatasetState, get_dataset_version
+    from chainkeeper.registry.versions import get_model_version
+    from chainkeeper.training.runs import get_run, start_training_run
+
+    authorize(ctx.db, actor, "maintenance.retrain")
+    authorize(ctx.db, actor, "run.create")
+    ticket = get_ticket(ctx.db, ticket_id)
+    if ticket.state != TicketState.RETRAINING:
+        raise Conflict(f"Ticket {ticket_id} is {ticket.state}, not retraining.",
+                       hint="Start retraining first: 'chainkeeper monitor tickets retrain ID'.")
+    if "run_id" in ticket.details:
+        raise Conflict(f"Ticket {ticket_id} already trains run {ticket.details['run_id']}.",
+                       hint=f"Follow it with 'chainkeeper jobs show {ticket.details['job_id']}', then evaluate it.")
+    version = get_dataset_version(ctx.db, ticket.details["dataset_version_id"])
+    if version.state != DatasetState.RELEASED:
+        _refuse_unreleased(ctx, ticket_id, version)
+    serving = get_model_version(ctx.db, ticket.details["serving_model_version_id"])
+    serving_run = get_run(ctx.db, serving.run_id)
+    run = start_training_run(ctx, dataset_version_id=version.id, config=config or serving_run.train_config,
+                             actor=actor, base_model=base_model or Path(serving_run.base_model))
+    ticket = advance_ticket(ctx, ticket_id, actor=actor, to=TicketState.RETRAINING,
+                            allowed_from=(TicketState.RETRAINING,), action="ticket.train",
+                            details={"run_id": run.id, "job_id": run.job_id, "released_by": version.released_by})
+    return RetrainingRun(ticket=ticket, dataset_version_id=version.id, run_id=run.id, job_id=run.job_id)
 
 
 def _load(ctx: Context, digest: str) -> tuple[Any, Any]:
@@ -246,7 +342,8 @@ def evaluate_retraining(ctx: Context, ticket_id: int, *, actor: Actor) -> dict[s
 
     Raises:
         Forbidden: may not retrain. NotFound: no such ticket.
-        Conflict: the ticket has no retraining run, or the run has not succeeded.
+        Conflict: the ticket has no retraining run (not started, or its data not yet
+            released and trained on), or the run has not succeeded.
     """
     from chainkeeper.registry.versions import get_model_version
     from chainkeeper.training.runs import get_run
@@ -256,6 +353,9 @@ def evaluate_retraining(ctx: Context, ticket_id: int, *, actor: Actor) -> dict[s
     if ticket.state != TicketState.RETRAINING:
         raise Conflict(f"Ticket {ticket_id} is {ticket.state}, not retraining.",
                        hint="Start retraining first: 'chainkeeper monitor tickets retrain ID'.")
+    if "run_id" not in ticket.details:
+        raise Conflict(f"Ticket {ticket_id} has no training run yet; its data waits for a data steward's release.",
+                       hint=f"Once released, train on it: 'chainkeeper monitor tickets train {ticket_id}'.")
     run = get_run(ctx.db, ticket.details["run_id"])
     if run.state != "succeeded" or not run.model_artifact:
         raise Conflict(f"Retraining run {run.id} is {run.state}; it can be evaluated once it succeeded.",

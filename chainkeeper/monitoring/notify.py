@@ -5,7 +5,9 @@ message commit together or not at all). Delivery never runs on the caller's path
 ``wake`` nudges one daemon thread per store, which POSTs every due message as JSON and
 records each attempt (status code or network error, duration). A failed attempt is
 retried after ``base_delay_s * 2**(attempt-1)`` seconds, capped at ``max_delay_s``; after
-``max_attempts`` the message is marked failed, and stays in the store for the UI.
+``max_attempts`` the message is marked failed, and stays in the store for the UI. The
+policy comes from the settings (``CHAINKEEPER_WEBHOOK_MAX_ATTEMPTS``, ``…_BASE_DELAY_S``,
+``…_MAX_DELAY_S``, ``…_TIMEOUT_S``) of the process that delivers (``ctx.settings``).
 
 Two senders (the API process and a worker running the evaluate job) never post the same
 attempt twice: each claims a message by moving its ``next_attempt_at`` forward with a
@@ -32,6 +34,7 @@ from chainkeeper.monitoring.tables import SqlAlert, SqlAlertRule, SqlDeliveryAtt
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
+    from chainkeeper.core.settings import Settings
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -73,7 +76,14 @@ class RetryPolicy:
     max_delay_s: float = 300.0
     timeout_s: float = 5.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The policy the ``webhook_*`` settings describe."""
+        return cls(max_attempts=settings.webhook_max_attempts, base_delay_s=settings.webhook_base_delay_s,
+                   max_delay_s=settings.webhook_max_delay_s, timeout_s=settings.webhook_timeout_s)
 
+
+# The settings' defaults; tests/monitoring/test_notify.py checks that the two agree.
 DEFAULT_POLICY = RetryPolicy()
 
 
@@ -191,14 +201,15 @@ def deliver_due(ctx: Context, *, policy: RetryPolicy | None = None, now: datetim
     """POST every due message once and record the attempt (blocking: the sender's work).
 
     Args:
-        policy: retries and timeout; default the one set for this store (``set_retry_policy``).
+        policy: retries and timeout; default the one set for this store (``set_retry_policy``),
+            else the one of ``ctx.settings``.
         now: the time that decides what is due (default: now).
         limit: at most this many messages.
 
     Returns:
         One ``Delivery`` per attempt made.
     """
-    policy = policy or _policy_of(ctx.db)
+    policy = policy or _policy_of(ctx)
     now = now or utcnow()
     claimed = _claim(ctx.db, now, limit)
     out = []
@@ -284,12 +295,12 @@ _senders: dict[str, _Sender] = {}
 _policies: dict[str, RetryPolicy] = {}
 
 
-def _policy_of(db: Database) -> RetryPolicy:
-    return _policies.get(db.url, DEFAULT_POLICY)
+def _policy_of(ctx: Context) -> RetryPolicy:
+    return _policies.get(ctx.db.url) or RetryPolicy.from_settings(ctx.settings)
 
 
 def set_retry_policy(ctx: Context, policy: RetryPolicy) -> None:
-    """Use ``policy`` for this store's messages in this process (a test, or a server's settings)."""
+    """Use ``policy`` for this store's messages in this process instead of the settings' (tests)."""
     _policies[ctx.db.url] = policy
 
 

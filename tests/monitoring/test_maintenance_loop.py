@@ -3,9 +3,10 @@
 A tiny model is trained on the English half of the customer-service sample and deployed.
 Traffic then switches to the Chinese half (another distribution), and a downstream
 reviewer attaches the true labels. A drift check fires, its alert reaches a webhook and
-opens a ticket; an operator acknowledges it and hands it over; the ML engineer retrains
-on the released dataset version plus the labelled traffic; the candidate beats the
-serving model on the held-out Chinese rows; a release manager (not the run's author)
+opens a ticket; an operator acknowledges it and hands it over; the ML engineer builds the
+next dataset version from the released one plus the labelled traffic, a data steward
+(not its author) releases it, and only then does the engineer train on it; the candidate
+beats the serving model on the held-out Chinese rows; a release manager (not the run's author)
 promotes it through the gate and rolls it out; the deployment serves it; the operator
 closes the ticket. Everything runs on the real stores, on SQLite and on PostgreSQL.
 """
@@ -36,6 +37,7 @@ from chainkeeper.monitoring.maintenance import (
     evaluate_retraining,
     hand_to_release_gate,
     start_retraining,
+    train_on_released,
 )
 from chainkeeper.monitoring.notify import wait_until_idle
 from chainkeeper.monitoring.tickets import acknowledge_ticket, get_ticket, hand_over_ticket
@@ -148,8 +150,18 @@ def test_drift_alert_ticket_retrain_release_and_serve(any_ctx: Context, tiny_mod
         retraining = start_retraining(ctx, ticket_id, actor=emil)
         assert retraining.feedback_train + retraining.feedback_test == len(chinese)
         new_data = get_dataset_version(ctx.db, retraining.dataset_version_id)
-        assert (new_data.name, new_data.version) == ("support-intents", 2)
-        _run_job(ctx, retraining.job_id)
+        assert (new_data.name, new_data.version, new_data.state) == ("support-intents", 2, "draft")
+
+        # --- the data steward's gate: no run trains on the new version until it is released ---
+        with pytest.raises(Conflict, match="awaits a data steward"):
+            train_on_released(ctx, ticket_id, actor=emil)
+        with pytest.raises(Forbidden):
+            decide(ctx, retraining.release_approval_id, actor=emil, approve=True, comment="my own data")
+        decide(ctx, retraining.release_approval_id, actor=sofia, approve=True, comment="labels spot-checked")
+        assert get_dataset_version(ctx.db, new_data.id).state == "released"
+        queued = train_on_released(ctx, ticket_id, actor=emil)
+        assert queued.dataset_version_id == new_data.id
+        _run_job(ctx, queued.job_id)
 
         # --- the candidate against the serving model, on the same test split ---
         comparison = evaluate_retraining(ctx, ticket_id, actor=emil)
@@ -183,8 +195,8 @@ def test_drift_alert_ticket_retrain_release_and_serve(any_ctx: Context, tiny_mod
     assert closed.state == "closed" and closed.details["model_version_id"] == v2.id
     steps = [(e.action, e.actor) for e in list_entries(ctx.db, object_kind="ticket", object_id=str(ticket_id))]
     assert steps == [("ticket.open", "alerting"), ("ticket.acknowledge", "omar"), ("ticket.handover", "omar"),
-                     ("ticket.retrain", "emil"), ("ticket.evaluate", "emil"), ("ticket.release", "emil"),
-                     ("ticket.close", "omar")]
+                     ("ticket.retrain", "emil"), ("ticket.train", "emil"), ("ticket.evaluate", "emil"),
+                     ("ticket.release", "emil"), ("ticket.close", "omar")]
     assert closed.alert_id == evaluation.fired[0]
     assert verify_ledger(ctx.db).ok
 

@@ -11,8 +11,10 @@ import pytest
 
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import utcnow
+from chainkeeper.core.settings import Settings, load_settings
 from chainkeeper.monitoring.alerts import create_rule, evaluate_rules
 from chainkeeper.monitoring.notify import (
+    DEFAULT_POLICY,
     RetryPolicy,
     backoff_s,
     deliver_due,
@@ -123,3 +125,27 @@ def test_an_error_status_is_retried_until_the_receiver_recovers(ctx: Context, re
     assert [a.status_code for a in list_attempts(ctx.db, outcome.notification_id)] == [503, 200]
     assert "HTTP 503" in (list_attempts(ctx.db, outcome.notification_id)[0].error or "")
     assert deliver_due(ctx, policy=policy, now=later) == []  # delivered once, never again
+
+
+def test_the_default_policy_is_the_settings_default() -> None:
+    assert RetryPolicy.from_settings(load_settings({})) == DEFAULT_POLICY
+
+
+def test_the_retry_settings_decide_when_a_dead_receiver_is_given_up(settings: Settings, receiver: Receiver) -> None:
+    receiver.status = 503  # answers, but never takes the message
+    environ = {"CHAINKEEPER_WEBHOOK_MAX_ATTEMPTS": "2", "CHAINKEEPER_WEBHOOK_BASE_DELAY_S": "0.2",
+               "CHAINKEEPER_WEBHOOK_MAX_DELAY_S": "0.2", "CHAINKEEPER_WEBHOOK_TIMEOUT_S": "1"}
+    ctx = Context.open(load_settings(environ, home=settings.home))
+    try:
+        _firing_rule(ctx, receiver.url)
+        evaluate_rules(ctx)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and list_notifications(ctx.db)[0].state == "pending":
+            time.sleep(0.05)
+        (note,) = list_notifications(ctx.db)
+        assert note.state == "failed" and note.attempts == 2 and note.last_error == "HTTP 503: ok"
+        assert [a.status_code for a in list_attempts(ctx.db, note.id)] == [503, 503]
+        time.sleep(0.5)  # more than the back-off: a third attempt would have been made by now
+        assert len(receiver.received) == 2
+    finally:
+        ctx.close()

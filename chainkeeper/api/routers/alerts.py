@@ -79,8 +79,14 @@ class CloseBody(BaseModel):
 class RetrainBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    config: dict[str, Any] | None = Field(None, description="Training options; default the serving run's.")
     test_share: float = Field(maintenance.FEEDBACK_TEST_SHARE, gt=0, lt=1)
+    comment: str = Field("", description="What the data steward should know about the new version.")
+
+
+class TrainBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] | None = Field(None, description="Training options; default the serving run's.")
 
 
 # --- rules and alerts ------------------------------------------------------------------
@@ -201,16 +207,23 @@ def close(ticket_id: int, body: CloseBody, request: Request, actor: Actor = requ
     return asdict(tickets.close_ticket(get_ctx(request), ticket_id, actor=actor, resolution=body.resolution))
 
 
-@router.post("/api/tickets/{ticket_id}/retrain", status_code=202)
+@router.post("/api/tickets/{ticket_id}/retrain", status_code=201)
 def retrain(ticket_id: int, body: RetrainBody, request: Request,
             actor: Actor = require("maintenance.retrain")) -> dict[str, Any]:
-    """Build the retraining dataset version and queue its training run (a job)."""
+    """Build the retraining dataset version and ask a data steward to release it."""
+    started = maintenance.start_retraining(get_ctx(request), ticket_id, actor=actor, test_share=body.test_share,
+                                           comment=body.comment)
+    return asdict(started)
+
+
+@router.post("/api/tickets/{ticket_id}/train", status_code=202)
+def train(ticket_id: int, body: TrainBody, request: Request,
+          actor: Actor = require("maintenance.retrain")) -> dict[str, Any]:
+    """Queue the training run (a job) on the retraining version; 409 until a data steward released it."""
     from chainkeeper.training.config import parse_train_config
 
     config = parse_train_config(body.config) if body.config is not None else None
-    started = maintenance.start_retraining(get_ctx(request), ticket_id, actor=actor, config=config,
-                                           test_share=body.test_share)
-    return asdict(started)
+    return asdict(maintenance.train_on_released(get_ctx(request), ticket_id, actor=actor, config=config))
 
 
 @router.post("/api/tickets/{ticket_id}/evaluate")
