@@ -22,7 +22,10 @@ computed once, so sliding windows do not recompute embeddings. At the end one re
 
 Baselines, in the same run: (a) the textbook PSI over all 77 raw labels with the 0.2
 rule (no merging of rare labels, no small-sample threshold); (b) a mean-confidence rule:
-fire when the window's mean confidence falls below 80 % of the reference sample's.
+fire when the window's mean confidence falls below 80 % of the reference sample's;
+(c, d) the label checks as they were before issue 8: labels merged into bins expecting at
+least 5 window rows by their reference share, chi-square with its asymptotic p-value,
+and PSI against ``max(0.2, chi2_{1-alpha}(bins - 1) (1/n + 1/m))``.
 
     python benchmarks/drift.py                    # train (~1-2 min on 2 idle cores), then stream
     python benchmarks/drift.py --per-label 15 --epochs 3 --window 50 --calm-windows 50
@@ -37,6 +40,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
               "Set CHAINKEEPER_DATASETS_DIR.", file=sys.stderr)
         return 2
 
+    from scipy import stats
+
     from chainkeeper.monitoring.drift import CHECKS, Profile, psi, run_checks
     from chainkeeper.monitoring.drift_jobs import MMD_MAX_ROWS, check_drift, profile_texts, reference_profile
     from chainkeeper.serving.deployments import serve_predictions
@@ -202,9 +208,13 @@ def main(argv: list[str] | None = None) -> int:
             raw = psi([reference.profile.labels.count(y) for y in all_labels], [w.labels.count(y) for y in all_labels])
             out["baseline: raw 77-label PSI > 0.2"] = raw > 0.2
             out["baseline: mean confidence < 80 %"] = float(np.mean(w.confidences)) < 0.8 * ref_mean_conf
+            ref_bins, win_bins = _old_label_bins(ref.labels, w.labels)
+            out[OLD_CHI2] = stats.chi2_contingency([ref_bins, win_bins], correction=False).pvalue < 0.01
+            old_limit = max(0.2, float(stats.chi2.ppf(0.99, len(ref_bins) - 1)) * (1 / len(ref.labels) + 1 / len(w)))
+            out[OLD_PSI] = psi(ref_bins, win_bins) > old_limit
             return out
 
-        names = [*CHECKS, "baseline: raw 77-label PSI > 0.2", "baseline: mean confidence < 80 %"]
+        names = [*CHECKS, "baseline: raw 77-label PSI > 0.2", "baseline: mean confidence < 80 %", OLD_CHI2, OLD_PSI]
         alarms = {n: 0 for n in names}
         calm_windows = switch // args.window
         for w in range(calm_windows):
@@ -230,6 +240,34 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(f'{r.check}={r.statistic:.3g}/{r.threshold:.3g}' for r in checked)}")
     print(load_average())
     return 0
+
+
+OLD_CHI2 = "before issue 8: label_chi2, asymptotic p-value"
+OLD_PSI = "before issue 8: label_psi, chi-square-scaled threshold"
+
+
+def _old_label_bins(reference: list[str], window: list[str]) -> tuple[list[int], list[int]]:
+    """Reference and window counts over the bins used before issue 8.
+
+    Labels from most to least frequent in the reference, packed until a bin expects 5
+    window rows; a short last bin joins the one before; unseen labels go to the last.
+    """
+    counts = Counter(reference)
+    bins: dict[str, int] = {}
+    current, filled = 0, 0
+    for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        bins[label] = current
+        filled += count
+        if filled * len(window) >= 5 * len(reference):
+            current, filled = current + 1, 0
+    last = max(current - 1, 0)  # a short last bin joins the one before; none is left empty
+    bins = {label: min(b, last) for label, b in bins.items()}
+    ref_bins, win_bins = [0] * (last + 1), [0] * (last + 1)
+    for label in reference:
+        ref_bins[bins[label]] += 1
+    for label in window:
+        win_bins[bins.get(label, last)] += 1
+    return ref_bins, win_bins
 
 
 def _operator():  # type: ignore[no-untyped-def]

@@ -8,6 +8,11 @@ once (the profile is cached under ``<home>/cache/drift``), reads a window of the
 prediction log, runs the checks and stores one ``SqlDriftResult`` per check, with an
 audit entry per window.
 
+Like is compared with like: the reference's labels and confidences are the model's own
+answers on the reference texts (``profile_texts`` without ``served``), not the dataset's
+labels, and the window's are what the same model version served (the log is filtered on
+it), so the label checks see a change of traffic, not the model's errors.
+
 A ``drift`` job checks one window, or with ``every_s`` keeps checking: after each check
 it waits (checking for cancel) and checks the traffic since the last one. A recurring
 job holds a worker while it waits; run a worker for it (``chainkeeper worker``). If its
