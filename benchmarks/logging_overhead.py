@@ -2,8 +2,9 @@
 
 One Chainkeeper server (the BANKING77 model of ``serve_throughput.py``, ONNX int8,
 micro-batching, the buffered log writer) runs in this process on 127.0.0.1; the load
-comes from a separate process (``serve_throughput.py load``: N keep-alive clients, one
-BANKING77 test text per request). Phases alternate, logging on (sample rate 1: every
+comes from a separate process — ``wrk`` when installed (C, so the server gets the
+cores), else ``serve_throughput.py load`` (Python) — with N keep-alive clients, one
+BANKING77 test text per request. Phases alternate, logging on (sample rate 1: every
 text is redacted, hashed and stored) and off (sample rate 0: nothing stored), so slow
 drifts of the shared machine hit both alike. Per phase: requests/s and p50/p95/p99; then
 the ratio on/off of p99 within each round (the two phases of a round are adjacent in
@@ -19,12 +20,22 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import statistics
 import tempfile
 from pathlib import Path
 
-from _common import load_average
-from serve_throughput import load_in_subprocess, prepare, setup_chainkeeper, start_chainkeeper
+from _common import datasets_dir, load_average, read_csv
+from serve_throughput import load_in_subprocess, load_with_wrk, prepare, setup_chainkeeper, start_chainkeeper
+
+
+def run_load(generator: str, url: str, headers: dict[str, str], texts: list[str], clients: int,
+             seconds: float, think_ms: float) -> dict:
+    """One phase of load from ``generator`` (``wrk`` or ``httpx``): the keys of ``serve_throughput._load``."""
+    if generator == "wrk":
+        return load_with_wrk(url, headers, texts, clients, seconds, think_ms=think_ms)
+    proc: subprocess.Popen[str] = load_in_subprocess(url, headers, clients, seconds)
+    return json.loads(proc.communicate()[0])
 
 
 def main() -> None:
@@ -33,12 +44,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--load", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",
+                        help="load generator (see serve_throughput.py)")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="wrk only: each client pauses this long between requests (a steady load below "
+                             "saturation, where the log writer's CPU is not queued behind); 0: back to back")
     args = parser.parse_args()
 
     from chainkeeper.api.routers.serving import serving_state
     from chainkeeper.monitoring.predictions import count_predictions
 
-    print(f"start: {load_average()} (a shared machine: read the ratio, not the absolute numbers)", flush=True)
+    print(f"start: {load_average()} (a shared machine: read the ratio, not the absolute numbers); "
+          f"load generator: {args.load}, {args.clients} clients, think time {args.think_ms:g} ms", flush=True)
     work = args.model or Path(tempfile.mkdtemp(prefix="ck-b77-"))
     if not (work / "chainkeeper").is_dir():
         prepare(work, 2000)
@@ -47,6 +64,7 @@ def main() -> None:
     server, app, headers = start_chainkeeper(setup)
     log = serving_state(app).log
     url = server.url + "/v1/deployments/banking/predict"
+    texts, _ = read_csv(datasets_dir() / "banking77" / "test.csv")
     p99: dict[str, list[float]] = {"on": [], "off": []}
     try:
         json.loads(load_in_subprocess(url, headers, 4, 2).communicate()[0])  # warm connections and the batcher
@@ -54,7 +72,7 @@ def main() -> None:
             for condition in (("on", "off") if round_no % 2 == 0 else ("off", "on")):
                 log.sample_rate = 1.0 if condition == "on" else 0.0
                 written_before = count_predictions(setup["ctx"].db)
-                r = json.loads(load_in_subprocess(url, headers, args.clients, args.seconds).communicate()[0])
+                r = run_load(args.load, url, headers, texts, args.clients, args.seconds, args.think_ms)
                 written = count_predictions(setup["ctx"].db) - written_before
                 p99[condition].append(r["p99"])
                 print(f"  round {round_no + 1} logging {condition:3}: {r['rps']:6.1f} req/s  p50 {r['p50']:6.1f}  "

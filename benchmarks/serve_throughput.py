@@ -232,6 +232,59 @@ async def _load(url: str, headers: dict[str, str], texts: list[str], clients: in
             "errors": errors, "reasons": reasons[:5], "versions": versions}
 
 
+WRK_SCRIPT = r"""
+-- One random BANKING77 text per request (bodies prepared as JSON, one per line).
+local bodies = {}
+for line in io.lines(os.getenv("CK_BODIES")) do bodies[#bodies + 1] = line end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = os.getenv("CK_AUTH")
+request = function()
+  return wrk.format(nil, nil, nil, bodies[math.random(#bodies)])
+end
+local think = tonumber(os.getenv("CK_THINK_MS") or "0")
+if think > 0 then
+  delay = function() return think end  -- each connection pauses between its requests
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'CKJSON {"requests": %d, "duration_us": %d, "status_errors": %d, "transport_errors": %d, ' ..
+    '"p50": %.3f, "p95": %.3f, "p99": %.3f}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def load_with_wrk(url: str, headers: dict[str, str], texts: list[str], clients: int, seconds: float, *,
+                  think_ms: float = 0.0) -> dict[str, Any]:
+    """The same load from ``wrk`` (C, one thread, keep-alive): a Python client spends about
+    as much CPU per request as the server under test, on the same two cores; wrk spends a
+    small fraction of it, so the server gets the machine.
+
+    ``think_ms`` > 0 makes each connection pause that long between its requests: a
+    steady offered load below saturation instead of back-to-back requests.
+
+    Returns:
+        The keys of ``_load`` (``versions`` empty: wrk does not read the bodies).
+    """
+    with tempfile.TemporaryDirectory(prefix="ck-wrk-") as tmp:
+        bodies, script = Path(tmp) / "bodies.jsonl", Path(tmp) / "load.lua"
+        bodies.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n", encoding="utf-8")
+        script.write_text(WRK_SCRIPT, encoding="utf-8")
+        env = {**os.environ, "CK_BODIES": str(bodies), "CK_AUTH": headers.get("Authorization", ""),
+               "CK_THINK_MS": f"{think_ms:g}"}
+        out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "60s", "-s", str(script),
+                              url], capture_output=True, text=True, env=env, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("CKJSON "))
+    r = json.loads(line.removeprefix("CKJSON "))
+    errors = r["status_errors"] + r["transport_errors"]
+    ok = r["requests"] - r["status_errors"]
+    return {"rps": ok / (r["duration_us"] / 1e6), "p50": r["p50"], "p95": r["p95"], "p99": r["p99"], "n": ok,
+            "errors": errors, "reasons": [] if not errors else [out[-500:]], "versions": {}}
+
+
 def load_in_subprocess(url: str, headers: dict[str, str], clients: int, seconds: float) -> subprocess.Popen[str]:
     """Start the load generator as its own process (its own interpreter and GIL); read its
     result with ``json.loads(proc.communicate()[0])``."""
@@ -245,7 +298,8 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_server(kind: str, args: list[str], texts: list[str], clients: list[int], seconds: float) -> tuple[dict, dict]:
+def run_server(kind: str, args: list[str], texts: list[str], clients: list[int], seconds: float,
+               generator: str = "wrk") -> tuple[dict, dict]:
     with tempfile.TemporaryDirectory(prefix=f"ck-serve-{kind}-") as tmp:
         port_file = Path(tmp) / "port.json"
         proc = subprocess.Popen([sys.executable, __file__, kind, *args, "--port-file", str(port_file)])
@@ -261,7 +315,10 @@ def run_server(kind: str, args: list[str], texts: list[str], clients: list[int],
             results = {}
             for n in clients:
                 cpu_before = process_cpu_s(info["pid"])
-                results[n] = asyncio.run(_load(info["url"], info["headers"], texts, n, seconds))
+                if generator == "wrk":
+                    results[n] = load_with_wrk(info["url"], info["headers"], texts, n, seconds)
+                else:
+                    results[n] = asyncio.run(_load(info["url"], info["headers"], texts, n, seconds))
                 r = results[n]
                 r["cpu_ms"] = (process_cpu_s(info["pid"]) - cpu_before) * 1000 / max(1, r["n"])
                 print(f"  {kind:18} {n:3} clients: {r['rps']:7.1f} req/s  p50 {r['p50']:7.1f} ms  "
@@ -303,9 +360,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--load", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",
+                        help="load generator: wrk (C; `apt-get install wrk`, the default when present) or "
+                             "httpx (Python, in this process: it takes CPU the servers would otherwise get)")
     args = parser.parse_args()
 
-    print(f"start: {load_average()}", flush=True)
+    print(f"start: {load_average()}; load generator: {args.load}", flush=True)
     work = args.model or Path(tempfile.mkdtemp(prefix="ck-b77-"))
     if not (work / "chainkeeper").is_dir():
         prepare(work, args.rows)
@@ -313,11 +373,12 @@ def main() -> None:
 
     print("(a) baseline: FastAPI + transformers pipeline, one call per request "
           "(same encoder weights; CLS-pooler head, not ours)", flush=True)
-    base, _ = run_server("serve-baseline", ["--model", str(work / "hf")], texts, args.clients, args.seconds)
+    base, _ = run_server("serve-baseline", ["--model", str(work / "hf")], texts, args.clients, args.seconds,
+                         args.load)
     print("(b) Chainkeeper: create_app + deployment (runtime engine chosen from the export)", flush=True)
     home = Path(tempfile.mkdtemp(prefix="ck-home-"))
     ours, info = run_server("serve-chainkeeper", ["--model", str(work / "chainkeeper"), "--home", str(home)],
-                            texts, args.clients, args.seconds)
+                            texts, args.clients, args.seconds, args.load)
     print(f"  engine served: {info['engine']}; export on 1,000 test rows: torch accuracy "
           f"{info['torch_accuracy']:.4f}; " + "; ".join(
               f"{k} accuracy {v['accuracy']:.4f} (delta {v['delta_points']:+.2f} pts, passed {v['passed']}, "
