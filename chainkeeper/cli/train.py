@@ -227,10 +227,12 @@ def search(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="
            set_: list[str] = typer.Option([], "--set", help="A fixed config value, key=value (repeatable)."),
            base_model: Path | None = typer.Option(None, help="A local model folder (default: the offline MiniLM)."),
            follow: bool = typer.Option(False, "--follow", "-f", help="Follow the search job until it ends.")) -> None:
-    """Queue an Optuna search (study kept in this database, median pruning); the best
-    trial's config is then trained as a normal run."""
+    """Queue an Optuna search (study kept in this database, median pruning) of the task the
+    dataset version trains: classification maximises dev macro-F1 (or early_stopping_metric),
+    token classification dev entity-level F1, masked/causal LM minimises dev loss. The best
+    trial's config is then trained as a normal run of that task."""
     from chainkeeper.cli.jobs import follow_job
-    from chainkeeper.training.search import parse_space, start_search
+    from chainkeeper.training.search import Target, parse_space, start_search
 
     dims = parse_space(space)
     config = parse_train_config(parse_overrides(set_))
@@ -238,11 +240,16 @@ def search(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="
         actor = acting_user(ctx, c, "run.create")
         job_id = start_search(c, dataset_version_id=dataset_version, config=config, space=dims, trials=trials,
                               actor=actor, base_model=base_model)
-        console.print(f"search job {job_id} queued ({trials} trials over {', '.join(d.name for d in dims)}); "
-                      f"follow it with 'chainkeeper jobs logs {job_id} -f'")
+        target = Target(**get_job(c.db, job_id).params["target"])
+        console.print(f"search job {job_id} queued ({trials} trials over {', '.join(d.name for d in dims)}), "
+                      f"optimising the {target.describe()}; follow it with 'chainkeeper jobs logs {job_id} -f'")
         if follow:
             job = follow_job(c.db, job_id)
-            console.print(f"search {job.state}" + (f": best run {job.result['run_id']}" if job.result else ""))
+            result = job.result or {}
+            value = result.get("best_value")
+            best = (f": best dev {target.metric} {'-' if value is None else f'{value:.4f}'}, run {result['run_id']}"
+                    if "run_id" in result else "")
+            console.print(f"search {job.state}{best}")
 
 
 @app.command("reproduce")
