@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(
         None, description="API token the CLI acts with (issued by 'chainkeeper users token'); never printed."
     )
+    serve_max_batch_size: int = Field(
+        32, ge=1, le=1024, description="Most texts the server answers with one model call (micro-batching)."
+    )
+    serve_max_wait_ms: float = Field(
+        0.0, ge=0, le=1000, description="How long a batch waits for more requests once several arrive "
+        "together (ms); a lone request never waits. 0: batches form from what queues while the model "
+        "runs (fastest on CPU)."
+    )
     prediction_log_sample_rate: float = Field(
         1.0, ge=0, le=1, description="Share of served texts stored in the prediction log (1: all, 0.1: one in ten)."
     )

@@ -6,9 +6,12 @@ in batches: it takes what is queued, up to ``max_batch_size`` texts, and runs th
 once; each caller waits on its own future and gets its own slice back.
 
 Adaptive: a lone request (nothing else queued) runs at once, so one client pays no
-waiting. Only when requests arrive together (the drained batch held more than one) does
-the thread wait up to ``max_wait_ms`` for more, since concurrency is then likely to
-continue. While the model runs, new requests queue, and the next batch takes them all.
+waiting. While the model runs, new requests queue, and the next batch takes them all:
+under load that alone makes the batches (mean 11.6 texts at 32 clients in the serving
+benchmark). With ``max_wait_ms`` > 0, once requests arrive together (the drained batch
+held more than one) the thread also waits up to that long for more. On CPU the wait
+costs more than it gains (8 clients: 394 req/s with 2 ms against 477 with none), so
+the default is 0; a device whose every call has a high fixed cost may want a few ms.
 
 Callers may be threads (``predict`` blocks) or coroutines (``apredict`` awaits without
 blocking the event loop). The coroutines of one event loop are answered together: one
@@ -31,7 +34,7 @@ from chainkeeper.core.errors import InvalidInput
 __all__ = ["BatchStats", "BatchedPredictor", "MicroBatcher"]
 
 DEFAULT_MAX_BATCH = 32
-DEFAULT_MAX_WAIT_MS = 2.0
+DEFAULT_MAX_WAIT_MS = 0.0
 
 
 class _Model(Protocol):
