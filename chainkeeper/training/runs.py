@@ -200,6 +200,26 @@ def resolve_task(config: TrainConfig, data_task: str, base: Path | None) -> str:
     return task
 
 
+def base_and_task(ctx: Context, dataset_version_id: int, config: TrainConfig,
+                  base_model: str | Path | None) -> tuple[Path | None, str]:
+    """The checked base model folder (None when pre-training from scratch) and the task a
+    run of ``config`` on the dataset version trains (``resolve_task``).
+
+    Raises:
+        NotFound: no such dataset version.
+        InvalidInput: the base model is unusable (``check_base_model``) or the task does
+            not fit the data.
+    """
+    from chainkeeper.data.versions import get_dataset_version
+
+    version = get_dataset_version(ctx.db, dataset_version_id)
+    base: Path | None = None
+    if config.from_scratch is None:
+        base = Path(base_model) if base_model is not None else ctx.settings.resolved_base_model
+        check_base_model(base, config)
+    return base, resolve_task(config, version.task, base)
+
+
 def check_taggable(ctx: Context, dataset_version_id: int) -> list[str]:
     """Check a token-classification version can train a tagger; return its tag set.
 
@@ -267,14 +287,7 @@ def start_training_run(
             does not fit the data, or the data cannot train it (``check_trainable``,
             ``check_taggable``, ``check_corpus``). Nothing is stored then.
     """
-    from chainkeeper.data.versions import get_dataset_version
-
-    version = get_dataset_version(ctx.db, dataset_version_id)
-    base: Path | None = None
-    if config.from_scratch is None:
-        base = Path(base_model) if base_model is not None else ctx.settings.resolved_base_model
-        check_base_model(base, config)
-    task = resolve_task(config, version.task, base)
+    base, task = base_and_task(ctx, dataset_version_id, config, base_model)
     if task == TASK_SEQUENCE_CLASSIFICATION:
         labels = check_trainable(ctx, dataset_version_id)
     elif task == TASK_TOKEN_CLASSIFICATION:

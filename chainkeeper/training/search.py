@@ -44,11 +44,10 @@ from chainkeeper.training.runs import (
     TASK_MASKED_LM,
     TASK_SEQUENCE_CLASSIFICATION,
     TASK_TOKEN_CLASSIFICATION,
-    check_base_model,
+    base_and_task,
     check_corpus,
     check_taggable,
     check_trainable,
-    resolve_task,
 )
 
 if TYPE_CHECKING:
@@ -232,16 +231,9 @@ def start_search(ctx: Context, *, dataset_version_id: int, config: TrainConfig, 
         InvalidInput: trials out of range, a base model or dataset that cannot train the
             task, or a dimension the task cannot search (nothing is queued then).
     """
-    from chainkeeper.data.versions import get_dataset_version
-
     if not 1 <= trials <= 1000:
         raise InvalidInput(f"trials={trials} is out of range.", hint="Use 1 to 1000 trials.")
-    version = get_dataset_version(ctx.db, dataset_version_id)
-    base: Path | None = None
-    if config.from_scratch is None:
-        base = Path(base_model) if base_model is not None else ctx.settings.resolved_base_model
-        check_base_model(base, config)
-    task = resolve_task(config, version.task, base)
+    base, task = base_and_task(ctx, dataset_version_id, config, base_model)
     if task == TASK_SEQUENCE_CLASSIFICATION and config.multi_label_separator is not None:
         raise InvalidInput("A search trains single-label classifiers; multi_label_separator is not supported.",
                            hint="Search without it, then start a multi-label run with the best values.")

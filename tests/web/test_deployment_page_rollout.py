@@ -11,7 +11,7 @@ on a direct POST; an annotator may not even read the page.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
