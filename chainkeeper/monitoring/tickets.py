@@ -2,7 +2,8 @@
 
     open ──acknowledge──▶ acknowledged ──hand over──▶ handed_over ──retrain──▶ retraining
      │   (operator)            │        (to ml_engineer)                         │
-     │                         │                                     candidate to the gate
+     │                         │                   data version released by a data_steward,
+     │                         │                   then train, evaluate, candidate to the gate
      │                         │                                                 ▼
      └─────────────────────────┴────────────── close ◀──────────────────── in_release
 
