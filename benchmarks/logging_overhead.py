@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import statistics
@@ -26,7 +27,14 @@ import tempfile
 from pathlib import Path
 
 from _common import datasets_dir, load_average, read_csv
-from serve_throughput import load_in_subprocess, load_with_wrk, prepare, setup_chainkeeper, start_chainkeeper
+from serve_throughput import (
+    load_in_subprocess,
+    load_with_wrk,
+    prepare,
+    process_cpu_s,
+    setup_chainkeeper,
+    start_chainkeeper,
+)
 
 
 def run_load(generator: str, url: str, headers: dict[str, str], texts: list[str], clients: int,
@@ -66,18 +74,21 @@ def main() -> None:
     url = server.url + "/v1/deployments/banking/predict"
     texts, _ = read_csv(datasets_dir() / "banking77" / "test.csv")
     p99: dict[str, list[float]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}  # server CPU ms per request, writer included
     try:
         json.loads(load_in_subprocess(url, headers, 4, 2).communicate()[0])  # warm connections and the batcher
         for round_no in range(args.rounds):
             for condition in (("on", "off") if round_no % 2 == 0 else ("off", "on")):
                 log.sample_rate = 1.0 if condition == "on" else 0.0
                 written_before = count_predictions(setup["ctx"].db)
+                cpu_before = process_cpu_s(os.getpid())
                 r = run_load(args.load, url, headers, texts, args.clients, args.seconds, args.think_ms)
-                written = count_predictions(setup["ctx"].db) - written_before
+                written = count_predictions(setup["ctx"].db) - written_before  # flushes the writer first
+                cpu[condition].append((process_cpu_s(os.getpid()) - cpu_before) * 1000 / max(1, r["n"]))
                 p99[condition].append(r["p99"])
                 print(f"  round {round_no + 1} logging {condition:3}: {r['rps']:6.1f} req/s  p50 {r['p50']:6.1f}  "
                       f"p95 {r['p95']:6.1f}  p99 {r['p99']:6.1f} ms  ({r['n']} ok, {r['errors']} errors, "
-                      f"{written} records stored; {load_average()})", flush=True)
+                      f"{written} records stored; server CPU {cpu[condition][-1]:.2f} ms/request; {load_average()})", flush=True)
     finally:
         server.stop()
         setup["ctx"].close()
@@ -90,6 +101,9 @@ def main() -> None:
           f"median {statistics.median(paired):.3f} (goal <= 1.05)")
     print(f"p99 with logging on {on:.1f} ms, off {off:.1f} ms (median of {args.rounds} rounds of "
           f"{args.seconds:.0f} s at {args.clients} clients): ratio {on / off:.3f}")
+    cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+    print(f"server CPU per request (the writer's thread included; median of rounds): on {cpu_on:.3f} ms, "
+          f"off {cpu_off:.3f} ms: the log costs {cpu_on - cpu_off:+.3f} ms ({cpu_on / cpu_off - 1:+.1%})")
     print(f"end: {load_average()}")
 
 
