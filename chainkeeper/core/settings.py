@@ -97,6 +97,10 @@ class Settings(BaseSettings):
         "together (ms); a lone request never waits. 0: batches form from what queues while the model "
         "runs (fastest on CPU)."
     )
+    serve_model_workers: int | None = Field(
+        None, ge=1, le=64, description="Model calls that run at once per loaded ONNX model, each with its "
+        "share of the cores (intra-op threads = cores / workers); default one per core."
+    )
     prediction_log_sample_rate: float = Field(
         1.0, ge=0, le=1, description="Share of served texts stored in the prediction log (1: all, 0.1: one in ten)."
     )

@@ -193,7 +193,7 @@ def _load_onnx(ctx: Context, model_version: ModelVersion, folder: Any, engine: s
     from transformers import AutoTokenizer
 
     from chainkeeper.serving.export import latest_export
-    from chainkeeper.serving.onnx_runtime import OnnxPredictor, make_session
+    from chainkeeper.serving.onnx_runtime import OnnxPredictor, make_session, serving_threads
     from chainkeeper.training.model import META_FILE
 
     export = latest_export(ctx, model_version.id, model_version.model_artifact)
@@ -212,7 +212,8 @@ def _load_onnx(ctx: Context, model_version: ModelVersion, folder: Any, engine: s
         tmp.replace(path)
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    return OnnxPredictor(make_session(path, threads=ctx.settings.torch_threads), tokenizer, meta["labels"],
+    _, threads = serving_threads(ctx.settings.torch_threads, ctx.settings.serve_model_workers)
+    return OnnxPredictor(make_session(path, threads=threads), tokenizer, meta["labels"],
                          max_length=int(meta.get("max_length", 64)), model_version_id=model_version.id,
                          artifact=model_version.model_artifact, engine=chosen)
 
@@ -276,9 +277,14 @@ class PredictorCache:
             _settle_heap()
             if self.batching:
                 from chainkeeper.serving.batching import BatchedPredictor
+                from chainkeeper.serving.onnx_runtime import serving_threads
 
+                # ONNX sessions take concurrent calls, each on its share of the cores; a
+                # PyTorch model uses every core per call (torch threads are per process).
+                workers = (serving_threads(self.ctx.settings.torch_threads, self.ctx.settings.serve_model_workers)[0]
+                           if str(getattr(predictor, "engine", "")).startswith("onnx") else 1)
                 predictor = BatchedPredictor(predictor, max_batch_size=self.max_batch_size,
-                                             max_wait_ms=self.max_wait_ms)
+                                             max_wait_ms=self.max_wait_ms, workers=workers)
             evicted = []
             with self._lock:
                 self._loaded[model_version.id] = predictor

@@ -75,6 +75,47 @@ def test_coroutines_await_answers_without_blocking_the_loop() -> None:
     batcher.close()
 
 
+class CountingEcho(SlowEcho):
+    """SlowEcho that records how many of its calls ran at the same moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = self.most_at_once = 0
+
+    def predict(self, texts: list[str]) -> list[str]:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            return super().predict(texts)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_several_workers_run_model_calls_at_once_and_each_caller_keeps_its_answers() -> None:
+    model = CountingEcho()
+    batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0, workers=2)
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: batcher.predict([f"t{i}"]), range(48)))
+    assert results == [[f"T{i}"] for i in range(48)]
+    assert model.most_at_once == 2  # two calls overlapped, never more than the workers
+    assert batcher.stats().texts == 48
+    batcher.close()
+    assert not any(t.is_alive() for t in batcher._threads)  # one stop mark per worker
+    with pytest.raises(InvalidInput, match="workers is 0"):
+        MicroBatcher(SlowEcho(), workers=0)
+
+
+def test_serving_threads_split_the_cores_between_model_workers() -> None:
+    from chainkeeper.serving.onnx_runtime import serving_threads
+
+    assert serving_threads(2, None) == (2, 1)  # default: one single-threaded call per core
+    assert serving_threads(4, 2) == (2, 2)
+    assert serving_threads(2, 4) == (4, 1)  # more workers than cores: one thread each
+    assert serving_threads(8, 1) == (1, 8)
+
+
 def test_bad_settings_and_closed_batchers_refuse_with_what_to_do() -> None:
     with pytest.raises(InvalidInput, match="max_batch_size is 0"):
         MicroBatcher(SlowEcho(), max_batch_size=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import JobHandle, submit_job
 from chainkeeper.governance.ledger import list_entries
 from chainkeeper.serving.export import accuracy_of, export_model_version, export_onnx, latest_export, run_export_job
-from chainkeeper.serving.onnx_runtime import make_session
-from chainkeeper.serving.runtime import load_predictor
+from chainkeeper.serving.onnx_runtime import default_threads, make_session
+from chainkeeper.serving.runtime import PredictorCache, load_predictor
 from chainkeeper.training.model import TextClassifier
 from tests.model_rows import ENGINEER, registered, save_tiny_classifier
 
@@ -71,6 +72,17 @@ def test_export_records_both_forms_with_scores_and_the_runtime_serves_the_best(
     assert predictor.engine == result.best_engine() != "torch"
     onnx_answers = load_predictor(ctx, version, engine="onnx").predict(TEXTS)
     assert [p.label for p in onnx_answers] == labels
+
+    # Served, an ONNX model gets one single-threaded session call per core at once, and
+    # concurrent callers get the answers a lone call gives.
+    cache = PredictorCache(ctx)
+    served = cache.get(version)
+    assert len(served.batcher._threads) == default_threads()
+    assert served.predictor.session.get_session_options().intra_op_num_threads == 1
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda t: served.predict([t])[0].label, TEXTS * 3))
+    assert concurrent == labels * 3
+    cache.close()
 
 
 def test_without_an_export_the_runtime_serves_pytorch_and_refuses_a_named_onnx_engine(
