@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API, web UI and server bind to.")
     port: int = Field(8000, ge=0, le=65535, description="Port of the API and web UI.")
     torch_threads: int | None = Field(
-        None, ge=1, description="Threads PyTorch may use; default the number of cores."
+        None, ge=1, description="Threads PyTorch may use, and a served ONNX model across its workers; "
+        "default the number of cores."
     )
     worker_poll_s: float = Field(
         1.0, gt=0, description="How often an idle worker looks for a queued job (seconds)."
