@@ -9,8 +9,9 @@ its own subprocess on 127.0.0.1 (one at a time, so they never compete):
     same encoder weights. Its head differs (BERT's CLS pooler + a linear layer carrying
     our head's weights, where ours mean-pools): the labels it answers are not ours, but
     the work per request (tokenise + 6-layer encoder + head) is the same.
-(b) Chainkeeper: ``create_app`` + a deployment of the registered version, exported to
-    ONNX int8 and served by the runtime with micro-batching, logging every prediction.
+(b) Chainkeeper: ``chainkeeper serve --processes N`` (default one per core) with a
+    deployment of the registered version, exported to ONNX int8 and served by the runtime
+    with micro-batching, logging every prediction.
 
 Each is loaded by 1, 8 and 32 concurrent clients (wrk when installed, else httpx; keep-alive, one BANKING77 test
 text per request) for ``--seconds`` each; requests/s and p50/p95/p99 latency are printed
@@ -47,6 +48,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the Chainkeeper server uses the tests' row helpers
 
 from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
+
+from chainkeeper.serving.onnx_runtime import default_threads  # noqa: E402
 
 
 # --- preparing the model ----------------------------------------------------------------
@@ -162,19 +165,50 @@ def start_chainkeeper(setup: dict[str, Any]) -> tuple[Any, Any, dict[str, str]]:
     return server, app, headers
 
 
-def serve_chainkeeper(model_dir: Path, home: Path, port_file: Path) -> None:
-    """(b) Chainkeeper: register, export to ONNX int8, deploy, serve with create_app."""
+def serve_chainkeeper(model_dir: Path, home: Path, port_file: Path, processes: int) -> None:
+    """(b) Chainkeeper: register, export to ONNX int8, deploy, then ``chainkeeper serve
+    --processes N`` (log level WARNING, as the baseline's uvicorn: no access-log line per
+    request; the prediction log stays on)."""
+    import signal
+
+    import httpx
+
+    from chainkeeper.api.server import bind_socket
+
     setup = setup_chainkeeper(model_dir, home)
-    server, _, headers = start_chainkeeper(setup)
-    export = setup["export"]
-    port_file.write_text(json.dumps({"url": server.url + "/v1/deployments/banking/predict", "headers": headers,
-                                     "pid": os.getpid(),
-                                     "export": {f.engine: {"accuracy": f.accuracy, "delta_points": f.delta_points,
-                                                           "latency_ms_p50": f.latency_ms_p50, "passed": f.passed}
-                                                for f in export.forms},
-                                     "torch_accuracy": export.torch_accuracy, "engine": export.best_engine()}))
-    while True:
-        time.sleep(3600)
+    setup["ctx"].close()
+    probe = bind_socket("127.0.0.1", 0)
+    port = probe.getsockname()[1]
+    probe.close()
+    server = subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(home), "serve",
+                               "--port", str(port), "--processes", str(processes)],
+                              env={**os.environ, "CHAINKEEPER_LOG_LEVEL": "WARNING"})
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run_server stops us: stop the server too
+    try:
+        url = f"http://127.0.0.1:{port}/v1/deployments/banking/predict"
+        headers = {"Authorization": f"Bearer {setup['token']}"}
+        answered, deadline = 0, time.monotonic() + 300
+        while answered < 10 * processes:  # each process warm: answers on fresh connections
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("chainkeeper serve did not start")
+            try:
+                ok = httpx.post(url, json={"text": "warm-up"}, headers=headers, timeout=60).status_code == 200
+            except httpx.TransportError:
+                ok = False
+            answered = answered + 1 if ok else 0
+            if not ok:
+                time.sleep(0.3)
+        export = setup["export"]
+        port_file.write_text(json.dumps({
+            "url": url, "headers": headers, "pid": server.pid, "processes": processes,
+            "export": {f.engine: {"accuracy": f.accuracy, "delta_points": f.delta_points,
+                                  "latency_ms_p50": f.latency_ms_p50, "passed": f.passed} for f in export.forms},
+            "torch_accuracy": export.torch_accuracy, "engine": export.best_engine()}))
+        while True:
+            time.sleep(3600)
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 # --- the load ---------------------------------------------------------------------------
@@ -294,9 +328,23 @@ def load_in_subprocess(url: str, headers: dict[str, str], clients: int, seconds:
 
 
 def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used: the server's cost, whatever the load."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) a process and its live children have used: the
+    server's cost, whatever the load (a multi-process server counts whole)."""
+    total, parents = 0.0, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            parents[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    for candidate, (_, cpu) in parents.items():
+        ancestor = candidate
+        while ancestor in parents and ancestor != pid:
+            ancestor = parents[ancestor][0]
+        if ancestor == pid:
+            total += cpu
+    return total
 
 
 def run_server(kind: str, args: list[str], texts: list[str], clients: list[int], seconds: float,
@@ -389,6 +437,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--processes", type=int, default=default_threads(),
+                        help="Chainkeeper's server processes (default: one per core, as docs/serving.md advises)")
     parser.add_argument("--load", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",
                         help="load generator: wrk (C; `apt-get install wrk`, the default when present) or "
                              "httpx (Python, in this process: it takes CPU the servers would otherwise get)")
@@ -404,9 +454,11 @@ def main() -> None:
           "(same encoder weights; CLS-pooler head, not ours)", flush=True)
     base, _ = run_server("serve-baseline", ["--model", str(work / "hf")], texts, args.clients, args.seconds,
                          args.load)
-    print("(b) Chainkeeper: create_app + deployment (runtime engine chosen from the export)", flush=True)
+    print(f"(b) Chainkeeper: chainkeeper serve --processes {args.processes}, a deployment of the registered "
+          "version (runtime engine chosen from the export)", flush=True)
     home = Path(tempfile.mkdtemp(prefix="ck-home-"))
-    ours, info = run_server("serve-chainkeeper", ["--model", str(work / "chainkeeper"), "--home", str(home)],
+    ours, info = run_server("serve-chainkeeper", ["--model", str(work / "chainkeeper"), "--home", str(home),
+                                                  "--processes", str(args.processes)],
                             texts, args.clients, args.seconds, args.load)
     print(f"  engine served: {info['engine']}; export on 1,000 test rows: torch accuracy "
           f"{info['torch_accuracy']:.4f}; " + "; ".join(
@@ -445,11 +497,12 @@ if __name__ == "__main__":
         sub.add_argument("kind")
         sub.add_argument("--model", type=Path, required=True)
         sub.add_argument("--home", type=Path)
+        sub.add_argument("--processes", type=int, default=1)
         sub.add_argument("--port-file", type=Path, required=True)
         a = sub.parse_args()
         if a.kind == "serve-baseline":
             serve_baseline(a.model, a.port_file)
         else:
-            serve_chainkeeper(a.model, a.home, a.port_file)
+            serve_chainkeeper(a.model, a.home, a.port_file, a.processes)
     else:
         main()

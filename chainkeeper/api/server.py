@@ -1,4 +1,5 @@
-"""Running the app on uvicorn: in the foreground (``serve``) or in a thread.
+"""Running the app on uvicorn: in the foreground (``serve``), as several processes on one
+port (``serve_group``), or in a thread.
 
 We bind the listening socket ourselves and hand it to uvicorn. That turns "port in
 use" into our ``ServiceUnavailable`` with the next step, instead of uvicorn's log line
@@ -8,6 +9,8 @@ and ``sys.exit(1)``, and makes port 0 (any free port) report the port it got.
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import socket
 import threading
 import time
@@ -17,8 +20,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from chainkeeper.core.errors import ServiceUnavailable
+from chainkeeper.core.settings import Settings
 
-__all__ = ["RunningServer", "bind_socket", "check_port_free", "serve", "start_server_in_thread"]
+__all__ = ["RunningServer", "bind_socket", "check_port_free", "group_app", "serve", "serve_group",
+           "start_server_in_thread"]
+
+log = logging.getLogger("chainkeeper.api")
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -91,6 +98,65 @@ def serve(app: FastAPI, host: str, port: int, *, log_level: str | None = None) -
                                  hint="See the log lines above for the reason.") from None
     finally:
         sock.close()
+
+
+def serve_group(settings: Settings, host: str, port: int, processes: int) -> None:
+    """Serve the app from ``processes`` processes on one port until Ctrl+C or SIGTERM.
+
+    Binds the port here (a taken port is our error, as for ``serve``), makes the group
+    folder the processes share (``serving.processes``) and lets uvicorn's supervisor start
+    them (``group_app`` builds each one's app; a process that dies is replaced). The
+    folder is removed when the server stops.
+
+    Raises:
+        ServiceUnavailable: the port is taken.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    from chainkeeper.serving.processes import GROUP_ENV, METRICS_ENV, ProcessGroup
+
+    sock = bind_socket(host, port)
+    group = ProcessGroup.create(settings, processes)
+    # The processes are spawned: they inherit the environment, read before anything else.
+    os.environ[GROUP_ENV], os.environ[METRICS_ENV] = str(group.path), str(group.metrics_dir)
+    config = uvicorn.Config("chainkeeper.api.server:group_app", factory=True, host=host,
+                            port=sock.getsockname()[1], workers=processes, log_level=settings.log_level.lower(),
+                            lifespan="on")
+    log.info("serving on http://%s:%d with %d processes", host, config.port, processes)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+        os.environ.pop(GROUP_ENV, None)
+        os.environ.pop(METRICS_ENV, None)
+        group.remove()
+
+
+def group_app() -> FastAPI:
+    """The app of one process of ``serve_group`` (uvicorn calls it in each process).
+
+    Opens the stores with the group's settings (each process its own share of the
+    cores), joins the group's shared caches, rate limits and metrics, and starts warming
+    every deployed model, so the process is ready before its first request needs one.
+    """
+    from chainkeeper.api.app import create_app
+    from chainkeeper.core.context import Context
+    from chainkeeper.serving.caching import share_invalidations
+    from chainkeeper.serving.deployments import preload_deployments
+    from chainkeeper.serving.processes import ProcessGroup
+
+    group = ProcessGroup.from_env()
+    if group is None:  # a programming error: only serve_group names this factory
+        raise RuntimeError("group_app runs only in the processes serve_group starts")
+    settings = group.settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx = Context.open(settings)
+    group.join()
+    share_invalidations(group.stamp())
+    app = create_app(ctx)
+    app.state.group = group
+    preload_deployments(ctx.db, app.state.predictors)
+    return app
 
 
 def _run_quietly(server: uvicorn.Server, sock: socket.socket) -> None:

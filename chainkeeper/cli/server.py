@@ -39,19 +39,34 @@ def worker(
     console.print(f"worker {w.id} stopped after {done} job(s)")
 
 
+_PROCESSES_HELP = ("Server processes answering on the port, each with its own copy of the deployed models "
+                   "(one per core answers the most) [env: CHAINKEEPER_SERVE_PROCESSES].")
+
+
+def _run_server(ctx: typer.Context, host: str, port: int, processes: int | None) -> None:
+    """One process serving in the foreground, or a group of them (``api.server.serve_group``)."""
+    from chainkeeper.api.app import create_app
+    from chainkeeper.api.server import serve as run_server, serve_group
+
+    settings = settings_of(ctx)
+    processes = processes or settings.serve_processes
+    if processes > 1:
+        serve_group(settings.model_copy(update={"serve_processes": processes}), host, port, processes)
+        return
+    with open_context(ctx) as c:
+        run_server(create_app(c), host, port)
+
+
 def serve(
     ctx: typer.Context,
     host: str | None = typer.Option(None, help="Address to bind [env: CHAINKEEPER_HOST]."),
     port: int | None = typer.Option(None, help="Port [env: CHAINKEEPER_PORT]."),
+    processes: int | None = typer.Option(None, min=1, max=64, help=_PROCESSES_HELP),
 ) -> None:
     """Serve the API, the web UI and the deployed models (no worker)."""
-    from chainkeeper.api.app import create_app
-    from chainkeeper.api.server import serve as run_server
-
     settings = settings_of(ctx)
     _logging(settings.log_level)
-    with open_context(ctx) as c:
-        run_server(create_app(c), host or settings.host, port if port is not None else settings.port)
+    _run_server(ctx, host or settings.host, port if port is not None else settings.port, processes)
 
 
 def up(
@@ -59,10 +74,10 @@ def up(
     host: str | None = typer.Option(None, help="Address to bind [env: CHAINKEEPER_HOST]."),
     port: int | None = typer.Option(None, help="Port [env: CHAINKEEPER_PORT]."),
     workers: int = typer.Option(1, min=0, help="Local worker processes to start."),
+    processes: int | None = typer.Option(None, min=1, max=64, help=_PROCESSES_HELP),
 ) -> None:
     """Start everything on this machine: store (migrated), API, web UI and a worker."""
-    from chainkeeper.api.app import create_app
-    from chainkeeper.api.server import check_port_free, serve as run_server
+    from chainkeeper.api.server import check_port_free
 
     settings = settings_of(ctx)
     host, port = host or settings.host, port if port is not None else settings.port
@@ -75,8 +90,7 @@ def up(
     ]
     console.print(f"Chainkeeper is up: [bold]http://{host}:{port}/[/]  ({workers} worker(s); Ctrl+C to stop)")
     try:
-        with open_context(ctx) as c:
-            run_server(create_app(c), host, port)
+        _run_server(ctx, host, port, processes)
     finally:
         for child in children:
             child.terminate()

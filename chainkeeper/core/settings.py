@@ -24,7 +24,7 @@ from chainkeeper.core.errors import ConfigError
 ENV_PREFIX = "CHAINKEEPER_"
 # Names under the prefix that are not settings: the config file's own path, and the
 # variables the test suite reads (kept out of Settings so production never sees them).
-_RESERVED_ENV = {"CHAINKEEPER_CONFIG"}
+_RESERVED_ENV = {"CHAINKEEPER_CONFIG", "CHAINKEEPER_SERVE_GROUP"}  # the second: serving.processes
 _RESERVED_ENV_PREFIXES = ("CHAINKEEPER_TEST_",)
 
 
@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     serve_model_workers: int | None = Field(
         None, ge=1, le=64, description="Model calls that run at once per loaded ONNX model, each with its "
         "share of the cores (intra-op threads = cores / workers); default one per core."
+    )
+    serve_processes: int = Field(
+        1, ge=1, le=64, description="Server processes answering on the one port, each with its own copy of "
+        "the deployed models; the model workers and threads above are split among them. One per core "
+        "answers the most (docs/serving.md)."
     )
     prediction_log_sample_rate: float = Field(
         1.0, ge=0, le=1, description="Share of served texts stored in the prediction log (1: all, 0.1: one in ten)."

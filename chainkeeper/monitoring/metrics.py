@@ -30,20 +30,26 @@ cover the interval between two samples, not the time since start.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.monitoring.tables import SqlMetricSample
+
+if TYPE_CHECKING:
+    from chainkeeper.serving.processes import ProcessGroup
 
 __all__ = [
     "CONTENT_TYPE",
@@ -105,15 +111,21 @@ class MetricPoint:
 class ServingMetrics:
     """The Prometheus registry of one app, and the calls the predict route makes.
 
+    In a multi-process server (``group`` given) the counters and the latency histogram
+    live in the group's files (prometheus-client's multiprocess mode), so ``render`` and
+    ``snapshot`` answer the totals of every process, and the memory is the group's; the
+    batch sizes, queue depth and log-writer figures stay those of the answering process.
+
     Args:
         runtime_stats: returns, at scrape time, the predictor cache's ``stats()``
             (per model version: batch sizes, queue depth).
         log_stats: returns the prediction-log writer's ``stats()``, or None.
+        group: the server's process group, or None for a lone process.
     """
 
     def __init__(self, *, runtime_stats: Callable[[], dict[int, dict[str, Any]]] | None = None,
-                 log_stats: Callable[[], Any] | None = None) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+                 log_stats: Callable[[], Any] | None = None, group: ProcessGroup | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, values
 
         self.registry = CollectorRegistry()
         self._requests = Counter("chainkeeper_predict_requests", "Predict requests answered.",
@@ -124,8 +136,20 @@ class ServingMetrics:
                                ["deployment", "status"], registry=self.registry)
         self._latency = Histogram("chainkeeper_predict_latency_seconds", "Server-side latency of answered requests.",
                                   ["deployment", "model_version"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
-        ProcessCollector(registry=self.registry)
-        self.registry.register(_RuntimeCollector(runtime_stats, log_stats))
+        if group is None:
+            ProcessCollector(registry=self.registry)
+            self._readable = self.registry
+        else:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            from chainkeeper.serving.processes import METRICS_ENV
+
+            if values.ValueClass is values.MutexValue:  # a programming error: see serving.processes
+                raise RuntimeError(f"{METRICS_ENV} was not set before prometheus_client was imported")
+            self._readable = CollectorRegistry()
+            MultiProcessCollector(self._readable, path=str(group.metrics_dir))
+            self._readable.register(_GroupMemoryCollector(group))
+        self._readable.register(_RuntimeCollector(runtime_stats, log_stats))
         # Children by label values: .labels() takes a lock and builds a key on every call.
         self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
         self._lock = threading.Lock()
@@ -153,15 +177,38 @@ class ServingMetrics:
         """The registry in Prometheus text format."""
         from prometheus_client import generate_latest
 
-        return generate_latest(self.registry)  # type: ignore[no-any-return]
+        return generate_latest(self._readable)  # type: ignore[no-any-return]
 
     def snapshot(self) -> Snapshot:
         """Every sample of the registry now, keyed by name and labels."""
         out: Snapshot = {}
-        for family in self.registry.collect():
+        for family in self._readable.collect():
             for sample in family.samples:
                 out[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
         return out
+
+
+class _GroupMemoryCollector:
+    """The resident memory of every live process of a server group, summed."""
+
+    def __init__(self, group: ProcessGroup) -> None:
+        self._group = group
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        total = 0
+        for pid in self._group.pids():
+            try:
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self._page
+            except (OSError, IndexError, ValueError):  # gone meanwhile, or not Linux
+                continue
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory of the server's processes.",
+                                value=total)
 
 
 class _RuntimeCollector:
@@ -360,13 +407,19 @@ def metric_series(db: Database, name: str, since: datetime, deployment: str | No
 class MetricSampler:
     """A thread that stores the series of ``METRIC_NAMES`` every ``interval_s`` seconds.
 
+    In a multi-process server every process runs one, and only the process holding the
+    group's ``sampler.lock`` stores (its ``metrics`` answer the group's totals); when it
+    dies, the lock is free and the next process to try takes over.
+
     Args:
         db: the store (``metric_samples``).
         metrics: the registry to sample.
         interval_s: seconds between samples.
+        group: the server's process group, or None for a lone process.
     """
 
-    def __init__(self, db: Database, metrics: ServingMetrics, interval_s: float) -> None:
+    def __init__(self, db: Database, metrics: ServingMetrics, interval_s: float,
+                 group: ProcessGroup | None = None) -> None:
         if interval_s <= 0:
             raise InvalidInput(f"The metrics sampling interval is {interval_s} s; it must be positive.",
                                hint="E.g. 15 (seconds).")
@@ -376,11 +429,25 @@ class MetricSampler:
         self._stop = threading.Event()
         self._previous: Snapshot | None = None
         self._previous_at = time.monotonic()
+        self._lock_fd = os.open(group.path / "sampler.lock", os.O_RDWR | os.O_CREAT, 0o600) if group else None
+        self._leading = group is None
         self._thread = threading.Thread(target=self._run, name="metric-sampler", daemon=True)
         self._thread.start()
 
+    def _lead(self) -> bool:
+        """Whether this process stores the samples (always, alone; else once it holds the lock)."""
+        if not self._leading and self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            self._leading = True
+        return self._leading
+
     def sample_now(self) -> list[MetricPoint]:
-        """Take one sample and store it; returns what was stored."""
+        """Take one sample and store it; returns what was stored (nothing while another process samples)."""
+        if not self._lead():
+            return []
         now = time.monotonic()
         current = self.metrics.snapshot()
         points = derive_points(self._previous, current, now - self._previous_at, utcnow())
@@ -403,3 +470,5 @@ class MetricSampler:
             self.sample_now()
         except Exception:  # noqa: BLE001 - shutting down; nothing to retry with
             _log.warning("storing the last metrics sample failed", exc_info=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # frees the lock for the processes that go on

@@ -255,6 +255,18 @@ def resolve_route(db: Database, name: str) -> ResolvedRoute:
     return ROUTE_CACHE.get_or_load((db.url, name), lambda: _load_route(db, name))  # type: ignore[no-any-return]
 
 
+def preload_deployments(db: Database, predictors: PredictorCache) -> int:
+    """Start loading, in the background, every model version an active deployment's route
+    names (a server process warms up before its first request needs them); returns how many."""
+    versions = {}
+    for deployment in list_deployments(db, limit=1000):
+        if deployment.state == DeploymentState.ACTIVE:
+            versions.update(resolve_route(db, deployment.name).versions)
+    for version in versions.values():
+        predictors.preload(version)
+    return len(versions)
+
+
 def cached_route(db: Database, name: str) -> ResolvedRoute | None:
     """The cached ``resolve_route`` answer, or None when it would need the store."""
     return ROUTE_CACHE.get((db.url, name))  # type: ignore[no-any-return]

@@ -4,25 +4,28 @@ Size limits (``RequestLimits``) are checked before any model work: a body over
 ``max_body_bytes``, more than ``max_texts`` texts or a text over ``max_text_chars``
 characters is answered 413 with what was sent and what is allowed.
 
-Rate limits are token buckets, one per API key, held in memory by the serving process
-(``RateLimiter``): a key refills ``rate_per_s`` tokens a second up to ``burst`` and a
-request takes one; an empty bucket answers 429 with when to retry. Several server
-processes each keep their own buckets, so the effective limit scales with replicas —
-state it per replica.
+Rate limits are token buckets, one per API key: a key refills ``rate_per_s`` tokens a
+second up to ``burst`` and a request takes one; an empty bucket answers 429 with when to
+retry. A lone server process keeps them in memory (``RateLimiter``); the processes of one
+multi-process server share them in a memory-mapped file (``SharedRateLimiter``), so a
+key's limit holds whichever process answers. Servers on several machines each keep their
+own buckets, so there the effective limit scales with replicas — state it per replica.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from chainkeeper.core.errors import InvalidInput, RateLimited
 
-__all__ = ["PayloadTooLarge", "RateLimiter", "RequestLimits", "TokenBucket", "UnsupportedMediaType", "check_body_size",
-           "check_content_type", "check_texts"]
+__all__ = ["PayloadTooLarge", "RateLimiter", "RequestLimits", "SharedRateLimiter", "TokenBucket",
+           "UnsupportedMediaType", "check_body_size", "check_content_type", "check_texts"]
 
 
 class PayloadTooLarge(InvalidInput):
@@ -115,6 +118,15 @@ class RateLimiter:
         self._buckets: dict[int, TokenBucket] = {}
         self._lock = threading.Lock()
 
+    def _take(self, key_id: int, rate_per_s: float, size: int) -> float:
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.get(key_id)
+            # A changed limit (the key was re-issued with other numbers) starts a fresh bucket.
+            if bucket is None or bucket.rate != rate_per_s or bucket.burst != size:
+                bucket = self._buckets[key_id] = TokenBucket(rate_per_s, size, now)
+            return bucket.take(now)
+
     def check(self, key_id: int, rate_per_s: float | None, burst: int | None = None) -> None:
         """Let a request of key ``key_id`` through, or refuse it.
 
@@ -128,13 +140,50 @@ class RateLimiter:
         if rate_per_s is None:
             return
         size = burst if burst is not None else max(1, math.ceil(rate_per_s))
-        with self._lock:
-            now = self._clock()
-            bucket = self._buckets.get(key_id)
-            # A changed limit (the key was re-issued with other numbers) starts a fresh bucket.
-            if bucket is None or bucket.rate != rate_per_s or bucket.burst != size:
-                bucket = self._buckets[key_id] = TokenBucket(rate_per_s, size, now)
-            wait = bucket.take(now)
+        wait = self._take(key_id, rate_per_s, size)
         if wait > 0:
             raise RateLimited(f"API key {key_id} is over its limit of {rate_per_s:g} requests/s "
                               f"(burst {size}).", hint=f"Retry in {wait:.2f} s, or ask for a higher rate.")
+
+
+class SharedRateLimiter(RateLimiter):
+    """The buckets of ``RateLimiter`` in a memory-mapped file, for the processes of one server.
+
+    A fixed table of ``slots`` buckets (key id, rate, burst, tokens, time), found by the
+    key id with linear probing, read and written under a file lock. When every slot is
+    taken the table starts over (each key gets a full bucket once more): a bound that
+    never matters for the keys of a few deployments. The monotonic clock is the
+    machine's, the same in every process.
+    """
+
+    _SLOT = struct.Struct("<qdqdd")  # key_id (0: free), rate, burst, tokens, stamp
+
+    def __init__(self, path: Path, *, slots: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
+        from chainkeeper.serving.processes import SharedFile
+
+        super().__init__(clock)
+        self._slots = slots
+        self._file = SharedFile(path, slots * self._SLOT.size)
+
+    def _take(self, key_id: int, rate_per_s: float, size: int) -> float:
+        table, slot = self._file.map, self._SLOT
+        with self._lock, self._file.locked():
+            now = self._clock()
+            index = key_id % self._slots
+            for _ in range(self._slots):
+                found, rate, burst, tokens, stamp = slot.unpack_from(table, index * slot.size)
+                if found in (0, key_id):
+                    break
+                index = (index + 1) % self._slots
+            else:  # full: start over
+                table[:] = bytes(len(table))
+                index, found = key_id % self._slots, 0
+            bucket = TokenBucket(rate_per_s, size, now)
+            if found == key_id and rate == rate_per_s and burst == size:
+                bucket.tokens, bucket.stamp = tokens, stamp
+            wait = bucket.take(now)
+            slot.pack_into(table, index * slot.size, key_id, rate_per_s, size, bucket.tokens, bucket.stamp)
+        return wait
+
+    def close(self) -> None:
+        self._file.close()

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -187,3 +188,33 @@ def test_a_rollout_and_a_rollback_take_effect_for_the_next_request(ctx: Context,
     second = in_production(ctx, "intents", model_artifact=ctx.artifacts.put_tree(classifier_dir))
     deploy_model_version(ctx, name="support", model_version_id=second.id, actor=RELEASER)
     assert resolve_route(ctx.db, "support").deployment.model_version_id == second.id
+
+
+def test_concurrent_misses_of_one_key_load_once() -> None:
+    cache: TtlCache[str, int] = TtlCache(60)
+    loads: list[int] = []
+    start = threading.Barrier(8)
+
+    def load() -> int:
+        loads.append(1)
+        time.sleep(0.05)  # a store read, while the other callers arrive
+        return 42
+
+    def caller(out: list[int]) -> None:
+        start.wait()
+        out.append(cache.get_or_load("route", load))
+
+    got: list[int] = []
+    threads = [threading.Thread(target=caller, args=(got,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [42] * 8 and len(loads) == 1
+
+
+def test_a_failed_load_is_not_shared_or_cached() -> None:
+    cache: TtlCache[str, int] = TtlCache(60)
+    with pytest.raises(LookupError):
+        cache.get_or_load("gone", lambda: (_ for _ in ()).throw(LookupError("no such deployment")))
+    assert cache.get_or_load("gone", lambda: 7) == 7

@@ -1,14 +1,16 @@
 """The annotation pages in real headless Chromium, against a real server.
 
-A BANKING77-style slice (the built-in customer-service sample: bank intents in English
-and Chinese) goes from dataset version to labelled dataset version through the pages:
-the data steward starts a project with an overlap, two annotators label their queues
-from the keyboard (one disagrees once, skips and comes back), the steward sees the
-agreement figures, decides the conflict and exports.
+A slice of bank intents goes from dataset version to labelled dataset version through
+the pages — once a real BANKING77 slice (10 intents, 2 test texts each; needs the
+datasets folder), once the built-in customer-service sample (the same shape, English and
+Chinese; runs anywhere): the data steward starts a project with an overlap, two
+annotators label their queues from the keyboard (one disagrees once, skips and comes
+back), the steward sees the agreement figures, decides the conflict and exports.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,14 @@ from chainkeeper.annotation.tasks import annotator_queue
 from chainkeeper.apps.customer_service.sample import INTENTS
 from chainkeeper.api.auth import SESSION_COOKIE
 from chainkeeper.core.context import Context
-from chainkeeper.data.versions import get_dataset_version, list_dataset_versions, read_dataset_rows
+from chainkeeper.data.ingest import import_file
+from chainkeeper.data.versions import (
+    DatasetVersion,
+    create_dataset_version,
+    get_dataset_version,
+    list_dataset_versions,
+    read_dataset_rows,
+)
 from chainkeeper.governance.ledger import list_entries
 from chainkeeper.governance.users import issue_token
 from tests.annotation.conftest import ANA, BEN, STEWARD, make_users, make_version
@@ -76,12 +85,33 @@ def _press_and_save(page: Page, key: str) -> dict:
     return info.value.json()
 
 
+def _banking77_slice(ctx: Context, folder: Path, datasets_dir: Path) -> tuple[DatasetVersion, list[str]]:
+    """A dataset version of 10 BANKING77 intents (the first in name order), 2 test texts each."""
+    with (datasets_dir / "banking77" / "test.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    intents = sorted({r["label"] for r in rows})[:10]
+    picked = [r for intent in intents for r in [r for r in rows if r["label"] == intent][:2]]
+    folder.mkdir()
+    path = folder / "banking77-slice.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "label": r["label"]} for r in picked)
+    source = import_file(ctx, path, actor=STEWARD)
+    return create_dataset_version(ctx, name="intents", source_ids=[source.id], actor=STEWARD), intents
+
+
+@pytest.mark.parametrize("data", [pytest.param("banking77", marks=pytest.mark.datasets), "sample"])
 def test_a_slice_goes_from_dataset_version_to_labelled_version_through_the_pages(
-        ctx: Context, tmp_path: Path, live_server: str, signed_in: tuple[dict[str, Page], PageProblems]) -> None:
+        ctx: Context, tmp_path: Path, live_server: str, signed_in: tuple[dict[str, Page], PageProblems],
+        data: str, datasets_dir: Path) -> None:
     pages, problems = signed_in
-    version = make_version(ctx, tmp_path / "sample")
+    if data == "banking77":
+        version, intents = _banking77_slice(ctx, tmp_path / "banking77", datasets_dir)
+    else:
+        version, intents = make_version(ctx, tmp_path / "sample"), list(INTENTS)
     schema = define_schema(ctx.db, name="intents", kind="single", actor=STEWARD,
-                           labels=[f"{i}: {i.replace('_', ' ')}" for i in INTENTS],
+                           labels=[f"{i}: {i.replace('_', ' ')}" for i in intents],
                            guidelines="Pick the one intent the customer wants served.")
     gold = {r["row_id"]: r["label"] for r in read_dataset_rows(ctx, version.id).to_pylist()}
 
@@ -121,8 +151,8 @@ def test_a_slice_goes_from_dataset_version_to_labelled_version_through_the_pages
                 _expect(page.locator("#position")).to_contain_text("Item 1 of")
             if actor is BEN and task.overlap and disagreed_on is None:
                 disagreed_on = task.item_id
-                label = next(i for i in INTENTS if i != label)
-            page.keyboard.press(KEYS[list(INTENTS).index(label)])
+                label = next(i for i in intents if i != label)
+            page.keyboard.press(KEYS[intents.index(label)])
             assert page.locator(f".label-button[data-label='{label}']").get_attribute("aria-pressed") == "true"
             saved = _press_and_save(page, "Enter")
             assert saved["value"] == {"label": label} and saved["status"] == "labelled"

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
+from starlette.routing import Route
 
 from chainkeeper.api.auth import api_key_of, authenticate, bearer_secret, cached_actor, request_id_of, require
 from chainkeeper.api.deps import get_ctx
@@ -39,7 +40,14 @@ from chainkeeper.monitoring.logwriter import PredictionLogWriter
 from chainkeeper.monitoring.metrics import UNKNOWN_DEPLOYMENT, MetricSampler, ServingMetrics
 from chainkeeper.registry.versions import ModelVersion
 from chainkeeper.serving import deployments, keys, rollout
-from chainkeeper.serving.limits import RateLimiter, check_body_size, check_content_type, check_texts
+from chainkeeper.serving.limits import (
+    RateLimiter,
+    SharedRateLimiter,
+    check_body_size,
+    check_content_type,
+    check_texts,
+)
+from chainkeeper.serving.processes import ProcessGroup
 
 
 @asynccontextmanager
@@ -57,6 +65,7 @@ _state_lock = threading.Lock()
 
 # Header naming the caller for sticky canary routing (same key -> same version).
 CALLER_KEY_HEADER = "x-caller-key"
+PREDICT_PATH = "/v1/deployments/{name}/predict"
 
 
 @dataclass
@@ -71,10 +80,12 @@ class ServingState:
     # label, so a caller cannot grow the metric set with made-up names.
     known: set[str] = field(default_factory=set)
 
+    group: ProcessGroup | None = None  # the processes of a multi-process server, if any
+
     def start_sampler(self) -> None:
         interval = self.ctx.settings.metrics_sample_s
         if self.sampler is None and interval:
-            self.sampler = MetricSampler(self.ctx.db, self.metrics, interval)
+            self.sampler = MetricSampler(self.ctx.db, self.metrics, interval, group=self.group)
 
     def close(self) -> None:
         if self.sampler is not None:
@@ -95,20 +106,23 @@ def serving_state(app: FastAPI) -> ServingState:
             log = PredictionLogWriter(ctx.db, sample_rate=settings.prediction_log_sample_rate,
                                       max_buffered=settings.prediction_log_max_buffered,
                                       retention_days=settings.prediction_log_retention_days)
-            metrics = ServingMetrics(runtime_stats=app.state.predictors.stats, log_stats=log.stats)
-            state = app.state.serving = ServingState(ctx, log, metrics)
+            group = getattr(app.state, "group", None)
+            metrics = ServingMetrics(runtime_stats=app.state.predictors.stats, log_stats=log.stats, group=group)
+            state = app.state.serving = ServingState(ctx, log, metrics, group=group)
     return state  # type: ignore[no-any-return]
 
 
 def _rate_limiter(request: Request) -> RateLimiter:
-    """The app's one in-memory limiter, made on first use (app.py stays untouched)."""
+    """The app's one limiter, made on first use: in memory, or shared by the processes of its group."""
     limiter = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
         return limiter  # type: ignore[no-any-return]
     with _limiter_lock:
         limiter = getattr(request.app.state, "rate_limiter", None)
         if limiter is None:
-            limiter = request.app.state.rate_limiter = RateLimiter()
+            group = getattr(request.app.state, "group", None)
+            limiter = SharedRateLimiter(group.path / "buckets") if group is not None else RateLimiter()
+            request.app.state.rate_limiter = limiter
     return limiter  # type: ignore[no-any-return]
 
 
@@ -135,22 +149,26 @@ def _count_error(request: Request, name: str, status: int) -> None:
     state.metrics.observe_error(name if name in state.known else UNKNOWN_DEPLOYMENT, status)
 
 
+async def _admit(request: Request, name: str) -> Actor:
+    """The caller of a predict request, admitted: allowed to predict, body size within limits."""
+    request.state.predict_started = time.perf_counter()
+    try:
+        actor = await _caller(request, name)
+        # Refused before the body is read or any model runs.
+        length = request.headers.get("content-length")
+        check_body_size(int(length) if length and length.isdigit() else None)
+    except ChainkeeperError as error:
+        _count_error(request, name, error.status)
+        raise
+    request.state.actor = actor
+    return actor
+
+
 def predict_caller() -> object:
     """The predict route's decision: a user allowed ``predict``, or a deployment key with that scope."""
 
     async def dependency(request: Request) -> Actor:
-        request.state.predict_started = time.perf_counter()
-        name = request.path_params.get("name", "")
-        try:
-            actor = await _caller(request, name)
-            # Refused before the body is read or any model runs.
-            length = request.headers.get("content-length")
-            check_body_size(int(length) if length and length.isdigit() else None)
-        except ChainkeeperError as error:
-            _count_error(request, name, error.status)
-            raise
-        request.state.actor = actor
-        return actor
+        return await _admit(request, request.path_params.get("name", ""))
 
     dependency.chainkeeper_action = "predict"  # type: ignore[attr-defined]
     return Depends(dependency)
@@ -241,9 +259,28 @@ def get_deployment(name: str, request: Request) -> dict[str, Any]:
     return deployment_json(db, deployments.get_deployment_by_name(db, name))
 
 
-@router.post("/v1/deployments/{name}/predict", openapi_extra=_PREDICT_OPENAPI)
+@router.post(PREDICT_PATH, openapi_extra=_PREDICT_OPENAPI)
 async def predict(name: str, request: Request, actor: Actor = predict_caller()) -> JSONResponse:
     """Label texts with the deployment's model; each text gets a request id, and is logged."""
+    return await _answer(request, name)
+
+
+async def _predict_fast(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    await _admit(request, name)
+    return await _answer(request, name)
+
+
+# The predict route once more, as a plain Starlette route for the front of the app's
+# routes (``create_app``): the same admission and answer without FastAPI's dependency
+# solving and without matching every other route first — 3-9 % less server CPU per
+# request (docs/serving.md). The route above stays for the OpenAPI schema and the
+# authorization matrix (``route_decisions``); both run ``_admit`` then ``_answer``.
+FAST_ROUTES = [Route(PREDICT_PATH, _predict_fast, methods=["POST"])]
+
+
+async def _answer(request: Request, name: str) -> JSONResponse:
+    """Read the body, label the texts, log them, count them, answer."""
     state = serving_state(request.app)
     started: float = request.state.predict_started
     try:
