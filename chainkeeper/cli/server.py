@@ -50,11 +50,11 @@ def _run_server(ctx: typer.Context, host: str, port: int, processes: int | None)
 
     settings = settings_of(ctx)
     processes = processes or settings.serve_processes
-    if processes > 1:
-        serve_group(settings.model_copy(update={"serve_processes": processes}), host, port, processes)
-        return
-    with open_context(ctx) as c:
-        run_server(create_app(c), host, port)
+    with open_context(ctx) as c:  # a store that cannot be opened is reported here, once
+        if processes == 1:
+            run_server(create_app(c), host, port)
+            return
+    serve_group(settings.model_copy(update={"serve_processes": processes}), host, port, processes)
 
 
 def serve(

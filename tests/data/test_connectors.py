@@ -133,6 +133,18 @@ def test_conll2003_dev_imports_3250_sentences(ctx: Context, datasets_dir: Path) 
     assert len(first["tokens"]) == len(first["tags"]) > 0 and first["origin"].startswith("dev.txt:")
 
 
+@pytest.mark.datasets
+def test_financial_phrasebank_imports_every_row_with_its_line(ctx: Context, datasets_dir: Path) -> None:
+    path = datasets_dir / "financial_sentiment" / "train.csv"
+    source = import_file(ctx, path, actor=STEWARD, label_column="label")
+
+    assert (source.format, source.rows_quarantined) == ("csv", 0)
+    rows = all_rows(ctx, source.id)
+    assert len(rows) == source.rows_accepted > 1_500  # quoted texts with commas stay one field each
+    assert {r["label"] for r in rows} == {"negative", "neutral", "positive"}
+    assert rows[0]["origin"] == "train.csv:2" and rows[0]["text"].startswith("According to Gran")
+
+
 def test_conll_txt_is_recognised_by_its_docstart_line(ctx: Context, tmp_path: Path) -> None:
     path = write(tmp_path / "ner.txt", "-DOCSTART- -X- O O\n\nParis NNP B-NP B-LOC\n")
 
