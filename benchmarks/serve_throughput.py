@@ -165,39 +165,51 @@ def start_chainkeeper(setup: dict[str, Any]) -> tuple[Any, Any, dict[str, str]]:
     return server, app, headers
 
 
-def serve_chainkeeper(model_dir: Path, home: Path, port_file: Path, processes: int) -> None:
-    """(b) Chainkeeper: register, export to ONNX int8, deploy, then ``chainkeeper serve
-    --processes N`` (log level WARNING, as the baseline's uvicorn: no access-log line per
-    request; the prediction log stays on)."""
-    import signal
+def launch_chainkeeper(home: Path, token: str, processes: int) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """``chainkeeper serve --processes N`` on ``home``'s store, on a free port of 127.0.0.1
+    (log level WARNING, as the baseline's uvicorn: no access-log line per request; the
+    prediction log stays on); returns once every process answers 'banking'.
 
+    Returns:
+        The server process, the predict URL and the request headers.
+    """
     import httpx
 
     from chainkeeper.api.server import bind_socket
 
-    setup = setup_chainkeeper(model_dir, home)
-    setup["ctx"].close()
     probe = bind_socket("127.0.0.1", 0)
     port = probe.getsockname()[1]
     probe.close()
     server = subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(home), "serve",
                                "--port", str(port), "--processes", str(processes)],
                               env={**os.environ, "CHAINKEEPER_LOG_LEVEL": "WARNING"})
+    url = f"http://127.0.0.1:{port}/v1/deployments/banking/predict"
+    headers = {"Authorization": f"Bearer {token}"}
+    answered, deadline = 0, time.monotonic() + 300
+    while answered < 10 * processes:  # each process warm: answers on fresh connections
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.terminate()
+            raise SystemExit("chainkeeper serve did not start")
+        try:
+            ok = httpx.post(url, json={"text": "warm-up"}, headers=headers, timeout=60).status_code == 200
+        except httpx.TransportError:
+            ok = False
+        answered = answered + 1 if ok else 0
+        if not ok:
+            time.sleep(0.3)
+    return server, url, headers
+
+
+def serve_chainkeeper(model_dir: Path, home: Path, port_file: Path, processes: int) -> None:
+    """(b) Chainkeeper: register, export to ONNX int8, deploy, then ``chainkeeper serve
+    --processes N`` (``launch_chainkeeper``)."""
+    import signal
+
+    setup = setup_chainkeeper(model_dir, home)
+    setup["ctx"].close()
+    server, url, headers = launch_chainkeeper(home, setup["token"], processes)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run_server stops us: stop the server too
     try:
-        url = f"http://127.0.0.1:{port}/v1/deployments/banking/predict"
-        headers = {"Authorization": f"Bearer {setup['token']}"}
-        answered, deadline = 0, time.monotonic() + 300
-        while answered < 10 * processes:  # each process warm: answers on fresh connections
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("chainkeeper serve did not start")
-            try:
-                ok = httpx.post(url, json={"text": "warm-up"}, headers=headers, timeout=60).status_code == 200
-            except httpx.TransportError:
-                ok = False
-            answered = answered + 1 if ok else 0
-            if not ok:
-                time.sleep(0.3)
         export = setup["export"]
         port_file.write_text(json.dumps({
             "url": url, "headers": headers, "pid": server.pid, "processes": processes,

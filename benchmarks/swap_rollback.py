@@ -1,7 +1,9 @@
 """Swapping versions under load: canary, promote, roll back, swap again; count failed requests.
 
-One Chainkeeper server (the BANKING77 model of ``serve_throughput.py``, ONNX int8) runs in
-this process on 127.0.0.1 with deployment 'banking' on version 1; a separate process
+One Chainkeeper server (the BANKING77 model of ``serve_throughput.py``, ONNX int8) runs
+on 127.0.0.1 with deployment 'banking' on version 1 — in this process, or with
+``--processes N`` as ``chainkeeper serve --processes N`` (then the switches made here
+reach its processes through the store, within the 1 s route cache); a separate process
 (``serve_throughput.py load``) keeps N keep-alive clients posting BANKING77 texts, each
 request with its own caller key, for the whole run. Meanwhile this process, as the
 release manager, every ``--step`` seconds:
@@ -16,6 +18,7 @@ A failed request is any answer other than 200 or a transport error; the goal is 
 Printed: failures (with the first reasons), answers per version, latency, the load.
 
     python benchmarks/swap_rollback.py --model /tmp/ck-b77 --clients 8 --step 3
+    python benchmarks/swap_rollback.py --model /tmp/ck-b77 --clients 32 --step 3 --processes 2
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 
 from _common import datasets_dir, load_average, read_csv
-from serve_throughput import load_in_subprocess, prepare, setup_chainkeeper, start_chainkeeper
+from serve_throughput import launch_chainkeeper, load_in_subprocess, prepare, setup_chainkeeper, start_chainkeeper
 
 
 def main() -> None:
@@ -36,6 +39,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a folder made by serve_throughput.py (skips training)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--step", type=float, default=3.0, help="seconds between switches")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serve with `chainkeeper serve --processes N` (1: a server in this process)")
     args = parser.parse_args()
 
     from chainkeeper.registry.versions import Stage, get_model_version, transition_stage
@@ -55,8 +60,13 @@ def main() -> None:
     texts, labels = read_csv(datasets_dir() / "banking77" / "test.csv")
     export_model_version(ctx, v2.id, actor=ENGINEER, quantize=True, evaluation=(texts[:100], labels[:100]))
     transition_stage(ctx, v2.id, Stage.STAGING, actor=RELEASER)
-    server, app, headers = start_chainkeeper(setup)
-    app.state.predictors.get(get_model_version(ctx.db, v2.id))  # warm, as a rollout waits for readiness
+    if args.processes > 1:
+        process, url, headers = launch_chainkeeper(home, setup["token"], args.processes)
+        stop = process.terminate
+    else:
+        server, app, headers = start_chainkeeper(setup)
+        app.state.predictors.get(get_model_version(ctx.db, v2.id))  # warm, as a rollout waits for readiness
+        url, stop = server.url + "/v1/deployments/banking/predict", server.stop
 
     def to_production(version_id: int) -> None:
         stage = get_model_version(ctx.db, version_id).stage
@@ -75,7 +85,6 @@ def main() -> None:
         ("roll back to v1", lambda: rollback_deployment(ctx, "banking", actor=RELEASER)),
     ]
     seconds = args.step * (len(steps) + 1)
-    url = server.url + "/v1/deployments/banking/predict"
     load = load_in_subprocess(url, headers, args.clients, seconds)
     begin = time.monotonic()
     try:
@@ -89,7 +98,7 @@ def main() -> None:
                   f"{route.candidate_version_id}, mode {route.mode}", flush=True)
         result = json.loads(load.communicate()[0])
     finally:
-        server.stop()
+        stop()
         setup["ctx"].close()
         shutil.rmtree(home, ignore_errors=True)
     print(f"\n{result['n'] + result['errors']} requests from {args.clients} clients over {seconds:.0f} s: "

@@ -101,11 +101,13 @@ class _TreeMixin:
             if target.is_file() and sha256_file(target) == file_digest:
                 continue  # already materialised (a cache hit)
             target.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(target, self.get_bytes(file_digest))  # type: ignore[attr-defined]
+            atomic_write(target, self.get_bytes(file_digest))  # type: ignore[attr-defined]
         return dest
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file of its own: readers (and other
+    processes writing the same file) see the old file or the whole new one, never a part."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -143,7 +145,7 @@ class LocalArtifactStore(_TreeMixin):
         target = self.path_of(digest)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(target, data)
+            atomic_write(target, data)
         return digest
 
     def put_file(self, path: Path) -> str:

@@ -192,6 +192,7 @@ def _load_onnx(ctx: Context, model_version: ModelVersion, folder: Any, engine: s
 
     from transformers import AutoTokenizer
 
+    from chainkeeper.core.artifacts import atomic_write
     from chainkeeper.serving.export import latest_export
     from chainkeeper.serving.onnx_runtime import OnnxPredictor, make_session, serving_threads
     from chainkeeper.training.model import META_FILE
@@ -205,11 +206,9 @@ def _load_onnx(ctx: Context, model_version: ModelVersion, folder: Any, engine: s
         raise InvalidInput(f"Model version {model_version.id} has no {engine} export.",
                            hint=f"Export it first (job kind 'export', model_version_id={model_version.id}).")
     path = ctx.settings.home / "cache" / "onnx" / f"{form.artifact}.onnx"
-    if not path.is_file():
+    if not path.is_file():  # several server processes may write it at once: each its own temporary file
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(ctx.artifacts.get_bytes(form.artifact))  # verified against its digest
-        tmp.replace(path)
+        atomic_write(path, ctx.artifacts.get_bytes(form.artifact))  # verified against its digest
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     _, threads = serving_threads(ctx.settings.torch_threads, ctx.settings.serve_model_workers)

@@ -1,10 +1,11 @@
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from chainkeeper.core.artifacts import FsspecArtifactStore, LocalArtifactStore, open_artifact_store
+from chainkeeper.core.artifacts import FsspecArtifactStore, LocalArtifactStore, atomic_write, open_artifact_store
 from chainkeeper.core.errors import ArtifactCorrupted, NotFound
 
 
@@ -76,3 +77,23 @@ def test_fsspec_store_shares_the_layout_and_checks(tmp_path: Path) -> None:
     store.fs.pipe_file(store._path(digest), b"abd")
     with pytest.raises(ArtifactCorrupted):
         store.get_bytes(digest)
+
+
+def test_writers_of_one_file_at_once_never_collide(tmp_path: Path) -> None:
+    """Several server processes materialise the same cached model file at start."""
+    target, errors = tmp_path / "model.onnx", []
+    data = [bytes([i]) * 200_000 for i in range(8)]
+
+    def write(i: int) -> None:
+        try:
+            atomic_write(target, data[i])
+        except OSError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and target.read_bytes() in data
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temporary file left
