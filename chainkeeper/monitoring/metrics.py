@@ -436,13 +436,17 @@ class MetricSampler:
 
     def _lead(self) -> bool:
         """Whether this process stores the samples (always, alone; else once it holds the lock)."""
-        if not self._leading and self._lock_fd is not None:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            self._leading = True
-        return self._leading
+        if self._leading or self._lock_fd is None:
+            return self._leading
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self._leading = True
+        # The group's counters ran before this process led: its first sample is only the
+        # base the next one's rates start from (not rates from zero over a wrong span).
+        self._previous, self._previous_at = self.metrics.snapshot(), time.monotonic()
+        return False
 
     def sample_now(self) -> list[MetricPoint]:
         """Take one sample and store it; returns what was stored (nothing while another process samples)."""

@@ -105,9 +105,13 @@ def test_one_process_of_a_group_stores_the_metric_samples(group: ProcessGroup, s
     first = MetricSampler(ctx.db, metrics, 3600, group=group)
     second = MetricSampler(ctx.db, metrics, 3600, group=group)
     try:
+        assert first.sample_now() == []  # it leads from now on: the base of the next rates
         assert first.sample_now() and second.sample_now() == []
         first.close()  # its process stops: the lock is free
-        assert second.sample_now()
+        metrics.observe("support", 1, 0.01, 1)
+        assert second.sample_now() == []  # takes over: a new base, not the totals as rates
+        rates = [p.value for p in second.sample_now() if p.name == "requests_per_s"]
+        assert rates == [0.0]  # no request since the base (the two before it are not counted again)
     finally:
         second.close()
         ctx.close()
