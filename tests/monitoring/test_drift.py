@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,19 @@ def test_ks_matches_scipy_and_the_hand_computed_distance() -> None:
     ours, theirs = ks_check("x", a, b), stats.ks_2samp(a, b)
     assert (ours.statistic, ours.p_value) == pytest.approx((theirs.statistic, theirs.pvalue))
     assert ours.threshold == pytest.approx(math.sqrt(-math.log(0.005) / 2) * math.sqrt(350 / (200 * 150)))
+
+
+def test_ks_where_scipys_exact_p_value_overflows_uses_the_asymptotic_one_quietly() -> None:
+    # Text lengths of two windows of 500 that differ in two texts: D = 2/500, where
+    # scipy's exact computation fails and warns (the quickstart's drift check met it).
+    reference = [float(i % 50 + 3) for i in range(500)]
+    window = [100.0, 100.0, *reference[2:]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = ks_check("length_ks", reference, window)
+    expected = stats.ks_2samp(reference, window, method="asymp")
+    assert (result.statistic, result.p_value) == pytest.approx((0.004, expected.pvalue))
+    assert not result.drifted
 
 
 def test_oov_increase_is_a_one_sided_two_proportion_test() -> None:
