@@ -100,8 +100,8 @@ def serve(app: FastAPI, host: str, port: int, *, log_level: str | None = None) -
         sock.close()
 
 
-def serve_group(settings: Settings, host: str, port: int, processes: int) -> None:
-    """Serve the app from ``processes`` processes on one port until Ctrl+C or SIGTERM.
+def serve_group(settings: Settings, host: str, port: int) -> None:
+    """Serve the app from ``settings.serve_processes`` processes on one port until Ctrl+C or SIGTERM.
 
     Binds the port here (a taken port is our error, as for ``serve``), makes the group
     folder the processes share (``serving.processes``) and lets uvicorn's supervisor start
@@ -116,13 +116,13 @@ def serve_group(settings: Settings, host: str, port: int, processes: int) -> Non
     from chainkeeper.serving.processes import GROUP_ENV, METRICS_ENV, ProcessGroup
 
     sock = bind_socket(host, port)
-    group = ProcessGroup.create(settings, processes)
+    group = ProcessGroup.create(settings)
     # The processes are spawned: they inherit the environment, read before anything else.
     os.environ[GROUP_ENV], os.environ[METRICS_ENV] = str(group.path), str(group.metrics_dir)
     config = uvicorn.Config("chainkeeper.api.server:group_app", factory=True, host=host,
-                            port=sock.getsockname()[1], workers=processes, log_level=settings.log_level.lower(),
-                            lifespan="on")
-    log.info("serving on http://%s:%d with %d processes", host, config.port, processes)
+                            port=sock.getsockname()[1], workers=group.processes,
+                            log_level=settings.log_level.lower(), lifespan="on")
+    log.info("serving on http://%s:%d with %d processes", host, config.port, group.processes)
     try:
         Multiprocess(config, sockets=[sock]).run()
     finally:

@@ -54,7 +54,7 @@ def _run_server(ctx: typer.Context, host: str, port: int, processes: int | None)
         if processes == 1:
             run_server(create_app(c), host, port)
             return
-    serve_group(settings.model_copy(update={"serve_processes": processes}), host, port, processes)
+    serve_group(settings.model_copy(update={"serve_processes": processes}), host, port)
 
 
 def serve(

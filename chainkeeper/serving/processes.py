@@ -102,17 +102,16 @@ class ProcessGroup:
     processes: int
 
     @classmethod
-    def create(cls, settings: Settings, processes: int) -> ProcessGroup:
-        """A fresh group folder for ``processes`` processes serving with ``settings``."""
+    def create(cls, settings: Settings) -> ProcessGroup:
+        """A fresh group folder for ``settings.serve_processes`` processes serving with ``settings``."""
         path = Path(tempfile.mkdtemp(prefix="chainkeeper-serve-"))
         (path / "metrics").mkdir()
         (path / "pids").mkdir()
         values = {name: _plain(getattr(settings, name)) for name in type(settings).model_fields}
-        target = path / "settings.json"
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path / "settings.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"processes": processes, "settings": values}, f)
-        return cls(path, processes)
+            json.dump(values, f)
+        return cls(path, settings.serve_processes)
 
     @classmethod
     def from_env(cls) -> ProcessGroup | None:
@@ -120,13 +119,12 @@ class ProcessGroup:
         path = os.environ.get(GROUP_ENV)
         if not path:
             return None
-        data = json.loads((Path(path) / "settings.json").read_text(encoding="utf-8"))
-        return cls(Path(path), int(data["processes"]))
+        return cls(Path(path), int(_read_settings(Path(path))["serve_processes"]))
 
     def settings(self) -> Settings:
         """The server's settings, with each process's share of the cores: model workers
         and threads are totals over the group, split evenly (at least one each)."""
-        values = json.loads((self.path / "settings.json").read_text(encoding="utf-8"))["settings"]
+        values = _read_settings(self.path)
         share = {name: max(1, (values.get(name) or default_threads()) // self.processes)
                  for name in ("torch_threads", "serve_model_workers")}
         return Settings(**{**values, **share})
@@ -157,6 +155,10 @@ class ProcessGroup:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    return json.loads((path / "settings.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def _plain(value: Any) -> Any:

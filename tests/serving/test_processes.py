@@ -15,21 +15,24 @@ from chainkeeper.core.settings import Settings, load_settings
 from chainkeeper.serving import caching
 from chainkeeper.serving.caching import TtlCache, share_invalidations
 from chainkeeper.serving.limits import SharedRateLimiter
-from chainkeeper.serving.processes import ProcessGroup, SharedStamp
+from chainkeeper.serving.processes import GROUP_ENV, ProcessGroup, SharedStamp
 
 
 @pytest.fixture
 def group(settings: Settings) -> Iterator[ProcessGroup]:
-    g = ProcessGroup.create(settings.model_copy(update={"torch_threads": 4, "serve_model_workers": None}), 2)
+    g = ProcessGroup.create(settings.model_copy(update={"torch_threads": 4, "serve_processes": 2}))
     yield g
     g.remove()
 
 
-def test_each_process_gets_its_share_of_the_cores_and_the_secrets(tmp_path: Path) -> None:
-    settings = load_settings({}, home=tmp_path, torch_threads=4, token="ck_secret")
-    group = ProcessGroup.create(settings, 3)
+def test_each_process_gets_its_share_of_the_cores_and_the_secrets(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings({}, home=tmp_path, torch_threads=4, token="ck_secret", serve_processes=3)
+    group = ProcessGroup.create(settings)
     try:
         assert (group.path / "settings.json").stat().st_mode & 0o777 == 0o600
+        monkeypatch.setenv(GROUP_ENV, str(group.path))  # as a spawned process finds it
+        assert ProcessGroup.from_env() == group
         mine = group.settings()
         assert mine.torch_threads == 1 and mine.serve_model_workers >= 1  # 4 // 3; at least one
         assert mine.token is not None and mine.token.get_secret_value() == "ck_secret"
