@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test up bench clean
+.PHONY: install demo test lint up bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,17 @@ demo: install
 up: install
 	$(BIN)/chainkeeper up $(ARGS)
 
-test: install
+# -ra: every skipped test says why it did not run (no datasets folder, no PostgreSQL URL).
+PYTEST_ARGS ?= -q -ra
+
+test: install lint
 	bash scripts/install-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and types (pyproject.toml): the import layers themselves are a test (tests/test_layers.py).
+lint: install
+	$(BIN)/ruff check chainkeeper tests benchmarks
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m pip install -q -e ".[bench]"

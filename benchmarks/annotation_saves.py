@@ -21,11 +21,14 @@ import threading
 import time
 from pathlib import Path
 
+from _common import load_average  # benchmarks/ is the script's folder
+
 from chainkeeper.annotation.projects import assign_batches, create_project
 from chainkeeper.annotation.schemas import define_schema
 from chainkeeper.annotation.tables import SqlAnnotation
 from chainkeeper.annotation.tasks import annotator_queue, save_annotation
 from chainkeeper.apps.customer_service.sample import INTENTS, generate_sample
+from chainkeeper.chain import open_context
 from chainkeeper.core import migrations
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import Database, utcnow
@@ -36,8 +39,6 @@ from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.bootstrap import seed_roles
 from chainkeeper.governance.permissions import seed_permissions
 from chainkeeper.governance.users import create_user
-
-from _common import load_average  # benchmarks/ is the script's folder
 
 STEWARD = Actor("stella", frozenset({"data_steward"}))
 ANA = Actor("ana", frozenset({"annotator"}))
@@ -52,7 +53,7 @@ def _store(folder: Path) -> Context:
     seed_roles(db)
     seed_permissions(db)
     db.dispose()
-    ctx = Context.open(load_settings({}, home=home))
+    ctx = open_context(load_settings({}, home=home))
     create_user(ctx.db, STEWARD.name, roles=["data_steward"])
     for actor in (ANA, BEN):
         create_user(ctx.db, actor.name, roles=["annotator"])

@@ -53,12 +53,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 from datasketch import MinHash, MinHashLSH
 
-from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 from chainkeeper.apps.customer_service.sample import INTENTS, load_templates
+from chainkeeper.chain import open_context
 from chainkeeper.core import migrations
-from chainkeeper.core.context import Context
 from chainkeeper.core.settings import Settings
 from chainkeeper.data import cleaning, pii
 from chainkeeper.data.ingest import import_csv
@@ -370,7 +370,7 @@ def main() -> None:
         print(f"generated {args.rows:,} rows ({csv_path.stat().st_size / 2**20:,.0f} MiB) in "
               f"{time.perf_counter() - t:.1f} s: {planted}")
         settings = Settings(home=folder / "home")  # type: ignore[call-arg]
-        ctx = Context.open(settings, check_schema=False)
+        ctx = open_context(settings, check_schema=False)
         migrations.upgrade(ctx.db)
 
         t = time.perf_counter()

@@ -44,7 +44,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
 from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 
 
@@ -55,8 +54,8 @@ def build_chain(home: Path, train: tuple[list[str], list[str]], test: tuple[list
     import pyarrow.parquet as pq
     import torch
 
+    from chainkeeper.chain import open_context
     from chainkeeper.core import migrations
-    from chainkeeper.core.context import Context
     from chainkeeper.core.db import Database
     from chainkeeper.core.settings import default_base_model, load_settings
     from chainkeeper.data.tables import SqlDatasetVersion
@@ -78,7 +77,7 @@ def build_chain(home: Path, train: tuple[list[str], list[str]], test: tuple[list
     seed_roles(db)
     seed_permissions(db)
     db.dispose()
-    ctx = Context.open(load_settings({}, home=home))
+    ctx = open_context(load_settings({}, home=home))
     steward, engineer = Actor("dana", frozenset({"data_steward"})), Actor("erin", frozenset({"ml_engineer"}))
     releaser = Actor("rory", frozenset({"release_manager"}))
 

@@ -98,17 +98,19 @@ def main() -> None:
         try:
             chained, plain = bench_appends(db, args.appends)
             print(f"backend: {backend}")
-            print(f"append, hash-chained ledger: {chained:,.0f} entries/s ({args.appends:,} entries, one transaction each)")
+            print(f"append, hash-chained ledger: {chained:,.0f} entries/s "
+                  f"({args.appends:,} entries, one transaction each)")
             print(f"baseline, plain INSERT:      {plain:,.0f} rows/s")
             print(f"ratio ledger/baseline:       {chained / plain:.2f}")
             start = time.perf_counter()
             fill_chain(db, args.verify_entries - args.appends)
-            print(f"bulk-wrote {args.verify_entries - args.appends:,} chained entries in {time.perf_counter() - start:.1f} s")
+            print(f"bulk-wrote {args.verify_entries - args.appends:,} chained entries "
+                  f"in {time.perf_counter() - start:.1f} s")
             start = time.perf_counter()
             verdict = verify_ledger(db)
             seconds = time.perf_counter() - start
-            print(f"verify: {verdict.entries:,} entries in {seconds:.1f} s ({verdict.entries / seconds:,.0f} entries/s), "
-                  f"ok={verdict.ok}")
+            print(f"verify: {verdict.entries:,} entries in {seconds:.1f} s "
+                  f"({verdict.entries / seconds:,.0f} entries/s), ok={verdict.ok}")
         finally:
             db.dispose()
             if admin is not None:

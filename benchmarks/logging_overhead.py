@@ -21,8 +21,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import statistics
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -88,7 +88,8 @@ def main() -> None:
                 p99[condition].append(r["p99"])
                 print(f"  round {round_no + 1} logging {condition:3}: {r['rps']:6.1f} req/s  p50 {r['p50']:6.1f}  "
                       f"p95 {r['p95']:6.1f}  p99 {r['p99']:6.1f} ms  ({r['n']} ok, {r['errors']} errors, "
-                      f"{written} records stored; server CPU {cpu[condition][-1]:.2f} ms/request; {load_average()})", flush=True)
+                      f"{written} records stored; server CPU {cpu[condition][-1]:.2f} ms/request; {load_average()})",
+                      flush=True)
     finally:
         server.stop()
         setup["ctx"].close()

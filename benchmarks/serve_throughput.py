@@ -49,8 +49,8 @@ sys.path.insert(0, str(REPO))  # the Chainkeeper server uses the tests' row help
 
 from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 
+from chainkeeper.chain import open_context  # noqa: E402
 from chainkeeper.serving.onnx_runtime import default_threads  # noqa: E402
-
 
 # --- preparing the model ----------------------------------------------------------------
 
@@ -118,7 +118,6 @@ def setup_chainkeeper(model_dir: Path, home: Path, *, evaluate: bool = True, **s
     """A fresh store in ``home`` with ``model_dir`` registered, exported to ONNX, deployed as
     'banking', and an operator token; returns ctx, version, export and token."""
     from chainkeeper.core import migrations
-    from chainkeeper.core.context import Context
     from chainkeeper.core.db import Database
     from chainkeeper.core.settings import load_settings
     from chainkeeper.governance.bootstrap import seed_roles
@@ -133,7 +132,7 @@ def setup_chainkeeper(model_dir: Path, home: Path, *, evaluate: bool = True, **s
     seed_roles(db)
     seed_permissions(db)
     db.dispose()
-    ctx = Context.open(load_settings({}, home=home, **settings))
+    ctx = open_context(load_settings({}, home=home, **settings))
     version = in_production(ctx, "banking77", model_artifact=ctx.artifacts.put_tree(model_dir))
     texts, labels = read_csv(datasets_dir() / "banking77" / "test.csv")
     pick = random.Random(5).sample(range(len(texts)), 1000 if evaluate else 100)

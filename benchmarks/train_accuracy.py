@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 
 from chainkeeper.core.settings import default_base_model
 from chainkeeper.training.checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
@@ -29,8 +30,6 @@ from chainkeeper.training.config import TrainConfig
 from chainkeeper.training.evaluation import classification_metrics, format_report
 from chainkeeper.training.loop import StepReport, predict_labels, seed_everything, train_classifier
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
-
-from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main(argv: list[str] | None = None) -> int:

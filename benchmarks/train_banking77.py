@@ -31,15 +31,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 
 from chainkeeper.core.settings import default_base_model
 from chainkeeper.training.config import TrainConfig
 from chainkeeper.training.evaluation import classification_metrics
 from chainkeeper.training.loop import StepReport, predict_labels, sample_indices, seed_everything, train_classifier
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
-
-
-from _common import datasets_dir, load_average, read_csv  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def train_ours(
@@ -71,8 +69,13 @@ def train_hf_trainer(
         print("  Trainer baseline skipped: transformers.Trainer needs the 'accelerate' package, "
               "which is not installed (pip install 'accelerate>=1.1.0').")
         return None
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     index = {name: i for i, name in enumerate(label_names)}
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)

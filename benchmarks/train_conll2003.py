@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import datasets_dir, load_average  # noqa: E402  (benchmarks/ is the script's folder)
 
 from chainkeeper.core.settings import default_base_model
 from chainkeeper.training.checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
@@ -35,8 +36,6 @@ from chainkeeper.training.config import TrainConfig
 from chainkeeper.training.evaluation import format_report
 from chainkeeper.training.loop import StepReport, seed_everything
 from chainkeeper.training.tokens import TokenTagger, entity_metrics, predict_tags, read_conll, train_token_tagger
-
-from _common import datasets_dir, load_average  # noqa: E402  (benchmarks/ is the script's folder)
 
 TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 

@@ -74,8 +74,13 @@ def run_ours(args: dict[str, Any]) -> dict[str, Any]:
 
 def run_trainer(args: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers.utils import logging as hf_logging
 
     from chainkeeper.core.settings import default_base_model

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from chainkeeper.chain import open_context
 from chainkeeper.core import migrations
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import Database
@@ -83,7 +84,7 @@ def settings(tmp_path: Path, migrated_template: Path) -> Settings:
 
 @pytest.fixture
 def ctx(settings: Settings) -> Iterator[Context]:
-    context = Context.open(settings)
+    context = open_context(settings)
     yield context
     context.close()
 
@@ -119,7 +120,7 @@ def any_ctx(request: pytest.FixtureRequest, tmp_path: Path, migrated_template: P
         url = request.getfixturevalue("postgres_database_url")
         s = load_settings({}, home=home, database_url=url, heartbeat_s=0.2, stale_after_s=2.0, worker_poll_s=0.1)
         _truncate_all(url)
-    context = Context.open(s)
+    context = open_context(s)
     if request.param == "postgres":
         _seed(context.db)
     yield context

@@ -42,7 +42,8 @@ def least_confidence(probs: np.ndarray | Sequence[Sequence[float]]) -> np.ndarra
         InvalidInput: see ``uncertainty``.
     """
     p = _checked(probs)
-    return 1.0 - p.max(axis=1)
+    scores: np.ndarray = 1.0 - p.max(axis=1)
+    return scores
 
 
 def margin(probs: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -53,7 +54,8 @@ def margin(probs: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """
     p = _checked(probs)
     top_two = np.sort(p, axis=1)[:, -2:]  # (items, 2): second, first
-    return 1.0 - (top_two[:, 1] - top_two[:, 0])
+    scores: np.ndarray = 1.0 - (top_two[:, 1] - top_two[:, 0])
+    return scores
 
 
 def entropy(probs: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -64,7 +66,8 @@ def entropy(probs: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """
     p = _checked(probs)
     logs = np.log(np.where(p > 0, p, 1.0))  # p = 0 contributes 0, not nan
-    return -(p * logs).sum(axis=1)
+    scores: np.ndarray = -(p * logs).sum(axis=1)
+    return scores
 
 
 STRATEGIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -118,7 +121,8 @@ def rank_items(probs: np.ndarray | Sequence[Sequence[float]], strategy: Strategy
         raise InvalidInput(f"limit must be 0 or more, got {limit}.")
     scores = uncertainty(probs, strategy)
     order = np.argsort(-scores, kind="stable")
-    return order[:limit].tolist() if limit is not None else order.tolist()
+    ranked: list[int] = order[:limit].tolist() if limit is not None else order.tolist()
+    return ranked
 
 
 def _checked(probs: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:

@@ -12,6 +12,7 @@ who decided.
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -19,14 +20,22 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from chainkeeper.annotation.projects import ProjectState, get_project, project_row
+from chainkeeper.annotation.consensus import dawid_skene, majority_vote
+from chainkeeper.annotation.projects import (
+    ProjectState,
+    authorize_in_project,
+    project_row,
+)
 from chainkeeper.annotation.schemas import check_value, get_schema
-from chainkeeper.annotation.tables import SqlAdjudication, SqlAnnotation, SqlAnnotationItem
+from chainkeeper.annotation.tables import (
+    SqlAdjudication,
+    SqlAnnotation,
+    SqlAnnotationItem,
+)
 from chainkeeper.annotation.tasks import Answer, AnswerStatus, ItemState, to_answer
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -89,8 +98,7 @@ def adjudication_queue(ctx: Context, project_id: int, actor: Actor) -> list[Disp
     Raises:
         NotFound: no such project. Forbidden: the actor may not adjudicate.
     """
-    project = get_project(ctx.db, project_id)
-    authorize(ctx.db, actor, "annotation.adjudicate", project=project.name)
+    authorize_in_project(ctx, actor, "annotation.adjudicate", project_id)
     with ctx.db.session(readonly=True) as s:
         flagged = set(s.scalars(sa.select(SqlAnnotation.item_id).where(SqlAnnotation.project_id == project_id,
                                                                         SqlAnnotation.flagged.is_(True))))
@@ -144,8 +152,7 @@ def adjudicate_item(ctx: Context, project_id: int, item_id: int, actor: Actor, *
         InvalidInput: a value outside the schema.
         Conflict: the item changed since (stale version), or the project is closed.
     """
-    project = get_project(ctx.db, project_id)
-    authorize(ctx.db, actor, "annotation.adjudicate", project=project.name)
+    project = authorize_in_project(ctx, actor, "annotation.adjudicate", project_id)
     schema = get_schema(ctx.db, project.schema_id)
     with ctx.db.session() as s:
         item = s.get(SqlAnnotationItem, item_id, with_for_update=True)
@@ -179,12 +186,9 @@ def resolve_disputes(ctx: Context, project_id: int, actor: Actor, *, method: str
     Raises:
         Forbidden, NotFound; InvalidInput: an unknown method; Conflict: the project is closed.
     """
-    from chainkeeper.annotation.consensus import dawid_skene, majority_vote
-
+    project = authorize_in_project(ctx, actor, "annotation.adjudicate", project_id)
     if method not in METHODS:
         raise InvalidInput(f"Unknown consensus method {method!r}.", hint=f"Use one of: {', '.join(METHODS)}.")
-    project = get_project(ctx.db, project_id)
-    authorize(ctx.db, actor, "annotation.adjudicate", project=project.name)
     schema = get_schema(ctx.db, project.schema_id)
     with ctx.db.session() as s:
         if project_row(s, project_id).state != ProjectState.OPEN:
@@ -199,6 +203,9 @@ def resolve_disputes(ctx: Context, project_id: int, actor: Actor, *, method: str
         reliability: dict[str, float] = {}
         if not disputed:
             return {"method": method, "decided": [], "left": [], "reliability": reliability}
+        # Keyed by the item ids the judgements carry (consensus types an item as any Hashable).
+        winners: dict[Any, Hashable]
+        evidence: dict[Any, dict[str, Any]]
         if method == "majority":
             votes = majority_vote(j for j in judgements if j[0] in disputed)
             winners = {item: r.label for item, r in votes.items() if r.label is not None}
@@ -220,13 +227,13 @@ def resolve_disputes(ctx: Context, project_id: int, actor: Actor, *, method: str
         return {"method": method, "decided": decided, "left": left, "reliability": reliability}
 
 
-def list_decisions(ctx: Context, project_id: int) -> list[Decision]:
-    """Every adjudication of a project, oldest first.
+def list_decisions(ctx: Context, project_id: int, actor: Actor) -> list[Decision]:
+    """Every adjudication of a project, oldest first (annotation.adjudicate or annotation.manage).
 
     Raises:
-        NotFound: no such project.
+        Forbidden: the actor may do neither in the project's dataset. NotFound: no such project.
     """
-    get_project(ctx.db, project_id)
+    authorize_in_project(ctx, actor, "annotation.adjudicate", project_id, also="annotation.manage")
     with ctx.db.session(readonly=True) as s:
         return [_to_decision(r) for r in s.scalars(sa.select(SqlAdjudication).where(
             SqlAdjudication.project_id == project_id).order_by(SqlAdjudication.id))]

@@ -25,6 +25,7 @@ What degenerate input gives (the same in every function):
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -282,7 +283,7 @@ def krippendorff_alpha(data: Sequence[Sequence[Any]] | np.ndarray, *, level: Lev
         # pairs (i, j), i != j, within the unit: n_c n_k off the diagonal, n_c (n_c - 1) on it
         coincidence += (np.outer(counts, counts) - np.diag(counts)) / (len(u) - 1)
     marginal = coincidence.sum(axis=1)
-    n = marginal.sum()
+    n: float = marginal.sum()
     if level == "nominal":
         distance = 1.0 - np.eye(len(values))
     else:
@@ -456,7 +457,7 @@ def agreement_report(judgements: Iterable[Judgement]) -> dict[str, Any]:
         agree += sum(x == y for x, y in shared)
         total += len(shared)
         la, lb = zip(*shared, strict=True)
-        pair_kappas[f"{a}|{b}"] = _or_note(lambda la=la, lb=lb: cohen_kappa(la, lb), f"Cohen {a}|{b}", notes)
+        pair_kappas[f"{a}|{b}"] = _or_note(functools.partial(cohen_kappa, la, lb), f"Cohen {a}|{b}", notes)
     defined = [k for k in pair_kappas.values() if k is not None]
     fleiss, fleiss_items = None, 0
     sizes = [sum(v is not None for v in c) for c in overlap]
@@ -494,7 +495,7 @@ def _categories(seen: Sequence[Hashable], given: Sequence[Hashable] | None) -> l
 
 def _weight_matrix(k: int, weights: Weights | None) -> np.ndarray:
     positions = np.arange(k)
-    diff = np.abs(positions[:, None] - positions[None, :]).astype(float)
+    diff: np.ndarray = np.abs(positions[:, None] - positions[None, :]).astype(float)
     if weights is None:
         return (diff > 0).astype(float)
     if weights == "linear":

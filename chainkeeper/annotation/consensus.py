@@ -160,7 +160,7 @@ def dawid_skene(judgements: Iterable[Sequence[Hashable]], *, categories: Sequenc
     posteriors = votes / votes.sum(axis=1, keepdims=True)  # start: the majority vote's shares
     previous = -np.inf
     converged = False
-    for iteration in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):  # noqa: B007  (the count is reported after the loop)
         priors, confusion = _m_step(counts, posteriors, smoothing)
         posteriors, log_likelihood = _e_step(counts, priors, confusion)
         if log_likelihood - previous < tol:

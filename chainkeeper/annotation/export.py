@@ -1,11 +1,16 @@
 """Export: a project's settled labels become a new, immutable dataset version.
 
 Every settled item (one answer, agreeing answers, or an adjudication) becomes a row of a
-Parquet snapshot with the data stage's columns (``data.versions.SNAPSHOT_SCHEMA``: the
-parent row's text, split, source and line, and the decided label) plus who labelled
-it, when, under which schema version, how it was decided and how far its annotators
-agreed. The version is stored as the next version of the parent dataset's name (or the
-name given) in state draft, with a quality report, and released the usual way.
+Parquet snapshot with the data stage's columns (``data.snapshot_schema``: the parent
+row's text, split, source and line, and the decided label) plus who labelled it, when,
+under which schema version, how it was decided and how far its annotators agreed. The
+data stage freezes it (``data.freeze_dataset_version``, the one freeze path) as the
+next version of the parent dataset's name (or the name given), in state draft, with its
+task kind, statistics and quality report, and it is released the usual way.
+
+Task kind: a span project's version is token classification (``tokens`` and ``tags``
+are its labels, ``label`` is null), so training picks a tagger; a single- or
+multi-label project's is text classification.
 
 Extra columns:
 
@@ -27,25 +32,46 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 
 from chainkeeper.annotation.adjudication import value_key
 from chainkeeper.annotation.figures import item_agreement, project_figures
-from chainkeeper.annotation.projects import ProjectState, get_project, project_row
-from chainkeeper.annotation.schemas import NAME_PATTERN, SchemaKind, get_schema, list_schemas
+from chainkeeper.annotation.projects import (
+    ProjectState,
+    authorize_in_project,
+    project_row,
+)
+from chainkeeper.annotation.schemas import (
+    NAME_PATTERN,
+    SchemaKind,
+    get_schema,
+    list_schemas,
+)
 from chainkeeper.annotation.spans import bio_tags
-from chainkeeper.annotation.tables import SqlAdjudication, SqlAnnotation, SqlAnnotationItem
+from chainkeeper.annotation.tables import (
+    SqlAdjudication,
+    SqlAnnotation,
+    SqlAnnotationItem,
+)
 from chainkeeper.annotation.tasks import AnswerStatus, ItemState
 from chainkeeper.core.errors import Conflict, InvalidInput
+from chainkeeper.data import (
+    DatasetTask,
+    DatasetVersion,
+    freeze_dataset_version,
+    get_dataset_version,
+    read_dataset_rows,
+    snapshot_schema,
+)
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.permissions import authorize
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from sqlalchemy.orm import Session
 
     from chainkeeper.core.context import Context
-    from chainkeeper.data.versions import DatasetVersion
 
 __all__ = ["export_project", "labelled_table", "EXTRA_COLUMNS"]
 
@@ -53,21 +79,24 @@ EXTRA_COLUMNS = ("parent_row_id", "annotators", "labelled_at", "schema_id", "sch
                  "method", "agreement", "labels", "tokens", "tags")
 
 
-def labelled_table(parent: pa.Table, records: list[dict[str, Any]]) -> pa.Table:
+def task_of(kind: str) -> DatasetTask:
+    """The dataset task kind an export of a schema of ``kind`` is for (pure)."""
+    return DatasetTask.TOKEN_CLASSIFICATION if kind == SchemaKind.SPANS else DatasetTask.TEXT_CLASSIFICATION
+
+
+def labelled_table(parent: pa.Table, records: list[dict[str, Any]],
+                   task: DatasetTask = DatasetTask.TEXT_CLASSIFICATION) -> pa.Table:
     """The snapshot of the labelled rows (pure).
 
     Args:
         parent: the parent version's rows.
         records: per settled item, in output order: ``row_id`` (parent's), ``label``
             and the extra columns.
+        task: the task kind of the new version (``task_of`` the schema's kind).
 
     Returns:
-        A table with the data stage's snapshot columns and ``EXTRA_COLUMNS``.
+        A table with the data stage's snapshot columns of ``task`` and ``EXTRA_COLUMNS``.
     """
-    import pyarrow as pa
-
-    from chainkeeper.data.versions import SNAPSHOT_FORMAT, SNAPSHOT_SCHEMA
-
     by_id = {r["row_id"]: r for r in parent.select(["row_id", "text", "split", "source_id", "source_line"])
              .to_pylist()}
     extra = [
@@ -77,8 +106,10 @@ def labelled_table(parent: pa.Table, records: list[dict[str, Any]]) -> pa.Table:
         pa.field("agreement", pa.float64()), pa.field("labels", pa.list_(pa.string())),
         pa.field("tokens", pa.list_(pa.string())), pa.field("tags", pa.list_(pa.string())),
     ]
-    schema = pa.schema(list(SNAPSHOT_SCHEMA) + extra, metadata={"chainkeeper.format": SNAPSHOT_FORMAT,
-                                                                 "chainkeeper.labelled": "annotation"})
+    base = snapshot_schema(task)
+    # A token-classification snapshot has tokens and tags already (not nullable there).
+    schema = pa.schema(list(base) + [f for f in extra if f.name not in base.names],
+                       metadata={"chainkeeper.labelled": "annotation"})
     rows = []
     for i, rec in enumerate(records):
         src = by_id[rec["row_id"]]
@@ -125,7 +156,7 @@ def _records(s: Any, project_id: int, kind: str, schema_labels: dict[int, str],
             record["label"] = "|".join(final["labels"])
         else:
             record["tokens"], record["tags"] = bio_tags(item.text, final["spans"])
-            record["label"] = ""
+            record["label"] = None
         records.append(record)
     return records, disputed
 
@@ -136,36 +167,30 @@ def export_project(ctx: Context, project_id: int, actor: Actor, *, name: str | N
     Args:
         ctx: the stores.
         project_id: the project.
-        actor: the data steward (annotation.manage and dataset.create).
+        actor: the data steward (annotation.manage and dataset.create, in the project's
+            dataset; with ``name``, dataset.create in that dataset too).
         name: the dataset name of the new version; default the parent version's name.
 
     Returns:
-        The new version (draft), whose stats carry the project's agreement figures.
+        The new version (draft, token classification for a span project), whose stats
+        carry the project's agreement figures.
 
     Raises:
         Forbidden: the actor may not. NotFound: no such project.
         Conflict: items still await adjudication, or the project was exported already.
         InvalidInput: no item is settled yet (nothing to export), or a bad name.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from chainkeeper.data.quality import build_quality_report, store_quality_report
-    from chainkeeper.data.statistics import dataset_stats
-    from chainkeeper.data.tables import SqlDatasetVersion
-    from chainkeeper.data.versions import DatasetState, content_hash, get_dataset_version, read_dataset_rows
-
-    project = get_project(ctx.db, project_id)
-    authorize(ctx.db, actor, "annotation.manage", project=project.name)
-    authorize(ctx.db, actor, "dataset.create", project=project.name)
-    if project.state != ProjectState.OPEN:
-        raise Conflict(f"Project {project.name!r} was exported already (dataset version "
-                       f"{project.exported_version_id}).", hint="Its labels are in that version.")
+    project = authorize_in_project(ctx, actor, "annotation.manage", project_id)
     parent = get_dataset_version(ctx.db, project.dataset_version_id)
     target = name or parent.name
     if not NAME_PATTERN.match(target):
         raise InvalidInput(f"Dataset name {target!r} is not valid.",
                            hint="Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+    for dataset in dict.fromkeys((parent.name, target)):
+        authorize(ctx.db, actor, "dataset.create", project=dataset)
+    if project.state != ProjectState.OPEN:
+        raise Conflict(f"Project {project.name!r} was exported already (dataset version "
+                       f"{project.exported_version_id}).", hint="Its labels are in that version.")
     schema = get_schema(ctx.db, project.schema_id)
     labels = {v.id: f"{v.name} v{v.version}" for v in list_schemas(ctx.db, name=schema.name)}
     with ctx.db.session(readonly=True) as s:
@@ -178,39 +203,26 @@ def export_project(ctx: Context, project_id: int, actor: Actor, *, name: str | N
         raise InvalidInput(f"Nothing to export: no item of project {project.name!r} is labelled yet.",
                            hint="Label items first; an item is exported once its answers agree or are decided.")
     figures = project_figures(ctx, project_id, actor)
-    table = labelled_table(read_dataset_rows(ctx, parent.id), records)
-    digest = content_hash(table)
-    stats = dataset_stats(table, [])
-    stats.update({"split_fractions": {}, "declared_splits": sorted(set(table.column("split").to_pylist())),
-                  "quarantined": {}, "annotation": {
-                      "project_id": project_id, "project": project.name, "parent_version_id": parent.id,
-                      "schema": f"{schema.name} v{schema.version}", "schema_kind": str(schema.kind),
-                      "items": figures["progress"]["items"], "exported_rows": table.num_rows,
-                      "agreement": figures["agreement"], "annotators": figures["annotators"]}})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    artifact = ctx.artifacts.put_bytes(sink.getvalue().to_pybytes())
-    with ctx.db.session() as s:
+    task = task_of(schema.kind)
+    table = labelled_table(read_dataset_rows(ctx, parent.id), records, task)
+    rows = table.num_rows
+
+    def close_project(s: Session, version: DatasetVersion) -> None:
         proj = project_row(s, project_id)
         if proj.state != ProjectState.OPEN:
             raise Conflict(f"Project {proj.name!r} was exported meanwhile.", hint="Its labels are in that version.")
-        latest = s.scalar(sa.select(sa.func.max(SqlDatasetVersion.version)).where(SqlDatasetVersion.name == target))
-        row = SqlDatasetVersion(
-            name=target, version=(latest or 0) + 1, content_hash=digest, snapshot_artifact=artifact,
-            source_ids=list(parent.source_ids), schema={"format": parent.schema.get("format"), "columns": {
-                f.name: str(f.type) for f in table.schema}}, stats=stats, recipe=[], split_seed=parent.split_seed,
-            state=DatasetState.DRAFT.value, owner=actor.name, created_by=actor.name)
-        s.add(row)
-        s.flush()
-        report = build_quality_report(name=target, version=row.version, content_hash=digest, stats=stats, steps=[])
-        row.stats = {**stats, "quality_report": store_quality_report(ctx.artifacts, report)}
-        proj.state, proj.exported_version_id = ProjectState.EXPORTED.value, row.id
-        append_entry(s, actor, "dataset.create", "dataset_version", row.id,
-                     after={"name": target, "version": row.version, "content_hash": digest},
-                     details={"from_annotation_project": project_id, "parent_version_id": parent.id,
-                              "rows": table.num_rows})
+        proj.state, proj.exported_version_id = ProjectState.EXPORTED.value, version.id
         append_entry(s, actor, "annotation.export", "annotation_project", project_id,
                      before={"state": ProjectState.OPEN.value},
-                     after={"state": proj.state, "dataset_version_id": row.id},
-                     details={"rows": table.num_rows, "schema_id": schema.id})
-    return get_dataset_version(ctx.db, row.id)
+                     after={"state": proj.state, "dataset_version_id": version.id},
+                     details={"rows": rows, "schema_id": schema.id})
+
+    return freeze_dataset_version(
+        ctx, table, name=target, task=task, actor=actor, source_ids=parent.source_ids, split_seed=parent.split_seed,
+        stats={"declared_splits": sorted(set(table.column("split").to_pylist())), "annotation": {
+            "project_id": project_id, "project": project.name, "parent_version_id": parent.id,
+            "schema": f"{schema.name} v{schema.version}", "schema_kind": str(schema.kind),
+            "items": figures["progress"]["items"], "exported_rows": rows,
+            "agreement": figures["agreement"], "annotators": figures["annotators"]}},
+        details={"from_annotation_project": project_id, "parent_version_id": parent.id},
+        in_transaction=close_project)

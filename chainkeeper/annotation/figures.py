@@ -11,19 +11,24 @@ with the consensus (the settled label of each item).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from chainkeeper.annotation.adjudication import value_key
-from chainkeeper.annotation.agreement import Judgement, agreement_report, annotator_figures, span_f1
-from chainkeeper.annotation.projects import get_project
+from chainkeeper.annotation.agreement import (
+    Judgement,
+    agreement_report,
+    annotator_figures,
+    span_f1,
+)
+from chainkeeper.annotation.projects import authorize_in_project
 from chainkeeper.annotation.schemas import SchemaKind, get_schema
 from chainkeeper.annotation.tables import SqlAnnotation, SqlAnnotationItem
 from chainkeeper.annotation.tasks import AnswerStatus, ItemState
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.permissions import authorize, is_allowed
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -51,14 +56,14 @@ def compute_figures(kind: str, answers: list[tuple[int, str, dict[str, Any], Any
         ``{"progress": {...}, "agreement": {...} | None, "annotators": {...}}``.
     """
     states = Counter(state for _, state, _ in items)
-    progress = {"items": len(items), "answers": len(answers), **{s: states.get(s, 0) for s in (
+    progress: dict[str, int] = {"items": len(items), "answers": len(answers), **{s: states.get(s, 0) for s in (
         ItemState.OPEN, ItemState.DONE, ItemState.DISPUTED, ItemState.ADJUDICATED)}}
     progress["settled"] = progress[ItemState.DONE] + progress[ItemState.ADJUDICATED]
     judgements = [Judgement(item, who, value_key(value), at) for item, who, value, at in answers]
-    consensus = {item: value_key(final) for item, _, final in items if final is not None}
+    consensus: dict[Hashable, Hashable] = {item: value_key(final) for item, _, final in items if final is not None}
     agreement: dict[str, Any] | None = None
     if kind == SchemaKind.SPANS:
-        by_annotator: dict[str, dict[int, list[Any]]] = {}
+        by_annotator: dict[str, dict[Hashable, list[Any]]] = {}
         for item, who, value, _ in answers:
             by_annotator.setdefault(who, {})[item] = value.get("spans", [])
         pairs = {}
@@ -82,14 +87,12 @@ def project_figures(ctx: Context, project_id: int, actor: Actor) -> dict[str, An
     Args:
         ctx: the stores.
         project_id: the project.
-        actor: a data steward (annotation.manage or annotation.adjudicate).
+        actor: a data steward (annotation.manage or annotation.adjudicate in the project's dataset).
 
     Raises:
         NotFound: no such project. Forbidden: the actor may not see every queue.
     """
-    project = get_project(ctx.db, project_id)
-    if not is_allowed(ctx.db, actor, "annotation.adjudicate", project=project.name):
-        authorize(ctx.db, actor, "annotation.manage", project=project.name)
+    project = authorize_in_project(ctx, actor, "annotation.manage", project_id, also="annotation.adjudicate")
     schema = get_schema(ctx.db, project.schema_id)
     with ctx.db.session(readonly=True) as s:
         answers = [(a.item_id, a.annotator, dict(a.value), a.updated_at) for a in s.scalars(

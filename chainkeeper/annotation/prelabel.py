@@ -10,43 +10,78 @@ the model would learn most from. Items already pre-labelled by the same version 
 skipped, so a cancelled or crashed job resumes where it stopped.
 
 It runs as the ``prelabel`` job (``run_prelabel_job``), or directly for small projects.
+
+The model comes from stages above this one (the registry holds it, serving loads it), so
+annotation does not name them: the chain layer registers the ``annotation.prelabel_model``
+hook (``PRELABEL_MODEL_HOOK``), which gives a ``PrelabelModel`` for a model version id.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import sqlalchemy as sa
 
-from chainkeeper.annotation.projects import QueueOrder, get_project, project_row, queue_positions
+from chainkeeper.annotation.active import uncertainty
+from chainkeeper.annotation.projects import (
+    Project,
+    QueueOrder,
+    authorize_in_project,
+    project_of_annotation_project,
+    project_row,
+    queue_positions,
+)
 from chainkeeper.annotation.schemas import get_schema
 from chainkeeper.annotation.tables import SqlAnnotationItem
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.core.jobs import Job, JobHandle, submit_job
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.core.jobs import Job, JobHandle
 
-__all__ = ["JOB_KIND", "STRATEGIES", "prelabel_project", "submit_prelabel", "run_prelabel_job"]
+__all__ = ["JOB_KIND", "PRELABEL_MODEL_HOOK", "STRATEGIES", "PrelabelModel", "Suggestion", "prelabel_project",
+           "submit_prelabel", "run_prelabel_job"]
 
 JOB_KIND = "prelabel"
 STRATEGIES = ("least_confidence", "margin", "entropy")
 # Items per model call and per write: bounds memory and the time a cancel waits.
 CHUNK = 64
+# The hook the chain layer registers: hook(ctx, model_version_id) -> PrelabelModel.
+PRELABEL_MODEL_HOOK = "annotation.prelabel_model"
 
 
-def _check(ctx: Context, project_id: int, model_version_id: int, actor: Actor, strategy: str) -> Any:
-    from chainkeeper.registry.versions import get_model_version
+class Suggestion(Protocol):
+    """A model's answer for one text: its label, that label's probability, the top labels' probabilities."""
 
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class PrelabelModel(Protocol):
+    """A registered model version as pre-labelling uses it (what ``PRELABEL_MODEL_HOOK`` returns).
+
+    The hook raises NotFound at once for an unknown model version; the weights load on
+    the first call, so checking a request before queueing a job stays cheap.
+    """
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, list[Suggestion]]:
+        """Class probabilities of the texts (texts x labels, rows summing to 1) and each one's suggestion."""
+        ...
+
+
+def _check(ctx: Context, project_id: int, model_version_id: int, actor: Actor,
+           strategy: str) -> tuple[Project, PrelabelModel]:
+    project = authorize_in_project(ctx, actor, "annotation.manage", project_id)
     if strategy not in STRATEGIES:
         raise InvalidInput(f"Unknown active-learning strategy {strategy!r}.",
                            hint=f"Use one of: {', '.join(STRATEGIES)}.")
-    project = get_project(ctx.db, project_id)
-    authorize(ctx.db, actor, "annotation.manage", project=project.name)
-    return project, get_model_version(ctx.db, model_version_id)
+    model: PrelabelModel = ctx.wiring.hook(PRELABEL_MODEL_HOOK)(ctx, model_version_id)
+    return project, model
 
 
 def prelabel_project(ctx: Context, project_id: int, model_version_id: int, actor: Actor, *,
@@ -57,7 +92,7 @@ def prelabel_project(ctx: Context, project_id: int, model_version_id: int, actor
         ctx: the stores.
         project_id: the project.
         model_version_id: a registered model version (any stage).
-        actor: the data steward (annotation.manage).
+        actor: the data steward (annotation.manage in the project's dataset).
         strategy: "least_confidence", "margin" or "entropy".
         job: the job running this, for progress and cancel (None when called directly).
 
@@ -69,32 +104,23 @@ def prelabel_project(ctx: Context, project_id: int, model_version_id: int, actor
         strategy; JobCancelled: the job was cancelled (what was stored stays, and a
         rerun resumes).
     """
-    import numpy as np
-    import torch
-
-    from chainkeeper.annotation.active import uncertainty
-    from chainkeeper.serving.runtime import load_predictor, predictions_from_probabilities
-
-    project, model_version = _check(ctx, project_id, model_version_id, actor, strategy)
+    project, model = _check(ctx, project_id, model_version_id, actor, strategy)
     schema_labels = set(get_schema(ctx.db, project.schema_id).label_names)
     with ctx.db.session(readonly=True) as s:
-        todo = s.execute(sa.select(SqlAnnotationItem.id, SqlAnnotationItem.text, SqlAnnotationItem.prelabel)
-                         .where(SqlAnnotationItem.project_id == project_id).order_by(SqlAnnotationItem.id)).all()
-    total = len(todo)
-    todo = [(i, t) for i, t, p in todo if not (p and p.get("model_version_id") == model_version_id
+        every = s.execute(sa.select(SqlAnnotationItem.id, SqlAnnotationItem.text, SqlAnnotationItem.prelabel)
+                          .where(SqlAnnotationItem.project_id == project_id).order_by(SqlAnnotationItem.id)).all()
+    total = len(every)
+    todo = [(i, t) for i, t, p in every if not (p and p.get("model_version_id") == model_version_id
                                                and p.get("strategy") == strategy)]
-    predictor = load_predictor(ctx, model_version, engine="torch")
     done = total - len(todo)
     in_schema = 0
     for start in range(0, len(todo), CHUNK):
         if job is not None:
             job.check_cancelled()
         chunk = todo[start:start + CHUNK]
-        with torch.inference_mode():
-            probs = predictor.model.predict_proba(predictor.tokenizer, [t for _, t in chunk]).numpy()
+        probs, predictions = model([t for _, t in chunk])
         probs = probs / probs.sum(axis=1, keepdims=True)  # float32 rounding: rows sum to 1 within 1e-7
         scores = uncertainty(np.asarray(probs, dtype=float), strategy)  # type: ignore[arg-type]
-        predictions = predictions_from_probabilities(probs, predictor.labels)
         with ctx.db.session() as s:
             for (item_id, _), prediction, score in zip(chunk, predictions, scores, strict=True):
                 item = s.get(SqlAnnotationItem, item_id)
@@ -132,17 +158,15 @@ def submit_prelabel(ctx: Context, project_id: int, model_version_id: int, actor:
     Raises:
         As ``prelabel_project`` before it runs.
     """
-    from chainkeeper.core.jobs import submit_job
-
     _check(ctx, project_id, model_version_id, actor, strategy)
-    return submit_job(ctx.db, JOB_KIND, {"project_id": project_id, "model_version_id": model_version_id,
+    return submit_job(ctx, JOB_KIND, {"project_id": project_id, "model_version_id": model_version_id,
                                          "strategy": strategy, "roles": sorted(actor.roles),
                                          "scoped_roles": sorted(map(list, actor.scoped_roles))},
-                      actor=actor.name)
+                      actor=actor.name, project=project_of_annotation_project(ctx.db, project_id))
 
 
 def run_prelabel_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
-    """The ``prelabel`` job handler (``core.jobs.HANDLERS``)."""
+    """The ``prelabel`` job handler (``chain.jobs.job_table``): runs as the requester, with the roles they had."""
     p = job.params
     actor = Actor(job.job.created_by, frozenset(p.get("roles", [])),
                   frozenset(tuple(x) for x in p.get("scoped_roles", [])), request_id=f"job:{job.id}")

@@ -1,5 +1,9 @@
 """Annotation projects: the rows of a dataset version, as items in annotators' queues.
 
+An annotation project belongs to the project of the dataset version it labels (the
+dataset's name): roles bound to that project hold in it, and every service here decides
+there (``authorize_in_project``).
+
 ``create_project`` takes a dataset version (all rows, or those a filter keeps), makes an
 item per row, picks the overlap items (``overlap_fraction`` of them, seeded) that ``k``
 annotators each label to measure agreement, and orders the queue:
@@ -26,12 +30,23 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from chainkeeper.annotation.schemas import NAME_PATTERN, get_schema
-from chainkeeper.annotation.tables import SqlAnnotationItem, SqlAnnotationProject, SqlAssignment
-from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.annotation.schemas import NAME_PATTERN, LabelSchema, get_schema
+from chainkeeper.annotation.tables import (
+    SqlAnnotationItem,
+    SqlAnnotationProject,
+    SqlAssignment,
+)
+from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from chainkeeper.data import project_of_dataset_version, read_dataset_rows
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize, is_allowed
+from chainkeeper.governance.permissions import (
+    authorize,
+    authorize_object,
+    is_allowed,
+    projects_allowed,
+)
+from chainkeeper.governance.users import get_user
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,6 +55,7 @@ if TYPE_CHECKING:
     from chainkeeper.core.db import Database
 
 __all__ = ["QueueOrder", "ProjectState", "Project", "create_project", "get_project", "list_projects",
+           "find_projects", "show_project", "project_of_annotation_project", "authorize_in_project",
            "assign_batches", "change_schema", "select_rows", "queue_positions", "FILTER_KEYS"]
 
 FILTER_KEYS = ("split", "labels", "row_ids", "text_contains", "limit")
@@ -95,7 +111,7 @@ def project_row(s: Any, project_id: int) -> SqlAnnotationProject:
     Raises:
         NotFound: there is no such project.
     """
-    row = s.get(SqlAnnotationProject, project_id)
+    row: SqlAnnotationProject | None = s.get(SqlAnnotationProject, project_id)
     if row is None:
         raise NotFound(f"There is no annotation project with id {project_id}.",
                        hint="List projects with 'chainkeeper annotate projects'.")
@@ -118,7 +134,7 @@ def select_rows(table: pa.Table, row_filter: Mapping[str, Any], *, seed: int) ->
     unknown = sorted(set(row_filter) - set(FILTER_KEYS))
     if unknown:
         raise InvalidInput(f"Unknown filter key(s): {', '.join(unknown)}.", hint=f"Use: {', '.join(FILTER_KEYS)}.")
-    rows = table.to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
     if (split := row_filter.get("split")) is not None:
         rows = [r for r in rows if r.get("split") == split]
     if (labels := row_filter.get("labels")) is not None:
@@ -187,10 +203,10 @@ def create_project(ctx: Context, *, name: str, dataset_version_id: int, schema_i
 
     Args:
         ctx: the stores.
-        name: the project's unique name (also the scope of project-bound roles).
+        name: the project's unique name.
         dataset_version_id: the rows to label.
         schema_id: the label schema version to label under.
-        actor: who creates it (annotation.manage).
+        actor: who creates it (annotation.manage in the dataset version's project).
         row_filter: which rows (see ``select_rows``); all when None.
         overlap_k: annotators per overlap item (2 or more when ``overlap_fraction`` > 0).
         overlap_fraction: share of the items labelled by ``overlap_k`` annotators.
@@ -202,15 +218,13 @@ def create_project(ctx: Context, *, name: str, dataset_version_id: int, schema_i
         The project, with its items.
 
     Raises:
-        Forbidden: the actor may not manage annotation.
+        Forbidden: the actor may not manage annotation of this dataset.
         NotFound: no such dataset version or schema.
         InvalidInput: a bad name, filter, overlap or order; an empty project (no rows
             match). Nothing is stored.
         Conflict: a project of that name exists.
     """
-    from chainkeeper.data.versions import read_dataset_rows
-
-    authorize(ctx.db, actor, "annotation.manage", project=name)
+    authorize_object(ctx.db, actor, "annotation.manage", lambda: project_of_dataset_version(ctx.db, dataset_version_id))
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise InvalidInput(f"Project name {name!r} is not valid.",
                            hint="Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.")
@@ -275,9 +289,74 @@ def list_projects(db: Database, *, annotator: str | None = None) -> list[Project
         return [to_project(r) for r in s.scalars(query)]
 
 
-def _annotator_actor(db: Database, name: str) -> Actor:
-    from chainkeeper.governance.users import get_user
+def project_of_annotation_project(db: Database, project_id: int) -> str:
+    """The project an annotation project belongs to: its dataset version's.
 
+    Raises:
+        NotFound: there is no such annotation project.
+    """
+    return project_of_dataset_version(db, get_project(db, project_id).dataset_version_id)
+
+
+def authorize_in_project(ctx: Context, actor: Actor, action: str, project_id: int, *,
+                         also: str | None = None) -> Project:
+    """Authorise ``action`` on an annotation project, in its dataset's project; return it.
+
+    Args:
+        also: another action that is enough instead (a steward's pages take
+            annotation.adjudicate or annotation.manage); a refusal names ``action``.
+
+    Raises:
+        Forbidden: the actor may not (a caller without the action anywhere is refused
+            before the project is looked up). NotFound: there is no such project.
+    """
+    if also is not None:
+        try:
+            return authorize_in_project(ctx, actor, also, project_id)
+        except Forbidden:
+            pass
+    authorize_object(ctx.db, actor, action, lambda: project_of_annotation_project(ctx.db, project_id))
+    return get_project(ctx.db, project_id)
+
+
+def find_projects(ctx: Context, *, actor: Actor, dataset: str | None = None) -> list[Project]:
+    """The projects the actor works on, newest first: those of the datasets where they
+    manage annotation, and those with items in their own queue.
+
+    Args:
+        ctx: the stores.
+        actor: who asks (system.read).
+        dataset: only the projects labelling versions of this dataset (the actor must be
+            allowed to read it).
+
+    Raises:
+        Forbidden: the actor may read nothing (system.read), or not dataset ``dataset``.
+    """
+    if dataset is not None:
+        authorize(ctx.db, actor, "system.read", project=dataset)
+    else:
+        projects_allowed(ctx.db, actor, "system.read")
+    found = []
+    for project in list_projects(ctx.db):
+        scope = project_of_dataset_version(ctx.db, project.dataset_version_id)
+        if dataset is None or scope == dataset:
+            found.append((project, scope))
+    queued = {p.id for p in list_projects(ctx.db, annotator=actor.name)}
+    return [p for p, scope in found
+            if p.id in queued or is_allowed(ctx.db, actor, "annotation.manage", project=scope)]
+
+
+def show_project(ctx: Context, project_id: int, *, actor: Actor) -> tuple[Project, LabelSchema]:
+    """A project and the schema version it labels under (system.read in its project).
+
+    Raises:
+        Forbidden: the actor may not read the project's dataset. NotFound: no such project.
+    """
+    project = authorize_in_project(ctx, actor, "system.read", project_id)
+    return project, get_schema(ctx.db, project.schema_id)
+
+
+def _annotator_actor(db: Database, name: str) -> Actor:
     user = get_user(db, name)
     if user.disabled:
         raise InvalidInput(f"User {name!r} is disabled.", hint="Assign the queue to an active annotator.")
@@ -294,7 +373,7 @@ def assign_batches(ctx: Context, project_id: int, *, annotators: Sequence[str], 
         ctx: the stores.
         project_id: the project.
         annotators: user names; each must be allowed annotation.label (in this project).
-        actor: who assigns (annotation.manage).
+        actor: who assigns (annotation.manage in the project).
         batch_size: items per batch and annotator.
 
     Returns:
@@ -307,16 +386,16 @@ def assign_batches(ctx: Context, project_id: int, *, annotators: Sequence[str], 
             annotators than the overlap needs, a bad batch size.
         Conflict: the project is exported (closed).
     """
+    project = authorize_in_project(ctx, actor, "annotation.manage", project_id)
     names = list(annotators)
     if not names or len(set(names)) != len(names):
         raise InvalidInput(f"Give one or more distinct annotators, got {names!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}.")
-    project = get_project(ctx.db, project_id)
-    authorize(ctx.db, actor, "annotation.manage", project=project.name)
+    scope = project_of_dataset_version(ctx.db, project.dataset_version_id)
     for name in names:
-        if not is_allowed(ctx.db, _annotator_actor(ctx.db, name), "annotation.label", project=project.name):
-            raise InvalidInput(f"User {name!r} may not label (annotation.label) in project {project.name!r}.",
+        if not is_allowed(ctx.db, _annotator_actor(ctx.db, name), "annotation.label", project=scope):
+            raise InvalidInput(f"User {name!r} may not label (annotation.label) in project {scope!r}.",
                                hint="Grant them the annotator role first: chainkeeper users grant NAME annotator.")
     with ctx.db.session() as s:
         row = project_row(s, project_id)
@@ -373,8 +452,7 @@ def change_schema(ctx: Context, project_id: int, schema_id: int, *, actor: Actor
         Forbidden, NotFound; InvalidInput: a schema of another name or kind;
         Conflict: the project is exported.
     """
-    project = get_project(ctx.db, project_id)
-    authorize(ctx.db, actor, "annotation.manage", project=project.name)
+    project = authorize_in_project(ctx, actor, "annotation.manage", project_id)
     old, new = get_schema(ctx.db, project.schema_id), get_schema(ctx.db, schema_id)
     if (new.name, new.kind) != (old.name, old.kind):
         raise InvalidInput(f"Project {project.name!r} is labelled under {old.name} ({old.kind}); schema id {schema_id} "

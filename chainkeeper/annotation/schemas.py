@@ -6,6 +6,9 @@ each, and guidelines text shown on the labelling page. ``define_schema`` on a na
 exists adds the next version; annotations keep the id of the version they were made
 under, so changing a schema never rewrites what was labelled.
 
+Schemas are shared definitions, not bound to a project (one may serve projects on many
+datasets), so defining and listing them takes ``annotation.manage`` from a global role.
+
 ``check_value`` is pure: it turns what an annotator sent into the stored value, or says
 exactly what is wrong with it.
 """
@@ -21,15 +24,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from chainkeeper.annotation.tables import SqlLabelSchema
 from chainkeeper.core.db import Database
 from chainkeeper.core.errors import InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.permissions import authorize
-from chainkeeper.annotation.tables import SqlLabelSchema
 
-__all__ = ["SchemaKind", "LabelDef", "LabelSchema", "define_schema", "get_schema", "list_schemas", "check_value",
-           "parse_labels", "MAX_LABELS", "NAME_PATTERN"]
+__all__ = ["SchemaKind", "LabelDef", "LabelSchema", "define_schema", "get_schema", "list_schemas", "find_schemas",
+           "check_value", "parse_labels", "MAX_LABELS", "NAME_PATTERN"]
 
 # Names of schemas, projects and exported datasets (the data stage's rule for dataset names).
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -121,7 +124,7 @@ def define_schema(db: Database, *, name: str, kind: str, labels: Sequence[str | 
         name: the schema's name; versions count up per name.
         kind: "single", "multi" or "spans".
         labels: the labels, in the order the page shows (and numbers) them.
-        actor: who defines it (annotation.manage).
+        actor: who defines it (annotation.manage, from a global role).
         guidelines: instructions shown to annotators.
 
     Returns:
@@ -173,6 +176,17 @@ def list_schemas(db: Database, *, name: str | None = None) -> list[LabelSchema]:
         query = query.where(SqlLabelSchema.name == name)
     with db.session(readonly=True) as s:
         return [_to_schema(r) for r in s.scalars(query)]
+
+
+def find_schemas(db: Database, *, actor: Actor, name: str | None = None) -> list[LabelSchema]:
+    """Schema versions, newest first (of one name when given), for a steward
+    (annotation.manage, from a global role: schemas are shared definitions).
+
+    Raises:
+        Forbidden: the actor may not manage annotation everywhere.
+    """
+    authorize(db, actor, "annotation.manage")
+    return list_schemas(db, name=name)
 
 
 def check_value(schema: LabelSchema, value: Any, text: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def bio_tags(text: str, spans: Sequence[Sequence[Any]]) -> tuple[list[str], list
     """
     tokens = tokenize(text)
     tags = ["O"] * len(tokens)
-    for start, end, label in sorted(spans):
+    for start, end, label in sorted(tuple(span) for span in spans):
         inside = [i for i, (_, t_start, t_end) in enumerate(tokens) if t_start < end and t_end > start]
         for n, i in enumerate(inside):
             tags[i] = f"{'B' if n == 0 else 'I'}-{label}"

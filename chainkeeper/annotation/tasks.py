@@ -23,11 +23,20 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
-from chainkeeper.annotation.projects import ProjectState, get_project, project_row
+from chainkeeper.annotation.projects import (
+    ProjectState,
+    authorize_in_project,
+    project_row,
+)
 from chainkeeper.annotation.schemas import check_value, get_schema
-from chainkeeper.annotation.tables import SqlAnnotation, SqlAnnotationItem, SqlAssignment
+from chainkeeper.annotation.tables import (
+    SqlAnnotation,
+    SqlAnnotationItem,
+    SqlAssignment,
+)
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from chainkeeper.data import project_of_dataset_version
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.permissions import authorize, is_allowed
@@ -94,12 +103,13 @@ def to_answer(row: SqlAnnotation) -> Answer:
                   version=row.version, seconds=row.seconds, created_at=row.created_at, updated_at=row.updated_at)
 
 
-def _viewer(ctx: Context, actor: Actor, project_name: str, annotator: str | None) -> str:
-    """Whose queue ``actor`` may read: their own (annotation.label), anyone's (annotation.manage)."""
+def _viewer(ctx: Context, actor: Actor, scope: str, annotator: str | None) -> str:
+    """Whose queue ``actor`` may read: their own (annotation.label), anyone's (annotation.manage),
+    in the project ``scope`` of the annotation project's dataset."""
     who = annotator or actor.name
-    if who == actor.name and is_allowed(ctx.db, actor, "annotation.label", project=project_name):
+    if who == actor.name and is_allowed(ctx.db, actor, "annotation.label", project=scope):
         return who
-    authorize(ctx.db, actor, "annotation.manage", project=project_name)
+    authorize(ctx.db, actor, "annotation.manage", project=scope)
     return who
 
 
@@ -109,16 +119,16 @@ def annotator_queue(ctx: Context, project_id: int, actor: Actor, *, annotator: s
     Args:
         ctx: the stores.
         project_id: the project.
-        actor: who asks: an annotator gets their own queue; a data steward may name
-            any ``annotator``.
+        actor: who asks (system.read in the project's dataset): an annotator gets their
+            own queue; a data steward may name any ``annotator``.
         annotator: whose queue (default: the actor's).
 
     Raises:
-        NotFound: no such project. Forbidden: another annotator's queue, without
-            annotation.manage.
+        NotFound: no such project. Forbidden: the actor may not read the project, or
+            asks for another annotator's queue without annotation.manage.
     """
-    project = get_project(ctx.db, project_id)
-    who = _viewer(ctx, actor, project.name, annotator)
+    project = authorize_in_project(ctx, actor, "system.read", project_id)
+    who = _viewer(ctx, actor, project_of_dataset_version(ctx.db, project.dataset_version_id), annotator)
     with ctx.db.session(readonly=True) as s:
         rows = s.execute(
             sa.select(SqlAnnotationItem, SqlAssignment.batch, SqlAnnotation)
@@ -137,9 +147,10 @@ def get_task(ctx: Context, project_id: int, item_id: int, actor: Actor) -> Task:
     """One item of the actor's queue.
 
     Raises:
-        NotFound: no such item in the project. Forbidden: the item is not assigned to
-            the actor (and they may not manage the project).
+        NotFound: no such item in the project. Forbidden: the actor may not label in
+            the project's dataset, or the item is not assigned to them.
     """
+    authorize_in_project(ctx, actor, "annotation.label", project_id)
     for task in annotator_queue(ctx, project_id, actor):
         if task.item_id == item_id:
             return task
@@ -156,10 +167,12 @@ def _not_yours(item_id: int, actor: Actor) -> Forbidden:
 
 
 def list_answers(ctx: Context, project_id: int, actor: Actor) -> list[Answer]:
-    """Every answer in a project (annotation.manage or annotation.adjudicate)."""
-    project = get_project(ctx.db, project_id)
-    if not is_allowed(ctx.db, actor, "annotation.adjudicate", project=project.name):
-        authorize(ctx.db, actor, "annotation.manage", project=project.name)
+    """Every answer in a project (annotation.manage or annotation.adjudicate in its dataset's project).
+
+    Raises:
+        Forbidden: the actor may do neither there. NotFound: no such project.
+    """
+    authorize_in_project(ctx, actor, "annotation.manage", project_id, also="annotation.adjudicate")
     with ctx.db.session(readonly=True) as s:
         return [to_answer(r) for r in s.scalars(sa.select(SqlAnnotation).where(SqlAnnotation.project_id == project_id)
                                                 .order_by(SqlAnnotation.item_id, SqlAnnotation.annotator))]
@@ -190,7 +203,8 @@ def save_annotation(ctx: Context, project_id: int, item_id: int, actor: Actor, *
         ctx: the stores.
         project_id: the project.
         item_id: the item.
-        actor: the annotator (annotation.label); the item must be in their queue.
+        actor: the annotator (annotation.label in the project's dataset); the item must be
+            in their queue.
         expected_version: the version of their answer the caller last saw; 0 when
             they had none.
         value: the answer (see ``schemas.check_value``); None with ``skip`` or ``flag``.
@@ -209,8 +223,7 @@ def save_annotation(ctx: Context, project_id: int, item_id: int, actor: Actor, *
         Conflict: ``expected_version`` is stale (someone saved in between), or the
             project is closed. Nothing is changed in either case.
     """
-    project = get_project(ctx.db, project_id)
-    authorize(ctx.db, actor, "annotation.label", project=project.name)
+    project = authorize_in_project(ctx, actor, "annotation.label", project_id)
     if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
         raise InvalidInput(f"expected_version must be a non-negative integer, got {expected_version!r}.",
                            hint="Send the version of your answer you last saw (0 if you had none).")

@@ -5,27 +5,37 @@ its stats and each row's ``parent_row_id``. ``row_lineage`` follows them: the ro
 project and schema version it was labelled under, every annotator's answer (who, what,
 when), the adjudication (who decided, how), and the parent version's row. The nodes are
 the governance ``LineageNode`` tree, so they print and serialise like the rest of the
-chain's lineage; ``run_row_lineage`` starts from a training run.
+chain's lineage (``chain.lineage.run_row_lineage`` starts from a training run).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from chainkeeper.annotation.schemas import get_schema
-from chainkeeper.annotation.tables import SqlAdjudication, SqlAnnotation, SqlAnnotationItem
 from chainkeeper.annotation.projects import get_project
+from chainkeeper.annotation.schemas import get_schema
+from chainkeeper.annotation.tables import (
+    SqlAdjudication,
+    SqlAnnotation,
+    SqlAnnotationItem,
+)
 from chainkeeper.core.errors import InvalidInput, NotFound
+from chainkeeper.data import (
+    get_dataset_version,
+    project_of_dataset_version,
+    read_dataset_rows,
+)
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.lineage import LineageNode
-from chainkeeper.governance.permissions import authorize
+from chainkeeper.governance.permissions import authorize_object
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
-__all__ = ["row_lineage", "run_row_lineage"]
+__all__ = ["row_lineage"]
 
 
 def row_lineage(ctx: Context, dataset_version_id: int, row_id: int, actor: Actor) -> LineageNode:
@@ -35,7 +45,7 @@ def row_lineage(ctx: Context, dataset_version_id: int, row_id: int, actor: Actor
         ctx: the stores.
         dataset_version_id: a version exported from an annotation project.
         row_id: the row's ``row_id`` in that version.
-        actor: who asks (lineage.read).
+        actor: who asks (lineage.read in the version's project).
 
     Returns:
         A tree: the row → its annotation project (schema version) → one node per
@@ -43,14 +53,10 @@ def row_lineage(ctx: Context, dataset_version_id: int, row_id: int, actor: Actor
         parent version's row.
 
     Raises:
-        Forbidden: the actor may not read lineage. NotFound: no such version or row.
+        Forbidden: the actor may not read this dataset's lineage. NotFound: no such version or row.
         InvalidInput: the version was not labelled by an annotation project.
     """
-    import pyarrow.compute as pc
-
-    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
-
-    authorize(ctx.db, actor, "lineage.read")
+    authorize_object(ctx.db, actor, "lineage.read", lambda: project_of_dataset_version(ctx.db, dataset_version_id))
     version = get_dataset_version(ctx.db, dataset_version_id)
     info = version.stats.get("annotation")
     if not info:
@@ -101,13 +107,3 @@ def row_lineage(ctx: Context, dataset_version_id: int, row_id: int, actor: Actor
                                       {"source_id": row["source_id"], "source_line": row["source_line"]}))
     return node
 
-
-def run_row_lineage(ctx: Context, run_id: int, row_id: int, actor: Actor) -> LineageNode:
-    """``row_lineage`` of a row of the dataset version a training run read.
-
-    Raises:
-        As ``row_lineage``; NotFound: no such run.
-    """
-    from chainkeeper.training.runs import get_run
-
-    return row_lineage(ctx, get_run(ctx.db, run_id).dataset_version_id, row_id, actor)

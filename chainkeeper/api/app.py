@@ -6,7 +6,8 @@ through ``app.state.ctx`` (``chainkeeper.api.deps.get_ctx``). The loaded models 
 ``app.state.predictors``, one cache per app.
 
 Routers: health (``/healthz``, ``/readyz``), jobs, registry (``/api/models``), serving
-(``/api/deployments``, ``/v1/deployments/{name}/predict``), governance, and the web UI. Every error answers ``application/problem+json``.
+(``/api/deployments``, ``/v1/deployments/{name}/predict``), governance, and the web UI.
+Every error answers ``application/problem+json``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,33 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 import chainkeeper
 from chainkeeper.api.problems import RequestContextMiddleware, install_problem_handlers
+from chainkeeper.api.routers import (
+    alerts,
+    annotation,
+    data,
+    data_reports,
+    governance,
+    health,
+    jobs,
+    metrics,
+    monitoring,
+    registry,
+    serving,
+    training,
+)
 from chainkeeper.core.context import Context
+from chainkeeper.serving import PredictorCache
+from chainkeeper.web import alerts as alert_pages
+from chainkeeper.web import annotation as annotation_pages
+from chainkeeper.web import data as data_pages
+from chainkeeper.web import models as model_pages
+from chainkeeper.web import monitoring as monitoring_pages
+from chainkeeper.web import pages, reports
+from chainkeeper.web import runs as run_pages
 
 __all__ = ["create_app", "include_web_ui"]
 
@@ -36,8 +60,6 @@ def create_app(ctx: Context) -> FastAPI:
     Returns:
         The ASGI app, ready for uvicorn or an in-process client.
     """
-    from chainkeeper.serving.runtime import PredictorCache  # imports torch: only when an app is built
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -55,27 +77,12 @@ def create_app(ctx: Context) -> FastAPI:
     for router in _routers():
         app.include_router(router)
     include_web_ui(app)
-    from chainkeeper.api.routers import serving
-
     app.router.routes[0:0] = serving.FAST_ROUTES  # the hot path is matched first
     return app
 
 
 def _routers() -> list[APIRouter]:
-    """Every API router, one import per line (stages add theirs here)."""
-    from chainkeeper.api.routers import alerts
-    from chainkeeper.api.routers import annotation
-    from chainkeeper.api.routers import data
-    from chainkeeper.api.routers import data_reports
-    from chainkeeper.api.routers import governance
-    from chainkeeper.api.routers import health
-    from chainkeeper.api.routers import jobs
-    from chainkeeper.api.routers import registry
-    from chainkeeper.api.routers import metrics
-    from chainkeeper.api.routers import monitoring
-    from chainkeeper.api.routers import serving
-    from chainkeeper.api.routers import training
-
+    """Every API router."""
     return [
         health.router,
         jobs.router,
@@ -94,29 +101,8 @@ def _routers() -> list[APIRouter]:
 
 def include_web_ui(app: FastAPI) -> None:
     """Add the web pages, their static files and the HTML error page."""
-    from fastapi.staticfiles import StaticFiles
-
-    from chainkeeper.web import pages, reports
-
-    app.include_router(pages.router)
-    app.include_router(reports.router)
-    from chainkeeper.web import data as data_pages  # /data, /data/versions/{id}
-
-    app.include_router(data_pages.router)
-    from chainkeeper.web import models as model_pages  # /models, /deployments
-
-    app.include_router(model_pages.router)
-    from chainkeeper.web import annotation as annotation_pages  # /annotate
-
-    app.include_router(annotation_pages.router)
-    from chainkeeper.web import monitoring as monitoring_pages  # /monitoring
-
-    app.include_router(monitoring_pages.router)
-    from chainkeeper.web import alerts as alert_pages  # /monitoring/alerts
-
-    app.include_router(alert_pages.router)
-    from chainkeeper.web import runs as run_pages  # /runs, /runs/{id}
-
-    app.include_router(run_pages.router)
+    for router in (pages.router, reports.router, data_pages.router, model_pages.router, annotation_pages.router,
+                   monitoring_pages.router, alert_pages.router, run_pages.router):
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.state.error_page = pages.error_page

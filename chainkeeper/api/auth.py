@@ -3,13 +3,15 @@
 Every route declares its decision with exactly one dependency:
 
 - ``require("action")``: authenticate the caller (``Authorization: Bearer <token>`` or
-  the web UI's session cookie) and ``authorize`` the action against the matrix;
+  the web UI's session cookie), refuse a caller who holds the action nowhere, and hand
+  the Actor to the route. The service the route calls decides, in the project of the
+  object it touches (so the CLI, the API and the web answer alike);
 - ``public()``: no identity needed (health checks, the login page, static files).
 
 ``route_decisions(app)`` lists every route with its decision; a test walks it against
 every role, so a route added without a decision fails the suite.
 
-Token lookups are cached per process for ``TOKEN_CACHE_TTL_S`` seconds (the hot path
+Token lookups are cached per store (``token_cache``) for ``TOKEN_CACHE_TTL_S`` seconds (the hot path
 must not read the store per request). A token revoked, a user disabled or a role
 granted through the ORM in this process clears the cache when that transaction commits,
 so it takes effect at once here; a change made by another process (the CLI, another
@@ -26,20 +28,22 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy import event
+from sqlalchemy.orm import Session, object_session
 
 from chainkeeper.core.context import Context
+from chainkeeper.core.db import Database
 from chainkeeper.core.errors import Unauthenticated
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.permissions import ACTIONS, authorize
+from chainkeeper.governance.permissions import ACTIONS, projects_allowed
+from chainkeeper.governance.tables import SqlToken, SqlUser, SqlUserRole
 from chainkeeper.governance.users import authenticate_token
-from chainkeeper.serving.caching import TtlCache
+from chainkeeper.serving import KEY_PREFIX, TtlCache
 
 SESSION_COOKIE = "ck_session"
 PUBLIC = "public"
 # The longest another process's revocation of a token may go unseen here (seconds).
 TOKEN_CACHE_TTL_S = 2.0
-# (database url, sha256 of the token) -> its actor, without a request id.
-_actors: TtlCache[tuple[str, str], Actor] = TtlCache(TOKEN_CACHE_TTL_S)
 _watch_lock = threading.Lock()
 _watching = False
 
@@ -52,19 +56,14 @@ def _watch_credential_changes() -> None:
     with _watch_lock:
         if _watching:
             return
-        from sqlalchemy import event
-        from sqlalchemy.orm import Session, object_session
-
-        from chainkeeper.governance.tables import SqlToken, SqlUser, SqlUserRole
-
         def changed(mapper: Any, connection: Any, target: Any) -> None:
             session = object_session(target)
             if session is not None:
                 session.info["ck_credentials_changed"] = True
 
         def committed(session: Session) -> None:
-            if session.info.pop("ck_credentials_changed", False):
-                _actors.invalidate()
+            if session.info.pop("ck_credentials_changed", False) and "database" in session.info:
+                token_cache(session.info["database"]).invalidate()
 
         for cls, what in ((SqlToken, "after_update"), (SqlUser, "after_update"), (SqlUserRole, "after_insert"),
                           (SqlUserRole, "after_delete")):
@@ -74,8 +73,13 @@ def _watch_credential_changes() -> None:
         _watching = True
 
 
-def _token_key(ctx: Context, secret: str) -> tuple[str, str]:
-    return ctx.db.url, hashlib.sha256(secret.encode()).hexdigest()
+def token_cache(db: Database) -> TtlCache[str, Actor]:
+    """sha256 of a token -> its actor (without a request id), for one store."""
+    return db.state("api.token_cache", lambda: TtlCache(TOKEN_CACHE_TTL_S))
+
+
+def _token_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def api_key_of(request: Request) -> str | None:
@@ -83,8 +87,6 @@ def api_key_of(request: Request) -> str | None:
 
     Sent as ``X-API-Key`` or as a bearer token with the keys' prefix.
     """
-    from chainkeeper.serving.keys import KEY_PREFIX
-
     if request.headers.get("x-api-key"):
         return request.headers["x-api-key"].strip()
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
@@ -114,7 +116,7 @@ def bearer_secret(request: Request) -> str:
 
 def cached_actor(request: Request, secret: str) -> Actor | None:
     """The actor of ``secret`` from the token cache, with the request's id; None on a miss."""
-    actor = _actors.get(_token_key(request.app.state.ctx, secret))
+    actor = token_cache(request.app.state.ctx.db).get(_token_key(secret))
     if actor is None:
         return None
     return Actor(actor.name, actor.roles, actor.scoped_roles, actor.user_id, request_id=request_id_of(request))
@@ -137,24 +139,25 @@ def authenticate(request: Request) -> Actor:
     ctx: Context = request.app.state.ctx
     secret = bearer_secret(request)
     _watch_credential_changes()
-    actor = _actors.get_or_load(_token_key(ctx, secret), lambda: authenticate_token(ctx.db, secret))
+    actor = token_cache(ctx.db).get_or_load(_token_key(secret), lambda: authenticate_token(ctx.db, secret))
     return Actor(actor.name, actor.roles, actor.scoped_roles, actor.user_id, request_id=request_id_of(request))
 
 
-def require(action: str, *, project_from: str | None = None) -> Any:
-    """A dependency that admits only callers allowed ``action``; returns their Actor.
+def require(action: str) -> Any:
+    """A dependency that authenticates the caller and returns their Actor.
 
-    Args:
-        project_from: name of the path parameter that names the project (the dataset,
-            model or deployment name), for roles bound to one project.
+    The decision is the service's: it authorises ``action`` in the project of the object
+    it touches, as it does for the CLI and the web. Here the caller must only hold
+    ``action`` somewhere (in a global role or in some project) — the first step of every
+    service's own check, taken before FastAPI reads and validates the body, so a caller
+    who may never do this is answered 403 at once, not 422 about a body they may not send.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")  # a programming error, at import
 
     def dependency(request: Request) -> Actor:
         actor = authenticate(request)
-        project = request.path_params.get(project_from) if project_from else None
-        authorize(request.app.state.ctx.db, actor, action, project=project)
+        projects_allowed(request.app.state.ctx.db, actor, action)
         request.state.actor = actor
         return actor
 

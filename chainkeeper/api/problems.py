@@ -19,12 +19,11 @@ unhandled exception into that 500.
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import logging
 import re
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError

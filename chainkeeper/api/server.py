@@ -18,9 +18,19 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
+from chainkeeper.api.app import create_app
+from chainkeeper.chain import open_context
 from chainkeeper.core.errors import ServiceUnavailable
 from chainkeeper.core.settings import Settings
+from chainkeeper.serving import (
+    GROUP_ENV,
+    METRICS_ENV,
+    ProcessGroup,
+    preload_deployments,
+    share_invalidations,
+)
 
 __all__ = ["RunningServer", "bind_socket", "check_port_free", "group_app", "serve", "serve_group",
            "start_server_in_thread"]
@@ -111,10 +121,6 @@ def serve_group(settings: Settings, host: str, port: int) -> None:
     Raises:
         ServiceUnavailable: the port is taken.
     """
-    from uvicorn.supervisors import Multiprocess
-
-    from chainkeeper.serving.processes import GROUP_ENV, METRICS_ENV, ProcessGroup
-
     sock = bind_socket(host, port)
     group = ProcessGroup.create(settings)
     # The processes are spawned: they inherit the environment, read before anything else.
@@ -139,23 +145,17 @@ def group_app() -> FastAPI:
     cores), joins the group's shared caches, rate limits and metrics, and starts warming
     every deployed model, so the process is ready before its first request needs one.
     """
-    from chainkeeper.api.app import create_app
-    from chainkeeper.core.context import Context
-    from chainkeeper.serving.caching import share_invalidations
-    from chainkeeper.serving.deployments import preload_deployments
-    from chainkeeper.serving.processes import ProcessGroup
-
     group = ProcessGroup.from_env()
     if group is None:  # a programming error: only serve_group names this factory
         raise RuntimeError("group_app runs only in the processes serve_group starts")
     settings = group.settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx = Context.open(settings)
+    ctx = open_context(settings)
     group.join()
     share_invalidations(group.stamp())
     app = create_app(ctx)
     app.state.group = group
-    preload_deployments(ctx.db, app.state.predictors)
+    preload_deployments(ctx, app.state.predictors)
     return app
 
 

@@ -1,9 +1,9 @@
 """``chainkeeper monitor alerts …`` and ``chainkeeper monitor tickets …``: rules, alerts, silences, tickets.
 
-Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
-same ``authorize`` as the API: reading needs ``monitoring.read``, changing rules,
-silences and ticket steps ``alert.manage`` (operator), retraining ``maintenance.retrain``
-(ml_engineer).
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN; the services decide, in
+the project of the deployment the object belongs to, as they do for the API: reading needs
+``monitoring.read``, changing rules, silences and ticket steps ``alert.manage`` (operator),
+retraining ``maintenance.retrain`` (ml_engineer).
 """
 
 from __future__ import annotations
@@ -14,12 +14,17 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper import monitoring
+from chainkeeper.chain import (
+    close_when_served,
+    evaluate_retraining,
+    hand_to_release_gate,
+    start_retraining,
+    train_on_released,
+)
+from chainkeeper.cli.state import console, current_actor, open_context
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.core.jobs import submit_job
-from chainkeeper.governance.ledger import record
-from chainkeeper.monitoring import alerts, maintenance, tickets
-from chainkeeper.monitoring.signals import known_signals
+from chainkeeper.training import parse_train_config
 
 alerts_app = typer.Typer(help="Alert rules, alerts and silences.", no_args_is_help=True)
 tickets_app = typer.Typer(help="Maintenance tickets and the retraining loop.", no_args_is_help=True)
@@ -36,9 +41,10 @@ def _when(value: object) -> str:
 def alerts_metrics(ctx: typer.Context) -> None:
     """The metrics and checks a rule may watch."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "monitoring.read")
+        actor = current_actor(ctx, c)
+        signals = monitoring.find_signals(c, actor=actor)
     table = Table("name", "source", "what")
-    for signal in sorted(known_signals().values(), key=lambda s: s.name):
+    for signal in signals:
         table.add_row(signal.name, signal.source, signal.description)
     console.print(table)
 
@@ -55,8 +61,8 @@ def alerts_add(ctx: typer.Context, name: str = typer.Option(..., help="A unique 
                ) -> None:
     """Create an alert rule: fire when METRIC WHEN THRESHOLD over the window."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage", project=deployment)
-        rule = alerts.create_rule(c, name=name, metric=metric, comparator=comparator, threshold=threshold,
+        actor = current_actor(ctx, c)
+        rule = monitoring.create_rule(c, name=name, metric=metric, comparator=comparator, threshold=threshold,
                                   window_s=window, severity=severity, deployment=deployment, webhook_url=webhook,
                                   actor=actor)
     console.print(f"rule {rule.id} {rule.name}: {rule.condition} ({rule.severity})")
@@ -66,8 +72,8 @@ def alerts_add(ctx: typer.Context, name: str = typer.Option(..., help="A unique 
 def alerts_rules(ctx: typer.Context) -> None:
     """Every rule."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "monitoring.read")
-        rules = alerts.list_rules(c.db)
+        actor = current_actor(ctx, c)
+        rules = monitoring.find_rules(c, actor=actor)
     table = Table("id", "name", "condition", "severity", "deployment", "webhook", "enabled")
     for r in rules:
         table.add_row(str(r.id), r.name, r.condition, r.severity, str(r.deployment_id or "all"),
@@ -80,8 +86,8 @@ def alerts_disable(ctx: typer.Context, rule_id: int = typer.Argument(..., metava
                    enable: bool = typer.Option(False, "--enable", help="Turn it back on instead.")) -> None:
     """Turn a rule off (its open alerts resolve), or on again with --enable."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage")
-        rule = alerts.set_rule_enabled(c, rule_id, enabled=enable, actor=actor)
+        actor = current_actor(ctx, c)
+        rule = monitoring.set_rule_enabled(c, rule_id, enabled=enable, actor=actor)
     console.print(f"rule {rule.id} {rule.name} is {'enabled' if rule.enabled else 'disabled'}")
 
 
@@ -92,16 +98,13 @@ def alerts_evaluate(ctx: typer.Context,
                     ) -> None:
     """Evaluate every enabled rule now, or queue the periodic evaluate job with --every-s."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage")
+        actor = current_actor(ctx, c)
         if every is not None:
-            if every <= 0:
-                raise InvalidInput(f"--every-s must be positive, got {every:g}.", hint="e.g. --every-s 60.")
-            job = submit_job(c.db, "alerts.evaluate", {"every_s": every, "rounds": 0}, actor=actor.name)
-            record(c.db, actor, "alert.schedule", "job", job.id, details=job.params)
+            job = monitoring.schedule_rule_evaluation(c, every, actor=actor)
             console.print(f"job {job.id} evaluates the rules every {every:g} s; follow it with "
                           f"'chainkeeper jobs show {job.id}'")
             return
-        result = alerts.evaluate_rules(c)
+        result = monitoring.evaluate_rules_now(c, actor=actor)
     console.print(f"{result.rules} rules: {len(result.fired)} fired, {len(result.still_firing)} still firing, "
                   f"{len(result.resolved)} resolved, {len(result.silenced)} silenced, {result.no_data} without data; "
                   f"tickets opened: {', '.join(map(str, result.tickets)) or 'none'}")
@@ -111,8 +114,8 @@ def alerts_evaluate(ctx: typer.Context,
 def alerts_list(ctx: typer.Context, state: str | None = typer.Option(None, help="firing or resolved.")) -> None:
     """Alerts, newest first."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "monitoring.read")
-        found = alerts.list_alerts(c.db, state=state)
+        actor = current_actor(ctx, c)
+        found = monitoring.find_alerts(c, actor=actor, state=state)
     table = Table("id", "rule", "deployment", "state", "severity", "value", "started (UTC)", "resolved (UTC)",
                   "message")
     for a in found:
@@ -126,8 +129,8 @@ def alerts_resolve(ctx: typer.Context, alert_id: int = typer.Argument(..., metav
                    comment: str = typer.Option(..., help="Why it is resolved by hand.")) -> None:
     """Resolve a firing alert by hand."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage")
-        alert = alerts.resolve_alert(c, alert_id, actor=actor, comment=comment)
+        actor = current_actor(ctx, c)
+        alert = monitoring.resolve_alert(c, alert_id, actor=actor, comment=comment)
     console.print(f"alert {alert.id} resolved")
 
 
@@ -138,8 +141,8 @@ def alerts_silence(ctx: typer.Context, reason: str = typer.Option(..., help="Why
                    deployment: str | None = typer.Option(None, help="Only this deployment.")) -> None:
     """Mute notifications and tickets of a rule and/or a deployment for a while."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage", project=deployment)
-        silence = alerts.create_silence(c, duration_s=minutes * 60, reason=reason, rule_id=rule_id,
+        actor = current_actor(ctx, c)
+        silence = monitoring.create_silence(c, duration_s=minutes * 60, reason=reason, rule_id=rule_id,
                                         deployment=deployment, actor=actor)
     console.print(f"silence {silence.id} until {_when(silence.ends_at)} UTC")
 
@@ -148,8 +151,8 @@ def alerts_silence(ctx: typer.Context, reason: str = typer.Option(..., help="Why
 def alerts_silences(ctx: typer.Context) -> None:
     """Silences, newest first."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "monitoring.read")
-        found = alerts.list_silences(c.db)
+        actor = current_actor(ctx, c)
+        found = monitoring.find_silences(c, actor=actor)
     table = Table("id", "rule", "deployment", "from (UTC)", "until (UTC)", "by", "reason")
     for s in found:
         table.add_row(str(s.id), str(s.rule_id or "all"), str(s.deployment_id or "all"), _when(s.starts_at),
@@ -161,8 +164,8 @@ def alerts_silences(ctx: typer.Context) -> None:
 def alerts_unsilence(ctx: typer.Context, silence_id: int = typer.Argument(..., metavar="SILENCE_ID")) -> None:
     """End a silence now."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage")
-        alerts.end_silence(c, silence_id, actor=actor)
+        actor = current_actor(ctx, c)
+        monitoring.end_silence(c, silence_id, actor=actor)
     console.print(f"silence {silence_id} ended")
 
 
@@ -174,9 +177,9 @@ def tickets_list(ctx: typer.Context, state: str | None = typer.Option(None, help
                  owner: str | None = typer.Option(None, "--owner-role", help="Only tickets this role owns.")) -> None:
     """Tickets, newest first, with the mean time-to-acknowledge."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "monitoring.read")
-        found = tickets.list_tickets(c.db, state=state, owner_role=owner)
-        stats = tickets.ticket_stats(c.db)
+        actor = current_actor(ctx, c)
+        board = monitoring.find_tickets(c, actor=actor, state=state, owner_role=owner)
+    found, stats = board.tickets, board.stats
     table = Table("id", "state", "owner role", "alert", "opened (UTC)", "acknowledged by", "time to ack (s)", "title")
     for t in found:
         ack = "—" if t.time_to_acknowledge_s is None else f"{t.time_to_acknowledge_s:.1f}"
@@ -191,8 +194,8 @@ def tickets_list(ctx: typer.Context, state: str | None = typer.Option(None, help
 def tickets_show(ctx: typer.Context, ticket_id: int = typer.Argument(..., metavar="TICKET_ID")) -> None:
     """One ticket, with what the retraining loop recorded on it (JSON)."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "monitoring.read")
-        ticket = tickets.get_ticket(c.db, ticket_id)
+        actor = current_actor(ctx, c)
+        ticket = monitoring.show_ticket(c, ticket_id, actor=actor)
     console.print_json(json.dumps(ticket.__dict__, default=str))
 
 
@@ -201,8 +204,8 @@ def tickets_ack(ctx: typer.Context, ticket_id: int = typer.Argument(..., metavar
                 comment: str = typer.Option("", help="A note for the ledger.")) -> None:
     """Acknowledge a ticket (operator)."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage")
-        ticket = tickets.acknowledge_ticket(c, ticket_id, actor=actor, comment=comment)
+        actor = current_actor(ctx, c)
+        ticket = monitoring.acknowledge_ticket(c, ticket_id, actor=actor, comment=comment)
     console.print(f"ticket {ticket.id} acknowledged by {ticket.acknowledged_by} after "
                   f"{ticket.time_to_acknowledge_s:.1f} s")
 
@@ -212,8 +215,8 @@ def tickets_handover(ctx: typer.Context, ticket_id: int = typer.Argument(..., me
                      note: str = typer.Option(..., help="What the ML engineer should know.")) -> None:
     """Hand an acknowledged ticket over to ml_engineer for retraining."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage")
-        ticket = tickets.hand_over_ticket(c, ticket_id, actor=actor, note=note)
+        actor = current_actor(ctx, c)
+        ticket = monitoring.hand_over_ticket(c, ticket_id, actor=actor, note=note)
     console.print(f"ticket {ticket.id} now owned by {ticket.owner_role}")
 
 
@@ -224,9 +227,9 @@ def tickets_close(ctx: typer.Context, ticket_id: int = typer.Argument(..., metav
                   ) -> None:
     """Close a ticket: with a resolution, or as served once the retrained version is live."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "alert.manage")
-        ticket = (tickets.close_ticket(c, ticket_id, actor=actor, resolution=resolution) if resolution is not None
-                  else maintenance.close_when_served(c, ticket_id, actor=actor))
+        actor = current_actor(ctx, c)
+        ticket = (monitoring.close_ticket(c, ticket_id, actor=actor, resolution=resolution) if resolution is not None
+                  else close_when_served(c, ticket_id, actor=actor))
     console.print(f"ticket {ticket.id} closed: {ticket.resolution}")
 
 
@@ -236,8 +239,8 @@ def tickets_retrain(ctx: typer.Context, ticket_id: int = typer.Argument(..., met
                                                 "version.")) -> None:
     """Build the next dataset version from the released one plus labelled traffic; ask a steward to release it."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "maintenance.retrain")
-        started = maintenance.start_retraining(c, ticket_id, actor=actor, comment=comment)
+        actor = current_actor(ctx, c)
+        started = start_retraining(c, ticket_id, actor=actor, comment=comment)
     console.print(f"dataset version {started.dataset_version_id} ({started.feedback_train} feedback rows to train, "
                   f"{started.feedback_test} to test); release request {started.release_approval_id} awaits a data "
                   f"steward ('chainkeeper approvals show {started.release_approval_id}'), then run "
@@ -249,8 +252,6 @@ def tickets_train(ctx: typer.Context, ticket_id: int = typer.Argument(..., metav
                   config: Path | None = typer.Option(None, help="JSON file of training options (default: the "
                                                      "serving run's).")) -> None:
     """Queue the training run on the retraining version, once a data steward released it (ml_engineer)."""
-    from chainkeeper.training.config import parse_train_config
-
     options = None
     if config is not None:
         try:
@@ -259,8 +260,8 @@ def tickets_train(ctx: typer.Context, ticket_id: int = typer.Argument(..., metav
             raise InvalidInput(f"Cannot read training options from {config}: {exc}.",
                                hint="Give a JSON object, e.g. {\"epochs\": 3}.") from None
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "maintenance.retrain")
-        started = maintenance.train_on_released(c, ticket_id, actor=actor, config=options)
+        actor = current_actor(ctx, c)
+        started = train_on_released(c, ticket_id, actor=actor, config=options)
     console.print(f"run {started.run_id} on released dataset version {started.dataset_version_id} queued as job "
                   f"{started.job_id}")
 
@@ -269,8 +270,8 @@ def tickets_train(ctx: typer.Context, ticket_id: int = typer.Argument(..., metav
 def tickets_evaluate(ctx: typer.Context, ticket_id: int = typer.Argument(..., metavar="TICKET_ID")) -> None:
     """Compare the retrained candidate with the serving version on the same test split."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "maintenance.retrain")
-        comparison = maintenance.evaluate_retraining(c, ticket_id, actor=actor)
+        actor = current_actor(ctx, c)
+        comparison = evaluate_retraining(c, ticket_id, actor=actor)
     table = Table("model", "rows", "accuracy", "macro-F1", title="test split of the retraining dataset version")
     for model in ("serving", "candidate"):
         for part in ("all", "released", "feedback"):
@@ -285,7 +286,7 @@ def tickets_evaluate(ctx: typer.Context, ticket_id: int = typer.Argument(..., me
 def tickets_release(ctx: typer.Context, ticket_id: int = typer.Argument(..., metavar="TICKET_ID")) -> None:
     """Register the better candidate and ask for its promotion (a release manager decides)."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "maintenance.retrain")
-        version, approval = maintenance.hand_to_release_gate(c, ticket_id, actor=actor)
+        actor = current_actor(ctx, c)
+        version, approval = hand_to_release_gate(c, ticket_id, actor=actor)
     console.print(f"{version.label} registered; promotion request {approval.id} awaits a release manager "
                   f"('chainkeeper approvals show {approval.id}')")

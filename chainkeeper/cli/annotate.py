@@ -1,7 +1,7 @@
 """``chainkeeper annotate``: label schemas, projects, queues, adjudication, figures, export.
 
-Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
-same service functions (and ``authorize``) as the API and the labelling page.
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN and calls the same
+service functions as the API and the labelling page; they decide what the user may do.
 """
 
 from __future__ import annotations
@@ -13,7 +13,26 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.annotation import (
+    adjudicate_item,
+    adjudication_queue,
+    annotator_queue,
+    assign_batches,
+    change_schema,
+    create_project,
+    define_schema,
+    export_project,
+    find_projects,
+    find_schemas,
+    prelabel_project,
+    project_figures,
+    resolve_disputes,
+    row_lineage,
+    save_annotation,
+    submit_prelabel,
+)
+from chainkeeper.cli.governance import render_lineage
+from chainkeeper.cli.state import console, current_actor, open_context
 from chainkeeper.core.errors import InvalidInput
 
 app = typer.Typer(help="Label rows and spans: schemas, projects, queues, agreement, adjudication, export.",
@@ -33,10 +52,9 @@ def schema_define(ctx: typer.Context, name: str,
                   ) -> None:
     """Define a label schema (again: its next version; earlier annotations keep theirs)."""
     text = guidelines.read_text(encoding="utf-8") if guidelines else ""
-    from chainkeeper.annotation.schemas import define_schema
 
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.manage")
+        actor = current_actor(ctx, c)
         schema = define_schema(c.db, name=name, kind=kind, labels=label, guidelines=text, actor=actor)
     console.print(f"schema {schema.name} v{schema.version} (id {schema.id}, {schema.kind}): "
                   f"{', '.join(schema.label_names)}")
@@ -46,11 +64,8 @@ def schema_define(ctx: typer.Context, name: str,
 def schemas_list(ctx: typer.Context,
                  name: str | None = typer.Option(None, help="Only this schema's versions.")) -> None:
     """Label schema versions, newest first."""
-    from chainkeeper.annotation.schemas import list_schemas
-
     with open_context(ctx) as c:
-        acting_user(ctx, c, "annotation.manage")
-        found = list_schemas(c.db, name=name)
+        found = find_schemas(c.db, actor=current_actor(ctx, c), name=name)
     table = Table("id", "schema", "kind", "labels", "created by")
     for s in found:
         table.add_row(str(s.id), f"{s.name} v{s.version}", str(s.kind), ", ".join(s.label_names), s.created_by)
@@ -70,12 +85,10 @@ def project_create(ctx: typer.Context, name: str,
                    limit: int | None = typer.Option(None, help="A seeded random sample of this many rows."),
                    seed: int = typer.Option(13, help="Seed of the sample, overlap and random order.")) -> None:
     """Create a project from a dataset version (or a filter of it)."""
-    from chainkeeper.annotation.projects import create_project
-
     row_filter: dict[str, Any] = {k: v for k, v in (("split", split), ("text_contains", text_contains),
                                                     ("limit", limit)) if v is not None}
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.manage")
+        actor = current_actor(ctx, c)
         project = create_project(c, name=name, dataset_version_id=dataset, schema_id=schema, actor=actor,
                                  row_filter=row_filter, overlap_k=overlap_k, overlap_fraction=overlap_fraction,
                                  queue_order=order, order_key=order_key, seed=seed)
@@ -86,10 +99,8 @@ def project_create(ctx: typer.Context, name: str,
 def project_reschema(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT"),
                      schema: int = typer.Option(..., help="Another version of the project's schema.")) -> None:
     """Move a project to another version of its schema; earlier answers keep theirs."""
-    from chainkeeper.annotation.projects import change_schema
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.manage")
+        actor = current_actor(ctx, c)
         project = change_schema(c, project_id, schema, actor=actor)
     console.print(f"project {project.name} now labels under schema id {project.schema_id}")
 
@@ -99,23 +110,19 @@ def project_assign(ctx: typer.Context, project_id: int = typer.Argument(..., met
                    annotator: list[str] = typer.Option(..., "--annotator", "-a", help="A user name (repeatable)."),
                    batch_size: int = typer.Option(50, help="Items per batch and annotator.")) -> None:
     """Deal the project's unassigned items to annotators, in queue order."""
-    from chainkeeper.annotation.projects import assign_batches
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.manage")
+        actor = current_actor(ctx, c)
         added = assign_batches(c, project_id, annotators=annotator, actor=actor, batch_size=batch_size)
     console.print("assigned " + ", ".join(f"{n} to {who}" for who, n in added.items()))
 
 
 @app.command("projects")
-def projects_list(ctx: typer.Context) -> None:
-    """Projects: all for a data steward, those with your queue otherwise."""
-    from chainkeeper.annotation.projects import list_projects
-    from chainkeeper.governance.permissions import is_allowed
-
+def projects_list(ctx: typer.Context,
+                  dataset: str | None = typer.Option(None, help="Only projects labelling this dataset.")) -> None:
+    """Projects you work on: those of the datasets where you manage annotation, and those with your queue."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "system.read")
-        found = list_projects(c.db, annotator=None if is_allowed(c.db, actor, "annotation.manage") else actor.name)
+        actor = current_actor(ctx, c)
+        found = find_projects(c, actor=actor, dataset=dataset)
     table = Table("id", "project", "dataset version", "schema id", "order", "overlap", "state")
     for p in found:
         table.add_row(str(p.id), p.name, str(p.dataset_version_id), str(p.schema_id), str(p.queue_order),
@@ -127,10 +134,8 @@ def projects_list(ctx: typer.Context) -> None:
 def queue_show(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT"),
                annotator: str | None = typer.Option(None, help="Whose queue (data steward); default yours.")) -> None:
     """Your queue, in order, with pre-labels and your answers."""
-    from chainkeeper.annotation.tasks import annotator_queue
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "system.read")
+        actor = current_actor(ctx, c)
         tasks = annotator_queue(c, project_id, actor, annotator=annotator)
     table = Table("item", "batch", "text", "pre-label", "answer", "version", "state")
     for t in tasks:
@@ -164,10 +169,8 @@ def label_item(ctx: typer.Context, project_id: int = typer.Argument(..., metavar
                flag: bool = typer.Option(False, "--flag", help="Flag it for the data steward."),
                comment: str = typer.Option("", help="A note for the steward.")) -> None:
     """Answer an item of your queue."""
-    from chainkeeper.annotation.tasks import save_annotation
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.label")
+        actor = current_actor(ctx, c)
         answer = save_annotation(c, project_id, item_id, actor, expected_version=version,
                                  value=_value(labels or [], spans), skip=skip, flag=flag, comment=comment)
     console.print(f"item {item_id}: {answer.status} {json.dumps(answer.value, ensure_ascii=False)}"
@@ -177,10 +180,8 @@ def label_item(ctx: typer.Context, project_id: int = typer.Argument(..., metavar
 @app.command("disputes")
 def disputes_list(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT")) -> None:
     """The adjudication queue: disputed and flagged items with every answer."""
-    from chainkeeper.annotation.adjudication import adjudication_queue
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.adjudicate")
+        actor = current_actor(ctx, c)
         found = adjudication_queue(c, project_id, actor)
     table = Table("item", "version", "text", "answers")
     for d in found:
@@ -197,13 +198,11 @@ def decide_item(ctx: typer.Context, project_id: int = typer.Argument(..., metava
                 spans: str | None = typer.Option(None, help='Spans as JSON: [[start, end, "LABEL"], ...].'),
                 note: str = typer.Option("", help="Why, for the record.")) -> None:
     """Decide one item (data steward); recorded with your name in the ledger."""
-    from chainkeeper.annotation.adjudication import adjudicate_item
-
     value = _value(labels or [], spans)
     if value is None:
         raise InvalidInput("Give the decided label (or --spans).")
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.adjudicate")
+        actor = current_actor(ctx, c)
         decision = adjudicate_item(c, project_id, item_id, actor, value=value, expected_version=version, note=note)
     console.print(f"item {item_id}: {json.dumps(decision.value, ensure_ascii=False)} decided by {decision.decided_by}")
 
@@ -212,10 +211,8 @@ def decide_item(ctx: typer.Context, project_id: int = typer.Argument(..., metava
 def resolve(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT"),
             method: str = typer.Option("majority", help="majority or dawid_skene.")) -> None:
     """Decide every disputed item by majority vote (ties stay) or Dawid-Skene."""
-    from chainkeeper.annotation.adjudication import resolve_disputes
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.adjudicate")
+        actor = current_actor(ctx, c)
         result = resolve_disputes(c, project_id, actor, method=method)
     console.print(f"{method}: {len(result['decided'])} decided, {len(result['left'])} left")
     for who, r in result["reliability"].items():
@@ -225,10 +222,8 @@ def resolve(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="P
 @app.command("figures")
 def figures_show(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT")) -> None:
     """Progress, agreement and per-annotator figures."""
-    from chainkeeper.annotation.figures import project_figures
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.manage")
+        actor = current_actor(ctx, c)
         f = project_figures(c, project_id, actor)
     p = f["progress"]
     console.print(f"{p['items']} items, {p['answers']} answers: {p['settled']} settled, {p['disputed']} disputed, "
@@ -254,10 +249,8 @@ def prelabel(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="
              strategy: str = typer.Option("least_confidence", help="least_confidence, margin or entropy."),
              now: bool = typer.Option(False, "--now", help="Run here and wait, instead of queueing a job.")) -> None:
     """Pre-label the items with a model version and score them for active learning."""
-    from chainkeeper.annotation.prelabel import prelabel_project, submit_prelabel
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.manage")
+        actor = current_actor(ctx, c)
         if now:
             result = prelabel_project(c, project_id, model, actor, strategy=strategy)
             console.print(f"pre-labelled {result['prelabelled']} of {result['items']} items "
@@ -271,10 +264,8 @@ def prelabel(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="
 def export(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT"),
            name: str | None = typer.Option(None, help="Dataset name; default the parent version's.")) -> None:
     """Freeze the settled labels as a new dataset version (closes the project)."""
-    from chainkeeper.annotation.export import export_project
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "annotation.manage")
+        actor = current_actor(ctx, c)
         version = export_project(c, project_id, actor, name=name)
     console.print(f"dataset version {version.name} v{version.version} (id {version.id}), {version.stats['rows']} "
                   f"labelled rows, {version.state}")
@@ -284,10 +275,7 @@ def export(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PR
 def trace(ctx: typer.Context, dataset_version_id: int = typer.Argument(..., metavar="VERSION"),
           row_id: int = typer.Argument(..., metavar="ROW")) -> None:
     """Trace a labelled row back to its annotators, adjudicator and parent row."""
-    from chainkeeper.annotation.trace import row_lineage
-    from chainkeeper.cli.governance import render_lineage
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "lineage.read")
+        actor = current_actor(ctx, c)
         root = row_lineage(c, dataset_version_id, row_id, actor)
     console.print(render_lineage(root))

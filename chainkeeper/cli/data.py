@@ -1,27 +1,37 @@
 """``chainkeeper data``: import and crawl sources, create, compare, report on and release dataset versions.
 
-Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
-same ``authorize`` as the API. Thin: parse options, call ``chainkeeper.data``, print.
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN; the service it calls
+decides what that user may do, as it does for the API. Thin: parse options, call
+``chainkeeper.data``, print.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.cli.state import console, current_actor, open_context
 from chainkeeper.core.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from chainkeeper.data.diff import VersionDiff
-    from chainkeeper.data.sources import Source
-
-# The data modules (pyarrow, the cleaning recipe) are imported inside each command so
-# every other 'chainkeeper' command starts without loading them.
+from chainkeeper.data import (
+    KINDS,
+    Source,
+    VersionDiff,
+    crawl,
+    crawl_to_source,
+    create_dataset_version,
+    diff_dataset_versions,
+    find_dataset_versions,
+    find_sources,
+    import_file,
+    render_quality_html,
+    show_dataset_version,
+    show_quality_report,
+    show_source,
+)
+from chainkeeper.governance import request_approval
 
 app = typer.Typer(help="Sources (imported files) and dataset versions.", no_args_is_help=True)
 
@@ -41,12 +51,10 @@ def data_import(
     limit: int | None = typer.Option(None, "--limit", help="Keep a seeded random sample of this many rows."),
 ) -> None:
     """Import PATH as a source; bad rows are quarantined (kept, with a reason) and counted."""
-    from chainkeeper.data import ingest
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "data.import")
+        actor = current_actor(ctx, c)
         with console.status(f"importing {path} ..."):
-            source = ingest.import_file(c, path, actor=actor, format=format, text_column=text_column,
+            source = import_file(c, path, actor=actor, format=format, text_column=text_column,
                                         label_column=None if no_label else label_column, split=split, limit=limit,
                                         metadata_columns=metadata_column or None)
     _print_source(source)
@@ -63,11 +71,8 @@ def _print_source(source: Source) -> None:
 @app.command("sources")
 def data_sources(ctx: typer.Context, limit: int = typer.Option(50, help="Show at most this many.")) -> None:
     """Imported sources, newest first."""
-    from chainkeeper.data.sources import list_sources
-
     with open_context(ctx) as c:
-        acting_user(ctx, c, "data.read")
-        found = list_sources(c.db, limit=limit)
+        found = find_sources(c, actor=current_actor(ctx, c), limit=limit)
     table = Table("id", "name", "format", "encoding", "accepted", "quarantined", "by", "imported (UTC)")
     for s in found:
         table.add_row(str(s.id), s.name, s.format or s.kind, s.encoding or "—", f"{s.rows_accepted:,}",
@@ -78,11 +83,8 @@ def data_sources(ctx: typer.Context, limit: int = typer.Option(50, help="Show at
 @app.command("source")
 def data_source(ctx: typer.Context, source_id: int = typer.Argument(..., metavar="ID")) -> None:
     """One source: where it came from, its checksum, how it was read."""
-    from chainkeeper.data.sources import get_source
-
     with open_context(ctx) as c:
-        acting_user(ctx, c, "data.read")
-        s = get_source(c.db, source_id)
+        s = show_source(c, source_id, actor=current_actor(ctx, c))
     console.print(f"source {s.id}: {s.uri}\n  format {s.format or s.kind}, encoding {s.encoding or '—'}, "
                   f"sha256 {s.sha256}\n  {s.rows_accepted:,} accepted, {s.rows_quarantined:,} quarantined; "
                   f"imported by {s.created_by} at {s.created_at:%Y-%m-%d %H:%M} UTC\n"
@@ -93,11 +95,8 @@ def data_source(ctx: typer.Context, source_id: int = typer.Argument(..., metavar
 def data_versions(ctx: typer.Context, name: str | None = typer.Option(None, help="Only versions of this dataset.")) \
         -> None:
     """Dataset versions, newest first."""
-    from chainkeeper.data import versions
-
     with open_context(ctx) as c:
-        acting_user(ctx, c, "data.read")
-        found = versions.list_dataset_versions(c.db, name=name)
+        found = find_dataset_versions(c, actor=current_actor(ctx, c), name=name)
     table = Table("id", "dataset", "version", "task", "state", "rows", "sources", "owner", "created (UTC)")
     for v in found:
         table.add_row(str(v.id), v.name, str(v.version), str(v.task), str(v.state), f"{v.stats.get('rows', 0):,}",
@@ -108,11 +107,8 @@ def data_versions(ctx: typer.Context, name: str | None = typer.Option(None, help
 @app.command("show")
 def data_show(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION")) -> None:
     """A dataset version: stats, splits and the report of each cleaning step."""
-    from chainkeeper.data import versions
-
     with open_context(ctx) as c:
-        acting_user(ctx, c, "data.read")
-        v = versions.get_dataset_version(c.db, version_id)
+        v = show_dataset_version(c, version_id, actor=current_actor(ctx, c))
     console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}), {v.task}, {v.state}, "
                   f"content {v.content_hash[:12]}, "
                   f"sources {list(v.source_ids)}, split seed {v.split_seed}, owner {v.owner}")
@@ -138,12 +134,10 @@ def data_create(ctx: typer.Context, name: str,
                 step: list[str] | None = typer.Option(None, "--step", help="A cleaning step, in order (repeat; "
                                                       "default: the task's basic recipe).")) -> None:
     """Clean, split and freeze sources as the next version of dataset NAME."""
-    from chainkeeper.data import versions
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "dataset.create", project=name)
+        actor = current_actor(ctx, c)
         with console.status(f"creating dataset {name} ..."):
-            v = versions.create_dataset_version(c, name=name, source_ids=list(source), actor=actor, seed=seed,
+            v = create_dataset_version(c, name=name, source_ids=list(source), actor=actor, seed=seed,
                                                 task=task, recipe=list(step) if step else None)
     per_split = ", ".join(f"{k} {n:,}" for k, n in (v.stats.get("rows_per_split") or {}).items())
     console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}): {v.stats.get('rows', 0):,} rows "
@@ -155,11 +149,8 @@ def data_diff(ctx: typer.Context, a: int = typer.Argument(..., metavar="A", help
               b: int = typer.Argument(..., metavar="B", help="The newer version's id."),
               as_json: bool = typer.Option(False, "--json", help="Print the diff as JSON.")) -> None:
     """What changed from dataset version A to B: rows added, removed, changed, moved, relabelled."""
-    from chainkeeper.data.diff import diff_dataset_versions
-
     with open_context(ctx) as c:
-        acting_user(ctx, c, "data.read")
-        diff = diff_dataset_versions(c, a, b)
+        diff = diff_dataset_versions(c, a, b, actor=current_actor(ctx, c))
     if as_json:
         console.print_json(json.dumps(diff.to_dict(), ensure_ascii=False))
         return
@@ -167,8 +158,6 @@ def data_diff(ctx: typer.Context, a: int = typer.Argument(..., metavar="A", help
 
 
 def _print_diff(diff: VersionDiff) -> None:
-    from chainkeeper.data.diff import KINDS
-
     console.print(f"version {diff.a} ({diff.rows_a:,} rows) -> version {diff.b} ({diff.rows_b:,} rows): "
                   + ", ".join(f"{diff.counts[k]:,} {k.replace('_', ' ')}" for k in KINDS))
     table = Table("split", *(k.replace("_", " ") for k in KINDS), title="per split")
@@ -187,11 +176,8 @@ def data_report(ctx: typer.Context, version_id: int = typer.Argument(..., metava
                 html: Path | None = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
                 as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """The quality report of dataset version VERSION (the one a release approver reads)."""
-    from chainkeeper.data.quality import get_quality_report, render_quality_html
-
     with open_context(ctx) as c:
-        acting_user(ctx, c, "data.read")
-        report = get_quality_report(c, version_id)
+        report = show_quality_report(c, version_id, actor=current_actor(ctx, c))
     if html is not None:
         try:
             html.write_text(render_quality_html(report), encoding="utf-8")
@@ -217,13 +203,10 @@ def data_report(ctx: typer.Context, version_id: int = typer.Argument(..., metava
 def data_release_request(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION"),
                          comment: str = typer.Option("", help="What the approver should know.")) -> None:
     """Ask for dataset version VERSION to be released; a second entitled person approves it."""
-    from chainkeeper.data import versions
-    from chainkeeper.governance import approvals
-
     with open_context(ctx) as c:
-        v = versions.get_dataset_version(c.db, version_id)
-        actor = acting_user(ctx, c, "dataset.release", project=v.name)
-        a = approvals.request_approval(c, "dataset.release", v.id, actor=actor, comment=comment, project=v.name)
+        actor = current_actor(ctx, c)
+        a = request_approval(c, "dataset.release", version_id, actor=actor, comment=comment)
+        v = show_dataset_version(c, version_id, actor=actor)
     checks = ", ".join(f"{ch['name']} {'ok' if ch['passed'] else 'FAILED'}" for ch in a.checks) or "none"
     console.print(f"approval request [bold]{a.id}[/] for {v.name} v{v.version}: {a.state} (checks: {checks}); "
                   f"approve with 'chainkeeper approvals approve {a.id}'")
@@ -238,10 +221,8 @@ def data_crawl(ctx: typer.Context, url: str = typer.Argument(..., help="The star
                here: bool = typer.Option(False, "--here", help="Crawl now, in this process, instead of queuing a "
                                          "job.")) -> None:
     """Queue a crawl of URL (a job): one host, robots.txt obeyed; the pages become a source."""
-    from chainkeeper.data.crawler import crawl, crawl_to_source
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "data.import")
+        actor = current_actor(ctx, c)
         if here:
             with console.status(f"crawling {url} ..."):
                 source, result = crawl_to_source(c, url, actor=actor, max_depth=max_depth, max_pages=max_pages,

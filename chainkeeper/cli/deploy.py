@@ -1,7 +1,7 @@
 """``chainkeeper deploy``: canary, shadow, promotion, rollback and API keys of deployments.
 
-Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
-same ``authorize`` as the API.
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN; the serving functions
+decide, in the deployment's project, as they do for the API.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ from datetime import timedelta
 import typer
 from rich.table import Table
 
-from chainkeeper.cli.state import acting_user, console, open_context
-from chainkeeper.serving import keys, rollout
+from chainkeeper import serving
+from chainkeeper.cli.state import console, current_actor, open_context
 
 app = typer.Typer(help="Roll deployments out and back, and manage their API keys.", no_args_is_help=True)
 keys_app = typer.Typer(help="A deployment's API keys (scoped, rate-limited, revocable).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
-def _print_route(name: str, route: rollout.Route) -> None:
-    if route.mode == rollout.RouteMode.CANARY:
+def _print_route(name: str, route: serving.Route) -> None:
+    if route.mode == serving.RouteMode.CANARY:
         what = (f"canary: {route.percent}% of callers → version {route.candidate_version_id}, "
                 f"the rest → version {route.primary_version_id}")
-    elif route.mode == rollout.RouteMode.SHADOW:
+    elif route.mode == serving.RouteMode.SHADOW:
         what = f"version {route.primary_version_id} answers; version {route.candidate_version_id} shadows"
     else:
         what = f"all traffic → version {route.primary_version_id}"
@@ -37,8 +37,8 @@ def deploy_canary(ctx: typer.Context, name: str, model_version: int = typer.Argu
                   ) -> None:
     """Send PERCENT of callers (sticky by X-Caller-Key) to MODEL_VERSION."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "deployment.rollout", project=name)
-        route = rollout.start_canary(c, name, model_version, percent=percent, actor=actor)
+        actor = current_actor(ctx, c)
+        route = serving.start_canary(c, name, model_version, percent=percent, actor=actor)
     _print_route(name, route)
 
 
@@ -47,8 +47,8 @@ def deploy_shadow(ctx: typer.Context, name: str,
                   model_version: int = typer.Argument(..., metavar="MODEL_VERSION")) -> None:
     """Let MODEL_VERSION see every request; its answers are logged, not returned."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "deployment.rollout", project=name)
-        route = rollout.start_shadow(c, name, model_version, actor=actor)
+        actor = current_actor(ctx, c)
+        route = serving.start_shadow(c, name, model_version, actor=actor)
     _print_route(name, route)
 
 
@@ -56,8 +56,8 @@ def deploy_shadow(ctx: typer.Context, name: str,
 def deploy_promote(ctx: typer.Context, name: str) -> None:
     """Make the canary or shadow candidate answer all traffic (it must be in production)."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "deployment.rollout", project=name)
-        route = rollout.promote_rollout(c, name, actor=actor)
+        actor = current_actor(ctx, c)
+        route = serving.promote_rollout(c, name, actor=actor)
     _print_route(name, route)
 
 
@@ -66,8 +66,8 @@ def deploy_rollback(ctx: typer.Context, name: str,
                     comment: str = typer.Option("", help="Why; kept in the registry history.")) -> None:
     """Drop a canary or shadow, or return to the version served before the last switch."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "deployment.rollback", project=name)
-        route = rollout.rollback_deployment(c, name, actor=actor, comment=comment)
+        actor = current_actor(ctx, c)
+        route = serving.rollback_deployment(c, name, actor=actor, comment=comment)
     _print_route(name, route)
 
 
@@ -75,13 +75,13 @@ def deploy_rollback(ctx: typer.Context, name: str,
 def deploy_status(ctx: typer.Context, name: str) -> None:
     """The live route of a deployment and its recent switches."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "deployment.read", project=name)
-        status = rollout.rollout_status(c.db, name)
+        actor = current_actor(ctx, c)
+        status = serving.rollout_status(c, name, actor=actor)
     _print_route(name, status.route)
     table = Table("route", "mode", "primary", "candidate", "percent", "reason", "by", "at (UTC)")
     for r in status.history:
         table.add_row(str(r.id), str(r.mode), str(r.primary_version_id), str(r.candidate_version_id or "—"),
-                      str(r.percent) if r.mode == rollout.RouteMode.CANARY else "—", r.reason, r.created_by,
+                      str(r.percent) if r.mode == serving.RouteMode.CANARY else "—", r.reason, r.created_by,
                       f"{r.created_at:%Y-%m-%d %H:%M:%S}")
     console.print(table)
 
@@ -94,10 +94,10 @@ def keys_create(ctx: typer.Context, name: str,
                 burst: int | None = typer.Option(None, "--burst", help="Requests allowed at once."),
                 expires_in_days: float | None = typer.Option(None, help="Expire after this many days.")) -> None:
     """Issue an API key for deployment NAME; the secret is printed once."""
-    rate_per_s = keys.parse_rate(rate) if rate else None
+    rate_per_s = serving.parse_rate(rate) if rate else None
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "apikey.manage", project=name)
-        issued = keys.create_deployment_key(c, name, name=key_name, actor=actor, scopes=scope, rate_per_s=rate_per_s,
+        actor = current_actor(ctx, c)
+        issued = serving.create_deployment_key(c, name, name=key_name, actor=actor, scopes=scope, rate_per_s=rate_per_s,
                                             burst=burst,
                                             expires_in=timedelta(days=expires_in_days) if expires_in_days else None)
     console.print(f"key {issued.key.id} for deployment {name} (scopes {', '.join(issued.key.scopes)}), shown once:")
@@ -108,8 +108,8 @@ def keys_create(ctx: typer.Context, name: str,
 def keys_list(ctx: typer.Context, name: str) -> None:
     """A deployment's API keys (never their secrets)."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "apikey.manage", project=name)
-        found = keys.list_deployment_keys(c.db, name)
+        actor = current_actor(ctx, c)
+        found = serving.list_deployment_keys(c, name, actor=actor)
     table = Table("id", "name", "scopes", "rate/s", "expires (UTC)", "state", "created by")
     for k in found:
         state = "revoked" if k.revoked_at else ("active" if k.active else "expired")
@@ -122,6 +122,6 @@ def keys_list(ctx: typer.Context, name: str) -> None:
 def keys_revoke(ctx: typer.Context, name: str, key_id: int) -> None:
     """Revoke an API key of deployment NAME at once."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "apikey.manage", project=name)
-        keys.revoke_deployment_key(c, name, key_id, actor=actor)
+        actor = current_actor(ctx, c)
+        serving.revoke_deployment_key(c, name, key_id, actor=actor)
     console.print(f"key {key_id} of {name} revoked")

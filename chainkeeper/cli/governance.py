@@ -1,7 +1,7 @@
 """Governance commands: users, roles and RACI, approvals, audit, lineage and owners.
 
 Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
-same ``authorize`` as the API.
+same service functions as the API, which decide who may.
 """
 
 from __future__ import annotations
@@ -14,9 +14,17 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.chain import (
+    LINEAGE_KINDS,
+    RESPONSIBLE_ROLE,
+    lineage_of,
+    owner_of,
+    reassign_owner,
+)
+from chainkeeper.cli.state import console, current_actor, open_context
 from chainkeeper.core.errors import Conflict
-from chainkeeper.governance import approvals, ledger, lineage, ownership, passwords, permissions, users
+from chainkeeper.governance import approvals, audit, passwords, permissions, users
+from chainkeeper.governance.lineage import LineageNode
 
 users_app = typer.Typer(help="Users, their roles and API tokens (admin).", no_args_is_help=True)
 roles_app = typer.Typer(help="Roles, the permission matrix and its RACI table.", no_args_is_help=True)
@@ -33,7 +41,7 @@ def users_create(ctx: typer.Context, name: str,
                  display_name: str = typer.Option("", help="Full name.")) -> None:
     """Create a user with roles."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "user.manage")
+        actor = current_actor(ctx, c)
         user = users.create_user(c.db, name, roles=role, display_name=display_name, actor=actor)
     console.print(f"created {user.name} with roles {', '.join(user.roles) or '(none)'}")
 
@@ -42,8 +50,7 @@ def users_create(ctx: typer.Context, name: str,
 def users_list(ctx: typer.Context) -> None:
     """All users and their roles."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "user.manage")
-        rows = users.list_users(c.db)
+        rows = users.list_users(c.db, actor=current_actor(ctx, c))
     table = Table("user", "roles", "disabled", "created (UTC)")
     for u in rows:
         table.add_row(u.name, ", ".join(u.roles) or "—", "yes" if u.disabled else "", f"{u.created_at:%Y-%m-%d %H:%M}")
@@ -55,7 +62,7 @@ def users_token(ctx: typer.Context, name: str, token_name: str = typer.Option("c
                 expires_in_days: float | None = typer.Option(None, help="Expire after this many days.")) -> None:
     """Issue an API token for a user; the secret is printed once and never stored."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "user.manage")
+        actor = current_actor(ctx, c)
         issued = users.issue_token(c.db, name, name=token_name, actor=actor,
                                    expires_in=timedelta(days=expires_in_days) if expires_in_days else None)
     console.print(f"token {issued.id} for {issued.user} (shown once):")
@@ -66,7 +73,7 @@ def users_token(ctx: typer.Context, name: str, token_name: str = typer.Option("c
 def users_revoke_token(ctx: typer.Context, token_id: int) -> None:
     """Revoke a token at once."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "user.manage")
+        actor = current_actor(ctx, c)
         users.revoke_token(c.db, token_id, actor=actor)
     console.print(f"token {token_id} revoked")
 
@@ -76,7 +83,7 @@ def users_grant(ctx: typer.Context, name: str, role: str,
                 project: str | None = typer.Option(None, help="Only inside this project.")) -> None:
     """Grant a role to a user (everywhere, or in one project)."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "user.manage")
+        actor = current_actor(ctx, c)
         user = users.grant_role(c.db, name, role, project=project, actor=actor)
     console.print(f"{user.name}: {', '.join(user.roles)}")
 
@@ -87,8 +94,7 @@ def users_password(ctx: typer.Context, name: str) -> None:
     secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
         "Password", hide_input=True, confirmation_prompt=True)
     with open_context(ctx) as c:
-        acting_user(ctx, c, "user.manage")
-        passwords.set_password(c.db, name, secret)
+        passwords.set_password(c.db, name, secret, actor=current_actor(ctx, c))
     console.print(f"password of {name} set")
 
 
@@ -99,8 +105,7 @@ def users_password(ctx: typer.Context, name: str) -> None:
 def roles_list(ctx: typer.Context) -> None:
     """Each role and the actions it may perform."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "owner.read")
-        matrix = permissions.permission_matrix(c.db)
+        matrix = permissions.read_matrix(c.db, actor=current_actor(ctx, c))
     table = Table("role", "actions")
     for role, actions in sorted(matrix.items()):
         table.add_row(role, ", ".join(sorted(a for a in actions if ":" not in a)))
@@ -111,8 +116,8 @@ def roles_list(ctx: typer.Context) -> None:
 def roles_raci(ctx: typer.Context, fmt: str = typer.Option("md", "--format", help="md or csv.")) -> None:
     """Print the enforced matrix as a RACI table over the chain's activities."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "owner.read")
-        text = permissions.render_raci(permissions.raci_rows(permissions.permission_matrix(c.db)), fmt)
+        matrix = permissions.read_matrix(c.db, actor=current_actor(ctx, c))
+        text = permissions.render_raci(permissions.raci_rows(matrix), fmt)
     sys.stdout.write(text)
 
 
@@ -125,10 +130,11 @@ def roles_actions() -> None:
 
 @roles_app.command("create")
 def roles_create(ctx: typer.Context, name: str, description: str = typer.Option("", help="What the role is for."),
-                 action: list[str] = typer.Option([], "--action", "-a", help="An action to grant (repeatable).")) -> None:
+                 action: list[str] = typer.Option([], "--action", "-a",
+                                                  help="An action to grant (repeatable).")) -> None:
     """Create a custom role."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "role.manage")
+        actor = current_actor(ctx, c)
         permissions.create_role(c.db, name, description=description, actions=action, actor=actor)
     console.print(f"role {name} created with {len(action)} action(s)")
 
@@ -137,7 +143,7 @@ def roles_create(ctx: typer.Context, name: str, description: str = typer.Option(
 def roles_grant(ctx: typer.Context, role: str, action: str) -> None:
     """Allow a role an action."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "role.manage")
+        actor = current_actor(ctx, c)
         permissions.set_permission(c.db, role, action, granted=True, actor=actor)
     console.print(f"{role} may now {action}")
 
@@ -146,7 +152,7 @@ def roles_grant(ctx: typer.Context, role: str, action: str) -> None:
 def roles_revoke(ctx: typer.Context, role: str, action: str) -> None:
     """Take an action away from a role."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "role.manage")
+        actor = current_actor(ctx, c)
         permissions.set_permission(c.db, role, action, granted=False, actor=actor)
     console.print(f"{role} may no longer {action}")
 
@@ -155,11 +161,11 @@ def roles_revoke(ctx: typer.Context, role: str, action: str) -> None:
 
 
 @approvals_app.command("list")
-def approvals_list(ctx: typer.Context, state: str | None = typer.Option(None, help="pending, executed, rejected.")) -> None:
+def approvals_list(ctx: typer.Context,
+                   state: str | None = typer.Option(None, help="pending, executed, rejected.")) -> None:
     """Approval requests, newest first."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "system.read")
-        rows = approvals.list_approvals(c, state=state)
+        rows = approvals.find_approvals(c, actor=current_actor(ctx, c), state=state)
     table = Table("id", "action", "object", "state", "requested by", "decided by", "checks")
     for a in rows:
         checks = "pass" if all(ch["passed"] for ch in a.checks) else "FAIL"
@@ -172,8 +178,7 @@ def approvals_list(ctx: typer.Context, state: str | None = typer.Option(None, he
 def approvals_show(ctx: typer.Context, approval_id: int) -> None:
     """One request: its checks, and who may decide it."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "system.read")
-        a = approvals.get_approval(c, approval_id)
+        a = approvals.show_approval(c, approval_id, actor=current_actor(ctx, c))
         candidates, excluded, why = approvals.who_may_approve(c, a)
     console.print(f"request {a.id}: {a.action} of {a.object_kind} {a.object_id} — {a.state}")
     console.print(f"requested by {a.requested_by}: {a.request_comment or '(no comment)'}")
@@ -184,7 +189,7 @@ def approvals_show(ctx: typer.Context, approval_id: int) -> None:
 
 def _decide(ctx: typer.Context, approval_id: int, comment: str, approve: bool) -> None:
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "system.read")
+        actor = current_actor(ctx, c)
         a = approvals.decide(c, approval_id, actor=actor, approve=approve, comment=comment)
     console.print(f"request {a.id} {a.state} by {a.decided_by}")
 
@@ -213,7 +218,7 @@ def approvals_request(
 ) -> None:
     """Ask for a gated action; its automated checks run now."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, action if action in approvals.GATES else "system.read")
+        actor = current_actor(ctx, c)
         a = approvals.request_approval(c, action, object_id, actor=actor, comment=comment,
                                        payload={"name": name} if name else None)
     console.print(f"request {a.id} {a.state}: " + "; ".join(f"{ch['name']} {'ok' if ch['passed'] else 'FAILED'}"
@@ -227,8 +232,7 @@ def approvals_request(
 def audit_verify(ctx: typer.Context) -> None:
     """Check the ledger's hash chain; exit non-zero naming the first bad entry."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "audit.verify")
-        verdict = ledger.verify_ledger(c.db)
+        verdict = audit.verify_ledger_as(c.db, actor=current_actor(ctx, c))
     if not verdict.ok:
         raise Conflict(f"The audit ledger is broken at entry {verdict.first_bad_seq}: {verdict.problem}.",
                        hint=f"{verdict.entries} entries before it are intact; restore the database from a backup "
@@ -241,8 +245,7 @@ def audit_export(ctx: typer.Context, output: Path | None = typer.Option(None, "-
                                                                        help="File to write (default stdout).")) -> None:
     """Write the ledger as JSON Lines."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "audit.read")
-        lines = ledger.export_entries(c.db)
+        lines = audit.export_ledger(c.db, actor=current_actor(ctx, c))
         if output is None:
             for line in lines:
                 sys.stdout.write(line + "\n")
@@ -258,9 +261,9 @@ def audit_export(ctx: typer.Context, output: Path | None = typer.Option(None, "-
 # --- lineage and owners -------------------------------------------------------------------
 
 
-def render_lineage(root: lineage.LineageNode) -> Tree:
+def render_lineage(root: LineageNode) -> Tree:
     """A lineage tree as a Rich tree."""
-    def add(tree: Tree, node: lineage.LineageNode) -> None:
+    def add(tree: Tree, node: LineageNode) -> None:
         branch = tree.add(f"[bold]{node.kind}[/] {node.label}")
         for child in node.children:
             add(branch, child)
@@ -271,25 +274,22 @@ def render_lineage(root: lineage.LineageNode) -> Tree:
     return tree
 
 
-def lineage_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(lineage.KINDS)),
+def lineage_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(LINEAGE_KINDS)),
                 object_id: str = typer.Argument(..., help="Its id (a request id for a prediction).")) -> None:
     """Trace an object back to its data, runs and approvers."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "lineage.read")
-        root = lineage.lineage(c, kind, object_id)
+        root = lineage_of(c, kind, object_id, actor=current_actor(ctx, c))
     console.print(render_lineage(root))
 
 
-def owner_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(ownership.RESPONSIBLE_ROLE)),
+def owner_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(RESPONSIBLE_ROLE)),
               object_id: str = typer.Argument(...),
               assign: str | None = typer.Option(None, "--assign", help="Reassign to this user (admin).")) -> None:
     """Who is responsible for an object (and reassign it)."""
     with open_context(ctx) as c:
         if assign:
-            actor = acting_user(ctx, c, "owner.assign")
-            info = ownership.reassign_owner(c, kind, object_id, assign, actor=actor)
+            info = reassign_owner(c, kind, object_id, assign, actor=current_actor(ctx, c))
         else:
-            acting_user(ctx, c, "owner.read")
-            info = ownership.owner_of(c, kind, object_id)
+            info = owner_of(c, kind, object_id, actor=current_actor(ctx, c))
     console.print(f"{kind} {object_id}: owner [bold]{info.owner}[/], responsible role {info.responsible_role} "
                   f"({', '.join(info.role_holders) or 'nobody holds it'})")

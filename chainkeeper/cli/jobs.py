@@ -8,10 +8,16 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.cli.state import console, current_actor, open_context
 from chainkeeper.core.db import Database
-from chainkeeper.governance.ledger import auditor
-from chainkeeper.core.jobs import Job, get_job, job_logs, list_jobs, request_cancel, retry_job
+from chainkeeper.core.jobs import Job, get_job, job_logs
+from chainkeeper.governance.jobs import (
+    cancel_job,
+    find_jobs,
+    read_job_logs,
+    requeue_job,
+    show_job,
+)
 
 app = typer.Typer(help="Long work (cleaning, training, export) and its progress.", no_args_is_help=True)
 
@@ -26,8 +32,7 @@ def _state(job: Job) -> str:
 def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newest first.")) -> None:
     """The latest jobs."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "job.read")
-        jobs = list_jobs(c.db, limit=limit)
+        jobs = find_jobs(c, actor=current_actor(ctx, c), limit=limit)
     if not jobs:
         console.print("No jobs yet. Run 'chainkeeper quickstart' to see the chain run.")
         return
@@ -42,8 +47,7 @@ def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newe
 def show(ctx: typer.Context, job_id: int) -> None:
     """One job in full."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "job.read")
-        j = get_job(c.db, job_id)
+        j = show_job(c, job_id, actor=current_actor(ctx, c))
     console.print(f"job {j.id} ({j.kind}) {_state(j)} {j.progress:.0f}% — {j.message}")
     console.print(f"attempts {j.attempts}/{j.max_attempts}, worker {j.worker_id or '-'}, by {j.created_by}")
     if j.error:
@@ -53,7 +57,10 @@ def show(ctx: typer.Context, job_id: int) -> None:
 
 
 def follow_job(db: Database, job_id: int, *, show_logs: bool = True, poll_s: float = 0.5) -> Job:
-    """Render a job's progress bar (and new log lines) until it finishes."""
+    """Render a job's progress bar (and new log lines) until it finishes.
+
+    For a job the caller was already authorised for (it queued it, or ``show_job`` ran).
+    """
     last_log = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), TextColumn("{task.fields[message]}"), console=console) as progress:
@@ -73,15 +80,17 @@ def follow_job(db: Database, job_id: int, *, show_logs: bool = True, poll_s: flo
 
 @app.command("logs")
 def logs(ctx: typer.Context, job_id: int,
-         follow: bool = typer.Option(False, "--follow", "-f", help="Follow with a progress bar until it ends.")) -> None:
+         follow: bool = typer.Option(False, "--follow", "-f",
+                                     help="Follow with a progress bar until it ends.")) -> None:
     """A job's log lines."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "job.read")
+        actor = current_actor(ctx, c)
         if follow:
+            show_job(c, job_id, actor=actor)
             job = follow_job(c.db, job_id)
             console.print(f"job {job.id} {_state(job)}" + (f": {job.error}" if job.error else ""))
             return
-        for _, at, line in job_logs(c.db, job_id):
+        for _, at, line in read_job_logs(c, job_id, actor=actor):
             console.print(f"[dim]{at:%H:%M:%S}[/] {line}")
 
 
@@ -89,8 +98,7 @@ def logs(ctx: typer.Context, job_id: int,
 def cancel(ctx: typer.Context, job_id: int) -> None:
     """Ask a job to stop (at once if queued, at its next check if running)."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "job.cancel")
-        j = request_cancel(c.db, job_id, audit=auditor(actor, "job.cancel", "job"))
+        j = cancel_job(c, job_id, actor=current_actor(ctx, c))
     console.print(f"job {j.id}: {j.state}" + (" (cancel requested)" if j.state == "running" else ""))
 
 
@@ -98,6 +106,5 @@ def cancel(ctx: typer.Context, job_id: int) -> None:
 def retry(ctx: typer.Context, job_id: int) -> None:
     """Queue a failed or cancelled job again."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "job.cancel")
-        j = retry_job(c.db, job_id)
+        j = requeue_job(c, job_id, actor=current_actor(ctx, c))
     console.print(f"job {j.id}: {j.state}")

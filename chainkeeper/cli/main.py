@@ -6,29 +6,82 @@ and the error's exit code; no traceback reaches the user.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+from typer.models import CommandInfo
 
-from chainkeeper.cli import annotate as annotate_cmd
-from chainkeeper.cli import config as config_cmd
-from chainkeeper.cli import data as data_cmd
-from chainkeeper.cli import deploy as deploy_cmd
-from chainkeeper.cli import governance as governance_cmd
-from chainkeeper.cli import jobs as jobs_cmd
-from chainkeeper.cli import models as models_cmd
-from chainkeeper.cli import monitor as monitor_cmd
-from chainkeeper.cli import quickstart as quickstart_cmd
-from chainkeeper.cli import server as server_cmd
-from chainkeeper.cli import train as train_cmd
+import chainkeeper
 from chainkeeper.cli.state import CliState, err_console
 from chainkeeper.core.errors import ChainkeeperError
 from chainkeeper.core.settings import load_settings
 
+# name -> (module of chainkeeper.cli, its Typer app or command function, one-line help).
+# A command's module is imported only when that command runs, so 'chainkeeper --help'
+# and a quick command never load what the others need (torch, pyarrow, the server).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": ("config", "init", "Create the store, the built-in roles and the admin user (once)."),
+    "config": ("config", "app", "Inspect the effective configuration."),
+    "jobs": ("jobs", "app", "Long work (cleaning, training, export) and its progress."),
+    "data": ("data", "app", "Import, clean, version and compare datasets."),
+    "annotate": ("annotate", "app", "Label rows and spans, measure agreement, adjudicate, export."),
+    "train": ("train", "app", "Fine-tune, pre-train and search hyper-parameters; follow runs."),
+    "models": ("models", "app", "Model versions, their gates, cards and exports."),
+    "deploy": ("deploy", "app", "Deployments, rollouts (canary, shadow), rollbacks and API keys."),
+    "monitor": ("monitor", "app", "Feedback, live quality, drift, alerts and maintenance tickets."),
+    "users": ("governance", "users_app", "Users, their roles and API tokens (admin)."),
+    "roles": ("governance", "roles_app", "Roles, the permission matrix and its RACI table."),
+    "approvals": ("governance", "approvals_app", "Hand-offs that need a second person's approval."),
+    "audit": ("governance", "audit_app", "The tamper-evident audit ledger."),
+    "lineage": ("governance", "lineage_cmd", "Trace an object back to its data, runs and approvers."),
+    "owner": ("governance", "owner_cmd", "Who is responsible for an object (and reassign it)."),
+    "worker": ("server", "worker", "Run a worker that claims and runs queued jobs."),
+    "up": ("server", "up", "Start the API, the web UI and a worker."),
+    "serve": ("server", "serve", "Serve the API and the web UI (no worker)."),
+    "quickstart": ("quickstart", "quickstart", "Run the whole chain once on sample data, offline."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The root command: subcommands load on use; help lists them from ``COMMANDS``."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute, help_text = COMMANDS[cmd_name]
+        if self._listing:  # the help page needs the name and a line, not the command
+            return TyperCommand(name=cmd_name, help=help_text, short_help=help_text)
+        target = getattr(importlib.import_module(f"chainkeeper.cli.{module}"), attribute)
+        if isinstance(target, typer.Typer):
+            command: Any = typer.main.get_group(target)
+        else:
+            command = typer.main.get_command_from_info(CommandInfo(name=cmd_name, callback=target),
+                                                       pretty_exceptions_short=True,
+                                                       rich_markup_mode=self.rich_markup_mode)
+        command.name = cmd_name
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = typer.Typer(
     name="chainkeeper",
+    cls=LazyGroup,
     help="Run the whole chain of a language-model application, with an owner for every link.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -36,36 +89,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"chainkeeper {chainkeeper.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
-    home: Path | None = typer.Option(None, "--home", help="Folder for the SQLite file and artefacts [env: CHAINKEEPER_HOME]."),
-    config: Path | None = typer.Option(None, "--config", help="TOML file of settings [env: CHAINKEEPER_CONFIG]."),
-    token: str | None = typer.Option(None, "--token", help="API token to act with [env: CHAINKEEPER_TOKEN].",
+    home: Path | None = typer.Option(None, "--home",
+                                     help="Folder for the SQLite file and artefacts \\[env: CHAINKEEPER_HOME]."),
+    config: Path | None = typer.Option(None, "--config", help="TOML file of settings \\[env: CHAINKEEPER_CONFIG]."),
+    token: str | None = typer.Option(None, "--token", help="API token to act with \\[env: CHAINKEEPER_TOKEN].",
                                      show_default=False),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
     ctx.obj = CliState(settings=load_settings(os.environ, config_file=config, home=home, token=token))
-
-
-app.command("init")(config_cmd.init)
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(jobs_cmd.app, name="jobs")
-app.add_typer(data_cmd.app, name="data")
-app.add_typer(annotate_cmd.app, name="annotate")
-app.add_typer(models_cmd.app, name="models")
-app.add_typer(deploy_cmd.app, name="deploy")
-app.add_typer(monitor_cmd.app, name="monitor")
-app.add_typer(train_cmd.app, name="train")
-app.add_typer(governance_cmd.users_app, name="users")
-app.add_typer(governance_cmd.roles_app, name="roles")
-app.add_typer(governance_cmd.approvals_app, name="approvals")
-app.add_typer(governance_cmd.audit_app, name="audit")
-app.command("lineage")(governance_cmd.lineage_cmd)
-app.command("owner")(governance_cmd.owner_cmd)
-app.command("worker")(server_cmd.worker)
-app.command("up")(server_cmd.up)
-app.command("serve")(server_cmd.serve)
-app.command("quickstart")(quickstart_cmd.quickstart)
 
 
 def main(argv: list[str] | None = None) -> None:

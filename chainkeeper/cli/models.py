@@ -1,20 +1,39 @@
 """``chainkeeper models``: model versions, their release gates, exports and model cards.
 
-Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
-same ``authorize`` as the API.
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN; the registry's
+services decide what that user may do, in the project of the version (or model name),
+exactly as for the API.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.cli.jobs import follow_job
+from chainkeeper.cli.state import console, current_actor, open_context
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.registry import cards, gates, versions
-from chainkeeper.serving import export as exports
+from chainkeeper.registry import (
+    GateResult,
+    GateThresholds,
+    find_model_versions,
+    model_card,
+    run_gates,
+    set_gate_thresholds,
+    show_gates,
+    show_model_version,
+    show_production,
+    show_stage_history,
+)
+from chainkeeper.serving import (
+    DEFAULT_MAX_DELTA_POINTS,
+    ExportResult,
+    latest_export,
+    request_export,
+)
 
 app = typer.Typer(help="Model versions, release gates and model cards.", no_args_is_help=True)
 gates_app = typer.Typer(help="Release thresholds per model name, and gate results.", no_args_is_help=True)
@@ -26,8 +45,7 @@ def models_list(ctx: typer.Context, name: str | None = typer.Option(None, help="
                 stage: str | None = typer.Option(None, help="Only versions in this stage.")) -> None:
     """Model versions, newest first."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "model.read")
-        found = versions.list_model_versions(c.db, name, stage=stage)
+        found = find_model_versions(c, actor=current_actor(ctx, c), name=name, stage=stage)
     table = Table("id", "model", "stage", "test macro-F1", "created by", "created (UTC)")
     for v in found:
         f1 = (v.metrics.get("test") or {}).get("macro_f1")
@@ -40,11 +58,11 @@ def models_list(ctx: typer.Context, name: str | None = typer.Option(None, help="
 def models_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="ID")) -> None:
     """A model version: stage, lineage, stage history, latest gate results and export."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "model.read")
-        v = versions.get_model_version(c.db, model_version_id)
-        history = versions.stage_history(c.db, v.id)
-        results = gates.latest_gate_results(c.db, v.id)
-        latest = exports.latest_export(c, v.id, v.model_artifact)
+        actor = current_actor(ctx, c)
+        report = show_gates(c, model_version_id, actor=actor)
+        v, results = report.version, report.results
+        history = show_stage_history(c, v.id, actor=actor)
+        latest = latest_export(c, v.id, v.model_artifact)
     console.print(f"[bold]{v.label}[/] (id {v.id}): {v.stage}; run {v.run_id} by {v.created_by}; "
                   f"artefact {v.model_artifact[:12]}")
     table = Table("from", "to", "by", "at (UTC)", "comment", title="stage history")
@@ -59,16 +77,13 @@ def models_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., 
 def models_export(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="VERSION"),
                   int8: bool = typer.Option(False, "--int8", help="Also produce the dynamic-int8 form."),
                   max_delta_points: float = typer.Option(
-                      exports.DEFAULT_MAX_DELTA_POINTS, help="Accuracy points a form may lose against PyTorch."),
+                      DEFAULT_MAX_DELTA_POINTS, help="Accuracy points a form may lose against PyTorch."),
                   follow: bool = typer.Option(False, "--follow", "-f",
                                               help="Follow the job with a progress bar until it ends.")) -> None:
     """Export model version VERSION to ONNX (and int8) as a job run by a worker."""
-    from chainkeeper.cli.jobs import follow_job
-
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "model.export")
-        job = exports.request_export(c, model_version_id, actor=actor, quantize=int8,
-                                     max_delta_points=max_delta_points)
+        actor = current_actor(ctx, c)
+        job = request_export(c, model_version_id, actor=actor, quantize=int8, max_delta_points=max_delta_points)
         console.print(f"export of model version {model_version_id} queued as job {job.id}; a worker runs it "
                       f"('chainkeeper worker'); follow it with 'chainkeeper jobs logs {job.id} -f'")
         if not follow:
@@ -77,8 +92,8 @@ def models_export(ctx: typer.Context, model_version_id: int = typer.Argument(...
         if done.state != "succeeded":
             raise InvalidInput(f"Export job {done.id} {done.state}: {done.error or done.message}.",
                                hint=f"See 'chainkeeper jobs logs {done.id}'.")
-        v = versions.get_model_version(c.db, model_version_id)
-        _print_export(exports.latest_export(c, v.id, v.model_artifact))
+        v = show_model_version(c, model_version_id, actor=actor)
+        _print_export(latest_export(c, v.id, v.model_artifact))
 
 
 @app.command("production-at")
@@ -89,9 +104,8 @@ def models_production_at(ctx: typer.Context, name: str,
                          ) -> None:
     """Which version of model NAME was in production at WHEN (e.g. 2026-05-03T14:00+00:00)."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "model.read")
-        version = versions.production_version_at(c.db, name, when)
-        periods = versions.production_timeline(c.db, name)
+        history = show_production(c, name, actor=current_actor(ctx, c), when=when)
+    version, periods = history.version_at, history.periods
     if version is None:
         console.print(f"no version of {name} was in production at {when.isoformat()}")
     else:
@@ -107,8 +121,7 @@ def models_production_at(ctx: typer.Context, name: str,
 def models_card(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Print a model version's card (Markdown), generated from the registry."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "model.read")
-        text = cards.model_card(c, model_version_id)
+        text = model_card(c, model_version_id, actor=current_actor(ctx, c))
     console.print(text, markup=False, highlight=False, end="")
 
 
@@ -125,13 +138,12 @@ def gates_set(ctx: typer.Context, name: str,
                   None, help="Accuracy points the served export may lose against PyTorch (default 0.5)."),
               clear: bool = typer.Option(False, "--clear", help="Unset every threshold not given here.")) -> None:
     """Set release thresholds for model NAME (release manager); thresholds not given are kept."""
-    values = {"min_macro_f1": min_macro_f1, "min_slice_macro_f1": min_slice_macro_f1,
+    values: dict[str, Any] = {"min_macro_f1": min_macro_f1, "min_slice_macro_f1": min_slice_macro_f1,
               "max_drop_vs_production": max_drop_vs_production, "max_p95_latency_ms": max_p95_latency_ms,
               "latency_batch_size": latency_batch_size, "max_export_delta_points": max_export_delta_points}
     given = {k: v for k, v in values.items() if v is not None or clear}
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "model.promote.approve", project=name)
-        now = gates.set_gate_thresholds(c, name, actor=actor, **given)
+        now = set_gate_thresholds(c, name, actor=current_actor(ctx, c), **given)
     _print_thresholds(now)
 
 
@@ -141,16 +153,14 @@ def gates_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., m
                ) -> None:
     """A version's thresholds and the results of its latest gate evaluation."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "model.promote" if run else "model.read")
-        version = versions.get_model_version(c.db, model_version_id)
-        results = gates.run_gates(c, model_version_id, actor=actor) if run else gates.latest_gate_results(
-            c.db, model_version_id)
-        thresholds = gates.get_gate_thresholds(c.db, version.name)
-    _print_thresholds(thresholds)
-    _print_results(version.label, results)
+        actor = current_actor(ctx, c)
+        results = run_gates(c, model_version_id, actor=actor) if run else None
+        report = show_gates(c, model_version_id, actor=actor)
+    _print_thresholds(report.thresholds)
+    _print_results(report.version.label, results if results is not None else report.results)
 
 
-def _print_results(label: str, results: list[gates.GateResult]) -> None:
+def _print_results(label: str, results: list[GateResult]) -> None:
     if not results:
         console.print(f"{label}: no gate results yet (run 'models gates show ID --run', or ask for promotion)")
         return
@@ -161,7 +171,7 @@ def _print_results(label: str, results: list[gates.GateResult]) -> None:
     console.print(table)
 
 
-def _print_export(result: exports.ExportResult | None) -> None:
+def _print_export(result: ExportResult | None) -> None:
     if result is None:
         console.print("not exported yet: served by PyTorch ('chainkeeper models export ID')")
         return
@@ -175,7 +185,7 @@ def _print_export(result: exports.ExportResult | None) -> None:
     console.print(table)
 
 
-def _print_thresholds(t: gates.GateThresholds) -> None:
+def _print_thresholds(t: GateThresholds) -> None:
     def show(value: float | None) -> str:
         return "not set" if value is None else f"{value:g}"
 

@@ -1,7 +1,7 @@
 """``chainkeeper monitor``: feedback, live quality, drift checks and the diagnosis report.
 
-Each command acts as the user behind --token / CHAINKEEPER_TOKEN and goes through the
-same ``authorize`` as the API (reading needs ``monitoring.read``).
+Each command acts as the user behind --token / CHAINKEEPER_TOKEN; the monitoring functions
+decide, in the project of the deployment, as they do for the API (reading needs ``monitoring.read``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from chainkeeper import monitoring
 from chainkeeper.cli.alerts import alerts_app, tickets_app
-from chainkeeper.cli.state import acting_user, console, open_context
-from chainkeeper.monitoring import diagnosis, drift_jobs, feedback, quality
-from chainkeeper.monitoring.drift import CHECKS
+from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.core.db import utcnow
+from chainkeeper.monitoring import CHECKS, SOURCES, parse_window
 
 app = typer.Typer(help="Feedback, live quality, drift checks and diagnosis of deployments.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
@@ -30,12 +31,12 @@ def _num(value: float | None, digits: int = 3) -> str:
 @app.command("feedback")
 def monitor_feedback(ctx: typer.Context, request_id: str, label: str,
                      source: str = typer.Option("reviewer",
-                                                help=f"Who knows the truth: {', '.join(feedback.SOURCES)}."),
+                                                help=f"Who knows the truth: {', '.join(SOURCES)}."),
                      ) -> None:
     """Attach the true LABEL to the prediction REQUEST_ID (re-sending is safe; a new label corrects)."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "monitoring.feedback")
-        [outcome] = feedback.submit_feedback(c, [(request_id, label)], actor=actor, source=source)
+        actor = current_actor(ctx, c)
+        [outcome] = monitoring.submit_feedback(c, [(request_id, label)], actor=actor, source=source)
     f = outcome.feedback
     verdict = "right" if f.correct else f"wrong (predicted {f.predicted})"
     console.print(f"{outcome.status}: {request_id} is {f.label!r} — the model was {verdict}"
@@ -49,8 +50,8 @@ def monitor_quality(ctx: typer.Context, deployment: str,
                     ) -> None:
     """Live accuracy, macro-F1 and ECE of DEPLOYMENT per window, against the offline test numbers."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "monitoring.read", project=deployment)
-        live = quality.live_quality(c.db, deployment, window=quality.parse_window(window), since=since)
+        actor = current_actor(ctx, c)
+        live = monitoring.live_quality(c, deployment, actor=actor, window=parse_window(window), since=since)
     table = Table("window start (UTC)", "version", "predictions", "labelled", "accuracy", "macro-F1", "ECE",
                   title=f"{deployment}: live quality per {window}")
     for w in live.windows:
@@ -76,23 +77,20 @@ def monitor_drift(ctx: typer.Context, deployment: str,
                   ) -> None:
     """Check DEPLOYMENT's recent traffic against its model's training data (or queue/show checks)."""
     with open_context(ctx) as c:
+        actor = current_actor(ctx, c)
         if history:
-            acting_user(ctx, c, "monitoring.read", project=deployment)
-            results = drift_jobs.list_drift_results(c.db, deployment, limit=len(CHECKS) * 10)
+            results, _ = monitoring.show_drift_results(c, deployment, actor=actor, limit=len(CHECKS) * 10)
         else:
-            actor = acting_user(ctx, c, "monitoring.check", project=deployment)
-            span = quality.parse_window(window) if window else None
+            span = parse_window(window) if window else None
             if job or every:
-                queued = drift_jobs.submit_drift_job(
+                queued = monitoring.submit_drift_job(
                     c, deployment, actor=actor, last=last, window_s=span.total_seconds() if span else None,
-                    every_s=quality.parse_window(every).total_seconds() if every else None, checks=check or None)
+                    every_s=parse_window(every).total_seconds() if every else None, checks=check or None)
                 console.print(f"queued drift job {queued.id}" + (f", checking every {every}" if every else "")
                               + f"; follow it with 'chainkeeper jobs show {queued.id}'")
                 return
-            from chainkeeper.core.db import utcnow
-
             end = utcnow()
-            results = drift_jobs.check_drift(c, deployment, actor=actor, last=last, end=end,
+            results = monitoring.check_drift(c, deployment, actor=actor, last=last, end=end,
                                              start=end - span if span else None, checks=check or None)
     if not results:
         console.print(f"{deployment}: no drift results yet (run 'chainkeeper monitor drift {deployment}')")
@@ -114,10 +112,10 @@ def monitor_report(ctx: typer.Context, deployment: str,
                    ) -> None:
     """Where DEPLOYMENT fails: slices, confused pairs, low-confidence, wrong and slow examples."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "monitoring.read", project=deployment)
-        report = diagnosis.diagnose(c.db, deployment, since=since)
+        actor = current_actor(ctx, c)
+        report = monitoring.diagnose(c, deployment, actor=actor, since=since)
     if html is not None:
-        html.write_text(diagnosis.render_diagnosis_html(report), encoding="utf-8")
+        html.write_text(monitoring.render_diagnosis_html(report), encoding="utf-8")
         console.print(f"wrote {html}")
     if as_json:
         console.print_json(json.dumps(report))

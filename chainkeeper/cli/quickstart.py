@@ -17,26 +17,74 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import typer
 from rich.panel import Panel
 from rich.table import Table
 
+from chainkeeper.annotation import (
+    adjudicate_item,
+    adjudication_queue,
+    annotator_queue,
+    assign_batches,
+    create_project,
+    define_schema,
+    export_project,
+    project_figures,
+    save_annotation,
+)
+from chainkeeper.api.app import create_app
+from chainkeeper.api.server import start_server_in_thread
+from chainkeeper.apps.customer_service.sample import generate_sample
+from chainkeeper.chain import lineage_of, open_context
+from chainkeeper.cli.governance import render_lineage
 from chainkeeper.cli.jobs import follow_job
 from chainkeeper.cli.state import console, print_first_start, settings_of
 from chainkeeper.core.context import Context
-from chainkeeper.core.errors import InvalidInput
-from chainkeeper.core.settings import default_base_model
+from chainkeeper.core.errors import InvalidInput, NotFound
 from chainkeeper.core.jobs import get_job
+from chainkeeper.core.settings import default_base_model
 from chainkeeper.core.worker import Worker
+from chainkeeper.data import (
+    DatasetVersion,
+    create_dataset_version,
+    decode_csv_bytes,
+    get_dataset_version,
+    import_csv,
+    parse_csv_text,
+    read_dataset_rows,
+)
 from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.approvals import decide, request_approval
 from chainkeeper.governance.bootstrap import initialise
-from chainkeeper.governance.permissions import authorize
-
-if TYPE_CHECKING:
-    from chainkeeper.data.versions import DatasetVersion
+from chainkeeper.governance.ledger import verify_ledger
+from chainkeeper.governance.users import (
+    authenticate_token,
+    create_user,
+    get_user,
+    issue_token,
+)
+from chainkeeper.monitoring import (
+    MAX_FEEDBACK_ITEMS,
+    THRESHOLD_CAP,
+    check_drift,
+    create_rule,
+    evaluate_rules,
+    list_alerts,
+    list_rules,
+    live_quality,
+    submit_feedback,
+)
+from chainkeeper.registry import get_model_version, register_model_version
+from chainkeeper.serving import get_deployment_by_name
+from chainkeeper.training import (
+    format_report,
+    get_run,
+    parse_train_config,
+    start_training_run,
+)
 
 STEPS = 9
 # The annotation demonstration: a slice of the train split, a share of it labelled twice.
@@ -86,9 +134,6 @@ CAST = {
 
 def ensure_cast(ctx: Context) -> Cast:
     """Create the quickstart's users on first use and give each a fresh one-day token."""
-    from chainkeeper.core.errors import NotFound
-    from chainkeeper.governance.users import authenticate_token, create_user, get_user, issue_token
-
     actors, tokens = {}, {}
     for part, (name, role) in CAST.items():
         try:
@@ -106,8 +151,6 @@ def _step(n: int, stage: str, actor: Actor, text: str) -> None:
 
 
 def _locate_data(data: Path | None, ctx: Context) -> tuple[Path, Path | None, str]:
-    from chainkeeper.apps.customer_service.sample import generate_sample
-
     if data is None:
         paths = generate_sample(ctx.settings.home / "sample")
         return paths["train"], paths.get("test"), "built-in customer-service sample (EN/ZH)"
@@ -125,8 +168,6 @@ def _locate_data(data: Path | None, ctx: Context) -> tuple[Path, Path | None, st
 
 def _check_csv(path: Path) -> None:
     """Parse a file the way import will, storing nothing: bad input fails before any change."""
-    from chainkeeper.data.ingest import decode_csv_bytes, parse_csv_text
-
     text, _ = decode_csv_bytes(path.read_bytes(), name=str(path))
     parse_csv_text(text, name=str(path), text_column="text", label_column="label")
 
@@ -134,21 +175,10 @@ def _check_csv(path: Path) -> None:
 def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str, Any], limit: int | None,
                    cast: Cast, name: str = "quickstart") -> dict[str, Any]:
     """Run the chain end to end as the cast, and return what was measured (also printed)."""
-    from chainkeeper.api.app import create_app
-    from chainkeeper.api.server import start_server_in_thread
-    from chainkeeper.data.ingest import import_csv
-    from chainkeeper.data.versions import create_dataset_version, get_dataset_version
-    from chainkeeper.registry.versions import get_model_version, register_model_version
-    from chainkeeper.serving.deployments import get_deployment_by_name
-    from chainkeeper.training.config import parse_train_config
-    from chainkeeper.training.evaluation import format_report
-    from chainkeeper.training.runs import get_run, start_training_run
-
     config = parse_train_config(train_overrides)  # fail on a bad flag before any work
     train_csv, test_csv, origin = _locate_data(data, ctx)
 
     # 1. collect (data_steward)
-    authorize(ctx.db, cast.steward, "data.import", project=name)
     sources = [import_csv(ctx, train_csv, actor=cast.steward, limit=limit)]
     if test_csv is not None:
         sources.append(import_csv(ctx, test_csv, actor=cast.steward, split="test", limit=limit))
@@ -159,7 +189,6 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
                       f"sha256 {s.sha256[:12]}")
 
     # 2. clean and freeze (data_steward)
-    authorize(ctx.db, cast.steward, "dataset.create", project=name)
     version = create_dataset_version(ctx, name=name, source_ids=[s.id for s in sources], actor=cast.steward)
     _step(2, "clean", cast.steward, f"dataset {version.name} v{version.version} ({version.content_hash[:12]})")
     for report in version.recipe:
@@ -169,14 +198,13 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
     # 3. annotate a slice (data_steward, two annotators), 4. release through the gate (a second steward)
     labelled = _annotate(ctx, version, cast, name)
     _handoff(ctx, "dataset.release", version.id, cast.steward, cast.steward_approver,
-             "labels and splits reviewed", project=name)
+             "labels and splits reviewed")
     version = get_dataset_version(ctx.db, version.id)
     per_split = version.stats.get("rows_per_split", {})
     _step(4, "release data", cast.steward_approver, f"released v{version.version}: {len(version.labels)} labels, "
           + ", ".join(f"{k} {v:,}" for k, v in per_split.items()))
 
     # 5. train as a job run by a local worker (ml_engineer)
-    authorize(ctx.db, cast.engineer, "run.create", project=name)
     run = start_training_run(ctx, dataset_version_id=version.id, config=config, actor=cast.engineer)
     base = "all-MiniLM-L6-v2 (offline)" if Path(run.base_model) == default_base_model() else run.base_model
     _step(5, "train", cast.engineer, f"run {run.id}: fine-tune {base} (epochs {config.epochs}, "
@@ -194,19 +222,18 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
     run = get_run(ctx.db, run.id)
 
     # 6. register (ml_engineer); promotion approved by a release_manager, never the author
-    authorize(ctx.db, cast.engineer, "model.register", project=name)
     model = register_model_version(ctx, run_id=run.id, name=name, actor=cast.engineer)
     test_metrics = run.metrics.get("test") or {}
     _step(6, "release model", cast.engineer, f"model {model.name} v{model.version}: accuracy "
           f"{test_metrics.get('accuracy', 0):.3f}, macro-F1 {test_metrics.get('macro_f1', 0):.3f} on the test split")
     if test_metrics and len(version.labels) <= 20:
         console.print(format_report(test_metrics), soft_wrap=True)
-    _handoff(ctx, "model.promote", model.id, cast.engineer, cast.release_manager, "metrics reviewed", project=name)
+    _handoff(ctx, "model.promote", model.id, cast.engineer, cast.release_manager, "metrics reviewed")
     model = get_model_version(ctx.db, model.id)
 
     # 7. deploy: asked by one release_manager, approved by another
     _handoff(ctx, "deployment.create", model.id, cast.release_manager, cast.release_approver, "go live",
-             payload={"name": name}, project=name)
+             payload={"name": name})
     deployment = get_deployment_by_name(ctx.db, name)
     _step(7, "deploy", cast.release_approver, f"model v{model.version} ({model.stage}) serves deployment "
           f"'{deployment.name}'")
@@ -224,12 +251,7 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
     monitored = _monitor(ctx, deployment.name, cast, results)
 
     # The first prediction, traced back to the files and the people who approved each step.
-    from chainkeeper.cli.governance import render_lineage
-    from chainkeeper.governance.lineage import lineage
-    from chainkeeper.governance.ledger import verify_ledger
-
-    authorize(ctx.db, cast.auditor, "lineage.read")
-    console.print(render_lineage(lineage(ctx, "prediction", results["first_request_id"])))
+    console.print(render_lineage(lineage_of(ctx, "prediction", results["first_request_id"], actor=cast.auditor)))
     verdict = verify_ledger(ctx.db)
     console.print(Panel.fit(
         f"accuracy: {results['accuracy']:.3f}  (served model, {results['scored']:,} test texts over HTTP)\n"
@@ -246,12 +268,9 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
 
 
 def _handoff(ctx: Context, action: str, object_id: int, requester: Actor, approver: Actor, comment: str, *,
-             payload: dict[str, Any] | None = None, project: str | None = None) -> None:
+             payload: dict[str, Any] | None = None) -> None:
     """A gated step: one person asks, the checks run, a second entitled person approves."""
-    from chainkeeper.governance.approvals import decide, request_approval
-
-    request = request_approval(ctx, action, object_id, actor=requester, comment=comment, payload=payload,
-                               project=project)
+    request = request_approval(ctx, action, object_id, actor=requester, comment=comment, payload=payload)
     checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAILED'}" for c in request.checks)
     decision = decide(ctx, request.id, actor=approver, approve=True, comment=comment)
     console.print(f"      approval {request.id}: {action} asked by {requester.name}, checks ({checks}), "
@@ -267,14 +286,6 @@ def _annotate(ctx: Context, version: DatasetVersion, cast: Cast, name: str) -> i
     Returns:
         The id of the labelled dataset version.
     """
-    from chainkeeper.annotation.adjudication import adjudication_queue, adjudicate_item
-    from chainkeeper.annotation.export import export_project
-    from chainkeeper.annotation.figures import project_figures
-    from chainkeeper.annotation.projects import assign_batches, create_project
-    from chainkeeper.annotation.schemas import define_schema
-    from chainkeeper.annotation.tasks import annotator_queue, save_annotation
-    from chainkeeper.data.versions import read_dataset_rows
-
     schema = define_schema(ctx.db, name=f"{name}-intents", kind="single", labels=list(version.labels),
                            actor=cast.steward, guidelines="Pick the customer's intent.")
     project = create_project(ctx, name=f"{name}-{version.id}", dataset_version_id=version.id, schema_id=schema.id,
@@ -322,17 +333,11 @@ def _annotate(ctx: Context, version: DatasetVersion, cast: Cast, name: str) -> i
 
 def _monitor(ctx: Context, deployment: str, cast: Cast, results: dict[str, Any]) -> dict[str, Any]:
     """Step 9: feedback on the served test texts, live vs offline accuracy, a drift check, an alert rule."""
-    from chainkeeper.monitoring.alerts import create_rule, evaluate_rules, list_alerts, list_rules
-    from chainkeeper.monitoring.drift_jobs import THRESHOLD_CAP, check_drift
-    from chainkeeper.monitoring.feedback import MAX_FEEDBACK_ITEMS, submit_feedback
-    from chainkeeper.monitoring.quality import live_quality
-    from chainkeeper.serving.deployments import get_deployment_by_name
-
     pairs = results["feedback"]
     for start in range(0, len(pairs), MAX_FEEDBACK_ITEMS):
         submit_feedback(ctx, pairs[start:start + MAX_FEEDBACK_ITEMS], actor=cast.operator, deployment=deployment)
     dep = get_deployment_by_name(ctx.db, deployment)
-    quality = live_quality(ctx.db, deployment)
+    quality = live_quality(ctx, deployment, actor=cast.operator)
     live = next((w for w in quality.overall if w.model_version_id == dep.model_version_id), None)
     offline = quality.offline[dep.model_version_id].get("accuracy")
     live_accuracy = live.accuracy if live is not None else None
@@ -375,8 +380,6 @@ def _number(value: float | None) -> str:
 
 
 def _probe(url: str, ctx: Context, version_id: int, token: str) -> dict[str, Any]:
-    from chainkeeper.data.versions import read_dataset_rows
-
     latencies: list[float] = []
     request_ids: list[str] = []
     table = Table("text", "label", "score", "ms", "request id")
@@ -437,10 +440,8 @@ def quickstart(
     print_first_start(initialise(settings))
     overrides = {k: v for k, v in {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
                                    "max_steps": max_steps}.items() if v is not None}
-    context = Context.open(settings)
+    context = open_context(settings)
     try:
-        from chainkeeper.training.config import parse_train_config
-
         parse_train_config(overrides)
         train_csv, test_csv, _ = _locate_data(data, context)
         for path in (train_csv, test_csv):

@@ -10,6 +10,9 @@ import sys
 
 import typer
 
+from chainkeeper.api.app import create_app
+from chainkeeper.api.server import check_port_free, serve_group
+from chainkeeper.api.server import serve as run_server
 from chainkeeper.cli.state import console, open_context, print_first_start, settings_of
 from chainkeeper.core.worker import Worker
 from chainkeeper.governance.bootstrap import initialise
@@ -45,9 +48,6 @@ _PROCESSES_HELP = ("Server processes answering on the port, each with its own co
 
 def _run_server(ctx: typer.Context, host: str, port: int, processes: int | None) -> None:
     """One process serving in the foreground, or a group of them (``api.server.serve_group``)."""
-    from chainkeeper.api.app import create_app
-    from chainkeeper.api.server import serve as run_server, serve_group
-
     settings = settings_of(ctx)
     processes = processes or settings.serve_processes
     with open_context(ctx) as c:  # a store that cannot be opened is reported here, once
@@ -77,8 +77,6 @@ def up(
     processes: int | None = typer.Option(None, min=1, max=64, help=_PROCESSES_HELP),
 ) -> None:
     """Start everything on this machine: store (migrated), API, web UI and a worker."""
-    from chainkeeper.api.server import check_port_free
-
     settings = settings_of(ctx)
     host, port = host or settings.host, port if port is not None else settings.port
     check_port_free(host, port)

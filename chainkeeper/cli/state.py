@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import typer
 from rich.console import Console
 
+import chainkeeper.chain as chain_layer  # a lazy entry point: the stages load when a store opens
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Unauthenticated
 from chainkeeper.core.settings import Settings
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.bootstrap import InitResult
-from chainkeeper.governance.permissions import authorize
 from chainkeeper.governance.users import authenticate_token
 
 console = Console(highlight=False)
@@ -34,18 +34,19 @@ def settings_of(ctx: typer.Context) -> Settings:
 @contextlib.contextmanager
 def open_context(ctx: typer.Context) -> Iterator[Context]:
     """The store for a command that needs it; closed when the command ends."""
-    context = Context.open(settings_of(ctx))
+    context = chain_layer.open_context(settings_of(ctx))
     try:
         yield context
     finally:
         context.close()
 
 
-def acting_user(ctx: typer.Context, context: Context, action: str, *, project: str | None = None) -> Actor:
-    """The user behind --token / CHAINKEEPER_TOKEN, authorised for ``action``.
+def current_actor(ctx: typer.Context, context: Context) -> Actor:
+    """The user behind --token / CHAINKEEPER_TOKEN. The service the command calls decides
+    what this user may do, in the project of the object it touches.
 
     Raises:
-        Unauthenticated: no token given, or a bad one. Forbidden: not allowed.
+        Unauthenticated: no token given, or a bad one.
     """
     token = settings_of(ctx).token
     if token is None:
@@ -54,12 +55,10 @@ def acting_user(ctx: typer.Context, context: Context, action: str, *, project: s
             hint="Pass --token or set CHAINKEEPER_TOKEN (the admin's token is printed by 'chainkeeper init'; "
             "others come from 'chainkeeper users token NAME').",
         )
-    actor = authenticate_token(context.db, token.get_secret_value())
-    authorize(context.db, actor, action, project=project)
-    return actor
+    return authenticate_token(context.db, token.get_secret_value())
 
 
-def print_first_start(result: "InitResult") -> None:
+def print_first_start(result: InitResult) -> None:
     """Show the admin's token and password, created by this start and never shown again."""
     if not result.admin_token:
         return

@@ -12,12 +12,28 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chainkeeper.cli.state import acting_user, console, open_context
+from chainkeeper.cli.jobs import follow_job
+from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.core.jobs import get_job, job_logs
-from chainkeeper.training import runs as training_runs
-from chainkeeper.training.config import parse_train_config
-from chainkeeper.training.evaluation import format_report
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.jobs import read_job_logs, show_job
+from chainkeeper.training import (
+    Target,
+    cancel_run,
+    compare_reproduction,
+    compare_runs,
+    find_runs,
+    format_report,
+    parse_space,
+    parse_train_config,
+    reproduce_run,
+    run_points,
+    run_report_html,
+    show_run,
+    start_search,
+    start_training_run,
+)
 
 app = typer.Typer(help="Fine-tune models as jobs, follow them, read and compare their evaluations.",
                   no_args_is_help=True)
@@ -64,21 +80,20 @@ def start(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="D
     values.update(parse_overrides(set_))
     config = parse_train_config(values)
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "run.create")
-        run = training_runs.start_training_run(c, dataset_version_id=dataset_version, config=config, actor=actor,
-                                               base_model=base_model)
+        actor = current_actor(ctx, c)
+        run = start_training_run(c, dataset_version_id=dataset_version, config=config, actor=actor,
+                                 base_model=base_model)
         console.print(f"run {run.id} {_state(run.state)} (job {run.job_id}); follow it with "
                       f"'chainkeeper train logs {run.id} -f'")
         if follow:
-            _follow(c, run.id)
+            _follow(c, run.id, actor)
 
 
 @app.command("list")
 def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newest first.")) -> None:
     """The latest runs."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "run.read")
-        runs = training_runs.list_runs(c.db, limit)
+        runs = find_runs(c, actor=current_actor(ctx, c), limit=limit)
     if not runs:
         console.print("No training runs yet. Start one with 'chainkeeper train start DATASET_VERSION'.")
         return
@@ -97,8 +112,7 @@ def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newe
 def show(ctx: typer.Context, run_id: int) -> None:
     """One run: state, config and headline metrics."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "run.read")
-        r = training_runs.get_run(c.db, run_id)
+        r = show_run(c, run_id, actor=current_actor(ctx, c))
     console.print(f"run {r.id} {_state(r.state)} ({r.task}) on dataset version {r.dataset_version_id}, "
                   f"by {r.created_by}")
     console.print(f"base model {r.base_model}; model artefact {r.model_artifact or '-'}")
@@ -117,57 +131,60 @@ def _headline(m: dict[str, Any]) -> str:
     """One line of a split's numbers, whichever the task."""
     if "macro_f1" in m:
         ece = (m.get("calibration") or {}).get("ece")
-        return f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}" + (f", ECE {ece:.4f}" if ece is not None else "")
+        return (f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
+                + (f", ECE {ece:.4f}" if ece is not None else ""))
     if "f1" in m:
         return (f"entity F1 {m['f1']:.4f} (precision {m['precision']:.4f}, recall {m['recall']:.4f}), "
                 f"token accuracy {m['token']['accuracy']:.4f}")
     return f"loss {m['loss']:.4f}, perplexity {m['perplexity']:.2f}"
 
 
-def _follow(c: Any, run_id: int, poll_s: float = 0.5) -> None:
+def _follow(c: Context, run_id: int, actor: Actor, poll_s: float = 0.5) -> None:
     """A progress bar with loss, learning rate and samples/s until the run ends."""
-    run = training_runs.get_run(c.db, run_id)
+    run = show_run(c, run_id, actor=actor)
     last_point, last_log, latest = 0, 0, {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console) as progress:
         bar = progress.add_task(f"run {run_id}", total=100, stats="")
         while True:
-            run = training_runs.get_run(c.db, run_id)
-            for p in training_runs.run_points(c.db, run_id, after_id=last_point):
+            run = show_run(c, run_id, actor=actor)
+            for p in run_points(c, run_id, actor=actor, after_id=last_point):
                 latest[p["name"]] = p["value"]
                 latest["step"] = p["step"]
                 last_point = p["id"]
             stats = " ".join(f"{k} {latest[k]:.4g}" for k in ("loss", "learning_rate", "samples_per_s") if k in latest)
-            job = get_job(c.db, run.job_id) if run.job_id is not None else None
+            job = show_job(c, run.job_id, actor=actor) if run.job_id is not None else None
             progress.update(bar, completed=job.progress if job else 0,
                             stats=(f"step {latest['step']} " if "step" in latest else "") + stats)
             if job is not None:
-                for log_id, _, line in job_logs(c.db, job.id, after_id=last_log):
+                for log_id, _, line in read_job_logs(c, job.id, actor=actor, after_id=last_log):
                     if not line.startswith("step "):  # step lines are the bar's job
                         progress.console.print(f"  [dim]{line}[/]")
                     last_log = log_id
             # The handler finishes the run before the worker finishes the job; a job the
             # reaper gave up on ends the wait too, though its run never finished.
             if (job.finished if job is not None else run.finished):
-                run = training_runs.get_run(c.db, run_id)
+                run = show_run(c, run_id, actor=actor)
                 break
             time.sleep(poll_s)
-    console.print(f"run {run.id} {_state(run.state)}" + (f": {run.metrics['error']}" if run.metrics.get("error") else ""))
+    console.print(f"run {run.id} {_state(run.state)}"
+                  + (f": {run.metrics['error']}" if run.metrics.get("error") else ""))
 
 
 @app.command("logs")
 def logs(ctx: typer.Context, run_id: int,
-         follow: bool = typer.Option(False, "--follow", "-f", help="Follow with a progress bar until it ends.")) -> None:
+         follow: bool = typer.Option(False, "--follow", "-f",
+                                     help="Follow with a progress bar until it ends.")) -> None:
     """A run's job log (or a live progress bar with loss, learning rate and samples/s)."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "run.read")
+        actor = current_actor(ctx, c)
         if follow:
-            _follow(c, run_id)
+            _follow(c, run_id, actor)
             return
-        run = training_runs.get_run(c.db, run_id)
+        run = show_run(c, run_id, actor=actor)
         if run.job_id is None:  # pragma: no cover - every run gets a job when started
             return
-        for _, at, line in job_logs(c.db, run.job_id):
+        for _, at, line in read_job_logs(c, run.job_id, actor=actor):
             console.print(f"[dim]{at:%H:%M:%S}[/] {line}")
 
 
@@ -175,8 +192,7 @@ def logs(ctx: typer.Context, run_id: int,
 def cancel(ctx: typer.Context, run_id: int) -> None:
     """Stop a run (at once if queued, at its next step if running)."""
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "run.cancel")
-        r = training_runs.cancel_run(c, run_id, actor=actor)
+        r = cancel_run(c, run_id, actor=current_actor(ctx, c))
     console.print(f"run {r.id}: {r.state}" + (" (cancel requested)" if r.state == "running" else ""))
 
 
@@ -186,9 +202,9 @@ def report(ctx: typer.Context, run_id: int,
            ) -> None:
     """The run's classification report per split (and the HTML report with plots)."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "run.read")
-        r = training_runs.get_run(c.db, run_id)
-        page = training_runs.run_report_html(c.db, run_id) if html is not None else None
+        actor = current_actor(ctx, c)
+        r = show_run(c, run_id, actor=actor)
+        page = run_report_html(c, run_id, actor=actor) if html is not None else None
     for split in ("dev", "test"):
         m = r.metrics.get(split)
         if m and "per_class" in m:
@@ -208,12 +224,14 @@ def report(ctx: typer.Context, run_id: int,
 def compare(ctx: typer.Context, run_a: int, run_b: int) -> None:
     """Headline metrics of two runs side by side, with the change from A to B."""
     with open_context(ctx) as c:
-        acting_user(ctx, c, "run.read")
-        diff = training_runs.compare_runs(c.db, run_a, run_b)
+        diff = compare_runs(c, run_a, run_b, actor=current_actor(ctx, c))
     table = Table("split", "metric", f"run {run_a}", f"run {run_b}", "delta")
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
     for split, rows in diff["splits"].items():
         for metric, v in rows.items():
-            fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
             delta = v["delta"]
             table.add_row(split, metric, fmt(v["a"]), fmt(v["b"]), "-" if delta is None else f"{delta:+.4f}")
     console.print(table)
@@ -231,16 +249,13 @@ def search(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="
     dataset version trains: classification maximises dev macro-F1 (or early_stopping_metric),
     token classification dev entity-level F1, masked/causal LM minimises dev loss. The best
     trial's config is then trained as a normal run of that task."""
-    from chainkeeper.cli.jobs import follow_job
-    from chainkeeper.training.search import Target, parse_space, start_search
-
     dims = parse_space(space)
     config = parse_train_config(parse_overrides(set_))
     with open_context(ctx) as c:
-        actor = acting_user(ctx, c, "run.create")
+        actor = current_actor(ctx, c)
         job_id = start_search(c, dataset_version_id=dataset_version, config=config, space=dims, trials=trials,
                               actor=actor, base_model=base_model)
-        target = Target(**get_job(c.db, job_id).params["target"])
+        target = Target(**show_job(c, job_id, actor=actor).params["target"])
         console.print(f"search job {job_id} queued ({trials} trials over {', '.join(d.name for d in dims)}), "
                       f"optimising the {target.describe()}; follow it with 'chainkeeper jobs logs {job_id} -f'")
         if follow:
@@ -261,21 +276,17 @@ def reproduce(ctx: typer.Context, run_id: int = typer.Argument(..., help="The su
                                           help="Follow the rerun until it ends, then compare.")) -> None:
     """Re-run a run's reproducibility record (same data, base model, config, seed) and
     compare the metrics; exits 1 when a metric differs by more than the tolerance."""
-    from chainkeeper.training.reproducibility import compare_reproduction, reproduce_run
-
     with open_context(ctx) as c:
+        actor = current_actor(ctx, c)
         if against is None:
-            actor = acting_user(ctx, c, "run.create")
             rerun = reproduce_run(c, run_id, actor=actor)
             console.print(f"run {rerun.id} {_state(rerun.state)} reproduces run {run_id}; compare them with "
                           f"'chainkeeper train reproduce {run_id} --against {rerun.id}'")
             if not follow:
                 return
-            _follow(c, rerun.id)
+            _follow(c, rerun.id, actor)
             against = rerun.id
-        else:
-            acting_user(ctx, c, "run.read")
-        result = compare_reproduction(training_runs.get_run(c.db, run_id), training_runs.get_run(c.db, against),
+        result = compare_reproduction(show_run(c, run_id, actor=actor), show_run(c, against, actor=actor),
                                       tolerance=tolerance)
     table = Table("split", "metric", f"run {run_id}", f"run {against}", "|difference|", "within")
     for row in result.rows:

@@ -23,7 +23,12 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from chainkeeper.core.errors import ArtifactCorrupted, ArtifactError, ConfigError, NotFound
+from chainkeeper.core.errors import (
+    ArtifactCorrupted,
+    ArtifactError,
+    ConfigError,
+    NotFound,
+)
 
 _CHUNK = 1 << 20
 MANIFEST_KIND = "chainkeeper.manifest/1"
@@ -64,28 +69,44 @@ class ArtifactStore(Protocol):
         """Store every file below a folder; return the manifest's digest."""
         ...
 
+    def read_manifest(self, digest: str) -> dict[str, str]:
+        """A stored folder's files: relative path -> digest. Raises ArtifactError."""
+        ...
+
     def get_tree(self, digest: str, dest: Path) -> Path:
         """Materialise a stored folder under ``dest``; return ``dest``."""
         ...
 
 
+class _Blobs(Protocol):
+    """The blob primitives ``_TreeMixin`` builds on (each backend has its own)."""
+
+    def put_bytes(self, data: bytes) -> str: ...
+
+    def put_file(self, path: Path) -> str: ...
+
+    def get_bytes(self, digest: str) -> bytes: ...
+
+    def read_manifest(self, digest: str) -> dict[str, str]: ...
+
+
 class _TreeMixin:
     """Folder manifests, built on the blob primitives of each backend."""
 
-    def put_tree(self, folder: Path) -> str:
+    def put_tree(self: _Blobs, folder: Path) -> str:
         folder = Path(folder)
         if not folder.is_dir():
             raise ArtifactError(f"Cannot store {folder}: it is not a folder.")
         files = {
-            str(p.relative_to(folder).as_posix()): self.put_file(p)  # type: ignore[attr-defined]
+            str(p.relative_to(folder).as_posix()): self.put_file(p)
             for p in sorted(folder.rglob("*"))
             if p.is_file()
         }
         manifest = json.dumps({"kind": MANIFEST_KIND, "files": files}, sort_keys=True).encode()
-        return self.put_bytes(manifest)  # type: ignore[attr-defined]
+        return self.put_bytes(manifest)
 
-    def read_manifest(self, digest: str) -> dict[str, str]:
-        raw = self.get_bytes(digest)  # type: ignore[attr-defined]
+    def read_manifest(self: _Blobs, digest: str) -> dict[str, str]:
+        raw = self.get_bytes(digest)
         try:
             manifest = json.loads(raw)
             if manifest.get("kind") != MANIFEST_KIND:
@@ -94,14 +115,14 @@ class _TreeMixin:
             raise ArtifactError(f"Artefact {digest[:12]} is not a folder manifest.") from None
         return dict(manifest["files"])
 
-    def get_tree(self, digest: str, dest: Path) -> Path:
+    def get_tree(self: _Blobs, digest: str, dest: Path) -> Path:
         dest = Path(dest)
         for rel, file_digest in self.read_manifest(digest).items():
             target = dest / rel
             if target.is_file() and sha256_file(target) == file_digest:
                 continue  # already materialised (a cache hit)
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, self.get_bytes(file_digest))  # type: ignore[attr-defined]
+            atomic_write(target, self.get_bytes(file_digest))
         return dest
 
 

@@ -9,10 +9,11 @@ user: ``session()`` maps them to ``StoreError`` with the next step.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -20,6 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from chainkeeper.core.errors import ConfigError, SchemaError, StoreError
 from chainkeeper.core.settings import mask_url
+
+T = TypeVar("T")
 
 # Backends by URL scheme (the part before '+driver').
 SUPPORTED_SCHEMES = {"sqlite": "embedded SQLite file", "postgresql": "PostgreSQL via psycopg 3"}
@@ -84,12 +87,15 @@ def create_db_engine(url: str) -> sa.Engine:
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_SCHEMES:
         valid = ", ".join(f"{k} ({v})" for k, v in SUPPORTED_SCHEMES.items())
-        raise ConfigError(f"Unsupported database scheme {backend!r} in {mask_url(url)}.", hint=f"Valid schemes: {valid}.")
+        raise ConfigError(f"Unsupported database scheme {backend!r} in {mask_url(url)}.",
+                          hint=f"Valid schemes: {valid}.")
 
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        engine = sa.create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
         _configure_sqlite(engine)
         return engine
     if parsed.drivername == "postgresql":
@@ -133,7 +139,23 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_db_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # A session knows its store, so a commit hook can reach the store's state.
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info={"database": self})
+        self._state: dict[str, Any] = {}
+        self._state_lock = threading.Lock()
+
+    def state(self, name: str, factory: Callable[[], T]) -> T:
+        """The object a layer keeps for this store under ``name``, made by ``factory`` once.
+
+        Caches, pools and rate-limit buckets of a store live here (reached as
+        ``ctx.state`` from a context), never in module globals: two stores — two test
+        cases, two contexts — never share them, and ``dispose`` drops them (calling
+        each one's ``close()`` if it has one). Each object bounds its own size.
+        """
+        with self._state_lock:
+            if name not in self._state:
+                self._state[name] = factory()
+            return self._state[name]  # type: ignore[no-any-return]
 
     @property
     def dialect(self) -> str:
@@ -170,7 +192,7 @@ class Database:
         with self.translate_errors():
             if self.dialect == "sqlite" and immediate and not readonly:
                 conn = self.engine.connect().execution_options(sqlite_immediate=True)
-                sess = Session(bind=conn, expire_on_commit=False)
+                sess = Session(bind=conn, expire_on_commit=False, info={"database": self})
             else:
                 conn = None
                 sess = self._sessions()
@@ -194,6 +216,12 @@ class Database:
             sess.execute(sa.text("SELECT 1"))
 
     def dispose(self) -> None:
+        with self._state_lock:
+            states, self._state = list(self._state.values()), {}
+        for value in states:
+            closer = getattr(value, "close", None)
+            if callable(closer):
+                closer()
         self.engine.dispose()
 
 

@@ -7,24 +7,24 @@ on SQLite the claim runs in a ``BEGIN IMMEDIATE`` transaction, the single writer
 running job whose heartbeat is older than ``stale_after_s`` lost its worker: the reaper
 puts it back in the queue while attempts remain, else marks it failed.
 
-What a job *does* is a handler, looked up by kind in ``HANDLERS`` (dotted paths, so a
-worker imports torch only when a training job arrives).
+What a job *does* is a handler, registered by kind by the layer that owns it on the
+context's wiring (``core.wiring``; the chain layer builds the table).
 """
 
 from __future__ import annotations
 
 import enum
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database, utcnow
-from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.core.errors import Conflict, NotFound
 from chainkeeper.core.tables import SqlJob, SqlJobLog, SqlWorker
 
 if TYPE_CHECKING:
@@ -41,24 +41,12 @@ class JobState(enum.StrEnum):
 
 FINISHED = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
 
-# kind -> "module:function". A handler is called as handler(ctx, job_handle) -> dict.
-HANDLERS: dict[str, str] = {
-    "train": "chainkeeper.training.jobs:run_training_job",
-    "search": "chainkeeper.training.search:run_search_job",
-    "sleep": "chainkeeper.core.jobs:sleep_job",
-    "export": "chainkeeper.serving.export:run_export_job",
-    "crawl": "chainkeeper.data.crawler:run_crawl_job",
-    "prelabel": "chainkeeper.annotation.prelabel:run_prelabel_job",
-    "drift": "chainkeeper.monitoring.drift_jobs:run_drift_job",
-    "alerts.evaluate": "chainkeeper.monitoring.alerts:run_evaluate_job",
-}
-
-
 @dataclass(frozen=True)
 class Job:
     id: int
     kind: str
     params: dict[str, Any]
+    project: str | None
     state: JobState
     progress: float
     message: str
@@ -81,7 +69,7 @@ class Job:
 
 def _to_job(row: SqlJob) -> Job:
     return Job(
-        id=row.id, kind=row.kind, params=dict(row.params or {}), state=JobState(row.state),
+        id=row.id, kind=row.kind, params=dict(row.params or {}), project=row.project, state=JobState(row.state),
         progress=row.progress, message=row.message, result=row.result, error=row.error,
         attempts=row.attempts, max_attempts=row.max_attempts, cancel_requested=row.cancel_requested,
         worker_id=row.worker_id, created_by=row.created_by, created_at=row.created_at,
@@ -89,28 +77,24 @@ def _to_job(row: SqlJob) -> Job:
     )
 
 
-def resolve_handler(kind: str) -> Callable[..., dict[str, Any]]:
-    try:
-        target = HANDLERS[kind]
-    except KeyError:
-        raise InvalidInput(f"Unknown job kind {kind!r}.", hint=f"Known kinds: {', '.join(sorted(HANDLERS))}.") from None
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-
-
 # --- submitting and reading ------------------------------------------------------------
 
 
-def submit_job(db: Database, kind: str, params: dict[str, Any], *, actor: str, max_attempts: int = 3) -> Job:
+def submit_job(ctx: Context, kind: str, params: dict[str, Any], *, actor: str, project: str | None = None,
+               max_attempts: int = 3) -> Job:
     """Queue a job.
 
+    Args:
+        project: the project of the object the job works on; who may read or cancel the
+            job is decided there (None: global roles only).
+
     Raises:
-        InvalidInput: the kind is unknown.
+        InvalidInput: no layer registered a handler for the kind.
     """
-    if kind not in HANDLERS:
-        raise InvalidInput(f"Unknown job kind {kind!r}.", hint=f"Known kinds: {', '.join(sorted(HANDLERS))}.")
-    with db.session() as s:
-        row = SqlJob(kind=kind, params=params, state=JobState.QUEUED, created_by=actor, max_attempts=max_attempts)
+    ctx.wiring.job_handler(kind)
+    with ctx.db.session() as s:
+        row = SqlJob(kind=kind, params=params, project=project, state=JobState.QUEUED, created_by=actor,
+                     max_attempts=max_attempts)
         s.add(row)
         s.flush()
         return _to_job(row)
@@ -125,11 +109,19 @@ def get_job(db: Database, job_id: int) -> Job:
         return _to_job(row)
 
 
-def list_jobs(db: Database, *, limit: int = 50, state: JobState | None = None) -> list[Job]:
+def list_jobs(db: Database, *, limit: int = 50, state: JobState | None = None,
+              projects: frozenset[str] | None = None) -> list[Job]:
+    """Jobs, newest first.
+
+    Args:
+        projects: only jobs of these projects (None: every job, those of no project too).
+    """
     with db.session() as s:
         query = sa.select(SqlJob).order_by(SqlJob.id.desc()).limit(limit)
         if state is not None:
             query = query.where(SqlJob.state == state)
+        if projects is not None:
+            query = query.where(SqlJob.project.in_(sorted(projects)))
         return [_to_job(r) for r in s.scalars(query)]
 
 
@@ -170,12 +162,13 @@ def claim_next_job(db: Database, worker_id: str, *, kinds: list[str] | None = No
         now = utcnow()
         # The conditional UPDATE is a second guard: it only succeeds if the row is still
         # queued, whatever the isolation level.
-        claimed = s.execute(
+        # An UPDATE answers a CursorResult (its rowcount); Session.execute is typed as the generic Result.
+        claimed = cast(CursorResult[Any], s.execute(
             sa.update(SqlJob)
             .where(SqlJob.id == row.id, SqlJob.state == JobState.QUEUED)
             .values(state=JobState.RUNNING, worker_id=worker_id, started_at=now, heartbeat_at=now,
                     attempts=SqlJob.attempts + 1, message="started")
-        )
+        ))
         if claimed.rowcount != 1:  # pragma: no cover - excluded by the lock
             return None
         s.refresh(row)

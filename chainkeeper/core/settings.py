@@ -17,7 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from chainkeeper.core.errors import ConfigError
 
@@ -246,7 +250,8 @@ def _read_config_file(path: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"Config file not found: {path}.", hint="Check the path or unset CHAINKEEPER_CONFIG.") from None
+        raise ConfigError(f"Config file not found: {path}.",
+                          hint="Check the path or unset CHAINKEEPER_CONFIG.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
     unknown = sorted(set(data) - set(fields))

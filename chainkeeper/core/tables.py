@@ -16,6 +16,8 @@ class SqlJob(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The project of the object the job works on (authorisation scope); None: no project.
+    project: Mapped[str | None] = mapped_column(sa.String(128), nullable=True, index=True)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(sa.String(16), index=True)
     progress: Mapped[float] = mapped_column(default=0.0)

@@ -17,7 +17,7 @@ import threading
 import traceback
 import uuid
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import ChainkeeperError, Conflict, JobCancelled, StoreError
@@ -31,11 +31,17 @@ from chainkeeper.core.jobs import (
     heartbeat,
     reap_stale_jobs,
     register_worker,
-    resolve_handler,
     worker_heartbeat,
 )
 
 log = logging.getLogger("chainkeeper.worker")
+
+
+class _Outcome(TypedDict, total=False):
+    """What ``finish_job`` stores of a finished job: its result or its error."""
+
+    result: dict[str, Any]
+    error: str
 
 
 class Executor(Protocol):
@@ -48,7 +54,7 @@ class InProcessExecutor:
     """Runs the handler in the worker's own process (the embedded default)."""
 
     def execute(self, ctx: Context, job: JobHandle) -> dict[str, Any]:
-        return resolve_handler(job.job.kind)(ctx, job)
+        return ctx.wiring.job_handler(job.job.kind)(ctx, job)
 
 
 class _Heartbeat(threading.Thread):
@@ -96,6 +102,7 @@ class Worker:
         beat = _Heartbeat(self.ctx, handle, self.ctx.settings.heartbeat_s)
         beat.start()
         log.info("job %s (%s) started, attempt %s", job.id, job.kind, job.attempts)
+        kwargs: _Outcome
         try:
             result = self.executor.execute(self.ctx, handle)
             state, kwargs = JobState.SUCCEEDED, {"result": result}

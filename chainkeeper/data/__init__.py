@@ -9,8 +9,17 @@ loaded on first use (PEP 562). Importing the package, which the schema does for
 - clean: ``apply_recipe`` with ``STEPS`` (``BASIC_RECIPE``, ``FULL_RECIPE``,
   ``TOKEN_RECIPE``), ``find_near_duplicates``, ``redact_text`` / ``find_pii``;
 - version: ``create_dataset_version`` (task kind: ``DatasetTask``), ``release_dataset_version``,
-  ``read_dataset_rows``, ``stratified_split``;
+  ``read_dataset_rows``, ``stratified_split``; ``freeze_dataset_version``, the one way a
+  version is made (the annotation export and the retraining loop call it too), and
+  ``freeze_sources`` behind ``create_dataset_version``;
 - review: ``get_quality_report``, ``render_quality_html``, ``diff_dataset_versions``.
+
+Functions that take an ``actor`` decide themselves whether the actor may (the project of
+a dataset version is its name; sources belong to no project, so importing and reading
+them takes a global role). Shells call those: ``find_sources``, ``show_source``,
+``find_dataset_versions``, ``show_dataset_version``, ``read_dataset_page``,
+``show_quality_report``. The readers that take ``db`` (``get_*``, ``list_*``, ``count_*``)
+are for services that have decided already.
 """
 
 from __future__ import annotations
@@ -28,44 +37,144 @@ if TYPE_CHECKING:
         apply_recipe,
         check_recipe,
     )
-    from chainkeeper.data.crawler import crawl, crawl_to_source
-    from chainkeeper.data.diff import VersionDiff, diff_dataset_versions
-    from chainkeeper.data.ingest import FORMATS, SPLITS, import_csv, import_file
+    from chainkeeper.data.connectors import ParsedSource, Record, parse_csv_text
+    from chainkeeper.data.crawler import crawl, crawl_to_source, run_crawl_job
+    from chainkeeper.data.diff import KINDS, VersionDiff, diff_dataset_versions
+    from chainkeeper.data.ingest import (
+        FORMATS,
+        SPLITS,
+        decode_csv_bytes,
+        import_csv,
+        import_file,
+        store_records,
+    )
     from chainkeeper.data.near_duplicates import NearDuplicates, find_near_duplicates
-    from chainkeeper.data.pii import PII_TYPES, find_pii, redact_text
-    from chainkeeper.data.quality import get_quality_report, render_quality_html
-    from chainkeeper.data.sources import Source, count_sources, get_source, list_sources, read_source_rows
+    from chainkeeper.data.pii import PII_TYPES, PREFILTER, find_pii, redact_text
+    from chainkeeper.data.quality import (
+        get_quality_report,
+        render_quality_html,
+        report_sections,
+        show_quality_report,
+    )
+    from chainkeeper.data.sources import (
+        Source,
+        count_sources,
+        find_sources,
+        get_source,
+        list_sources,
+        read_source_rows,
+        show_source,
+    )
     from chainkeeper.data.splits import stratified_split
+    from chainkeeper.data.text import detect_script
     from chainkeeper.data.versions import (
+        SNAPSHOT_FORMAT,
         DatasetState,
         DatasetTask,
         DatasetVersion,
         count_dataset_versions,
         create_dataset_version,
+        find_dataset_versions,
+        freeze_dataset_version,
+        freeze_sources,
         get_dataset_version,
         list_dataset_versions,
+        project_of_dataset_version,
+        read_dataset_page,
         read_dataset_rows,
         release_dataset_version,
+        show_dataset_version,
+        snapshot_schema,
     )
 
 _EXPORTS = {
     "BASIC_RECIPE": "cleaning", "FULL_RECIPE": "cleaning", "STEPS": "cleaning", "TOKEN_RECIPE": "cleaning",
     "StepReport": "cleaning", "apply_recipe": "cleaning", "check_recipe": "cleaning",
+    "ParsedSource": "connectors", "Record": "connectors",
     "crawl": "crawler", "crawl_to_source": "crawler",
-    "VersionDiff": "diff", "diff_dataset_versions": "diff",
+    "KINDS": "diff", "VersionDiff": "diff", "diff_dataset_versions": "diff",
     "FORMATS": "ingest", "SPLITS": "ingest", "import_csv": "ingest", "import_file": "ingest",
+    "store_records": "ingest",
     "NearDuplicates": "near_duplicates", "find_near_duplicates": "near_duplicates",
-    "PII_TYPES": "pii", "find_pii": "pii", "redact_text": "pii",
-    "get_quality_report": "quality", "render_quality_html": "quality",
-    "Source": "sources", "count_sources": "sources", "get_source": "sources", "list_sources": "sources",
-    "read_source_rows": "sources",
+    "PII_TYPES": "pii", "PREFILTER": "pii", "find_pii": "pii", "redact_text": "pii",
+    "get_quality_report": "quality", "render_quality_html": "quality", "report_sections": "quality",
+    "show_quality_report": "quality",
+    "Source": "sources", "count_sources": "sources", "find_sources": "sources", "get_source": "sources",
+    "list_sources": "sources", "read_source_rows": "sources", "show_source": "sources",
     "stratified_split": "splits",
-    "DatasetState": "versions", "DatasetTask": "versions", "DatasetVersion": "versions",
-    "count_dataset_versions": "versions", "create_dataset_version": "versions", "get_dataset_version": "versions",
-    "list_dataset_versions": "versions", "read_dataset_rows": "versions", "release_dataset_version": "versions",
+    "detect_script": "text",
+    "SNAPSHOT_FORMAT": "versions", "DatasetState": "versions", "DatasetTask": "versions", "DatasetVersion": "versions",
+    "count_dataset_versions": "versions", "create_dataset_version": "versions", "find_dataset_versions": "versions",
+    "freeze_dataset_version": "versions", "freeze_sources": "versions", "get_dataset_version": "versions",
+    "list_dataset_versions": "versions", "project_of_dataset_version": "versions", "read_dataset_page": "versions",
+    "read_dataset_rows": "versions", "release_dataset_version": "versions", "show_dataset_version": "versions",
+    "snapshot_schema": "versions",
+    "run_crawl_job": "crawler",
+    "decode_csv_bytes": "ingest",
+    "parse_csv_text": "connectors",
 }
 
-__all__ = sorted(_EXPORTS)
+# Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
+__all__ = [
+    "BASIC_RECIPE",
+    "DatasetState",
+    "DatasetTask",
+    "DatasetVersion",
+    "FORMATS",
+    "FULL_RECIPE",
+    "KINDS",
+    "NearDuplicates",
+    "PII_TYPES",
+    "PREFILTER",
+    "ParsedSource",
+    "Record",
+    "SNAPSHOT_FORMAT",
+    "SPLITS",
+    "STEPS",
+    "Source",
+    "StepReport",
+    "TOKEN_RECIPE",
+    "VersionDiff",
+    "apply_recipe",
+    "check_recipe",
+    "count_dataset_versions",
+    "count_sources",
+    "crawl",
+    "crawl_to_source",
+    "create_dataset_version",
+    "decode_csv_bytes",
+    "detect_script",
+    "diff_dataset_versions",
+    "find_dataset_versions",
+    "find_near_duplicates",
+    "find_pii",
+    "find_sources",
+    "freeze_dataset_version",
+    "freeze_sources",
+    "get_dataset_version",
+    "get_quality_report",
+    "get_source",
+    "import_csv",
+    "import_file",
+    "list_dataset_versions",
+    "list_sources",
+    "parse_csv_text",
+    "project_of_dataset_version",
+    "read_dataset_page",
+    "read_dataset_rows",
+    "read_source_rows",
+    "redact_text",
+    "release_dataset_version",
+    "render_quality_html",
+    "report_sections",
+    "run_crawl_job",
+    "show_dataset_version",
+    "show_quality_report",
+    "show_source",
+    "snapshot_schema",
+    "store_records",
+    "stratified_split",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -195,7 +195,9 @@ def dedup_exact(table: pa.Table) -> tuple[pa.Table, StepReport]:
 def _codes(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Each value's index among the distinct values (null = -1), as int64: equal values, equal codes."""
     distinct = pc.unique(values).drop_null()
-    return pc.fill_null(pc.index_in(values, value_set=distinct), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes: np.ndarray = (pc.fill_null(pc.index_in(values, value_set=distinct), -1)
+                         .to_numpy(zero_copy_only=False).astype(np.int64))
+    return codes
 
 
 def _matching(texts: pa.ChunkedArray, pattern: str) -> np.ndarray:
@@ -204,7 +206,8 @@ def _matching(texts: pa.ChunkedArray, pattern: str) -> np.ndarray:
     return np.flatnonzero(matches.to_numpy(zero_copy_only=False))
 
 
-def _replace_rows(texts: pa.ChunkedArray, rows: Sequence[int], values: Sequence[str]) -> pa.ChunkedArray | pa.Array:
+def _replace_rows(texts: pa.ChunkedArray, rows: Sequence[int],
+                  values: Sequence[str | None]) -> pa.ChunkedArray | pa.Array:
     """``texts`` with the given rows replaced (ascending positions), leaving the other rows' buffers as they are."""
     if not rows:
         return texts
@@ -468,7 +471,7 @@ def label_conflicts(table: pa.Table, *, policy: str = "flag", flag_column: str =
                            examples, {"conflicts": len(conflicting), "conflict_rows": affected})
 
 
-def redact_pii(table: pa.Table, *, mode: str = "placeholder") -> tuple[pa.Table, StepReport]:
+def redact_pii(table: pa.Table, *, mode: pii.RedactionMode = "placeholder") -> tuple[pa.Table, StepReport]:
     """Redact personal data (see ``pii``): e-mails, phones, cards, IBANs, IPs, ID numbers, secret URLs.
 
     Rows that cannot hold any detectable entity (no long digit run, "@", "://", dotted

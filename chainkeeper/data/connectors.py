@@ -18,8 +18,8 @@ import csv
 import io
 import json
 import sys
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -287,10 +287,11 @@ def read_delimited(data: bytes, *, name: str, suffix: str, text_column: str, lab
     delim = delimiter or sniff_delimiter(text, suffix=suffix)
     parsed = parse_csv_text(text, name=name, text_column=text_column, label_column=label_column, delimiter=delim,
                             metadata_columns=metadata_columns)
-    metas = parsed.meta or [None] * len(parsed.text)
+    metas: Sequence[dict[str, str] | None] = parsed.meta or [None] * len(parsed.text)
     records = [Record(text=t, label=lab if label_column else None, line=ln, origin=f"{name}:{ln}", quarantine_reason=r,
                       meta=m)
-               for t, lab, ln, r, m in zip(parsed.text, parsed.label, parsed.line, parsed.quarantine_reason, metas)]
+               for t, lab, ln, r, m in zip(parsed.text, parsed.label, parsed.line, parsed.quarantine_reason, metas,
+                                           strict=True)]
     return ParsedSource(format="tsv" if delim == "\t" else "csv", encoding=encoding, records=records,
                         options={"delimiter": delim})
 
@@ -382,7 +383,7 @@ def read_parquet(data: bytes, *, name: str, text_column: str, label_column: str 
     labels = table.column(label_column).to_pylist() if label_column else [None] * len(texts)
     metas = table.select(wanted_meta).to_pylist() if wanted_meta else [None] * len(texts)
     records = []
-    for i, (t, lab, meta) in enumerate(zip(texts, labels, metas)):
+    for i, (t, lab, meta) in enumerate(zip(texts, labels, metas, strict=True)):
         t = "" if t is None else str(t)
         lab = None if lab is None else str(lab).strip()
         reason = "empty_text" if not t.strip() else ("empty_label" if label_column and not lab else None)
@@ -421,8 +422,8 @@ def read_folder(folder: Path) -> ParsedSource:
         except InvalidInput as exc:
             reason = "empty_text" if "empty" in exc.message else "undecodable"
             records.append(Record(text="", label=None, line=1, origin=rel, quarantine_reason=reason))
-    encoding = encodings.pop() if len(encodings) == 1 else ("mixed" if encodings else None)
-    return ParsedSource(format="folder", encoding=encoding, records=records, options={"files": len(files)})
+    folder_encoding = encodings.pop() if len(encodings) == 1 else ("mixed" if encodings else None)
+    return ParsedSource(format="folder", encoding=folder_encoding, records=records, options={"files": len(files)})
 
 
 def read_conll(data: bytes, *, name: str, token_column: int = 0, tag_column: int = -1) -> ParsedSource:

@@ -21,17 +21,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import Job, JobHandle, submit_job
 from chainkeeper.data.connectors import ParsedSource, Record
 from chainkeeper.data.sources import Source
 from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import authorize
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
 
 __all__ = ["crawl", "crawl_to_source", "crawl_site", "extract_main_text", "canonical_url", "run_crawl_job",
            "CrawlResult", "Page"]
@@ -238,6 +241,7 @@ def crawl_site(start_url: str, *, max_depth: int = 2, max_pages: int = 50, rate_
                     len(response.content) > MAX_PAGE_BYTES:
                 skipped[url] = f"not a page ({kind or 'no content type'})"
                 continue
+            links: list[str]
             if kind == "text/plain":
                 title, text, links = "", response.text.strip(), []
             else:
@@ -273,11 +277,13 @@ def _robots(get: Callable[[str], httpx.Response], start: str) -> urllib.robotpar
         raise InvalidInput(f"Cannot reach {parts.scheme}://{parts.netloc}: {type(exc).__name__}: {exc}.",
                            hint="Check the URL and that the site is up and reachable from here.") from None
     if response.status_code in (401, 403):
-        parser.disallow_all = True  # what robotparser.read() does: the site forbids crawling
+        # What robotparser.read() does: the site forbids crawling (typeshed leaves the attribute out).
+        parser.disallow_all = True  # type: ignore[attr-defined]
     elif response.status_code < 400:
         parser.parse(response.text.splitlines())
     else:
-        parser.allow_all = True  # no robots.txt: everything is allowed
+        # No robots.txt: everything is allowed (typeshed leaves the attribute out).
+        parser.allow_all = True  # type: ignore[attr-defined]
     return parser
 
 
@@ -296,19 +302,22 @@ def crawl(ctx: Context, start_url: str, *, actor: Actor, max_depth: int = 2, max
     Args:
         ctx: the stores.
         start_url: where to start.
-        actor: who asks (the job's creator; the source is recorded for them).
+        actor: who asks (``data.import`` from a global role, as ``import_file``; the job's
+            creator, and the source is recorded for them).
         max_depth, max_pages, rate_per_s, same_host: the limits (see ``crawl_site``).
 
     Returns:
         The queued job.
 
     Raises:
-        InvalidInput: a bad URL or bad limits (nothing is queued).
+        Forbidden: the actor may not import. InvalidInput: a bad URL or bad limits
+            (nothing is queued).
     """
+    authorize(ctx.db, actor, "data.import")
     _validate(start_url, max_depth, max_pages, rate_per_s)
     params = {"start_url": start_url, "max_depth": max_depth, "max_pages": max_pages, "rate_per_s": rate_per_s,
               "same_host": same_host}
-    return submit_job(ctx.db, "crawl", params, actor=actor.name)
+    return submit_job(ctx, "crawl", params, actor=actor.name)
 
 
 def crawl_to_source(ctx: Context, start_url: str, *, actor: Actor, max_depth: int = 2, max_pages: int = 50,
@@ -317,13 +326,28 @@ def crawl_to_source(ctx: Context, start_url: str, *, actor: Actor, max_depth: in
                     check_cancelled: Callable[[], None] | None = None) -> tuple[Source, CrawlResult]:
     """Crawl a site now and store its pages as one source (kind "crawl", origin = each page's URL).
 
+    ``actor`` needs ``data.import`` (see ``crawl``); the other arguments are ``crawl_site``'s.
+
     Returns:
         The recorded source and what the crawl saw.
 
     Raises:
-        InvalidInput: a bad URL or limits, an unreachable start page, or no page with text.
+        Forbidden: the actor may not import. InvalidInput: a bad URL or limits, an
+            unreachable start page, or no page with text.
     """
-    from chainkeeper.data.ingest import store_records  # ingest imports pyarrow; keep this module light
+    authorize(ctx.db, actor, "data.import")
+    return _crawl_and_store(ctx, start_url, actor=actor, max_depth=max_depth, max_pages=max_pages,
+                            rate_per_s=rate_per_s, same_host=same_host, client=client, on_page=on_page,
+                            check_cancelled=check_cancelled)
+
+
+def _crawl_and_store(ctx: Context, start_url: str, *, actor: Actor, max_depth: int, max_pages: int,
+                     rate_per_s: float, same_host: bool, client: httpx.Client | None = None,
+                     on_page: Callable[[Page, int], None] | None = None,
+                     check_cancelled: Callable[[], None] | None = None) -> tuple[Source, CrawlResult]:
+    from chainkeeper.data.ingest import (
+        store_records,  # ingest imports pyarrow; keep this module light
+    )
 
     _validate(start_url, max_depth, max_pages, rate_per_s)
     result = crawl_site(start_url, max_depth=max_depth, max_pages=max_pages, rate_per_s=rate_per_s,
@@ -346,7 +370,10 @@ def crawl_to_source(ctx: Context, start_url: str, *, actor: Actor, max_depth: in
 
 
 def run_crawl_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
-    """Job handler for kind "crawl": params start_url, max_depth, max_pages, rate_per_s, same_host."""
+    """Job handler for kind "crawl": params start_url, max_depth, max_pages, rate_per_s, same_host.
+
+    ``crawl`` authorised the job's creator when it queued the job; the source is theirs.
+    """
     params = job.params
     if "start_url" not in params:
         raise InvalidInput("The crawl job has no start_url.", hint='Submit {"start_url": "https://..."}.')
@@ -357,7 +384,7 @@ def run_crawl_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
         job.progress(min(99.0, 100.0 * count / max_pages), f"{count} pages")
         job.log(f"fetched {page.url} (depth {page.depth}, {len(page.text)} chars)")
 
-    source, result = crawl_to_source(
+    source, result = _crawl_and_store(
         ctx, str(params["start_url"]), actor=actor, max_depth=int(params.get("max_depth", 2)), max_pages=max_pages,
         rate_per_s=float(params.get("rate_per_s", 2.0)), same_host=bool(params.get("same_host", True)),
         on_page=on_page, check_cancelled=job.check_cancelled)

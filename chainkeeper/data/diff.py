@@ -16,13 +16,19 @@ added, changed, moved and label changes; A's for removed).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chainkeeper.core.context import Context
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import authorize_object
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+
 
 __all__ = ["VersionDiff", "diff_tables", "diff_dataset_versions"]
 
@@ -124,21 +130,26 @@ def diff_tables(a: pa.Table, b: pa.Table, *, a_id: int = 0, b_id: int = 0) -> Ve
                        by_split=dict(sorted(by_split.items())), examples=examples)
 
 
-def diff_dataset_versions(ctx: Context, a_id: int, b_id: int) -> VersionDiff:
+def diff_dataset_versions(ctx: Context, a_id: int, b_id: int, *, actor: Actor) -> VersionDiff:
     """Compare two stored dataset versions (read-only; nothing is recorded).
 
     Args:
         ctx: the stores.
         a_id: the older version's id.
         b_id: the newer version's id.
+        actor: the reader (data.read in both versions' projects).
 
     Returns:
         See ``diff_tables``.
 
     Raises:
+        Forbidden: the actor may not read either version's dataset.
         NotFound: either version does not exist or its snapshot is missing.
         ArtifactCorrupted: a snapshot no longer matches its digest.
     """
-    from chainkeeper.data.versions import read_dataset_rows  # versions imports cleaning; keep this module light
+    # versions imports cleaning; keep this module light
+    from chainkeeper.data.versions import project_of_dataset_version, read_dataset_rows
 
+    for version_id in (a_id, b_id):
+        authorize_object(ctx.db, actor, "data.read", functools.partial(project_of_dataset_version, ctx.db, version_id))
     return diff_tables(read_dataset_rows(ctx, a_id), read_dataset_rows(ctx, b_id), a_id=a_id, b_id=b_id)

@@ -20,13 +20,12 @@ import hashlib
 import json
 import logging
 import random
-from typing import Any
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput, NotFound
 from chainkeeper.data.connectors import (
     FORMATS,
@@ -54,6 +53,10 @@ from chainkeeper.data.sources import (
 from chainkeeper.data.tables import SqlSource
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
 
 __all__ = ["SPLITS", "FORMATS", "import_file", "import_csv", "store_records", "decode_csv_bytes", "parse_csv_text",
            "get_source", "list_sources", "count_sources", "read_source_rows", "Source"]
@@ -96,7 +99,8 @@ def import_file(ctx: Context, path: Path, *, actor: Actor, format: str | None = 
     Args:
         ctx: the stores.
         path: the file or folder.
-        actor: who imports it (recorded as created_by and in the audit ledger).
+        actor: who imports it (``data.import``, from a global role: a source is not bound to
+            a project; recorded as created_by and in the audit ledger).
         format: one of FORMATS; None picks it from the extension (a folder is "folder").
         text_column: the column/key of the text (CSV, TSV, JSON Lines, Parquet).
         label_column: the column/key of the label; None for unlabelled text. Folders and
@@ -115,10 +119,12 @@ def import_file(ctx: Context, path: Path, *, actor: Actor, format: str | None = 
         The recorded source (its counts say how many rows were accepted and quarantined).
 
     Raises:
+        Forbidden: the actor may not import.
         NotFound: the file or folder does not exist.
         InvalidInput: an unknown format, an empty, binary or undecodable file, a missing
             column, no usable rows, or a bad ``split``/``limit``. Nothing is stored.
     """
+    authorize(ctx.db, actor, "data.import")
     if split is not None and split not in SPLITS:
         raise InvalidInput(f"Unknown split {split!r}.", hint=f"Use one of: {', '.join(SPLITS)} (or none).")
     if limit is not None and limit < 1:
@@ -187,7 +193,7 @@ def import_csv(ctx: Context, path: Path, *, actor: Actor, text_column: str = "te
         The recorded source.
 
     Raises:
-        NotFound, InvalidInput: as ``import_file``. Nothing is stored.
+        Forbidden, NotFound, InvalidInput: as ``import_file``. Nothing is stored.
     """
     return import_file(ctx, path, actor=actor, format="csv", text_column=text_column, label_column=label_column,
                        split=split, limit=limit, seed=seed, delimiter=",", metadata_columns=[])

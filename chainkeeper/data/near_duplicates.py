@@ -44,7 +44,7 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -56,7 +56,7 @@ __all__ = ["Shingling", "NearDuplicates", "shingle_units", "shingle_hashes", "mi
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
 Shingling = Literal["char", "word"]
-TextColumn = Sequence[str | None] | pa.Array | pa.ChunkedArray
+TextColumn: TypeAlias = Sequence[str | None] | pa.Array | pa.ChunkedArray
 # Rows per batch: bounds memory to about batch x mean shingles x perms_per_pass x 4 bytes.
 _BATCH_ROWS = 10_000
 # How likely a pair right at the threshold must be to become a candidate (see lsh_bands).
@@ -74,7 +74,9 @@ _WORD = re.compile(r"\w+")
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
 # Random odd 64-bit multipliers of the polynomial shingle hash (fixed: signatures are
 # stable across runs and processes, unlike Python's salted hash()).
-_MULTIPLIERS = np.random.default_rng(20261128).integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+_MULTIPLIERS = (
+    np.random.default_rng(20261128).integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+)
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     h = h * m1
     h = h ^ (h >> s2)
     h = h * m2
-    return h ^ (h >> s3)
+    mixed: np.ndarray = h ^ (h >> s3)
+    return mixed
 
 
 def minhash_signatures(hashes: np.ndarray, counts: np.ndarray, *, num_perm: int = DEFAULT_NUM_PERM,
@@ -195,13 +198,15 @@ def minhash_signatures(hashes: np.ndarray, counts: np.ndarray, *, num_perm: int 
 def _texts(texts: TextColumn, start: int, stop: int) -> list[str | None]:
     """Rows start..stop of ``texts`` as Python strings (only a batch at a time)."""
     if isinstance(texts, (pa.Array, pa.ChunkedArray)):
-        return texts.slice(start, stop - start).to_pylist()
+        batch: list[str | None] = texts.slice(start, stop - start).to_pylist()
+        return batch
     return list(texts[start:stop])
 
 
 def _take(texts: TextColumn, positions: np.ndarray) -> list[str | None]:
     if isinstance(texts, (pa.Array, pa.ChunkedArray)):
-        return texts.take(pa.array(positions, pa.int64())).to_pylist()
+        taken: list[str | None] = texts.take(pa.array(positions, pa.int64())).to_pylist()
+        return taken
     return [texts[i] for i in positions.tolist()]
 
 
@@ -378,8 +383,8 @@ def find_near_duplicates(texts: TextColumn, *, threshold: float = DEFAULT_THRESH
             continue
         match = None
         earlier = partner[first_partner[k_slot]:last_partner[k_slot]].tolist() if has else []
-        for group in (sorted(pinned_partners.get(x, [])), earlier):
-            for k in group:
+        for candidates in (sorted(pinned_partners.get(x, [])), earlier):
+            for k in candidates:
                 if k in gone:
                     continue
                 similarity_xk = jaccard(x, k)

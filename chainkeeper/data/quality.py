@@ -18,14 +18,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.artifacts import ArtifactStore
-from chainkeeper.core.context import Context
 from chainkeeper.data.statistics import split_key
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import authorize_object
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
 
 __all__ = ["REPORT_FORMAT", "build_quality_report", "store_quality_report", "render_quality_html", "report_sections",
-           "get_quality_report", "report_bytes"]
+           "get_quality_report", "show_quality_report", "report_bytes"]
 
 REPORT_FORMAT = "chainkeeper.quality/1"
 _PALETTE = ("#2b6cb0", "#2f855a", "#b7791f", "#9b2c2c", "#6b46c1", "#2c7a7b")
@@ -108,7 +112,9 @@ def get_quality_report(ctx: Context, version_id: int) -> dict[str, Any]:
         NotFound: no such version, or its stored report is missing.
         ArtifactCorrupted: the stored report no longer matches its digest.
     """
-    from chainkeeper.data.versions import get_dataset_version  # versions imports this module
+    from chainkeeper.data.versions import (
+        get_dataset_version,  # versions imports this module
+    )
 
     version = get_dataset_version(ctx.db, version_id)
     digest = version.stats.get("quality_report")
@@ -116,6 +122,20 @@ def get_quality_report(ctx: Context, version_id: int) -> dict[str, Any]:
         return dict(json.loads(ctx.artifacts.get_bytes(digest)))
     return build_quality_report(name=version.name, version=version.version, content_hash=version.content_hash,
                                 stats=version.stats, steps=version.recipe, task=version.task.value)
+
+
+def show_quality_report(ctx: Context, version_id: int, *, actor: Actor) -> dict[str, Any]:
+    """The quality report of a version, for a reader (data.read in its project).
+
+    Raises:
+        Forbidden: the actor may not read this dataset. As ``get_quality_report`` otherwise.
+    """
+    from chainkeeper.data.versions import (
+        project_of_dataset_version,  # versions imports this module
+    )
+
+    authorize_object(ctx.db, actor, "data.read", lambda: project_of_dataset_version(ctx.db, version_id))
+    return get_quality_report(ctx, version_id)
 
 
 # --- HTML ------------------------------------------------------------------------------

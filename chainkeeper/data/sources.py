@@ -28,17 +28,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from chainkeeper.core.context import Context
 from chainkeeper.core.db import Database
 from chainkeeper.core.errors import ArtifactError, NotFound
 from chainkeeper.data.tables import SqlSource
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import authorize
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
 
 SOURCE_FORMAT = "chainkeeper.source/1"
 # Columns a caller of read_source_rows() gets for accepted rows.
@@ -136,6 +140,29 @@ def count_sources(db: Database) -> int:
     """
     with db.session() as s:
         return int(s.scalar(sa.select(sa.func.count()).select_from(SqlSource)) or 0)
+
+
+def find_sources(ctx: Context, *, actor: Actor, limit: int | None = None) -> list[Source]:
+    """Imported sources, newest first, for a reader.
+
+    Sources are not bound to a project (one may feed several datasets), so reading them
+    takes ``data.read`` from a global role, as importing takes ``data.import``.
+
+    Raises:
+        Forbidden: the actor may not read sources.
+    """
+    authorize(ctx.db, actor, "data.read")
+    return list_sources(ctx.db, limit=limit)
+
+
+def show_source(ctx: Context, source_id: int, *, actor: Actor) -> Source:
+    """One source, for a reader (``data.read`` from a global role, see ``find_sources``).
+
+    Raises:
+        Forbidden: the actor may not read sources. NotFound: there is no such source.
+    """
+    authorize(ctx.db, actor, "data.read")
+    return get_source(ctx.db, source_id)
 
 
 def read_source_rows(ctx: Context, source_id: int, *, include_quarantined: bool = False) -> pa.Table:

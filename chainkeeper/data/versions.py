@@ -54,18 +54,18 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from chainkeeper.core.context import Context
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.data.cleaning import (
@@ -73,22 +73,36 @@ from chainkeeper.data.cleaning import (
     REWRITES_TEXT,
     TOKEN_RECIPE,
     RecipeEntry,
+    StepReport,
     apply_recipe,
     check_recipe,
 )
 from chainkeeper.data.ingest import SPLITS
 from chainkeeper.data.quality import build_quality_report, store_quality_report
 from chainkeeper.data.sources import parquet_from_bytes, read_source_rows
-from chainkeeper.data.splits import DEFAULT_FRACTIONS, stratified_split, validate_fractions
+from chainkeeper.data.splits import (
+    DEFAULT_FRACTIONS,
+    stratified_split,
+    validate_fractions,
+)
 from chainkeeper.data.statistics import dataset_stats
 from chainkeeper.data.tables import SqlDatasetVersion, SqlSource
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import (
+    authorize,
+    authorize_object,
+    projects_allowed,
+)
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
 
 __all__ = ["DatasetState", "DatasetTask", "DatasetVersion", "SNAPSHOT_FORMAT", "SNAPSHOT_SCHEMA", "snapshot_schema",
-           "create_dataset_version", "release_dataset_version", "get_dataset_version", "list_dataset_versions",
-           "count_dataset_versions", "read_dataset_rows", "content_hash", "undeclared_fractions", "source_task",
-           "choose_task", "assign_splits"]
+           "create_dataset_version", "freeze_sources", "freeze_dataset_version", "release_dataset_version",
+           "show_dataset_version", "find_dataset_versions", "read_dataset_page", "get_dataset_version",
+           "project_of_dataset_version", "list_dataset_versions", "count_dataset_versions", "read_dataset_rows",
+           "content_hash", "undeclared_fractions", "source_task", "choose_task", "assign_splits"]
 
 SNAPSHOT_FORMAT = "chainkeeper.dataset/1"
 SNAPSHOT_SCHEMA = pa.schema([
@@ -299,10 +313,14 @@ def undeclared_fractions(declared: set[str], fractions: Mapping[str, float] | No
     return out
 
 
-def _check_request(name: str, source_ids: Sequence[int]) -> list[int]:
+def _check_name(name: str) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInput(f"Dataset name {name!r} is not valid.",
                            hint="Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+
+
+def _check_request(name: str, source_ids: Sequence[int]) -> list[int]:
+    _check_name(name)
     if isinstance(source_ids, (str, bytes)) or not source_ids:
         raise InvalidInput("A dataset version needs at least one source id.", hint="Import a file first, then "
                            "pass its source id.")
@@ -319,17 +337,43 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
                            fractions: dict[str, float] | None = None, task: str | None = None) -> DatasetVersion:
     """Clean, split and freeze imported sources as the next version of a dataset.
 
+    The dataset's name is its project: the actor needs ``dataset.create`` there.
+
     Args:
         ctx: the stores.
         name: the dataset's name; the version number is the next one for that name.
         source_ids: the sources to include, in order (earlier rows win ties in dedup).
-        actor: who creates it (recorded as created_by and owner, and in the audit ledger).
+        actor: who creates it (dataset.create in project ``name``; recorded as created_by
+            and owner, and in the audit ledger).
         recipe: the cleaning steps to apply: names or ``{"step": name, **params}`` (see
             ``cleaning.STEPS``); stored with the version, each with its parameters. None
             applies ``BASIC_RECIPE`` (``TOKEN_RECIPE`` for token classification).
         seed: the seed of the stratified split.
         fractions: how to split rows without a declared split; see ``undeclared_fractions``.
         task: the task kind (see ``DatasetTask``); None infers it from the sources.
+
+    Returns:
+        The new version, in state "draft".
+
+    Raises:
+        Forbidden: the actor may not create versions of this dataset.
+        InvalidInput, NotFound: as ``freeze_sources``. Nothing is stored.
+    """
+    authorize(ctx.db, actor, "dataset.create", project=name)
+    return freeze_sources(ctx, name=name, source_ids=source_ids, actor=actor, recipe=recipe, seed=seed,
+                          fractions=fractions, task=task)
+
+
+def freeze_sources(ctx: Context, *, name: str, source_ids: list[int], actor: Actor,
+                   recipe: Sequence[RecipeEntry] | None = None, seed: int = 13,
+                   fractions: dict[str, float] | None = None, task: str | None = None) -> DatasetVersion:
+    """Clean, split and freeze sources, for a service that has authorised the caller.
+
+    ``create_dataset_version`` is this behind ``dataset.create``; the retraining loop
+    (``maintenance.retrain``) builds its versions with it too.
+
+    Args:
+        As ``create_dataset_version``; ``actor`` is recorded, not checked.
 
     Returns:
         The new version, in state "draft".
@@ -382,40 +426,99 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
     }
     if kind == DatasetTask.TOKEN_CLASSIFICATION:
         columns.update(tokens=table.column("tokens"), tags=table.column("tags"))
-    snapshot = pa.table(columns, schema=snapshot_schema(kind).with_metadata({"chainkeeper.format": SNAPSHOT_FORMAT,
-                                                                             "chainkeeper.task": kind.value}))
-    del table, columns
-    digest = content_hash(snapshot, kind)
-    stats = dataset_stats(snapshot, reports)
-    stats["split_fractions"] = used_fractions if open_rows else {}
-    stats["declared_splits"] = sorted(declared_names)
-    stats["quarantined"] = {str(i): int(quarantined_by_source[i] or 0) for i in ids}
+    del table
+    return freeze_dataset_version(
+        ctx, pa.table(columns, schema=snapshot_schema(kind)), name=name, task=kind, actor=actor, source_ids=ids,
+        split_seed=seed, reports=reports,
+        stats={"split_fractions": used_fractions if open_rows else {}, "declared_splits": sorted(declared_names),
+               "quarantined": {str(i): int(quarantined_by_source[i] or 0) for i in ids}},
+        details={"recipe": steps})
+
+
+def freeze_dataset_version(ctx: Context, snapshot: pa.Table, *, name: str, task: DatasetTask, actor: Actor,
+                           source_ids: Sequence[int], split_seed: int, reports: Sequence[StepReport] = (),
+                           stats: Mapping[str, Any] | None = None, details: Mapping[str, Any] | None = None,
+                           in_transaction: Callable[[Session, DatasetVersion], None] | None = None,
+                           ) -> DatasetVersion:
+    """Freeze rows as the next version of a dataset: the one way a version is made.
+
+    Every producer of dataset versions — ``create_dataset_version``, the annotation
+    export, the retraining loop — ends here, so each version records its task kind
+    (``schema["task"]``), its columns, statistics, content hash, quality report and a
+    ``dataset.create`` ledger entry the same way. The caller has authorised ``actor``.
+
+    Args:
+        ctx: the stores.
+        snapshot: the rows, in order, with at least the columns of ``snapshot_schema(task)``
+            (``row_id`` numbering them 0..n-1); other columns (an export's lineage) are
+            kept as they are.
+        name: the dataset's name; the version number is the next one for that name.
+        task: what the rows are for.
+        actor: who makes it (recorded as created_by and owner, and in the ledger).
+        source_ids: the sources the rows came from.
+        split_seed: the seed the splits were drawn with.
+        reports: the cleaning steps' reports, in order (stored as the recipe).
+        stats: statistics to store besides ``dataset_stats`` (e.g. ``split_fractions``,
+            ``declared_splits``, ``quarantined``, an export's ``annotation`` figures).
+        details: more details for the ledger entry.
+        in_transaction: called with the session and the new version before it commits
+            (a producer's own bookkeeping; raising there stores nothing).
+
+    Returns:
+        The new version, in state "draft".
+
+    Raises:
+        InvalidInput: a bad name, or rows missing a column the task needs (or of the
+            wrong type). Nothing is stored.
+    """
+    _check_name(name)
+    task = DatasetTask(task)
+    wrong = [f"{f.name} ({f.type})" for f in snapshot_schema(task)
+             if f.name not in snapshot.column_names or snapshot.schema.field(f.name).type != f.type]
+    if wrong:
+        raise InvalidInput(f"The rows of a {task} dataset version need the column(s) {', '.join(wrong)}.",
+                           hint="Build the rows with data.versions.snapshot_schema(task).")
+    snapshot = snapshot.replace_schema_metadata({**(snapshot.schema.metadata or {}),
+                                                 b"chainkeeper.format": SNAPSHOT_FORMAT.encode(),
+                                                 b"chainkeeper.task": task.value.encode()})
+    digest = content_hash(snapshot, task)
+    # Tags are counted as labels only where they are the labels (token classification).
+    counted = snapshot if task == DatasetTask.TOKEN_CLASSIFICATION or "tags" not in snapshot.column_names \
+        else snapshot.drop_columns(["tags"])
+    all_stats = {**dataset_stats(counted, reports), "split_fractions": {}, "declared_splits": [], "quarantined": {},
+                 **(stats or {})}
+    del counted
+    columns = {f.name: str(f.type) for f in snapshot.schema}
     sink = pa.BufferOutputStream()
     pq.write_table(snapshot, sink, compression="zstd")
+    rows = snapshot.num_rows
     del snapshot
     artifact = ctx.artifacts.put_bytes(sink.getvalue().to_pybytes())
     del sink
+    steps = [asdict(r) for r in reports]
 
     with ctx.db.session() as s:
         latest = s.scalar(sa.select(sa.func.max(SqlDatasetVersion.version)).where(SqlDatasetVersion.name == name))
         row = SqlDatasetVersion(
-            name=name, version=(latest or 0) + 1, content_hash=digest, snapshot_artifact=artifact, source_ids=ids,
-            schema={"format": SNAPSHOT_FORMAT, "task": kind.value,
-                    "columns": {f.name: str(f.type) for f in snapshot_schema(kind)}},
-            stats=stats, recipe=[asdict(r) for r in reports], split_seed=seed, state=DatasetState.DRAFT.value,
+            name=name, version=(latest or 0) + 1, content_hash=digest, snapshot_artifact=artifact,
+            source_ids=list(source_ids), schema={"format": SNAPSHOT_FORMAT, "task": task.value, "columns": columns},
+            stats=all_stats, recipe=steps, split_seed=split_seed, state=DatasetState.DRAFT.value,
             owner=actor.name, created_by=actor.name)
         s.add(row)
         s.flush()
         # The report names the version number, known only now; a blob left by a rolled
         # back transaction is harmless in a content-addressed store.
-        report = build_quality_report(name=name, version=row.version, content_hash=digest, stats=stats,
-                                      steps=row.recipe, task=kind.value)
-        row.stats = {**stats, "quality_report": store_quality_report(ctx.artifacts, report)}
+        report = build_quality_report(name=name, version=row.version, content_hash=digest, stats=all_stats,
+                                      steps=steps, task=task.value)
+        row.stats = {**all_stats, "quality_report": store_quality_report(ctx.artifacts, report)}
         append_entry(s, actor, "dataset.create", "dataset_version", row.id,
                      after={"name": name, "version": row.version, "content_hash": digest},
-                     details={"source_ids": ids, "recipe": steps, "seed": seed, "task": kind.value,
-                              "rows": stats["rows"], "rows_per_split": stats["rows_per_split"]})
-        return _to_version(row)
+                     details={"source_ids": list(source_ids), "seed": split_seed, "task": task.value, "rows": rows,
+                              "rows_per_split": all_stats["rows_per_split"], **(details or {})})
+        version = _to_version(row)
+        if in_transaction is not None:
+            in_transaction(s, version)
+        return version
 
 
 def _task_recipe(kind: DatasetTask, recipe: Sequence[RecipeEntry] | None) -> list[dict[str, Any]]:
@@ -472,21 +575,24 @@ def assign_splits(declared: pa.ChunkedArray, labels: pa.ChunkedArray, *, seed: i
 def release_dataset_version(ctx: Context, version_id: int, *, actor: Actor) -> DatasetVersion:
     """Release a draft version: it becomes the one training may rely on.
 
-    Governance calls this as the executor of the approved "dataset.release" request;
-    the approval gate (who may release, not the last editor) lives there.
+    The chain's gate calls this as the executor of the approved "dataset.release"
+    request; the gate decides who may approve (not the last editor).
 
     Args:
         ctx: the stores.
         version_id: the version's id.
-        actor: who releases it (recorded as released_by and in the audit ledger).
+        actor: who releases it: the approver (dataset.release.approve in the version's
+            project; recorded as released_by and in the audit ledger).
 
     Returns:
         The released version.
 
     Raises:
+        Forbidden: the actor may not approve releases of this dataset.
         NotFound: there is no such version.
         Conflict: the version is not a draft (it was released already).
     """
+    authorize_object(ctx.db, actor, "dataset.release.approve", lambda: project_of_dataset_version(ctx.db, version_id))
     with ctx.db.session() as s:
         row = s.get(SqlDatasetVersion, version_id)
         if row is None:
@@ -526,13 +632,79 @@ def get_dataset_version(db: Database, version_id: int) -> DatasetVersion:
         return _to_version(row)
 
 
-def list_dataset_versions(db: Database, *, name: str | None = None, limit: int | None = None) -> list[DatasetVersion]:
+def project_of_dataset_version(db: Database, version_id: int) -> str:
+    """The project a dataset version belongs to: its dataset's name.
+
+    A project is the name the versions of one dataset share; runs, models and
+    deployments built from them belong to it too. Project-scoped roles hold there.
+
+    Raises:
+        NotFound: there is no such version.
+    """
+    return get_dataset_version(db, version_id).name
+
+
+def show_dataset_version(ctx: Context, version_id: int, *, actor: Actor) -> DatasetVersion:
+    """One dataset version, for a reader (data.read in its project).
+
+    Raises:
+        Forbidden: the actor may not read this dataset. NotFound: there is no such version.
+    """
+    authorize_object(ctx.db, actor, "data.read", lambda: project_of_dataset_version(ctx.db, version_id))
+    return get_dataset_version(ctx.db, version_id)
+
+
+def find_dataset_versions(ctx: Context, *, actor: Actor, name: str | None = None,
+                          limit: int | None = None) -> list[DatasetVersion]:
+    """The dataset versions the actor may read (data.read), newest first.
+
+    Args:
+        ctx: the stores.
+        actor: the reader; roles bound to a project show that project's versions.
+        name: only the versions of this dataset (the actor must be allowed to read it).
+        limit: at most this many (all when None).
+
+    Raises:
+        Forbidden: the actor may read no dataset, or not dataset ``name``.
+    """
+    if name is not None:
+        authorize(ctx.db, actor, "data.read", project=name)
+        return list_dataset_versions(ctx.db, name=name, limit=limit)
+    return list_dataset_versions(ctx.db, limit=limit, projects=projects_allowed(ctx.db, actor, "data.read"))
+
+
+def read_dataset_page(ctx: Context, version_id: int, *, actor: Actor, split: str | None = None, offset: int = 0,
+                      limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
+    """A page of a version's rows, for a reader (data.read in its project).
+
+    Args:
+        ctx: the stores.
+        version_id: the version's id.
+        actor: the reader.
+        split: only this split; all rows when None.
+        offset: the first row of the page (0-based, in snapshot order).
+        limit: at most this many rows.
+
+    Returns:
+        The number of rows (of the split) and the page's rows as dicts.
+
+    Raises:
+        Forbidden: the actor may not read this dataset. As ``read_dataset_rows`` otherwise.
+    """
+    authorize_object(ctx.db, actor, "data.read", lambda: project_of_dataset_version(ctx.db, version_id))
+    table = read_dataset_rows(ctx, version_id, split)
+    return table.num_rows, table.slice(offset, limit).to_pylist()
+
+
+def list_dataset_versions(db: Database, *, name: str | None = None, limit: int | None = None,
+                          projects: Collection[str] | None = None) -> list[DatasetVersion]:
     """Return dataset versions, newest first.
 
     Args:
         db: the metadata store.
         name: only the versions of this dataset.
         limit: at most this many (all when None).
+        projects: only the versions of these datasets (all when None).
 
     Returns:
         The versions, newest first.
@@ -540,6 +712,8 @@ def list_dataset_versions(db: Database, *, name: str | None = None, limit: int |
     query = sa.select(SqlDatasetVersion).order_by(SqlDatasetVersion.id.desc())
     if name is not None:
         query = query.where(SqlDatasetVersion.name == name)
+    if projects is not None:
+        query = query.where(SqlDatasetVersion.name.in_(sorted(projects)))
     if limit is not None:
         query = query.limit(limit)
     with db.session() as s:

@@ -7,15 +7,16 @@ request whose checks fail cannot be approved. The approver must hold the action'
 separation-of-duties rule (not the dataset's last editor; never the training run's
 author). Approving executes the action as the approver, with the request in the ledger.
 
-Each gated action is one ``Gate``: its permission, its checks, its executor and its
-separation rule, named by dotted path so governance imports no stage at import time.
-Later stages plug their checks in by adding to ``Gate.checks``.
+Each gated action is one ``Gate``: its checks, its executor and its separation rule,
+as functions. Governance sits below the stages it gates, so it holds only the mechanism:
+the chain layer builds the table (``chainkeeper.chain.gates``) and the context carries it
+(``ctx.wiring.gates``). The project an action is authorised in is the gated object's own
+(``Gate.project_of``), never a caller's word.
 """
 
 from __future__ import annotations
 
 import enum
-import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -27,7 +28,12 @@ from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize, roles_allowed
+from chainkeeper.governance.permissions import (
+    authorize,
+    authorize_object,
+    projects_allowed,
+    roles_allowed,
+)
 from chainkeeper.governance.tables import SqlApproval, SqlUser, SqlUserRole
 
 if TYPE_CHECKING:
@@ -48,41 +54,23 @@ class CheckResult:
     detail: str
 
 
+# check(ctx, object_id, payload) -> CheckResult, run at request time.
+Check = Callable[["Context", str, dict[str, Any]], CheckResult]
+
+
 @dataclass(frozen=True)
 class Gate:
     """How one gated action is requested, checked, separated and executed."""
 
     action: str
     object_kind: str
-    # "module:function"(ctx, object_id, *, actor, **payload) -> object performing the change.
-    executor: str
-    # "module:function"(ctx, object_id) -> (names that may not approve, why).
-    excluded: str | None = None
-    # "module:function"(ctx, object_id, payload) -> CheckResult, run at request time.
-    checks: list[str] = field(default_factory=list)
-
-
-GATES: dict[str, Gate] = {
-    "dataset.release": Gate(
-        action="dataset.release", object_kind="dataset_version",
-        executor="chainkeeper.data.versions:release_dataset_version",
-        excluded="chainkeeper.governance.separation:dataset_last_editors",
-        checks=["chainkeeper.governance.separation:check_dataset_is_draft",
-                "chainkeeper.governance.separation:check_dataset_quality_report"],
-    ),
-    "model.promote": Gate(
-        action="model.promote", object_kind="model_version",
-        executor="chainkeeper.governance.separation:promote_to_production",
-        excluded="chainkeeper.governance.separation:model_run_authors",
-        checks=["chainkeeper.governance.separation:check_model_has_evaluation",
-                "chainkeeper.registry.gates:check_release_gates"],
-    ),
-    "deployment.create": Gate(
-        action="deployment.create", object_kind="model_version",
-        executor="chainkeeper.governance.separation:deploy",
-        checks=["chainkeeper.governance.separation:check_model_in_production"],
-    ),
-}
+    # executor(ctx, object_id, *, actor, **payload) -> the changed object, run as the approver.
+    executor: Callable[..., Any]
+    # project_of(ctx, object_id) -> the project the object belongs to (authorisation scope).
+    project_of: Callable[[Context, str], str | None]
+    # excluded(ctx, object_id) -> (names that may not approve, why).
+    excluded: Callable[[Context, str], tuple[list[str], str]] | None = None
+    checks: tuple[Check, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -109,30 +97,32 @@ def _to_approval(row: SqlApproval) -> Approval:
                     decision_comment=row.decision_comment, created_at=row.created_at, decided_at=row.decided_at)
 
 
-def _resolve(path: str) -> Callable[..., Any]:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+def gated_actions(ctx: Context) -> list[str]:
+    """The actions that go through an approval, as wired."""
+    return sorted(ctx.wiring.gates)
 
 
-def _gate(action: str) -> Gate:
+def _gate(ctx: Context, action: str) -> Gate:
     try:
-        return GATES[action]
+        gate: Gate = ctx.wiring.gates[action]
     except KeyError:
-        raise InvalidInput(f"{action!r} is not a gated action.", hint=f"Gated actions: {', '.join(GATES)}.") from None
+        raise InvalidInput(f"{action!r} is not a gated action.",
+                           hint=f"Gated actions: {', '.join(gated_actions(ctx)) or 'none wired'}.") from None
+    return gate
 
 
 def request_approval(ctx: Context, action: str, object_id: int | str, *, actor: Actor, comment: str = "",
-                     payload: dict[str, Any] | None = None, project: str | None = None) -> Approval:
+                     payload: dict[str, Any] | None = None) -> Approval:
     """Ask for a gated action; run its automated checks and store their results.
 
     Raises:
-        Forbidden: the actor may not request this action.
-        Conflict: an open request for the same action and object exists.
+        NotFound: no such object. Forbidden: the actor may not request this action in
+            the object's project. Conflict: an open request for the same action and object exists.
     """
-    gate = _gate(action)
-    authorize(ctx.db, actor, action, project=project)
+    gate = _gate(ctx, action)
+    authorize_object(ctx.db, actor, action, lambda: gate.project_of(ctx, str(object_id)))
     payload = payload or {}
-    results = [_resolve(path)(ctx, object_id, payload) for path in gate.checks]
+    results = [check(ctx, str(object_id), payload) for check in gate.checks]
     with ctx.db.session() as s:
         open_request = s.scalar(sa.select(SqlApproval.id).where(
             SqlApproval.action == action, SqlApproval.object_id == str(object_id),
@@ -152,11 +142,11 @@ def request_approval(ctx: Context, action: str, object_id: int | str, *, actor: 
 
 def who_may_approve(ctx: Context, approval: Approval) -> tuple[list[str], list[str], str]:
     """(users who may approve, users excluded, why they are excluded)."""
-    gate = _gate(approval.action)
+    gate = _gate(ctx, approval.action)
     roles = roles_allowed(ctx.db, f"{approval.action}.approve")
     excluded, why = {approval.requested_by}, "the requester cannot approve their own request"
     if gate.excluded:
-        names, reason = _resolve(gate.excluded)(ctx, approval.object_id)
+        names, reason = gate.excluded(ctx, approval.object_id)
         excluded |= set(names)
         why = f"{why}; {reason}"
     with ctx.db.session() as s:
@@ -177,10 +167,11 @@ def decide(ctx: Context, approval_id: int, *, actor: Actor, approve: bool, comme
     """
     if not comment.strip():
         raise InvalidInput("An approval decision needs a comment.", hint="Say why, e.g. --comment 'metrics reviewed'.")
-    approval = get_approval(ctx, approval_id)
+    approval = show_approval(ctx, approval_id, actor=actor)
     if approval.state != ApprovalState.PENDING:
         raise Conflict(f"Approval request {approval_id} is already {approval.state}.")
-    authorize(ctx.db, actor, f"{approval.action}.approve")
+    gate = _gate(ctx, approval.action)
+    authorize(ctx.db, actor, f"{approval.action}.approve", project=gate.project_of(ctx, approval.object_id))
     candidates, excluded, why = who_may_approve(ctx, approval)
     if actor.name in excluded:
         raise Forbidden(
@@ -195,9 +186,8 @@ def decide(ctx: Context, approval_id: int, *, actor: Actor, approve: bool, comme
 
     state, error = ApprovalState.REJECTED, None
     if approve:
-        gate = _gate(approval.action)
         try:
-            _resolve(gate.executor)(ctx, int(approval.object_id), actor=actor, **approval.payload)
+            gate.executor(ctx, int(approval.object_id), actor=actor, **approval.payload)
             state = ApprovalState.EXECUTED
         except (Conflict, InvalidInput, NotFound) as exc:
             state, error = ApprovalState.FAILED, str(exc)
@@ -236,3 +226,37 @@ def list_approvals(ctx: Context, *, state: str | None = None, object_kind: str |
         if object_id is not None:
             query = query.where(SqlApproval.object_id == str(object_id))
         return [_to_approval(r) for r in s.scalars(query)]
+
+
+def approval_project(ctx: Context, approval: Approval) -> str | None:
+    """The project of the object an approval is about."""
+    return _gate(ctx, approval.action).project_of(ctx, approval.object_id)
+
+
+def show_approval(ctx: Context, approval_id: int, *, actor: Actor) -> Approval:
+    """One approval request, for someone who may see the chain (``system.read``) in its project.
+
+    Raises:
+        Forbidden: not allowed. NotFound: no such request.
+    """
+    found: list[Approval] = []
+
+    def project_of() -> str | None:
+        found.append(get_approval(ctx, approval_id))
+        return approval_project(ctx, found[0])
+
+    authorize_object(ctx.db, actor, "system.read", project_of)
+    return found[0]
+
+
+def find_approvals(ctx: Context, *, actor: Actor, state: str | None = None, limit: int = 100) -> list[Approval]:
+    """Approval requests of the projects the actor may see, newest first.
+
+    Raises:
+        Forbidden: the actor may see the chain nowhere.
+    """
+    projects = projects_allowed(ctx.db, actor, "system.read")
+    found = list_approvals(ctx, state=state, limit=limit)
+    if projects is None:
+        return found
+    return [a for a in found if approval_project(ctx, a) in projects]

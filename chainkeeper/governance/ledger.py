@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -66,6 +66,22 @@ class AuditEntry:
     hash: str = ""
 
 
+class _EntryFields(TypedDict):
+    """What ``entry_hash`` hashes of an entry (all but the chain links)."""
+
+    seq: int
+    at: datetime
+    actor: str
+    role: str | None
+    action: str
+    object_kind: str
+    object_id: str
+    before_digest: str | None
+    after_digest: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+
 def entry_hash(prev_hash: str, *, seq: int, at: datetime, actor: str, role: str | None, action: str,
                object_kind: str, object_id: str, before_digest: str | None, after_digest: str | None,
                request_id: str | None, details: dict[str, Any]) -> str:
@@ -93,16 +109,18 @@ def append_entry(session: Session, actor: Actor, action: str, object_kind: str, 
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LEDGER_LOCK})
-    last = session.execute(sa.select(SqlAuditEntry.seq, SqlAuditEntry.hash).order_by(SqlAuditEntry.seq.desc()).limit(1)).first()
+    last = session.execute(
+        sa.select(SqlAuditEntry.seq, SqlAuditEntry.hash).order_by(SqlAuditEntry.seq.desc()).limit(1)
+    ).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
     at = utcnow()
     row_role = role if role is not None else (",".join(sorted(actor.roles)) or None)
-    fields = dict(
-        seq=seq, at=at, actor=actor.name, role=row_role, action=action, object_kind=object_kind,
-        object_id=str(object_id), before_digest=digest_of(before) if before is not None else None,
-        after_digest=digest_of(after) if after is not None else None, request_id=actor.request_id,
-        details=details or {},
-    )
+    fields: _EntryFields = {
+        "seq": seq, "at": at, "actor": actor.name, "role": row_role, "action": action, "object_kind": object_kind,
+        "object_id": str(object_id), "before_digest": digest_of(before) if before is not None else None,
+        "after_digest": digest_of(after) if after is not None else None, "request_id": actor.request_id,
+        "details": details or {},
+    }
     row = SqlAuditEntry(**fields, prev_hash=prev, hash=entry_hash(prev, **fields))
     session.add(row)
     session.flush()
@@ -124,7 +142,9 @@ def _plain(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
-def record(db: Database, actor: Actor, action: str, object_kind: str, object_id: str | int, **kwargs: Any) -> AuditEntry:
+def record(
+    db: Database, actor: Actor, action: str, object_kind: str, object_id: str | int, **kwargs: Any
+) -> AuditEntry:
     """Append one entry in a transaction of its own (for events with no other write)."""
     with db.session() as s:
         return append_entry(s, actor, action, object_kind, object_id, **kwargs)
@@ -152,12 +172,16 @@ def iter_entries(db: Database, *, batch: int = _VERIFY_BATCH) -> Iterator[AuditE
     while True:
         with db.session() as s:
             rows = s.execute(
-                sa.select(SqlAuditEntry.__table__).where(SqlAuditEntry.seq > after).order_by(SqlAuditEntry.seq).limit(batch)
+                sa.select(SqlAuditEntry.__table__)
+                .where(SqlAuditEntry.seq > after)
+                .order_by(SqlAuditEntry.seq)
+                .limit(batch)
             ).mappings().all()
         if not rows:
             return
         for r in rows:
-            yield AuditEntry(**{k: (dict(v or {}) if k == "details" else v) for k, v in r.items()})
+            values: dict[str, Any] = {k: (dict(v or {}) if k == "details" else v) for k, v in r.items()}
+            yield AuditEntry(**values)
         after = rows[-1]["seq"]
 
 
@@ -175,7 +199,8 @@ def verify_ledger(db: Database) -> LedgerVerdict:
     prev_hash, expected_seq, count = GENESIS, 1, 0
     for e in iter_entries(db):
         if e.seq != expected_seq:
-            return LedgerVerdict(False, count, prev_hash, f"entry {expected_seq} is missing (the next entry is {e.seq}): "
+            return LedgerVerdict(False, count, prev_hash,
+                                 f"entry {expected_seq} is missing (the next entry is {e.seq}): "
                                  "an entry was deleted", expected_seq)
         if e.prev_hash != prev_hash:
             return LedgerVerdict(False, count, prev_hash, f"entry {e.seq} does not follow entry {e.seq - 1}: "
@@ -194,3 +219,4 @@ def export_entries(db: Database) -> Iterator[str]:
     """The ledger as JSON Lines, one entry a line, in order."""
     for e in iter_entries(db):
         yield canonical_json({**e.__dict__, "at": e.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+

@@ -15,11 +15,13 @@ import secrets
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import InstrumentedAttribute
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput, NotFound, RateLimited, Unauthenticated
-from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.actors import SYSTEM, Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize
 from chainkeeper.governance.tables import SqlLoginAttempt, SqlUser
 from chainkeeper.governance.users import actor_for_user
 
@@ -51,8 +53,13 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-def set_password(db: Database, user_name: str, password: str) -> None:
-    """Set a user's password. Raises InvalidInput when it is too short."""
+def set_password(db: Database, user_name: str, password: str, *, actor: Actor = SYSTEM) -> None:
+    """Set a user's web sign-in password.
+
+    Raises:
+        Forbidden: the actor may not manage users. InvalidInput: too short. NotFound: no such user.
+    """
+    authorize(db, actor, "user.manage")
     if len(password) < MIN_LENGTH:
         raise InvalidInput(f"The password is too short ({len(password)} characters).",
                            hint=f"Use at least {MIN_LENGTH} characters.")
@@ -73,7 +80,7 @@ def login(db: Database, user_name: str, password: str, *, address: str) -> Actor
     """
     since = utcnow() - WINDOW
     with db.session() as s:
-        def failures(column: sa.ColumnElement[str], value: str) -> int:
+        def failures(column: InstrumentedAttribute[str], value: str) -> int:
             return s.scalar(sa.select(sa.func.count()).select_from(SqlLoginAttempt).where(
                 column == value, SqlLoginAttempt.succeeded.is_(False), SqlLoginAttempt.at >= since)) or 0
 

@@ -9,15 +9,17 @@ the written policy and the enforced one cannot drift apart.
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from chainkeeper.core.db import Database
-from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound
+from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chainkeeper.governance.actors import SYSTEM, Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.roles import BuiltinRole as R
@@ -141,47 +143,58 @@ def seed_permissions(db: Database) -> None:
         for role, action in default_rows():
             if role not in granted:
                 s.add(SqlPermission(role=role, action=action))
-    _cache.clear()
+    _matrix_cache(db).clear()
 
 
 # --- reading the matrix ---------------------------------------------------------------
 
 
 class _MatrixCache:
-    """The matrix of each database, re-read after ``ttl`` seconds or any change made
-    through this module (another process's change is seen within ``ttl``)."""
+    """The matrix of one store, re-read after ``ttl`` seconds or any change made through
+    this module (another process's change is seen within ``ttl``). Kept on the store."""
 
     def __init__(self, ttl: float = 2.0) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, dict[str, frozenset[str]]]] = {}
+        self._entry: tuple[float, dict[str, frozenset[str]]] | None = None
 
     def get(self, db: Database) -> dict[str, frozenset[str]]:
         with self._lock:
-            hit = self._entries.get(db.url)
+            hit = self._entry
             if hit and time.monotonic() - hit[0] < self.ttl:
                 return hit[1]
-        with db.session() as s:
+        with db.session(readonly=True) as s:
             pairs = s.execute(sa.select(SqlPermission.role, SqlPermission.action)).all()
         matrix: dict[str, set[str]] = {}
         for role, action in pairs:
             matrix.setdefault(role, set()).add(action)
         frozen = {role: frozenset(actions) for role, actions in matrix.items()}
         with self._lock:
-            self._entries[db.url] = (time.monotonic(), frozen)
+            self._entry = (time.monotonic(), frozen)
         return frozen
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._entry = None
 
 
-_cache = _MatrixCache()
+def _matrix_cache(db: Database) -> _MatrixCache:
+    return db.state("governance.permission_matrix", _MatrixCache)
 
 
 def permission_matrix(db: Database) -> dict[str, frozenset[str]]:
     """role -> actions (and RACI relations) as stored now."""
-    return _cache.get(db)
+    return _matrix_cache(db).get(db)
+
+
+def read_matrix(db: Database, *, actor: Actor) -> dict[str, frozenset[str]]:
+    """``permission_matrix`` for someone who may ask who is responsible (``owner.read`` anywhere).
+
+    Raises:
+        Forbidden: not allowed.
+    """
+    projects_allowed(db, actor, "owner.read")
+    return permission_matrix(db)
 
 
 def roles_allowed(db: Database, action: str) -> list[str]:
@@ -198,8 +211,54 @@ def is_allowed(db: Database, actor: Actor, action: str, *, project: str | None =
     return any(action in matrix.get(role, ()) for role in effective_roles(actor, project))
 
 
+def is_allowed_somewhere(db: Database, actor: Actor, action: str) -> bool:
+    """Whether ``actor`` may do ``action`` in a global role or in at least one project (for
+    showing a panel or a button; deciding is ``authorize``'s)."""
+    matrix = permission_matrix(db)
+    return is_allowed(db, actor, action) or any(action in matrix.get(role, ()) for role, _ in actor.scoped_roles)
+
+
+def projects_allowed(db: Database, actor: Actor, action: str) -> frozenset[str] | None:
+    """Where ``actor`` may do ``action``: None for everywhere (a global role), else the
+    projects whose scoped roles grant it. For services that list objects across projects.
+
+    Raises:
+        Forbidden: the actor may do it nowhere.
+    """
+    if is_allowed(db, actor, action):
+        return None
+    matrix = permission_matrix(db)
+    projects = frozenset(project for role, project in actor.scoped_roles if action in matrix.get(role, ()))
+    if not projects:
+        authorize(db, actor, action)  # raises, naming the roles that may
+    return projects
+
+
+def authorize_object(db: Database, actor: Actor, action: str, project_of: Callable[[], str | None]) -> str | None:
+    """Authorise ``action`` on one object, in the object's own project.
+
+    First the actor must hold the action somewhere (so a caller without it is refused
+    before anything is looked up); then ``project_of`` finds the object — raising
+    NotFound when there is none — and the actor must hold the action in its project.
+
+    Returns:
+        The object's project.
+
+    Raises:
+        Forbidden: not allowed. NotFound: from ``project_of``.
+    """
+    projects_allowed(db, actor, action)
+    project = project_of()
+    authorize(db, actor, action, project=project)
+    return project
+
+
 def authorize(db: Database, actor: Actor, action: str, *, project: str | None = None) -> None:
     """The single authorisation point: raise unless ``actor`` may do ``action``.
+
+    ``project`` is the project of the object acted on (the service works it out from the
+    object: dataset → its name, run → its dataset's, model → its run's, deployment → its
+    model's); roles bound to that project count, roles bound to others do not.
 
     Raises:
         InvalidInput: the action is not in the catalogue (a programming error surfaced
@@ -223,24 +282,32 @@ def authorize(db: Database, actor: Actor, action: str, *, project: str | None = 
 
 def create_role(db: Database, name: str, *, description: str, actions: Iterable[str] = (),
                 actor: Actor = SYSTEM) -> None:
-    """A custom role with its actions. Raises InvalidInput for unknown actions."""
+    """A custom role with its actions.
+
+    Raises:
+        Forbidden: the actor may not manage roles. InvalidInput: unknown actions. Conflict: the role exists.
+    """
+    authorize(db, actor, "role.manage")
     actions = list(actions)
     _check_actions(actions)
     with db.session() as s:
         if s.get(SqlRole, name) is not None:
-            from chainkeeper.core.errors import Conflict
-
             raise Conflict(f"Role {name!r} already exists.")
         s.add(SqlRole(name=name, description=description, builtin=False))
         s.flush()
         for action in dict.fromkeys(actions):
             s.add(SqlPermission(role=name, action=action))
         append_entry(s, actor, "role.create", "role", name, after={"actions": sorted(set(actions))})
-    _cache.clear()
+    _matrix_cache(db).clear()
 
 
 def set_permission(db: Database, role: str, action: str, *, granted: bool, actor: Actor = SYSTEM) -> None:
-    """Grant or revoke one action (or RACI relation) for a role."""
+    """Grant or revoke one action (or RACI relation) for a role.
+
+    Raises:
+        Forbidden: the actor may not manage roles. InvalidInput: an unknown action. NotFound: no such role.
+    """
+    authorize(db, actor, "role.manage")
     _check_actions([action])
     with db.session() as s:
         if s.get(SqlRole, role) is None:
@@ -255,7 +322,7 @@ def set_permission(db: Database, role: str, action: str, *, granted: bool, actor
             return
         append_entry(s, actor, "permission.grant" if granted else "permission.revoke", "role", role,
                      details={"action": action})
-    _cache.clear()
+    _matrix_cache(db).clear()
 
 
 def _check_actions(actions: Iterable[str]) -> None:
@@ -307,9 +374,6 @@ def render_raci(rows: list[RaciRow], fmt: str) -> str:
         lines += ["| " + " | ".join(c or "—" for c in row) + " |" for row in cells]
         return "\n".join(lines) + "\n"
     if fmt == "csv":
-        import csv
-        import io
-
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(header)

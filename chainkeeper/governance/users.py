@@ -20,6 +20,7 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from chainkeeper.governance.actors import SYSTEM, Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize, projects_allowed
 from chainkeeper.governance.tables import SqlRole, SqlToken, SqlUser, SqlUserRole
 
 TOKEN_PREFIX = "ck_"
@@ -81,6 +82,7 @@ def create_user(db: Database, name: str, *, roles: list[str], display_name: str 
         InvalidInput: a malformed name or an unknown role.
         Conflict: the name is taken.
     """
+    authorize(db, actor, "user.manage")
     if not _NAME.match(name):
         raise InvalidInput(f"User name {name!r} is not valid.",
                            hint="Use 2-64 lowercase letters, digits, '.', '_' or '-', starting with a letter.")
@@ -88,7 +90,8 @@ def create_user(db: Database, name: str, *, roles: list[str], display_name: str 
         known = set(s.scalars(sa.select(SqlRole.name)))
         unknown = [r for r in roles if r not in known]
         if unknown:
-            raise InvalidInput(f"Unknown role(s): {', '.join(unknown)}.", hint=f"Known roles: {', '.join(sorted(known))}.")
+            raise InvalidInput(f"Unknown role(s): {', '.join(unknown)}.",
+                               hint=f"Known roles: {', '.join(sorted(known))}.")
         if s.scalar(sa.select(SqlUser.id).where(SqlUser.name == name)) is not None:
             raise Conflict(f"A user named {name!r} already exists.")
         row = SqlUser(name=name, display_name=display_name or name)
@@ -109,14 +112,38 @@ def get_user(db: Database, name: str) -> User:
         return _to_user(s, row)
 
 
-def list_users(db: Database) -> list[User]:
+def list_users(db: Database, *, actor: Actor = SYSTEM) -> list[User]:
+    """Every user with their roles.
+
+    Raises:
+        Forbidden: the actor may not manage users.
+    """
+    authorize(db, actor, "user.manage")
     with db.session() as s:
         return [_to_user(s, r) for r in s.scalars(sa.select(SqlUser).order_by(SqlUser.name))]
 
 
 def issue_token(db: Database, user_name: str, *, name: str, expires_in: timedelta | None = None,
                 actor: Actor = SYSTEM) -> IssuedToken:
-    """Create an API token for a user and return its secret (the only time it is shown)."""
+    """Create an API token for a user and return its secret (the only time it is shown).
+
+    Raises:
+        Forbidden: the actor may not manage users. NotFound: no such user.
+    """
+    authorize(db, actor, "user.manage")
+    return _issue(db, user_name, name=name, expires_in=expires_in, actor=actor)
+
+
+def issue_session_token(db: Database, *, actor: Actor, expires_in: timedelta) -> IssuedToken:
+    """The token of a sign-in session, for the user who just proved their password.
+
+    Raises:
+        NotFound: the actor is no stored user.
+    """
+    return _issue(db, actor.name, name="web session", expires_in=expires_in, actor=actor)
+
+
+def _issue(db: Database, user_name: str, *, name: str, expires_in: timedelta | None, actor: Actor) -> IssuedToken:
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = utcnow() + expires_in if expires_in is not None else None
     with db.session() as s:
@@ -133,6 +160,12 @@ def issue_token(db: Database, user_name: str, *, name: str, expires_in: timedelt
 
 
 def revoke_token(db: Database, token_id: int, *, actor: Actor = SYSTEM) -> None:
+    """Revoke a token (audited); revoking a revoked token changes nothing.
+
+    Raises:
+        Forbidden: the actor may not manage users. NotFound: no such token.
+    """
+    authorize(db, actor, "user.manage")
     with db.session() as s:
         row = s.get(SqlToken, token_id)
         if row is None:
@@ -142,8 +175,13 @@ def revoke_token(db: Database, token_id: int, *, actor: Actor = SYSTEM) -> None:
             append_entry(s, actor, "token.revoke", "token", token_id, details={"name": row.name})
 
 
-def list_tokens(db: Database, user_name: str) -> list[dict[str, object]]:
-    """A user's tokens (names, dates, state), never their secrets."""
+def list_tokens(db: Database, user_name: str, *, actor: Actor = SYSTEM) -> list[dict[str, object]]:
+    """A user's tokens (names, dates, state), never their secrets.
+
+    Raises:
+        Forbidden: the actor may not manage users.
+    """
+    authorize(db, actor, "user.manage")
     with db.session() as s:
         rows = s.scalars(sa.select(SqlToken).join(SqlUser, SqlUser.id == SqlToken.user_id)
                          .where(SqlUser.name == user_name).order_by(SqlToken.id))
@@ -182,6 +220,7 @@ def grant_role(db: Database, user_name: str, role: str, *, project: str | None =
     Raises:
         NotFound: no such user or role.
     """
+    authorize(db, actor, "user.manage")
     with db.session() as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
@@ -201,6 +240,12 @@ def grant_role(db: Database, user_name: str, role: str, *, project: str | None =
 
 def revoke_role(db: Database, user_name: str, role: str, *, project: str | None = None,
                 actor: Actor = SYSTEM) -> User:
+    """Remove a role binding (everywhere, or inside one project).
+
+    Raises:
+        Forbidden: the actor may not manage users. NotFound: no such user.
+    """
+    authorize(db, actor, "user.manage")
     with db.session() as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
@@ -210,3 +255,14 @@ def revoke_role(db: Database, user_name: str, role: str, *, project: str | None 
                                                else SqlUserRole.project == project))
         append_entry(s, actor, "role.revoke", "user", user_name, details={"role": role, "project": project})
         return _to_user(s, user)
+
+
+def describe_actor(db: Database, *, actor: Actor) -> dict[str, object]:
+    """Who the actor is, with their global and project roles (``owner.read`` anywhere).
+
+    Raises:
+        Forbidden: the actor holds no role that may ask who is responsible for things.
+    """
+    projects_allowed(db, actor, "owner.read")
+    return {"user": actor.name, "roles": sorted(actor.roles),
+            "project_roles": sorted(f"{r}@{p}" for r, p in actor.scoped_roles)}

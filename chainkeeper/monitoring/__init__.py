@@ -1,18 +1,20 @@
-"""Chainkeeper monitoring stage: prediction log, feedback, drift, alerts and maintenance.
+"""Chainkeeper monitoring stage: prediction log, metrics, feedback, live quality, drift, alerts, tickets.
 
 One public surface: every name a shell or another stage needs is re-exported here and
 loaded on first use (PEP 562). The schema imports ``chainkeeper.monitoring.tables``, which
-runs this file; loading nothing here keeps that import free of cycles (the loop reaches
-into data, training and registry) and of numpy for the shells.
+runs this file: loading nothing here keeps that import light (no numpy for the shells).
+The retraining loop that starts from a ticket lives above every stage, in
+``chainkeeper.chain.maintenance``.
 
-- log: ``log_predictions``, ``list_predictions``, ``purge_predictions`` …;
-- feedback: ``submit_feedback``, ``list_feedback``; live quality: ``live_quality``;
-- drift: ``check_drift`` (``CHECKS``), ``submit_drift_job``, ``list_drift_results``;
-- alerts: ``create_rule``, ``evaluate_rules``, ``resolve_alert``, silences; webhooks:
-  ``list_notifications``, ``RetryPolicy``;
-- tickets: ``acknowledge_ticket``, ``hand_over_ticket``, ``close_ticket``;
-- maintenance: ``start_retraining``, ``train_on_released``, ``evaluate_retraining``,
-  ``hand_to_release_gate``, ``close_when_served``.
+Every object here belongs to its deployment's project (``monitoring.access``); the
+functions a shell calls take the actor and decide there:
+
+- log: ``log_predictions`` (and the ``log_served_predictions`` hook), ``PredictionLogWriter``;
+- feedback: ``submit_feedback``, ``show_feedback``; live quality: ``live_quality``; ``diagnose``;
+- drift: ``check_drift`` (``CHECKS``), ``submit_drift_job``, ``show_drift_results``;
+- alerts: ``create_rule``, ``evaluate_rules_now``, ``resolve_alert``, silences, ``find_alerts``,
+  ``show_alert``;
+- tickets: ``acknowledge_ticket``, ``hand_over_ticket``, ``close_ticket``, ``find_tickets``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chainkeeper.monitoring.alerts import (
+        ALERTING,
+        MAX_SILENCE_S,
+        MAX_WINDOW_S,
         Alert,
+        AlertDetail,
         AlertRule,
         AlertState,
         Evaluation,
@@ -32,33 +38,75 @@ if TYPE_CHECKING:
         create_silence,
         end_silence,
         evaluate_rules,
+        evaluate_rules_now,
+        find_alerts,
+        find_rules,
+        find_signals,
+        find_silences,
         get_alert,
         get_rule,
         list_alerts,
         list_rules,
         list_silences,
         resolve_alert,
+        run_evaluate_job,
+        schedule_rule_evaluation,
         set_rule_enabled,
+        show_alert,
     )
-    from chainkeeper.monitoring.drift import CHECKS
+    from chainkeeper.monitoring.charts import (
+        bar_chart_svg,
+        series_svg,
+    )
+    from chainkeeper.monitoring.diagnosis import (
+        diagnose,
+        render_diagnosis_html,
+    )
+    from chainkeeper.monitoring.drift import (
+        CHECKS,
+    )
     from chainkeeper.monitoring.drift_jobs import (
+        THRESHOLD_CAP,
         DriftResult,
         check_drift,
         latest_drift_results,
         list_drift_results,
+        run_drift_job,
+        show_drift_results,
         submit_drift_job,
     )
-    from chainkeeper.monitoring.feedback import Feedback, FeedbackOutcome, get_feedback, list_feedback, submit_feedback
-    from chainkeeper.monitoring.maintenance import (
-        Retraining,
-        RetrainingRun,
-        close_when_served,
-        evaluate_retraining,
-        hand_to_release_gate,
-        start_retraining,
-        train_on_released,
+    from chainkeeper.monitoring.feedback import (
+        MAX_FEEDBACK_ITEMS,
+        SOURCES,
+        Feedback,
+        FeedbackOutcome,
+        get_feedback,
+        list_feedback,
+        show_feedback,
+        submit_feedback,
     )
-    from chainkeeper.monitoring.notify import RetryPolicy, list_attempts, list_notifications
+    from chainkeeper.monitoring.logwriter import (
+        PredictionLogWriter,
+        flush_writers,
+    )
+    from chainkeeper.monitoring.metrics import (
+        CONTENT_TYPE,
+        METRIC_NAMES,
+        UNKNOWN_DEPLOYMENT,
+        MetricSampler,
+        ServingMetrics,
+        metric_names,
+        metric_series,
+        read_metric_series,
+        render_metrics,
+    )
+    from chainkeeper.monitoring.notify import (
+        DeliveryAttempt,
+        Notification,
+        RetryPolicy,
+        list_attempts,
+        list_notifications,
+    )
     from chainkeeper.monitoring.predictions import (
         PredictionRecord,
         count_predictions,
@@ -66,45 +114,169 @@ if TYPE_CHECKING:
         hash_input,
         list_predictions,
         log_predictions,
+        log_served_predictions,
         prediction_record,
         purge_predictions,
         redact_input,
     )
-    from chainkeeper.monitoring.quality import live_quality, quality_windows
+    from chainkeeper.monitoring.quality import (
+        labelled_predictions,
+        live_quality,
+        parse_window,
+        quality_windows,
+    )
+    from chainkeeper.monitoring.signals import (
+        known_signals,
+    )
     from chainkeeper.monitoring.tickets import (
         Ticket,
+        TicketBoard,
         TicketState,
         acknowledge_ticket,
+        advance_ticket,
         close_ticket,
+        find_tickets,
         get_ticket,
         hand_over_ticket,
         list_tickets,
+        show_ticket,
         ticket_stats,
     )
 
 _EXPORTS = {
-    "Alert": "alerts", "AlertRule": "alerts", "AlertState": "alerts", "Evaluation": "alerts", "Severity": "alerts",
+    "ALERTING": "alerts", "Alert": "alerts", "AlertDetail": "alerts", "AlertRule": "alerts", "AlertState": "alerts",
+    "Evaluation": "alerts", "MAX_SILENCE_S": "alerts", "MAX_WINDOW_S": "alerts", "Severity": "alerts",
     "Silence": "alerts", "create_rule": "alerts", "create_silence": "alerts", "end_silence": "alerts",
-    "evaluate_rules": "alerts", "get_alert": "alerts", "get_rule": "alerts", "list_alerts": "alerts",
-    "list_rules": "alerts", "list_silences": "alerts", "resolve_alert": "alerts", "set_rule_enabled": "alerts",
+    "evaluate_rules": "alerts", "evaluate_rules_now": "alerts", "find_signals": "alerts", "find_alerts": "alerts",
+    "find_rules": "alerts",
+    "find_silences": "alerts", "get_alert": "alerts", "get_rule": "alerts", "list_alerts": "alerts",
+    "list_rules": "alerts", "list_silences": "alerts", "resolve_alert": "alerts", "run_evaluate_job": "alerts",
+    "schedule_rule_evaluation": "alerts",
+    "set_rule_enabled": "alerts", "show_alert": "alerts",
+    "bar_chart_svg": "charts", "series_svg": "charts",
+    "diagnose": "diagnosis", "render_diagnosis_html": "diagnosis",
     "CHECKS": "drift",
     "DriftResult": "drift_jobs", "check_drift": "drift_jobs", "latest_drift_results": "drift_jobs",
-    "list_drift_results": "drift_jobs", "submit_drift_job": "drift_jobs",
-    "Feedback": "feedback", "FeedbackOutcome": "feedback", "get_feedback": "feedback", "list_feedback": "feedback",
+    "list_drift_results": "drift_jobs", "run_drift_job": "drift_jobs", "show_drift_results": "drift_jobs",
+    "submit_drift_job": "drift_jobs",
+    "Feedback": "feedback", "FeedbackOutcome": "feedback", "MAX_FEEDBACK_ITEMS": "feedback", "SOURCES": "feedback",
+    "get_feedback": "feedback", "list_feedback": "feedback", "show_feedback": "feedback",
     "submit_feedback": "feedback",
-    "Retraining": "maintenance", "RetrainingRun": "maintenance", "close_when_served": "maintenance",
-    "evaluate_retraining": "maintenance", "hand_to_release_gate": "maintenance", "start_retraining": "maintenance",
-    "train_on_released": "maintenance",
-    "RetryPolicy": "notify", "list_attempts": "notify", "list_notifications": "notify",
+    "PredictionLogWriter": "logwriter", "flush_writers": "logwriter",
+    "CONTENT_TYPE": "metrics", "METRIC_NAMES": "metrics", "MetricSampler": "metrics", "ServingMetrics": "metrics",
+    "UNKNOWN_DEPLOYMENT": "metrics", "metric_names": "metrics", "metric_series": "metrics",
+    "read_metric_series": "metrics", "render_metrics": "metrics",
+    "DeliveryAttempt": "notify", "Notification": "notify", "RetryPolicy": "notify", "list_attempts": "notify",
+    "list_notifications": "notify",
     "PredictionRecord": "predictions", "count_predictions": "predictions", "get_prediction": "predictions",
     "hash_input": "predictions", "list_predictions": "predictions", "log_predictions": "predictions",
-    "prediction_record": "predictions", "purge_predictions": "predictions", "redact_input": "predictions",
-    "live_quality": "quality", "quality_windows": "quality",
-    "Ticket": "tickets", "TicketState": "tickets", "acknowledge_ticket": "tickets", "close_ticket": "tickets",
-    "get_ticket": "tickets", "hand_over_ticket": "tickets", "list_tickets": "tickets", "ticket_stats": "tickets",
+    "log_served_predictions": "predictions", "prediction_record": "predictions", "purge_predictions": "predictions",
+    "redact_input": "predictions",
+    "labelled_predictions": "quality", "live_quality": "quality", "parse_window": "quality",
+    "quality_windows": "quality",
+    "known_signals": "signals",
+    "Ticket": "tickets", "TicketBoard": "tickets", "TicketState": "tickets", "acknowledge_ticket": "tickets",
+    "advance_ticket": "tickets", "close_ticket": "tickets", "find_tickets": "tickets", "get_ticket": "tickets",
+    "hand_over_ticket": "tickets", "list_tickets": "tickets", "show_ticket": "tickets", "ticket_stats": "tickets",
+    "THRESHOLD_CAP": "drift_jobs",
 }
 
-__all__ = sorted(_EXPORTS)
+# Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
+__all__ = [
+    "ALERTING",
+    "Alert",
+    "AlertDetail",
+    "AlertRule",
+    "AlertState",
+    "CHECKS",
+    "CONTENT_TYPE",
+    "DeliveryAttempt",
+    "DriftResult",
+    "Evaluation",
+    "Feedback",
+    "FeedbackOutcome",
+    "MAX_FEEDBACK_ITEMS",
+    "MAX_SILENCE_S",
+    "MAX_WINDOW_S",
+    "METRIC_NAMES",
+    "MetricSampler",
+    "Notification",
+    "PredictionLogWriter",
+    "PredictionRecord",
+    "RetryPolicy",
+    "SOURCES",
+    "ServingMetrics",
+    "Severity",
+    "Silence",
+    "THRESHOLD_CAP",
+    "Ticket",
+    "TicketBoard",
+    "TicketState",
+    "UNKNOWN_DEPLOYMENT",
+    "acknowledge_ticket",
+    "advance_ticket",
+    "bar_chart_svg",
+    "check_drift",
+    "close_ticket",
+    "count_predictions",
+    "create_rule",
+    "create_silence",
+    "diagnose",
+    "end_silence",
+    "evaluate_rules",
+    "evaluate_rules_now",
+    "find_alerts",
+    "find_rules",
+    "find_signals",
+    "find_silences",
+    "find_tickets",
+    "flush_writers",
+    "get_alert",
+    "get_feedback",
+    "get_prediction",
+    "get_rule",
+    "get_ticket",
+    "hand_over_ticket",
+    "hash_input",
+    "known_signals",
+    "labelled_predictions",
+    "latest_drift_results",
+    "list_alerts",
+    "list_attempts",
+    "list_drift_results",
+    "list_feedback",
+    "list_notifications",
+    "list_predictions",
+    "list_rules",
+    "list_silences",
+    "list_tickets",
+    "live_quality",
+    "log_predictions",
+    "log_served_predictions",
+    "metric_names",
+    "metric_series",
+    "parse_window",
+    "prediction_record",
+    "purge_predictions",
+    "quality_windows",
+    "read_metric_series",
+    "redact_input",
+    "render_diagnosis_html",
+    "render_metrics",
+    "resolve_alert",
+    "run_drift_job",
+    "run_evaluate_job",
+    "schedule_rule_evaluation",
+    "series_svg",
+    "set_rule_enabled",
+    "show_alert",
+    "show_drift_results",
+    "show_feedback",
+    "show_ticket",
+    "submit_drift_job",
+    "submit_feedback",
+    "ticket_stats",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -33,15 +33,27 @@ from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.core.jobs import submit_job
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize
-from chainkeeper.monitoring.signals import known_signals, read_signal
+from chainkeeper.governance.permissions import authorize, projects_allowed
+from chainkeeper.monitoring import notify, tickets
+from chainkeeper.monitoring.access import (
+    authorize_for_deployment,
+    authorize_for_object,
+    readable_deployment_ids,
+)
+from chainkeeper.monitoring.signals import Signal, known_signals, read_signal
 from chainkeeper.monitoring.tables import SqlAlert, SqlAlertRule, SqlSilence
+from chainkeeper.serving import (
+    DeploymentState,
+    get_deployment_by_name,
+    list_deployments,
+)
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.core.jobs import JobHandle
+    from chainkeeper.core.jobs import Job, JobHandle
 
 __all__ = [
     "COMPARATORS",
@@ -207,11 +219,7 @@ def check_webhook_url(url: str) -> str:
 
 
 def _deployment_id(db: Database, name: str | None) -> int | None:
-    if name is None:
-        return None
-    from chainkeeper.serving.deployments import get_deployment_by_name
-
-    return get_deployment_by_name(db, name).id
+    return get_deployment_by_name(db, name).id if name is not None else None
 
 
 def create_rule(ctx: Context, *, name: str, metric: str, comparator: str, threshold: float, window_s: int,
@@ -228,18 +236,19 @@ def create_rule(ctx: Context, *, name: str, metric: str, comparator: str, thresh
         severity: info, warning or critical.
         deployment: the deployment it watches; None watches every deployment.
         webhook_url: where firing and resolution are posted (http or https).
-        actor: who creates it (alert.manage).
+        actor: who creates it (``alert.manage`` in the deployment's project; a rule of every
+            deployment needs it everywhere).
 
     Returns:
         The stored rule, enabled.
 
     Raises:
-        Forbidden: the actor may not manage alerts.
+        Forbidden: the actor may not manage alerts there.
         InvalidInput: an unknown metric (the message lists the known ones), comparator or
             severity; a window out of range; a bad webhook URL. Nothing is stored.
         NotFound: no such deployment. Conflict: a rule of that name exists.
     """
-    authorize(ctx.db, actor, "alert.manage", project=deployment)
+    authorize_for_deployment(ctx.db, actor, "alert.manage", deployment)
     name = (name or "").strip()
     if not 1 <= len(name) <= 128:
         raise InvalidInput("A rule needs a name of 1-128 characters.", hint="e.g. --name support-drift.")
@@ -279,9 +288,9 @@ def set_rule_enabled(ctx: Context, rule_id: int, *, enabled: bool, actor: Actor)
     """Turn a rule on or off; turning it off resolves its open alerts.
 
     Raises:
-        Forbidden: may not manage alerts. NotFound: no such rule.
+        Forbidden: may not manage alerts in the rule's deployment's project. NotFound: no such rule.
     """
-    authorize(ctx.db, actor, "alert.manage")
+    authorize_for_object(ctx.db, actor, "alert.manage", lambda: get_rule(ctx.db, rule_id).deployment_id)
     now = utcnow()
     with ctx.db.session() as s:
         row = _rule_row(s, rule_id)
@@ -316,25 +325,42 @@ def list_rules(db: Database) -> list[AlertRule]:
         return [_to_rule(r) for r in s.scalars(sa.select(SqlAlertRule).order_by(SqlAlertRule.id))]
 
 
+def find_signals(ctx: Context, *, actor: Actor) -> list[Signal]:
+    """Every metric and check a rule may watch, by name, for a reader of monitoring anywhere.
+
+    Raises:
+        Forbidden: the actor may read monitoring nowhere.
+    """
+    projects_allowed(ctx.db, actor, "monitoring.read")
+    return sorted(known_signals().values(), key=lambda signal: signal.name)
+
+
+def find_rules(ctx: Context, *, actor: Actor) -> list[AlertRule]:
+    """The rules the actor may read (``monitoring.read``), oldest first; a rule of every
+    deployment only for a reader of every project.
+
+    Raises:
+        Forbidden: the actor may read monitoring nowhere.
+    """
+    readable = readable_deployment_ids(ctx.db, actor)
+    return [r for r in list_rules(ctx.db) if readable is None or r.deployment_id in readable]
+
+
 # --- evaluation ------------------------------------------------------------------------
 
 
-def _targets(s: Session, rule: SqlAlertRule) -> list[int]:
+def _targets(db: Database, rule: SqlAlertRule) -> list[int]:
     """The deployments a rule watches now."""
-    from chainkeeper.serving.tables import SqlDeployment
-
     if rule.deployment_id is not None:
         return [rule.deployment_id]
-    return list(s.scalars(sa.select(SqlDeployment.id).where(SqlDeployment.state == "active")
-                          .order_by(SqlDeployment.id)))
+    return sorted(d.id for d in list_deployments(db, limit=100_000) if d.state == DeploymentState.ACTIVE)
 
 
 def _open_key(rule_id: int, deployment_id: int) -> str:
     return f"{rule_id}:{deployment_id}"
 
 
-def evaluate_rules(ctx: Context, *, now: datetime | None = None, rule_ids: list[int] | None = None,
-                   actor: Actor = ALERTING) -> Evaluation:
+def evaluate_rules(ctx: Context, *, now: datetime | None = None, rule_ids: list[int] | None = None) -> Evaluation:
     """Read every enabled rule's signal and fire, refresh or resolve its alerts.
 
     A new alert that no silence covers queues its webhook message and opens a ticket in
@@ -344,19 +370,18 @@ def evaluate_rules(ctx: Context, *, now: datetime | None = None, rule_ids: list[
     Args:
         now: the evaluation time (default: now).
         rule_ids: only these rules.
-        actor: on whose behalf (the alerting system by default).
 
     Returns:
-        What changed, by alert id.
+        What changed, by alert id; every change is recorded as the alerting system's.
     """
-    from chainkeeper.monitoring import notify, tickets
-
+    actor = ALERTING
     now = now or utcnow()
     with ctx.db.session(readonly=True) as s:
         query = sa.select(SqlAlertRule).where(SqlAlertRule.enabled.is_(True)).order_by(SqlAlertRule.id)
         if rule_ids is not None:
             query = query.where(SqlAlertRule.id.in_(rule_ids))
-        rules = [(_to_rule(r), _targets(s, r)) for r in s.scalars(query)]
+        found = list(s.scalars(query))
+        rules = [(_to_rule(r), _targets(ctx.db, r)) for r in found]
     silences = list_silences(ctx.db, active_at=now)
     result = Evaluation(at=now, rules=len(rules))
     for rule, deployment_ids in rules:
@@ -400,6 +425,36 @@ def evaluate_rules(ctx: Context, *, now: datetime | None = None, rule_ids: list[
     return result
 
 
+def evaluate_rules_now(ctx: Context, *, actor: Actor) -> Evaluation:
+    """``evaluate_rules`` at a person's request (the periodic job does the same).
+
+    Evaluating reads every deployment's signals and may open tickets in every project,
+    so it needs ``alert.manage`` everywhere.
+
+    Raises:
+        Forbidden: the actor may not manage alerts in every project.
+    """
+    authorize(ctx.db, actor, "alert.manage")
+    return evaluate_rules(ctx)
+
+
+def schedule_rule_evaluation(ctx: Context, every_s: float, *, actor: Actor) -> Job:
+    """Queue the ``alerts.evaluate`` job: every rule is evaluated every ``every_s`` seconds
+    until the job is cancelled (a worker runs it). Needs ``alert.manage`` everywhere, as
+    ``evaluate_rules_now``.
+
+    Raises:
+        Forbidden: the actor may not manage alerts in every project. InvalidInput: a non-positive period.
+    """
+    authorize(ctx.db, actor, "alert.manage")
+    if every_s <= 0:
+        raise InvalidInput(f"--every-s must be positive, got {every_s:g}.", hint="e.g. --every-s 60.")
+    job = submit_job(ctx, "alerts.evaluate", {"every_s": every_s, "rounds": 0}, actor=actor.name)
+    with ctx.db.session() as s:
+        append_entry(s, actor, "alert.schedule", "job", job.id, details=job.params)
+    return job
+
+
 def _fire(s: Session, rule: SqlAlertRule, deployment_id: int, value: float, now: datetime,
           actor: Actor) -> SqlAlert:
     message = (f"{rule.name}: {rule.metric} = {value:.4g} {rule.comparator} {rule.threshold:g} "
@@ -417,8 +472,6 @@ def _fire(s: Session, rule: SqlAlertRule, deployment_id: int, value: float, now:
 
 def _resolve(s: Session, alert: SqlAlert, rule: SqlAlertRule, now: datetime, actor: Actor, why: str, *,
              value: float | None = None) -> None:
-    from chainkeeper.monitoring import notify
-
     alert.state, alert.open_key, alert.resolved_at = AlertState.RESOLVED.value, None, now
     if value is not None:
         alert.value = value
@@ -433,12 +486,10 @@ def resolve_alert(ctx: Context, alert_id: int, *, actor: Actor, comment: str) ->
     """Resolve a firing alert by hand (e.g. the cause was fixed before the window cleared).
 
     Raises:
-        Forbidden: may not manage alerts. InvalidInput: no comment.
+        Forbidden: may not manage alerts in the alert's deployment's project. InvalidInput: no comment.
         NotFound: no such alert. Conflict: already resolved.
     """
-    from chainkeeper.monitoring import notify
-
-    authorize(ctx.db, actor, "alert.manage")
+    authorize_for_object(ctx.db, actor, "alert.manage", lambda: get_alert(ctx.db, alert_id).deployment_id)
     if not comment.strip():
         raise InvalidInput("Resolving an alert by hand needs a comment.", hint="Say why, e.g. 'cache fixed'.")
     with ctx.db.session() as s:
@@ -488,6 +539,41 @@ def list_alerts(db: Database, *, state: str | None = None, deployment_id: int | 
         return [_to_alert(r) for r in s.scalars(query)]
 
 
+def find_alerts(ctx: Context, *, actor: Actor, state: str | None = None, limit: int = 100) -> list[Alert]:
+    """The alerts the actor may read (``monitoring.read`` in their deployment's project), newest first.
+
+    Raises:
+        Forbidden: the actor may read monitoring nowhere. InvalidInput: an unknown state.
+    """
+    readable = readable_deployment_ids(ctx.db, actor)
+    if readable is None:
+        return list_alerts(ctx.db, state=state, limit=limit)
+    found: list[Alert] = []
+    for deployment_id in sorted(readable):
+        found += list_alerts(ctx.db, state=state, deployment_id=deployment_id, limit=limit)
+    return sorted(found, key=lambda a: a.id, reverse=True)[:limit]
+
+
+@dataclass(frozen=True)
+class AlertDetail:
+    """One alert with its webhook messages and each message's delivery attempts."""
+
+    alert: Alert
+    notifications: list[tuple[notify.Notification, list[notify.DeliveryAttempt]]]
+
+
+def show_alert(ctx: Context, alert_id: int, *, actor: Actor) -> AlertDetail:
+    """One alert with its webhook messages, for a reader (``monitoring.read`` in its deployment's project).
+
+    Raises:
+        Forbidden: the actor may not read it. NotFound: no such alert.
+    """
+    authorize_for_object(ctx.db, actor, "monitoring.read", lambda: get_alert(ctx.db, alert_id).deployment_id)
+    return AlertDetail(get_alert(ctx.db, alert_id),
+                       [(n, notify.list_attempts(ctx.db, n.id))
+                        for n in notify.list_notifications(ctx.db, alert_id=alert_id)])
+
+
 # --- silences --------------------------------------------------------------------------
 
 
@@ -504,11 +590,16 @@ def create_silence(ctx: Context, *, duration_s: int, reason: str, actor: Actor, 
         rule_id: only this rule (None: every rule).
         deployment: only this deployment (None: every deployment).
 
+    A silence of a deployment, or of a rule that watches one, is ``alert.manage`` in that
+    deployment's project; one of every deployment needs it everywhere.
+
     Raises:
-        Forbidden: may not manage alerts. InvalidInput: no reason, a bad duration.
+        Forbidden: may not manage alerts there. InvalidInput: no reason, a bad duration.
         NotFound: no such rule or deployment.
     """
-    authorize(ctx.db, actor, "alert.manage", project=deployment)
+    authorize_for_object(ctx.db, actor, "alert.manage", lambda: (
+        deployment if deployment is not None else get_rule(ctx.db, rule_id).deployment_id if rule_id is not None
+        else None))
     if not reason.strip():
         raise InvalidInput("A silence needs a reason.", hint="e.g. --reason 'planned load test until 18:00'.")
     if isinstance(duration_s, bool) or not isinstance(duration_s, int) or not 1 <= duration_s <= MAX_SILENCE_S:
@@ -533,9 +624,10 @@ def end_silence(ctx: Context, silence_id: int, *, actor: Actor) -> Silence:
     """End a silence now.
 
     Raises:
-        Forbidden: may not manage alerts. NotFound: no such silence. Conflict: already over.
+        Forbidden: may not manage alerts in the silence's deployment's project.
+        NotFound: no such silence. Conflict: already over.
     """
-    authorize(ctx.db, actor, "alert.manage")
+    authorize_for_object(ctx.db, actor, "alert.manage", lambda: _silence(ctx.db, silence_id).deployment_id)
     now = utcnow()
     with ctx.db.session() as s:
         row = s.get(SqlSilence, silence_id)
@@ -548,6 +640,28 @@ def end_silence(ctx: Context, silence_id: int, *, actor: Actor) -> Silence:
         row.ends_at = now
         append_entry(s, actor, "alert.unsilence", "alert_silence", row.id, before=before, after={"ends_at": now})
         return _to_silence(row)
+
+
+def _silence(db: Database, silence_id: int) -> Silence:
+    with db.session(readonly=True) as s:
+        row = s.get(SqlSilence, silence_id)
+        if row is None:
+            raise NotFound(f"There is no silence {silence_id}.", hint="List them with "
+                           "'chainkeeper monitor alerts silences'.")
+        return _to_silence(row)
+
+
+def find_silences(ctx: Context, *, actor: Actor, active_at: datetime | None = None,
+                  limit: int = 100) -> list[Silence]:
+    """The silences the actor may read, newest first; a silence of every deployment only for
+    a reader of every project.
+
+    Raises:
+        Forbidden: the actor may read monitoring nowhere.
+    """
+    readable = readable_deployment_ids(ctx.db, actor)
+    found = list_silences(ctx.db, active_at=active_at, limit=limit if readable is None else 10_000)
+    return [x for x in found if readable is None or x.deployment_id in readable][:limit]
 
 
 def list_silences(db: Database, *, active_at: datetime | None = None, limit: int = 100) -> list[Silence]:
@@ -572,8 +686,6 @@ def run_evaluate_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
     Returns:
         ``{"rounds", "fired", "resolved"}`` totals.
     """
-    from chainkeeper.monitoring.notify import deliver_due
-
     try:
         every_s = float(job.params.get("every_s", 60))
         rounds = int(job.params.get("rounds", 1))
@@ -585,7 +697,7 @@ def run_evaluate_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
     while rounds == 0 or done < rounds:
         job.check_cancelled()
         evaluation = evaluate_rules(ctx)
-        deliver_due(ctx)
+        notify.deliver_due(ctx)
         done, fired, resolved = done + 1, fired + len(evaluation.fired), resolved + len(evaluation.resolved)
         line = (f"round {done}: {evaluation.rules} rules, {len(evaluation.fired)} fired, "
                 f"{len(evaluation.still_firing)} still firing, {len(evaluation.resolved)} resolved")

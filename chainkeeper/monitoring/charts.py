@@ -106,13 +106,13 @@ def series_svg(series: Mapping[str, Sequence[tuple[datetime, float]]], *, title:
                      f'<text x="{width - pad_r + 8}" y="{legend_y}" font-size="11" fill="{color}">'
                      f'- - {_e(name)}</text>')
         legend_y += 16
-    for i, (name, values) in enumerate(series.items()):
+    for i, (name, line) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
-        coords = " ".join(xy(t, v) for t, v in values)
+        coords = " ".join(xy(t, v) for t, v in line)
         parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for t, v in values:
-            x, y = xy(t, v).split(",")
-            parts.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{color}"><title>{_e(name)} {t:%Y-%m-%d %H:%M}: '
+        for t, v in line:
+            cx, cy = xy(t, v).split(",")
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{color}"><title>{_e(name)} {t:%Y-%m-%d %H:%M}: '
                          f'{v:.4g}</title></circle>')
         parts.append(f'<text x="{width - pad_r + 8}" y="{legend_y}" font-size="11" fill="{color}">— {_e(name)}</text>')
         legend_y += 16

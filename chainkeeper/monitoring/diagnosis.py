@@ -15,13 +15,30 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chainkeeper.core.db import Database, utcnow
-from chainkeeper.monitoring.quality import LabelledPrediction, labelled_predictions, score_window
-from chainkeeper.training.calibration import calibration_report, length_bucket, slice_metrics
+from chainkeeper.core.db import utcnow
+from chainkeeper.data import detect_script
+from chainkeeper.governance.actors import Actor
+from chainkeeper.monitoring.access import authorize_for_deployment
+from chainkeeper.monitoring.charts import bar_chart_svg
+from chainkeeper.monitoring.quality import (
+    LabelledPrediction,
+    labelled_predictions,
+    score_window,
+)
+from chainkeeper.serving import get_deployment_by_name
+from chainkeeper.training import (
+    calibration_report,
+    length_bucket,
+    reliability_svg,
+    slice_metrics,
+)
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
 
 __all__ = ["EXAMPLES", "diagnose", "diagnosis_report", "render_diagnosis_html"]
 
@@ -43,8 +60,6 @@ def _example(row: LabelledPrediction) -> dict[str, Any]:
 def _script(text: str) -> str:
     import pyarrow as pa
 
-    from chainkeeper.data.text import detect_script
-
     return str(detect_script(pa.array([text], pa.string()))[0])
 
 
@@ -61,27 +76,28 @@ def diagnosis_report(rows: Sequence[LabelledPrediction], *, examples: int = EXAM
         "latency": {"p50_ms", "p99_ms", "outliers": [...]}, "calibration"}``.
     """
     labelled = [r for r in rows if r.truth is not None]
-    truth = [r.truth for r in labelled]
+    truth = [r.truth for r in labelled if r.truth is not None]  # every labelled row's, in order
     predicted = [r.predicted for r in labelled]
-    labels = sorted(set(truth) | set(predicted))  # type: ignore[arg-type]
+    labels = sorted(set(truth) | set(predicted))
     slices: dict[str, Any] = {}
     if labelled:
         groups = {"text length": [length_bucket(r.input_text) for r in labelled],
                   "script": [_script(r.input_text) for r in labelled],
                   "predicted label": predicted}
-        slices = {name: slice_metrics(truth, predicted, values, labels)  # type: ignore[arg-type]
+        slices = {name: slice_metrics(truth, predicted, values, labels)
                   for name, values in groups.items()}
     pairs = Counter((r.truth, r.predicted) for r in labelled if r.truth != r.predicted)
     latencies = np.asarray([r.latency_ms for r in rows], dtype=float)
     p50 = float(np.percentile(latencies, 50)) if len(latencies) else None
     p99 = float(np.percentile(latencies, 99)) if len(latencies) else None
-    outliers = sorted((r for r in rows if p50 is not None and r.latency_ms > max(p99, LATENCY_FACTOR * p50)),
+    outliers = sorted((r for r in rows if p50 is not None and p99 is not None
+                       and r.latency_ms > max(p99, LATENCY_FACTOR * p50)),
                       key=lambda r: -r.latency_ms)
     wrong = sorted((r for r in labelled if r.truth != r.predicted), key=lambda r: -r.confidence)
     return {
         "predictions": len(rows),
         "labelled": len(labelled),
-        "overall": score_window(truth, predicted, [r.confidence for r in labelled]),  # type: ignore[arg-type]
+        "overall": score_window(truth, predicted, [r.confidence for r in labelled]),
         "slices": slices,
         "confused_pairs": [{"truth": t, "predicted": p, "count": n} for (t, p), n in pairs.most_common(examples)],
         "low_confidence": [_example(r) for r in sorted(rows, key=lambda r: r.confidence)[:examples]],
@@ -92,15 +108,18 @@ def diagnosis_report(rows: Sequence[LabelledPrediction], *, examples: int = EXAM
     }
 
 
-def diagnose(db: Database, deployment: str, *, since: datetime | None = None, until: datetime | None = None,
-             examples: int = EXAMPLES) -> dict[str, Any]:
+def diagnose(ctx: Context, deployment: str, *, actor: Actor, since: datetime | None = None,
+             until: datetime | None = None, examples: int = EXAMPLES) -> dict[str, Any]:
     """The diagnosis report of a deployment's traffic in ``(since, until]`` (default: the last 7 days).
 
-    Raises:
-        NotFound: no such deployment.
-    """
-    from chainkeeper.serving.deployments import get_deployment_by_name
+    Args:
+        actor: who reads (``monitoring.read`` in the deployment's project).
 
+    Raises:
+        Forbidden: the actor may not read it. NotFound: no such deployment.
+    """
+    authorize_for_deployment(ctx.db, actor, "monitoring.read", deployment)
+    db = ctx.db
     dep = get_deployment_by_name(db, deployment)
     until = until or utcnow()
     since = since or until - timedelta(days=7)
@@ -113,9 +132,6 @@ def render_diagnosis_html(report: dict[str, Any]) -> str:
     """The report as a self-contained HTML page with inline SVG plots."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from markupsafe import Markup
-
-    from chainkeeper.monitoring.charts import bar_chart_svg
-    from chainkeeper.training.report import reliability_svg
 
     env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html"]))
     plots = {"slices": {name: Markup(bar_chart_svg([(g, v["accuracy"]) for g, v in groups.items()],

@@ -42,7 +42,7 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -137,7 +137,8 @@ def _psi_rows(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
     """PSI of each row pair of two (rows, labels) count arrays (``psi`` of one pair, vectorised)."""
     e = np.maximum(expected / expected.sum(axis=1, keepdims=True), _PSI_FLOOR)
     a = np.maximum(actual / actual.sum(axis=1, keepdims=True), _PSI_FLOOR)
-    return np.sum((a - e) * np.log(a / e), axis=1)
+    rows: np.ndarray = np.sum((a - e) * np.log(a / e), axis=1)
+    return rows
 
 
 def _chi2_rows(reference: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -151,7 +152,8 @@ def _chi2_rows(reference: np.ndarray, window: np.ndarray) -> np.ndarray:
     column = reference + window
     squares = (reference * n - window * m) ** 2
     terms = np.divide(squares, m * n * column, out=np.zeros(column.shape), where=column > 0)
-    return terms.sum(axis=1)
+    rows: np.ndarray = terms.sum(axis=1)
+    return rows
 
 
 def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
@@ -219,7 +221,7 @@ def label_null(reference_counts: tuple[int, ...], window_counts: tuple[int, ...]
     pooled = (np.asarray(reference_counts) + np.asarray(window_counts)).astype(np.int64)
     n = int(np.sum(window_counts))
     # "count" costs O(n) per draw, "marginals" O(labels): pick the cheaper for this table.
-    method = "count" if n <= 10 * len(pooled) else "marginals"
+    method: Literal["count", "marginals"] = "count" if n <= 10 * len(pooled) else "marginals"
     window = np.random.default_rng(_MC_SEED).multivariate_hypergeometric(pooled, n, size=draws, method=method)
     reference = (pooled - window).astype(float)  # (draws, labels)
     window = window.astype(float)
@@ -391,7 +393,8 @@ def oov_increase(reference_oov: int, reference_words: int, window_oov: int, wind
 
 def _sq_distances(x: np.ndarray) -> np.ndarray:
     sq = np.sum(x * x, axis=1)
-    return np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
+    distances: np.ndarray = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
+    return distances
 
 
 def mmd2(kernel: np.ndarray, n: int) -> float:

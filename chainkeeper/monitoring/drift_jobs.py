@@ -34,17 +34,28 @@ import sqlalchemy as sa
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import Job, JobHandle, submit_job
+from chainkeeper.data import detect_script, get_dataset_version, read_dataset_rows
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize
-from chainkeeper.monitoring.drift import CHECKS, DEFAULT_ALPHA, OOV_PIECES, CheckResult, Profile, run_checks
+from chainkeeper.monitoring.access import authorize_for_deployment
+from chainkeeper.monitoring.drift import (
+    CHECKS,
+    DEFAULT_ALPHA,
+    OOV_PIECES,
+    CheckResult,
+    Profile,
+    run_checks,
+)
 from chainkeeper.monitoring.logwriter import flush_writers
 from chainkeeper.monitoring.tables import SqlDriftResult, SqlPrediction
+from chainkeeper.registry import get_model_version
+from chainkeeper.serving import get_deployment_by_name, project_of_deployment
+from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.registry.versions import ModelVersion
-    from chainkeeper.training.model import TextClassifier
+    from chainkeeper.registry import ModelVersion
+    from chainkeeper.training import TextClassifier
 
 __all__ = [
     "JOB_KIND",
@@ -121,7 +132,7 @@ def _to_result(row: SqlDriftResult) -> DriftResult:
 
 def load_model(ctx: Context, model_version: ModelVersion) -> tuple[TextClassifier, Any]:
     """The version's classifier and tokenizer, from the same local cache serving uses."""
-    from chainkeeper.training.model import TextClassifier
+    from chainkeeper.monitoring._training import TextClassifier  # loads torch
 
     digest = model_version.model_artifact
     folder = ctx.artifacts.get_tree(digest, ctx.settings.home / "cache" / "models" / digest)
@@ -158,13 +169,11 @@ def text_features(tokenizer: Any, texts: list[str]) -> tuple[list[int], list[int
     """
     import pyarrow as pa
 
-    from chainkeeper.data.text import detect_script
-
     words = [t.split() or [""] for t in texts]
     enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
     unk = tokenizer.unk_token_id
     lengths, oov = [], []
-    for i, ws in enumerate(words):
+    for i, _ws in enumerate(words):
         pieces: dict[int, int] = {}
         unknown: set[int] = set()
         for token_id, word_id in zip(enc["input_ids"][i], enc.word_ids(i), strict=True):
@@ -213,9 +222,6 @@ def reference_profile(ctx: Context, model_version: ModelVersion, *, sample: int 
     Raises:
         NotFound: the run or dataset version is gone. InvalidInput: it has no rows.
     """
-    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
-    from chainkeeper.training.runs import get_run
-
     run = get_run(ctx.db, model_version.run_id)
     dataset = get_dataset_version(ctx.db, run.dataset_version_id)
     cache = ctx.settings.home / "cache" / "drift" / f"{model_version.model_artifact[:16]}-{dataset.id}-{sample}"
@@ -281,7 +287,8 @@ def check_drift(ctx: Context, deployment: str, *, actor: Actor, start: datetime 
     with ``start < at <= end`` (the latest ``last`` of them, when given).
 
     Args:
-        actor: who asks (monitoring.check); recorded on each result and in the ledger.
+        actor: who asks (``monitoring.check`` in the deployment's project); recorded on each
+            result and in the ledger.
         checks: names from ``drift.CHECKS`` (default: all).
         alpha: significance level of every test.
         min_window: refuse windows with fewer predictions.
@@ -291,10 +298,10 @@ def check_drift(ctx: Context, deployment: str, *, actor: Actor, start: datetime 
         The stored results, one per check, in ``CHECKS`` order.
 
     Raises:
-        NotFound: no such deployment. InvalidInput: too few predictions in the window,
-            an unknown check, alpha outside (0, 0.5).
+        Forbidden: the actor may not check it. NotFound: no such deployment.
+        InvalidInput: too few predictions in the window, an unknown check, alpha outside (0, 0.5).
     """
-    authorize(ctx.db, actor, "monitoring.check", project=deployment)
+    authorize_for_deployment(ctx.db, actor, "monitoring.check", deployment)
     return _check_window(ctx, deployment, actor=actor, start=start, end=end, last=last, checks=checks, alpha=alpha,
                          min_window=min_window, job_id=job_id)
 
@@ -302,9 +309,6 @@ def check_drift(ctx: Context, deployment: str, *, actor: Actor, start: datetime 
 def _check_window(ctx: Context, deployment: str, *, actor: Actor, start: datetime | None, end: datetime | None,
                   last: int | None, checks: list[str] | None, alpha: float, min_window: int = MIN_WINDOW,
                   job_id: int | None = None) -> list[DriftResult]:
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.serving.deployments import get_deployment_by_name
-
     if not 0 < alpha < 0.5:
         raise InvalidInput(f"alpha must lie between 0 and 0.5, got {alpha}.", hint="The usual choice is 0.01.")
     wanted = list(checks or CHECKS)
@@ -367,8 +371,6 @@ def list_drift_results(db: Database, deployment: str, *, check: str | None = Non
     Raises:
         NotFound: no such deployment.
     """
-    from chainkeeper.serving.deployments import get_deployment_by_name
-
     dep = get_deployment_by_name(db, deployment)
     query = (sa.select(SqlDriftResult).where(SqlDriftResult.deployment_id == dep.id)
              .order_by(SqlDriftResult.window_end.desc(), SqlDriftResult.id.desc()).limit(limit))
@@ -384,6 +386,19 @@ def latest_drift_results(db: Database, deployment: str) -> dict[str, DriftResult
     for result in list_drift_results(db, deployment, limit=len(CHECKS) * 20):
         latest.setdefault(result.check, result)
     return latest
+
+
+def show_drift_results(ctx: Context, deployment: str, *, actor: Actor, check: str | None = None,
+                       limit: int = 200) -> tuple[list[DriftResult], dict[str, DriftResult]]:
+    """A deployment's stored results, newest window first, and the newest of each check,
+    for a reader (``monitoring.read`` in the deployment's project).
+
+    Raises:
+        Forbidden: the actor may not read it. NotFound: no such deployment.
+    """
+    authorize_for_deployment(ctx.db, actor, "monitoring.read", deployment)
+    return (list_drift_results(ctx.db, deployment, check=check, limit=limit),
+            latest_drift_results(ctx.db, deployment))
 
 
 # --- as a job ---------------------------------------------------------------------------
@@ -402,11 +417,10 @@ def submit_drift_job(ctx: Context, deployment: str, *, actor: Actor, last: int |
         max_checks: stop a recurring job after this many checks.
 
     Raises:
+        Forbidden: the actor may not check it (``monitoring.check`` in the deployment's project).
         NotFound: no such deployment. InvalidInput: a non-positive number, an unknown check.
     """
-    from chainkeeper.serving.deployments import get_deployment_by_name
-
-    authorize(ctx.db, actor, "monitoring.check", project=deployment)
+    authorize_for_deployment(ctx.db, actor, "monitoring.check", deployment)
     for name, value in (("last", last), ("window_s", window_s), ("every_s", every_s), ("max_checks", max_checks)):
         if value is not None and value <= 0:
             raise InvalidInput(f"{name} must be positive, got {value}.")
@@ -416,7 +430,8 @@ def submit_drift_job(ctx: Context, deployment: str, *, actor: Actor, last: int |
     get_deployment_by_name(ctx.db, deployment)
     params = {"deployment": deployment, "last": last, "window_s": window_s, "every_s": every_s,
               "max_checks": max_checks, "checks": checks, "alpha": alpha}
-    job = submit_job(ctx.db, JOB_KIND, {k: v for k, v in params.items() if v is not None}, actor=actor.name)
+    job = submit_job(ctx, JOB_KIND, {k: v for k, v in params.items() if v is not None}, actor=actor.name,
+                     project=project_of_deployment(ctx.db, deployment))
     with ctx.db.session() as s:
         append_entry(s, actor, "monitoring.drift_schedule", "job", job.id, details=job.params)
     return job

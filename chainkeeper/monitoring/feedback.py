@@ -17,7 +17,6 @@ Re-submission and correction policy:
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,13 +28,16 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize
+from chainkeeper.governance.permissions import authorize, projects_allowed
+from chainkeeper.monitoring.access import authorize_for_object
 from chainkeeper.monitoring.logwriter import flush_writers
 from chainkeeper.monitoring.tables import SqlFeedback, SqlPrediction
+from chainkeeper.registry import get_model_version
+from chainkeeper.serving import get_deployment_by_name, project_of_deployment
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.serving.keys import DeploymentKey
+    from chainkeeper.serving import DeploymentKey
 
 __all__ = [
     "MAX_FEEDBACK_ITEMS",
@@ -50,9 +52,9 @@ __all__ = [
 
 SOURCES = ("reviewer", "system")
 MAX_FEEDBACK_ITEMS = 1000
-_labels_lock = threading.Lock()
-# Label sets by model artefact digest: the artefact is immutable, so they never go stale.
-_labels_cache: dict[str, list[str]] = {}
+# Label sets by model artefact digest, kept on the store: an artefact is immutable, so they
+# never go stale; one entry per model version ever asked about.
+_LABELS = "monitoring.model_labels"
 
 
 @dataclass(frozen=True)
@@ -93,17 +95,14 @@ def model_labels(ctx: Context, model_version_id: int) -> list[str]:
     Raises:
         NotFound: no such version. ArtifactError: its files are missing.
     """
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.training.model import META_FILE
+    from chainkeeper.monitoring._training import META_FILE  # loads torch
 
     digest = get_model_version(ctx.db, model_version_id).model_artifact
-    with _labels_lock:
-        if digest in _labels_cache:
-            return list(_labels_cache[digest])
-    meta = json.loads(ctx.artifacts.get_bytes(ctx.artifacts.read_manifest(digest)[META_FILE]))
-    with _labels_lock:
-        _labels_cache[digest] = list(meta["labels"])
-    return list(meta["labels"])
+    cache: dict[str, list[str]] = ctx.state(_LABELS, dict)
+    if digest not in cache:  # two threads may both read the file; they store the same list
+        meta = json.loads(ctx.artifacts.get_bytes(ctx.artifacts.read_manifest(digest)[META_FILE]))
+        cache[digest] = list(meta["labels"])
+    return list(cache[digest])
 
 
 def _check_items(items: Sequence[tuple[str, str]]) -> None:
@@ -140,13 +139,14 @@ def submit_feedback(ctx: Context, items: Sequence[tuple[str, str]], *, actor: Ac
         One outcome per pair, in order.
 
     Raises:
-        Forbidden: the user may not give feedback, or the key lacks the scope.
+        Forbidden: the user may not give feedback in the project of a prediction's
+            deployment, or the key lacks the scope.
         NotFound: a request id is unknown (or not the key's deployment's); nothing is stored.
         InvalidInput: a label outside the answering model's labels (the message lists
             them), a bad source, an empty or oversized batch; nothing is stored.
     """
     if key is None:
-        authorize(ctx.db, actor, "monitoring.feedback", project=deployment)
+        projects_allowed(ctx.db, actor, "monitoring.feedback")  # refused before any lookup
     elif "feedback" not in key.scopes:
         raise Forbidden(f"API key {key.id} ({key.name}) lacks the 'feedback' scope (it has: {', '.join(key.scopes)}).",
                         hint="Issue a key with --scope feedback.")
@@ -169,6 +169,9 @@ def submit_feedback(ctx: Context, items: Sequence[tuple[str, str]], *, actor: Ac
                        f"{' and more' if len(missing) > 5 else ''}; no feedback was stored.",
                        hint="Use the request_id of each text from the predict response (the log may also have "
                        "sampled that request out or expired it).")
+    if key is None:  # a user gives feedback in the project of each prediction's deployment
+        for deployment_id in sorted({predictions[r].deployment_id for r in wanted}):
+            authorize(ctx.db, actor, "monitoring.feedback", project=project_of_deployment(ctx.db, deployment_id))
     for request_id, label in items:
         labels = model_labels(ctx, predictions[request_id].model_version_id)
         if label not in labels:
@@ -179,8 +182,6 @@ def submit_feedback(ctx: Context, items: Sequence[tuple[str, str]], *, actor: Ac
 
 
 def _deployment_id(ctx: Context, deployment: str | None) -> int | None:
-    from chainkeeper.serving.deployments import get_deployment_by_name
-
     return get_deployment_by_name(ctx.db, deployment).id if deployment is not None else None
 
 
@@ -228,6 +229,17 @@ def get_feedback(db: Database, request_id: str) -> Feedback:
             raise NotFound(f"There is no feedback for request id {request_id!r}.",
                            hint="Attach a label with 'chainkeeper monitor feedback REQUEST_ID LABEL'.")
         return _to_feedback(*found)
+
+
+def show_feedback(ctx: Context, request_id: str, *, actor: Actor) -> Feedback:
+    """The feedback stored for one request id, for a reader (``monitoring.read`` in the
+    project of the deployment that served it).
+
+    Raises:
+        Forbidden: the actor may not read it. NotFound: no feedback (or no prediction) with that request id.
+    """
+    authorize_for_object(ctx.db, actor, "monitoring.read", lambda: get_feedback(ctx.db, request_id).deployment_id)
+    return get_feedback(ctx.db, request_id)
 
 
 def list_feedback(db: Database, *, deployment_id: int | None = None, limit: int = 100) -> list[Feedback]:

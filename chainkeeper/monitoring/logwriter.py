@@ -38,7 +38,11 @@ from typing import Any
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.monitoring.predictions import log_predictions, prediction_record, purge_predictions
+from chainkeeper.monitoring.predictions import (
+    log_predictions,
+    prediction_record,
+    purge_predictions,
+)
 
 __all__ = ["LogWriterStats", "MAX_ATTEMPTS", "PredictionLogWriter", "flush_writers"]
 
@@ -49,8 +53,12 @@ MAX_ATTEMPTS = 3
 # The writer thread's nice value (0 normal, 19 lowest).
 WRITER_NICENESS = 10
 
-_writers: weakref.WeakSet[PredictionLogWriter] = weakref.WeakSet()
+_WRITERS = "monitoring.log_writers"  # the live writers of a store (a WeakSet on Database.state)
 _writers_lock = threading.Lock()
+
+
+def _writers(db: Database) -> weakref.WeakSet[PredictionLogWriter]:
+    return db.state(_WRITERS, weakref.WeakSet)
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,7 @@ class PredictionLogWriter:
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
         with _writers_lock:
-            _writers.add(self)
+            _writers(self.db).add(self)
 
     # --- the request side --------------------------------------------------------------
 
@@ -180,7 +188,7 @@ class PredictionLogWriter:
             self._cond.notify_all()
         self._thread.join(timeout)
         with _writers_lock:
-            _writers.discard(self)
+            _writers(self.db).discard(self)
         return flushed
 
     def stats(self) -> LogWriterStats:
@@ -270,6 +278,6 @@ class PredictionLogWriter:
 def flush_writers(db: Database, timeout: float = 10.0) -> None:
     """Write what every live writer of this process holds for ``db``'s store."""
     with _writers_lock:
-        writers = [w for w in _writers if w.db.url == db.url]
+        writers = list(_writers(db))
     for writer in writers:
         writer.flush(timeout)

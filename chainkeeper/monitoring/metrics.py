@@ -46,10 +46,18 @@ import sqlalchemy as sa
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import authorize, projects_allowed
+from chainkeeper.monitoring.access import (
+    authorize_for_deployment,
+    readable_deployment_ids,
+)
 from chainkeeper.monitoring.tables import SqlMetricSample
+from chainkeeper.serving import METRICS_ENV, get_deployment
 
 if TYPE_CHECKING:
-    from chainkeeper.serving.processes import ProcessGroup
+    from chainkeeper.core.context import Context
+    from chainkeeper.serving import ProcessGroup
 
 __all__ = [
     "CONTENT_TYPE",
@@ -125,7 +133,13 @@ class ServingMetrics:
 
     def __init__(self, *, runtime_stats: Callable[[], dict[int, dict[str, Any]]] | None = None,
                  log_stats: Callable[[], Any] | None = None, group: ProcessGroup | None = None) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, values
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Histogram,
+            ProcessCollector,
+            values,
+        )
 
         self.registry = CollectorRegistry()
         self._requests = Counter("chainkeeper_predict_requests", "Predict requests answered.",
@@ -142,12 +156,11 @@ class ServingMetrics:
         else:
             from prometheus_client.multiprocess import MultiProcessCollector
 
-            from chainkeeper.serving.processes import METRICS_ENV
-
             if values.ValueClass is values.MutexValue:  # a programming error: see serving.processes
                 raise RuntimeError(f"{METRICS_ENV} was not set before prometheus_client was imported")
             self._readable = CollectorRegistry()
-            MultiProcessCollector(self._readable, path=str(group.metrics_dir))
+            # Its __init__ is unannotated in prometheus_client.
+            MultiProcessCollector(self._readable, path=str(group.metrics_dir))  # type: ignore[no-untyped-call]
             self._readable.register(_GroupMemoryCollector(group))
         self._readable.register(_RuntimeCollector(runtime_stats, log_stats))
         # Children by label values: .labels() takes a lock and builds a key on every call.
@@ -177,7 +190,7 @@ class ServingMetrics:
         """The registry in Prometheus text format."""
         from prometheus_client import generate_latest
 
-        return generate_latest(self._readable)  # type: ignore[no-any-return]
+        return generate_latest(self._readable)
 
     def snapshot(self) -> Snapshot:
         """Every sample of the registry now, keyed by name and labels."""
@@ -223,7 +236,11 @@ class _RuntimeCollector:
         return []  # collected lazily; nothing to check at registration
 
     def collect(self) -> Iterable[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
 
         batch = HistogramMetricFamily("chainkeeper_batch_size", "Texts per model call.", labels=["model_version"])
         depth = GaugeMetricFamily("chainkeeper_batch_queue_depth", "Requests waiting for the model.",
@@ -356,6 +373,48 @@ def store_points(db: Database, points: list[MetricPoint]) -> int:
             {"name": p.name, "labels": p.labels, "deployment": p.labels.get("deployment"), "value": p.value,
              "at": p.at} for p in points])
     return len(points)
+
+
+def read_metric_series(ctx: Context, name: str, since: datetime, deployment: str | None = None, *,
+                       actor: Actor) -> list[MetricPoint]:
+    """``metric_series`` for a reader: one deployment's points need ``monitoring.read`` in its
+    project; without a deployment, only the points of deployments the actor may read (and,
+    for a reader of every project, the series without a deployment label).
+
+    Raises:
+        Forbidden: the actor may not read them. NotFound: no such deployment.
+        InvalidInput: as ``metric_series``.
+    """
+    if deployment is not None:
+        authorize_for_deployment(ctx.db, actor, "monitoring.read", deployment)
+        return metric_series(ctx.db, name, since, deployment)
+    readable = readable_deployment_ids(ctx.db, actor)
+    points = metric_series(ctx.db, name, since)
+    if readable is None:
+        return points
+    names = {get_deployment(ctx.db, i).name for i in readable}
+    return [p for p in points if p.labels.get("deployment") in names]
+
+
+def metric_names(ctx: Context, *, actor: Actor) -> dict[str, str]:
+    """The stored series charts and rules may ask for, with their meaning, for a reader of monitoring anywhere.
+
+    Raises:
+        Forbidden: the actor may read monitoring nowhere.
+    """
+    projects_allowed(ctx.db, actor, "monitoring.read")
+    return dict(METRIC_NAMES)
+
+
+def render_metrics(ctx: Context, metrics: ServingMetrics, *, actor: Actor) -> bytes:
+    """The process's serving metrics in Prometheus text format; they cover every deployment,
+    so reading them needs ``monitoring.read`` everywhere.
+
+    Raises:
+        Forbidden: the actor may not read every project's monitoring.
+    """
+    authorize(ctx.db, actor, "monitoring.read")
+    return metrics.render()
 
 
 def metric_series(db: Database, name: str, since: datetime, deployment: str | None = None, *,

@@ -23,14 +23,20 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database, utcnow
-from chainkeeper.monitoring.tables import SqlAlert, SqlAlertRule, SqlDeliveryAttempt, SqlNotification
+from chainkeeper.monitoring.tables import (
+    SqlAlert,
+    SqlAlertRule,
+    SqlDeliveryAttempt,
+    SqlNotification,
+)
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -171,10 +177,11 @@ def _claim(db: Database, now: datetime, limit: int) -> list[SqlNotification]:
     claimed = []
     for notification_id, seen in due:
         with db.session() as s:
-            moved = s.execute(sa.update(SqlNotification).where(
+            # An UPDATE answers a CursorResult (its rowcount); Session.execute is typed as the generic Result.
+            moved = cast(CursorResult[Any], s.execute(sa.update(SqlNotification).where(
                 SqlNotification.id == notification_id, SqlNotification.state == NotificationState.PENDING,
                 SqlNotification.next_attempt_at == seen).values(
-                next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_S)))
+                next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_S))))
             if moved.rowcount == 1:
                 row = s.get(SqlNotification, notification_id)
                 assert row is not None
@@ -212,7 +219,7 @@ def deliver_due(ctx: Context, *, policy: RetryPolicy | None = None, now: datetim
     policy = policy or _policy_of(ctx)
     now = now or utcnow()
     claimed = _claim(ctx.db, now, limit)
-    out = []
+    out: list[Delivery] = []
     if not claimed:
         return out
     with httpx.Client(follow_redirects=False) as client:

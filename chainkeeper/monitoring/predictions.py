@@ -21,14 +21,21 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 
 from chainkeeper.core.db import Database
 from chainkeeper.core.errors import NotFound
-from chainkeeper.data.pii import PREFILTER, redact_text
+from chainkeeper.core.schema import (
+    metadata,  # every stage's tables, for the foreign keys to the log
+)
+from chainkeeper.data import PREFILTER, redact_text
 from chainkeeper.monitoring.tables import SqlPrediction
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
 
 __all__ = [
     "PredictionRecord",
@@ -37,6 +44,7 @@ __all__ = [
     "hash_input",
     "list_predictions",
     "log_predictions",
+    "log_served_predictions",
     "prediction_record",
     "purge_predictions",
     "redact_input",
@@ -110,7 +118,9 @@ def _to_record(row: SqlPrediction) -> PredictionRecord:
 
 def _flush_writers(db: Database) -> None:
     """Read-your-writes within a process: write what this process's log writers still hold."""
-    from chainkeeper.monitoring.logwriter import flush_writers  # the writer imports this module
+    from chainkeeper.monitoring.logwriter import (
+        flush_writers,  # the writer imports this module
+    )
 
     flush_writers(db)
 
@@ -132,8 +142,18 @@ def log_predictions(db: Database, records: list[PredictionRecord]) -> int:
     with db.session() as s:
         # One executemany statement: a batch of 64 texts is one round trip, not 64. The
         # records are flat and frozen: a shallow dict each (asdict would deep-copy scores).
-        s.execute(sa.insert(SqlPrediction.__table__), [dict(vars(r)) for r in records])
+        s.execute(sa.insert(_table()), [dict(vars(r)) for r in records])
     return len(records)
+
+
+def log_served_predictions(ctx: Context, items: list[dict[str, Any]]) -> int:
+    """Store the answers serving hands over when it has no buffered writer (the
+    ``serving.log_predictions`` hook, registered by ``chain.wiring``); returns how many.
+
+    Args:
+        items: one dict per answer with ``prediction_record``'s arguments.
+    """
+    return log_predictions(ctx.db, [prediction_record(**item) for item in items])
 
 
 def get_prediction(db: Database, request_id: str) -> PredictionRecord:
@@ -193,17 +213,21 @@ def purge_predictions(db: Database, before: datetime) -> int:
     Returns:
         How many records were deleted.
     """
-    table = SqlPrediction.__table__
+    table = _table()
     query = sa.delete(table).where(table.c.at < before)
     for fk in _references_to(table):
         query = query.where(table.c.id.not_in(sa.select(fk.parent).where(fk.parent.is_not(None))))
     with db.session() as s:
-        return int(s.execute(query).rowcount or 0)
+        # A DELETE answers a CursorResult (its rowcount); Session.execute is typed as the generic Result.
+        return int(cast(CursorResult[Any], s.execute(query)).rowcount or 0)
+
+
+def _table() -> sa.Table:
+    """The predictions table (declarative typing names a mapped class's table a FromClause)."""
+    return cast(sa.Table, SqlPrediction.__table__)
 
 
 def _references_to(table: Any) -> list[Any]:
     """Foreign keys of other tables that point at ``table`` (every stage's tables, registered)."""
-    from chainkeeper.core.schema import metadata  # imports every stage's tables
-
     return [fk for other in metadata.tables.values() if other is not table
             for fk in other.foreign_keys if fk.column.table is table]

@@ -13,24 +13,27 @@ intents, and averaging zeros for absent ones would say nothing about the model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-import re
 
 import sqlalchemy as sa
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.governance.actors import Actor
+from chainkeeper.monitoring.access import authorize_for_deployment
 from chainkeeper.monitoring.logwriter import flush_writers
 from chainkeeper.monitoring.tables import SqlFeedback, SqlPrediction
-from chainkeeper.training.calibration import calibration_report
-from chainkeeper.training.evaluation import classification_metrics
+from chainkeeper.registry import get_model_version
+from chainkeeper.serving import get_deployment_by_name
+from chainkeeper.training import calibration_report, classification_metrics
 
 if TYPE_CHECKING:
-    from chainkeeper.registry.versions import ModelVersion
+    from chainkeeper.core.context import Context
+    from chainkeeper.registry import ModelVersion
 
 __all__ = [
     "LabelledPrediction",
@@ -44,7 +47,7 @@ __all__ = [
     "score_window",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -169,21 +172,22 @@ def labelled_predictions(db: Database, deployment_id: int, *, since: datetime | 
     return rows[::-1]
 
 
-def live_quality(db: Database, deployment: str, *, window: timedelta = timedelta(hours=1),
+def live_quality(ctx: Context, deployment: str, *, actor: Actor, window: timedelta = timedelta(hours=1),
                  since: datetime | None = None, until: datetime | None = None) -> LiveQuality:
     """Live quality of a deployment per window, against each answering version's offline numbers.
 
     Args:
+        actor: who reads (``monitoring.read`` in the deployment's project).
         window: the length of each window (aligned to the epoch: 1h windows start on the hour).
         since: from this time (default: 24 windows back from ``until``).
         until: up to this time (default: now).
 
     Raises:
+        Forbidden: the actor may not read it.
         NotFound: no such deployment. InvalidInput: a non-positive window.
     """
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.serving.deployments import get_deployment_by_name
-
+    authorize_for_deployment(ctx.db, actor, "monitoring.read", deployment)
+    db = ctx.db
     if window <= timedelta(0):
         raise InvalidInput(f"A quality window must be positive, got {window}.", hint="E.g. --window 1h.")
     dep = get_deployment_by_name(db, deployment)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from chainkeeper.monitoring.tables import SqlPrediction
+from chainkeeper.serving import get_deployment
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -118,15 +119,14 @@ def _series_signals() -> list[Signal]:
 
     def reader(name: str) -> Reader:
         def read(ctx: Context, deployment_id: int, since: datetime, now: datetime) -> float | None:
-            from chainkeeper.serving.deployments import get_deployment
-
             points = metrics.metric_series(ctx.db, name, since, deployment=get_deployment(ctx.db, deployment_id).name,
                                            until=now)
             if not points:
                 return None
             if name.endswith("_total"):  # cumulative: the newest value says it all
                 return float(points[-1].value)
-            return sum(p.value for p in points) / len(points)
+            mean: float = sum(p.value for p in points) / len(points)
+            return mean
         return read
 
     return [Signal(name, f"{about} Mean over the window (newest value for *_total).", reader(name), "metric series")
@@ -141,8 +141,6 @@ def _drift_signals() -> list[Signal]:
 
     def reader(check: str, field: str) -> Reader:
         def read(ctx: Context, deployment_id: int, since: datetime, now: datetime) -> float | None:
-            from chainkeeper.serving.deployments import get_deployment
-
             name = get_deployment(ctx.db, deployment_id).name
             newest = drift.list_drift_results(ctx.db, name, check=check, limit=1)
             if not newest or not since < newest[0].window_end <= now:

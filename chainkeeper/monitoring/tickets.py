@@ -10,7 +10,7 @@
 An alert that fires (and is not silenced) opens a ticket owned by the ``operator`` role.
 An operator acknowledges it (the time from opening to acknowledgement is stored) and
 either closes it or hands it over to ``ml_engineer`` for retraining; the retraining loop
-(``monitoring.maintenance``) moves it on and records what it produced in ``details``.
+(``chain.maintenance``) moves it on and records what it produced in ``details``.
 Every step is an audit-ledger entry in the same transaction as the change.
 """
 
@@ -28,8 +28,8 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize
 from chainkeeper.governance.roles import BuiltinRole
+from chainkeeper.monitoring.access import authorize_for_object, readable_deployment_ids
 from chainkeeper.monitoring.tables import SqlAlert, SqlAlertRule, SqlTicket
 
 if TYPE_CHECKING:
@@ -121,14 +121,19 @@ def _require_state(row: SqlTicket, allowed: tuple[TicketState, ...], doing: str,
                        f"{' or '.join(s.value for s in allowed)} can be {doing}.", hint=hint)
 
 
+def _authorize(ctx: Context, actor: Actor, action: str, ticket_id: int) -> None:
+    """``action`` on a ticket, in its deployment's project (a ticket of no deployment: everywhere)."""
+    authorize_for_object(ctx.db, actor, action, lambda: get_ticket(ctx.db, ticket_id).deployment_id)
+
+
 def acknowledge_ticket(ctx: Context, ticket_id: int, *, actor: Actor, comment: str = "") -> Ticket:
     """An operator takes the ticket: who and when, and the time it waited, are stored.
 
     Raises:
-        Forbidden: may not manage alerts. NotFound: no such ticket.
+        Forbidden: may not manage alerts in the ticket's deployment's project. NotFound: no such ticket.
         Conflict: it was acknowledged (or closed) already.
     """
-    authorize(ctx.db, actor, "alert.manage")
+    _authorize(ctx, actor, "alert.manage", ticket_id)
     now = utcnow()
     with ctx.db.session() as s:
         row = _ticket_row(s, ticket_id)
@@ -146,10 +151,11 @@ def hand_over_ticket(ctx: Context, ticket_id: int, *, actor: Actor, note: str) -
     """Hand an acknowledged ticket over to ``ml_engineer`` for retraining.
 
     Raises:
-        Forbidden: may not manage alerts. InvalidInput: no note for the engineer.
+        Forbidden: may not manage alerts in the ticket's deployment's project.
+        InvalidInput: no note for the engineer.
         NotFound: no such ticket. Conflict: not acknowledged yet, or past that.
     """
-    authorize(ctx.db, actor, "alert.manage")
+    _authorize(ctx, actor, "alert.manage", ticket_id)
     if not note.strip():
         raise InvalidInput("A hand-over needs a note for the ML engineer.",
                            hint="Say what you saw, e.g. 'drift on Chinese traffic since 09:00'.")
@@ -172,11 +178,17 @@ def advance_ticket(ctx: Context, ticket_id: int, *, actor: Actor, to: TicketStat
                    hint: str = "") -> Ticket:
     """Move a ticket on for the retraining loop and merge ``details`` into it, audited.
 
-    The caller (``monitoring.maintenance``) has authorised ``actor`` already.
+    The steps of the loop (``chain.maintenance``) are ``maintenance.retrain`` in the
+    ticket's deployment's project.
+
+    Args:
+        action: the ledger action recorded, e.g. ``ticket.retrain``.
 
     Raises:
+        Forbidden: the actor may not retrain there.
         NotFound: no such ticket. Conflict: the ticket is not in one of ``allowed_from``.
     """
+    _authorize(ctx, actor, "maintenance.retrain", ticket_id)
     with ctx.db.session() as s:
         row = _ticket_row(s, ticket_id)
         _require_state(row, allowed_from, f"moved to {to.value}", hint)
@@ -191,10 +203,10 @@ def close_ticket(ctx: Context, ticket_id: int, *, actor: Actor, resolution: str)
     """Close a ticket with what was done.
 
     Raises:
-        Forbidden: may not manage alerts. InvalidInput: no resolution.
+        Forbidden: may not manage alerts in the ticket's deployment's project. InvalidInput: no resolution.
         NotFound: no such ticket. Conflict: already closed.
     """
-    authorize(ctx.db, actor, "alert.manage")
+    _authorize(ctx, actor, "alert.manage", ticket_id)
     if not resolution.strip():
         raise InvalidInput("Closing a ticket needs a resolution.", hint="e.g. --resolution 'v2 serves since 14:05'.")
     now = utcnow()
@@ -216,8 +228,40 @@ def get_ticket(db: Database, ticket_id: int) -> Ticket:
         return _to_ticket(_ticket_row(s, ticket_id))
 
 
+def show_ticket(ctx: Context, ticket_id: int, *, actor: Actor) -> Ticket:
+    """One ticket, for a reader (``monitoring.read`` in its deployment's project).
+
+    Raises:
+        Forbidden: the actor may not read it. NotFound: no such ticket.
+    """
+    _authorize(ctx, actor, "monitoring.read", ticket_id)
+    return get_ticket(ctx.db, ticket_id)
+
+
+@dataclass(frozen=True)
+class TicketBoard:
+    """The tickets a reader may see, newest first, with their counts and time-to-acknowledge."""
+
+    tickets: list[Ticket]
+    stats: dict[str, Any]
+
+
+def find_tickets(ctx: Context, *, actor: Actor, state: str | None = None, owner_role: str | None = None,
+                 limit: int = 100) -> TicketBoard:
+    """The tickets the actor may read (``monitoring.read`` in their deployment's project) and their stats.
+
+    Raises:
+        Forbidden: the actor may read monitoring nowhere. InvalidInput: an unknown state.
+    """
+    readable = readable_deployment_ids(ctx.db, actor)
+    found = list_tickets(ctx.db, state=state, owner_role=owner_role, limit=limit,
+                         deployment_ids=readable)
+    return TicketBoard(found[:limit], ticket_stats(ctx.db, deployment_ids=readable))
+
+
 def list_tickets(db: Database, *, state: str | None = None, owner_role: str | None = None,
-                 alert_id: int | None = None, limit: int = 100) -> list[Ticket]:
+                 alert_id: int | None = None, deployment_ids: set[int] | None = None,
+                 limit: int = 100) -> list[Ticket]:
     """Tickets, newest first.
 
     Raises:
@@ -234,16 +278,24 @@ def list_tickets(db: Database, *, state: str | None = None, owner_role: str | No
         query = query.where(SqlTicket.owner_role == owner_role)
     if alert_id is not None:
         query = query.where(SqlTicket.alert_id == alert_id)
+    if deployment_ids is not None:
+        query = query.where(SqlTicket.deployment_id.in_(deployment_ids))
     with db.session(readonly=True) as s:
         return [_to_ticket(r) for r in s.scalars(query)]
 
 
-def ticket_stats(db: Database) -> dict[str, Any]:
-    """Counts by state and the mean and worst time-to-acknowledge (seconds)."""
+def ticket_stats(db: Database, *, deployment_ids: set[int] | None = None) -> dict[str, Any]:
+    """Counts by state and the mean and worst time-to-acknowledge (seconds).
+
+    Args:
+        deployment_ids: only tickets of these deployments (None: every ticket).
+    """
+    where = [] if deployment_ids is None else [SqlTicket.deployment_id.in_(deployment_ids)]
     with db.session(readonly=True) as s:
-        counts = dict(s.execute(sa.select(SqlTicket.state, sa.func.count()).group_by(SqlTicket.state)).all())
+        counts = dict(s.execute(sa.select(SqlTicket.state, sa.func.count()).where(*where)
+                                .group_by(SqlTicket.state)).all())
         mean, worst = s.execute(sa.select(sa.func.avg(SqlTicket.time_to_acknowledge_s),
-                                          sa.func.max(SqlTicket.time_to_acknowledge_s))).one()
+                                          sa.func.max(SqlTicket.time_to_acknowledge_s)).where(*where)).one()
     return {"by_state": {str(k): int(v) for k, v in counts.items()},
             "mean_time_to_acknowledge_s": float(mean) if mean is not None else None,
             "max_time_to_acknowledge_s": float(worst) if worst is not None else None}

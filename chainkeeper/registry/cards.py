@@ -2,8 +2,10 @@
 
 Nothing in a card is typed by hand: the data section comes from the dataset version,
 the training section from the run, the metrics from the version's evaluation, the
-release section from the gate results and the approval requests. ``collect_card_facts``
-gathers those records; ``render_model_card`` is pure and turns them into Markdown, so
+release section from the gate results and the approval requests, the exports section
+from serving's latest export (read through the ``LATEST_EXPORT_HOOK`` the chain's wiring
+registers: serving sits above the registry). ``collect_card_facts`` gathers those records
+for an actor who may read the version; ``render_model_card`` is pure and turns them into Markdown, so
 the same facts always give the same card. ``render_card_html`` turns the Markdown into
 safe HTML for the web UI (raw HTML in any stored value is escaped, never rendered).
 """
@@ -14,15 +16,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from markdown_it import MarkdownIt
+
 from chainkeeper.core.errors import NotFound
-from chainkeeper.registry.gates import GateResult, flat_slices, get_gate_thresholds, latest_gate_results
-from chainkeeper.registry.versions import ModelVersion, StageTransition, get_model_version, stage_history
+from chainkeeper.data import get_dataset_version
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.approvals import list_approvals
+from chainkeeper.governance.permissions import authorize_object
+from chainkeeper.registry.gates import (
+    GateResult,
+    flat_slices,
+    get_gate_thresholds,
+    latest_gate_results,
+)
+from chainkeeper.registry.versions import (
+    ModelVersion,
+    StageTransition,
+    get_model_version,
+    project_of_model_version,
+    stage_history,
+)
+from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.serving.export import ExportResult
 
-__all__ = ["CardFacts", "collect_card_facts", "model_card", "render_card_html", "render_model_card"]
+__all__ = ["CardFacts", "LATEST_EXPORT_HOOK", "collect_card_facts", "model_card", "render_card_html",
+           "render_model_card"]
+
+# The hook serving's latest export is read through: hook(ctx, model_version_id, model_artifact)
+# -> the version's latest export of those files (``serving.export.ExportResult``) or None.
+LATEST_EXPORT_HOOK = "registry.latest_export"
 
 # How many of the weakest classes the limitations section names.
 _WEAKEST = 3
@@ -39,20 +63,20 @@ class CardFacts:
     thresholds: dict[str, float | None] = field(default_factory=dict)
     approvals: list[dict[str, Any]] = field(default_factory=list)
     history: list[StageTransition] = field(default_factory=list)
-    export: ExportResult | None = None
+    # serving's ExportResult (typed there: the registry sits below serving), or None.
+    export: Any = None
 
 
-def collect_card_facts(ctx: Context, model_version_id: int) -> CardFacts:
-    """Read what a version's card needs from the registry, training, data and governance.
+def collect_card_facts(ctx: Context, model_version_id: int, *, actor: Actor) -> CardFacts:
+    """Read what a version's card needs from the registry, training, data, governance and
+    serving, for an actor who may read the version (``model.read`` in its project).
 
     Raises:
+        Forbidden: the actor may not read models of the version's project.
         NotFound: no such model version.
+        ConfigError: the context was opened without the chain's wiring (no export hook).
     """
-    from chainkeeper.data.versions import get_dataset_version
-    from chainkeeper.governance.approvals import list_approvals
-    from chainkeeper.serving.export import latest_export
-    from chainkeeper.training.runs import get_run
-
+    authorize_object(ctx.db, actor, "model.read", lambda: project_of_model_version(ctx.db, model_version_id))
     version = get_model_version(ctx.db, model_version_id)
     run = get_run(ctx.db, version.run_id)
     try:
@@ -80,17 +104,18 @@ def collect_card_facts(ctx: Context, model_version_id: int) -> CardFacts:
                     "max_drop_vs_production": thresholds.max_drop_vs_production},
         approvals=sorted(approvals, key=lambda a: a["id"]),
         history=stage_history(ctx.db, version.id),
-        export=latest_export(ctx, version.id, version.model_artifact),
+        export=ctx.wiring.hook(LATEST_EXPORT_HOOK)(ctx, version.id, version.model_artifact),
     )
 
 
-def model_card(ctx: Context, model_version_id: int) -> str:
-    """The Markdown card of one model version.
+def model_card(ctx: Context, model_version_id: int, *, actor: Actor) -> str:
+    """The Markdown card of one model version (``model.read`` in its project).
 
     Raises:
+        Forbidden: the actor may not read models of the version's project.
         NotFound: no such model version.
     """
-    return render_model_card(collect_card_facts(ctx, model_version_id))
+    return render_model_card(collect_card_facts(ctx, model_version_id, actor=actor))
 
 
 # --- rendering (pure) ------------------------------------------------------------------
@@ -227,6 +252,5 @@ def render_card_html(markdown: str) -> str:
     markdown-it-py is already installed as Rich's Markdown parser; with ``html`` off,
     a label or comment holding ``<script>`` shows as text.
     """
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    html: str = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return html

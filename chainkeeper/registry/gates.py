@@ -1,22 +1,27 @@
 """Release gates: the evaluation thresholds a model version must meet before production.
 
-Thresholds are set per project (model name) by a release manager:
+Thresholds are set per model name by a release manager who holds
+``model.promote.approve`` in the name's project (``versions.project_of_model_name``: the
+project of the name's oldest version):
 
 - ``min_macro_f1``: the version's test macro-F1 must be at least this;
 - ``min_slice_macro_f1``: no declared slice (``metrics["test"]["slices"]``) below this;
 - ``max_drop_vs_production``: the test macro-F1 may trail the version now in production
   by at most this many points (0.02 = two points), on the same dataset version's split;
 - ``max_p95_latency_ms`` (with ``latency_batch_size``, default 1) turns on the
-  *deployment tests* on the version's exported artefact (``registry.deployment_tests``):
-  it loads, answers golden examples as the registered PyTorch model does, stays under
-  the latency budget, rejects malformed input; and the served form loses at most
-  ``max_export_delta_points`` accuracy points (default 0.5) against PyTorch.
+  *deployment tests* on the version's exported artefact: it loads, answers golden
+  examples as the registered PyTorch model does, stays under the latency budget, rejects
+  malformed input; and the served form loses at most ``max_export_delta_points``
+  accuracy points (default 0.5) against PyTorch. Serving owns the exported artefact, so
+  serving does them (``serving.deployment_tests``), registered by the chain's wiring as
+  the hook ``DEPLOYMENT_TESTS_HOOK``.
 
-``evaluate_gates`` is pure (values in, outcomes out); ``run_gates`` reads the registry,
-evaluates and stores every outcome (``gate_results``) with an audit entry, so a
-decision can be shown and questioned later. The promotion gate of
-``governance.approvals`` calls ``check_release_gates``: a failing gate fails the
-request's checks, and a request with a failed check cannot be approved.
+``evaluate_gates`` is pure (values in, outcomes out); ``evaluate_release_gates`` reads
+the registry, evaluates and stores every outcome (``gate_results``) with an audit
+entry, so a decision can be shown and questioned later; ``run_gates`` does it for an
+actor who may ask for promotion. The promotion gate (``chain.gates.check_release_gates``)
+evaluates them when promotion is requested: a failing gate fails the request's checks,
+and a request with a failed check cannot be approved.
 """
 
 from __future__ import annotations
@@ -32,27 +37,42 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.governance.actors import SYSTEM, Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize
+from chainkeeper.governance.permissions import authorize_object
 from chainkeeper.registry.tables import SqlGateResult, SqlGateThresholds
-from chainkeeper.registry.versions import Stage, get_model_version, list_model_versions, validate_model_name
+from chainkeeper.registry.versions import (
+    ModelVersion,
+    Stage,
+    get_model_version,
+    list_model_versions,
+    project_of_model_name,
+    project_of_model_version,
+    validate_model_name,
+)
+from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.governance.approvals import CheckResult
 
 __all__ = [
+    "DEPLOYMENT_TESTS_HOOK",
     "GateOutcome",
+    "GateReport",
     "GateResult",
     "GateThresholds",
     "UNCHANGED",
-    "check_release_gates",
     "evaluate_gates",
+    "evaluate_release_gates",
     "flat_slices",
     "get_gate_thresholds",
     "latest_gate_results",
     "run_gates",
     "set_gate_thresholds",
+    "show_gates",
 ]
+
+# The hook a higher layer registers to run the deployment tests on a version's export:
+# called as hook(ctx, version: ModelVersion, thresholds: GateThresholds) -> list[GateOutcome].
+DEPLOYMENT_TESTS_HOOK = "registry.deployment_tests"
 
 
 @dataclass(frozen=True)
@@ -146,7 +166,8 @@ def set_gate_thresholds(ctx: Context, name: str, *, actor: Actor, min_macro_f1: 
 
     Args:
         name: the model name the thresholds hold for.
-        actor: who sets them (a release manager).
+        actor: who sets them: a release manager, ``model.promote.approve`` in the name's
+            project (a name with no version yet needs a global role).
         min_macro_f1, min_slice_macro_f1, max_drop_vs_production: fractions in [0, 1].
         max_p95_latency_ms: the deployment tests' latency budget (ms); setting it turns
             the deployment tests on.
@@ -159,6 +180,7 @@ def set_gate_thresholds(ctx: Context, name: str, *, actor: Actor, min_macro_f1: 
 
     Raises:
         InvalidInput: a malformed name or a value out of its range.
+        Forbidden: the actor may not approve promotions in the name's project.
     """
     validate_model_name(name)
     values = {"min_macro_f1": min_macro_f1, "min_slice_macro_f1": min_slice_macro_f1,
@@ -167,7 +189,7 @@ def set_gate_thresholds(ctx: Context, name: str, *, actor: Actor, min_macro_f1: 
     given = {field: value for field, value in values.items() if value is not UNCHANGED}
     for field, value in given.items():
         _check_value(field, value)
-    authorize(ctx.db, actor, "model.promote.approve", project=name)
+    authorize_object(ctx.db, actor, "model.promote.approve", lambda: project_of_model_name(ctx.db, name))
     with ctx.db.session() as s:
         row = s.scalars(sa.select(SqlGateThresholds).where(SqlGateThresholds.name == name)).one_or_none()
         before = _thresholds_snapshot(row) if row is not None else None
@@ -286,24 +308,37 @@ def evaluate_gates(thresholds: GateThresholds, metrics: Mapping[str, Any],
 # --- stored evaluation -----------------------------------------------------------------
 
 
-def run_gates(ctx: Context, model_version_id: int, *, actor: Actor = SYSTEM) -> list[GateResult]:
+def run_gates(ctx: Context, model_version_id: int, *, actor: Actor) -> list[GateResult]:
+    """Evaluate a version against its name's thresholds now, for an actor who may ask for
+    its promotion (``model.promote`` in the version's project); see ``evaluate_release_gates``.
+
+    Raises:
+        Forbidden: the actor may not ask for promotions in the version's project.
+        NotFound: no such version.
+    """
+    authorize_object(ctx.db, actor, "model.promote", lambda: project_of_model_version(ctx.db, model_version_id))
+    return evaluate_release_gates(ctx, model_version_id, evaluated_by=actor)
+
+
+def evaluate_release_gates(ctx: Context, model_version_id: int, *, evaluated_by: Actor = SYSTEM) -> list[GateResult]:
     """Evaluate a version against its name's thresholds and store every outcome.
 
-    With a latency budget set, the deployment tests run on the version's exported
-    artefact too (``registry.deployment_tests``; they load models, so take seconds).
+    A store-level step for callers that already decided (the promotion request's check,
+    ``run_gates``). With a latency budget set, the deployment tests run on the version's
+    exported artefact too (the ``DEPLOYMENT_TESTS_HOOK``; they load models, so take seconds).
 
     Args:
         model_version_id: the version to judge.
-        actor: on whose behalf (the requester of a promotion, or the system).
+        evaluated_by: on whose behalf (the requester of a promotion, or the system).
 
     Returns:
         The stored results (empty when no threshold is set for the name).
 
     Raises:
         NotFound: no such version.
+        ConfigError: deployment tests are due and the context was opened without the
+            chain's wiring.
     """
-    from chainkeeper.training.runs import get_run  # the training stage's public reader
-
     version = get_model_version(ctx.db, model_version_id)
     thresholds = get_gate_thresholds(ctx.db, version.name)
     live = [v for v in list_model_versions(ctx.db, version.name, stage=Stage.PRODUCTION) if v.id != version.id]
@@ -315,21 +350,18 @@ def run_gates(ctx: Context, model_version_id: int, *, actor: Actor = SYSTEM) -> 
     outcomes = evaluate_gates(thresholds, version.metrics, production.metrics if production else None,
                               same_split=same_split)
     if thresholds.deployment_tests:
-        from chainkeeper.registry.deployment_tests import judge_deployment_tests, probe_deployment
-
-        probe = probe_deployment(ctx, version, batch_size=thresholds.latency_batch_size or 1)
-        outcomes += judge_deployment_tests(probe, max_p95_ms=float(thresholds.max_p95_latency_ms or 0),
-                                           max_delta_points=thresholds.max_export_delta_points)
+        outcomes += ctx.wiring.hook(DEPLOYMENT_TESTS_HOOK)(ctx, version, thresholds)
     if not outcomes:  # no thresholds set: nothing to judge, nothing to record
         return []
     now = utcnow()
     with ctx.db.session() as s:
         rows = [SqlGateResult(model_version_id=version.id, gate=o.gate, passed=o.passed, value=o.value,
-                              threshold=o.threshold, detail=o.detail, evaluated_by=actor.name, evaluated_at=now)
+                              threshold=o.threshold, detail=o.detail, evaluated_by=evaluated_by.name,
+                              evaluated_at=now)
                 for o in outcomes]
         s.add_all(rows)
         s.flush()
-        append_entry(s, actor, "gate.evaluate", "model_version", version.id,
+        append_entry(s, evaluated_by, "gate.evaluate", "model_version", version.id,
                      after=[{"gate": o.gate, "passed": o.passed} for o in outcomes],
                      details={"compared_with": production.id if production else None,
                               "passed": all(o.passed for o in outcomes)})
@@ -355,14 +387,23 @@ def latest_gate_results(db: Database, model_version_id: int) -> list[GateResult]
         return [_to_result(r) for r in rows]
 
 
-def check_release_gates(ctx: Context, object_id: int | str, payload: dict[str, Any]) -> CheckResult:
-    """The ``model.promote`` approval check: run the gates, pass only if all pass."""
-    from chainkeeper.governance.approvals import CheckResult
+@dataclass(frozen=True)
+class GateReport:
+    """A version, its name's thresholds and its latest gate results, as a reader sees them."""
 
-    results = run_gates(ctx, int(object_id))
-    if not results:
-        return CheckResult("release-gates", True, "no release thresholds are set for this model name")
-    failed = [r for r in results if not r.passed]
-    if failed:
-        return CheckResult("release-gates", False, "; ".join(f"{r.gate}: {r.detail}" for r in failed))
-    return CheckResult("release-gates", True, "; ".join(f"{r.gate}: {r.detail}" for r in results))
+    version: ModelVersion
+    thresholds: GateThresholds
+    results: list[GateResult]
+
+
+def show_gates(ctx: Context, model_version_id: int, *, actor: Actor) -> GateReport:
+    """A version's thresholds and latest gate results, for an actor who may read it
+    (``model.read`` in the version's project).
+
+    Raises:
+        Forbidden: the actor may not read models of its project. NotFound: no such version.
+    """
+    authorize_object(ctx.db, actor, "model.read", lambda: project_of_model_version(ctx.db, model_version_id))
+    version = get_model_version(ctx.db, model_version_id)
+    return GateReport(version=version, thresholds=get_gate_thresholds(ctx.db, version.name),
+                      results=latest_gate_results(ctx.db, version.id))

@@ -15,14 +15,19 @@ from the history (``production_version_at``), not from today's stage column.
 
 Promotion to production is a gated hand-off (``governance.approvals``); this module
 performs the move, the gate decides whether it may happen.
+
+A model version's project is its run's (``project_of_model_version``); a model *name*'s
+project is the project of its oldest version (``project_of_model_name``), so the name's
+thresholds and production history are guarded by the project the name was first
+registered in. Every function a shell calls takes the actor and decides in that project.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +38,9 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize_object, projects_allowed
 from chainkeeper.registry.tables import SqlModelVersion, SqlStageTransition
+from chainkeeper.training import get_run, project_of_run, run_ids_of_projects
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -41,17 +48,24 @@ if TYPE_CHECKING:
 __all__ = [
     "ALLOWED_MOVES",
     "ModelVersion",
+    "ProductionHistory",
     "ProductionPeriod",
     "Stage",
     "StageTransition",
     "count_model_versions",
+    "find_model_versions",
     "get_model_version",
     "list_model_versions",
     "production_version_at",
     "production_from_history",
     "production_periods",
     "production_timeline",
+    "project_of_model_name",
+    "project_of_model_version",
     "register_model_version",
+    "show_model_version",
+    "show_production",
+    "show_stage_history",
     "stage_history",
     "transition_stage",
     "validate_model_name",
@@ -162,19 +176,20 @@ def register_model_version(ctx: Context, *, run_id: int, name: str, actor: Actor
     Args:
         run_id: the training run whose ``model_artifact`` becomes the version.
         name: the model's name (a slug); the version number is the next under it.
-        actor: who registers; becomes ``created_by`` and the first owner.
+        actor: who registers (``model.register`` in the run's project); becomes
+            ``created_by`` and the first owner.
 
     Returns:
         The new version, in stage ``candidate``.
 
     Raises:
         InvalidInput: a malformed name.
+        Forbidden: the actor may not register models in the run's project.
         NotFound: no such run.
         Conflict: the run has not succeeded, produced no model, or is already registered.
     """
-    from chainkeeper.training.runs import get_run  # the training stage's public reader
-
     validate_model_name(name)
+    authorize_object(ctx.db, actor, "model.register", lambda: project_of_run(ctx.db, run_id))
     run = get_run(ctx.db, run_id)
     if run.state != "succeeded" or not run.model_artifact:
         what = "has no trained model" if run.state == "succeeded" else f"is {run.state}"
@@ -234,7 +249,9 @@ def transition_stage(ctx: Context, model_version_id: int, to_stage: str, *, acto
     Args:
         model_version_id: the version to move.
         to_stage: one of ``Stage`` (a string is accepted).
-        actor: who moves it (the gate's approver for production).
+        actor: who moves it: the gate's approver for production, the release manager
+            who rolls a deployment back; they need ``model.promote.approve`` in the
+            version's project (moving a version between stages is the release manager's call).
         comment: why, kept in the history.
 
     Returns:
@@ -242,10 +259,12 @@ def transition_stage(ctx: Context, model_version_id: int, to_stage: str, *, acto
 
     Raises:
         InvalidInput: an unknown stage.
+        Forbidden: the actor may not move versions of the version's project.
         NotFound: no such version.
         Conflict: the move is not allowed from the version's current stage.
     """
     target = _parse_stage(to_stage)
+    authorize_object(ctx.db, actor, "model.promote.approve", lambda: project_of_model_version(ctx.db, model_version_id))
     with ctx.db.session() as s:
         row = _get_row(s, model_version_id)
         current = Stage(row.stage)
@@ -299,25 +318,89 @@ def get_model_version(db: Database, model_version_id: int) -> ModelVersion:
         return _to_version(_get_row(s, model_version_id))
 
 
+def project_of_model_version(db: Database, model_version_id: int) -> str:
+    """The project of a model version: its training run's dataset's.
+
+    Raises:
+        NotFound: no such model version.
+    """
+    return project_of_run(db, get_model_version(db, model_version_id).run_id)
+
+
+def project_of_model_name(db: Database, name: str) -> str | None:
+    """The project of a model name: its oldest version's (None when no version has it yet).
+
+    The name's thresholds and production history belong to that project; a name nobody
+    registered yet belongs to none, so only a global role may act on it.
+    """
+    with db.session() as s:
+        run_id = s.scalar(sa.select(SqlModelVersion.run_id).where(SqlModelVersion.name == name)
+                          .order_by(SqlModelVersion.id).limit(1))
+    return project_of_run(db, run_id) if run_id is not None else None
+
+
 def list_model_versions(db: Database, name: str | None = None, *, stage: str | None = None,
-                        limit: int = 100) -> list[ModelVersion]:
-    """Model versions, newest first.
+                        limit: int | None = 100, run_ids: Collection[int] | None = None) -> list[ModelVersion]:
+    """Model versions, newest first (a store reader: services that decided who may read call it).
 
     Args:
+        name: only versions of this model.
+        stage: only versions in this stage.
+        limit: at most this many (all when None).
+        run_ids: only versions registered from one of these runs.
+
+    Raises:
+        InvalidInput: an unknown stage.
+    """
+    query = sa.select(SqlModelVersion).order_by(SqlModelVersion.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    if name is not None:
+        query = query.where(SqlModelVersion.name == name)
+    if stage is not None:
+        query = query.where(SqlModelVersion.stage == _parse_stage(stage).value)
+    if run_ids is not None:
+        query = query.where(SqlModelVersion.run_id.in_(list(run_ids)))
+    with db.session() as s:
+        return [_to_version(r) for r in s.scalars(query)]
+
+
+def find_model_versions(ctx: Context, *, actor: Actor, name: str | None = None, stage: str | None = None,
+                        limit: int = 100) -> list[ModelVersion]:
+    """The model versions ``actor`` may read (``model.read``), newest first.
+
+    Args:
+        actor: who asks; only versions of projects where they hold ``model.read`` are listed.
         name: only versions of this model.
         stage: only versions in this stage.
         limit: at most this many.
 
     Raises:
-        InvalidInput: an unknown stage.
+        Forbidden: the actor may read models in no project. InvalidInput: an unknown stage.
     """
-    query = sa.select(SqlModelVersion).order_by(SqlModelVersion.id.desc()).limit(limit)
-    if name is not None:
-        query = query.where(SqlModelVersion.name == name)
-    if stage is not None:
-        query = query.where(SqlModelVersion.stage == _parse_stage(stage).value)
-    with db.session() as s:
-        return [_to_version(r) for r in s.scalars(query)]
+    projects = projects_allowed(ctx.db, actor, "model.read")
+    within = None if projects is None else run_ids_of_projects(ctx.db, projects)
+    return list_model_versions(ctx.db, name, stage=stage, limit=limit, run_ids=within)
+
+
+def show_model_version(ctx: Context, model_version_id: int, *, actor: Actor) -> ModelVersion:
+    """One model version, for an actor who may read it (``model.read`` in its project).
+
+    Raises:
+        Forbidden: the actor may not read models of its project. NotFound: no such version.
+    """
+    authorize_object(ctx.db, actor, "model.read", lambda: project_of_model_version(ctx.db, model_version_id))
+    return get_model_version(ctx.db, model_version_id)
+
+
+def show_stage_history(ctx: Context, model_version_id: int, *, actor: Actor) -> list[StageTransition]:
+    """A version's stage changes, oldest first, for an actor who may read it (``model.read``).
+
+    Raises:
+        Forbidden: the actor may not read models of its project. NotFound: no such version.
+    """
+    authorize_object(ctx.db, actor, "model.read", lambda: project_of_model_version(ctx.db, model_version_id))
+    return stage_history(ctx.db, model_version_id)
 
 
 def count_model_versions(db: Database, name: str | None = None) -> int:
@@ -402,6 +485,36 @@ def production_timeline(db: Database, name: str) -> list[ProductionPeriod]:
     """Which version of ``name`` was in production when, oldest first (from the history)."""
     with db.session() as s:
         return production_periods(_name_transitions(s, name))
+
+
+@dataclass(frozen=True)
+class ProductionHistory:
+    """What served under one model name: every production period, and the version that
+    was in production at ``when`` (None when no time was asked or none served)."""
+
+    name: str
+    periods: list[ProductionPeriod] = field(default_factory=list)
+    when: datetime | None = None
+    version_at: ModelVersion | None = None
+
+
+def show_production(ctx: Context, name: str, *, actor: Actor, when: datetime | None = None) -> ProductionHistory:
+    """Which version of ``name`` was in production when, for an actor who may read the
+    name's models (``model.read`` in the name's project, ``project_of_model_name``).
+
+    Args:
+        name: the model's name.
+        actor: who asks.
+        when: also answer which version served at this aware datetime.
+
+    Raises:
+        Forbidden: the actor may not read models of the name's project (a name with no
+            version needs a global role).
+        InvalidInput: ``when`` has no time zone.
+    """
+    authorize_object(ctx.db, actor, "model.read", lambda: project_of_model_name(ctx.db, name))
+    version = production_version_at(ctx.db, name, when) if when is not None else None
+    return ProductionHistory(name=name, periods=production_timeline(ctx.db, name), when=when, version_at=version)
 
 
 def production_version_at(db: Database, name: str, when: datetime) -> ModelVersion | None:

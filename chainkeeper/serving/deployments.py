@@ -1,19 +1,26 @@
 """Deployments: a name behind an HTTP endpoint, pointing at one production model version.
 
 ``deploy_model_version`` creates a deployment or points an existing one at a new
-version (the deploy gate in ``governance.approvals`` decides whether it may);
-``serve_predictions`` answers texts sent to a deployment and logs each answer with a
-request id, so every served prediction can be traced back.
+version (the ``deployment.create`` gate in ``chain.gates`` runs it as the approver);
+``serve_predictions`` answers texts sent to a deployment and hands each answer, with a
+request id, to the prediction log, so every served prediction can be traced back.
 
 Which version answers a request is decided by the deployment's route
 (``serving.rollout``: canary, shadow, promotion, rollback); a deploy writes a plain route.
 
 The hot path reads no table per request: ``resolve_route`` keeps the deployment, its
-route and its versions in the process's route cache (``rollout.ROUTE_CACHE``), which
-every deploy, rollout and rollback of this process invalidates after it commits; the
-answers go to a ``monitoring.logwriter.PredictionLogWriter`` when one is given, so the
-log insert is off the request path too. ``aserve_predictions`` is the same for an event
-loop: it awaits the micro-batcher instead of blocking a thread.
+route, its versions and its project in the context's route cache
+(``rollout.route_cache``), which every deploy, rollout and rollback through the context
+invalidates after it commits; ``authorize_prediction`` decides a user's ``predict`` in
+the deployment's project from that cache. The answers go to a ``PredictionSink`` (the
+API's buffered log writer) when one is given, so the log insert is off the request path
+too; otherwise to the ``serving.log_predictions`` hook, which the monitoring stage
+registers (``chain.wiring``): serving knows nothing of the log's tables.
+``aserve_predictions`` is the same for an event loop: it awaits the micro-batcher
+instead of blocking a thread.
+
+Every function a shell calls to read or change deployments takes the actor and decides
+in the deployment's project (``serving.access``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
@@ -36,34 +43,69 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.monitoring.predictions import log_predictions, prediction_record
-from chainkeeper.registry.versions import ModelVersion, Stage, get_model_version
-from chainkeeper.serving.rollout import ROUTE_CACHE, Route, choose_versions, current_route, routes_changed
+from chainkeeper.governance.permissions import (
+    authorize,
+    authorize_object,
+    projects_allowed,
+)
+from chainkeeper.registry import (
+    ModelVersion,
+    Stage,
+    get_model_version,
+    project_of_model_version,
+)
+from chainkeeper.serving.access import authorize_deployment, project_of_deployment
+from chainkeeper.serving.rollout import (
+    Route,
+    choose_versions,
+    current_route,
+    route_cache,
+    routes_changed,
+)
 from chainkeeper.serving.tables import SqlDeployment, SqlRoute, SqlShadowPrediction
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.monitoring.logwriter import PredictionLogWriter
     from chainkeeper.serving.runtime import Prediction, PredictorCache
 
 __all__ = [
+    "LOG_PREDICTIONS_HOOK",
     "Deployment",
-    "aserve_predictions",
     "DeploymentState",
+    "PredictionSink",
     "ResolvedRoute",
     "ServedPrediction",
     "ServedPredictions",
+    "ShadowPrediction",
+    "aserve_predictions",
+    "authorize_prediction",
+    "cached_route",
     "count_deployments",
     "deploy_model_version",
+    "find_deployments",
     "get_deployment",
     "get_deployment_by_name",
     "list_deployments",
     "list_shadow_predictions",
+    "preload_deployments",
+    "project_of_deployment",
     "resolve_route",
     "serve_predictions",
-    "wait_for_shadows",
+    "show_deployment",
     "validate_deployment_name",
+    "wait_for_shadows",
 ]
+
+# The hook that stores served predictions when no sink is given: called as
+# hook(ctx, items) with one dict per answer (request_id, deployment_id, model_version_id,
+# at, text, label, score, scores, latency_ms). The monitoring stage registers it.
+LOG_PREDICTIONS_HOOK = "serving.log_predictions"
+
+
+class PredictionSink(Protocol):
+    """Where the predict path hands its answers (the API's buffered log writer)."""
+
+    def submit(self, items: list[dict[str, Any]]) -> object: ...  # what it answers is not used
 
 _log = logging.getLogger(__name__)
 
@@ -136,17 +178,20 @@ def deploy_model_version(ctx: Context, *, name: str, model_version_id: int, acto
     Args:
         name: the deployment's name, a slug used in its URL.
         model_version_id: the version to serve; it must be in production.
-        actor: who deploys (the approver of the deploy gate).
+        actor: who deploys: the approver of the deploy gate (``deployment.create.approve``
+            in the model version's project).
 
     Returns:
         The deployment, active and pointing at the version.
 
     Raises:
-        InvalidInput: a malformed name.
+        InvalidInput: a malformed name. Forbidden: the actor may not deploy it.
         NotFound: no such model version.
         Conflict: the version is not in production.
     """
     validate_deployment_name(name)
+    authorize_object(ctx.db, actor, "deployment.create.approve",
+                     lambda: project_of_model_version(ctx.db, model_version_id))
     version = get_model_version(ctx.db, model_version_id)
     if version.stage != Stage.PRODUCTION:
         raise Conflict(
@@ -179,7 +224,7 @@ def deploy_model_version(ctx: Context, *, name: str, model_version_id: int, acto
             append_entry(s, actor, "deployment.update", "deployment", row.id, before=before, after=_snapshot(row),
                          details={"name": name, "from_model_version_id": previous, "model_version_id": version.id})
         deployment = _to_deployment(row)
-    routes_changed(ctx.db, name)
+    routes_changed(ctx, name)
     return deployment
 
 
@@ -226,50 +271,97 @@ def count_deployments(db: Database) -> int:
         return int(s.execute(sa.select(sa.func.count()).select_from(SqlDeployment)).scalar_one())
 
 
+def find_deployments(ctx: Context, *, actor: Actor, limit: int = 100) -> list[Deployment]:
+    """The deployments the actor may read, most recently changed first.
+
+    Args:
+        actor: who asks; only deployments of projects where they hold ``deployment.read``.
+        limit: at most this many.
+
+    Raises:
+        Forbidden: the actor may read deployments nowhere.
+    """
+    allowed = projects_allowed(ctx.db, actor, "deployment.read")
+    found = list_deployments(ctx.db, limit=limit if allowed is None else 1000)
+    if allowed is not None:
+        found = [d for d in found if project_of_model_version(ctx.db, d.model_version_id) in allowed]
+    return found[:limit]
+
+
+def show_deployment(ctx: Context, name: str, *, actor: Actor) -> Deployment:
+    """One deployment by name, for a reader.
+
+    Args:
+        actor: who asks (``deployment.read`` in the deployment's project).
+
+    Raises:
+        Forbidden: the actor may not read it. NotFound: no such deployment.
+    """
+    authorize_deployment(ctx.db, actor, "deployment.read", name)
+    return get_deployment_by_name(ctx.db, name)
+
+
 # --- serving ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ResolvedRoute:
     """What a request needs to know about a deployment, read together: the deployment,
-    its live route and the model versions that route names."""
+    its live route, the model versions that route names and the deployment's project."""
 
     deployment: Deployment
     route: Route
     versions: dict[int, ModelVersion]
+    project: str
 
 
 def _load_route(db: Database, name: str) -> ResolvedRoute:
     deployment = get_deployment_by_name(db, name)
     route = current_route(db, name)
     ids = [i for i in (route.primary_version_id, route.candidate_version_id) if i is not None]
-    return ResolvedRoute(deployment, route, {i: get_model_version(db, i) for i in ids})
+    return ResolvedRoute(deployment, route, {i: get_model_version(db, i) for i in ids},
+                         project_of_model_version(db, deployment.model_version_id))
 
 
-def resolve_route(db: Database, name: str) -> ResolvedRoute:
-    """Deployment ``name`` with its live route and versions, through the process's route cache.
+def resolve_route(ctx: Context, name: str) -> ResolvedRoute:
+    """Deployment ``name`` with its live route, versions and project, through the context's route cache.
 
     Raises:
         NotFound: no such deployment (not cached: a name created later is found at once).
     """
-    return ROUTE_CACHE.get_or_load((db.url, name), lambda: _load_route(db, name))  # type: ignore[no-any-return]
+    return route_cache(ctx).get_or_load(name, lambda: _load_route(ctx.db, name))  # type: ignore[no-any-return]
 
 
-def preload_deployments(db: Database, predictors: PredictorCache) -> int:
+def cached_route(ctx: Context, name: str) -> ResolvedRoute | None:
+    """The cached ``resolve_route`` answer, or None when it would need the store."""
+    return route_cache(ctx).get(name)
+
+
+def authorize_prediction(ctx: Context, name: str, *, actor: Actor) -> None:
+    """Decide whether a user may send texts to deployment ``name`` (``predict`` in its project).
+
+    Reads the project from the route cache, so a warm predict path decides without the
+    store (the permission matrix is cached by governance). A caller holding ``predict``
+    nowhere is refused before the deployment is looked up. API keys are decided by
+    ``keys.authenticate_deployment_key`` instead: a key belongs to one deployment.
+
+    Raises:
+        Forbidden: the actor may not predict there. NotFound: no such deployment.
+    """
+    projects_allowed(ctx.db, actor, "predict")
+    authorize(ctx.db, actor, "predict", project=resolve_route(ctx, name).project)
+
+
+def preload_deployments(ctx: Context, predictors: PredictorCache) -> int:
     """Start loading, in the background, every model version an active deployment's route
     names (a server process warms up before its first request needs them); returns how many."""
     versions = {}
-    for deployment in list_deployments(db, limit=1000):
+    for deployment in list_deployments(ctx.db, limit=1000):
         if deployment.state == DeploymentState.ACTIVE:
-            versions.update(resolve_route(db, deployment.name).versions)
+            versions.update(resolve_route(ctx, deployment.name).versions)
     for version in versions.values():
         predictors.preload(version)
     return len(versions)
-
-
-def cached_route(db: Database, name: str) -> ResolvedRoute | None:
-    """The cached ``resolve_route`` answer, or None when it would need the store."""
-    return ROUTE_CACHE.get((db.url, name))  # type: ignore[no-any-return]
 
 
 def _pick(resolved: ResolvedRoute, name: str, caller_key: str | None) -> tuple[ModelVersion, int | None]:
@@ -283,7 +375,7 @@ def _pick(resolved: ResolvedRoute, name: str, caller_key: str | None) -> tuple[M
 
 def _finish(ctx: Context, predictors: PredictorCache, resolved: ResolvedRoute, version: ModelVersion,
             shadow_id: int | None, texts: list[str], answers: list[Prediction], latency_ms: float,
-            log: PredictionLogWriter | None) -> ServedPredictions:
+            log: PredictionSink | None) -> ServedPredictions:
     """Give each answer a request id, log it, start the shadow; the part after the model call."""
     deployment = resolved.deployment
     at = utcnow()
@@ -295,14 +387,14 @@ def _finish(ctx: Context, predictors: PredictorCache, resolved: ResolvedRoute, v
     if log is not None:
         log.submit(items)
     else:
-        log_predictions(ctx.db, [prediction_record(**item) for item in items])
+        ctx.wiring.hook(LOG_PREDICTIONS_HOOK)(ctx, items)
     if shadow_id is not None:
         _submit_shadow(ctx, predictors, deployment, shadow_id, texts, served)
     return ServedPredictions(deployment=deployment, model_version=version, predictions=served, latency_ms=latency_ms)
 
 
 def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts: list[str], *,
-                      caller_key: str | None = None, log: PredictionLogWriter | None = None) -> ServedPredictions:
+                      caller_key: str | None = None, log: PredictionSink | None = None) -> ServedPredictions:
     """Answer texts sent to a deployment and log one record per text.
 
     The deployment's route is read once: the request finishes on the versions it
@@ -318,7 +410,8 @@ def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts
         name: the deployment's name.
         texts: what to label (validated by the runtime).
         caller_key: who calls, for sticky canary routing (None: a random bucket).
-        log: the buffered log writer to hand the records to (None: insert them now).
+        log: the buffered log writer to hand the records to (None: the ``serving.log_predictions``
+            hook stores them now).
 
     Returns:
         The deployment, the version that answered and a prediction (with its request id)
@@ -332,7 +425,7 @@ def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts
 
     validate_texts(texts)  # before any lookup: a bad request costs nothing
     start = time.perf_counter()
-    resolved = resolve_route(ctx.db, name)
+    resolved = resolve_route(ctx, name)
     version, shadow_id = _pick(resolved, name, caller_key)
     answers: list[Prediction] = predictors.get(version).predict(texts)
     latency_ms = (time.perf_counter() - start) * 1000
@@ -340,7 +433,7 @@ def serve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts
 
 
 async def aserve_predictions(ctx: Context, predictors: PredictorCache, name: str, texts: list[str], *,
-                             caller_key: str | None = None, log: PredictionLogWriter | None = None,
+                             caller_key: str | None = None, log: PredictionSink | None = None,
                              started: float | None = None) -> ServedPredictions:
     """``serve_predictions`` for an event loop: never blocks it on the common path.
 
@@ -362,7 +455,9 @@ async def aserve_predictions(ctx: Context, predictors: PredictorCache, name: str
 
     validate_texts(texts)
     start = time.perf_counter() if started is None else started
-    resolved = cached_route(ctx.db, name) or await run_in_threadpool(resolve_route, ctx.db, name)
+    resolved = cached_route(ctx, name)
+    if resolved is None:
+        resolved = await run_in_threadpool(resolve_route, ctx, name)
     version, shadow_id = _pick(resolved, name, caller_key)
     predictor = predictors.loaded_predictor(version.id) or await run_in_threadpool(predictors.get, version)
     apredict = getattr(predictor, "apredict", None)
@@ -379,41 +474,62 @@ async def aserve_predictions(ctx: Context, predictors: PredictorCache, name: str
 # adds latency to the served answer. Past MAX_SHADOW_BACKLOG waiting requests, new ones
 # are skipped (and logged) rather than queued without bound.
 MAX_SHADOW_BACKLOG = 64
-_shadow_lock = threading.Lock()
-_shadow_pool: ThreadPoolExecutor | None = None
-_shadow_pending: set[Future[None]] = set()
+
+
+class ShadowRunner:
+    """The context's shadow thread and the shadow answers still pending (``ctx.state``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: set[Future[None]] = set()
+
+    def submit(self, ctx: Context, predictors: PredictorCache, deployment: Deployment, version_id: int,
+               texts: list[str], served: list[ServedPrediction]) -> None:
+        with self._lock:
+            if len(self._pending) >= MAX_SHADOW_BACKLOG:
+                _log.warning("shadow backlog full (%d); skipping the shadow of deployment %s for this request",
+                             MAX_SHADOW_BACKLOG, deployment.name)
+                return
+            if self._pool is None:  # made on first use: a context that never shadows starts no thread
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainkeeper-shadow")
+            future = self._pool.submit(_shadow, ctx, predictors, deployment, version_id, texts, served)
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def wait(self, timeout: float) -> bool:
+        with self._lock:
+            pending = list(self._pending)
+        _, not_done = wait_futures(pending, timeout=timeout)
+        return not not_done
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _shadows(ctx: Context) -> ShadowRunner:
+    return ctx.state("serving.shadows", ShadowRunner)
 
 
 def _submit_shadow(ctx: Context, predictors: PredictorCache, deployment: Deployment, version_id: int,
                    texts: list[str], served: list[ServedPrediction]) -> None:
-    global _shadow_pool
-    with _shadow_lock:
-        if len(_shadow_pending) >= MAX_SHADOW_BACKLOG:
-            _log.warning("shadow backlog full (%d); skipping the shadow of deployment %s for this request",
-                         MAX_SHADOW_BACKLOG, deployment.name)
-            return
-        if _shadow_pool is None:  # made on first use, never at import
-            _shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainkeeper-shadow")
-        future = _shadow_pool.submit(_shadow, ctx, predictors, deployment, version_id, texts, served)
-        _shadow_pending.add(future)
-    future.add_done_callback(_shadow_done)
+    _shadows(ctx).submit(ctx, predictors, deployment, version_id, texts, served)
 
 
-def _shadow_done(future: Future[None]) -> None:
-    with _shadow_lock:
-        _shadow_pending.discard(future)
-
-
-def wait_for_shadows(timeout: float = 30.0) -> bool:
-    """Wait until every shadow answer submitted so far is stored (tests, shutdown).
+def wait_for_shadows(ctx: Context, timeout: float = 30.0) -> bool:
+    """Wait until every shadow answer submitted through ``ctx`` so far is stored (tests, shutdown).
 
     Returns:
         True when none is left pending.
     """
-    with _shadow_lock:
-        pending = list(_shadow_pending)
-    _, not_done = wait_futures(pending, timeout=timeout)
-    return not not_done
+    return _shadows(ctx).wait(timeout)
 
 
 def _shadow(ctx: Context, predictors: PredictorCache, deployment: Deployment, version_id: int, texts: list[str],
@@ -444,14 +560,18 @@ class ShadowPrediction:
     at: datetime
 
 
-def list_shadow_predictions(db: Database, name: str, *, limit: int = 100) -> list[ShadowPrediction]:
+def list_shadow_predictions(ctx: Context, name: str, *, actor: Actor, limit: int = 100) -> list[ShadowPrediction]:
     """The shadow answers logged for deployment ``name``, newest first.
 
+    Args:
+        actor: who reads (``deployment.read`` in the deployment's project).
+
     Raises:
-        NotFound: no such deployment.
+        Forbidden: the actor may not read it. NotFound: no such deployment.
     """
-    deployment = get_deployment_by_name(db, name)
-    with db.session() as s:
+    authorize_deployment(ctx.db, actor, "deployment.read", name)
+    deployment = get_deployment_by_name(ctx.db, name)
+    with ctx.db.session() as s:
         rows = s.scalars(sa.select(SqlShadowPrediction).where(SqlShadowPrediction.deployment_id == deployment.id)
                          .order_by(SqlShadowPrediction.id.desc()).limit(limit))
         return [ShadowPrediction(r.request_id, r.model_version_id, r.label, r.score, r.served_label, r.at)

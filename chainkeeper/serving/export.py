@@ -31,14 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.core.jobs import Job, JobHandle, submit_job
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry, list_entries
-from chainkeeper.governance.permissions import authorize
+from chainkeeper.governance.permissions import authorize_object
+from chainkeeper.registry import get_model_version, project_of_model_version
+from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.core.jobs import Job, JobHandle
-    from chainkeeper.training.model import TextClassifier
+    from chainkeeper.training import TextClassifier
 
 __all__ = [
     "DEFAULT_MAX_DELTA_POINTS",
@@ -131,7 +133,8 @@ def export_onnx(model: TextClassifier, path: Path, *, opset: int = OPSET) -> Pat
     # notes are about the exporter, not about this model.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch.jit imports TracerWarning without listing it in its __all__.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         # Position-id slicing in BERT embeddings: its indices are never negative here.
         warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(model, (dummy_ids, dummy_mask), str(path), input_names=["input_ids", "attention_mask"],
@@ -177,7 +180,7 @@ def check_model_files(files: Sequence[str], *, what: str) -> None:
         InvalidInput: the label map, the encoder config or weights, the head or the
             tokenizer is missing; the message lists what is missing.
     """
-    from chainkeeper.training.model import HEAD_FILE, META_FILE
+    from chainkeeper.serving._training import HEAD_FILE, META_FILE  # loads torch
 
     names = set(files)
     missing = [label for label, choices in (
@@ -186,7 +189,8 @@ def check_model_files(files: Sequence[str], *, what: str) -> None:
         ("encoder weights (model.safetensors)", {"model.safetensors"}),
         (f"classification head ({HEAD_FILE})", {HEAD_FILE}),
         # A fast tokenizer.json, or the WordPiece/SentencePiece vocabulary it is built from.
-        ("tokenizer (tokenizer.json, vocab.txt or tokenizer.model)", {"tokenizer.json", "vocab.txt", "tokenizer.model"}),
+        ("tokenizer (tokenizer.json, vocab.txt or tokenizer.model)",
+         {"tokenizer.json", "vocab.txt", "tokenizer.model"}),
     ) if not names & choices]
     if missing:
         raise InvalidInput(f"The model folder of {what} is missing its {', '.join(missing)}.",
@@ -208,7 +212,7 @@ def request_export(ctx: Context, model_version_id: int, *, actor: Actor, quantiz
 
     Args:
         model_version_id: the version to export.
-        actor: who asks (``model.export``).
+        actor: who asks (``model.export`` in the model version's project).
         quantize: also produce the dynamic-int8 form.
         max_delta_points: the accuracy points a form may lose against PyTorch.
 
@@ -220,15 +224,13 @@ def request_export(ctx: Context, model_version_id: int, *, actor: Actor, quantiz
         InvalidInput: a bad gate, or the version's folder misses files (its tokenizer...).
         ArtifactError: the version's files are not in the artefact store.
     """
-    from chainkeeper.core.jobs import submit_job
-    from chainkeeper.registry.versions import get_model_version
-
+    authorize_object(ctx.db, actor, "model.export", lambda: project_of_model_version(ctx.db, model_version_id))
     version = get_model_version(ctx.db, model_version_id)
-    authorize(ctx.db, actor, "model.export", project=version.name)
     _check_gate(max_delta_points)
     _check_version_files(ctx, version)
-    job = submit_job(ctx.db, "export", {"model_version_id": version.id, "quantize": bool(quantize),
-                                        "max_delta_points": float(max_delta_points)}, actor=actor.name)
+    job = submit_job(ctx, "export", {"model_version_id": version.id, "quantize": bool(quantize),
+                                        "max_delta_points": float(max_delta_points)}, actor=actor.name,
+                     project=project_of_model_version(ctx.db, version.id))
     with ctx.db.session() as s:
         append_entry(s, actor, "model.export.request", "model_version", version.id,
                      details={"job_id": job.id, "quantize": bool(quantize), "max_delta_points": max_delta_points})
@@ -265,9 +267,12 @@ def export_model_version(ctx: Context, model_version_id: int, *, actor: Actor, q
             the model folder misses files (see ``check_model_files``).
         ArtifactError: the model's files are not in the artefact store.
     """
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.serving.onnx_runtime import make_session, onnx_probabilities, rust_tokenizer
-    from chainkeeper.training.model import TextClassifier
+    from chainkeeper.serving._training import TextClassifier  # loads torch
+    from chainkeeper.serving.onnx_runtime import (
+        make_session,
+        onnx_probabilities,
+        rust_tokenizer,
+    )
 
     _check_gate(max_delta_points)
     report = progress or (lambda pct, msg: None)
@@ -326,8 +331,7 @@ def export_model_version(ctx: Context, model_version_id: int, *, actor: Actor, q
 
 
 def _test_split(ctx: Context, run_id: int) -> tuple[list[str], list[str]]:
-    from chainkeeper.training.jobs import load_split
-    from chainkeeper.training.runs import get_run
+    from chainkeeper.serving._training import load_split  # loads torch
 
     split = load_split(ctx, get_run(ctx.db, run_id).dataset_version_id, "test")
     return split.texts, split.labels
@@ -366,11 +370,16 @@ def run_export_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
         raise InvalidInput("The export job has no model_version_id.", hint='Submit {"model_version_id": N}.')
     actor = Actor(f"worker (for {job.job.created_by})")
     job.check_cancelled()
+
+    def progress(pct: float, msg: str) -> None:
+        # Each step checks for a cancel first: an export stops between its stages.
+        job.check_cancelled()
+        job.progress(pct, msg)
+        job.log(msg)
+
     result = export_model_version(
         ctx, int(params["model_version_id"]), actor=actor, quantize=bool(params.get("quantize", True)),
-        max_delta_points=float(params.get("max_delta_points", DEFAULT_MAX_DELTA_POINTS)),
-        # Each step checks for a cancel first: an export stops between its stages.
-        progress=lambda pct, msg: (job.check_cancelled(), job.progress(pct, msg), job.log(msg)))
+        max_delta_points=float(params.get("max_delta_points", DEFAULT_MAX_DELTA_POINTS)), progress=progress)
     return {"manifest": result.manifest, "best_engine": result.best_engine(),
             "torch_accuracy": result.torch_accuracy,
             "forms": {f.engine: {"artifact": f.artifact, "accuracy": f.accuracy, "delta_points": f.delta_points,

@@ -6,10 +6,12 @@ of the system. Its secret (``ckd_`` + 256 random bits) is shown once; the store 
 only its SHA-256, looked up by an indexed equality like user tokens
 (``governance.users``).
 
-The predict path looks keys up through a short-lived cache (``serving.caching``,
-``KEY_CACHE_TTL_S``): a key revoked through ``revoke_deployment_key`` stops working in
-this process at once; in another server process within ``KEY_CACHE_TTL_S`` seconds.
-Expiry is checked on every request against the cached key.
+The predict path looks keys up through the context's short-lived key cache
+(``serving.caching``, ``KEY_CACHE_TTL_S``): a key revoked through ``revoke_deployment_key``
+stops working in this process at once; in another server process within
+``KEY_CACHE_TTL_S`` seconds. Expiry is checked on every request against the cached key.
+
+Issuing, listing and revoking keys is ``apikey.manage`` in the deployment's project.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.serving.access import authorize_deployment
 from chainkeeper.serving.caching import TtlCache
 from chainkeeper.serving.tables import SqlDeployment, SqlDeploymentKey
 
@@ -39,10 +42,12 @@ __all__ = [
     "SCOPES",
     "DeploymentKey",
     "IssuedKey",
+    "KEY_CACHE_MAX_ENTRIES",
     "KEY_CACHE_TTL_S",
     "authenticate_deployment_key",
     "cached_deployment_key",
     "create_deployment_key",
+    "key_cache",
     "list_deployment_keys",
     "parse_rate",
     "revoke_deployment_key",
@@ -54,8 +59,8 @@ SCOPES = {"predict": "send texts to the deployment's predict endpoint", "read": 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 # How long another process's revocation may go unseen by this one (seconds).
 KEY_CACHE_TTL_S = 2.0
-# (database url, sha256 of the secret) -> the key; only keys that exist are cached.
-_keys: TtlCache[tuple[str, str], DeploymentKey] = TtlCache(KEY_CACHE_TTL_S)
+# Past this many keys the cache starts over (only keys that exist are cached).
+KEY_CACHE_MAX_ENTRIES = 10_000
 _PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
 
 
@@ -99,6 +104,11 @@ def _to_key(row: SqlDeploymentKey, deployment: str) -> DeploymentKey:
                          created_at=row.created_at)
 
 
+def key_cache(ctx: Context) -> TtlCache[str, DeploymentKey]:
+    """The context's cache of keys, by the SHA-256 of their secret (made on first use)."""
+    return ctx.state("serving.keys", lambda: TtlCache(KEY_CACHE_TTL_S, max_entries=KEY_CACHE_MAX_ENTRIES))
+
+
 def parse_rate(text: str) -> float:
     """Requests per second from ``"50/s"``, ``"600/min"`` or ``"1000/h"`` (pure).
 
@@ -126,7 +136,7 @@ def create_deployment_key(ctx: Context, deployment: str, *, name: str, actor: Ac
     Args:
         deployment: the deployment's name.
         name: a label for the key (who or what uses it).
-        actor: who issues it (apikey.manage).
+        actor: who issues it (``apikey.manage`` in the deployment's project).
         scopes: a non-empty subset of ``SCOPES``.
         rate_per_s: requests per second it may send (None: unlimited).
         burst: requests it may send at once (default: one second's worth, at least 1).
@@ -136,9 +146,11 @@ def create_deployment_key(ctx: Context, deployment: str, *, name: str, actor: Ac
         The key and its secret, shown once.
 
     Raises:
+        Forbidden: the actor may not manage the deployment's keys.
         InvalidInput: no or unknown scopes, a blank name, a non-positive rate, burst or expiry.
         NotFound: no such deployment.
     """
+    authorize_deployment(ctx.db, actor, "apikey.manage", deployment)
     unknown = sorted(set(scopes) - set(SCOPES))
     if not scopes or unknown:
         raise InvalidInput(f"Scopes {unknown or scopes!r} are not valid." if unknown else "A key needs a scope.",
@@ -168,13 +180,17 @@ def create_deployment_key(ctx: Context, deployment: str, *, name: str, actor: Ac
         return IssuedKey(key=_to_key(row, dep.name), secret=secret)
 
 
-def list_deployment_keys(db: Database, deployment: str) -> list[DeploymentKey]:
+def list_deployment_keys(ctx: Context, deployment: str, *, actor: Actor) -> list[DeploymentKey]:
     """A deployment's keys, revoked ones included, newest first.
 
+    Args:
+        actor: who asks (``apikey.manage`` in the deployment's project).
+
     Raises:
-        NotFound: no such deployment.
+        Forbidden: the actor may not manage the deployment's keys. NotFound: no such deployment.
     """
-    with db.session() as s:
+    authorize_deployment(ctx.db, actor, "apikey.manage", deployment)
+    with ctx.db.session() as s:
         dep = _deployment(s, deployment)
         rows = s.scalars(sa.select(SqlDeploymentKey).where(SqlDeploymentKey.deployment_id == dep.id)
                          .order_by(SqlDeploymentKey.id.desc()))
@@ -185,8 +201,10 @@ def revoke_deployment_key(ctx: Context, deployment: str, key_id: int, *, actor: 
     """Revoke a key at once (revoking twice is harmless).
 
     Raises:
+        Forbidden: the actor may not manage the deployment's keys (``apikey.manage``).
         NotFound: no such deployment, or no such key of it.
     """
+    authorize_deployment(ctx.db, actor, "apikey.manage", deployment)
     with ctx.db.session() as s:
         dep = _deployment(s, deployment)
         row = s.get(SqlDeploymentKey, key_id)
@@ -200,17 +218,17 @@ def revoke_deployment_key(ctx: Context, deployment: str, key_id: int, *, actor: 
                          details={"deployment": deployment, "name": row.name})
         key = _to_key(row, dep.name)
     # After the commit, so no request can cache the key as it was before the revocation.
-    _keys.invalidate(lambda k: k[0] == ctx.db.url)
+    key_cache(ctx).invalidate()
     return key
 
 
-def cached_deployment_key(db: Database, secret: str) -> DeploymentKey | None:
-    """The key behind ``secret`` if this process has it cached (no store access), else None.
+def cached_deployment_key(ctx: Context, secret: str) -> DeploymentKey | None:
+    """The key behind ``secret`` if this context has it cached (no store access), else None.
 
     Lets an async caller skip a worker thread on the common path; check the key with
     ``authenticate_deployment_key`` either way.
     """
-    return _keys.get((db.url, _hash(secret)))
+    return key_cache(ctx).get(_hash(secret))
 
 
 def _load_key(db: Database, digest: str) -> DeploymentKey:
@@ -225,10 +243,10 @@ def _load_key(db: Database, digest: str) -> DeploymentKey:
         return _to_key(row, dep.name)
 
 
-def authenticate_deployment_key(db: Database, secret: str, *, deployment: str, scope: str) -> DeploymentKey:
+def authenticate_deployment_key(ctx: Context, secret: str, *, deployment: str, scope: str) -> DeploymentKey:
     """The key behind ``secret``, if it may use ``scope`` on ``deployment``.
 
-    Reads through the process's key cache (see the module docstring for how soon a
+    Reads through the context's key cache (see the module docstring for how soon a
     revocation is seen).
 
     Raises:
@@ -236,7 +254,7 @@ def authenticate_deployment_key(db: Database, secret: str, *, deployment: str, s
         Forbidden: a key of another deployment, or without the scope.
     """
     digest = _hash(secret)
-    key = _keys.get_or_load((db.url, digest), lambda: _load_key(db, digest))
+    key = key_cache(ctx).get_or_load(digest, lambda: _load_key(ctx.db, digest))
     if key.revoked_at is not None:
         raise Unauthenticated(f"API key {key.id} ({key.name}) was revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC.",
                               hint="Ask a release manager for a new key.")

@@ -229,7 +229,10 @@ class OnnxPredictor:
         Raises:
             InvalidInput: see ``runtime.validate_texts``.
         """
-        from chainkeeper.serving.runtime import predictions_from_probabilities, validate_texts
+        from chainkeeper.serving.runtime import (
+            predictions_from_probabilities,
+            validate_texts,
+        )
 
         validate_texts(texts)
         return predictions_from_probabilities(self.probabilities(texts), self._labels)

@@ -6,9 +6,10 @@ A route is never edited; every change inserts a new row (and updates the deploym
 A request reads the route once, at its start, and answers from the versions that
 route names, so a switch never drops or splits a request in flight: requests that
 started before it finish on the old version, requests after it use the new one.
-The predict path reads routes through ``ROUTE_CACHE``; every switch below (and a
-deploy) invalidates it after its transaction commits, so the next request in this
-process uses the new route; another server process sees it within ``ROUTE_CACHE_TTL_S``.
+The predict path reads routes through the context's route cache (``route_cache``);
+every switch below (and a deploy) invalidates it after its transaction commits, so the
+next request in this process uses the new route; another server process sees it within
+``ROUTE_CACHE_TTL_S``.
 
 Modes:
 
@@ -23,6 +24,9 @@ Modes:
 ``model.promote`` gate first: only production versions take all traffic);
 ``rollback_deployment`` drops a running canary or shadow, or else returns to the
 version that served before the last switch, restoring it in the registry.
+
+Every function that a shell calls takes the actor and decides in the deployment's
+project (``serving.access``).
 """
 
 from __future__ import annotations
@@ -40,7 +44,13 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.registry.versions import ModelVersion, Stage, get_model_version, transition_stage
+from chainkeeper.registry import (
+    ModelVersion,
+    Stage,
+    get_model_version,
+    transition_stage,
+)
+from chainkeeper.serving.access import authorize_deployment
 from chainkeeper.serving.caching import TtlCache
 from chainkeeper.serving.tables import SqlDeployment, SqlRoute
 
@@ -48,7 +58,7 @@ if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
 __all__ = [
-    "ROUTE_CACHE",
+    "ROUTE_CACHE_MAX_ENTRIES",
     "ROUTE_CACHE_TTL_S",
     "Route",
     "RouteMode",
@@ -58,6 +68,7 @@ __all__ = [
     "current_route",
     "list_routes",
     "promote_rollout",
+    "route_cache",
     "routes_changed",
     "rollback_deployment",
     "rollout_status",
@@ -67,15 +78,21 @@ __all__ = [
 
 BUCKETS = 100
 # What the predict path knows of a deployment (``deployments.resolve_route``), by
-# (database url, deployment name). A switch in this process invalidates it at once; a
-# switch made by another process is seen within ROUTE_CACHE_TTL_S seconds.
+# deployment name, one cache per context. A switch through this context invalidates it
+# at once; a switch made by another process is seen within ROUTE_CACHE_TTL_S seconds.
 ROUTE_CACHE_TTL_S = 1.0
-ROUTE_CACHE: TtlCache[tuple[str, str], Any] = TtlCache(ROUTE_CACHE_TTL_S)
+# Past this many names the cache starts over (made-up names are never cached: NotFound is not).
+ROUTE_CACHE_MAX_ENTRIES = 1_000
 
 
-def routes_changed(db: Database, name: str) -> None:
-    """Forget what this process cached of deployment ``name``; call it after the change commits."""
-    ROUTE_CACHE.invalidate(lambda key: key == (db.url, name))
+def route_cache(ctx: Context) -> TtlCache[str, Any]:
+    """The context's cache of resolved routes, by deployment name (made on first use)."""
+    return ctx.state("serving.routes", lambda: TtlCache(ROUTE_CACHE_TTL_S, max_entries=ROUTE_CACHE_MAX_ENTRIES))
+
+
+def routes_changed(ctx: Context, name: str) -> None:
+    """Forget what this context cached of deployment ``name``; call it after the change commits."""
+    route_cache(ctx).invalidate(lambda key: key == name)
 
 
 class RouteMode(enum.StrEnum):
@@ -192,12 +209,17 @@ def list_routes(db: Database, name: str, *, limit: int = 20) -> list[Route]:
         return [_to_route(r) for r in rows]
 
 
-def rollout_status(db: Database, name: str) -> RolloutStatus:
+def rollout_status(ctx: Context, name: str, *, actor: Actor) -> RolloutStatus:
     """The live route of a deployment, its versions and its recent routes.
 
+    Args:
+        actor: who reads (``deployment.read`` in the deployment's project).
+
     Raises:
-        NotFound: no such deployment.
+        Forbidden: the actor may not read it. NotFound: no such deployment.
     """
+    authorize_deployment(ctx.db, actor, "deployment.read", name)
+    db = ctx.db
     route = current_route(db, name)
     candidate = get_model_version(db, route.candidate_version_id) if route.candidate_version_id else None
     return RolloutStatus(deployment_name=name, route=route, primary=get_model_version(db, route.primary_version_id),
@@ -262,6 +284,7 @@ def _unchanged_route(session: Session, name: str, seen: Route) -> tuple[SqlDeplo
 
 def _start(ctx: Context, name: str, model_version_id: int, *, actor: Actor, mode: RouteMode,
            percent: int) -> Route:
+    authorize_deployment(ctx.db, actor, "deployment.rollout", name)
     route = current_route(ctx.db, name)
     _check_candidate(ctx.db, route, model_version_id)
     with ctx.db.session() as s:
@@ -269,7 +292,7 @@ def _start(ctx: Context, name: str, model_version_id: int, *, actor: Actor, mode
         switched = switch_route(s, dep, actor=actor, action="deployment.rollout", reason=mode.value,
                                 primary=live.primary_version_id, candidate=model_version_id, mode=mode,
                                 percent=percent, previous=live.previous_version_id)
-    routes_changed(ctx.db, name)
+    routes_changed(ctx, name)
     return switched
 
 
@@ -283,12 +306,13 @@ def start_canary(ctx: Context, name: str, model_version_id: int, *, percent: int
         name: the deployment.
         model_version_id: the candidate, a staging or production version of the same model.
         percent: 1-99, the share of callers the candidate answers.
-        actor: who starts it (deployment.rollout).
+        actor: who starts it (``deployment.rollout`` in the deployment's project).
 
     Returns:
         The new live route.
 
     Raises:
+        Forbidden: the actor may not roll it out.
         InvalidInput: a percentage outside 1-99. NotFound: no such deployment or version.
         Conflict: the candidate is the primary, another model, or not staging/production.
     """
@@ -302,6 +326,7 @@ def start_shadow(ctx: Context, name: str, model_version_id: int, *, actor: Actor
     """Let a candidate see every request; its answers are stored, never returned.
 
     Raises:
+        Forbidden: the actor may not roll it out (``deployment.rollout``).
         NotFound: no such deployment or version.
         Conflict: the candidate is the primary, another model, or not staging/production.
     """
@@ -314,10 +339,12 @@ def promote_rollout(ctx: Context, name: str, *, actor: Actor) -> Route:
     The previous primary is kept as ``previous_version_id`` for a rollback.
 
     Raises:
+        Forbidden: the actor may not roll it out (``deployment.rollout``).
         NotFound: no such deployment.
         Conflict: no canary or shadow is running, or the candidate has not been
             promoted to production in the registry (the ``model.promote`` gate).
     """
+    authorize_deployment(ctx.db, actor, "deployment.rollout", name)
     route = current_route(ctx.db, name)
     if route.mode == RouteMode.SINGLE or route.candidate_version_id is None:
         raise Conflict(f"Deployment {name!r} runs no canary or shadow; there is nothing to promote.",
@@ -333,7 +360,7 @@ def promote_rollout(ctx: Context, name: str, *, actor: Actor) -> Route:
         dep, live = _unchanged_route(s, name, route)
         switched = switch_route(s, dep, actor=actor, action="deployment.rollout", reason="promote",
                                 primary=candidate.id, previous=live.primary_version_id)
-    routes_changed(ctx.db, name)
+    routes_changed(ctx, name)
     return switched
 
 
@@ -348,16 +375,17 @@ def rollback_deployment(ctx: Context, name: str, *, actor: Actor, comment: str =
 
     Args:
         name: the deployment.
-        actor: who rolls back (deployment.rollback).
+        actor: who rolls back (``deployment.rollback`` in the deployment's project).
         comment: why, kept in the registry history.
 
     Returns:
         The new live route.
 
     Raises:
-        NotFound: no such deployment.
+        Forbidden: the actor may not roll it back. NotFound: no such deployment.
         Conflict: there is nothing to roll back to.
     """
+    authorize_deployment(ctx.db, actor, "deployment.rollback", name)
     route = current_route(ctx.db, name)
     why = comment or f"rollback of deployment {name}"
     if route.mode != RouteMode.SINGLE:
@@ -377,5 +405,5 @@ def rollback_deployment(ctx: Context, name: str, *, actor: Actor, comment: str =
         dep = _deployment_row(s, name)
         switched = switch_route(s, dep, actor=actor, action="deployment.rollback", reason="rollback",
                                 primary=target, previous=previous)
-    routes_changed(ctx.db, name)
+    routes_changed(ctx, name)
     return switched

@@ -24,14 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from chainkeeper.core.artifacts import atomic_write
 from chainkeeper.core.errors import ChainkeeperError, Conflict, InvalidInput
-from chainkeeper.training.model import TextClassifier
+from chainkeeper.governance.actors import Actor
+from chainkeeper.registry import ModelVersion, get_model_version
+from chainkeeper.serving.access import authorize_deployment
+from chainkeeper.serving.deployments import get_deployment_by_name
+from chainkeeper.training import META_FILE, TextClassifier
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from chainkeeper.core.context import Context
-    from chainkeeper.registry.versions import ModelVersion
 
 __all__ = [
     "MAX_TEXT_CHARS",
@@ -192,10 +196,12 @@ def _load_onnx(ctx: Context, model_version: ModelVersion, folder: Any, engine: s
 
     from transformers import AutoTokenizer
 
-    from chainkeeper.core.artifacts import atomic_write
     from chainkeeper.serving.export import latest_export
-    from chainkeeper.serving.onnx_runtime import OnnxPredictor, make_session, serving_threads
-    from chainkeeper.training.model import META_FILE
+    from chainkeeper.serving.onnx_runtime import (
+        OnnxPredictor,
+        make_session,
+        serving_threads,
+    )
 
     export = latest_export(ctx, model_version.id, model_version.model_artifact)
     chosen = (export.best_engine() if export is not None else "torch") if engine == "auto" else engine
@@ -361,18 +367,19 @@ class PredictorCache:
         gc.unfreeze()
 
 
-def deployment_readiness(ctx: Context, predictors: PredictorCache, name: str) -> dict[str, Any]:
+def deployment_readiness(ctx: Context, predictors: PredictorCache, name: str, *, actor: Actor) -> dict[str, Any]:
     """Whether deployment ``name`` can answer without a load: its version is loaded and warm.
 
     A version not loaded yet starts loading in the background, so polling this until
     ``ready`` is true is how a rollout waits for a warm model.
 
-    Raises:
-        NotFound: no such deployment.
-    """
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.serving.deployments import get_deployment_by_name
+    Args:
+        actor: who asks (``deployment.read`` in the deployment's project).
 
+    Raises:
+        Forbidden: the actor may not read it. NotFound: no such deployment.
+    """
+    authorize_deployment(ctx.db, actor, "deployment.read", name)
     deployment = get_deployment_by_name(ctx.db, name)
     ready = predictors.ready(deployment.model_version_id)
     if not ready:

@@ -18,8 +18,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from chainkeeper.core.errors import InvalidInput
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -47,6 +45,8 @@ def save_checkpoint(folder: Path, state: dict[str, Any]) -> Path:
     Returns:
         The checkpoint's path.
     """
+    import torch  # loaded here, not at import: the job table imports this module in every process
+
     assert REQUIRED_KEYS <= set(state), f"checkpoint lacks {sorted(REQUIRED_KEYS - set(state))}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CHECKPOINT_FILE
@@ -68,6 +68,8 @@ def load_checkpoint(folder: Path) -> dict[str, Any] | None:
     path = folder / CHECKPOINT_FILE
     if not path.is_file():
         return None
+    import torch
+
     # weights_only=False: the state holds Python RNG state tuples and plain dicts, and
     # the file was written by this process's own code into the run's private folder.
     state = torch.load(path, map_location="cpu", weights_only=False)

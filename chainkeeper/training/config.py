@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from chainkeeper.core.errors import InvalidInput
 
-
 TASKS = ("auto", "sequence-classification", "token-classification", "masked-lm", "causal-lm")
 Task = Literal["auto", "sequence-classification", "token-classification", "masked-lm", "causal-lm"]
 
@@ -57,7 +56,8 @@ class TrainConfig(BaseModel):
 
     task: Task = Field(
         "auto", description="What to train; auto follows the dataset version: text → sequence-classification, "
-                            "tokens/tags → token-classification, unlabelled → masked-lm (causal-lm for a decoder base).")
+                            "tokens/tags → token-classification, "
+                            "unlabelled → masked-lm (causal-lm for a decoder base).")
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="Share of tokens masked in masked-LM training.")
     from_scratch: ScratchModel | None = Field(
         None, description="Pre-train a new model of this size with a tokenizer trained on the corpus (no base model).")
@@ -81,7 +81,10 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(
         0.01, ge=0, lt=1, description="AdamW weight decay (not applied to biases and LayerNorm weights)."
     )
-    dropout: float = Field(0.1, ge=0, lt=1, description="Hidden dropout in the encoder (and before the head unless head_dropout is set).")
+    dropout: float = Field(
+        0.1, ge=0, lt=1,
+        description="Hidden dropout in the encoder (and before the head unless head_dropout is set).",
+    )
     attention_dropout: float | None = Field(
         None, ge=0, lt=1, description="Dropout on the encoder's attention probabilities; None keeps the base model's."
     )
@@ -110,13 +113,15 @@ class TrainConfig(BaseModel):
     multi_label_threshold: float = Field(
         0.5, gt=0, lt=1, description="Multi-label: a label is predicted when its probability reaches this.")
     labels: list[str] | None = Field(
-        None, description="The label map: when set, rows with any other label are refused, and the head has these outputs."
+        None,
+        description="The label map: when set, rows with any other label are refused, and the head has these outputs.",
     )
     slice_column: str | None = Field(
         None, description="A metadata column of the dataset whose values get their own metrics (the fairness view)."
     )
     checkpoint_every_steps: int | None = Field(
-        200, ge=1, description="Save a resumable checkpoint every N steps (and at each epoch's end); None: epoch ends only."
+        200, ge=1,
+        description="Save a resumable checkpoint every N steps (and at each epoch's end); None: epoch ends only.",
     )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this global L2 norm.")
     seed: int = Field(13, ge=0, description="Seeds the head's initialisation, the sampling and the batch order.")

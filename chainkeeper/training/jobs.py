@@ -1,7 +1,7 @@
 """The ``train`` job: train, evaluate and store the model of one run.
 
-``run_training_job`` is the handler ``chainkeeper.core.jobs.HANDLERS`` names for
-``train``. It is the I/O edge of training: it records the run's reproducibility record,
+``run_training_job`` is the handler the chain's job table (``chainkeeper.chain.jobs``)
+registers for ``train``. It is the I/O edge of training: it records the run's reproducibility record,
 reads the dataset version, builds the model, hands plain lists to the loop (which knows
 nothing of stores or jobs), scores the dev and test splits, stores the model folder in
 the artefact store and writes the outcome on the run. The worker records the job's own
@@ -11,6 +11,9 @@ The task decides the model and the scores: sequence classification here, multi-l
 in ``multilabel``, token classification in ``tagging_job``, masked/causal language
 modelling in ``pretraining_job``; all share ``Checkpointing``, ``Reporter`` and
 ``store_model_folder``.
+
+Importing this module loads no torch (the job table imports it in every process): the
+loop, the model and the task trainers are imported when a job runs.
 """
 
 from __future__ import annotations
@@ -24,19 +27,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 # Registers every stage's tables: a worker process that imports only this module must still
 # resolve the runs table's foreign key to dataset_versions when it flushes a run.
 import chainkeeper.core.schema  # noqa: F401
 from chainkeeper.core.errors import InvalidInput, JobCancelled
 from chainkeeper.core.jobs import JobHandle
-from chainkeeper.training.calibration import calibration_report, length_bucket, slice_metrics
-from chainkeeper.training.checkpoints import load_checkpoint, remove_checkpoint, run_folder, save_checkpoint
+from chainkeeper.data import get_dataset_version, read_dataset_rows
+from chainkeeper.training.calibration import (
+    calibration_report,
+    length_bucket,
+    slice_metrics,
+)
+from chainkeeper.training.checkpoints import (
+    load_checkpoint,
+    remove_checkpoint,
+    run_folder,
+    save_checkpoint,
+)
 from chainkeeper.training.config import TrainConfig
 from chainkeeper.training.evaluation import classification_metrics
-from chainkeeper.training.loop import StepReport, TrainResult, predict_labels, seed_everything, train_classifier
-from chainkeeper.training.model import ClassifierMeta, TextClassifier
+from chainkeeper.training.reproducibility import build_record
 from chainkeeper.training.runs import (
     LANGUAGE_MODEL_TASKS,
     TASK_TOKEN_CLASSIFICATION,
@@ -53,6 +63,8 @@ from chainkeeper.training.runs import (
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
     from chainkeeper.core.db import Database
+    from chainkeeper.training.loop import StepReport, TrainResult
+    from chainkeeper.training.model import TextClassifier
 
 # Share of the progress bar given to training; evaluation and storing take the rest.
 TRAIN_SHARE = 90.0
@@ -79,8 +91,6 @@ def load_split(ctx: Context, dataset_version_id: int, split: str, *, slice_colum
         slice_column: a metadata column whose values group the rows for per-slice
             metrics; ignored when the version has no such column.
     """
-    from chainkeeper.data.versions import read_dataset_rows
-
     table = read_dataset_rows(ctx, dataset_version_id, split)
     texts, labels = table.column("text").to_pylist(), table.column("label").to_pylist()
     keep = [i for i, y in enumerate(labels) if y]
@@ -101,6 +111,10 @@ def evaluate_split(model: TextClassifier, tokenizer: Any, split: Split, *, batch
             (``split.groups`` when the config declared a slice column, and text-length
             buckets always); the dev curve during training skips these.
     """
+    from chainkeeper.training.loop import (
+        predict_labels,  # torch: loaded when a model is scored
+    )
+
     if not full:
         predicted = predict_labels(model, tokenizer, split.texts, batch_size=batch_size)
         return classification_metrics(split.labels, predicted, model.meta.labels)
@@ -195,9 +209,6 @@ def _threads(ctx: Context) -> int:
 
 
 def _record_reproducibility(ctx: Context, run: Run) -> None:
-    from chainkeeper.data.versions import get_dataset_version
-    from chainkeeper.training.reproducibility import build_record
-
     version = get_dataset_version(ctx.db, run.dataset_version_id)
     record_reproducibility(ctx.db, run.id, build_record(run.train_config, dataset_hash=version.content_hash,
                                                         torch_threads=_threads(ctx)))
@@ -205,6 +216,8 @@ def _record_reproducibility(ctx: Context, run: Run) -> None:
 
 def _train_evaluate_store(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, Any], str]:
     """Run the task the run was started for (``run.task``, chosen from the data)."""
+    import torch
+
     torch.set_num_threads(_threads(ctx))
     if run.task == TASK_TOKEN_CLASSIFICATION:
         from chainkeeper.training.tagging_job import train_tagger_run
@@ -278,6 +291,9 @@ def store_model_folder(ctx: Context, job: JobHandle, run: Run, write: Callable[[
 
 
 def _train_classifier_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, Any], str]:
+    from chainkeeper.training.loop import seed_everything, train_classifier
+    from chainkeeper.training.model import ClassifierMeta, TextClassifier
+
     config = run.train_config
     reporter = Reporter(job, ctx.db, run.id)
 

@@ -225,8 +225,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
     The head is every parameter under a ``head`` module (the classifier's and the
     tagger's linear layer) or a ``casing`` one (the tagger's word-shape embedding, new
-    as well); a language model has none, so all of it learns at ``learning_rate``. The fresh head starts from noise while the encoder is already
-    good; a faster head lets the encoder move gently (on BANKING77 at 1e-4: 79% → 90%
+    as well); a language model has none, so all of it learns at ``learning_rate``. The
+    fresh head starts from noise while the encoder is already good; a faster head lets
+    the encoder move gently (on BANKING77 at 1e-4: 79% → 90%
     test accuracy).
     """
     head_lr = config.learning_rate * config.head_lr_multiplier
@@ -353,7 +354,7 @@ def fit(
                          "the last checkpoint before this step is kept.",
                 )
             # backward: accumulated gradients average over the step's batches
-            (loss / accumulate).backward()
+            (loss / accumulate).backward()  # type: ignore[no-untyped-call]  # unannotated in torch
             next_batch += 1
             micro += 1
             step_loss += value
@@ -465,7 +466,8 @@ def train_classifier(
 
     def batch_loss(batch: list[int]) -> torch.Tensor:
         input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)  # (b, t)
-        return loss_fn(model(input_ids, attention_mask), labels[batch])  # logits (b, n_labels)
+        loss: torch.Tensor = loss_fn(model(input_ids, attention_mask), labels[batch])  # logits (b, n_labels)
+        return loss
 
     return fit(model, [len(ids) for ids in token_ids], batch_loss, config, **hooks)
 

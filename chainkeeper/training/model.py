@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -22,6 +23,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from chainkeeper.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel  # importing it loads transformers' modeling code
 
 META_FILE = "chainkeeper.json"
 HEAD_FILE = "head.safetensors"
@@ -45,8 +49,8 @@ def _quiet_transformers() -> None:
     # notebooks; our progress is reported through jobs and Rich instead.
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # unannotated in transformers
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
 
 
 class TextClassifier(nn.Module):
@@ -55,7 +59,7 @@ class TextClassifier(nn.Module):
     # What ``ClassifierMeta.task`` says for this kind of model; ``load`` refuses others.
     TASK = "sequence-classification"
 
-    def __init__(self, encoder: nn.Module, meta: ClassifierMeta, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: PreTrainedModel, meta: ClassifierMeta, dropout: float = 0.1) -> None:
         super().__init__()
         if meta.pooling not in ("mean", "cls"):
             raise InvalidInput(f"Unknown pooling {meta.pooling!r}.", hint="Use 'mean' or 'cls'.")
@@ -73,14 +77,15 @@ class TextClassifier(nn.Module):
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (b, t, 1)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (b, h)
-        return self.head(self.dropout(pooled))
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits
 
     # --- building, saving, loading --------------------------------------------------
 
     @classmethod
     def from_base(cls, base_dir: Path, meta: ClassifierMeta, *, dropout: float = 0.1,
                   attention_dropout: float | None = None,
-                  head_dropout: float | None = None) -> tuple[TextClassifier, PreTrainedTokenizerBase]:
+                  head_dropout: float | None = None) -> tuple[Self, PreTrainedTokenizerBase]:
         """A fresh classifier on a local encoder folder, with a newly initialised head.
 
         ``dropout`` sets the encoder's hidden dropout and, unless ``head_dropout`` is
@@ -119,7 +124,7 @@ class TextClassifier(nn.Module):
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> tuple[TextClassifier, PreTrainedTokenizerBase]:
+    def load(cls, folder: Path) -> tuple[Self, PreTrainedTokenizerBase]:
         """Load a saved classifier in eval mode.
 
         Raises:
@@ -142,7 +147,9 @@ class TextClassifier(nn.Module):
         return model, tokenizer
 
     @torch.inference_mode()
-    def predict_proba(self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *, batch_size: int = 64) -> torch.Tensor:
+    def predict_proba(
+        self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *, batch_size: int = 64
+    ) -> torch.Tensor:
         """Class probabilities of shape (len(texts), num_labels), in the input order
         (softmax over the labels; one sigmoid per label when ``meta.multi_label``).
 

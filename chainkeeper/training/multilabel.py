@@ -26,7 +26,14 @@ from transformers import PreTrainedTokenizerBase
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import JobHandle
 from chainkeeper.training.config import TrainConfig
-from chainkeeper.training.loop import TrainResult, fit, pad_batch, sample_indices, seed_everything, tokenize_once
+from chainkeeper.training.loop import (
+    TrainResult,
+    fit,
+    pad_batch,
+    sample_indices,
+    seed_everything,
+    tokenize_once,
+)
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
 
 if TYPE_CHECKING:
@@ -137,7 +144,8 @@ def train_multilabel_classifier(model: TextClassifier, tokenizer: PreTrainedToke
 
     def batch_loss(batch: list[int]) -> torch.Tensor:
         input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)  # (b, t)
-        return loss_fn(model(input_ids, attention_mask), targets[batch])  # logits (b, k)
+        loss: torch.Tensor = loss_fn(model(input_ids, attention_mask), targets[batch])  # logits (b, k)
+        return loss
 
     return fit(model, [len(ids) for ids in token_ids], batch_loss, config, **hooks)
 
@@ -218,7 +226,8 @@ def train_multilabel_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[s
         if splits[name].texts:
             reporter.progress(TRAIN_SHARE + offset, f"evaluating on {name}", force=True)
             metrics[name] = score(name)
-            job.log(f"{name}: subset accuracy {metrics[name]['accuracy']:.4f}, micro-F1 {metrics[name]['micro_f1']:.4f}")
+            job.log(f"{name}: subset accuracy {metrics[name]['accuracy']:.4f}, "
+                    f"micro-F1 {metrics[name]['micro_f1']:.4f}")
         job.check_cancelled()
     reporter.progress(98.0, "storing the model", force=True)
     digest = store_model_folder(ctx, job, run, lambda folder: model.save(folder, tokenizer), checkpoints)

@@ -20,17 +20,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.training.config import ScratchModel, TrainConfig
-from chainkeeper.training.loop import TrainResult, fit, pad_batch, sample_indices, seed_everything, tokenize_once
+from chainkeeper.training.loop import (
+    TrainResult,
+    fit,
+    pad_batch,
+    sample_indices,
+    seed_everything,
+    tokenize_once,
+)
 
-__all__ = ["IGNORE", "Objective", "build_scratch_model", "build_tokenizer", "evaluate_language_model", "is_decoder_folder",
-           "load_language_model", "mask_tokens", "save_language_model", "train_language_model"]
+__all__ = ["IGNORE", "Objective", "build_scratch_model", "build_tokenizer", "evaluate_language_model",
+           "is_decoder_folder", "load_language_model", "mask_tokens", "save_language_model", "train_language_model"]
 
 IGNORE = -100  # positions the loss skips (unmasked tokens, padding)
 Objective = Literal["masked-lm", "causal-lm"]
@@ -42,8 +49,8 @@ BPE_SPECIAL = "<|endoftext|>"
 def _quiet() -> None:
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # unannotated in transformers
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
 
 
 # --- tokenizers ----------------------------------------------------------------------
@@ -64,8 +71,22 @@ def build_tokenizer(texts: Iterable[str], kind: Literal["wordpiece", "bpe"], voc
         A fast Hugging Face tokenizer (saved with ``save_pretrained``, loaded back by
         ``AutoTokenizer``).
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast, PreTrainedTokenizerFast
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    # BertTokenizerFast: the fast class in transformers 4; an alias of BertTokenizer that
+    # transformers 5 loads lazily and leaves out of its type information.
+    from transformers import (  # type: ignore[attr-defined]  # BertTokenizerFast, see above
+        BertTokenizerFast,
+        PreTrainedTokenizerFast,
+    )
 
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -78,15 +99,18 @@ def build_tokenizer(texts: Iterable[str], kind: Literal["wordpiece", "bpe"], voc
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
         tok.decoder = decoders.WordPiece()
-        return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                 sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length)
+        wordpiece: PreTrainedTokenizerBase = BertTokenizerFast(
+            tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+            mask_token="[MASK]", model_max_length=max_length)
+        return wordpiece
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BPE_SPECIAL],
                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BPE_SPECIAL, eos_token=BPE_SPECIAL,
-                                   unk_token=BPE_SPECIAL, pad_token=BPE_SPECIAL, model_max_length=max_length)
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # its __init__ is unannotated in transformers
+        tokenizer_object=tok, bos_token=BPE_SPECIAL, eos_token=BPE_SPECIAL, unk_token=BPE_SPECIAL,
+        pad_token=BPE_SPECIAL, model_max_length=max_length)
 
 
 # --- models ----------------------------------------------------------------------------
@@ -134,7 +158,12 @@ def load_language_model(folder: Path, objective: Objective, *, dropout: float | 
         InvalidInput: the folder's architecture cannot do this objective (e.g. masked
             LM on a decoder).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+    )
 
     _quiet()
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -148,7 +177,8 @@ def load_language_model(folder: Path, objective: Objective, *, dropout: float | 
     except ValueError as exc:
         raise InvalidInput(f"The model in {folder} ({config.model_type}) cannot be trained as a {objective} "
                            f"model: {exc}".split("\n")[0],
-                           hint="Use masked-lm for an encoder (BERT-like) and causal-lm for a decoder (GPT-like).") from None
+                           hint="Use masked-lm for an encoder (BERT-like) and causal-lm "
+                                "for a decoder (GPT-like).") from None
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if tokenizer.pad_token_id is None:  # GPT-2 style tokenizers have no padding token
         tokenizer.pad_token = tokenizer.eos_token
@@ -223,7 +253,7 @@ def train_language_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
         raise InvalidInput("No training text has more than one token.", hint="Check the dataset version's texts.")
     pad_id = int(tokenizer.pad_token_id)
     special_ids = torch.as_tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-    vocab_size = int(model.get_input_embeddings().weight.shape[0])
+    vocab_size = _vocab_size(model)
 
     def batch_loss(batch: list[int]) -> torch.Tensor:
         input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)  # (b, t)
@@ -233,9 +263,16 @@ def train_language_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
                                          config.mlm_probability)
         else:  # the model shifts the labels by one itself: each token predicts the next
             inputs, labels = input_ids, input_ids.masked_fill(attention_mask == 0, IGNORE)
-        return model(input_ids=inputs, attention_mask=attention_mask, labels=labels).loss
+        loss: torch.Tensor = model(input_ids=inputs, attention_mask=attention_mask, labels=labels).loss
+        return loss
 
     return fit(model, [len(ids) for ids in token_ids], batch_loss, config, **hooks)
+
+
+def _vocab_size(model: PreTrainedModel) -> int:
+    """Rows of the model's input embedding (transformers declares it a plain ``nn.Module``)."""
+    embeddings = cast(torch.nn.Embedding, model.get_input_embeddings())
+    return int(embeddings.weight.shape[0])
 
 
 @torch.inference_mode()
@@ -252,13 +289,13 @@ def evaluate_language_model(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
     """
     import math
 
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]  # PreTrainedModel.eval is unannotated in transformers
     token_ids = [ids for ids in tokenize_once(tokenizer, list(texts), max_length) if len(ids) > 1]
     if not token_ids:
         return {"loss": float("nan"), "perplexity": float("nan"), "texts": 0, "tokens": 0}
     pad_id = int(tokenizer.pad_token_id)
     special_ids = torch.as_tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-    vocab_size = int(model.get_input_embeddings().weight.shape[0])
+    vocab_size = _vocab_size(model)
     total, scored = 0.0, 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.jobs import JobHandle
+from chainkeeper.data import read_dataset_rows
 from chainkeeper.training.jobs import (
     TRAIN_SHARE,
     Checkpointing,
@@ -25,6 +26,7 @@ from chainkeeper.training.jobs import (
 )
 from chainkeeper.training.loop import seed_everything
 from chainkeeper.training.pretraining import (
+    Objective,
     build_scratch_model,
     build_tokenizer,
     evaluate_language_model,
@@ -35,6 +37,8 @@ from chainkeeper.training.pretraining import (
 from chainkeeper.training.runs import Run, check_corpus, record_run_points
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from chainkeeper.core.context import Context
 
 __all__ = ["load_texts", "pretrain_run"]
@@ -46,8 +50,6 @@ TOKENIZER_FOLDER = "tokenizer"
 
 def load_texts(ctx: Context, dataset_version_id: int, split: str) -> list[str]:
     """The non-empty texts of one split (labels, if any, are ignored)."""
-    from chainkeeper.data.versions import read_dataset_rows
-
     return [t for t in read_dataset_rows(ctx, dataset_version_id, split).column("text").to_pylist() if t and t.strip()]
 
 
@@ -61,7 +63,7 @@ def pretrain_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, Any]
     from transformers import AutoTokenizer
 
     config = run.train_config
-    objective = "causal-lm" if run.task == "causal-lm" else "masked-lm"
+    objective: Objective = "causal-lm" if run.task == "causal-lm" else "masked-lm"
     reporter = Reporter(job, ctx.db, run.id)
     reporter.progress(0.0, "reading the dataset version", force=True)
     check_corpus(ctx, run.dataset_version_id)
@@ -74,7 +76,7 @@ def pretrain_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, Any]
     if config.from_scratch is not None:
         saved = checkpoints.workdir / TOKENIZER_FOLDER
         if checkpoints.resume is not None and saved.is_dir():
-            tokenizer = AutoTokenizer.from_pretrained(saved, local_files_only=True)
+            tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(saved, local_files_only=True)
         else:
             tokenizer = build_tokenizer(texts["train"], config.from_scratch.tokenizer, config.from_scratch.vocab_size,
                                         config.max_length)

@@ -47,7 +47,8 @@ def line_plot_svg(points: Sequence[Sequence[float]], *, title: str, width: int =
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     sx = (width - 2 * pad) / ((x1 - x0) or 1.0)
     sy = (height - 2 * pad) / ((y1 - y0) or 1.0)
-    coords = " ".join(f"{pad + (x - x0) * sx:.1f},{height - pad - (y - y0) * sy:.1f}" for x, y in zip(xs, ys))
+    coords = " ".join(f"{pad + (x - x0) * sx:.1f},{height - pad - (y - y0) * sy:.1f}"
+                      for x, y in zip(xs, ys, strict=True))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
         f'aria-label="{_e(title)}"><text x="{pad}" y="18" font-weight="bold">{_e(title)}</text>'

@@ -25,12 +25,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.errors import Conflict, InvalidInput
+from chainkeeper.data import get_dataset_version
 from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.permissions import authorize_object
 from chainkeeper.training.config import TrainConfig
+from chainkeeper.training.runs import (
+    FROM_SCRATCH,
+    Run,
+    RunState,
+    get_run,
+    project_of_run,
+    start_training_run,
+)
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.training.runs import Run
 
 __all__ = ["DEFAULT_TOLERANCE", "Reproduction", "build_record", "code_version", "compare_reproduction",
            "config_hash", "library_versions", "reproduce_run"]
@@ -92,19 +101,18 @@ def reproduce_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
 
     Args:
         run_id: the run to reproduce (it must have succeeded and have a record).
-        actor: who asks; the new run is theirs.
+        actor: who asks (``run.create`` in the run's project); the new run is theirs.
 
     Returns:
         The new run, queued.
 
     Raises:
+        Forbidden: the actor may not create runs in the run's project.
         NotFound: no such run.
         Conflict: the run did not succeed, or has no reproducibility record.
         InvalidInput: the dataset version's content no longer matches the record.
     """
-    from chainkeeper.data.versions import get_dataset_version
-    from chainkeeper.training.runs import FROM_SCRATCH, RunState, get_run, start_training_run
-
+    authorize_object(ctx.db, actor, "run.create", lambda: project_of_run(ctx.db, run_id))
     run = get_run(ctx.db, run_id)
     if run.state != RunState.SUCCEEDED or not run.reproducibility:
         raise Conflict(f"Training run {run_id} is {run.state} and has "

@@ -14,19 +14,32 @@ registry and lineage read runs, never jobs.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import json
+import math
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.core.jobs import JobState, request_cancel, submit_job
+from chainkeeper.data import (
+    get_dataset_version,
+    list_dataset_versions,
+    project_of_dataset_version,
+    read_dataset_rows,
+)
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize_object, projects_allowed
+from chainkeeper.training.calibration import compare_metrics
 from chainkeeper.training.config import TrainConfig
+from chainkeeper.training.report import render_report_html
 from chainkeeper.training.tables import SqlRun, SqlRunPoint
 
 if TYPE_CHECKING:
@@ -114,8 +127,6 @@ def check_trainable(ctx: Context, dataset_version_id: int) -> list[str]:
         NotFound: no such dataset version.
         InvalidInput: no labelled train rows, or fewer than two labels among them.
     """
-    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
-
     version = get_dataset_version(ctx.db, dataset_version_id)
     train = read_dataset_rows(ctx, dataset_version_id, "train")
     train_labels = {y for y in train.column("label").to_pylist() if y}
@@ -146,8 +157,6 @@ def check_base_model(base: Path, config: TrainConfig) -> None:
         InvalidInput: no config.json, no tokenizer files, or ``max_length`` above the
             model's ``max_position_embeddings`` (the message gives both numbers).
     """
-    import json
-
     if not (base / "config.json").is_file():
         raise InvalidInput(
             f"Base model {base} is not a Hugging Face model folder (no config.json).",
@@ -180,7 +189,7 @@ def resolve_task(config: TrainConfig, data_task: str, base: Path | None) -> str:
         InvalidInput: the task cannot be trained on this kind of data (e.g. token
             classification on a text-classification version).
     """
-    task = config.task
+    task: str = config.task
     if task == "auto":
         task = TASK_OF_DATA.get(str(data_task), TASK_SEQUENCE_CLASSIFICATION)
         if task == TASK_MASKED_LM and config.from_scratch is None and base is not None:
@@ -210,8 +219,6 @@ def base_and_task(ctx: Context, dataset_version_id: int, config: TrainConfig,
         InvalidInput: the base model is unusable (``check_base_model``) or the task does
             not fit the data.
     """
-    from chainkeeper.data.versions import get_dataset_version
-
     version = get_dataset_version(ctx.db, dataset_version_id)
     base: Path | None = None
     if config.from_scratch is None:
@@ -227,8 +234,6 @@ def check_taggable(ctx: Context, dataset_version_id: int) -> list[str]:
         NotFound: no such dataset version.
         InvalidInput: no tagged sentences in the train split, or a single tag among them.
     """
-    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
-
     version = get_dataset_version(ctx.db, dataset_version_id)
     train = read_dataset_rows(ctx, dataset_version_id, "train")
     name = f"dataset version {version.name} v{version.version} (id {version.id})"
@@ -249,10 +254,9 @@ def check_corpus(ctx: Context, dataset_version_id: int) -> int:
         NotFound: no such dataset version.
         InvalidInput: the train split has no non-empty text.
     """
-    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows
-
     version = get_dataset_version(ctx.db, dataset_version_id)
-    texts = [t for t in read_dataset_rows(ctx, dataset_version_id, "train").column("text").to_pylist() if t and t.strip()]
+    rows = read_dataset_rows(ctx, dataset_version_id, "train")
+    texts = [t for t in rows.column("text").to_pylist() if t and t.strip()]
     if not texts:
         raise InvalidInput(f"The train split of dataset version {version.name} v{version.version} "
                            f"(id {version.id}) has no text to pre-train on.",
@@ -273,7 +277,8 @@ def start_training_run(
         dataset_version_id: the dataset version to train on (its train split; dev and
             test splits, when present, are evaluated).
         config: the hyper-parameters, stored with the run.
-        actor: who starts it; becomes ``created_by``.
+        actor: who starts it (``run.create`` in the dataset version's project); becomes
+            ``created_by``.
         base_model: a local Hugging Face model folder; default the configured base
             (``settings.resolved_base_model``). Unused when ``config.from_scratch``.
 
@@ -281,12 +286,14 @@ def start_training_run(
         The run, ``queued``, with its ``job_id``.
 
     Raises:
+        Forbidden: the actor may not create runs in the dataset version's project.
         NotFound: no such dataset version.
         InvalidInput: the base model folder is not a model or has no tokenizer,
             ``max_length`` exceeds its positions (see ``check_base_model``), the task
             does not fit the data, or the data cannot train it (``check_trainable``,
             ``check_taggable``, ``check_corpus``). Nothing is stored then.
     """
+    authorize_object(ctx.db, actor, "run.create", lambda: project_of_dataset_version(ctx.db, dataset_version_id))
     base, task = base_and_task(ctx, dataset_version_id, config, base_model)
     if task == TASK_SEQUENCE_CLASSIFICATION:
         labels = check_trainable(ctx, dataset_version_id)
@@ -309,17 +316,18 @@ def start_training_run(
                      after={"dataset_version_id": dataset_version_id, "base_model": base_name, "config": row.config},
                      details={"labels": len(labels), "task": task})
     try:
-        job = submit_job(ctx.db, JOB_KIND, {"run_id": run_id}, actor=actor.name,
+        job = submit_job(ctx, JOB_KIND, {"run_id": run_id}, actor=actor.name,
+                         project=project_of_dataset_version(ctx.db, dataset_version_id),
                          max_attempts=ctx.settings.job_max_attempts)
     except BaseException:
         # The job could not be queued: the run must not sit "queued" forever.
         _set_state(ctx.db, run_id, RunState.FAILED, finished=True)
         raise
     with ctx.db.session() as s:
-        row = s.get(SqlRun, run_id)
-        assert row is not None  # created above, runs are never deleted
-        row.job_id = job.id
-        return _to_run(row)
+        stored = s.get(SqlRun, run_id)
+        assert stored is not None  # created above, runs are never deleted
+        stored.job_id = job.id
+        return _to_run(stored)
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -334,22 +342,77 @@ def get_run(db: Database, run_id: int) -> Run:
         return _to_run(row)
 
 
-def list_runs(db: Database, limit: int = 50, *, state: RunState | None = None,
-              dataset_version_id: int | None = None) -> list[Run]:
-    """The newest runs first.
+def project_of_run(db: Database, run_id: int) -> str:
+    """The project of a run: its dataset version's.
+
+    Raises:
+        NotFound: no such run.
+    """
+    return project_of_dataset_version(db, get_run(db, run_id).dataset_version_id)
+
+
+def list_runs(db: Database, limit: int | None = 50, *, state: RunState | None = None,
+              dataset_version_id: int | None = None, dataset_version_ids: Collection[int] | None = None) -> list[Run]:
+    """The newest runs first (a store reader: services that decided who may read call it).
 
     Args:
-        limit: at most this many.
+        limit: at most this many (all when None).
         state: only runs in this state.
         dataset_version_id: only runs on this dataset version.
+        dataset_version_ids: only runs on one of these dataset versions.
     """
     with db.session() as s:
-        query = sa.select(SqlRun).order_by(SqlRun.id.desc()).limit(limit)
+        query = sa.select(SqlRun).order_by(SqlRun.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
         if state is not None:
             query = query.where(SqlRun.state == state)
         if dataset_version_id is not None:
             query = query.where(SqlRun.dataset_version_id == dataset_version_id)
+        if dataset_version_ids is not None:
+            query = query.where(SqlRun.dataset_version_id.in_(list(dataset_version_ids)))
         return [_to_run(r) for r in s.scalars(query)]
+
+
+def _dataset_versions_of_projects(db: Database, projects: Collection[str]) -> list[int]:
+    """The ids of every dataset version of these projects (a project is a dataset's name)."""
+    return [v.id for project in sorted(projects) for v in list_dataset_versions(db, name=project)]
+
+
+def run_ids_of_projects(db: Database, projects: Collection[str]) -> list[int]:
+    """The ids of every run on a dataset version of these projects (a store reader, for
+    services listing what an actor with project-bound roles may read)."""
+    within = _dataset_versions_of_projects(db, projects)
+    with db.session() as s:
+        return list(s.scalars(sa.select(SqlRun.id).where(SqlRun.dataset_version_id.in_(within))))
+
+
+def find_runs(ctx: Context, *, actor: Actor, limit: int = 50, state: RunState | None = None,
+              dataset_version_id: int | None = None) -> list[Run]:
+    """The runs ``actor`` may read (``run.read``), newest first.
+
+    Args:
+        actor: who asks; only runs of the projects where they hold ``run.read`` are listed.
+        limit: at most this many.
+        state: only runs in this state.
+        dataset_version_id: only runs on this dataset version.
+
+    Raises:
+        Forbidden: the actor may read runs in no project.
+    """
+    projects = projects_allowed(ctx.db, actor, "run.read")
+    within = None if projects is None else _dataset_versions_of_projects(ctx.db, projects)
+    return list_runs(ctx.db, limit, state=state, dataset_version_id=dataset_version_id, dataset_version_ids=within)
+
+
+def show_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
+    """One run, for an actor who may read it (``run.read`` in its project).
+
+    Raises:
+        Forbidden: the actor may not read runs of its project. NotFound: no such run.
+    """
+    authorize_object(ctx.db, actor, "run.read", lambda: project_of_run(ctx.db, run_id))
+    return get_run(ctx.db, run_id)
 
 
 def count_runs(db: Database) -> int:
@@ -422,15 +485,17 @@ def cancel_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
 
     Args:
         run_id: the run to stop.
-        actor: who asks; recorded in the audit ledger.
+        actor: who asks (``run.cancel`` in the run's project); recorded in the audit ledger.
 
     Returns:
         The run after the request (``cancelled`` if it had not started yet).
 
     Raises:
+        Forbidden: the actor may not cancel runs of its project.
         NotFound: no such run.
         Conflict: the run has already finished.
     """
+    authorize_object(ctx.db, actor, "run.cancel", lambda: project_of_run(ctx.db, run_id))
     run = get_run(ctx.db, run_id)
     if run.finished:
         raise Conflict(f"Training run {run_id} has already {run.state}; there is nothing to cancel.")
@@ -452,36 +517,31 @@ def cancel_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
 # --- reviewing -------------------------------------------------------------------------
 
 
-def compare_runs(db: Database, run_a: int, run_b: int) -> dict[str, Any]:
+def compare_runs(ctx: Context, run_a: int, run_b: int, *, actor: Actor) -> dict[str, Any]:
     """The headline metrics of two runs side by side, with ``delta = b - a``.
 
     Args:
         run_a: the reference run.
         run_b: the run compared with it.
+        actor: who asks (``run.read`` in both runs' projects).
 
     Returns:
         ``{"a": run_a, "b": run_b, "splits": {split: {metric: {"a", "b", "delta"}}}}``.
 
     Raises:
-        NotFound: either run does not exist.
+        Forbidden: the actor may not read one of the runs. NotFound: either run does not exist.
     """
-    from chainkeeper.training.calibration import compare_metrics
-
-    a, b = get_run(db, run_a), get_run(db, run_b)
+    a, b = show_run(ctx, run_a, actor=actor), show_run(ctx, run_b, actor=actor)
     return {"a": a.id, "b": b.id, "splits": compare_metrics(a.metrics, b.metrics)}
 
 
-def run_report_html(db: Database, run_id: int) -> str:
+def run_report_html(ctx: Context, run_id: int, *, actor: Actor) -> str:
     """The run's evaluation as a self-contained HTML page (see ``training.report``).
 
     Raises:
-        NotFound: no such run.
+        Forbidden: the actor may not read runs of its project (``run.read``). NotFound: no such run.
     """
-    from dataclasses import asdict
-
-    from chainkeeper.training.report import render_report_html
-
-    return render_report_html(asdict(get_run(db, run_id)))
+    return render_report_html(asdict(show_run(ctx, run_id, actor=actor)))
 
 
 # --- live curves -----------------------------------------------------------------------
@@ -492,8 +552,6 @@ def record_run_points(db: Database, run_id: int, step: int, values: dict[str, fl
 
     Non-finite values are skipped: JSON clients and plots cannot carry them.
     """
-    import math
-
     with db.session() as s:
         s.add_all(SqlRunPoint(run_id=run_id, step=step, name=name, value=float(value))
                   for name, value in values.items() if math.isfinite(value))
@@ -503,14 +561,18 @@ def clear_run_points(db: Database, run_id: int, *, after_step: int = 0) -> int:
     """Delete a run's points past ``after_step`` (a resumed run redraws from its
     checkpoint; a restarted one from 0). Returns how many were deleted."""
     with db.session() as s:
-        result = s.execute(sa.delete(SqlRunPoint).where(SqlRunPoint.run_id == run_id, SqlRunPoint.step > after_step))
+        # A DELETE answers a CursorResult (its rowcount); Session.execute is typed as the generic Result.
+        result = cast(CursorResult[Any], s.execute(
+            sa.delete(SqlRunPoint).where(SqlRunPoint.run_id == run_id, SqlRunPoint.step > after_step)))
         return int(result.rowcount or 0)
 
 
-def run_points(db: Database, run_id: int, *, name: str | None = None, after_id: int = 0) -> list[dict[str, Any]]:
+def run_points(ctx: Context, run_id: int, *, actor: Actor, name: str | None = None,
+               after_id: int = 0) -> list[dict[str, Any]]:
     """A run's curve points in the order written.
 
     Args:
+        actor: who asks (``run.read`` in the run's project).
         name: only this curve ("loss", "learning_rate", "samples_per_s", "dev_accuracy"...).
         after_id: only points newer than this id (poll with the last id seen).
 
@@ -518,10 +580,10 @@ def run_points(db: Database, run_id: int, *, name: str | None = None, after_id: 
         ``[{"id", "step", "name", "value"}]``.
 
     Raises:
-        NotFound: no such run.
+        Forbidden: the actor may not read runs of its project. NotFound: no such run.
     """
-    get_run(db, run_id)
-    with db.session() as s:
+    show_run(ctx, run_id, actor=actor)
+    with ctx.db.session() as s:
         query = sa.select(SqlRunPoint).where(SqlRunPoint.run_id == run_id, SqlRunPoint.id > after_id)
         if name is not None:
             query = query.where(SqlRunPoint.name == name)

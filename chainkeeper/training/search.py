@@ -31,12 +31,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import JobHandle, submit_job
+from chainkeeper.data import project_of_dataset_version
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.permissions import authorize_object
 from chainkeeper.training.config import TrainConfig, parse_train_config
 from chainkeeper.training.runs import (
     LANGUAGE_MODEL_TASKS,
@@ -48,6 +50,7 @@ from chainkeeper.training.runs import (
     check_corpus,
     check_taggable,
     check_trainable,
+    start_training_run,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +135,7 @@ class Target:
 
     task: str
     metric: str  # a key of the dev metrics: "macro_f1"/"accuracy", "f1" (entity level), "loss"
-    direction: str  # Optuna's "maximize" or "minimize"
+    direction: Literal["maximize", "minimize"]  # Optuna's way of saying which way is better
 
     def describe(self) -> str:
         """The target in words, for the CLI and the job log."""
@@ -222,15 +225,18 @@ def start_search(ctx: Context, *, dataset_version_id: int, config: TrainConfig, 
         config: the values every trial starts from (searched dimensions override them).
         space: the searched dimensions (``parse_space``), checked by ``check_space``.
         trials: how many trials to run (1-1000).
-        actor: who starts it; the best trial's run is created in their name.
+        actor: who starts it (``run.create`` in the dataset version's project); the best
+            trial's run is created in their name, with their roles.
         base_model: a local model folder; default the configured base. Unused when
             ``config.from_scratch`` pre-trains a new model.
 
     Raises:
+        Forbidden: the actor may not create runs in the dataset version's project.
         NotFound: no such dataset version.
         InvalidInput: trials out of range, a base model or dataset that cannot train the
             task, or a dimension the task cannot search (nothing is queued then).
     """
+    authorize_object(ctx.db, actor, "run.create", lambda: project_of_dataset_version(ctx.db, dataset_version_id))
     if not 1 <= trials <= 1000:
         raise InvalidInput(f"trials={trials} is out of range.", hint="Use 1 to 1000 trials.")
     base, task = base_and_task(ctx, dataset_version_id, config, base_model)
@@ -245,9 +251,12 @@ def start_search(ctx: Context, *, dataset_version_id: int, config: TrainConfig, 
               "base_model": str(base) if base is not None else None,
               "target": {"task": target.task, "metric": target.metric, "direction": target.direction},
               "created_by": actor.name, "roles": sorted(actor.roles),
+              # Project-bound roles too: the best trial's run is authorised like the search was.
+              "scoped_roles": sorted([role, project] for role, project in actor.scoped_roles),
               # Unique across databases that were reset: job ids restart, study names must not clash.
               "study": f"chainkeeper-search-{uuid.uuid4().hex[:12]}"}
-    job = submit_job(ctx.db, JOB_KIND, params, actor=actor.name, max_attempts=1)
+    job = submit_job(ctx, JOB_KIND, params, actor=actor.name, max_attempts=1,
+                     project=project_of_dataset_version(ctx.db, dataset_version_id))
     with ctx.db.session() as s:
         append_entry(s, actor, "run.create", "search", job.id, after={"space": params["space"], "trials": trials},
                      details={"dataset_version_id": dataset_version_id, "task": task, "metric": target.metric})
@@ -390,7 +399,12 @@ def _classifier_trials(ctx: Context, version_id: int, base: Path, base_config: T
 def _tagger_trials(ctx: Context, version_id: int, base: Path, base_config: TrainConfig) -> TrialRunner:
     from chainkeeper.training.loop import seed_everything
     from chainkeeper.training.tagging_job import check_tag_map, load_tagged_split
-    from chainkeeper.training.tokens import TokenTagger, entity_metrics, predict_tags, train_token_tagger
+    from chainkeeper.training.tokens import (
+        TokenTagger,
+        entity_metrics,
+        predict_tags,
+        train_token_tagger,
+    )
 
     train, dev = load_tagged_split(ctx, version_id, "train"), load_tagged_split(ctx, version_id, "dev")
     _require_dev(version_id, bool(dev.sentences))
@@ -469,8 +483,6 @@ def _search(ctx: Context, job: JobHandle, storage: Any, target: Target, base_con
             trials: TrialRunner) -> dict[str, Any]:
     import optuna
 
-    from chainkeeper.training.runs import start_training_run
-
     p = job.params
     name, metric = str(p["study"]), target.metric
     study = optuna.create_study(
@@ -512,7 +524,8 @@ def _search(ctx: Context, job: JobHandle, storage: Any, target: Target, base_con
     best_config = parse_train_config({**base_config.model_dump(), **best.params})
     job.log(f"best trial {best.number}: dev {metric} {best.value:.4f}, {best.params}")
     run = start_training_run(ctx, dataset_version_id=int(p["dataset_version_id"]), config=best_config,
-                             actor=Actor(p["created_by"], frozenset(p.get("roles", []))),
+                             actor=Actor(p["created_by"], frozenset(p.get("roles", [])),
+                                         frozenset((role, project) for role, project in p.get("scoped_roles", []))),
                              base_model=Path(p["base_model"]) if p["base_model"] is not None else None)
     job.log(f"the best config is training as run {run.id} ({run.task})")
     return {"study": name, "task": target.task, "metric": metric, "direction": target.direction,

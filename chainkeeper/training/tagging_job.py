@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import JobHandle
+from chainkeeper.data import read_dataset_rows
 from chainkeeper.training.jobs import (
     TRAIN_SHARE,
     Checkpointing,
@@ -26,7 +27,12 @@ from chainkeeper.training.jobs import (
 )
 from chainkeeper.training.loop import seed_everything
 from chainkeeper.training.runs import Run, check_taggable, record_run_points
-from chainkeeper.training.tokens import TokenTagger, entity_metrics, predict_tags, train_token_tagger
+from chainkeeper.training.tokens import (
+    TokenTagger,
+    entity_metrics,
+    predict_tags,
+    train_token_tagger,
+)
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -46,8 +52,6 @@ def load_tagged_split(ctx: Context, dataset_version_id: int, split: str) -> Tagg
     Raises:
         InvalidInput: a sentence whose tokens and tags differ in length.
     """
-    from chainkeeper.data.versions import read_dataset_rows
-
     table = read_dataset_rows(ctx, dataset_version_id, split)
     if "tokens" not in table.column_names:
         return TaggedSplit([], [])

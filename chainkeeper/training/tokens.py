@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -34,8 +34,17 @@ from transformers import PreTrainedTokenizerBase
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.training.config import TrainConfig
 from chainkeeper.training.evaluation import classification_metrics
-from chainkeeper.training.loop import TrainResult, fit, pad_batch, sample_indices, seed_everything
+from chainkeeper.training.loop import (
+    TrainResult,
+    fit,
+    pad_batch,
+    sample_indices,
+    seed_everything,
+)
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel  # importing it loads transformers' modeling code
 
 IGNORE = -100  # CrossEntropyLoss's ignore_index: continuation pieces and special tokens
 CASING_FILE = "casing.safetensors"
@@ -141,7 +150,7 @@ class TokenTagger(TextClassifier):
 
     TASK = "token-classification"
 
-    def __init__(self, encoder: nn.Module, meta: ClassifierMeta, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: PreTrainedModel, meta: ClassifierMeta, dropout: float = 0.1) -> None:
         super().__init__(encoder, meta, dropout=dropout)
         self.casing = nn.Embedding(len(CASES), encoder.config.hidden_size) if meta.casing else None
         if self.casing is not None:
@@ -163,10 +172,11 @@ class TokenTagger(TextClassifier):
                 raise InvalidInput("This tagger reads word shapes: pass `cases` (see encode_sentences).")
             embeds = self.encoder.get_input_embeddings()(input_ids) + self.casing(cases)  # (b, t, h)
             hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.dropout(hidden))  # (b, t, k)
+        logits: torch.Tensor = self.head(self.dropout(hidden))  # (b, t, k)
+        return logits
 
     @classmethod
-    def from_base(cls, base_dir: Path, labels: Sequence[str] | ClassifierMeta,  # type: ignore[override]
+    def from_base(cls, base_dir: Path, labels: Sequence[str] | ClassifierMeta,
                   *, dropout: float = 0.1, attention_dropout: float | None = None, head_dropout: float | None = None,
                   max_length: int = 128, casing: bool = True) -> tuple[TokenTagger, PreTrainedTokenizerBase]:
         """A fresh tagger on a local encoder folder, with a newly initialised head.
@@ -180,7 +190,7 @@ class TokenTagger(TextClassifier):
             labels=list(labels), max_length=max_length, task=cls.TASK, casing=casing)
         model, tokenizer = super().from_base(base_dir, replace(meta, task=cls.TASK), dropout=dropout,
                                              attention_dropout=attention_dropout, head_dropout=head_dropout)
-        return model, tokenizer  # type: ignore[return-value]
+        return model, tokenizer
 
     def save(self, folder: Path, tokenizer: PreTrainedTokenizerBase) -> Path:
         folder = super().save(folder, tokenizer)
@@ -189,11 +199,11 @@ class TokenTagger(TextClassifier):
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> tuple[TokenTagger, PreTrainedTokenizerBase]:  # type: ignore[override]
+    def load(cls, folder: Path) -> tuple[TokenTagger, PreTrainedTokenizerBase]:
         model, tokenizer = super().load(folder)
-        if model.casing is not None:  # type: ignore[attr-defined]
-            model.casing.load_state_dict(load_file(Path(folder) / CASING_FILE))  # type: ignore[attr-defined]
-        return model, tokenizer  # type: ignore[return-value]
+        if model.casing is not None:
+            model.casing.load_state_dict(load_file(Path(folder) / CASING_FILE))
+        return model, tokenizer
 
     def predict_proba(self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *,
                       batch_size: int = 64) -> torch.Tensor:
@@ -235,7 +245,8 @@ def train_token_tagger(
         targets, _ = pad_batch([encoded[i].tags for i in batch], IGNORE)  # (b, t), padding ignored
         cases, _ = pad_batch([encoded[i].cases for i in batch], 0)  # (b, t)
         logits = model(input_ids, mask, cases)  # (b, t, k)
-        return loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss: torch.Tensor = loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return loss
 
     return fit(model, [len(e.ids) for e in encoded], batch_loss, config, **hooks)
 
@@ -277,7 +288,12 @@ def entity_metrics(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[st
     Raises:
         InvalidInput: no sentences, or a sentence whose lengths differ.
     """
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.metrics import (
+        classification_report,
+        f1_score,
+        precision_score,
+        recall_score,
+    )
 
     if not y_true:
         raise InvalidInput("Cannot compute entity metrics on zero sentences.")

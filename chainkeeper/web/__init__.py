@@ -1,29 +1,6 @@
-"""Chainkeeper web stage: server-rendered pages (Jinja2 + htmx), a thin shell.
+"""Chainkeeper web shell: server-rendered pages (Jinja2 + htmx).
 
-The pages themselves live in ``chainkeeper.web.pages`` (``router``, ``STATIC_DIR``),
-which the API app includes; importing this package does not import FastAPI.
+The pages live in ``chainkeeper.web.pages`` (``router``, ``STATIC_DIR``), which the API
+app includes; what a page shows comes from the service functions of the stages and of
+``chainkeeper.chain`` (the overview). Importing this package imports nothing.
 """
-
-from chainkeeper.web.overview import (
-    ChainOverview,
-    JobsPanel,
-    StageCard,
-    StageCount,
-    WorkerInfo,
-    chain_overview,
-    format_age,
-    format_count,
-    jobs_panel,
-)
-
-__all__ = [
-    "ChainOverview",
-    "JobsPanel",
-    "StageCard",
-    "StageCount",
-    "WorkerInfo",
-    "chain_overview",
-    "format_age",
-    "format_count",
-    "jobs_panel",
-]

@@ -21,11 +21,23 @@ from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import ChainkeeperError
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import is_allowed
+from chainkeeper.monitoring import (
+    Alert,
+    AlertRule,
+    Silence,
+    Ticket,
+    acknowledge_ticket,
+    find_alerts,
+    find_rules,
+    find_silences,
+    find_tickets,
+    hand_over_ticket,
+    show_alert,
+)
+from chainkeeper.serving import find_deployments
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.monitoring.alerts import Alert, AlertRule, Silence
-    from chainkeeper.monitoring.tickets import Ticket
 
 __all__ = ["AlertsView", "alerts_view", "router"]
 
@@ -48,22 +60,21 @@ class AlertsView:
     stats: dict[str, Any]
 
 
-def alerts_view(ctx: Context) -> AlertsView:
-    """Gather the page's tables from the monitoring services."""
-    from chainkeeper.monitoring.alerts import list_alerts, list_rules, list_silences
-    from chainkeeper.monitoring.notify import list_notifications
-    from chainkeeper.monitoring.tickets import list_tickets, ticket_stats
-    from chainkeeper.serving.deployments import list_deployments
-
-    found = list_alerts(ctx.db, limit=50)
+def alerts_view(ctx: Context, actor: Actor) -> AlertsView:
+    """Gather the page's tables from the monitoring services: what ``actor`` may read."""
+    found = find_alerts(ctx, actor=actor, limit=50)
     delivery: dict[int, str] = {}
-    for note in reversed(list_notifications(ctx.db, limit=200)):  # oldest first: the newest state wins
-        delivery[note.alert_id] = f"{note.event}: {note.state} after {note.attempts} attempt(s)"
+    for alert in found:
+        notes = show_alert(ctx, alert.id, actor=actor).notifications
+        if notes:  # the newest message's state
+            note = max((n for n, _ in notes), key=lambda n: n.id)
+            delivery[alert.id] = f"{note.event}: {note.state} after {note.attempts} attempt(s)"
+    board = find_tickets(ctx, actor=actor, limit=50)
     return AlertsView(firing=[a for a in found if a.open], recent=[a for a in found if not a.open],
-                      rules={r.id: r for r in list_rules(ctx.db)},
-                      deployments={d.id: d.name for d in list_deployments(ctx.db)}, delivery=delivery,
-                      silences=list_silences(ctx.db, active_at=utcnow()), tickets=list_tickets(ctx.db, limit=50),
-                      stats=ticket_stats(ctx.db))
+                      rules={r.id: r for r in find_rules(ctx, actor=actor)},
+                      deployments={d.id: d.name for d in find_deployments(ctx, actor=actor)}, delivery=delivery,
+                      silences=find_silences(ctx, actor=actor, active_at=utcnow()), tickets=board.tickets,
+                      stats=board.stats)
 
 
 def _ctx(request: Request) -> Context:
@@ -76,7 +87,7 @@ def _page(request: Request, actor: Actor, *, fragment: bool = False, error: Chai
     from chainkeeper.web.pages import error_page, templates
 
     try:
-        view = alerts_view(_ctx(request))
+        view = alerts_view(_ctx(request), actor)
     except ChainkeeperError as exc:
         return error_page(request, exc, fragment=fragment)
     context = {"view": view, "actor": actor, "error": error, "refresh_s": REFRESH_S,
@@ -100,8 +111,6 @@ def alerts_fragment(request: Request, actor: Actor = require("monitoring.read"))
 @router.post("/monitoring/tickets/{ticket_id}/acknowledge", name="ticket_acknowledge")
 def acknowledge_submit(ticket_id: int, request: Request, actor: Actor = require("alert.manage")) -> Response:
     """Acknowledge a ticket, then show the page again."""
-    from chainkeeper.monitoring.tickets import acknowledge_ticket
-
     try:
         acknowledge_ticket(_ctx(request), ticket_id, actor=actor, comment="from the web page")
     except ChainkeeperError as exc:
@@ -113,8 +122,6 @@ def acknowledge_submit(ticket_id: int, request: Request, actor: Actor = require(
 def handover_submit(ticket_id: int, request: Request, note: str = Form(""),
                     actor: Actor = require("alert.manage")) -> Response:
     """Hand a ticket over to ml_engineer, then show the page again."""
-    from chainkeeper.monitoring.tickets import hand_over_ticket
-
     try:
         hand_over_ticket(_ctx(request), ticket_id, actor=actor, note=note[:2000])
     except ChainkeeperError as exc:

@@ -16,16 +16,32 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from chainkeeper.annotation import (
+    adjudicate_item,
+    adjudication_queue,
+    annotator_queue,
+    assign_batches,
+    create_project,
+    export_project,
+    find_projects,
+    find_schemas,
+    list_decisions,
+    project_figures,
+    resolve_disputes,
+    show_project,
+)
 from chainkeeper.api.auth import require
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import is_allowed
+from chainkeeper.web.pages import error_page, templates
 
 __all__ = ["router", "DIGIT_KEYS"]
 
@@ -41,34 +57,27 @@ def _ctx(request: Request) -> Context:
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    from chainkeeper.web.pages import templates
-
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
 def _error(request: Request, exc: ChainkeeperError) -> HTMLResponse:
-    from chainkeeper.web.pages import error_page
-
     return error_page(request, exc)
 
 
 @router.get("/annotate", response_class=HTMLResponse, name="annotate_index")
 def annotate_index(request: Request, actor: Actor = require("system.read")) -> HTMLResponse:
     """Your projects; a data steward sees all and may start one."""
-    from chainkeeper.annotation.projects import list_projects
-    from chainkeeper.annotation.schemas import list_schemas
-    from chainkeeper.annotation.tasks import annotator_queue
-
-    db = _ctx(request).db
-    steward = is_allowed(db, actor, "annotation.manage")
+    ctx = _ctx(request)
+    # Whether to show the steward's form: schemas are shared, so it takes a global role.
+    steward = is_allowed(ctx.db, actor, "annotation.manage")
     try:
-        projects = list_projects(db, annotator=None if steward else actor.name)
+        projects = find_projects(ctx, actor=actor)
         rows = []
         for p in projects:
-            queue = [] if steward else annotator_queue(_ctx(request), p.id, actor)
+            queue = [] if steward else annotator_queue(ctx, p.id, actor)
             done = sum(1 for t in queue if t.answer is not None and t.answer.status == "labelled")
             rows.append({"project": p, "total": len(queue), "done": done})
-        schemas = list_schemas(db) if steward else []
+        schemas = find_schemas(ctx.db, actor=actor) if steward else []
     except ChainkeeperError as exc:
         return _error(request, exc)
     return _render(request, "annotate_index.html", {"actor": actor, "rows": rows, "steward": steward,
@@ -83,8 +92,6 @@ def annotate_create(request: Request, name: str = Form(..., max_length=128), dat
                     order_key: str = Form(""), batch_size: int = Form(50),
                     actor: Actor = require("annotation.manage")) -> Response:
     """Start a project from a dataset version and deal its items to annotators."""
-    from chainkeeper.annotation.projects import assign_batches, create_project
-
     names = [n.strip() for n in annotators.replace(";", ",").split(",") if n.strip()]
     try:
         if not names:
@@ -100,15 +107,14 @@ def annotate_create(request: Request, name: str = Form(..., max_length=128), dat
 
 
 @router.get("/annotate/{project_id}", response_class=HTMLResponse, name="annotate_label")
-def annotate_label(project_id: int, request: Request, actor: Actor = require("annotation.label")) -> HTMLResponse:
-    """The labelling page: one item of your queue at a time, keyboard first."""
-    from chainkeeper.annotation.projects import get_project
-    from chainkeeper.annotation.schemas import get_schema
-    from chainkeeper.annotation.tasks import annotator_queue
+def annotate_label(project_id: int, request: Request, actor: Actor = require("system.read")) -> HTMLResponse:
+    """The labelling page: one item of your queue at a time, keyboard first.
 
+    Anyone who may read the project opens it; the queue service shows an annotator their
+    own queue (annotation.label) and refuses the others.
+    """
     try:
-        project = get_project(_ctx(request).db, project_id)
-        schema = get_schema(_ctx(request).db, project.schema_id)
+        project, schema = show_project(_ctx(request), project_id, actor=actor)
         queue = annotator_queue(_ctx(request), project_id, actor)
     except ChainkeeperError as exc:
         return _error(request, exc)
@@ -123,18 +129,12 @@ def annotate_label(project_id: int, request: Request, actor: Actor = require("an
 def annotate_review(project_id: int, request: Request,
                     actor: Actor = require("annotation.adjudicate")) -> HTMLResponse:
     """The steward's page: figures, disputes, consensus and export."""
-    from chainkeeper.annotation.adjudication import adjudication_queue, list_decisions
-    from chainkeeper.annotation.figures import project_figures
-    from chainkeeper.annotation.projects import get_project
-    from chainkeeper.annotation.schemas import get_schema
-
     ctx = _ctx(request)
     try:
-        project = get_project(ctx.db, project_id)
-        schema = get_schema(ctx.db, project.schema_id)
         disputes = adjudication_queue(ctx, project_id, actor)
+        project, schema = show_project(ctx, project_id, actor=actor)
         figures = project_figures(ctx, project_id, actor)
-        decisions = list_decisions(ctx, project_id)
+        decisions = list_decisions(ctx, project_id, actor)
     except ChainkeeperError as exc:
         return _error(request, exc)
     return _render(request, "annotate_review.html", {
@@ -143,8 +143,6 @@ def annotate_review(project_id: int, request: Request,
 
 
 def _back(project_id: int, message: str) -> Response:
-    from urllib.parse import quote
-
     return RedirectResponse(f"/annotate/{project_id}/review?message={quote(message)}", status_code=303)
 
 
@@ -153,8 +151,6 @@ def annotate_decide(project_id: int, request: Request, item_id: int = Form(...),
                     expected_version: int = Form(...), note: str = Form("", max_length=2000),
                     actor: Actor = require("annotation.adjudicate")) -> Response:
     """Decide one disputed item (single-label projects; other kinds use the API)."""
-    from chainkeeper.annotation.adjudication import adjudicate_item
-
     try:
         adjudicate_item(_ctx(request), project_id, item_id, actor, value={"label": label},
                         expected_version=expected_version, note=note)
@@ -167,8 +163,6 @@ def annotate_decide(project_id: int, request: Request, item_id: int = Form(...),
 def annotate_resolve(project_id: int, request: Request, method: str = Form(...),
                      actor: Actor = require("annotation.adjudicate")) -> Response:
     """Decide every disputed item by majority vote or Dawid-Skene."""
-    from chainkeeper.annotation.adjudication import resolve_disputes
-
     try:
         result = resolve_disputes(_ctx(request), project_id, actor, method=method)
     except ChainkeeperError as exc:
@@ -180,8 +174,6 @@ def annotate_resolve(project_id: int, request: Request, method: str = Form(...),
 def annotate_export(project_id: int, request: Request, name: str = Form("", max_length=128),
                     actor: Actor = require("annotation.manage")) -> Response:
     """Freeze the settled labels as a new dataset version."""
-    from chainkeeper.annotation.export import export_project
-
     try:
         version = export_project(_ctx(request), project_id, actor, name=name or None)
     except ChainkeeperError as exc:

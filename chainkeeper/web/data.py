@@ -18,11 +18,21 @@ from markupsafe import Markup
 
 from chainkeeper.api.auth import require
 from chainkeeper.core.errors import ChainkeeperError
+from chainkeeper.data import (
+    KINDS,
+    DatasetVersion,
+    diff_dataset_versions,
+    find_dataset_versions,
+    find_sources,
+    report_sections,
+    show_dataset_version,
+    show_quality_report,
+)
 from chainkeeper.governance.actors import Actor
+from chainkeeper.web.pages import error_page, templates
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.data.versions import DatasetVersion
 
 __all__ = ["router", "previous_version"]
 
@@ -44,15 +54,11 @@ def previous_version(found: list[DatasetVersion], version: DatasetVersion) -> Da
 
 @router.get("/data", response_class=HTMLResponse, name="data")
 def data_page(request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
-    """Sources and dataset versions, newest first."""
-    from chainkeeper.data.sources import list_sources
-    from chainkeeper.data.versions import list_dataset_versions
-    from chainkeeper.web.pages import error_page, templates
-
-    db = _ctx(request).db
+    """Sources and the dataset versions you may read, newest first."""
+    ctx = _ctx(request)
     try:
-        sources = list_sources(db, limit=LIST_LIMIT)
-        versions = list_dataset_versions(db, limit=LIST_LIMIT)
+        sources = find_sources(ctx, actor=actor, limit=LIST_LIMIT)
+        versions = find_dataset_versions(ctx, actor=actor, limit=LIST_LIMIT)
     except ChainkeeperError as exc:
         return error_page(request, exc)
     return templates.TemplateResponse(request, "data.html", {"actor": actor, "sources": sources,
@@ -62,17 +68,12 @@ def data_page(request: Request, actor: Actor = require("data.read")) -> HTMLResp
 @router.get("/data/versions/{version_id}", response_class=HTMLResponse, name="data_version")
 def data_version_page(version_id: int, request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
     """One dataset version: statistics, splits, quality report, recipe and the diff to the previous version."""
-    from chainkeeper.data.diff import KINDS, diff_dataset_versions
-    from chainkeeper.data.quality import get_quality_report, report_sections
-    from chainkeeper.data.versions import get_dataset_version, list_dataset_versions
-    from chainkeeper.web.pages import error_page, templates
-
     ctx = _ctx(request)
     try:
-        version = get_dataset_version(ctx.db, version_id)
-        report = get_quality_report(ctx, version_id)
-        previous = previous_version(list_dataset_versions(ctx.db, name=version.name), version)
-        diff = diff_dataset_versions(ctx, previous.id, version.id) if previous else None
+        version = show_dataset_version(ctx, version_id, actor=actor)
+        report = show_quality_report(ctx, version_id, actor=actor)
+        previous = previous_version(find_dataset_versions(ctx, actor=actor, name=version.name), version)
+        diff = diff_dataset_versions(ctx, previous.id, version.id, actor=actor) if previous else None
     except ChainkeeperError as exc:
         return error_page(request, exc)
     context: dict[str, Any] = {

@@ -27,12 +27,33 @@ from chainkeeper.api.auth import require
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import is_allowed
+from chainkeeper.registry import (
+    GateResult,
+    ModelVersion,
+    Stage,
+    collect_card_facts,
+    find_model_versions,
+    render_card_html,
+    render_model_card,
+    show_gates,
+    show_model_version,
+    show_production,
+)
+from chainkeeper.serving import (
+    RolloutStatus,
+    RouteMode,
+    find_deployments,
+    project_of_deployment,
+    promote_rollout,
+    rollback_deployment,
+    rollout_status,
+    start_canary,
+    start_shadow,
+)
+from chainkeeper.web.pages import error_page, templates
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.registry.gates import GateResult
-    from chainkeeper.registry.versions import ModelVersion
-    from chainkeeper.serving.rollout import RolloutStatus
 
 __all__ = ["ModelRow", "router"]
 
@@ -69,17 +90,15 @@ def _row(version: ModelVersion, results: list[GateResult]) -> ModelRow:
 
 @router.get("/models", response_class=HTMLResponse, name="models")
 def models_page(request: Request, actor: Actor = require("model.read")) -> HTMLResponse:
-    """Model versions, newest first, grouped by name, with each name's production history."""
-    from chainkeeper.registry.gates import latest_gate_results
-    from chainkeeper.registry.versions import list_model_versions, production_timeline
-    from chainkeeper.web.pages import error_page, templates
-
-    db = _ctx(request).db
+    """Model versions the visitor may read, newest first, grouped by name, with each name's
+    production history."""
+    ctx = _ctx(request)
     try:
-        found = list_model_versions(db, limit=500)
+        found = find_model_versions(ctx, actor=actor, limit=500)
         names = sorted({v.name for v in found})
-        groups = {name: [_row(v, latest_gate_results(db, v.id)) for v in found if v.name == name] for name in names}
-        timelines = {name: production_timeline(db, name) for name in names}
+        groups = {name: [_row(v, show_gates(ctx, v.id, actor=actor).results) for v in found if v.name == name]
+                  for name in names}
+        timelines = {name: show_production(ctx, name, actor=actor).periods for name in names}
     except ChainkeeperError as exc:
         return error_page(request, exc)
     labels = {v.id: v.label for v in found}
@@ -90,11 +109,8 @@ def models_page(request: Request, actor: Actor = require("model.read")) -> HTMLR
 @router.get("/models/{model_version_id}", response_class=HTMLResponse, name="model")
 def model_page(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> HTMLResponse:
     """One version: its card, gates, export, lineage, approvals and history."""
-    from chainkeeper.registry.cards import collect_card_facts, render_card_html, render_model_card
-    from chainkeeper.web.pages import error_page, templates
-
     try:
-        facts = collect_card_facts(_ctx(request), model_version_id)
+        facts = collect_card_facts(_ctx(request), model_version_id, actor=actor)
     except ChainkeeperError as exc:
         return error_page(request, exc)
     # Safe to mark: render_card_html escapes any raw HTML a stored value might hold.
@@ -105,14 +121,10 @@ def model_page(model_version_id: int, request: Request, actor: Actor = require("
 
 @router.get("/deployments", response_class=HTMLResponse, name="deployments")
 def deployments_page(request: Request, actor: Actor = require("deployment.read")) -> HTMLResponse:
-    """Every deployment with its live route: primary, canary share or shadow."""
-    from chainkeeper.serving.deployments import list_deployments
-    from chainkeeper.serving.rollout import rollout_status
-    from chainkeeper.web.pages import error_page, templates
-
-    db = _ctx(request).db
+    """Every deployment the visitor may read, with its live route: primary, canary share or shadow."""
+    ctx = _ctx(request)
     try:
-        statuses = [rollout_status(db, d.name) for d in list_deployments(db)]
+        statuses = [rollout_status(ctx, d.name, actor=actor) for d in find_deployments(ctx, actor=actor)]
     except ChainkeeperError as exc:
         return error_page(request, exc)
     return templates.TemplateResponse(request, "deployments.html", {"statuses": statuses, "actor": actor})
@@ -127,19 +139,17 @@ def deployment_page(name: str, request: Request, actor: Actor = require("deploym
 def _deployment_response(request: Request, name: str, actor: Actor, *, error: ChainkeeperError | None = None,
                          status: int = 200, form: dict[str, str] | None = None) -> HTMLResponse:
     """The deployment page; ``error`` and ``form`` show a refused change with what was sent."""
-    from chainkeeper.registry.versions import Stage, get_model_version, list_model_versions
-    from chainkeeper.serving.rollout import rollout_status
-    from chainkeeper.web.pages import error_page, templates
-
-    db = _ctx(request).db
+    ctx = _ctx(request)
     try:
-        state = rollout_status(db, name)
+        state = rollout_status(ctx, name, actor=actor)
         ids = {i for r in state.history for i in (r.primary_version_id, r.candidate_version_id,
                                                   r.previous_version_id) if i}
-        labels = {i: get_model_version(db, i).label for i in ids}
-        siblings = list_model_versions(db, state.primary.name, limit=500)
+        labels = {i: show_model_version(ctx, i, actor=actor).label for i in ids}
+        siblings = find_model_versions(ctx, actor=actor, name=state.primary.name, limit=500)
+        project = project_of_deployment(ctx.db, name)
     except ChainkeeperError as exc:
-        return error_page(request, exc)
+        # A refused change is the answer even when the page cannot be shown (a made-up name).
+        return error_page(request, error or exc)
     # Offered as candidates: every live version of the model but the primary. A candidate
     # still in 'candidate' is listed too, so the service says why it may not take traffic.
     choices = [v for v in siblings if v.id != state.primary.id and v.stage != Stage.ARCHIVED]
@@ -147,17 +157,14 @@ def _deployment_response(request: Request, name: str, actor: Actor, *, error: Ch
         "s": state, "labels": labels, "actor": actor, "error": error, "choices": choices,
         "form": {**_rollout_defaults(state, choices), **(form or {})},
         "registry_production": next((v for v in siblings if v.stage == Stage.PRODUCTION), None),
-        "may_rollback": is_allowed(db, actor, "deployment.rollback", project=name),
-        "may_rollout": is_allowed(db, actor, "deployment.rollout", project=name)}
+        "may_rollback": is_allowed(ctx.db, actor, "deployment.rollback", project=project),
+        "may_rollout": is_allowed(ctx.db, actor, "deployment.rollout", project=project)}
     return templates.TemplateResponse(request, "deployment.html", context, status_code=status)
 
 
 def _rollout_defaults(state: RolloutStatus, choices: list[ModelVersion]) -> dict[str, str]:
     """What the rollout forms start with: the running candidate and share, so shifting a
     canary is one edit; else the newest version that may take traffic, at 10 %."""
-    from chainkeeper.registry.versions import Stage
-    from chainkeeper.serving.rollout import RouteMode
-
     eligible = [v.id for v in choices if v.stage in (Stage.STAGING, Stage.PRODUCTION)]
     candidate = state.candidate.id if state.candidate else next(iter(eligible), None)
     percent = state.route.percent if state.route.mode == RouteMode.CANARY else 10
@@ -186,10 +193,8 @@ def _switch(request: Request, name: str, actor: Actor, change: Callable[[], obje
 
 @router.post("/deployments/{name}/canary", name="deployment_canary")
 def canary_submit(name: str, request: Request, model_version_id: str = Form(""), percent: str = Form(""),
-                  actor: Actor = require("deployment.rollout", project_from="name")) -> Response:
+                  actor: Actor = require("deployment.rollout")) -> Response:
     """Send a share of callers to a candidate (``serving.rollout.start_canary``)."""
-    from chainkeeper.serving.rollout import start_canary
-
     def change() -> None:
         start_canary(_ctx(request), name, _whole_number(model_version_id, "model version"),
                      percent=_whole_number(percent, "percentage"), actor=actor)
@@ -199,10 +204,8 @@ def canary_submit(name: str, request: Request, model_version_id: str = Form(""),
 
 @router.post("/deployments/{name}/shadow", name="deployment_shadow")
 def shadow_submit(name: str, request: Request, model_version_id: str = Form(""),
-                  actor: Actor = require("deployment.rollout", project_from="name")) -> Response:
+                  actor: Actor = require("deployment.rollout")) -> Response:
     """Let a candidate shadow every request (``serving.rollout.start_shadow``)."""
-    from chainkeeper.serving.rollout import start_shadow
-
     def change() -> None:
         start_shadow(_ctx(request), name, _whole_number(model_version_id, "model version"), actor=actor)
 
@@ -211,18 +214,14 @@ def shadow_submit(name: str, request: Request, model_version_id: str = Form(""),
 
 @router.post("/deployments/{name}/promote", name="deployment_promote")
 def promote_submit(name: str, request: Request,
-                   actor: Actor = require("deployment.rollout", project_from="name")) -> Response:
+                   actor: Actor = require("deployment.rollout")) -> Response:
     """Make the canary or shadow candidate answer all traffic (``serving.rollout.promote_rollout``)."""
-    from chainkeeper.serving.rollout import promote_rollout
-
     return _switch(request, name, actor, lambda: promote_rollout(_ctx(request), name, actor=actor))
 
 
 @router.post("/deployments/{name}/rollback", name="deployment_rollback")
 def rollback_submit(name: str, request: Request, comment: str = Form(""),
-                    actor: Actor = require("deployment.rollback", project_from="name")) -> Response:
+                    actor: Actor = require("deployment.rollback")) -> Response:
     """Roll the deployment back (``serving.rollout.rollback_deployment``), then show it again."""
-    from chainkeeper.serving.rollout import rollback_deployment
-
     return _switch(request, name, actor,
                    lambda: rollback_deployment(_ctx(request), name, actor=actor, comment=comment.strip()[:2000]))

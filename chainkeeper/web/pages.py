@@ -10,25 +10,23 @@ htmx (``static/htmx.min.js``, from the npm package ``htmx.org``, 0BSD licence in
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-from datetime import timedelta
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from chainkeeper.api.auth import SESSION_COOKIE, public, require
-from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.passwords import login
-from chainkeeper.governance.users import issue_token
-
+from chainkeeper.chain import chain_overview, jobs_panel
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import ChainkeeperError
 from chainkeeper.core.jobs import JobState
-from chainkeeper.web.overview import chain_overview, format_age, format_count, jobs_panel, state_totals
+from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.passwords import login
+from chainkeeper.governance.users import issue_session_token
+from chainkeeper.web.overview import format_age, format_count, state_totals
 
 __all__ = ["router", "error_page", "STATIC_DIR", "TEMPLATES_DIR", "JOBS_REFRESH_S"]
 
@@ -74,7 +72,7 @@ def login_submit(request: Request, user: str = Form(...), password: str = Form(.
     except ChainkeeperError as exc:
         return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next), "error": exc,
                                                                   "user": user}, status_code=exc.status)
-    session = issue_token(_ctx(request).db, actor.name, name="web session", expires_in=timedelta(hours=12), actor=actor)
+    session = issue_session_token(_ctx(request).db, actor=actor, expires_in=timedelta(hours=12))
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(SESSION_COOKIE, session.secret, httponly=True, samesite="strict", max_age=12 * 3600)
     return response
@@ -96,19 +94,18 @@ def _safe_next(target: str) -> str:
 def overview_page(request: Request, actor: Actor = require("system.read")) -> HTMLResponse:
     """The chain overview: a card per stage with its owner and counts, then the jobs."""
     try:
-        overview = chain_overview(_ctx(request))
+        overview = chain_overview(_ctx(request), actor=actor)
     except ChainkeeperError as exc:
         return error_page(request, exc)
     return templates.TemplateResponse(request, "overview.html", {"overview": overview, "panel": overview.jobs,
                                                                  "actor": actor})
 
 
-@router.get("/fragments/jobs", response_class=HTMLResponse, name="jobs_fragment",
-            dependencies=[require("job.read")])
-def jobs_fragment(request: Request) -> HTMLResponse:
+@router.get("/fragments/jobs", response_class=HTMLResponse, name="jobs_fragment")
+def jobs_fragment(request: Request, actor: Actor = require("job.read")) -> HTMLResponse:
     """The jobs panel alone: the overview page swaps it in every ``JOBS_REFRESH_S``."""
     try:
-        panel = jobs_panel(_ctx(request))
+        panel = jobs_panel(_ctx(request), actor=actor)
     except ChainkeeperError as exc:
         # htmx leaves the last good panel in place on an error status, so a store blip
         # never blanks the page; the message is there for anyone who fetches it directly.

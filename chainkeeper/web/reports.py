@@ -1,6 +1,6 @@
 """The web page of a dataset version's quality report.
 
-A shell: it reads the stored report (``chainkeeper.data.quality``) and renders
+A shell: it reads the stored report (``chainkeeper.data.show_quality_report``) and renders
 ``dataset_report.html``, which embeds the same inline-SVG plots as the standalone HTML
 report, inside the site's layout. ``/reports/latest`` goes to the newest version's
 report (the overview's collect & clean card links there).
@@ -15,7 +15,9 @@ from markupsafe import Markup
 from chainkeeper.api.auth import require
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import ChainkeeperError, NotFound
+from chainkeeper.data import find_dataset_versions, report_sections, show_quality_report
 from chainkeeper.governance.actors import Actor
+from chainkeeper.web.pages import error_page, templates
 
 __all__ = ["router"]
 
@@ -30,26 +32,24 @@ def _ctx(request: Request) -> Context:
 @router.get("/datasets/{version_id}/report", response_class=HTMLResponse, name="dataset_report")
 def dataset_report_page(version_id: int, request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
     """A version's quality report inside the web UI."""
-    from chainkeeper.data.quality import get_quality_report, report_sections
-    from chainkeeper.web.pages import error_page, templates
-
     try:
-        report = get_quality_report(_ctx(request), version_id)
+        report = show_quality_report(_ctx(request), version_id, actor=actor)
     except ChainkeeperError as exc:
         return error_page(request, exc)
     return templates.TemplateResponse(request, "dataset_report.html", {
         "report": report, "version_id": version_id, "actor": actor, "body": Markup(report_sections(report))})
 
 
-@router.get("/reports/latest", name="latest_dataset_report", dependencies=[require("data.read")])
-def latest_report(request: Request) -> Response:
-    """Redirect to the newest dataset version's report."""
-    from chainkeeper.data.versions import list_dataset_versions
-    from chainkeeper.web.pages import error_page
-
-    versions = list_dataset_versions(_ctx(request).db, limit=1)
+@router.get("/reports/latest", name="latest_dataset_report")
+def latest_report(request: Request, actor: Actor = require("data.read")) -> Response:
+    """Redirect to the report of the newest dataset version you may read."""
+    try:
+        versions = find_dataset_versions(_ctx(request), actor=actor, limit=1)
+    except ChainkeeperError as exc:
+        return error_page(request, exc)
     if not versions:
-        return error_page(request, NotFound("There are no dataset versions yet.",
-                                            hint="Import a file and create a version: chainkeeper data import PATH, then "
-                                            "chainkeeper data create NAME --source ID."))
+        return error_page(request, NotFound(
+            "There are no dataset versions yet.",
+            hint="Import a file and create a version: chainkeeper data import PATH, then "
+                 "chainkeeper data create NAME --source ID."))
     return RedirectResponse(f"/datasets/{versions[0].id}/report", status_code=303)

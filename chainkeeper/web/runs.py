@@ -1,4 +1,4 @@
-"""The web pages of training runs: a shell over ``chainkeeper.training.runs``.
+"""The web pages of training runs: a shell over ``chainkeeper.training``'s run services.
 
 - ``/runs``: every run, newest first, with its task, state, steps and headline test
   numbers;
@@ -21,10 +21,18 @@ from markupsafe import Markup
 from chainkeeper.api.auth import require
 from chainkeeper.core.errors import ChainkeeperError
 from chainkeeper.governance.actors import Actor
+from chainkeeper.training import (
+    Run,
+    find_runs,
+    line_plot_svg,
+    run_points,
+    run_report_html,
+    show_run,
+)
+from chainkeeper.web.pages import error_page, templates
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.training.runs import Run
 
 __all__ = ["CURVE_REFRESH_S", "headline", "router"]
 
@@ -50,14 +58,11 @@ def headline(run: Run) -> str:
     return "—"
 
 
-def _curve(request: Request, run_id: int) -> dict[str, Any]:
+def _curve(request: Request, run_id: int, actor: Actor) -> dict[str, Any]:
     """The loss curve of a run as an SVG, with its latest point and state."""
-    from chainkeeper.training.report import line_plot_svg
-    from chainkeeper.training.runs import get_run, run_points
-
-    db = _ctx(request).db
-    run = get_run(db, run_id)
-    points = [(p["step"], p["value"]) for p in run_points(db, run_id, name="loss")]
+    ctx = _ctx(request)
+    run = show_run(ctx, run_id, actor=actor)
+    points = [(p["step"], p["value"]) for p in run_points(ctx, run_id, actor=actor, name="loss")]
     # Safe to mark: line_plot_svg escapes its title, and the rest is numbers.
     svg = Markup(line_plot_svg(points, title="training loss by step", width=640, height=240))
     return {"run": run, "svg": svg, "points": len(points), "last": points[-1] if points else None,
@@ -66,12 +71,9 @@ def _curve(request: Request, run_id: int) -> dict[str, Any]:
 
 @router.get("/runs", response_class=HTMLResponse, name="runs")
 def runs_page(request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
-    """Training runs, newest first."""
-    from chainkeeper.training.runs import list_runs
-    from chainkeeper.web.pages import error_page, templates
-
+    """Training runs the visitor may read, newest first."""
     try:
-        runs = list_runs(_ctx(request).db, limit=200)
+        runs = find_runs(_ctx(request), actor=actor, limit=200)
     except ChainkeeperError as exc:
         return error_page(request, exc)
     return templates.TemplateResponse(request, "runs.html", {"runs": runs, "headline": headline, "actor": actor})
@@ -80,17 +82,11 @@ def runs_page(request: Request, actor: Actor = require("run.read")) -> HTMLRespo
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run")
 def run_page(run_id: int, request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
     """One run: live curve while it trains, then the evaluation report."""
-    from dataclasses import asdict
-
-    from chainkeeper.training.report import render_report_html
-    from chainkeeper.web.pages import error_page, templates
-
     try:
-        curve = _curve(request, run_id)
+        curve = _curve(request, run_id, actor)
+        report = run_report_html(_ctx(request), run_id, actor=actor) if curve["run"].finished else None
     except ChainkeeperError as exc:
         return error_page(request, exc)
-    run = curve["run"]
-    report = render_report_html(asdict(run)) if run.finished else None
     return templates.TemplateResponse(request, "run.html", {**curve, "report": report, "headline": headline,
                                                             "actor": actor})
 
@@ -98,10 +94,8 @@ def run_page(run_id: int, request: Request, actor: Actor = require("run.read")) 
 @router.get("/runs/{run_id}/curve", response_class=HTMLResponse, name="run_curve")
 def run_curve(run_id: int, request: Request, actor: Actor = require("run.read")) -> Response:
     """The live curve fragment (polled by the run page until the run ends)."""
-    from chainkeeper.web.pages import error_page, templates
-
     try:
-        curve = _curve(request, run_id)
+        curve = _curve(request, run_id, actor)
     except ChainkeeperError as exc:
         return error_page(request, exc)
     response = templates.TemplateResponse(request, "run_curve.html", curve)

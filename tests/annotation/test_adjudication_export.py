@@ -13,8 +13,10 @@ from chainkeeper.annotation.tasks import annotator_queue, save_annotation
 from chainkeeper.annotation.trace import row_lineage
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput
-from chainkeeper.data.versions import DatasetVersion, read_dataset_rows
+from chainkeeper.data.versions import DatasetVersion, get_dataset_version, read_dataset_rows
 from chainkeeper.governance.ledger import list_entries, verify_ledger
+from chainkeeper.training.config import TrainConfig
+from chainkeeper.training.runs import resolve_task
 from tests.annotation.conftest import ANA, BEN, ENGINEER, STEWARD
 
 
@@ -65,7 +67,7 @@ def test_disagreements_go_to_the_steward_and_decisions_are_recorded(ctx: Context
     assert adjudication_queue(ctx, project_id, STEWARD) == []
     entries = list_entries(ctx.db, object_kind="annotation_item", limit=1000)
     assert {(e.actor, e.details["method"]) for e in entries} == {("stella", "steward"), ("stella", "dawid_skene")}
-    assert len(list_decisions(ctx, project_id)) == len(queue)
+    assert len(list_decisions(ctx, project_id, STEWARD)) == len(queue)
     assert verify_ledger(ctx.db).ok
 
 
@@ -163,7 +165,7 @@ def test_a_multi_label_project_compares_label_sets_and_exports_them(ctx: Context
 
 def test_the_chain_lineage_of_a_labelled_version_names_its_annotators(ctx: Context, version: DatasetVersion,
                                                                       schema: LabelSchema) -> None:
-    from chainkeeper.governance.lineage import lineage
+    from chainkeeper.chain.lineage import lineage_of
 
     project_id, gold = _labelled_project(ctx, version, schema)
     for d in adjudication_queue(ctx, project_id, STEWARD):
@@ -171,9 +173,33 @@ def test_the_chain_lineage_of_a_labelled_version_names_its_annotators(ctx: Conte
                         expected_version=d.version)
     labelled = export_project(ctx, project_id, STEWARD)
 
-    tree = lineage(ctx, "dataset_version", str(labelled.id))
+    tree = lineage_of(ctx, "dataset_version", str(labelled.id), actor=ENGINEER)
     node = next(n for n in tree.walk() if n.kind == "annotation_project")
     rows = read_dataset_rows(ctx, labelled.id).to_pylist()
     assert node.attrs["annotators"] == {name: sum(name in r["annotators"] for r in rows) for name in ("ana", "ben")}
     assert node.attrs["adjudicators"] == {"stella": sum(r["decided_by"] == "stella" for r in rows)}
     assert "labelled by ana" in node.label and "adjudicated by stella" in node.label
+
+
+def test_an_exported_span_project_is_token_classification_and_trains_a_tagger(ctx: Context,
+                                                                             version: DatasetVersion) -> None:
+    """Regression (issue 13): the export froze its own rows without the task, so a span
+    project's version read back as text classification and training picked a classifier."""
+    schema = define_schema(ctx.db, name="ner", kind="spans", labels=["PLACE"], actor=STEWARD)
+    project = create_project(ctx, name="spans", dataset_version_id=version.id, schema_id=schema.id, actor=STEWARD,
+                             row_filter={"limit": 4})
+    assign_batches(ctx, project.id, annotators=[ANA.name], actor=STEWARD)
+    for task in annotator_queue(ctx, project.id, ANA):
+        end = task.text.find(" ") if " " in task.text else min(2, len(task.text))
+        save_annotation(ctx, project.id, task.item_id, ANA, expected_version=0, value={"spans": [[0, end, "PLACE"]]})
+    exported = export_project(ctx, project.id, STEWARD)
+
+    labelled = get_dataset_version(ctx.db, exported.id)
+    assert labelled.task == "token_classification" and labelled.schema["task"] == "token_classification"
+    assert "B-PLACE" in labelled.labels  # the tag set, as for an imported CoNLL version
+    assert resolve_task(TrainConfig(task="auto"), labelled.task, None) == "token-classification"
+    # The lineage columns stay as before.
+    rows = read_dataset_rows(ctx, labelled.id).to_pylist()
+    assert all(r["annotators"] == ["ana"] and r["method"] == "single" and r["label"] is None for r in rows)
+    assert {r["parent_row_id"] for r in rows} <= {r["row_id"] for r in read_dataset_rows(ctx, version.id).to_pylist()}
+    assert labelled.stats["annotation"]["project_id"] == project.id

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from chainkeeper.annotation.tasks import annotator_queue
-from chainkeeper.core.context import Context
+from chainkeeper.chain import open_context
 from chainkeeper.core.settings import load_settings
 from chainkeeper.data.versions import read_dataset_rows
 from tests.annotation.conftest import ANA, BEN, make_version
@@ -20,7 +20,7 @@ def test_a_project_from_schema_to_labelled_version_on_the_command_line(run: Run,
     admin = _admin_token(run)
     tokens = {name: _user(run, admin, name, role) for name, role in (
         ("stella", "data_steward"), ("ana", "annotator"), ("ben", "annotator"), ("erin", "ml_engineer"))}
-    store = Context.open(load_settings({}, home=home))
+    store = open_context(load_settings({}, home=home))
     try:
         version = make_version(store, tmp_path / "sample")
         gold = {r["row_id"]: r["label"] for r in read_dataset_rows(store, version.id).to_pylist()}

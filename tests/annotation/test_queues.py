@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from chainkeeper.annotation.projects import assign_batches, create_project, list_projects, queue_positions, QueueOrder
+from chainkeeper.annotation.projects import QueueOrder, assign_batches, create_project, list_projects, queue_positions
 from chainkeeper.annotation.schemas import LabelSchema
 from chainkeeper.annotation.tasks import annotator_queue, get_task, save_annotation
 from chainkeeper.core.context import Context

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from chainkeeper.api.app import create_app
 from chainkeeper.api.auth import public
 from chainkeeper.api.problems import PROBLEM_JSON
+from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
 from chainkeeper.core.jobs import submit_job
 from chainkeeper.core.settings import load_settings
@@ -72,7 +73,7 @@ def test_healthz_and_readyz_answer_without_credentials(app: FastAPI) -> None:
 def test_readyz_is_a_503_problem_when_the_store_is_gone(tmp_path: Path) -> None:
     home = tmp_path / "home"
     settings = load_settings({}, home=home, database_url=f"sqlite:///{tmp_path / 'gone' / 'ck.db'}")
-    ctx = Context.open(settings, check_schema=False)  # connects lazily: nothing opened yet
+    ctx = open_context(settings, check_schema=False)  # connects lazily: nothing opened yet
     shutil.rmtree(tmp_path / "gone")
     try:
         with TestClient(create_app(ctx), raise_server_exceptions=False) as anonymous:
@@ -85,7 +86,7 @@ def test_readyz_is_a_503_problem_when_the_store_is_gone(tmp_path: Path) -> None:
 
 def test_readyz_is_a_503_problem_when_postgres_does_not_answer(tmp_path: Path) -> None:
     settings = load_settings({}, home=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
-    ctx = Context.open(settings, check_schema=False)
+    ctx = open_context(settings, check_schema=False)
     try:
         with TestClient(create_app(ctx), raise_server_exceptions=False) as anonymous:
             body = assert_problem(anonymous.get("/readyz"), 503)
@@ -205,7 +206,7 @@ def test_predict_a_batch_answers_in_order_with_one_request_id_each(client: TestC
 
 
 def test_jobs_can_be_listed_read_and_cancelled(client: TestClient, ctx: Context) -> None:
-    job = submit_job(ctx.db, "sleep", {"seconds": 60}, actor="olive")
+    job = submit_job(ctx, "sleep", {"seconds": 60}, actor="olive")
     assert [j["id"] for j in client.get("/api/jobs").json()] == [job.id]
     assert client.get("/api/jobs", params={"state": "running"}).json() == []
     shown = client.get(f"/api/jobs/{job.id}").json()

@@ -14,6 +14,7 @@ import pytest
 from chainkeeper.api.app import create_app
 from chainkeeper.api.problems import PROBLEM_JSON
 from chainkeeper.api.server import RunningServer, start_server_in_thread
+from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
 from chainkeeper.core.settings import load_settings
 from chainkeeper.governance.users import create_user, issue_token
@@ -30,7 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path,
     """One server for the module: deployment 'support' (good model), 'broken' (no tokenizer)."""
     home = tmp_path_factory.mktemp("bad-input-home")
     shutil.copy(migrated_template, home / "chainkeeper.db")
-    ctx = Context.open(load_settings({}, home=home, metrics_sample_s=None))
+    ctx = open_context(load_settings({}, home=home, metrics_sample_s=None))
     model = save_tiny_classifier(tiny_model_dir, tmp_path_factory.mktemp("model"))
     good = in_production(ctx, "intents", model_artifact=ctx.artifacts.put_tree(model))
     deploy_model_version(ctx, name="support", model_version_id=good.id, actor=RELEASER)

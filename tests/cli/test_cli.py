@@ -101,15 +101,14 @@ def test_quickstart_bad_data_is_refused_and_stores_nothing(run: Run, tmp_path: P
     make(data)
     code, _, err = run("quickstart", "--data", str(data))
     assert code == 2 and fragment in err
-    from chainkeeper.core.context import Context
+    from chainkeeper.chain import open_context
     from chainkeeper.core.jobs import list_jobs
     from chainkeeper.core.settings import load_settings
     from chainkeeper.data.sources import count_sources
     from chainkeeper.data.versions import count_dataset_versions
-
     from chainkeeper.governance.users import list_users
 
-    ctx = Context.open(load_settings({}, home=tmp_path / "home"))
+    ctx = open_context(load_settings({}, home=tmp_path / "home"))
     try:
         assert count_sources(ctx.db) == 0 and count_dataset_versions(ctx.db) == 0 and list_jobs(ctx.db) == []
         assert [u.name for u in list_users(ctx.db)] == ["admin"]

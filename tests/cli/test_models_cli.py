@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Run
-
+from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
 from chainkeeper.core.settings import load_settings
 from chainkeeper.registry.versions import transition_stage
 from chainkeeper.serving.deployments import deploy_model_version
+from tests.cli.conftest import Run
 from tests.model_rows import RELEASER, in_production, registered
 
 
@@ -35,7 +35,7 @@ def tokens(run: Run, home: Path) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def store(home: Path, tokens: dict[str, str]) -> Iterator[Context]:
-    ctx = Context.open(load_settings({}, home=home))
+    ctx = open_context(load_settings({}, home=home))
     yield ctx
     ctx.close()
 

@@ -7,18 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from chainkeeper.chain import open_context
+from chainkeeper.chain.lineage import lineage_of
 from chainkeeper.cli.main import main
 from chainkeeper.cli.quickstart import ALERT_ACCURACY, ANNOTATION_OVERLAP, ANNOTATION_ROWS
 from chainkeeper.core.context import Context
 from chainkeeper.core.settings import load_settings
 from chainkeeper.data.versions import list_dataset_versions, read_dataset_rows
+from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import verify_ledger
-from chainkeeper.governance.lineage import lineage
 from chainkeeper.monitoring.alerts import list_alerts, list_rules
 from chainkeeper.monitoring.drift import CHECKS
 from chainkeeper.monitoring.drift_jobs import list_drift_results
 from chainkeeper.monitoring.feedback import list_feedback
 from chainkeeper.serving.deployments import get_deployment_by_name
+
+AUDITOR = Actor("ada", frozenset({"auditor"}))
 
 
 def _quickstart(capsys: pytest.CaptureFixture[str], *args: str) -> str:
@@ -56,9 +60,9 @@ def test_the_whole_chain_runs_on_the_sample_with_real_users(
 
     request_id = re.search(r"chainkeeper lineage prediction ([0-9a-f-]{36})", out)
     assert request_id is not None
-    ctx = Context.open(load_settings({}, home=home))
+    ctx = open_context(load_settings({}, home=home))
     try:
-        tree = lineage(ctx, "prediction", request_id.group(1))
+        tree = lineage_of(ctx, "prediction", request_id.group(1), actor=AUDITOR)
         kinds = [node.kind for node in tree.walk()]
         assert kinds[:3] == ["prediction", "deployment", "model_version"]
         assert "run" in kinds and "dataset_version" in kinds and kinds.count("source") == 2

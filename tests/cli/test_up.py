@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from chainkeeper.core.context import Context
+from chainkeeper.chain import open_context
 from chainkeeper.core.jobs import list_workers
 from chainkeeper.core.settings import load_settings
 
@@ -56,7 +56,7 @@ def test_up_starts_api_web_and_a_worker_and_stops_them(tmp_path: Path) -> None:
                                      follow_redirects=True)
         assert signed_in.status_code == 200 and "Chain overview" in signed_in.text
 
-        ctx = Context.open(load_settings({}, home=home))
+        ctx = open_context(load_settings({}, home=home))
         try:
             deadline = time.monotonic() + 30
             while not list_workers(ctx.db, alive_within=timedelta(seconds=10)) and time.monotonic() < deadline:

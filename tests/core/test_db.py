@@ -38,7 +38,7 @@ def test_migrations_on_postgres_match_the_models(postgres_database_url: str) -> 
 
 
 def test_basic_crud_and_aware_utc_times(any_ctx: Context) -> None:
-    job = submit_job(any_ctx.db, "sleep", {"steps": 1}, actor="alice")
+    job = submit_job(any_ctx, "sleep", {"steps": 1}, actor="alice")
     again = get_job(any_ctx.db, job.id)
     assert again.params == {"steps": 1} and again.created_by == "alice"
     assert again.created_at.tzinfo is not None and again.created_at.utcoffset().total_seconds() == 0

@@ -35,7 +35,7 @@ while (job := claim_next_job(db, sys.argv[2])) is not None:
 
 
 def test_two_workers_never_claim_the_same_job(any_ctx: Context) -> None:
-    ids = {submit_job(any_ctx.db, "sleep", {}, actor="t").id for _ in range(60)}
+    ids = {submit_job(any_ctx, "sleep", {}, actor="t").id for _ in range(60)}
     procs = [
         subprocess.Popen([sys.executable, "-c", _CLAIMER, any_ctx.db.url, f"w{i}"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -56,7 +56,7 @@ def test_two_workers_never_claim_the_same_job(any_ctx: Context) -> None:
 
 
 def test_progress_and_result_are_recorded(any_ctx: Context) -> None:
-    job = submit_job(any_ctx.db, "sleep", {"steps": 3, "step_s": 0.01}, actor="alice")
+    job = submit_job(any_ctx, "sleep", {"steps": 3, "step_s": 0.01}, actor="alice")
     done = Worker(any_ctx).run_one()
     assert done is not None and done.id == job.id
     assert done.state == JobState.SUCCEEDED and done.progress == 100.0
@@ -65,11 +65,11 @@ def test_progress_and_result_are_recorded(any_ctx: Context) -> None:
 
 
 def test_cancel_a_queued_job_and_a_running_one(ctx: Context) -> None:
-    queued = submit_job(ctx.db, "sleep", {}, actor="t")
+    queued = submit_job(ctx, "sleep", {}, actor="t")
     assert request_cancel(ctx.db, queued.id).state == JobState.CANCELLED
     assert Worker(ctx).run_one() is None  # nothing left to claim
 
-    running = submit_job(ctx.db, "sleep", {"steps": 200, "step_s": 0.05}, actor="t")
+    running = submit_job(ctx, "sleep", {"steps": 200, "step_s": 0.05}, actor="t")
     worker = Worker(ctx)
     import threading
 
@@ -89,7 +89,7 @@ def test_cancel_a_queued_job_and_a_running_one(ctx: Context) -> None:
 
 
 def test_a_killed_workers_job_is_detected_and_retried(ctx: Context, tmp_path: Path) -> None:
-    job = submit_job(ctx.db, "sleep", {"steps": 100, "step_s": 0.03}, actor="t")
+    job = submit_job(ctx, "sleep", {"steps": 100, "step_s": 0.03}, actor="t")
     stderr = tmp_path / "worker.err"
     with stderr.open("w") as err:
         proc = subprocess.Popen(
@@ -121,7 +121,7 @@ def test_a_killed_workers_job_is_detected_and_retried(ctx: Context, tmp_path: Pa
 
 
 def test_a_job_out_of_attempts_stays_failed_and_can_be_retried_by_hand(ctx: Context) -> None:
-    job = submit_job(ctx.db, "sleep", {}, actor="t", max_attempts=1)
+    job = submit_job(ctx, "sleep", {}, actor="t", max_attempts=1)
     assert claim_next_job(ctx.db, "ghost") is not None
     reaped = reap_stale_jobs(ctx.db, stale_after=timedelta(seconds=1), now=utcnow() + timedelta(seconds=5))
     assert reaped[0].state == JobState.FAILED and "gave up after 1 attempts" in (reaped[0].error or "")
@@ -130,7 +130,7 @@ def test_a_job_out_of_attempts_stays_failed_and_can_be_retried_by_hand(ctx: Cont
 
 
 def test_a_handler_error_fails_the_job_with_its_message(ctx: Context) -> None:
-    job = submit_job(ctx.db, "sleep", {"steps": "many"}, actor="t")
+    job = submit_job(ctx, "sleep", {"steps": "many"}, actor="t")
     done = Worker(ctx).run_one()
     assert done is not None and done.id == job.id and done.state == JobState.FAILED
     assert "ValueError" in (done.error or "")
@@ -138,7 +138,7 @@ def test_a_handler_error_fails_the_job_with_its_message(ctx: Context) -> None:
 
 def test_unknown_kinds_and_ids(ctx: Context) -> None:
     with pytest.raises(InvalidInput, match="Known kinds"):
-        submit_job(ctx.db, "fly", {}, actor="t")
+        submit_job(ctx, "fly", {}, actor="t")
     with pytest.raises(NotFound, match="no job 999"):
         get_job(ctx.db, 999)
 

@@ -115,7 +115,8 @@ def test_redact_pii_step_counts_per_type_and_never_shows_originals() -> None:
 
 
 def test_recipe_entries_take_parameters_and_reports_carry_them() -> None:
-    _, reports = apply_recipe(rows(["hi", "hello there"]), ["normalize_text", {"step": "filter_length", "min_chars": 3}])
+    _, reports = apply_recipe(rows(["hi", "hello there"]),
+                              ["normalize_text", {"step": "filter_length", "min_chars": 3}])
 
     assert [(r.name, r.params, r.rows_out) for r in reports] == [("normalize_text", {}, 2), ("filter_length",
                                                                                             {"min_chars": 3}, 1)]

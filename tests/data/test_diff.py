@@ -61,10 +61,10 @@ def test_stored_versions_diff_through_the_service(any_ctx: Context, tmp_path: Pa
     v1 = create_dataset_version(any_ctx, name="d", source_ids=[first.id], actor=STEWARD)
     v2 = create_dataset_version(any_ctx, name="d", source_ids=[first.id, second.id], actor=STEWARD)
 
-    diff = diff_dataset_versions(any_ctx, v1.id, v2.id)
+    diff = diff_dataset_versions(any_ctx, v1.id, v2.id, actor=STEWARD)
 
     # The second source's five repeats are removed by dedup; its new question is added.
     assert diff.counts["added"] == 1 and diff.counts["removed"] == 0
     assert diff.rows_b == diff.rows_a + 1 and (diff.a, diff.b) == (v1.id, v2.id)
     with pytest.raises(NotFound):
-        diff_dataset_versions(any_ctx, v1.id, 999)
+        diff_dataset_versions(any_ctx, v1.id, 999, actor=STEWARD)

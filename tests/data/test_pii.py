@@ -123,14 +123,15 @@ TEMPLATES = [
 def _hard_negatives(rng: random.Random) -> list[str]:
     """Texts with look-alikes and no personal data."""
     return [
-        f"order number {rng.randint(10**9, 10**10 - 1)} shipped on 2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        f"order number {rng.randint(10**9, 10**10 - 1)} "
+        f"shipped on 2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
         f"amount 1,{rng.randint(100, 999)},{rng.randint(100, 999)}.{rng.randint(10, 99)} CNY transferred",
         f"ticket #{rng.randint(100000, 999999)}-{rng.randint(1000, 9999)} is open",
         f"card ending {_card(rng, valid=False)} declined",  # fails Luhn
         f"IBAN {_iban(rng, valid=False)} was rejected",  # wrong checksum
         f"身份证号 {_cn_id(rng, valid=False)} 校验失败",  # wrong check character
         f"reference 12{rng.randint(100000000, 999999999)} for your claim",  # 11 digits, not 1[3-9]
-        f"call at 10:30:45 on 2024.01.15, version 1.2.3 installed",
+        "call at 10:30:45 on 2024.01.15, version 1.2.3 installed",
         "see https://example.com/help?page=2&lang=en for details",
         f"tracking code SF{rng.randint(10**11, 10**12 - 1)} arrives tomorrow",
         "the ratio was 3.14.15 and build 10.0.0.256.1",

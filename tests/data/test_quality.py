@@ -10,13 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chainkeeper.api.app import create_app
+from chainkeeper.chain.gates import check_dataset_quality_report
 from chainkeeper.core.context import Context
 from chainkeeper.data.cleaning import FULL_RECIPE
 from chainkeeper.data.ingest import import_csv
 from chainkeeper.data.quality import get_quality_report, render_quality_html
 from chainkeeper.data.versions import DatasetVersion, create_dataset_version
 from chainkeeper.governance.approvals import request_approval
-from chainkeeper.governance.separation import check_dataset_quality_report
 from chainkeeper.governance.users import create_user, issue_token
 from tests.governance.conftest import make_actor
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chainkeeper.chain.ownership import owner_of, reassign_owner
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput
 from chainkeeper.data.ingest import import_csv
@@ -14,7 +15,6 @@ from chainkeeper.data.versions import create_dataset_version, get_dataset_versio
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.approvals import decide, request_approval
 from chainkeeper.governance.ledger import list_entries, verify_ledger
-from chainkeeper.governance.ownership import owner_of, reassign_owner
 from chainkeeper.registry.versions import get_model_version, register_model_version
 from tests.governance.conftest import make_actor
 from tests.model_rows import insert_run
@@ -112,7 +112,7 @@ def test_owner_is_the_creator_until_reassigned_and_reassignment_is_audited(ctx: 
     admin = make_actor(ctx, "root", "admin")
     model = register_model_version(ctx, run_id=insert_run(ctx, model_artifact="a" * 64, author="emil"),
                                    name="support", actor=emil)
-    info = owner_of(ctx, "model_version", model.id)
+    info = owner_of(ctx, "model_version", model.id, actor=emil)
     assert (info.owner, info.responsible_role) == ("emil", "ml_engineer") and set(info.role_holders) == {"emil", "erin"}
     with pytest.raises(Forbidden):
         reassign_owner(ctx, "model_version", model.id, "erin", actor=emil)
@@ -121,4 +121,4 @@ def test_owner_is_the_creator_until_reassigned_and_reassignment_is_audited(ctx: 
     entry = list_entries(ctx.db, object_kind="model_version", object_id=str(model.id))[-1]
     assert entry.action == "owner.assign" and entry.details == {"from": "emil", "to": "erin"}
     with pytest.raises(InvalidInput, match="have no owner"):
-        owner_of(ctx, "planet", 1)
+        owner_of(ctx, "planet", 1, actor=admin)

@@ -112,7 +112,7 @@ def test_a_job_cancel_is_recorded_in_the_same_transaction(ctx: Context) -> None:
     from chainkeeper.core.jobs import request_cancel, submit_job
     from chainkeeper.governance.ledger import auditor
 
-    job = submit_job(ctx.db, "sleep", {}, actor="alice")
+    job = submit_job(ctx, "sleep", {}, actor="alice")
     request_cancel(ctx.db, job.id, audit=auditor(ALICE, "job.cancel", "job"))
     entries = list_entries(ctx.db, object_kind="job", object_id=str(job.id))
     assert [(e.action, e.actor) for e in entries] == [("job.cancel", "alice")]

@@ -167,7 +167,7 @@ def test_the_evaluate_job_runs_rounds_on_a_worker(ctx: Context, olga: Actor) -> 
     dep = _deployment(ctx)
     create_rule(ctx, name="conf", metric="mean_confidence", comparator="<", threshold=0.5, window_s=600, actor=olga)
     _serve(ctx, dep, [10.0] * 5, score=0.2)
-    job = submit_job(ctx.db, "alerts.evaluate", {"every_s": 0.1, "rounds": 2}, actor="olga")
+    job = submit_job(ctx, "alerts.evaluate", {"every_s": 0.1, "rounds": 2}, actor="olga")
     Worker(ctx).run_one()
     done = get_job(ctx.db, job.id)
     assert done.state == "succeeded", done.error
@@ -180,7 +180,7 @@ def test_the_periodic_evaluate_job_runs_until_cancelled(ctx: Context) -> None:
 
     from chainkeeper.core.jobs import request_cancel
 
-    job = submit_job(ctx.db, "alerts.evaluate", {"every_s": 0.2, "rounds": 0}, actor="olga")
+    job = submit_job(ctx, "alerts.evaluate", {"every_s": 0.2, "rounds": 0}, actor="olga")
     worker = threading.Thread(target=Worker(ctx).run_one)
     worker.start()
     deadline = time.monotonic() + 30

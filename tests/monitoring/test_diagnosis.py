@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from chainkeeper.monitoring.diagnosis import diagnose, diagnosis_report, render_diagnosis_html
 from chainkeeper.monitoring.feedback import submit_feedback
 from chainkeeper.monitoring.quality import LabelledPrediction
-from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served
-from tests.monitoring.chain import classifier_dir, served  # noqa: F401  (fixtures)
+from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served, classifier_dir, served  # noqa: F401  (fixtures)
 
-T0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 
 def _rows() -> list[LabelledPrediction]:
@@ -52,8 +51,8 @@ def test_the_html_report_is_self_contained_with_plots() -> None:
 def test_a_deployment_is_diagnosed_from_its_log_and_feedback(served: Served) -> None:
     ids = served.serve(IN_DISTRIBUTION[:8])
     submit_feedback(served.ctx, [(r, "balance") for r in ids[:4]], actor=OPERATOR)
-    report = diagnose(served.ctx.db, "support")
+    report = diagnose(served.ctx, "support", actor=OPERATOR)
     assert report["deployment"] == "support" and report["predictions"] == 8 and report["labelled"] == 4
     assert len(report["low_confidence"]) == 8 and report["latency"]["p50_ms"] > 0
-    empty = diagnose(served.ctx.db, "support", since=datetime.now(timezone.utc))
+    empty = diagnose(served.ctx, "support", actor=OPERATOR, since=datetime.now(UTC))
     assert empty["predictions"] == 0 and empty["calibration"] is None and "<svg" in render_diagnosis_html(empty)

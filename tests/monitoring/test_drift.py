@@ -25,8 +25,7 @@ from chainkeeper.monitoring.drift_jobs import (
     submit_drift_job,
     text_features,
 )
-from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served
-from tests.monitoring.chain import any_served, classifier_dir, served  # noqa: F401  (fixtures)
+from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served, any_served, classifier_dir, served  # noqa: F401  (fixtures)
 
 # Financial-news sentences: longer, and full of names the tokenizer splits into many pieces.
 SHIFTED = [f"Rautaruukki and Tietoenator said operating profit totalled EUR{i}.{i % 7}m , up from EUR{i + 3}.2m "

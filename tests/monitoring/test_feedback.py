@@ -8,10 +8,9 @@ from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import list_entries, verify_ledger
 from chainkeeper.monitoring.feedback import get_feedback, list_feedback, model_labels, submit_feedback
-from chainkeeper.serving.keys import create_deployment_key, authenticate_deployment_key
+from chainkeeper.serving.keys import authenticate_deployment_key, create_deployment_key
 from tests.model_rows import LABELS, RELEASER
-from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served
-from tests.monitoring.chain import any_served, classifier_dir, served  # noqa: F401  (fixtures)
+from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served, any_served, classifier_dir, served  # noqa: F401  (fixtures)
 
 
 def _feedback_count(served: Served) -> int:
@@ -77,10 +76,10 @@ def test_only_allowed_roles_or_scoped_keys_may_give_feedback(served: Served) -> 
     with pytest.raises(Forbidden, match="monitoring.feedback"):
         submit_feedback(served.ctx, [(rid, "balance")], actor=Actor("ann", frozenset({"annotator"})))
     predict_only = create_deployment_key(served.ctx, "support", name="shop", actor=RELEASER, scopes=["predict"])
-    key = authenticate_deployment_key(served.ctx.db, predict_only.secret, deployment="support", scope="predict")
+    key = authenticate_deployment_key(served.ctx, predict_only.secret, deployment="support", scope="predict")
     with pytest.raises(Forbidden, match="lacks the 'feedback' scope"):
         submit_feedback(served.ctx, [(rid, "balance")], actor=Actor("apikey"), key=key)
     issued = create_deployment_key(served.ctx, "support", name="crm", actor=RELEASER, scopes=["feedback"])
-    key = authenticate_deployment_key(served.ctx.db, issued.secret, deployment="support", scope="feedback")
+    key = authenticate_deployment_key(served.ctx, issued.secret, deployment="support", scope="feedback")
     outcome = submit_feedback(served.ctx, [(rid, "refund")], actor=Actor(f"apikey:{key.id}:crm"), key=key)[0]
     assert outcome.feedback.source == "system" and outcome.feedback.given_by.startswith("apikey:")

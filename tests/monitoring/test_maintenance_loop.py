@@ -20,6 +20,13 @@ from pathlib import Path
 import pytest
 
 from chainkeeper.apps.customer_service.sample import generate_sample
+from chainkeeper.chain.maintenance import (
+    close_when_served,
+    evaluate_retraining,
+    hand_to_release_gate,
+    start_retraining,
+    train_on_released,
+)
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Conflict, Forbidden
 from chainkeeper.core.jobs import get_job
@@ -32,13 +39,6 @@ from chainkeeper.governance.ledger import list_entries, verify_ledger
 from chainkeeper.monitoring.alerts import create_rule, evaluate_rules
 from chainkeeper.monitoring.drift_jobs import check_drift
 from chainkeeper.monitoring.feedback import submit_feedback
-from chainkeeper.monitoring.maintenance import (
-    close_when_served,
-    evaluate_retraining,
-    hand_to_release_gate,
-    start_retraining,
-    train_on_released,
-)
 from chainkeeper.monitoring.notify import wait_until_idle
 from chainkeeper.monitoring.tickets import acknowledge_ticket, get_ticket, hand_over_ticket
 from chainkeeper.registry.versions import get_model_version, register_model_version

@@ -13,6 +13,7 @@ import pytest
 
 from chainkeeper.api.app import create_app
 from chainkeeper.api.server import RunningServer, start_server_in_thread
+from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import InvalidInput
@@ -89,7 +90,7 @@ def server(tmp_path: Path, migrated_template: Path, tiny_model_dir: Path) -> Ite
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(migrated_template, home / "chainkeeper.db")
-    ctx = Context.open(load_settings({}, home=home, metrics_sample_s=0.3))
+    ctx = open_context(load_settings({}, home=home, metrics_sample_s=0.3))
     model = save_tiny_classifier(tiny_model_dir, tmp_path / "model")
     version = in_production(ctx, "intents", model_artifact=ctx.artifacts.put_tree(model))
     deploy_model_version(ctx, name="support", model_version_id=version.id, actor=RELEASER)

@@ -9,13 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from chainkeeper.core.context import Context
+from chainkeeper.chain import open_context
 from chainkeeper.core.jobs import list_jobs
 from chainkeeper.core.settings import load_settings
 from chainkeeper.monitoring.feedback import list_feedback
 from tests.cli.conftest import Run, home, run  # noqa: F401  (fixtures)
-from tests.monitoring.chain import IN_DISTRIBUTION, Served, serve_model
-from tests.monitoring.chain import classifier_dir  # noqa: F401  (fixtures)
+from tests.monitoring.chain import (
+    IN_DISTRIBUTION,
+    Served,
+    classifier_dir,  # noqa: F401  (fixtures)
+    serve_model,
+)
 
 
 @pytest.fixture
@@ -34,7 +38,7 @@ def tokens(run: Run) -> dict[str, str]:  # noqa: F811
 
 @pytest.fixture
 def chain(home: Path, tokens: dict[str, str], classifier_dir: Path) -> Iterator[Served]:  # noqa: F811
-    ctx = Context.open(load_settings({}, home=home))
+    ctx = open_context(load_settings({}, home=home))
     served = serve_model(ctx, classifier_dir)
     yield served
     served.predictors.close()

@@ -12,8 +12,7 @@ from chainkeeper.governance.users import create_user, issue_token
 from chainkeeper.monitoring.feedback import list_feedback
 from chainkeeper.serving.keys import create_deployment_key
 from tests.model_rows import RELEASER
-from tests.monitoring.chain import IN_DISTRIBUTION, Served
-from tests.monitoring.chain import classifier_dir, served  # noqa: F401  (fixtures)
+from tests.monitoring.chain import IN_DISTRIBUTION, Served, classifier_dir, served  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.settings import Settings, load_settings
@@ -135,7 +136,7 @@ def test_the_retry_settings_decide_when_a_dead_receiver_is_given_up(settings: Se
     receiver.status = 503  # answers, but never takes the message
     environ = {"CHAINKEEPER_WEBHOOK_MAX_ATTEMPTS": "2", "CHAINKEEPER_WEBHOOK_BASE_DELAY_S": "0.2",
                "CHAINKEEPER_WEBHOOK_MAX_DELAY_S": "0.2", "CHAINKEEPER_WEBHOOK_TIMEOUT_S": "1"}
-    ctx = Context.open(load_settings(environ, home=settings.home))
+    ctx = open_context(load_settings(environ, home=settings.home))
     try:
         _firing_rule(ctx, receiver.url)
         evaluate_rules(ctx)

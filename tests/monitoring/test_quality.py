@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
@@ -16,10 +16,9 @@ from chainkeeper.monitoring.quality import (
     quality_windows,
     score_window,
 )
-from tests.monitoring.chain import IN_DISTRIBUTION, OFFLINE, OPERATOR, Served
-from tests.monitoring.chain import any_served, classifier_dir  # noqa: F401  (fixtures)
+from tests.monitoring.chain import IN_DISTRIBUTION, OFFLINE, OPERATOR, Served, any_served, classifier_dir  # noqa: F401  (fixtures)
 
-T0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 
 def _row(minute: int, predicted: str, truth: str | None, confidence: float = 0.9, version: int = 1
@@ -70,7 +69,7 @@ def test_live_quality_of_a_deployment_sits_next_to_its_offline_numbers(any_serve
     items = [(r, predicted[r]) for r in right] + [(r, "refund" if predicted[r] != "refund" else "balance")
                                                   for r in wrong]
     submit_feedback(any_served.ctx, items, actor=OPERATOR)
-    live = live_quality(any_served.ctx.db, "support", window=timedelta(hours=1))
+    live = live_quality(any_served.ctx, "support", actor=OPERATOR, window=timedelta(hours=1))
     labelled = [w for w in live.windows if w.labelled]
     assert sum(w.predictions for w in live.windows) == 12 and sum(w.labelled for w in labelled) == 9
     [overall] = live.overall
@@ -78,7 +77,7 @@ def test_live_quality_of_a_deployment_sits_next_to_its_offline_numbers(any_serve
     assert live.offline[any_served.version.id] == {"accuracy": 0.9, "macro_f1": 0.85, "ece": 0.05}
     assert OFFLINE["test"]["accuracy"] == 0.9
     with pytest.raises(NotFound, match="no deployment named 'nope'"):
-        live_quality(any_served.ctx.db, "nope")
+        live_quality(any_served.ctx, "nope", actor=OPERATOR)
 
 
 def _predictions(served: Served, ids: list[str]):  # type: ignore[no-untyped-def]

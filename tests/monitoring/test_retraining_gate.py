@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from chainkeeper.chain.maintenance import evaluate_retraining, start_retraining, train_on_released
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Conflict, Forbidden
 from chainkeeper.data.sources import count_sources
@@ -25,7 +26,6 @@ from chainkeeper.governance.ledger import list_entries, verify_ledger
 from chainkeeper.governance.permissions import create_role
 from chainkeeper.monitoring.alerts import create_rule, evaluate_rules
 from chainkeeper.monitoring.feedback import submit_feedback
-from chainkeeper.monitoring.maintenance import evaluate_retraining, start_retraining, train_on_released
 from chainkeeper.monitoring.tickets import acknowledge_ticket, get_ticket, hand_over_ticket
 from chainkeeper.training.config import parse_train_config
 from chainkeeper.training.runs import count_runs

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from chainkeeper.api.app import create_app
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import NotFound
+from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.approvals import decide, request_approval
 from chainkeeper.governance.users import issue_token
 from chainkeeper.registry.cards import model_card
@@ -17,6 +18,8 @@ from chainkeeper.registry.gates import set_gate_thresholds
 from chainkeeper.registry.versions import register_model_version
 from tests.governance.conftest import make_actor
 from tests.model_rows import ENGINEER, insert_run, registered
+
+READER = Actor("ola", frozenset({"operator"}))  # model.read everywhere
 
 PER_CLASS = {"refund": {"precision": 0.9, "recall": 0.8, "f1-score": 0.847, "support": 20},
              "balance": {"precision": 0.5, "recall": 0.4, "f1-score": 0.444, "support": 10},
@@ -40,7 +43,7 @@ def test_the_card_says_what_the_registry_knows_and_who_approved(ctx: Context) ->
     request = request_approval(ctx, "model.promote", version.id, actor=emil, comment="ready")
     decide(ctx, request.id, actor=rhea, approve=True, comment="card reviewed")
 
-    card = model_card(ctx, version.id)
+    card = model_card(ctx, version.id, actor=READER)
     assert card.startswith("# Model card: intents v1\n")
     for section in ("## Intended use", "## Data", "## Training", "## Metrics", "## Limitations", "## Release"):
         assert section in card
@@ -61,13 +64,13 @@ def test_a_card_without_evaluation_says_so(ctx: Context) -> None:
     version = registered(ctx, "intents")
     run_id = insert_run(ctx, model_artifact="a" * 64, metrics={})
     bare = register_model_version(ctx, run_id=run_id, name="intents", actor=ENGINEER)
-    assert "test | 0.9100 | 0.8800" in model_card(ctx, version.id)
-    card = model_card(ctx, bare.id)
+    assert "test | 0.9100 | 0.8800" in model_card(ctx, version.id, actor=READER)
+    card = model_card(ctx, bare.id, actor=READER)
     assert "No evaluation on a held-out test split is recorded." in card
     assert "weak classes are unknown" in card and "calibration was not measured" in card
     assert "approved by: nobody yet" in card
     with pytest.raises(NotFound, match="no model version 987654"):
-        model_card(ctx, 987654)
+        model_card(ctx, 987654, actor=READER)
 
 
 def test_the_api_serves_the_card_as_markdown(ctx: Context) -> None:
@@ -77,6 +80,6 @@ def test_the_api_serves_the_card_as_markdown(ctx: Context) -> None:
     headers = {"Authorization": f"Bearer {issue_token(ctx.db, 'olga', name='t').secret}"}
     answer = client.get(f"/api/models/{version.id}/card", headers=headers)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/markdown")
-    assert answer.text == model_card(ctx, version.id)
+    assert answer.text == model_card(ctx, version.id, actor=READER)
     missing = client.get("/api/models/987654/card", headers=headers)
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")

@@ -78,7 +78,7 @@ def test_gate_results_are_stored_and_compare_with_production_on_the_same_split(a
     production = in_production(any_ctx, "intents")  # test macro-F1 0.88 (tests/model_rows.METRICS)
     set_gate_thresholds(any_ctx, "intents", actor=RELEASER, min_macro_f1=0.8, max_drop_vs_production=0.02)
     weaker = _register(any_ctx, "intents", _metrics(0.84))
-    results = run_gates(any_ctx, weaker)
+    results = run_gates(any_ctx, weaker, actor=ENGINEER)
     assert {r.gate: r.passed for r in results} == {"min-macro-f1": True, "no-worse-than-production": False}
     # insert_run gives every run its own dataset version: the split differs from production's.
     assert "another dataset version" in results[1].detail

@@ -138,7 +138,8 @@ def test_approving_a_promotion_of_your_own_run_is_403(ctx: Context, api: tuple[T
     create_user(ctx.db, "rita", roles=["ml_engineer", "release_manager"])
     rita = issue_token(ctx.db, "rita", name="test").secret
     run_id = insert_run(ctx, model_artifact="a" * 64, author="rita")
-    version = register_model_version(ctx, run_id=run_id, name="intents", actor=Actor("rita", frozenset()))
+    version = register_model_version(ctx, run_id=run_id, name="intents",
+                                     actor=Actor("rita", frozenset({"ml_engineer"})))
     request = request_approval(ctx, "model.promote", version.id, actor=Actor("erin", frozenset({"ml_engineer"})))
     answer = client.post(f"/api/approvals/{request.id}/decision", json={"approve": True, "comment": "mine"},
                          headers={"Authorization": f"Bearer {rita}"})

@@ -153,7 +153,7 @@ def _served_by(ch: Chain, caller: str, text: str = "my card has not arrived yet"
 def _walk_the_release(ch: Chain, dataset_version_id: int, base_model: Path | None, first: TrainConfig,
                       second: TrainConfig) -> None:
     ctx, cast = ch.ctx, ch.cast
-    emil, rhea, remy = cast.engineer, cast.release_manager, cast.release_approver
+    emil, rhea = cast.engineer, cast.release_manager
 
     # --- version 1: trained by emil, a candidate -----------------------------------------
     v1 = _train_and_register(ch, dataset_version_id, emil, base_model, first)
@@ -271,7 +271,7 @@ def _walk_the_release(ch: Chain, dataset_version_id: int, base_model: Path | Non
     gates = ch.get("ada", f"/api/models/{v1}/gates").json()
     assert {r["gate"] for r in gates["results"]} == EVALUATION_GATES | DEPLOYMENT_GATES
     assert gates["thresholds"]["max_p95_latency_ms"] == 5_000
-    card = model_card(ctx, v2)
+    card = model_card(ctx, v2, actor=Actor("ada", frozenset({"auditor"})))
     for section in ("## Intended use", "## Data", "## Metrics", "## Exports", "## Limitations", "## Release"):
         assert section in card
     assert "deploy-golden-examples" in card and "trained by: rex" in card and "approved by: rhea" in card

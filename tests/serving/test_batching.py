@@ -160,10 +160,10 @@ def test_a_deployment_turns_ready_only_after_its_model_is_loaded_and_warm(
                             model_artifact=ctx.artifacts.put_tree(save_tiny_classifier(tiny_model_dir, tmp_path / "m")))
     deploy_model_version(ctx, name="support", model_version_id=version.id, actor=RELEASER)
     cache = PredictorCache(ctx)
-    first = deployment_readiness(ctx, cache, "support")
+    first = deployment_readiness(ctx, cache, "support", actor=RELEASER)
     assert first["ready"] is False and first["model_version_id"] == version.id  # the probe starts the load
     deadline = time.monotonic() + 20
-    while not (answer := deployment_readiness(ctx, cache, "support"))["ready"]:
+    while not (answer := deployment_readiness(ctx, cache, "support", actor=RELEASER))["ready"]:
         assert time.monotonic() < deadline, "the model never became ready"
         time.sleep(0.05)
     assert answer["engine"] == "torch" and answer["batching"]["texts"] == 0  # warm-up ran before batching

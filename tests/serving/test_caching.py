@@ -28,7 +28,7 @@ from chainkeeper.serving import keys
 from chainkeeper.serving.caching import TtlCache
 from chainkeeper.serving.deployments import deploy_model_version, resolve_route
 from chainkeeper.serving.keys import KEY_CACHE_TTL_S, create_deployment_key, revoke_deployment_key
-from chainkeeper.serving.rollout import ROUTE_CACHE, rollback_deployment, start_canary
+from chainkeeper.serving.rollout import rollback_deployment, route_cache, start_canary
 from chainkeeper.serving.tables import SqlDeploymentKey
 from tests.model_rows import RELEASER, in_production, registered, save_tiny_classifier
 
@@ -100,7 +100,7 @@ def _predict(client: TestClient, headers: dict[str, str]) -> int:
 def test_a_token_revoked_in_this_process_is_refused_at_once(ctx: Context, deployed: int,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # A long TTL: only the invalidation on commit can make the revocation visible.
-    monkeypatch.setattr(auth._actors, "ttl_s", 3600.0)
+    monkeypatch.setattr(auth.token_cache(ctx.db), "ttl_s", 3600.0)
     create_user(ctx.db, "olive", roles=["operator"])
     issued = issue_token(ctx.db, "olive", name="t")
     client = TestClient(create_app(ctx), raise_server_exceptions=False)
@@ -152,7 +152,7 @@ def test_a_role_granted_counts_at_once_and_a_role_revoked_within_the_ttl(ctx: Co
 
 def test_a_key_revoked_in_this_process_is_refused_at_once(ctx: Context, deployed: int,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keys._keys, "ttl_s", 3600.0)  # only the invalidation can make it visible
+    monkeypatch.setattr(keys.key_cache(ctx), "ttl_s", 3600.0)  # only the invalidation can make it visible
     issued = create_deployment_key(ctx, "support", name="shop", actor=RELEASER, scopes=["predict"])
     client = TestClient(create_app(ctx), raise_server_exceptions=False)
     headers = {"X-API-Key": issued.secret}
@@ -177,17 +177,17 @@ def test_a_rollout_and_a_rollback_take_effect_for_the_next_request(ctx: Context,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     v2 = registered(ctx, "intents", model_artifact=ctx.artifacts.put_tree(classifier_dir))
     transition_stage(ctx, v2.id, "staging", actor=RELEASER)
-    monkeypatch.setattr(ROUTE_CACHE, "ttl_s", 3600.0)  # only the invalidation can make a switch visible
-    assert resolve_route(ctx.db, "support").route.mode == "single"  # now cached
+    monkeypatch.setattr(route_cache(ctx), "ttl_s", 3600.0)  # only the invalidation can make a switch visible
+    assert resolve_route(ctx, "support").route.mode == "single"  # now cached
     start_canary(ctx, "support", v2.id, percent=99, actor=RELEASER)
-    cached = resolve_route(ctx.db, "support")
+    cached = resolve_route(ctx, "support")
     assert cached.route.mode == "canary" and set(cached.versions) == {deployed, v2.id}
     rollback_deployment(ctx, "support", actor=RELEASER)
-    after = resolve_route(ctx.db, "support")
+    after = resolve_route(ctx, "support")
     assert after.route.mode == "single" and after.route.primary_version_id == deployed
     second = in_production(ctx, "intents", model_artifact=ctx.artifacts.put_tree(classifier_dir))
     deploy_model_version(ctx, name="support", model_version_id=second.id, actor=RELEASER)
-    assert resolve_route(ctx.db, "support").deployment.model_version_id == second.id
+    assert resolve_route(ctx, "support").deployment.model_version_id == second.id
 
 
 def test_concurrent_misses_of_one_key_load_once() -> None:

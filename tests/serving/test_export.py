@@ -112,7 +112,7 @@ def test_the_export_job_exports_without_int8_when_asked(ctx: Context, classifier
     # The job scores on the run's test split; the test rows here are inserted directly, so
     # point the split reader at the fixed texts (the data stage tests load_split itself).
     monkeypatch.setattr("chainkeeper.serving.export._test_split", lambda _ctx, _run: (TEXTS, labels))
-    job = submit_job(ctx.db, "export", {"model_version_id": version.id, "quantize": False}, actor=ENGINEER.name)
+    job = submit_job(ctx, "export", {"model_version_id": version.id, "quantize": False}, actor=ENGINEER.name)
     out = run_export_job(ctx, JobHandle(ctx.db, job, "w1"))
     assert out["best_engine"] == "onnx" and set(out["forms"]) == {"onnx"}
     assert latest_export(ctx, version.id).manifest == out["manifest"]  # type: ignore[union-attr]

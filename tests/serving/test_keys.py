@@ -25,7 +25,7 @@ from chainkeeper.serving.keys import (
 )
 from chainkeeper.serving.limits import PayloadTooLarge, RateLimiter, RequestLimits, check_texts
 from tests.governance.conftest import make_actor
-from tests.model_rows import in_production, save_tiny_classifier
+from tests.model_rows import RELEASER, in_production, save_tiny_classifier
 
 RHEA = Actor("rhea", frozenset({"release_manager"}))
 
@@ -56,16 +56,16 @@ def test_a_key_is_stored_hashed_scoped_and_revocable(any_ctx: Context) -> None:
     _deployed(any_ctx)
     issued = create_deployment_key(any_ctx, "support", name="web-shop", actor=RHEA, scopes=["predict"], rate_per_s=5)
     assert issued.secret.startswith("ckd_") and issued.key.scopes == ("predict",) and issued.key.active
-    key = authenticate_deployment_key(any_ctx.db, issued.secret, deployment="support", scope="predict")
+    key = authenticate_deployment_key(any_ctx, issued.secret, deployment="support", scope="predict")
     assert key.id == issued.key.id and key.rate_per_s == 5
     with pytest.raises(Forbidden, match="lacks the 'read' scope"):
-        authenticate_deployment_key(any_ctx.db, issued.secret, deployment="support", scope="read")
+        authenticate_deployment_key(any_ctx, issued.secret, deployment="support", scope="read")
     with pytest.raises(Forbidden, match="belongs to deployment 'support', not 'billing'"):
-        authenticate_deployment_key(any_ctx.db, issued.secret, deployment="billing", scope="predict")
+        authenticate_deployment_key(any_ctx, issued.secret, deployment="billing", scope="predict")
     revoke_deployment_key(any_ctx, "support", issued.key.id, actor=RHEA)
     with pytest.raises(Unauthenticated, match="was revoked"):
-        authenticate_deployment_key(any_ctx.db, issued.secret, deployment="support", scope="predict")
-    assert [k.active for k in list_deployment_keys(any_ctx.db, "support")] == [False]
+        authenticate_deployment_key(any_ctx, issued.secret, deployment="support", scope="predict")
+    assert [k.active for k in list_deployment_keys(any_ctx, "support", actor=RELEASER)] == [False]
     entries = list_entries(any_ctx.db, object_kind="deployment_key")
     assert [e.action for e in entries] == ["apikey.create", "apikey.revoke"]
     assert all(issued.secret not in str(e.details) for e in entries)
@@ -74,7 +74,7 @@ def test_a_key_is_stored_hashed_scoped_and_revocable(any_ctx: Context) -> None:
 def test_bad_keys_and_requests_for_keys_are_refused(ctx: Context) -> None:
     _deployed(ctx)
     with pytest.raises(Unauthenticated, match="not valid"):
-        authenticate_deployment_key(ctx.db, "ckd_forged", deployment="support", scope="predict")
+        authenticate_deployment_key(ctx, "ckd_forged", deployment="support", scope="predict")
     with pytest.raises(InvalidInput, match="not valid"):
         create_deployment_key(ctx, "support", name="x", actor=RHEA, scopes=["admin"])
     with pytest.raises(InvalidInput, match="needs a scope"):
@@ -83,7 +83,7 @@ def test_bad_keys_and_requests_for_keys_are_refused(ctx: Context) -> None:
         create_deployment_key(ctx, "ghost", name="x", actor=RHEA, scopes=["predict"])
     with pytest.raises(NotFound, match="has no API key 987654"):
         revoke_deployment_key(ctx, "support", 987654, actor=RHEA)
-    assert list_deployment_keys(ctx.db, "support") == []
+    assert list_deployment_keys(ctx, "support", actor=RELEASER) == []
 
 
 def test_an_expired_key_is_refused(ctx: Context) -> None:
@@ -91,7 +91,7 @@ def test_an_expired_key_is_refused(ctx: Context) -> None:
     issued = create_deployment_key(ctx, "support", name="old", actor=RHEA, scopes=["predict"],
                                    expires_in=timedelta(microseconds=1))
     with pytest.raises(Unauthenticated, match="expired on"):
-        authenticate_deployment_key(ctx.db, issued.secret, deployment="support", scope="predict")
+        authenticate_deployment_key(ctx, issued.secret, deployment="support", scope="predict")
 
 
 def test_a_token_bucket_allows_the_burst_then_refills_at_the_rate() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chainkeeper.chain import open_context
 from chainkeeper.core.errors import RateLimited
 from chainkeeper.core.settings import Settings, load_settings
 from chainkeeper.serving import caching
@@ -99,10 +100,9 @@ def test_a_full_bucket_table_starts_over(group: ProcessGroup) -> None:
 
 
 def test_one_process_of_a_group_stores_the_metric_samples(group: ProcessGroup, settings: Settings) -> None:
-    from chainkeeper.core.context import Context
     from chainkeeper.monitoring.metrics import MetricSampler, ServingMetrics
 
-    ctx = Context.open(settings)
+    ctx = open_context(settings)
     metrics = ServingMetrics()
     metrics.observe("support", 1, 0.01, 1)
     first = MetricSampler(ctx.db, metrics, 3600, group=group)

@@ -111,7 +111,7 @@ def test_candidate_gates_approval_production_canary_rollback(any_ctx: Context, c
     assert get_deployment_by_name(ctx.db, "support").model_version_id == v1
     deployment_actions = [e.action for e in list_entries(ctx.db, object_kind="deployment")]
     assert deployment_actions == ["deployment.create", "deployment.rollout", "deployment.rollback"]
-    assert [r.reason for r in rollout_status(ctx.db, "support").history] == ["rollback", "canary", "deploy"]
+    assert [r.reason for r in rollout_status(ctx, "support", actor=rhea).history] == ["rollback", "canary", "deploy"]
     assert verify_ledger(ctx.db).ok
 
 
@@ -156,8 +156,8 @@ def test_a_shadow_sees_traffic_but_never_answers(ctx: Context, classifier_dir: P
     assert start_shadow(ctx, "support", v2.id, actor=rhea).mode == RouteMode.SHADOW
     served = serve_predictions(ctx, PredictorCache(ctx), "support", ["card lost", "hello"], caller_key="k")
     assert served.model_version.id == v1.id
-    assert wait_for_shadows()  # the shadow answers off the caller's path
-    shadows = list_shadow_predictions(ctx.db, "support")
+    assert wait_for_shadows(ctx)  # the shadow answers off the caller's path
+    shadows = list_shadow_predictions(ctx, "support", actor=rhea)
     assert {s.model_version_id for s in shadows} == {v2.id} and len(shadows) == 2
     by_request = {s.request_id: s for s in shadows}
     for p in served.predictions:  # the same weights answer the same label, logged next to the served one
@@ -278,7 +278,7 @@ def test_switching_routes_under_load_drops_no_request(ctx: Context, classifier_d
         for t in threads:
             t.join(timeout=30)
         server.stop()
-        wait_for_shadows()
+        wait_for_shadows(ctx)
     assert failures == []
     assert served[v1.id] > 0 and served[v2.id] > 0  # both answered while the canary ran
     assert current_route(ctx.db, "support").primary_version_id == v1.id

@@ -80,11 +80,11 @@ def test_a_finished_run_stores_calibration_slices_and_renders_a_self_contained_r
     assert sum(b["count"] for b in test["calibration"]["bins"]) == test["support"]
     assert sum(v["support"] for v in test["slices"]["text length"].values()) == test["support"]
 
-    page = run_report_html(ctx.db, first.id)
+    page = run_report_html(ctx, first.id, actor=ALICE)
     assert page.count("<svg") >= 3  # loss curve, confusion matrix, reliability diagram (per split)
     assert "confusion matrix" in page and "ECE" in page and "weighted avg" in page
     assert not re.search(r"(src|href)=[\"']?https?:", page)  # nothing fetched when opened
 
-    diff = compare_runs(ctx.db, first.id, second.id)
+    diff = compare_runs(ctx, first.id, second.id, actor=ALICE)
     row = diff["splits"]["test"]["accuracy"]
     assert row["delta"] == pytest.approx(row["b"] - row["a"])

@@ -61,7 +61,7 @@ def test_a_multi_label_run_trains_sigmoids_and_stores_set_metrics(ctx: Context, 
     assert done.state == RunState.SUCCEEDED
     test = done.metrics["test"]
     assert test["multi_label"] and test["labels"] == ["money", "weather"] and test["micro_f1"] >= 0.8
-    assert "Per class" in run_report_html(ctx.db, run.id)
+    assert "Per class" in run_report_html(ctx, run.id, actor=ALICE)
     model, tokenizer = TextClassifier.load(ctx.artifacts.get_tree(done.model_artifact, tmp_path / "m"))
     assert model.meta.multi_label
     assert predict_label_sets(model, tokenizer, ["storm flooded the bank branch, card payment failed 3"]) == \

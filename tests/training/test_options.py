@@ -18,7 +18,7 @@ from chainkeeper.core.worker import Worker
 from chainkeeper.training.config import TrainConfig, parse_train_config
 from chainkeeper.training.loop import class_weight_vector, lr_multiplier, train_classifier
 from chainkeeper.training.runs import RunState, count_runs, get_run, start_training_run
-from tests.training.test_loop import FAST, LABELS, NAMES, TEXTS, _model
+from tests.training.test_loop import FAST, LABELS, TEXTS, _model
 from tests.training.test_runs import ALICE, _dataset_version
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import JobState, get_job
@@ -68,7 +69,7 @@ def test_a_search_stores_its_study_in_our_database_and_trains_the_best_trial(
     assert Worker(any_ctx).run_one().state == JobState.SUCCEEDED  # type: ignore[union-attr]
     assert get_job(any_ctx.db, job_id).attempts == 1
     # Optuna's tables sit beside ours without touching our schema revision.
-    Context.open(any_ctx.settings).close()
+    open_context(any_ctx.settings).close()
 
 
 def test_a_search_without_trials_or_a_model_tokenizer_is_refused(ctx: Context, tmp_path: Path) -> None:

@@ -10,13 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chainkeeper.api.app import create_app
+from chainkeeper.chain import open_context
 from chainkeeper.cli.main import main
 from chainkeeper.cli.train import parse_overrides
 from chainkeeper.core.context import Context
-from chainkeeper.core.settings import Settings
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import JobState
+from chainkeeper.core.settings import Settings
 from chainkeeper.core.worker import Worker
+from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.users import create_user, issue_token
 from chainkeeper.training.runs import RunState, get_run, run_points
 from tests.training.test_runs import _dataset_version
@@ -34,7 +36,7 @@ def _token(ctx: Context, name: str, role: str) -> str:
 def ctx(settings: Settings, tiny_model_dir: Path) -> Iterator[Context]:
     """A store whose configured base model is the tiny one: over HTTP, runs always train
     on the server's configured base model."""
-    context = Context.open(settings.model_copy(update={"base_model": tiny_model_dir}))
+    context = open_context(settings.model_copy(update={"base_model": tiny_model_dir}))
     yield context
     context.close()
 
@@ -147,7 +149,7 @@ def test_cli_start_list_show_report_compare_and_cancel(ctx: Context, tmp_path: P
     code, out = cli("train", "cancel", "3")
     assert code == 0 and "cancelled" in out
     assert get_run(ctx.db, 3).state == RunState.CANCELLED
-    assert run_points(ctx.db, 1, name="loss")
+    assert run_points(ctx, 1, actor=Actor("emil", frozenset({"ml_engineer"})), name="loss")
 
     code, out = cli("train", "search", str(version_id), "--trials", "2", "--space", "lr=1e-4:1e-2:log",
                     "--base-model", str(tiny_model_dir))

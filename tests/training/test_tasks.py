@@ -83,7 +83,7 @@ def test_a_token_classification_version_trains_a_tagger_with_entity_metrics(ctx:
     assert test["f1"] >= 0.9 and set(test["per_type"]) == {"PER", "LOC"}
     assert test["token"]["labels"] == ["B-LOC", "B-PER", "O"] and test["token"]["accuracy"] >= 0.9
     assert done.metrics["train"]["dev_curve"] and "f1" in done.metrics["train"]["dev_curve"][0]
-    page = run_report_html(ctx.db, run.id)
+    page = run_report_html(ctx, run.id, actor=ALICE)
     assert "Entity level (seqeval" in page and "Token level" in page and "LOC" in page
 
     folder = ctx.artifacts.get_tree(done.model_artifact, tmp_path / "tagger")

@@ -21,8 +21,8 @@ import pytest
 from fastapi import FastAPI
 
 from chainkeeper.api.app import create_app
-from chainkeeper.api.server import start_server_in_thread
 from chainkeeper.api.auth import SESSION_COOKIE
+from chainkeeper.api.server import start_server_in_thread
 from chainkeeper.core.context import Context
 from chainkeeper.governance.users import create_user, issue_token
 

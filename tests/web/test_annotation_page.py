@@ -21,8 +21,8 @@ import pytest
 from chainkeeper.annotation.projects import list_projects
 from chainkeeper.annotation.schemas import define_schema
 from chainkeeper.annotation.tasks import annotator_queue
-from chainkeeper.apps.customer_service.sample import INTENTS
 from chainkeeper.api.auth import SESSION_COOKIE
+from chainkeeper.apps.customer_service.sample import INTENTS
 from chainkeeper.core.context import Context
 from chainkeeper.data.ingest import import_file
 from chainkeeper.data.versions import (

@@ -12,8 +12,7 @@ from chainkeeper.core.context import Context
 from chainkeeper.governance.users import create_user, issue_token
 from chainkeeper.monitoring.drift_jobs import check_drift
 from chainkeeper.monitoring.feedback import submit_feedback
-from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served
-from tests.monitoring.chain import classifier_dir, served  # noqa: F401  (fixtures)
+from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served, classifier_dir, served  # noqa: F401  (fixtures)
 from tests.web.conftest import PageProblems, screenshot_dir
 
 if TYPE_CHECKING:

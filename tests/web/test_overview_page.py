@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from chainkeeper.api.auth import SESSION_COOKIE
-
 from chainkeeper.api.app import create_app
+from chainkeeper.api.auth import SESSION_COOKIE
+from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
 from chainkeeper.core.jobs import submit_job
 from chainkeeper.core.settings import load_settings
@@ -54,7 +54,7 @@ def test_overview_lists_the_stage_cards_in_chain_order_with_their_roles(web_app:
 
 def test_jobs_fragment_polls_itself_and_lists_a_submitted_job(web_app: FastAPI, ctx: Context,
                                                              session_token: str) -> None:
-    job = submit_job(ctx.db, "sleep", {"steps": 1}, actor="alice")
+    job = submit_job(ctx, "sleep", {"steps": 1}, actor="alice")
 
     fragment = get(web_app, "/fragments/jobs", session_token)
 
@@ -83,7 +83,7 @@ def test_the_page_loads_htmx_from_our_own_static_folder(web_app: FastAPI, sessio
 def test_an_unreachable_store_renders_an_error_page_not_a_traceback(tmp_path: Path) -> None:
     # Port 9 (discard) refuses connections at once: the store is down, not slow.
     settings = load_settings({}, home=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:9/none")
-    broken = Context.open(settings, check_schema=False)
+    broken = open_context(settings, check_schema=False)
     try:
         page = get(create_app(broken), "/")
         fragment = get(create_app(broken), "/fragments/jobs")
@@ -118,7 +118,7 @@ def test_a_submitted_job_appears_and_succeeds_without_a_reload(
     # A marker on the window survives polling but not a reload: it proves the table
     # changed in place.
     page.evaluate("window.__notReloaded = true")
-    job = submit_job(ctx.db, "sleep", {"steps": 5, "step_s": 0.2}, actor="alice")
+    job = submit_job(ctx, "sleep", {"steps": 5, "step_s": 0.2}, actor="alice")
     row = page.locator(f'tr[data-job-id="{job.id}"]')
     expect(row).to_be_visible(timeout=JOBS_REFRESH_S * 3000)
     expect(row.locator(".badge")).to_have_text("queued")

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chainkeeper.api.auth import SESSION_COOKIE
+from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
 from chainkeeper.core.settings import Settings
 from chainkeeper.core.worker import Worker
@@ -33,7 +34,7 @@ LIVE = TrainConfig(epochs=10, batch_size=8, learning_rate=5e-3, head_lr_multipli
 
 @pytest.fixture
 def ctx(settings: Settings, tiny_model_dir: Path) -> Iterator[Context]:
-    context = Context.open(settings.model_copy(update={"base_model": tiny_model_dir}))
+    context = open_context(settings.model_copy(update={"base_model": tiny_model_dir}))
     yield context
     context.close()
 

@@ -1,8 +1,9 @@
 """Annotation: schemas, projects, queues, answers, adjudication, figures, pre-labels, export.
 
-Thin: parse, call ``chainkeeper.annotation``, answer. Routes that both annotators and
-data stewards use (a project's summary, a queue) are declared with ``system.read`` and
-the service decides who sees what: an annotator their own queue, a steward any.
+Thin: parse, call ``chainkeeper.annotation``, answer; the services decide who may, in
+the project of the annotation project's dataset. Routes that both annotators and data
+stewards use (a project's summary, a queue) are declared with ``system.read`` and the
+service decides who sees what: an annotator their own queue, a steward any.
 The labelling page of the web UI calls these same routes.
 """
 
@@ -15,11 +16,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from chainkeeper.annotation import adjudication, export, figures, prelabel, projects, schemas, tasks, trace
+from chainkeeper import annotation
+from chainkeeper.annotation import AnswerStatus, Project, Task
 from chainkeeper.api.auth import require
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.permissions import is_allowed
 
 router = APIRouter(tags=["annotation"])
 
@@ -87,61 +88,60 @@ class ExportBody(_Body):
     name: str | None = Field(None, max_length=128, description="Dataset name; default the parent version's.")
 
 
-def _project_json(project: projects.Project) -> dict[str, Any]:
+def _project_json(project: Project) -> dict[str, Any]:
     return asdict(project)
 
 
-def _task_json(task: tasks.Task) -> dict[str, Any]:
+def _task_json(task: Task) -> dict[str, Any]:
     return asdict(task)
 
 
-@router.get("/api/annotation/schemas", dependencies=[require("annotation.manage")])
-def list_schemas(request: Request, name: str | None = Query(None, max_length=128)) -> list[dict[str, Any]]:
+@router.get("/api/annotation/schemas")
+def list_schemas(request: Request, name: str | None = Query(None, max_length=128),
+                 actor: Actor = require("annotation.manage")) -> list[dict[str, Any]]:
     """Label schema versions, newest first."""
-    return [asdict(s) for s in schemas.list_schemas(get_ctx(request).db, name=name)]
+    return [asdict(s) for s in annotation.find_schemas(get_ctx(request).db, actor=actor, name=name)]
 
 
 @router.post("/api/annotation/schemas", status_code=201)
 def define_schema(body: SchemaBody, request: Request, actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Define a schema, or the next version of one."""
-    return asdict(schemas.define_schema(get_ctx(request).db, name=body.name, kind=body.kind, labels=body.labels,
+    return asdict(annotation.define_schema(get_ctx(request).db, name=body.name, kind=body.kind, labels=body.labels,
                                         guidelines=body.guidelines, actor=actor))
 
 
 @router.get("/api/annotation/projects")
-def list_projects(request: Request, actor: Actor = require("system.read")) -> list[dict[str, Any]]:
-    """Projects: all of them for a data steward, the ones with your queue otherwise."""
-    db = get_ctx(request).db
-    mine = None if is_allowed(db, actor, "annotation.manage") else actor.name
-    return [_project_json(p) for p in projects.list_projects(db, annotator=mine)]
+def list_projects(request: Request, dataset: str | None = Query(None, max_length=128),
+                  actor: Actor = require("system.read")) -> list[dict[str, Any]]:
+    """Projects you work on: those of the datasets where you manage annotation, and those with your queue."""
+    return [_project_json(p) for p in annotation.find_projects(get_ctx(request), actor=actor, dataset=dataset)]
 
 
 @router.post("/api/annotation/projects", status_code=201)
 def create_project(body: ProjectBody, request: Request, actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Create a project from a dataset version (or a filter of it)."""
-    return _project_json(projects.create_project(get_ctx(request), actor=actor, **body.model_dump()))
+    return _project_json(annotation.create_project(get_ctx(request), actor=actor, **body.model_dump()))
 
 
 @router.get(_PROJECT)
 def get_project(project_id: int, request: Request, actor: Actor = require("system.read")) -> dict[str, Any]:
     """A project with its schema (labels, guidelines)."""
-    ctx = get_ctx(request)
-    project = projects.get_project(ctx.db, project_id)
-    return {**_project_json(project), "schema": asdict(schemas.get_schema(ctx.db, project.schema_id))}
+    project, schema = annotation.show_project(get_ctx(request), project_id, actor=actor)
+    return {**_project_json(project), "schema": asdict(schema)}
 
 
 @router.put(_PROJECT + "/schema")
 def change_schema(project_id: int, body: SchemaChangeBody, request: Request,
                   actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Move the project to another version of its schema; earlier answers keep theirs."""
-    return _project_json(projects.change_schema(get_ctx(request), project_id, body.schema_id, actor=actor))
+    return _project_json(annotation.change_schema(get_ctx(request), project_id, body.schema_id, actor=actor))
 
 
 @router.post(_PROJECT + "/assign")
 def assign(project_id: int, body: AssignBody, request: Request,
            actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Deal the unassigned items to annotators, in queue order and batches."""
-    added = projects.assign_batches(get_ctx(request), project_id, annotators=body.annotators, actor=actor,
+    added = annotation.assign_batches(get_ctx(request), project_id, annotators=body.annotators, actor=actor,
                                     batch_size=body.batch_size)
     return {"assigned": added}
 
@@ -150,8 +150,8 @@ def assign(project_id: int, body: AssignBody, request: Request,
 def queue(project_id: int, request: Request, annotator: str | None = Query(None, max_length=128),
           actor: Actor = require("system.read")) -> dict[str, Any]:
     """Your queue (a data steward may name any ``annotator``), in order."""
-    found = tasks.annotator_queue(get_ctx(request), project_id, actor, annotator=annotator)
-    answered = sum(1 for t in found if t.answer is not None and t.answer.status == tasks.AnswerStatus.LABELLED)
+    found = annotation.annotator_queue(get_ctx(request), project_id, actor, annotator=annotator)
+    answered = sum(1 for t in found if t.answer is not None and t.answer.status == AnswerStatus.LABELLED)
     return {"project_id": project_id, "annotator": annotator or actor.name, "total": len(found),
             "labelled": answered, "items": [_task_json(t) for t in found]}
 
@@ -160,14 +160,14 @@ def queue(project_id: int, request: Request, annotator: str | None = Query(None,
 def get_item(project_id: int, item_id: int, request: Request,
              actor: Actor = require("annotation.label")) -> dict[str, Any]:
     """One item of your queue, with your answer and its version."""
-    return _task_json(tasks.get_task(get_ctx(request), project_id, item_id, actor))
+    return _task_json(annotation.get_task(get_ctx(request), project_id, item_id, actor))
 
 
 @router.put(_PROJECT + "/items/{item_id}/answer")
 def save_answer(project_id: int, item_id: int, body: AnswerBody, request: Request,
                 actor: Actor = require("annotation.label")) -> dict[str, Any]:
     """Save your answer; a stale ``expected_version`` answers 409 and changes nothing."""
-    answer = tasks.save_annotation(get_ctx(request), project_id, item_id, actor, **body.model_dump())
+    answer = annotation.save_annotation(get_ctx(request), project_id, item_id, actor, **body.model_dump())
     return asdict(answer)
 
 
@@ -175,14 +175,14 @@ def save_answer(project_id: int, item_id: int, body: AnswerBody, request: Reques
 def disputes(project_id: int, request: Request,
              actor: Actor = require("annotation.adjudicate")) -> list[dict[str, Any]]:
     """The adjudication queue: disputed and flagged items with every answer."""
-    return [asdict(d) for d in adjudication.adjudication_queue(get_ctx(request), project_id, actor)]
+    return [asdict(d) for d in annotation.adjudication_queue(get_ctx(request), project_id, actor)]
 
 
 @router.post(_PROJECT + "/items/{item_id}/decision")
 def decide(project_id: int, item_id: int, body: DecisionBody, request: Request,
            actor: Actor = require("annotation.adjudicate")) -> dict[str, Any]:
     """Decide one item (recorded with the decider in the audit ledger)."""
-    return asdict(adjudication.adjudicate_item(get_ctx(request), project_id, item_id, actor, value=body.value,
+    return asdict(annotation.adjudicate_item(get_ctx(request), project_id, item_id, actor, value=body.value,
                                                expected_version=body.expected_version, note=body.note))
 
 
@@ -190,21 +190,21 @@ def decide(project_id: int, item_id: int, body: DecisionBody, request: Request,
 def resolve(project_id: int, body: ResolveBody, request: Request,
             actor: Actor = require("annotation.adjudicate")) -> dict[str, Any]:
     """Decide every disputed item by majority vote or Dawid-Skene."""
-    return adjudication.resolve_disputes(get_ctx(request), project_id, actor, method=body.method)
+    return annotation.resolve_disputes(get_ctx(request), project_id, actor, method=body.method)
 
 
 @router.get(_PROJECT + "/figures")
 def project_figures(project_id: int, request: Request,
                     actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Progress, agreement (kappas, alpha, span F1) and per-annotator figures."""
-    return figures.project_figures(get_ctx(request), project_id, actor)
+    return annotation.project_figures(get_ctx(request), project_id, actor)
 
 
 @router.post(_PROJECT + "/prelabel", status_code=202)
 def start_prelabel(project_id: int, body: PrelabelBody, request: Request,
                    actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Queue a pre-labelling job with a registered model version."""
-    job = prelabel.submit_prelabel(get_ctx(request), project_id, body.model_version_id, actor, strategy=body.strategy)
+    job = annotation.submit_prelabel(get_ctx(request), project_id, body.model_version_id, actor, strategy=body.strategy)
     return asdict(job)
 
 
@@ -212,7 +212,7 @@ def start_prelabel(project_id: int, body: PrelabelBody, request: Request,
 async def export_project(project_id: int, body: ExportBody, request: Request,
                          actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Freeze the settled labels as a new dataset version and close the project."""
-    version = await run_in_threadpool(export.export_project, get_ctx(request), project_id, actor, name=body.name)
+    version = await run_in_threadpool(annotation.export_project, get_ctx(request), project_id, actor, name=body.name)
     return asdict(version)
 
 
@@ -220,4 +220,4 @@ async def export_project(project_id: int, body: ExportBody, request: Request,
 def row_lineage(dataset_version_id: int, row_id: int, request: Request,
                 actor: Actor = require("lineage.read")) -> dict[str, Any]:
     """A labelled row back to its annotators, adjudicator and parent row."""
-    return trace.row_lineage(get_ctx(request), dataset_version_id, row_id, actor).to_dict()
+    return annotation.row_lineage(get_ctx(request), dataset_version_id, row_id, actor).to_dict()

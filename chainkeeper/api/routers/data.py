@@ -1,6 +1,6 @@
 """Sources and dataset versions: list, show, upload a file, queue a crawl, create a version, read its rows.
 
-Thin: parse, call ``chainkeeper.data``, answer. An upload is streamed to a temporary
+Thin: parse, call ``chainkeeper.data``, answer; the services decide who may. An upload is streamed to a temporary
 file under its own name (so row origins read ``name:line``), refused past
 ``MAX_UPLOAD_BYTES``, imported with ``import_file`` and deleted; a failed import stores
 nothing.
@@ -21,8 +21,17 @@ from starlette.concurrency import run_in_threadpool
 from chainkeeper.api.auth import require
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.data import ingest
-from chainkeeper.data.sources import Source, get_source, list_sources
+from chainkeeper.data import (
+    Source,
+    crawl,
+    create_dataset_version,
+    find_dataset_versions,
+    find_sources,
+    import_file,
+    read_dataset_page,
+    show_dataset_version,
+    show_source,
+)
 from chainkeeper.governance.actors import Actor
 
 router = APIRouter(tags=["data"])
@@ -39,16 +48,17 @@ def source_json(source: Source) -> dict[str, Any]:
     return {**asdict(source), "name": source.name}
 
 
-@router.get("/api/sources", dependencies=[require("data.read")])
-def api_list_sources(request: Request, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+@router.get("/api/sources")
+def api_list_sources(request: Request, limit: int = Query(100, ge=1, le=1000),
+                     actor: Actor = require("data.read")) -> list[dict[str, Any]]:
     """Imported sources, newest first."""
-    return [source_json(s) for s in list_sources(get_ctx(request).db, limit=limit)]
+    return [source_json(s) for s in find_sources(get_ctx(request), actor=actor, limit=limit)]
 
 
-@router.get("/api/sources/{source_id}", dependencies=[require("data.read")])
-def api_get_source(source_id: int, request: Request) -> dict[str, Any]:
+@router.get("/api/sources/{source_id}")
+def api_get_source(source_id: int, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
     """One source: where it came from, its checksum, format, encoding, counts."""
-    return source_json(get_source(get_ctx(request).db, source_id))
+    return source_json(show_source(get_ctx(request), source_id, actor=actor))
 
 
 @router.post("/api/sources", status_code=201)
@@ -77,7 +87,7 @@ async def api_upload_source(
                     raise _too_large(size)
                 out.write(chunk)
         source = await run_in_threadpool(
-            ingest.import_file, get_ctx(request), path, actor=actor, format=format or None, text_column=text_column,
+            import_file, get_ctx(request), path, actor=actor, format=format or None, text_column=text_column,
             label_column=None if no_label else label_column or None, split=split or None, uri=f"upload:{name}")
     return source_json(source)
 
@@ -96,8 +106,6 @@ class CrawlBody(BaseModel):
 @router.post("/api/sources/crawl", status_code=202)
 def api_crawl(body: CrawlBody, request: Request, actor: Actor = require("data.import")) -> dict[str, Any]:
     """Queue a crawl (a job of kind "crawl"); a worker stores the pages as a source."""
-    from chainkeeper.data.crawler import crawl
-
     job = crawl(get_ctx(request), body.url, actor=actor, max_depth=body.max_depth, max_pages=body.max_pages,
                 rate_per_s=body.rate_per_s, same_host=body.same_host)
     return asdict(job)
@@ -108,17 +116,16 @@ def _too_large(size: int) -> InvalidInput:
                         hint="Copy the file to the server and run 'chainkeeper data import PATH' there.")
 
 
-@router.get("/api/datasets", dependencies=[require("data.read")])
+@router.get("/api/datasets")
 def api_list_datasets(request: Request, name: str | None = Query(None, max_length=128),
-                      limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
-    """Dataset versions, newest first."""
-    from chainkeeper.data import versions
-
-    return [asdict(v) for v in versions.list_dataset_versions(get_ctx(request).db, name=name, limit=limit)]
+                      limit: int = Query(100, ge=1, le=1000),
+                      actor: Actor = require("data.read")) -> list[dict[str, Any]]:
+    """Dataset versions you may read, newest first."""
+    return [asdict(v) for v in find_dataset_versions(get_ctx(request), actor=actor, name=name, limit=limit)]
 
 
 class VersionBody(BaseModel):
-    """A dataset version to create (see ``versions.create_dataset_version``)."""
+    """A dataset version to create (see ``chainkeeper.data.create_dataset_version``)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=128)
@@ -133,30 +140,25 @@ class VersionBody(BaseModel):
 async def api_create_dataset(body: VersionBody, request: Request,
                              actor: Actor = require("dataset.create")) -> dict[str, Any]:
     """Clean, split and freeze sources as the next version of a dataset; a failure stores nothing."""
-    from chainkeeper.data import versions
-
     # Reads, cleans and writes every row: off the event loop.
     version = await run_in_threadpool(
-        versions.create_dataset_version, get_ctx(request), name=body.name, source_ids=body.source_ids, actor=actor,
+        create_dataset_version, get_ctx(request), name=body.name, source_ids=body.source_ids, actor=actor,
         recipe=body.recipe, seed=body.seed, fractions=body.fractions, task=body.task)
     return {**asdict(version), "task": version.task.value}
 
 
-@router.get("/api/datasets/{version_id}", dependencies=[require("data.read")])
-def api_get_dataset(version_id: int, request: Request) -> dict[str, Any]:
+@router.get("/api/datasets/{version_id}")
+def api_get_dataset(version_id: int, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
     """One dataset version: stats, splits, recipe report, state."""
-    from chainkeeper.data import versions
-
-    version = versions.get_dataset_version(get_ctx(request).db, version_id)
+    version = show_dataset_version(get_ctx(request), version_id, actor=actor)
     return {**asdict(version), "task": version.task.value}
 
 
-@router.get("/api/datasets/{version_id}/rows", dependencies=[require("data.read")])
+@router.get("/api/datasets/{version_id}/rows")
 def api_dataset_rows(version_id: int, request: Request, split: str | None = Query(None, max_length=16),
-                     limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                     limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0),
+                     actor: Actor = require("data.read")) -> dict[str, Any]:
     """A page of a version's rows, optionally of one split."""
-    from chainkeeper.data import versions
-
-    table = versions.read_dataset_rows(get_ctx(request), version_id, split or None)
-    return {"version_id": version_id, "split": split, "total": table.num_rows, "offset": offset,
-            "rows": table.slice(offset, limit).to_pylist()}
+    total, rows = read_dataset_page(get_ctx(request), version_id, actor=actor, split=split or None, offset=offset,
+                                    limit=limit)
+    return {"version_id": version_id, "split": split, "total": total, "offset": offset, "rows": rows}

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chainkeeper.api.auth import SESSION_COOKIE, authenticate, public, require
+from chainkeeper.api.auth import SESSION_COOKIE, public, require
+from chainkeeper.chain import lineage_of, owner_of, reassign_owner
 from chainkeeper.core.context import Context
-from chainkeeper.governance import approvals, ledger, lineage, ownership, passwords, permissions, users
+from chainkeeper.governance import approvals, audit, passwords, permissions, users
 from chainkeeper.governance.actors import Actor
 
 router = APIRouter(tags=["governance"])
@@ -80,7 +81,7 @@ def login(body: LoginBody, request: Request, response: Response) -> dict[str, An
     ctx = _ctx(request)
     address = request.client.host if request.client else "unknown"
     actor = passwords.login(ctx.db, body.user, body.password, address=address)
-    issued = users.issue_token(ctx.db, actor.name, name="web session", expires_in=timedelta(hours=12), actor=actor)
+    issued = users.issue_session_token(ctx.db, actor=actor, expires_in=timedelta(hours=12))
     response.set_cookie(SESSION_COOKIE, issued.secret, httponly=True, samesite="strict", max_age=12 * 3600)
     return {"user": actor.name, "roles": sorted(actor.roles)}
 
@@ -91,11 +92,9 @@ def logout(response: Response) -> dict[str, str]:
     return {"status": "signed out"}
 
 
-@router.get("/api/me", dependencies=[require("owner.read")])
-def me(request: Request) -> dict[str, Any]:
-    actor = authenticate(request)
-    return {"user": actor.name, "roles": sorted(actor.roles),
-            "project_roles": sorted(f"{r}@{p}" for r, p in actor.scoped_roles)}
+@router.get("/api/me")
+def me(request: Request, actor: Actor = require("owner.read")) -> dict[str, Any]:
+    return users.describe_actor(_ctx(request).db, actor=actor)
 
 
 # --- users, tokens, roles (admin) ------------------------------------------------------
@@ -103,7 +102,7 @@ def me(request: Request) -> dict[str, Any]:
 
 @router.get("/api/users")
 def list_users(request: Request, actor: Actor = require("user.manage")) -> list[dict[str, Any]]:
-    return [u.__dict__ for u in users.list_users(_ctx(request).db)]
+    return [u.__dict__ for u in users.list_users(_ctx(request).db, actor=actor)]
 
 
 @router.post("/api/users", status_code=201)
@@ -127,19 +126,21 @@ def revoke_token(token_id: int, request: Request, actor: Actor = require("user.m
 
 
 @router.post("/api/users/{name}/roles")
-def grant_role(name: str, body: RoleGrantBody, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
+def grant_role(
+    name: str, body: RoleGrantBody, request: Request, actor: Actor = require("user.manage")
+) -> dict[str, Any]:
     return users.grant_role(_ctx(request).db, name, body.role, project=body.project, actor=actor).__dict__
 
 
-@router.get("/api/roles", dependencies=[require("owner.read")])
-def list_roles(request: Request) -> dict[str, list[str]]:
+@router.get("/api/roles")
+def list_roles(request: Request, actor: Actor = require("owner.read")) -> dict[str, list[str]]:
     return {role: sorted(a for a in actions if ":" not in a)
-            for role, actions in sorted(permissions.permission_matrix(_ctx(request).db).items())}
+            for role, actions in sorted(permissions.read_matrix(_ctx(request).db, actor=actor).items())}
 
 
-@router.get("/api/roles/raci", dependencies=[require("owner.read")])
-def raci(request: Request, format: Literal["md", "csv", "json"] = "json") -> Any:
-    rows = permissions.raci_rows(permissions.permission_matrix(_ctx(request).db))
+@router.get("/api/roles/raci")
+def raci(request: Request, format: Literal["md", "csv", "json"] = "json", actor: Actor = require("owner.read")) -> Any:
+    rows = permissions.raci_rows(permissions.read_matrix(_ctx(request).db, actor=actor))
     if format == "json":
         return [r.__dict__ for r in rows]
     media = "text/markdown" if format == "md" else "text/csv"
@@ -160,7 +161,9 @@ def grant_permission(role: str, action: str, request: Request, actor: Actor = re
 
 
 @router.delete("/api/roles/{role}/permissions/{action}")
-def revoke_permission(role: str, action: str, request: Request, actor: Actor = require("role.manage")) -> dict[str, Any]:
+def revoke_permission(
+    role: str, action: str, request: Request, actor: Actor = require("role.manage")
+) -> dict[str, Any]:
     permissions.set_permission(_ctx(request).db, role, action, granted=False, actor=actor)
     return {"role": role, "action": action, "granted": False}
 
@@ -189,15 +192,16 @@ def request_deployment(model_version_id: int, body: DeploymentRequestBody, reque
                                       comment=body.comment, payload={"name": body.name}).__dict__
 
 
-@router.get("/api/approvals", dependencies=[require("system.read")])
-def list_approvals(request: Request, state: str | None = None) -> list[dict[str, Any]]:
-    return [a.__dict__ for a in approvals.list_approvals(_ctx(request), state=state)]
+@router.get("/api/approvals")
+def list_approvals(request: Request, state: str | None = None,
+                   actor: Actor = require("system.read")) -> list[dict[str, Any]]:
+    return [a.__dict__ for a in approvals.find_approvals(_ctx(request), actor=actor, state=state)]
 
 
-@router.get("/api/approvals/{approval_id}", dependencies=[require("system.read")])
-def show_approval(approval_id: int, request: Request) -> dict[str, Any]:
+@router.get("/api/approvals/{approval_id}")
+def show_approval(approval_id: int, request: Request, actor: Actor = require("system.read")) -> dict[str, Any]:
     ctx = _ctx(request)
-    approval = approvals.get_approval(ctx, approval_id)
+    approval = approvals.show_approval(ctx, approval_id, actor=actor)
     candidates, excluded, why = approvals.who_may_approve(ctx, approval)
     return {**approval.__dict__, "may_approve": candidates, "excluded": excluded, "excluded_because": why}
 
@@ -214,35 +218,36 @@ def decide(approval_id: int, body: DecisionBody, request: Request,
 # --- audit, lineage, ownership ----------------------------------------------------------
 
 
-@router.get("/api/audit", dependencies=[require("audit.read")])
+@router.get("/api/audit")
 def audit_entries(request: Request, after_seq: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
-                  object_kind: str | None = None, object_id: str | None = None) -> list[dict[str, Any]]:
-    return [e.__dict__ for e in ledger.list_entries(_ctx(request).db, after_seq=after_seq, limit=limit,
-                                                     object_kind=object_kind, object_id=object_id)]
+                  object_kind: str | None = None, object_id: str | None = None,
+                  actor: Actor = require("audit.read")) -> list[dict[str, Any]]:
+    return [e.__dict__ for e in audit.read_entries(_ctx(request).db, actor=actor, after_seq=after_seq, limit=limit,
+                                                    object_kind=object_kind, object_id=object_id)]
 
 
-@router.get("/api/audit/verify", dependencies=[require("audit.verify")])
-def audit_verify(request: Request) -> dict[str, Any]:
-    return ledger.verify_ledger(_ctx(request).db).__dict__
+@router.get("/api/audit/verify")
+def audit_verify(request: Request, actor: Actor = require("audit.verify")) -> dict[str, Any]:
+    return audit.verify_ledger_as(_ctx(request).db, actor=actor).__dict__
 
 
-@router.get("/api/audit/export", dependencies=[require("audit.read")])
-def audit_export(request: Request) -> StreamingResponse:
-    lines = (line + "\n" for line in ledger.export_entries(_ctx(request).db))
+@router.get("/api/audit/export")
+def audit_export(request: Request, actor: Actor = require("audit.read")) -> StreamingResponse:
+    lines = (line + "\n" for line in audit.export_ledger(_ctx(request).db, actor=actor))
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
-@router.get("/api/lineage/{kind}/{object_id}", dependencies=[require("lineage.read")])
-def get_lineage(kind: str, object_id: str, request: Request) -> dict[str, Any]:
-    return lineage.lineage(_ctx(request), kind, object_id).to_dict()
+@router.get("/api/lineage/{kind}/{object_id}")
+def get_lineage(kind: str, object_id: str, request: Request, actor: Actor = require("lineage.read")) -> dict[str, Any]:
+    return lineage_of(_ctx(request), kind, object_id, actor=actor).to_dict()
 
 
-@router.get("/api/owners/{kind}/{object_id}", dependencies=[require("owner.read")])
-def get_owner(kind: str, object_id: str, request: Request) -> dict[str, Any]:
-    return ownership.owner_of(_ctx(request), kind, object_id).__dict__
+@router.get("/api/owners/{kind}/{object_id}")
+def get_owner(kind: str, object_id: str, request: Request, actor: Actor = require("owner.read")) -> dict[str, Any]:
+    return owner_of(_ctx(request), kind, object_id, actor=actor).__dict__
 
 
 @router.put("/api/owners/{kind}/{object_id}")
 def set_owner(kind: str, object_id: str, body: OwnerBody, request: Request,
               actor: Actor = require("owner.assign")) -> dict[str, Any]:
-    return ownership.reassign_owner(_ctx(request), kind, object_id, body.owner, actor=actor).__dict__
+    return reassign_owner(_ctx(request), kind, object_id, body.owner, actor=actor).__dict__

@@ -17,29 +17,38 @@ from fastapi.responses import Response
 from chainkeeper.api.auth import require
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.api.routers.serving import serving_state
-from chainkeeper.monitoring.metrics import CONTENT_TYPE, METRIC_NAMES, metric_series
+from chainkeeper.governance.actors import Actor
+from chainkeeper.monitoring import (
+    CONTENT_TYPE,
+    metric_names,
+    read_metric_series,
+    render_metrics,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["monitoring"])
 
 
-@router.get("/metrics", dependencies=[require("monitoring.read")], response_class=Response)
-def prometheus_metrics(request: Request) -> Response:
+@router.get("/metrics", response_class=Response)
+def prometheus_metrics(request: Request, actor: Actor = require("monitoring.read")) -> Response:
     """Every serving metric of this process, in Prometheus text format."""
-    return Response(serving_state(request.app).metrics.render(), media_type=CONTENT_TYPE)
+    return Response(render_metrics(get_ctx(request), serving_state(request.app).metrics, actor=actor),
+                    media_type=CONTENT_TYPE)
 
 
-@router.get("/api/metrics", dependencies=[require("monitoring.read")])
-def list_metric_names() -> dict[str, str]:
+@router.get("/api/metrics")
+def list_metric_names(request: Request, actor: Actor = require("monitoring.read")) -> dict[str, str]:
     """The stored series that charts and alert rules may ask for, with their meaning."""
-    return dict(METRIC_NAMES)
+    return metric_names(get_ctx(request), actor=actor)
 
 
-@router.get("/api/metrics/{name}", dependencies=[require("monitoring.read")])
+@router.get("/api/metrics/{name}")
 def stored_series(name: str, request: Request, minutes: float = Query(60.0, gt=0, le=60 * 24 * 90),
-                  deployment: str | None = Query(None, max_length=128)) -> list[dict[str, Any]]:
-    """One stored series over the last ``minutes``, oldest first (see ``metric_series``)."""
+                  deployment: str | None = Query(None, max_length=128),
+                  actor: Actor = require("monitoring.read")) -> list[dict[str, Any]]:
+    """One stored series over the last ``minutes``, oldest first (see ``metric_series``): the
+    points of the deployments the caller may read."""
     since = datetime.now(UTC) - timedelta(minutes=minutes)
     return [{"at": p.at.isoformat(), "value": p.value, "labels": p.labels}
-            for p in metric_series(get_ctx(request).db, name, since, deployment)]
+            for p in read_metric_series(get_ctx(request), name, since, deployment, actor=actor)]

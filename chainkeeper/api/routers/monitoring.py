@@ -18,13 +18,13 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from chainkeeper import monitoring
 from chainkeeper.api.auth import api_key_of, authenticate, request_id_of, require
 from chainkeeper.api.deps import get_ctx
-# The same reading of X-API-Key / Bearer ckd_... as the predict route.
 from chainkeeper.governance.actors import Actor
-from chainkeeper.monitoring import diagnosis, drift_jobs, feedback, quality
-from chainkeeper.monitoring.drift import CHECKS
-from chainkeeper.serving import keys
+from chainkeeper.governance.permissions import projects_allowed
+from chainkeeper.monitoring import CHECKS, MAX_FEEDBACK_ITEMS, SOURCES, FeedbackOutcome
+from chainkeeper.serving import DeploymentKey, authenticate_deployment_key
 
 router = APIRouter(tags=["monitoring"])
 
@@ -43,8 +43,8 @@ class FeedbackBody(BaseModel):
 
     request_id: str | None = Field(None, min_length=1, max_length=64)
     label: str | None = Field(None, min_length=1, max_length=255)
-    items: list[FeedbackItem] | None = Field(None, max_length=feedback.MAX_FEEDBACK_ITEMS)
-    source: str | None = Field(None, description=f"Who knows the truth: {', '.join(feedback.SOURCES)}.")
+    items: list[FeedbackItem] | None = Field(None, max_length=MAX_FEEDBACK_ITEMS)
+    source: str | None = Field(None, description=f"Who knows the truth: {', '.join(SOURCES)}.")
 
     @model_validator(mode="after")
     def _one_form(self) -> FeedbackBody:
@@ -59,7 +59,7 @@ class FeedbackBody(BaseModel):
         return [(self.request_id or "", self.label or "")]
 
 
-def _outcomes(outcomes: list[feedback.FeedbackOutcome]) -> dict[str, Any]:
+def _outcomes(outcomes: list[FeedbackOutcome]) -> dict[str, Any]:
     return {"results": [{"status": o.status, **asdict(o.feedback)} for o in outcomes],
             "created": sum(o.status == "created" for o in outcomes),
             "corrected": sum(o.status == "corrected" for o in outcomes),
@@ -67,19 +67,17 @@ def _outcomes(outcomes: list[feedback.FeedbackOutcome]) -> dict[str, Any]:
 
 
 def feedback_caller() -> Any:
-    """The deployment feedback route's decision: a user allowed ``monitoring.feedback``, or a key with that scope."""
+    """The deployment feedback route's caller: a user (the service decides), or a key of the deployment."""
 
-    def dependency(request: Request) -> tuple[Actor, keys.DeploymentKey | None]:
-        from chainkeeper.governance.permissions import authorize
-
+    def dependency(request: Request) -> tuple[Actor, DeploymentKey | None]:
         ctx = get_ctx(request)
         secret = api_key_of(request)
-        if secret is None:
+        if secret is None:  # a user: ``submit_feedback`` decides, in each prediction's project
             actor = authenticate(request)
-            authorize(ctx.db, actor, "monitoring.feedback", project=request.path_params.get("name"))
+            projects_allowed(ctx.db, actor, "monitoring.feedback")  # as require(): 403 before the body
             request.state.actor = actor
             return actor, None
-        key = keys.authenticate_deployment_key(ctx.db, secret, deployment=request.path_params.get("name", ""),
+        key = authenticate_deployment_key(ctx, secret, deployment=request.path_params.get("name", ""),
                                                scope="feedback")
         actor = Actor(f"apikey:{key.id}:{key.name}", frozenset(), request_id=request_id_of(request))
         request.state.actor = actor
@@ -93,43 +91,41 @@ def feedback_caller() -> Any:
 def post_feedback(body: FeedbackBody, request: Request,
                   actor: Actor = require("monitoring.feedback")) -> dict[str, Any]:
     """Attach true labels to served predictions (all or nothing); re-sending is safe, a new label corrects."""
-    return _outcomes(feedback.submit_feedback(get_ctx(request), body.pairs(), actor=actor, source=body.source))
+    return _outcomes(monitoring.submit_feedback(get_ctx(request), body.pairs(), actor=actor, source=body.source))
 
 
 @router.post("/v1/deployments/{name}/feedback")
 def post_deployment_feedback(name: str, body: FeedbackBody, request: Request,
-                             caller: tuple[Actor, keys.DeploymentKey | None] = feedback_caller()) -> dict[str, Any]:
+                             caller: tuple[Actor, DeploymentKey | None] = feedback_caller()) -> dict[str, Any]:
     """Feedback on the predictions of one deployment, from a user or the deployment's API key."""
     actor, key = caller
-    return _outcomes(feedback.submit_feedback(get_ctx(request), body.pairs(), actor=actor, source=body.source,
+    return _outcomes(monitoring.submit_feedback(get_ctx(request), body.pairs(), actor=actor, source=body.source,
                                               key=key, deployment=name))
 
 
-@router.get("/api/feedback/{request_id}", dependencies=[require("monitoring.read")])
-def get_feedback(request_id: str, request: Request) -> dict[str, Any]:
+@router.get("/api/feedback/{request_id}")
+def get_feedback(request_id: str, request: Request, actor: Actor = require("monitoring.read")) -> dict[str, Any]:
     """The true label stored for a request id, next to the prediction."""
-    return asdict(feedback.get_feedback(get_ctx(request).db, request_id))
+    return asdict(monitoring.show_feedback(get_ctx(request), request_id, actor=actor))
 
 
-@router.get("/api/monitoring/deployments/{name}/quality",
-            dependencies=[require("monitoring.read", project_from="name")])
+@router.get("/api/monitoring/deployments/{name}/quality")
 def get_quality(name: str, request: Request, window_s: float = Query(3600, gt=0, le=30 * 86400),
-                since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+                since: datetime | None = None, until: datetime | None = None,
+                actor: Actor = require("monitoring.read")) -> dict[str, Any]:
     """Live accuracy, macro-F1 and ECE per window, with each version's offline numbers."""
-    live = quality.live_quality(get_ctx(request).db, name, window=timedelta(seconds=window_s), since=since,
-                                until=until)
+    live = monitoring.live_quality(get_ctx(request), name, actor=actor, window=timedelta(seconds=window_s),
+                                   since=since, until=until)
     return asdict(live)
 
 
-@router.get("/api/monitoring/deployments/{name}/drift",
-            dependencies=[require("monitoring.read", project_from="name")])
+@router.get("/api/monitoring/deployments/{name}/drift")
 def get_drift(name: str, request: Request, check: str | None = Query(None, max_length=32),
-              limit: int = Query(200, ge=1, le=2000)) -> dict[str, Any]:
+              limit: int = Query(200, ge=1, le=2000), actor: Actor = require("monitoring.read")) -> dict[str, Any]:
     """Stored drift results, newest window first, and the latest of each check."""
-    db = get_ctx(request).db
-    results = drift_jobs.list_drift_results(db, name, check=check, limit=limit)
+    results, latest = monitoring.show_drift_results(get_ctx(request), name, actor=actor, check=check, limit=limit)
     return {"deployment": name, "checks": list(CHECKS), "results": [asdict(r) for r in results],
-            "latest": {k: asdict(v) for k, v in drift_jobs.latest_drift_results(db, name).items()}}
+            "latest": {k: asdict(v) for k, v in latest.items()}}
 
 
 class DriftJobBody(BaseModel):
@@ -145,26 +141,26 @@ class DriftJobBody(BaseModel):
 
 @router.post("/api/monitoring/deployments/{name}/drift", status_code=202)
 def post_drift(name: str, body: DriftJobBody, request: Request,
-               actor: Actor = require("monitoring.check", project_from="name")) -> dict[str, Any]:
+               actor: Actor = require("monitoring.check")) -> dict[str, Any]:
     """Queue a drift job (recurring with ``every_s``); follow it under /api/jobs/{id}."""
-    job = drift_jobs.submit_drift_job(get_ctx(request), name, actor=actor, last=body.last, window_s=body.window_s,
+    job = monitoring.submit_drift_job(get_ctx(request), name, actor=actor, last=body.last, window_s=body.window_s,
                                       every_s=body.every_s, max_checks=body.max_checks, checks=body.checks,
                                       alpha=body.alpha)
     return {**asdict(job), "finished": job.finished}
 
 
-@router.get("/api/monitoring/deployments/{name}/report",
-            dependencies=[require("monitoring.read", project_from="name")])
+@router.get("/api/monitoring/deployments/{name}/report")
 async def get_report(name: str, request: Request, since: datetime | None = None,
-                     until: datetime | None = None) -> dict[str, Any]:
+                     until: datetime | None = None, actor: Actor = require("monitoring.read")) -> dict[str, Any]:
     """The diagnosis report as JSON: slices, confused pairs, low-confidence, wrong and slow examples."""
-    return await run_in_threadpool(diagnosis.diagnose, get_ctx(request).db, name, since=since, until=until)
+    return await run_in_threadpool(
+        lambda: monitoring.diagnose(get_ctx(request), name, actor=actor, since=since, until=until))
 
 
-@router.get("/api/monitoring/deployments/{name}/report.html", response_class=HTMLResponse,
-            dependencies=[require("monitoring.read", project_from="name")])
+@router.get("/api/monitoring/deployments/{name}/report.html", response_class=HTMLResponse)
 async def get_report_html(name: str, request: Request, since: datetime | None = None,
-                          until: datetime | None = None) -> HTMLResponse:
+                          until: datetime | None = None, actor: Actor = require("monitoring.read")) -> HTMLResponse:
     """The diagnosis report as a self-contained HTML page with plots."""
-    report = await run_in_threadpool(diagnosis.diagnose, get_ctx(request).db, name, since=since, until=until)
-    return HTMLResponse(diagnosis.render_diagnosis_html(report))
+    report = await run_in_threadpool(
+        lambda: monitoring.diagnose(get_ctx(request), name, actor=actor, since=since, until=until))
+    return HTMLResponse(monitoring.render_diagnosis_html(report))

@@ -20,23 +20,33 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from chainkeeper.api.auth import require
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.governance.actors import Actor
-from chainkeeper.registry import cards, gates, versions
-from chainkeeper.registry.versions import Stage
-from chainkeeper.serving import export as exports
+from chainkeeper.registry import (
+    ModelVersion,
+    Stage,
+    find_model_versions,
+    model_card,
+    register_model_version,
+    set_gate_thresholds,
+    show_gates,
+    show_model_version,
+    show_production,
+    show_stage_history,
+)
+from chainkeeper.serving import DEFAULT_MAX_DELTA_POINTS, latest_export, request_export
 
 router = APIRouter(tags=["registry"])
 
 
-def model_version_json(version: versions.ModelVersion) -> dict[str, Any]:
+def model_version_json(version: ModelVersion) -> dict[str, Any]:
     """A model version as the API shows it."""
     return asdict(version)
 
 
-@router.get("/api/models", dependencies=[require("model.read")])
+@router.get("/api/models")
 def list_models(request: Request, name: str | None = Query(None, max_length=128), stage: Stage | None = None,
-                limit: int = Query(100, ge=1, le=500)) -> list[dict[str, Any]]:
-    """Model versions, newest first; filter by name and stage."""
-    found = versions.list_model_versions(get_ctx(request).db, name, stage=stage, limit=limit)
+                limit: int = Query(100, ge=1, le=500), actor: Actor = require("model.read")) -> list[dict[str, Any]]:
+    """Model versions the caller may read, newest first; filter by name and stage."""
+    found = find_model_versions(get_ctx(request), actor=actor, name=name, stage=stage, limit=limit)
     return [model_version_json(v) for v in found]
 
 
@@ -59,47 +69,44 @@ def register_model(body: RegisterBody, request: Request, response: Response,
     Refused with 404 for an unknown run, 409 for a run that has not succeeded, has no
     model or is already registered, and 422 for a malformed name; nothing is stored then.
     """
-    version = versions.register_model_version(get_ctx(request), run_id=body.run_id, name=body.name, actor=actor)
+    version = register_model_version(get_ctx(request), run_id=body.run_id, name=body.name, actor=actor)
     response.headers["Location"] = f"/api/models/{version.id}"
     return model_version_json(version)
 
 
-@router.get("/api/models/production-at", dependencies=[require("model.read")])
+@router.get("/api/models/production-at")
 def production_at(request: Request, name: str = Query(..., max_length=128),
                   when: datetime = Query(..., description="An ISO time with its zone, e.g. 2026-05-03T14:00:00Z."),
-                  ) -> dict[str, Any]:
+                  actor: Actor = require("model.read")) -> dict[str, Any]:
     """What served: the version of model ``name`` in production at ``when`` (null if none),
     read from the stage history, and every production period of the name."""
-    db = get_ctx(request).db
-    version = versions.production_version_at(db, name, when)
+    history = show_production(get_ctx(request), name, actor=actor, when=when)
+    version = history.version_at
     return {"name": name, "when": when, "model_version": model_version_json(version) if version else None,
-            "periods": [asdict(p) for p in versions.production_timeline(db, name)]}
+            "periods": [asdict(p) for p in history.periods]}
 
 
-@router.get("/api/models/{model_version_id}", dependencies=[require("model.read")])
-def get_model(model_version_id: int, request: Request) -> dict[str, Any]:
+@router.get("/api/models/{model_version_id}")
+def get_model(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
     """One model version with its stage history, oldest move first."""
-    db = get_ctx(request).db
-    version = versions.get_model_version(db, model_version_id)
-    history = [asdict(t) for t in versions.stage_history(db, model_version_id)]
+    ctx = get_ctx(request)
+    version = show_model_version(ctx, model_version_id, actor=actor)
+    history = [asdict(t) for t in show_stage_history(ctx, model_version_id, actor=actor)]
     return {**model_version_json(version), "history": history}
 
 
-@router.get("/api/models/{model_version_id}/card", dependencies=[require("model.read")],
-            response_class=PlainTextResponse)
-def get_model_card(model_version_id: int, request: Request) -> PlainTextResponse:
+@router.get("/api/models/{model_version_id}/card", response_class=PlainTextResponse)
+def get_model_card(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> PlainTextResponse:
     """The version's model card, generated from the registry, as Markdown."""
-    text = cards.model_card(get_ctx(request), model_version_id)
+    text = model_card(get_ctx(request), model_version_id, actor=actor)
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
-@router.get("/api/models/{model_version_id}/gates", dependencies=[require("model.read")])
-def get_model_gates(model_version_id: int, request: Request) -> dict[str, Any]:
+@router.get("/api/models/{model_version_id}/gates")
+def get_model_gates(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
     """The thresholds of the version's model name and the results of its latest gate evaluation."""
-    db = get_ctx(request).db
-    version = versions.get_model_version(db, model_version_id)
-    return {"thresholds": asdict(gates.get_gate_thresholds(db, version.name)),
-            "results": [asdict(r) for r in gates.latest_gate_results(db, model_version_id)]}
+    report = show_gates(get_ctx(request), model_version_id, actor=actor)
+    return {"thresholds": asdict(report.thresholds), "results": [asdict(r) for r in report.results]}
 
 
 class ThresholdsBody(BaseModel):
@@ -126,10 +133,10 @@ class ThresholdsBody(BaseModel):
 
 @router.put("/api/gates/{name}")
 def set_gates(name: str, body: ThresholdsBody, request: Request,
-              actor: Actor = require("model.promote.approve", project_from="name")) -> dict[str, Any]:
+              actor: Actor = require("model.promote.approve")) -> dict[str, Any]:
     """Set the release thresholds of model ``name`` (a release manager's decision)."""
     given = {field: getattr(body, field) for field in body.model_fields_set}
-    return asdict(gates.set_gate_thresholds(get_ctx(request), name, actor=actor, **given))
+    return asdict(set_gate_thresholds(get_ctx(request), name, actor=actor, **given))
 
 
 class ExportBody(BaseModel):
@@ -137,8 +144,8 @@ class ExportBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    int8: bool = Field(False, description="Also produce the dynamic-int8 form.")
-    max_delta_points: float = Field(exports.DEFAULT_MAX_DELTA_POINTS, ge=0, le=100,
+    int8: bool = Field(default=False, description="Also produce the dynamic-int8 form.")
+    max_delta_points: float = Field(default=DEFAULT_MAX_DELTA_POINTS, ge=0, le=100,
                                     description="Accuracy points a form may lose against PyTorch.")
 
 
@@ -147,18 +154,18 @@ def start_export(model_version_id: int, request: Request, body: ExportBody | Non
                  actor: Actor = require("model.export")) -> JSONResponse:
     """Queue the ONNX export of a version as a job; follow it at ``/api/jobs/{id}``."""
     body = body or ExportBody()
-    job = exports.request_export(get_ctx(request), model_version_id, actor=actor, quantize=body.int8,
+    job = request_export(get_ctx(request), model_version_id, actor=actor, quantize=body.int8,
                                  max_delta_points=body.max_delta_points)
     return JSONResponse(status_code=202, headers={"Location": f"/api/jobs/{job.id}"},
                         content={"job_id": job.id, "state": str(job.state), "kind": job.kind, "params": job.params,
                                  "follow": f"/api/jobs/{job.id}"})
 
 
-@router.get("/api/models/{model_version_id}/exports", dependencies=[require("model.read")])
-def get_exports(model_version_id: int, request: Request) -> dict[str, Any]:
+@router.get("/api/models/{model_version_id}/exports")
+def get_exports(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
     """The version's latest export of its current files: each form's accuracy, delta and latency."""
     ctx = get_ctx(request)
-    version = versions.get_model_version(ctx.db, model_version_id)
-    latest = exports.latest_export(ctx, version.id, version.model_artifact)
+    version = show_model_version(ctx, model_version_id, actor=actor)
+    latest = latest_export(ctx, version.id, version.model_artifact)
     return {"model_version_id": version.id,
             "latest": {**asdict(latest), "best_engine": latest.best_engine()} if latest else None}

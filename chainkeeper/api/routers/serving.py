@@ -30,24 +30,34 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
-from chainkeeper.api.auth import api_key_of, authenticate, bearer_secret, cached_actor, request_id_of, require
+from chainkeeper import serving
+from chainkeeper.api.auth import (
+    api_key_of,
+    authenticate,
+    bearer_secret,
+    cached_actor,
+    request_id_of,
+    require,
+)
 from chainkeeper.api.deps import get_ctx
-from chainkeeper.core.db import Database
+from chainkeeper.core.context import Context
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.permissions import authorize
-from chainkeeper.monitoring.logwriter import PredictionLogWriter
-from chainkeeper.monitoring.metrics import UNKNOWN_DEPLOYMENT, MetricSampler, ServingMetrics
-from chainkeeper.registry.versions import ModelVersion
-from chainkeeper.serving import deployments, keys, rollout
-from chainkeeper.serving.limits import (
+from chainkeeper.monitoring import (
+    UNKNOWN_DEPLOYMENT,
+    MetricSampler,
+    PredictionLogWriter,
+    ServingMetrics,
+)
+from chainkeeper.registry import ModelVersion
+from chainkeeper.serving import (
+    ProcessGroup,
     RateLimiter,
     SharedRateLimiter,
     check_body_size,
     check_content_type,
     check_texts,
 )
-from chainkeeper.serving.processes import ProcessGroup
 
 
 @asynccontextmanager
@@ -60,7 +70,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(tags=["serving"], lifespan=_lifespan)
-_limiter_lock = threading.Lock()
 _state_lock = threading.Lock()
 
 # Header naming the caller for sticky canary routing (same key -> same version).
@@ -109,21 +118,16 @@ def serving_state(app: FastAPI) -> ServingState:
             group = getattr(app.state, "group", None)
             metrics = ServingMetrics(runtime_stats=app.state.predictors.stats, log_stats=log.stats, group=group)
             state = app.state.serving = ServingState(ctx, log, metrics, group=group)
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def _rate_limiter(request: Request) -> RateLimiter:
-    """The app's one limiter, made on first use: in memory, or shared by the processes of its group."""
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
-        return limiter  # type: ignore[no-any-return]
-    with _limiter_lock:
-        limiter = getattr(request.app.state, "rate_limiter", None)
-        if limiter is None:
-            group = getattr(request.app.state, "group", None)
-            limiter = SharedRateLimiter(group.path / "buckets") if group is not None else RateLimiter()
-            request.app.state.rate_limiter = limiter
-    return limiter  # type: ignore[no-any-return]
+    """The context's one limiter, made on first use: in memory, or shared by the processes of its group."""
+    group = getattr(request.app.state, "group", None)
+    return get_ctx(request).state(
+        "serving.rate_limiter",
+        lambda: SharedRateLimiter(group.path / "buckets") if group is not None else RateLimiter(),
+    )
 
 
 async def _caller(request: Request, name: str) -> Actor:
@@ -131,15 +135,21 @@ async def _caller(request: Request, name: str) -> Actor:
     ctx = get_ctx(request)
     secret = api_key_of(request)
     if secret is None:
-        actor = cached_actor(request, bearer_secret(request)) or await run_in_threadpool(authenticate, request)
-        # The permission matrix is cached by governance (re-read every few seconds).
-        authorize(ctx.db, actor, "predict", project=name)
+        actor = cached_actor(request, bearer_secret(request))
+        if actor is None:
+            actor = await run_in_threadpool(authenticate, request)
+        # Serving decides, in the deployment's project; from the route cache (and governance's
+        # cached permission matrix) without the store when warm, else on a worker thread.
+        if serving.cached_route(ctx, name) is not None:
+            serving.authorize_prediction(ctx, name, actor=actor)
+        else:
+            await run_in_threadpool(lambda: serving.authorize_prediction(ctx, name, actor=actor))
         return actor
-    if keys.cached_deployment_key(ctx.db, secret) is not None:
-        key = keys.authenticate_deployment_key(ctx.db, secret, deployment=name, scope="predict")
+    if serving.cached_deployment_key(ctx, secret) is not None:
+        key = serving.authenticate_deployment_key(ctx, secret, deployment=name, scope="predict")
     else:
-        key = await run_in_threadpool(keys.authenticate_deployment_key, ctx.db, secret, deployment=name,
-                                      scope="predict")
+        key = await run_in_threadpool(lambda: serving.authenticate_deployment_key(ctx, secret, deployment=name,
+                                                                                  scope="predict"))
     _rate_limiter(request).check(key.id, key.rate_per_s, key.burst)
     return Actor(f"apikey:{key.id}:{key.name}", frozenset(), request_id=request_id_of(request))
 
@@ -164,7 +174,7 @@ async def _admit(request: Request, name: str) -> Actor:
     return actor
 
 
-def predict_caller() -> object:
+def predict_caller() -> Any:
     """The predict route's decision: a user allowed ``predict``, or a deployment key with that scope."""
 
     async def dependency(request: Request) -> Actor:
@@ -227,36 +237,35 @@ def _version_ref(version: ModelVersion) -> dict[str, Any]:
     return {"id": version.id, "label": version.label, "stage": str(version.stage)}
 
 
-def live_json(status: rollout.RolloutStatus) -> dict[str, Any]:
+def live_json(status: serving.RolloutStatus) -> dict[str, Any]:
     """What answers a deployment's traffic now: the primary, and a canary (with its share) or a shadow."""
     route, candidate = status.route, status.candidate
     return {"mode": str(route.mode), "primary": _version_ref(status.primary),
             "canary": ({**_version_ref(candidate), "percent": route.percent}
-                       if candidate and route.mode == rollout.RouteMode.CANARY else None),
-            "shadow": _version_ref(candidate) if candidate and route.mode == rollout.RouteMode.SHADOW else None,
+                       if candidate and route.mode == serving.RouteMode.CANARY else None),
+            "shadow": _version_ref(candidate) if candidate and route.mode == serving.RouteMode.SHADOW else None,
             "previous_version_id": route.previous_version_id, "since": route.created_at}
 
 
-def deployment_json(db: Database, deployment: deployments.Deployment) -> dict[str, Any]:
+def deployment_json(ctx: Context, deployment: serving.Deployment, actor: Actor) -> dict[str, Any]:
     """A deployment as the API shows it, with its live route under ``live``."""
-    return {**asdict(deployment), "live": live_json(rollout.rollout_status(db, deployment.name))}
+    return {**asdict(deployment), "live": live_json(serving.rollout_status(ctx, deployment.name, actor=actor))}
 
 
-@router.get("/api/deployments", dependencies=[require("deployment.read")],
-            summary="List deployments with the versions answering their traffic")
-def list_deployments(request: Request, limit: int = Query(100, ge=1, le=500)) -> list[dict[str, Any]]:
-    """Deployments, most recently changed first; each with ``live``: its primary version,
-    and the canary (version and share of callers) or shadow version, if one runs."""
-    db = get_ctx(request).db
-    return [deployment_json(db, d) for d in deployments.list_deployments(db, limit=limit)]
+@router.get("/api/deployments", summary="List deployments with the versions answering their traffic")
+def list_deployments(request: Request, limit: int = Query(100, ge=1, le=500),
+                     actor: Actor = require("deployment.read")) -> list[dict[str, Any]]:
+    """Deployments the caller may read, most recently changed first; each with ``live``: its
+    primary version, and the canary (version and share of callers) or shadow version, if one runs."""
+    ctx = get_ctx(request)
+    return [deployment_json(ctx, d, actor) for d in serving.find_deployments(ctx, actor=actor, limit=limit)]
 
 
-@router.get("/api/deployments/{name}", dependencies=[require("deployment.read", project_from="name")],
-            summary="One deployment with the versions answering its traffic")
-def get_deployment(name: str, request: Request) -> dict[str, Any]:
+@router.get("/api/deployments/{name}", summary="One deployment with the versions answering its traffic")
+def get_deployment(name: str, request: Request, actor: Actor = require("deployment.read")) -> dict[str, Any]:
     """One deployment by name, with its live route as in the list."""
-    db = get_ctx(request).db
-    return deployment_json(db, deployments.get_deployment_by_name(db, name))
+    ctx = get_ctx(request)
+    return deployment_json(ctx, serving.show_deployment(ctx, name, actor=actor), actor)
 
 
 @router.post(PREDICT_PATH, openapi_extra=_PREDICT_OPENAPI)
@@ -286,7 +295,7 @@ async def _answer(request: Request, name: str) -> JSONResponse:
     try:
         texts = (await _read_body(request)).as_list()
         check_texts(texts)
-        served = await deployments.aserve_predictions(
+        served = await serving.aserve_predictions(
             get_ctx(request), request.app.state.predictors, name, texts,
             caller_key=request.headers.get(CALLER_KEY_HEADER), log=state.log, started=started)
     except ChainkeeperError as error:
@@ -329,15 +338,15 @@ class RollbackBody(BaseModel):
     comment: str = Field("", max_length=2000, description="Why, kept in the registry history.")
 
 
-def route_json(route: rollout.Route) -> dict[str, Any]:
+def route_json(route: serving.Route) -> dict[str, Any]:
     """A route as the API shows it."""
     return asdict(route)
 
 
-@router.get("/api/deployments/{name}/rollout", dependencies=[require("deployment.read", project_from="name")])
-def get_rollout(name: str, request: Request) -> dict[str, Any]:
+@router.get("/api/deployments/{name}/rollout")
+def get_rollout(name: str, request: Request, actor: Actor = require("deployment.read")) -> dict[str, Any]:
     """The deployment's live route, its versions and the recent routes."""
-    status = rollout.rollout_status(get_ctx(request).db, name)
+    status = serving.rollout_status(get_ctx(request), name, actor=actor)
     return {"deployment": name, "route": route_json(status.route), "primary": _version_ref(status.primary),
             "candidate": _version_ref(status.candidate) if status.candidate else None,
             "history": [route_json(r) for r in status.history]}
@@ -345,39 +354,39 @@ def get_rollout(name: str, request: Request) -> dict[str, Any]:
 
 @router.post("/api/deployments/{name}/canary")
 def start_canary(name: str, body: CanaryBody, request: Request,
-                 actor: Actor = require("deployment.rollout", project_from="name")) -> dict[str, Any]:
+                 actor: Actor = require("deployment.rollout")) -> dict[str, Any]:
     """Send a share of callers to a candidate version."""
-    return route_json(rollout.start_canary(get_ctx(request), name, body.model_version_id, percent=body.percent,
+    return route_json(serving.start_canary(get_ctx(request), name, body.model_version_id, percent=body.percent,
                                            actor=actor))
 
 
 @router.post("/api/deployments/{name}/shadow")
 def start_shadow(name: str, body: ShadowBody, request: Request,
-                 actor: Actor = require("deployment.rollout", project_from="name")) -> dict[str, Any]:
+                 actor: Actor = require("deployment.rollout")) -> dict[str, Any]:
     """Let a candidate see every request; its answers are logged, not returned."""
-    return route_json(rollout.start_shadow(get_ctx(request), name, body.model_version_id, actor=actor))
+    return route_json(serving.start_shadow(get_ctx(request), name, body.model_version_id, actor=actor))
 
 
 @router.post("/api/deployments/{name}/promote")
 def promote_rollout(name: str, request: Request,
-                    actor: Actor = require("deployment.rollout", project_from="name")) -> dict[str, Any]:
+                    actor: Actor = require("deployment.rollout")) -> dict[str, Any]:
     """Make the canary or shadow candidate (already in production in the registry) answer all traffic."""
-    return route_json(rollout.promote_rollout(get_ctx(request), name, actor=actor))
+    return route_json(serving.promote_rollout(get_ctx(request), name, actor=actor))
 
 
 @router.post("/api/deployments/{name}/rollback")
 def rollback(name: str, request: Request, body: RollbackBody | None = None,
-             actor: Actor = require("deployment.rollback", project_from="name")) -> dict[str, Any]:
+             actor: Actor = require("deployment.rollback")) -> dict[str, Any]:
     """Drop a canary or shadow, or return to the version served before the last switch."""
-    return route_json(rollout.rollback_deployment(get_ctx(request), name, actor=actor,
+    return route_json(serving.rollback_deployment(get_ctx(request), name, actor=actor,
                                                   comment=body.comment if body else ""))
 
 
-@router.get("/api/deployments/{name}/shadow-predictions",
-            dependencies=[require("deployment.read", project_from="name")])
-def shadow_predictions(name: str, request: Request, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+@router.get("/api/deployments/{name}/shadow-predictions")
+def shadow_predictions(name: str, request: Request, limit: int = Query(100, ge=1, le=1000),
+                       actor: Actor = require("deployment.read")) -> list[dict[str, Any]]:
     """What a shadow candidate answered, next to what was served, newest first."""
-    return [asdict(p) for p in deployments.list_shadow_predictions(get_ctx(request).db, name, limit=limit)]
+    return [asdict(p) for p in serving.list_shadow_predictions(get_ctx(request), name, actor=actor, limit=limit)]
 
 
 # --- API keys --------------------------------------------------------------------------
@@ -387,45 +396,43 @@ class KeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128, description="Who or what uses the key.")
-    scopes: list[str] = Field(min_length=1, description=f"Any of: {', '.join(keys.SCOPES)}.")
+    scopes: list[str] = Field(min_length=1, description=f"Any of: {', '.join(serving.SCOPES)}.")
     rate: str | None = Field(None, description="Requests allowed, e.g. '50/s' or '600/min'; none: unlimited.")
     burst: int | None = Field(None, ge=1, description="Requests allowed at once (default: one second's worth).")
     expires_in_days: float | None = Field(None, gt=0, description="Expire after this many days.")
 
 
-def key_json(key: keys.DeploymentKey) -> dict[str, Any]:
+def key_json(key: serving.DeploymentKey) -> dict[str, Any]:
     """A key as the API shows it: never its secret."""
     return {**asdict(key), "active": key.active}
 
 
 @router.post("/api/deployments/{name}/keys", status_code=201)
 def create_key(name: str, body: KeyBody, request: Request,
-               actor: Actor = require("apikey.manage", project_from="name")) -> dict[str, Any]:
+               actor: Actor = require("apikey.manage")) -> dict[str, Any]:
     """Issue an API key for the deployment; the secret is in this answer only."""
-    issued = keys.create_deployment_key(
+    issued = serving.create_deployment_key(
         get_ctx(request), name, name=body.name, actor=actor, scopes=body.scopes,
-        rate_per_s=keys.parse_rate(body.rate) if body.rate else None, burst=body.burst,
+        rate_per_s=serving.parse_rate(body.rate) if body.rate else None, burst=body.burst,
         expires_in=timedelta(days=body.expires_in_days) if body.expires_in_days else None)
     return {**key_json(issued.key), "secret": issued.secret}
 
 
-@router.get("/api/deployments/{name}/keys", dependencies=[require("apikey.manage", project_from="name")])
-def list_keys(name: str, request: Request) -> list[dict[str, Any]]:
+@router.get("/api/deployments/{name}/keys")
+def list_keys(name: str, request: Request, actor: Actor = require("apikey.manage")) -> list[dict[str, Any]]:
     """The deployment's API keys, revoked ones included."""
-    return [key_json(k) for k in keys.list_deployment_keys(get_ctx(request).db, name)]
+    return [key_json(k) for k in serving.list_deployment_keys(get_ctx(request), name, actor=actor)]
 
 
 @router.delete("/api/deployments/{name}/keys/{key_id}")
 def revoke_key(name: str, key_id: int, request: Request,
-               actor: Actor = require("apikey.manage", project_from="name")) -> dict[str, Any]:
+               actor: Actor = require("apikey.manage")) -> dict[str, Any]:
     """Revoke a key at once."""
-    return key_json(keys.revoke_deployment_key(get_ctx(request), name, key_id, actor=actor))
+    return key_json(serving.revoke_deployment_key(get_ctx(request), name, key_id, actor=actor))
 
 
-@router.get("/v1/deployments/{name}", dependencies=[require("deployment.read", project_from="name")])
-def deployment_readiness(name: str, request: Request) -> dict[str, Any]:
+@router.get("/v1/deployments/{name}")
+def deployment_readiness(name: str, request: Request, actor: Actor = require("deployment.read")) -> dict[str, Any]:
     """Readiness of one deployment: ``ready`` is true once its model is loaded and warmed up
     (a first call starts the load in the background)."""
-    from chainkeeper.serving.runtime import deployment_readiness as readiness
-
-    return readiness(get_ctx(request), request.app.state.predictors, name)
+    return serving.deployment_readiness(get_ctx(request), request.app.state.predictors, name, actor=actor)

@@ -52,13 +52,15 @@ def _key(text: str) -> str:
 
 
 def _fill(rng: random.Random, templates: dict[str, Any], intent: str, lang: str) -> str:
-    template = rng.choice(templates["intents"][intent][lang])
+    template: str = rng.choice(templates["intents"][intent][lang])
     slots = templates["slots"][lang]
     # Draw only the slots this template names, so adding a slot elsewhere never changes
     # the texts generated from templates that do not use it.
     names = sorted({part.split("}", 1)[0] for part in template.split("{")[1:]})
     body = template.format_map({name: rng.choice(slots[name]) for name in names})
-    return rng.choice(templates["openers"][lang]) + body + rng.choice(templates["closers"][lang])
+    opener: str = rng.choice(templates["openers"][lang])
+    closer: str = rng.choice(templates["closers"][lang])
+    return opener + body + closer
 
 
 def _distinct_texts(rng: random.Random, templates: dict[str, Any], intent: str, lang: str, count: int,

@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-28
 """
 
-from alembic import op
 import sqlalchemy as sa
-import chainkeeper.core.db
+from alembic import op
 
+import chainkeeper.core.db
 
 revision = '0001'
 down_revision = None

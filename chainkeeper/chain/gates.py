@@ -1,15 +1,34 @@
-"""What each gate checks and who it keeps out: the stage-specific side of approvals.
+"""The gate table: what each hand-off checks, who it keeps out, and what it executes.
 
-These functions read other stages only through their public functions. Each check
-returns a ``CheckResult``; each exclusion rule returns (names, reason).
+Governance holds the approval mechanism (``governance.approvals``); the stages hold what
+is approved. This module, above both, joins them: one ``Gate`` per gated action, built
+from the stages' public functions. Each check returns a ``CheckResult``; each exclusion
+rule returns (names, reason) — separation of duties: the last editor of a dataset version
+may not release it, a run's author may not promote its model.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chainkeeper.core.errors import ChainkeeperError
+from chainkeeper.data import (
+    get_dataset_version,
+    get_quality_report,
+    project_of_dataset_version,
+    release_dataset_version,
+)
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.approvals import CheckResult
+from chainkeeper.governance.approvals import CheckResult, Gate
+from chainkeeper.registry import (
+    ModelVersion,
+    evaluate_release_gates,
+    get_model_version,
+    project_of_model_version,
+    transition_stage,
+)
+from chainkeeper.serving import Deployment, deploy_model_version
+from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -19,15 +38,11 @@ if TYPE_CHECKING:
 
 
 def dataset_last_editors(ctx: Context, object_id: str) -> tuple[list[str], str]:
-    from chainkeeper.data.versions import get_dataset_version
-
     version = get_dataset_version(ctx.db, int(object_id))
     return [version.created_by], f"{version.created_by} last edited the rows of dataset version {object_id}"
 
 
-def check_dataset_is_draft(ctx: Context, object_id: int | str, payload: dict[str, Any]) -> CheckResult:
-    from chainkeeper.data.versions import get_dataset_version
-
+def check_dataset_is_draft(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
     version = get_dataset_version(ctx.db, int(object_id))
     train_rows = version.stats.get("rows_per_split", {}).get("train", 0)
     if version.state != "draft":
@@ -38,11 +53,7 @@ def check_dataset_is_draft(ctx: Context, object_id: int | str, payload: dict[str
                        f"{len(version.labels)} labels")
 
 
-def check_dataset_quality_report(ctx: Context, object_id: int | str, payload: dict[str, Any]) -> CheckResult:
-    from chainkeeper.core.errors import ChainkeeperError
-    from chainkeeper.data.quality import get_quality_report
-    from chainkeeper.data.versions import get_dataset_version
-
+def check_dataset_quality_report(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
     version = get_dataset_version(ctx.db, int(object_id))
     if not version.stats.get("quality_report"):
         return CheckResult("quality-report", False, f"dataset version {object_id} has no stored quality report; "
@@ -58,21 +69,20 @@ def check_dataset_quality_report(ctx: Context, object_id: int | str, payload: di
                        f"{report['conflicts']:,} label conflicts")
 
 
+def _release(ctx: Context, object_id: int, *, actor: Actor) -> Any:
+    return release_dataset_version(ctx, object_id, actor=actor)
+
+
 # --- model.promote ---------------------------------------------------------------------
 
 
 def model_run_authors(ctx: Context, object_id: str) -> tuple[list[str], str]:
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.training.runs import get_run
-
     model = get_model_version(ctx.db, int(object_id))
     run = get_run(ctx.db, model.run_id)
     return [run.created_by], f"{run.created_by} is the author of training run {run.id}"
 
 
-def check_model_has_evaluation(ctx: Context, object_id: int | str, payload: dict[str, Any]) -> CheckResult:
-    from chainkeeper.registry.versions import get_model_version
-
+def check_model_has_evaluation(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
     model = get_model_version(ctx.db, int(object_id))
     test = model.metrics.get("test") or {}
     if "accuracy" not in test:
@@ -81,9 +91,18 @@ def check_model_has_evaluation(ctx: Context, object_id: int | str, payload: dict
                        f"test accuracy {test['accuracy']:.3f}, macro-F1 {test.get('macro_f1', 0):.3f}")
 
 
-def promote_to_production(ctx: Context, object_id: int, *, actor: Actor, comment: str = "") -> Any:
-    from chainkeeper.registry.versions import get_model_version, transition_stage
+def check_release_gates(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
+    """Run the model name's release gates; pass only if all pass."""
+    results = evaluate_release_gates(ctx, int(object_id))
+    if not results:
+        return CheckResult("release-gates", True, "no release thresholds are set for this model name")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        return CheckResult("release-gates", False, "; ".join(f"{r.gate}: {r.detail}" for r in failed))
+    return CheckResult("release-gates", True, "; ".join(f"{r.gate}: {r.detail}" for r in results))
 
+
+def promote_to_production(ctx: Context, object_id: int, *, actor: Actor, comment: str = "") -> ModelVersion:
     model = get_model_version(ctx.db, object_id)
     if model.stage == "candidate":
         transition_stage(ctx, object_id, "staging", actor=actor, comment=comment or "approved for production")
@@ -93,9 +112,7 @@ def promote_to_production(ctx: Context, object_id: int, *, actor: Actor, comment
 # --- deployment.create -----------------------------------------------------------------
 
 
-def check_model_in_production(ctx: Context, object_id: int | str, payload: dict[str, Any]) -> CheckResult:
-    from chainkeeper.registry.versions import get_model_version
-
+def check_model_in_production(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
     model = get_model_version(ctx.db, int(object_id))
     if model.stage != "production":
         return CheckResult("in-production", False, f"model version {object_id} is {model.stage}, not production")
@@ -104,7 +121,31 @@ def check_model_in_production(ctx: Context, object_id: int | str, payload: dict[
     return CheckResult("in-production", True, f"{model.name} v{model.version} is in production")
 
 
-def deploy(ctx: Context, object_id: int, *, actor: Actor, name: str) -> Any:
-    from chainkeeper.serving.deployments import deploy_model_version
-
+def deploy(ctx: Context, object_id: int, *, actor: Actor, name: str) -> Deployment:
     return deploy_model_version(ctx, name=name, model_version_id=object_id, actor=actor)
+
+
+# --- the table -------------------------------------------------------------------------
+
+
+def _dataset_project(ctx: Context, object_id: str) -> str:
+    return project_of_dataset_version(ctx.db, int(object_id))
+
+
+def _model_project(ctx: Context, object_id: str) -> str:
+    return project_of_model_version(ctx.db, int(object_id))
+
+
+def gate_table() -> dict[str, Gate]:
+    """Every gated action of the chain, by action."""
+    gates = [
+        Gate(action="dataset.release", object_kind="dataset_version", executor=_release,
+             project_of=_dataset_project, excluded=dataset_last_editors,
+             checks=(check_dataset_is_draft, check_dataset_quality_report)),
+        Gate(action="model.promote", object_kind="model_version", executor=promote_to_production,
+             project_of=_model_project, excluded=model_run_authors,
+             checks=(check_model_has_evaluation, check_release_gates)),
+        Gate(action="deployment.create", object_kind="model_version", executor=deploy,
+             project_of=_model_project, checks=(check_model_in_production,)),
+    ]
+    return {gate.action: gate for gate in gates}

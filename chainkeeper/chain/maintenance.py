@@ -8,7 +8,7 @@ does, so no model reaches production trained on rows nobody released:
 1. ``start_retraining``: the rows of the *latest released* version of the serving
    model's dataset (each split kept as it was) plus the deployment's feedback-labelled
    traffic (split ``train``/``test`` per label) become the next draft version of that
-   dataset (``data.versions.create_dataset_version``), and its release is requested
+   dataset (``data.freeze_sources``, data's one freeze path), and its release is requested
    (``governance.approvals``, gate ``dataset.release``, with its quality report). A data
    steward who did not create it (so never this engineer) approves or rejects it.
 2. ``train_on_released``: once that version is released, a training run on it is queued
@@ -32,16 +32,45 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.data import (
+    DatasetState,
+    DatasetVersion,
+    ParsedSource,
+    Record,
+    freeze_sources,
+    get_dataset_version,
+    list_dataset_versions,
+    read_dataset_rows,
+    store_records,
+    stratified_split,
+)
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.permissions import authorize
-from chainkeeper.monitoring.tickets import Ticket, TicketState, advance_ticket, close_ticket, get_ticket
+from chainkeeper.governance.approvals import (
+    Approval,
+    ApprovalState,
+    list_approvals,
+    request_approval,
+)
+from chainkeeper.governance.permissions import authorize, authorize_object
+from chainkeeper.monitoring import (
+    Ticket,
+    TicketState,
+    advance_ticket,
+    close_ticket,
+    get_ticket,
+    labelled_predictions,
+)
+from chainkeeper.registry import ModelVersion, get_model_version, register_model_version
+from chainkeeper.serving import current_route, get_deployment, project_of_deployment
+from chainkeeper.training import (
+    TrainConfig,
+    classification_metrics,
+    get_run,
+    start_training_run,
+)
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.data.versions import DatasetVersion
-    from chainkeeper.governance.approvals import Approval
-    from chainkeeper.registry.versions import ModelVersion
-    from chainkeeper.training.config import TrainConfig
 
 __all__ = [
     "FEEDBACK_TEST_SHARE",
@@ -88,8 +117,6 @@ def latest_released_version(ctx: Context, name: str) -> DatasetVersion:
     Raises:
         NotFound: the dataset has no released version.
     """
-    from chainkeeper.data.versions import DatasetState, list_dataset_versions
-
     for version in list_dataset_versions(ctx.db, name=name):
         if version.state == DatasetState.RELEASED:
             return version
@@ -97,19 +124,25 @@ def latest_released_version(ctx: Context, name: str) -> DatasetVersion:
                    hint="Ask a data steward to release one (chainkeeper approvals).")
 
 
+def _ticket_project(ctx: Context, ticket_id: int) -> str | None:
+    """The project of a ticket: its deployment's (None for a ticket of no deployment)."""
+    ticket = get_ticket(ctx.db, ticket_id)
+    return project_of_deployment(ctx.db, ticket.deployment_id) if ticket.deployment_id is not None else None
+
+
+def _authorize(ctx: Context, actor: Actor, ticket_id: int, *actions: str) -> None:
+    """Each of ``actions`` in the ticket's project; the first refuses before the ticket is looked up."""
+    for action in actions:
+        authorize_object(ctx.db, actor, action, lambda: _ticket_project(ctx, ticket_id))
+
+
 def feedback_rows(ctx: Context, deployment_id: int) -> list[tuple[str, str, str]]:
     """The deployment's served texts that carry a feedback label, as (request id, text, label)."""
-    from chainkeeper.monitoring.quality import labelled_predictions
-
     return [(r.request_id, r.input_text, r.truth) for r in labelled_predictions(ctx.db, deployment_id)
             if r.truth is not None]
 
 
 def _serving(ctx: Context, ticket: Ticket) -> tuple[Any, ModelVersion, Any]:
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.serving.deployments import get_deployment
-    from chainkeeper.training.runs import get_run
-
     if ticket.deployment_id is None:
         raise Conflict(f"Ticket {ticket.id} names no deployment; there is no serving model to retrain.")
     deployment = get_deployment(ctx.db, ticket.deployment_id)
@@ -119,9 +152,6 @@ def _serving(ctx: Context, ticket: Ticket) -> tuple[Any, ModelVersion, Any]:
 
 def _store_rows(ctx: Context, rows: list[tuple[str, str, str]], *, uri: str, split: str, actor: Actor) -> int:
     """Store (origin, text, label) rows as one source of ``split``; return its id."""
-    from chainkeeper.data.connectors import ParsedSource, Record
-    from chainkeeper.data.ingest import store_records
-
     records = [Record(text=text, label=label, line=i + 1, origin=origin) for i, (origin, text, label) in
                enumerate(rows)]
     digest = hashlib.sha256("\n".join(f"{o}\t{t}\t{y}" for o, t, y in rows).encode()).hexdigest()
@@ -151,11 +181,7 @@ def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, test_share: 
             handed over, or the deployment has no feedback-labelled traffic.
             InvalidInput: a bad test share. Nothing is stored in any of these cases.
     """
-    from chainkeeper.data.splits import stratified_split
-    from chainkeeper.data.versions import create_dataset_version, get_dataset_version
-    from chainkeeper.governance.approvals import request_approval
-
-    authorize(ctx.db, actor, "maintenance.retrain")
+    _authorize(ctx, actor, ticket_id, "maintenance.retrain")
     if not 0 < test_share < 1:
         raise InvalidInput(f"test_share must lie between 0 and 1, got {test_share}.", hint="The default is 0.3.")
     ticket = get_ticket(ctx.db, ticket_id)
@@ -182,10 +208,12 @@ def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, test_share: 
         if rows:
             feedback_sources.append(_store_rows(ctx, rows, uri=f"chainkeeper:deployment/{deployment.name}/feedback"
                                                 f"?split={split}", split=split, actor=actor))
-    version = create_dataset_version(ctx, name=released.name, source_ids=source_ids + feedback_sources,
-                                     actor=actor, seed=released.split_seed)
+    # data's one freeze path, as the engineer this loop authorised above (maintenance.retrain
+    # in the ticket's project); the steward's release gate still stands before training.
+    version = freeze_sources(ctx, name=released.name, source_ids=source_ids + feedback_sources,
+                             actor=actor, seed=released.split_seed)
     counts = {"train": assigned.count("train"), "test": assigned.count("test")}
-    approval = request_approval(ctx, "dataset.release", version.id, actor=actor, project=version.name,
+    approval = request_approval(ctx, "dataset.release", version.id, actor=actor,
                                 comment=comment or f"retraining data for maintenance ticket {ticket_id}: "
                                 f"{released.name} v{released.version} plus {len(labelled)} feedback-labelled "
                                 f"requests of deployment {deployment.name}")
@@ -200,8 +228,6 @@ def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, test_share: 
 
 def _store_released_rows(ctx: Context, version_id: int, actor: Actor) -> list[int]:
     """Store the labelled rows of a released version as one source per split; their ids."""
-    from chainkeeper.data.versions import read_dataset_rows
-
     table = read_dataset_rows(ctx, version_id)
     columns = {name: table.column(name).to_pylist() for name in ("row_id", "text", "label", "split")}
     source_ids = []
@@ -217,8 +243,6 @@ def _store_released_rows(ctx: Context, version_id: int, actor: Actor) -> list[in
 
 def _refuse_unreleased(ctx: Context, ticket_id: int, version: DatasetVersion) -> NoReturn:
     """Raise a Conflict that says where the version's release stands (it is not released)."""
-    from chainkeeper.governance.approvals import ApprovalState, list_approvals
-
     label = f"Dataset version {version.id} ({version.name} v{version.version})"
     requests = [a for a in list_approvals(ctx, object_kind="dataset_version", object_id=str(version.id))
                 if a.action == "dataset.release"]
@@ -257,12 +281,7 @@ def train_on_released(ctx: Context, ticket_id: int, *, actor: Actor, config: Tra
             the message says which and who decides). Nothing is stored then.
         InvalidInput: the config or base model cannot train this version.
     """
-    from chainkeeper.data.versions import DatasetState, get_dataset_version
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.training.runs import get_run, start_training_run
-
-    authorize(ctx.db, actor, "maintenance.retrain")
-    authorize(ctx.db, actor, "run.create")
+    _authorize(ctx, actor, ticket_id, "maintenance.retrain", "run.create")
     ticket = get_ticket(ctx.db, ticket_id)
     if ticket.state != TicketState.RETRAINING:
         raise Conflict(f"Ticket {ticket_id} is {ticket.state}, not retraining.",
@@ -284,14 +303,12 @@ def train_on_released(ctx: Context, ticket_id: int, *, actor: Actor, config: Tra
 
 
 def _load(ctx: Context, digest: str) -> tuple[Any, Any]:
-    from chainkeeper.training.model import TextClassifier
+    from chainkeeper.chain._training import TextClassifier  # loads torch
 
     return TextClassifier.load(ctx.artifacts.get_tree(digest, ctx.settings.home / "cache" / "models" / digest))
 
 
 def _scores(truth: list[str], predicted: list[str]) -> dict[str, float | int]:
-    from chainkeeper.training.evaluation import classification_metrics
-
     if not truth:
         return {"rows": 0}
     metrics = classification_metrics(truth, predicted, sorted(set(truth) | set(predicted)))
@@ -313,9 +330,6 @@ def compare_on_test_split(ctx: Context, dataset_version_id: int, model_artifacts
     Raises:
         InvalidInput: the version has no labelled test rows.
     """
-    from chainkeeper.data.versions import read_dataset_rows
-    from chainkeeper.training.loop import predict_labels
-
     test = read_dataset_rows(ctx, dataset_version_id, "test")
     texts, truth = test.column("text").to_pylist(), test.column("label").to_pylist()
     sources = test.column("source_id").to_pylist()
@@ -326,6 +340,8 @@ def compare_on_test_split(ctx: Context, dataset_version_id: int, model_artifacts
              "released": [i for i in keep if sources[i] not in feedback_source_ids]}
     out = {}
     for name, digest in model_artifacts.items():
+        from chainkeeper.chain._training import predict_labels  # loads torch
+
         model, tokenizer = _load(ctx, digest)
         predicted = dict(zip(keep, predict_labels(model, tokenizer, [texts[i] for i in keep]), strict=True))
         out[name] = {part: _scores([truth[i] for i in rows], [predicted[i] for i in rows])
@@ -345,10 +361,7 @@ def evaluate_retraining(ctx: Context, ticket_id: int, *, actor: Actor) -> dict[s
         Conflict: the ticket has no retraining run (not started, or its data not yet
             released and trained on), or the run has not succeeded.
     """
-    from chainkeeper.registry.versions import get_model_version
-    from chainkeeper.training.runs import get_run
-
-    authorize(ctx.db, actor, "maintenance.retrain")
+    _authorize(ctx, actor, ticket_id, "maintenance.retrain")
     ticket = get_ticket(ctx.db, ticket_id)
     if ticket.state != TicketState.RETRAINING:
         raise Conflict(f"Ticket {ticket_id} is {ticket.state}, not retraining.",
@@ -380,11 +393,7 @@ def hand_to_release_gate(ctx: Context, ticket_id: int, *, actor: Actor, comment:
         Conflict: not evaluated yet, or the candidate is not better than the serving
             version on the feedback rows (nothing is registered then).
     """
-    from chainkeeper.governance.approvals import request_approval
-    from chainkeeper.registry.versions import get_model_version, register_model_version
-
-    authorize(ctx.db, actor, "maintenance.retrain")
-    authorize(ctx.db, actor, "model.register")
+    _authorize(ctx, actor, ticket_id, "maintenance.retrain", "model.register")
     ticket = get_ticket(ctx.db, ticket_id)
     comparison = ticket.details.get("comparison")
     if ticket.state != TicketState.RETRAINING or comparison is None:
@@ -412,10 +421,7 @@ def close_when_served(ctx: Context, ticket_id: int, *, actor: Actor) -> Ticket:
         Forbidden: may not manage alerts. NotFound: no such ticket.
         Conflict: the ticket is not in release, or the deployment does not serve the candidate yet.
     """
-    from chainkeeper.serving.deployments import get_deployment
-    from chainkeeper.serving.rollout import current_route
-
-    authorize(ctx.db, actor, "alert.manage")
+    _authorize(ctx, actor, ticket_id, "alert.manage")
     ticket = get_ticket(ctx.db, ticket_id)
     if ticket.state != TicketState.IN_RELEASE or ticket.deployment_id is None:
         raise Conflict(f"Ticket {ticket_id} is {ticket.state}; only a ticket whose candidate is in release can be "

@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from chainkeeper.core.db import utcnow
+from chainkeeper.chain.projects import project_of_object
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.data import get_dataset_version
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize
+from chainkeeper.governance.owners import role_holders, store_owner, stored_owner
+from chainkeeper.governance.permissions import authorize_object
 from chainkeeper.governance.roles import BuiltinRole
-from chainkeeper.governance.tables import SqlOwnership, SqlUser, SqlUserRole
+from chainkeeper.governance.users import get_user
+from chainkeeper.registry import get_model_version
+from chainkeeper.serving import get_deployment
+from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -43,19 +45,11 @@ class Ownership:
 
 def _creator(ctx: Context, kind: str, object_id: str) -> str:
     if kind == "dataset_version":
-        from chainkeeper.data.versions import get_dataset_version
-
         return get_dataset_version(ctx.db, int(object_id)).owner
     if kind == "run":
-        from chainkeeper.training.runs import get_run
-
         return get_run(ctx.db, int(object_id)).created_by
     if kind == "model_version":
-        from chainkeeper.registry.versions import get_model_version
-
         return get_model_version(ctx.db, int(object_id)).owner
-    from chainkeeper.serving.deployments import get_deployment
-
     return get_deployment(ctx.db, int(object_id)).owner
 
 
@@ -64,22 +58,25 @@ def _check_kind(kind: str) -> None:
         raise InvalidInput(f"Objects of kind {kind!r} have no owner.", hint=f"Kinds: {', '.join(RESPONSIBLE_ROLE)}.")
 
 
-def owner_of(ctx: Context, kind: str, object_id: int | str) -> Ownership:
+def owner_of(ctx: Context, kind: str, object_id: int | str, *, actor: Actor) -> Ownership:
     """Who owns the object, which role is responsible, and who holds that role.
 
     Raises:
-        InvalidInput: an unknown kind. NotFound: no such object.
+        InvalidInput: an unknown kind. Forbidden: the actor may not ask in the object's
+            project. NotFound: no such object.
     """
     _check_kind(kind)
     object_id = str(object_id)
+    authorize_object(ctx.db, actor, "owner.read", lambda: project_of_object(ctx, kind, str(object_id)))
+    return _ownership(ctx, kind, object_id)
+
+
+def _ownership(ctx: Context, kind: str, object_id: str) -> Ownership:
     creator = _creator(ctx, kind, object_id)  # also proves the object exists
-    with ctx.db.session() as s:
-        row = s.get(SqlOwnership, (kind, object_id))
-        role = row.responsible_role if row else RESPONSIBLE_ROLE[kind]
-        holders = tuple(sorted(set(s.scalars(
-            sa.select(SqlUser.name).join(SqlUserRole, SqlUserRole.user_id == SqlUser.id).where(SqlUserRole.role == role)
-        ))))
-        return Ownership(kind, object_id, row.owner if row else creator, role, holders, row is not None)
+    stored = stored_owner(ctx.db, kind, object_id)
+    role = stored.responsible_role if stored else RESPONSIBLE_ROLE[kind]
+    return Ownership(kind, object_id, stored.owner if stored else creator, role, role_holders(ctx.db, role),
+                     stored is not None)
 
 
 def reassign_owner(ctx: Context, kind: str, object_id: int | str, new_owner: str, *, actor: Actor) -> Ownership:
@@ -88,14 +85,10 @@ def reassign_owner(ctx: Context, kind: str, object_id: int | str, new_owner: str
     Raises:
         Forbidden: the actor may not reassign. NotFound: no such object or user.
     """
-    from chainkeeper.governance.users import get_user
-
-    authorize(ctx.db, actor, "owner.assign")
-    current = owner_of(ctx, kind, object_id)
+    _check_kind(kind)
+    authorize_object(ctx.db, actor, "owner.assign", lambda: project_of_object(ctx, kind, str(object_id)))
+    current = _ownership(ctx, kind, str(object_id))
     get_user(ctx.db, new_owner)
-    with ctx.db.session() as s:
-        s.merge(SqlOwnership(object_kind=kind, object_id=str(object_id), owner=new_owner,
-                             responsible_role=current.responsible_role, updated_at=utcnow()))
-        append_entry(s, actor, "owner.assign", kind, object_id, before={"owner": current.owner},
-                     after={"owner": new_owner}, details={"from": current.owner, "to": new_owner})
-    return owner_of(ctx, kind, object_id)
+    store_owner(ctx.db, kind, str(object_id), owner=new_owner, responsible_role=current.responsible_role,
+                previous=current.owner, actor=actor)
+    return _ownership(ctx, kind, str(object_id))

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from chainkeeper.chain.overview import chain_overview, jobs_panel
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.jobs import JobState, submit_job
 from chainkeeper.core.worker import Worker
 from chainkeeper.governance.actors import Actor
-from chainkeeper.web.overview import chain_overview, format_age, format_count, jobs_panel, state_totals
+from chainkeeper.web.overview import format_age, format_count, state_totals
+
+VIEWER = Actor("vera", frozenset({"auditor"}))
 
 CHAIN_ORDER = ["collect", "annotate", "train", "release", "deploy", "monitor", "audit"]
 OWNERS = {
@@ -23,7 +26,7 @@ OWNERS = {
 
 
 def test_an_empty_store_shows_every_stage_in_chain_order_with_its_owner(any_ctx: Context) -> None:
-    overview = chain_overview(any_ctx)
+    overview = chain_overview(any_ctx, actor=VIEWER)
 
     assert [s.key for s in overview.stages] == CHAIN_ORDER
     assert {s.key: s.role for s in overview.stages} == OWNERS
@@ -33,7 +36,7 @@ def test_an_empty_store_shows_every_stage_in_chain_order_with_its_owner(any_ctx:
 
 
 def test_release_model_is_approved_by_someone_other_than_its_owner(ctx: Context) -> None:
-    cards = {s.key: s for s in chain_overview(ctx).stages}
+    cards = {s.key: s for s in chain_overview(ctx, actor=VIEWER).stages}
 
     # DESIGN.md: the ml_engineer registers, the release_manager approves (never the run's author).
     assert cards["release"].role == "ml_engineer"
@@ -46,7 +49,7 @@ def test_release_model_is_approved_by_someone_other_than_its_owner(ctx: Context)
 def test_every_stage_card_counts_what_its_stage_holds(any_ctx: Context, tmp_path: Path) -> None:
     fill_the_chain(any_ctx, tmp_path)
 
-    cards = {s.key: s for s in chain_overview(any_ctx).stages}
+    cards = {s.key: s for s in chain_overview(any_ctx, actor=VIEWER).stages}
     counts = {key: {c.label: c.value for c in card.counts} for key, card in cards.items()}
 
     # in_production() brings a dataset version and a run of its own, hence 2 versions.
@@ -58,7 +61,7 @@ def test_every_stage_card_counts_what_its_stage_holds(any_ctx: Context, tmp_path
     assert counts["deploy"] == {"deployments": 1, "active": 1}
     assert cards["deploy"].note == "serving: support"
     assert counts["monitor"] == {"predictions served": 3}
-    assert not chain_overview(any_ctx).empty
+    assert not chain_overview(any_ctx, actor=VIEWER).empty
 
 
 def fill_the_chain(ctx: Context, tmp_path: Path) -> None:
@@ -89,9 +92,9 @@ def fill_the_chain(ctx: Context, tmp_path: Path) -> None:
 
 def test_jobs_panel_lists_the_latest_jobs_newest_first_with_totals(any_ctx: Context) -> None:
     for steps in (1, 2, 3):
-        submit_job(any_ctx.db, "sleep", {"steps": steps, "step_s": 0.0}, actor="alice")
+        submit_job(any_ctx, "sleep", {"steps": steps, "step_s": 0.0}, actor="alice")
 
-    panel = jobs_panel(any_ctx, limit=2)
+    panel = jobs_panel(any_ctx, actor=VIEWER, limit=2)
 
     assert [j.params["steps"] for j in panel.jobs] == [3, 2]
     assert panel.counts_by_state == {"queued": 3}
@@ -100,12 +103,12 @@ def test_jobs_panel_lists_the_latest_jobs_newest_first_with_totals(any_ctx: Cont
 
 
 def test_a_job_run_by_a_worker_shows_as_succeeded_and_the_worker_as_live(any_ctx: Context) -> None:
-    submit_job(any_ctx.db, "sleep", {"steps": 2, "step_s": 0.0}, actor="alice")
+    submit_job(any_ctx, "sleep", {"steps": 2, "step_s": 0.0}, actor="alice")
     worker = Worker(any_ctx, worker_id="worker-under-test")
     worker.run_one()
 
-    panel = jobs_panel(any_ctx)
-    overview = chain_overview(any_ctx)
+    panel = jobs_panel(any_ctx, actor=VIEWER)
+    overview = chain_overview(any_ctx, actor=VIEWER)
 
     assert panel.jobs[0].state == JobState.SUCCEEDED and panel.jobs[0].progress == 100.0
     assert [w.id for w in panel.workers] == ["worker-under-test"]

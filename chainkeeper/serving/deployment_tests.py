@@ -2,8 +2,10 @@
 
 The evaluation gates judge the metrics training recorded; these judge the artefact that
 will actually serve. Once a release manager sets a latency budget for a model name
-(``max_p95_latency_ms`` in ``registry.gates``), ``run_gates`` runs them on the form the
-runtime would serve (the best passing form of the version's latest export):
+(``max_p95_latency_ms`` in ``registry.gates``), the registry's gate evaluation runs them
+through the hook the chain's wiring registers (``registry.gates.DEPLOYMENT_TESTS_HOOK`` →
+``run_deployment_tests``) on the form the runtime would serve (the best passing form of
+the version's latest export):
 
 - ``export-accuracy``: that form loses at most ``max_export_delta_points`` accuracy
   points against PyTorch on the dataset version's test split (measured by the export);
@@ -16,11 +18,13 @@ runtime would serve (the best passing form of the version's latest export):
   a clear ``InvalidInput``, and the model still answers afterwards.
 
 ``probe_deployment`` does the measuring (I/O, models); ``judge_deployment_tests`` is pure
-and turns a probe into gate outcomes.
+and turns a probe into gate outcomes. The runtime (PyTorch, ONNX Runtime) is imported
+when a probe runs, so registering the hook loads no model library.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -28,11 +32,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
+from chainkeeper.registry import GateOutcome, GateThresholds, ModelVersion
+from chainkeeper.serving.export import latest_export
+from chainkeeper.training import get_run, load_split
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.registry.gates import GateOutcome
-    from chainkeeper.registry.versions import ModelVersion
 
 __all__ = [
     "DEFAULT_MAX_EXPORT_DELTA_POINTS",
@@ -43,6 +48,7 @@ __all__ = [
     "malformed_inputs",
     "percentile",
     "probe_deployment",
+    "run_deployment_tests",
 ]
 
 # The export gate's default, the same as ``serving.export.DEFAULT_MAX_DELTA_POINTS``.
@@ -55,7 +61,10 @@ LATENCY_CALLS = 40
 
 def malformed_inputs() -> list[tuple[str, Any]]:
     """(case, input) pairs a served model must refuse with ``InvalidInput``."""
-    from chainkeeper.serving.runtime import MAX_TEXT_CHARS, MAX_TEXTS_PER_CALL
+    from chainkeeper.serving.runtime import (  # the runtime loads torch
+        MAX_TEXT_CHARS,
+        MAX_TEXTS_PER_CALL,
+    )
 
     return [("no texts", []), ("empty text", [""]), ("blank text", ["   \n"]), ("not a string", [42]),
             ("text too long", ["x" * (MAX_TEXT_CHARS + 1)]), ("too many texts", ["hi"] * (MAX_TEXTS_PER_CALL + 1)),
@@ -99,8 +108,6 @@ def judge_deployment_tests(probe: DeploymentProbe, *, max_p95_ms: float,
         max_p95_ms: the latency budget.
         max_delta_points: the accuracy points the served form may lose (None: the default).
     """
-    from chainkeeper.registry.gates import GateOutcome
-
     limit = DEFAULT_MAX_EXPORT_DELTA_POINTS if max_delta_points is None else max_delta_points
     out: list[GateOutcome] = []
     if probe.export_manifest is None:
@@ -156,6 +163,24 @@ def judge_deployment_tests(probe: DeploymentProbe, *, max_p95_ms: float,
 # --- measuring -------------------------------------------------------------------------
 
 
+def run_deployment_tests(ctx: Context, version: ModelVersion, thresholds: GateThresholds) -> list[GateOutcome]:
+    """Probe the served form of ``version`` and judge it against its name's thresholds.
+
+    The registry's ``DEPLOYMENT_TESTS_HOOK``: the chain's wiring registers this function,
+    and the registry's gate evaluation calls it when a latency budget is set.
+
+    Args:
+        version: the model version being judged.
+        thresholds: its name's thresholds (``max_p95_latency_ms`` set).
+
+    Returns:
+        The five deployment gate outcomes (``judge_deployment_tests``).
+    """
+    probe = probe_deployment(ctx, version, batch_size=thresholds.latency_batch_size or 1)
+    return judge_deployment_tests(probe, max_p95_ms=float(thresholds.max_p95_latency_ms or 0),
+                                  max_delta_points=thresholds.max_export_delta_points)
+
+
 def probe_deployment(ctx: Context, version: ModelVersion, *, batch_size: int = 1,
                      golden_texts: Sequence[str] | None = None) -> DeploymentProbe:
     """Load the form the runtime would serve for ``version`` and try it.
@@ -169,17 +194,18 @@ def probe_deployment(ctx: Context, version: ModelVersion, *, batch_size: int = 1
     Returns:
         The probe (errors of loading are in it, not raised).
     """
-    from chainkeeper.serving.export import latest_export
-    from chainkeeper.serving.runtime import load_predictor
+    from chainkeeper.serving.runtime import (
+        load_predictor,  # torch and onnxruntime: loaded when a probe runs
+    )
 
     export = latest_export(ctx, version.id, version.model_artifact)
     engine = export.best_engine() if export is not None else "torch"
     form = export.form(engine) if export is not None else None
-    base = {"engine": engine, "export_manifest": export.manifest if export else None,
-            "delta_points": form.delta_points if form else None,
-            "evaluated_rows": export.evaluated_rows if export else 0, "batch_size": batch_size}
+    base = functools.partial(DeploymentProbe, engine=engine, export_manifest=export.manifest if export else None,
+                             delta_points=form.delta_points if form else None,
+                             evaluated_rows=export.evaluated_rows if export else 0, batch_size=batch_size)
     if export is None or form is None:
-        return DeploymentProbe(**base, load_error="no passing exported form to load")
+        return base(load_error="no passing exported form to load")
     golden_error = None
     try:
         texts = list(golden_texts) if golden_texts is not None else _golden_texts(ctx, version)
@@ -191,9 +217,9 @@ def probe_deployment(ctx: Context, version: ModelVersion, *, batch_size: int = 1
         expected = [p.label for p in reference.predict(texts)] if texts else []
         got = [p.label for p in served.predict(texts)] if texts else []
     except ChainkeeperError as exc:
-        return DeploymentProbe(**base, load_error=str(exc))
+        return base(load_error=str(exc))
     except (OSError, RuntimeError, ValueError) as exc:  # a broken file: onnxruntime/tokenizers raise these
-        return DeploymentProbe(**base, load_error=f"{type(exc).__name__}: {exc}")
+        return base(load_error=f"{type(exc).__name__}: {exc}")
 
     malformed: dict[str, str | None] = {}
     for case, value in malformed_inputs():
@@ -211,13 +237,10 @@ def probe_deployment(ctx: Context, version: ModelVersion, *, batch_size: int = 1
         served.predict(batch)
         latencies.append((time.perf_counter() - start) * 1000)
     after = served.predict(sample[:1])
-    return DeploymentProbe(**base, golden=list(zip(texts, expected, got, strict=True)), golden_error=golden_error,
-                           latencies_ms=latencies, malformed=malformed, answers_after_malformed=len(after) == 1)
+    return base(golden=list(zip(texts, expected, got, strict=True)), golden_error=golden_error,
+                latencies_ms=latencies, malformed=malformed, answers_after_malformed=len(after) == 1)
 
 
 def _golden_texts(ctx: Context, version: ModelVersion) -> list[str]:
-    from chainkeeper.training.jobs import load_split
-    from chainkeeper.training.runs import get_run
-
     split = load_split(ctx, get_run(ctx.db, version.run_id).dataset_version_id, "test")
     return split.texts[:GOLDEN_EXAMPLES]

@@ -1,0 +1,46 @@
+"""Build the chain's wiring once and open a context that carries it.
+
+Every entry point — the CLI, the API server, a worker, a test fixture — opens its
+context here, so they all run the same job handlers, gates and hooks.
+"""
+
+from __future__ import annotations
+
+from chainkeeper.annotation import PRELABEL_MODEL_HOOK
+from chainkeeper.chain.gates import gate_table
+from chainkeeper.chain.jobs import job_table
+from chainkeeper.chain.prelabel import prelabel_model
+from chainkeeper.core.context import Context
+from chainkeeper.core.settings import Settings
+from chainkeeper.core.wiring import Wiring
+from chainkeeper.monitoring import log_served_predictions
+from chainkeeper.registry import DEPLOYMENT_TESTS_HOOK, LATEST_EXPORT_HOOK
+from chainkeeper.serving import (
+    LOG_PREDICTIONS_HOOK,
+    latest_export,
+    run_deployment_tests,
+)
+
+
+def build_wiring() -> Wiring:
+    """The job handlers, gates and hooks of every stage."""
+    wiring = Wiring()
+    for kind, handler in job_table().items():
+        wiring.register_job(kind, handler)
+    wiring.gates.update(gate_table())
+    wiring.register_hook(DEPLOYMENT_TESTS_HOOK, run_deployment_tests)
+    wiring.register_hook(LATEST_EXPORT_HOOK, latest_export)
+    # Pre-labels need a model version, which annotation (below the registry) cannot load itself.
+    wiring.register_hook(PRELABEL_MODEL_HOOK, prelabel_model)
+    # Served predictions reach monitoring's log through a hook: serving imports nothing of monitoring.
+    wiring.register_hook(LOG_PREDICTIONS_HOOK, log_served_predictions)
+    return wiring
+
+
+def open_context(settings: Settings, *, check_schema: bool = True) -> Context:
+    """``Context.open`` with the chain's wiring.
+
+    Raises:
+        ConfigError, StoreError, SchemaError: as ``Context.open``.
+    """
+    return Context.open(settings, check_schema=check_schema, wiring=build_wiring())
