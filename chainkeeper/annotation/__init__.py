@@ -20,8 +20,9 @@ Functions that take an ``actor`` decide themselves, in the project of the object
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from chainkeeper.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from chainkeeper.annotation.adjudication import (
@@ -141,12 +142,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'chainkeeper.annotation' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"chainkeeper.annotation.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,8 +16,9 @@ downward; what joins them lives here and imports them all:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from chainkeeper.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from chainkeeper.chain.gates import gate_table
@@ -112,13 +113,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    found = _EXPORTS.get(name)
-    if found is None:
-        raise AttributeError(f"module 'chainkeeper.chain' has no attribute {name!r}")
-    module, attribute = found
-    return getattr(importlib.import_module(f"chainkeeper.chain.{module}"), attribute)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

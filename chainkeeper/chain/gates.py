@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.errors import ChainkeeperError
 from chainkeeper.data import (
+    DatasetState,
     get_dataset_version,
     get_quality_report,
+    get_split_leakage,
     project_of_dataset_version,
     release_dataset_version,
 )
@@ -69,6 +71,22 @@ def check_dataset_quality_report(ctx: Context, object_id: str, payload: dict[str
                        f"{report['conflicts']:,} label conflicts")
 
 
+def check_dataset_no_leakage(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
+    """No text of the version is in two splits: a model would be scored on texts it learnt (issue 14)."""
+    try:
+        leakage = get_split_leakage(ctx, int(object_id))
+    except ChainkeeperError as exc:  # a missing or corrupted snapshot cannot be checked, so it does not pass
+        return CheckResult("no-leakage", False, f"the rows cannot be read to check the splits: {exc}")
+    if not leakage["texts"]:
+        return CheckResult("no-leakage", True, "no text is in more than one split")
+    combos = ", ".join(f"{n:,} in {splits}" for splits, n in leakage["splits"].items())
+    example = leakage["examples"][0] if leakage["examples"] else None
+    shown = f"; e.g. {example['text'][:80]!r} is in {' and '.join(example['splits'])}" if example else ""
+    return CheckResult("no-leakage", False, f"{leakage['texts']:,} texts ({leakage['rows']:,} rows) are in more than "
+                       f"one split ({combos}){shown}: a model would be tested on texts it trained on; create the "
+                       "version again from its sources (each text then gets one split) or remove the repeats")
+
+
 def _release(ctx: Context, object_id: int, *, actor: Actor) -> Any:
     return release_dataset_version(ctx, object_id, actor=actor)
 
@@ -89,6 +107,22 @@ def check_model_has_evaluation(ctx: Context, object_id: str, payload: dict[str, 
         return CheckResult("has-evaluation", False, "no evaluation on a held-out test split is recorded")
     return CheckResult("has-evaluation", True,
                        f"test accuracy {test['accuracy']:.3f}, macro-F1 {test.get('macro_f1', 0):.3f}")
+
+
+def check_model_data_released(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
+    """A model goes to production only from released data: a run started on a draft
+    (``--allow-draft``) keeps its model out until that dataset version is released."""
+    model = get_model_version(ctx.db, int(object_id))
+    run = get_run(ctx.db, model.run_id)
+    version = get_dataset_version(ctx.db, run.dataset_version_id)
+    name = f"dataset version {version.name} v{version.version} (id {version.id})"
+    override = f" with the override {run.draft_override!r}" if run.draft_override is not None else ""
+    if version.state != DatasetState.RELEASED:
+        return CheckResult("data-released", False, f"training run {run.id} was started on {name}, which is "
+                           f"{version.state}{override}; release the data through its gate, or retrain on a "
+                           "released version")
+    return CheckResult("data-released", True, f"trained on {name}, released by {version.released_by}"
+                       + (f" after run {run.id} started on the draft{override}" if override else ""))
 
 
 def check_release_gates(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
@@ -141,10 +175,10 @@ def gate_table() -> dict[str, Gate]:
     gates = [
         Gate(action="dataset.release", object_kind="dataset_version", executor=_release,
              project_of=_dataset_project, excluded=dataset_last_editors,
-             checks=(check_dataset_is_draft, check_dataset_quality_report)),
+             checks=(check_dataset_is_draft, check_dataset_quality_report, check_dataset_no_leakage)),
         Gate(action="model.promote", object_kind="model_version", executor=promote_to_production,
              project_of=_model_project, excluded=model_run_authors,
-             checks=(check_model_has_evaluation, check_release_gates)),
+             checks=(check_model_has_evaluation, check_model_data_released, check_release_gates)),
         Gate(action="deployment.create", object_kind="model_version", executor=deploy,
              project_of=_model_project, checks=(check_model_in_production,)),
     ]

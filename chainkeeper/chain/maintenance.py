@@ -7,7 +7,8 @@ does, so no model reaches production trained on rows nobody released:
 
 1. ``start_retraining``: the rows of the *latest released* version of the serving
    model's dataset (each split kept as it was) plus the deployment's feedback-labelled
-   traffic (split ``train``/``test`` per label) become the next draft version of that
+   traffic (a text the released version holds in the split it has there, so no text is
+   in two splits; the others ``train``/``test`` per label) become the next draft version of that
    dataset (``data.freeze_sources``, data's one freeze path), and its release is requested
    (``governance.approvals``, gate ``dataset.release``, with its quality report). A data
    steward who did not create it (so never this engineer) approves or rejects it.
@@ -41,8 +42,10 @@ from chainkeeper.data import (
     get_dataset_version,
     list_dataset_versions,
     read_dataset_rows,
+    row_identities,
     store_records,
     stratified_split,
+    text_identities,
 )
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.approvals import (
@@ -70,6 +73,8 @@ from chainkeeper.training import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from chainkeeper.core.context import Context
 
 __all__ = [
@@ -92,7 +97,12 @@ FEEDBACK_TEST_SHARE = 0.3
 
 @dataclass(frozen=True)
 class Retraining:
-    """What ``start_retraining`` set going: a draft version and the request to release it."""
+    """What ``start_retraining`` set going: a draft version and the request to release it.
+
+    ``feedback_train`` and ``feedback_test`` count the feedback rows in the version's train
+    and test splits (a repeat of a released row of its split is not counted: de-duplication
+    kept the released row).
+    """
 
     ticket: Ticket
     dataset_version_id: int
@@ -198,11 +208,12 @@ def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, test_share: 
         raise Conflict(f"Deployment {deployment.name!r} has no feedback-labelled traffic to learn from.",
                        hint="Attach true labels to served request ids first (chainkeeper monitor feedback).")
 
-    source_ids = _store_released_rows(ctx, released.id, actor)
-    assigned = stratified_split([y for _, _, y in labelled], seed=seed,
-                                fractions={"train": 1 - test_share, "test": test_share})
+    released_rows = read_dataset_rows(ctx, released.id)
+    source_ids = _store_released_rows(ctx, released.id, released_rows, actor)
+    assigned = _feedback_splits(released_rows, labelled, seed=seed, test_share=test_share)
+    del released_rows
     feedback_sources = []
-    for split in ("train", "test"):
+    for split in ("train", "dev", "test"):
         rows = [(f"prediction:{rid}", text, y) for (rid, text, y), s in zip(labelled, assigned, strict=True)
                 if s == split]
         if rows:
@@ -212,7 +223,10 @@ def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, test_share: 
     # in the ticket's project); the steward's release gate still stands before training.
     version = freeze_sources(ctx, name=released.name, source_ids=source_ids + feedback_sources,
                              actor=actor, seed=released.split_seed)
-    counts = {"train": assigned.count("train"), "test": assigned.count("test")}
+    # What went in: a feedback row repeating a released row of its split was de-duplicated away.
+    frozen = read_dataset_rows(ctx, version.id).select(["split", "source_id"]).to_pylist()
+    counts = {split: sum(1 for r in frozen if r["split"] == split and r["source_id"] in feedback_sources)
+              for split in ("train", "test")}
     approval = request_approval(ctx, "dataset.release", version.id, actor=actor,
                                 comment=comment or f"retraining data for maintenance ticket {ticket_id}: "
                                 f"{released.name} v{released.version} plus {len(labelled)} feedback-labelled "
@@ -226,9 +240,27 @@ def start_retraining(ctx: Context, ticket_id: int, *, actor: Actor, test_share: 
                       feedback_train=counts["train"], feedback_test=counts["test"])
 
 
-def _store_released_rows(ctx: Context, version_id: int, actor: Actor) -> list[int]:
-    """Store the labelled rows of a released version as one source per split; their ids."""
-    table = read_dataset_rows(ctx, version_id)
+def _feedback_splits(released: pa.Table, labelled: list[tuple[str, str, str]], *, seed: int,
+                     test_share: float) -> list[str]:
+    """The split of each feedback row: its text's split in the released rows, else train/test per label.
+
+    Issue 14 item 2: feedback repeating a released test text went to train (and the other
+    way round), so the retraining version had texts in both. The new texts are drawn once
+    per distinct text, so repeated traffic lands in one split too.
+    """
+    known = dict(zip(row_identities(released).to_pylist(), released.column("split").to_pylist(), strict=True))
+    keys = text_identities([text for _, text, _ in labelled])
+    label_of: dict[str, str] = {}
+    for key, (_, _, label) in zip(keys, labelled, strict=True):
+        label_of.setdefault(key, label)
+    fresh = [key for key in label_of if key not in known]
+    drawn = dict(zip(fresh, stratified_split([label_of[k] for k in fresh], seed=seed,
+                                             fractions={"train": 1 - test_share, "test": test_share}), strict=True))
+    return [known.get(key) or drawn[key] for key in keys]
+
+
+def _store_released_rows(ctx: Context, version_id: int, table: pa.Table, actor: Actor) -> list[int]:
+    """Store the labelled rows of a released version (``table``) as one source per split; their ids."""
     columns = {name: table.column(name).to_pylist() for name in ("row_id", "text", "label", "split")}
     source_ids = []
     for split in ("train", "dev", "test"):

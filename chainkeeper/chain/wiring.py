@@ -14,11 +14,12 @@ from chainkeeper.core.context import Context
 from chainkeeper.core.settings import Settings
 from chainkeeper.core.wiring import Wiring
 from chainkeeper.monitoring import log_served_predictions
-from chainkeeper.registry import DEPLOYMENT_TESTS_HOOK, LATEST_EXPORT_HOOK
+from chainkeeper.registry import DEPLOYMENT_TESTS_HOOK, LATEST_EXPORT_HOOK, SERVING_VERSIONS_HOOK
 from chainkeeper.serving import (
     LOG_PREDICTIONS_HOOK,
     latest_export,
     run_deployment_tests,
+    serving_versions,
 )
 
 
@@ -30,6 +31,8 @@ def build_wiring() -> Wiring:
     wiring.gates.update(gate_table())
     wiring.register_hook(DEPLOYMENT_TESTS_HOOK, run_deployment_tests)
     wiring.register_hook(LATEST_EXPORT_HOOK, latest_export)
+    # Registry stages follow the traffic: a version a live route names is never archived.
+    wiring.register_hook(SERVING_VERSIONS_HOOK, serving_versions)
     # Pre-labels need a model version, which annotation (below the registry) cannot load itself.
     wiring.register_hook(PRELABEL_MODEL_HOOK, prelabel_model)
     # Served predictions reach monitoring's log through a hook: serving imports nothing of monitoring.

@@ -9,10 +9,10 @@ retraining ``maintenance.retrain`` (ml_engineer).
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from chainkeeper import monitoring
 from chainkeeper.chain import (
@@ -22,7 +22,7 @@ from chainkeeper.chain import (
     start_retraining,
     train_on_released,
 )
-from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.training import parse_train_config
 
@@ -38,12 +38,15 @@ def _when(value: object) -> str:
 
 
 @alerts_app.command("metrics")
-def alerts_metrics(ctx: typer.Context) -> None:
+def alerts_metrics(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """The metrics and checks a rule may watch."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         signals = monitoring.find_signals(c, actor=actor)
-    table = Table("name", "source", "what")
+    if as_json:
+        print_json([{"name": s.name, "description": s.description, "source": s.source} for s in signals])
+        return
+    table = new_table("name", "source", "what")
     for signal in signals:
         table.add_row(signal.name, signal.source, signal.description)
     console.print(table)
@@ -69,12 +72,16 @@ def alerts_add(ctx: typer.Context, name: str = typer.Option(..., help="A unique 
 
 
 @alerts_app.command("rules")
-def alerts_rules(ctx: typer.Context) -> None:
+def alerts_rules(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Every rule."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         rules = monitoring.find_rules(c, actor=actor)
-    table = Table("id", "name", "condition", "severity", "deployment", "webhook", "enabled")
+    if as_json:  # as the API: whether a webhook is set, never its URL (it may hold a secret path)
+        print_json([{**{k: v for k, v in asdict(r).items() if k != "webhook_url"},
+                     "webhook": r.webhook_url is not None, "condition": r.condition} for r in rules])
+        return
+    table = new_table("id", "name", "condition", "severity", "deployment", "webhook", "enabled")
     for r in rules:
         table.add_row(str(r.id), r.name, r.condition, r.severity, str(r.deployment_id or "all"),
                       "yes" if r.webhook_url else "no", "yes" if r.enabled else "no")
@@ -111,12 +118,16 @@ def alerts_evaluate(ctx: typer.Context,
 
 
 @alerts_app.command("list")
-def alerts_list(ctx: typer.Context, state: str | None = typer.Option(None, help="firing or resolved.")) -> None:
+def alerts_list(ctx: typer.Context, state: str | None = typer.Option(None, help="firing or resolved."),
+                as_json: bool = JSON_OPTION) -> None:
     """Alerts, newest first."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         found = monitoring.find_alerts(c, actor=actor, state=state)
-    table = Table("id", "rule", "deployment", "state", "severity", "value", "started (UTC)", "resolved (UTC)",
+    if as_json:
+        print_json(found)
+        return
+    table = new_table("id", "rule", "deployment", "state", "severity", "value", "started (UTC)", "resolved (UTC)",
                   "message")
     for a in found:
         table.add_row(str(a.id), str(a.rule_id), str(a.deployment_id), a.state, a.severity, f"{a.value:.4g}",
@@ -148,12 +159,15 @@ def alerts_silence(ctx: typer.Context, reason: str = typer.Option(..., help="Why
 
 
 @alerts_app.command("silences")
-def alerts_silences(ctx: typer.Context) -> None:
+def alerts_silences(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Silences, newest first."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         found = monitoring.find_silences(c, actor=actor)
-    table = Table("id", "rule", "deployment", "from (UTC)", "until (UTC)", "by", "reason")
+    if as_json:
+        print_json(found)
+        return
+    table = new_table("id", "rule", "deployment", "from (UTC)", "until (UTC)", "by", "reason")
     for s in found:
         table.add_row(str(s.id), str(s.rule_id or "all"), str(s.deployment_id or "all"), _when(s.starts_at),
                       _when(s.ends_at), s.created_by, s.reason)
@@ -174,13 +188,18 @@ def alerts_unsilence(ctx: typer.Context, silence_id: int = typer.Argument(..., m
 
 @tickets_app.command("list")
 def tickets_list(ctx: typer.Context, state: str | None = typer.Option(None, help="Only tickets in this state."),
-                 owner: str | None = typer.Option(None, "--owner-role", help="Only tickets this role owns.")) -> None:
+                 owner: str | None = typer.Option(None, "--owner-role", help="Only tickets this role owns."),
+                 as_json: bool = JSON_OPTION) -> None:
     """Tickets, newest first, with the mean time-to-acknowledge."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         board = monitoring.find_tickets(c, actor=actor, state=state, owner_role=owner)
+    if as_json:
+        print_json({"tickets": board.tickets, "stats": board.stats})
+        return
     found, stats = board.tickets, board.stats
-    table = Table("id", "state", "owner role", "alert", "opened (UTC)", "acknowledged by", "time to ack (s)", "title")
+    table = new_table("id", "state", "owner role", "alert", "opened (UTC)", "acknowledged by", "time to ack (s)",
+                      "title")
     for t in found:
         ack = "—" if t.time_to_acknowledge_s is None else f"{t.time_to_acknowledge_s:.1f}"
         table.add_row(str(t.id), t.state, t.owner_role, str(t.alert_id or "—"), _when(t.opened_at),
@@ -196,7 +215,7 @@ def tickets_show(ctx: typer.Context, ticket_id: int = typer.Argument(..., metava
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         ticket = monitoring.show_ticket(c, ticket_id, actor=actor)
-    console.print_json(json.dumps(ticket.__dict__, default=str))
+    print_json(ticket)
 
 
 @tickets_app.command("ack")
@@ -272,7 +291,7 @@ def tickets_evaluate(ctx: typer.Context, ticket_id: int = typer.Argument(..., me
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         comparison = evaluate_retraining(c, ticket_id, actor=actor)
-    table = Table("model", "rows", "accuracy", "macro-F1", title="test split of the retraining dataset version")
+    table = new_table("model", "rows", "accuracy", "macro-F1", title="test split of the retraining dataset version")
     for model in ("serving", "candidate"):
         for part in ("all", "released", "feedback"):
             s = comparison[model][part]

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from chainkeeper.annotation import (
     adjudicate_item,
@@ -32,7 +31,7 @@ from chainkeeper.annotation import (
     submit_prelabel,
 )
 from chainkeeper.cli.governance import render_lineage
-from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 from chainkeeper.core.errors import InvalidInput
 
 app = typer.Typer(help="Label rows and spans: schemas, projects, queues, agreement, adjudication, export.",
@@ -62,11 +61,15 @@ def schema_define(ctx: typer.Context, name: str,
 
 @app.command("schemas")
 def schemas_list(ctx: typer.Context,
-                 name: str | None = typer.Option(None, help="Only this schema's versions.")) -> None:
+                 name: str | None = typer.Option(None, help="Only this schema's versions."),
+                 as_json: bool = JSON_OPTION) -> None:
     """Label schema versions, newest first."""
     with open_context(ctx) as c:
         found = find_schemas(c.db, actor=current_actor(ctx, c), name=name)
-    table = Table("id", "schema", "kind", "labels", "created by")
+    if as_json:
+        print_json(found)
+        return
+    table = new_table("id", "schema", "kind", "labels", "created by")
     for s in found:
         table.add_row(str(s.id), f"{s.name} v{s.version}", str(s.kind), ", ".join(s.label_names), s.created_by)
     console.print(table)
@@ -118,12 +121,16 @@ def project_assign(ctx: typer.Context, project_id: int = typer.Argument(..., met
 
 @app.command("projects")
 def projects_list(ctx: typer.Context,
-                  dataset: str | None = typer.Option(None, help="Only projects labelling this dataset.")) -> None:
+                  dataset: str | None = typer.Option(None, help="Only projects labelling this dataset."),
+                  as_json: bool = JSON_OPTION) -> None:
     """Projects you work on: those of the datasets where you manage annotation, and those with your queue."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         found = find_projects(c, actor=actor, dataset=dataset)
-    table = Table("id", "project", "dataset version", "schema id", "order", "overlap", "state")
+    if as_json:
+        print_json(found)
+        return
+    table = new_table("id", "project", "dataset version", "schema id", "order", "overlap", "state")
     for p in found:
         table.add_row(str(p.id), p.name, str(p.dataset_version_id), str(p.schema_id), str(p.queue_order),
                       f"{p.overlap_fraction:.0%} × {p.overlap_k}" if p.overlap_fraction else "—", str(p.state))
@@ -132,12 +139,16 @@ def projects_list(ctx: typer.Context,
 
 @app.command("queue")
 def queue_show(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT"),
-               annotator: str | None = typer.Option(None, help="Whose queue (data steward); default yours.")) -> None:
+               annotator: str | None = typer.Option(None, help="Whose queue (data steward); default yours."),
+               as_json: bool = JSON_OPTION) -> None:
     """Your queue, in order, with pre-labels and your answers."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         tasks = annotator_queue(c, project_id, actor, annotator=annotator)
-    table = Table("item", "batch", "text", "pre-label", "answer", "version", "state")
+    if as_json:
+        print_json(tasks)
+        return
+    table = new_table("item", "batch", "text", "pre-label", "answer", "version", "state")
     for t in tasks:
         pre = f"{t.prelabel['label']} ({t.prelabel['confidence']:.0%})" if t.prelabel else "—"
         answer = (json.dumps(t.answer.value, ensure_ascii=False) if t.answer.value else t.answer.status) if t.answer \
@@ -164,7 +175,7 @@ def label_item(ctx: typer.Context, project_id: int = typer.Argument(..., metavar
                item_id: int = typer.Argument(..., metavar="ITEM"),
                labels: list[str] = typer.Argument(None, metavar="[LABEL]...", help="One label, or several (multi)."),
                version: int = typer.Option(..., "--version", help="Your answer's version you last saw (0: none)."),
-               spans: str | None = typer.Option(None, help='Spans as JSON: [[start, end, "LABEL"], ...].'),
+               spans: str | None = typer.Option(None, help='Spans as JSON: \\[\\[start, end, "LABEL"], ...].'),
                skip: bool = typer.Option(False, "--skip", help="Skip the item."),
                flag: bool = typer.Option(False, "--flag", help="Flag it for the data steward."),
                comment: str = typer.Option("", help="A note for the steward.")) -> None:
@@ -178,12 +189,16 @@ def label_item(ctx: typer.Context, project_id: int = typer.Argument(..., metavar
 
 
 @app.command("disputes")
-def disputes_list(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT")) -> None:
+def disputes_list(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT"),
+                  as_json: bool = JSON_OPTION) -> None:
     """The adjudication queue: disputed and flagged items with every answer."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         found = adjudication_queue(c, project_id, actor)
-    table = Table("item", "version", "text", "answers")
+    if as_json:
+        print_json(found)
+        return
+    table = new_table("item", "version", "text", "answers")
     for d in found:
         table.add_row(str(d.item_id), str(d.version), d.text[:60], "; ".join(
             f"{a.annotator}: {json.dumps(a.value, ensure_ascii=False) if a.value else a.status}" for a in d.answers))
@@ -195,7 +210,7 @@ def decide_item(ctx: typer.Context, project_id: int = typer.Argument(..., metava
                 item_id: int = typer.Argument(..., metavar="ITEM"),
                 labels: list[str] = typer.Argument(None, metavar="[LABEL]..."),
                 version: int = typer.Option(..., "--version", help="The item version you saw (see 'disputes')."),
-                spans: str | None = typer.Option(None, help='Spans as JSON: [[start, end, "LABEL"], ...].'),
+                spans: str | None = typer.Option(None, help='Spans as JSON: \\[\\[start, end, "LABEL"], ...].'),
                 note: str = typer.Option("", help="Why, for the record.")) -> None:
     """Decide one item (data steward); recorded with your name in the ledger."""
     value = _value(labels or [], spans)
@@ -220,11 +235,15 @@ def resolve(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="P
 
 
 @app.command("figures")
-def figures_show(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT")) -> None:
+def figures_show(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PROJECT"),
+                 as_json: bool = JSON_OPTION) -> None:
     """Progress, agreement and per-annotator figures."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         f = project_figures(c, project_id, actor)
+    if as_json:
+        print_json(f)
+        return
     p = f["progress"]
     console.print(f"{p['items']} items, {p['answers']} answers: {p['settled']} settled, {p['disputed']} disputed, "
                   f"{p['open']} open")
@@ -236,7 +255,7 @@ def figures_show(ctx: typer.Context, project_id: int = typer.Argument(..., metav
         console.print(f"overlap items {ag['overlap_items']}; percent agreement {_num(ag['percent_agreement'])}; "
                       f"Cohen's kappa {_num(ag['cohen_kappa_mean'])}; Fleiss' kappa {_num(ag['fleiss_kappa'])}; "
                       f"Krippendorff's alpha {_num(ag['krippendorff_alpha'])}")
-    table = Table("annotator", "answers", "items/hour", "agreement with consensus", "kappa with consensus")
+    table = new_table("annotator", "answers", "items/hour", "agreement with consensus", "kappa with consensus")
     for who, a in f["annotators"].items():
         table.add_row(who, str(a["items"]), _num(a["items_per_hour"], 0), _num(a["agreement_with_consensus"]),
                       _num(a["kappa_with_consensus"]))

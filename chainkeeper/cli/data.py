@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.cli.state import JSON_OPTION, console, current_actor, open_context, print_json
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.data import (
     KINDS,
@@ -39,9 +39,10 @@ app = typer.Typer(help="Sources (imported files) and dataset versions.", no_args
 @app.command("import")
 def data_import(
     ctx: typer.Context,
-    path: Path = typer.Argument(..., help="A file (.csv, .tsv, .jsonl, .parquet, CoNLL) or a folder of .txt files."),
-    format: str | None = typer.Option(None, "--format",
-                                      help="csv, tsv, jsonl, parquet, folder or conll (default: by extension)."),
+    path: Path = typer.Argument(..., help="A file (.csv, .tsv, .jsonl, .json, .parquet, CoNLL) or a folder of .txt "
+                                "files."),
+    format: str | None = typer.Option(None, "--format", help="csv, tsv, jsonl, json (an array of objects or an "
+                                      "object of lists), parquet, folder or conll (default: by extension)."),
     text_column: str = typer.Option("text", "--text-column", help="Column or key holding the text."),
     label_column: str | None = typer.Option("label", "--label-column", help="Column or key holding the label."),
     no_label: bool = typer.Option(False, "--no-label", help="The rows are unlabelled text."),
@@ -69,10 +70,14 @@ def _print_source(source: Source) -> None:
 
 
 @app.command("sources")
-def data_sources(ctx: typer.Context, limit: int = typer.Option(50, help="Show at most this many.")) -> None:
+def data_sources(ctx: typer.Context, limit: int = typer.Option(50, help="Show at most this many."),
+                 as_json: bool = JSON_OPTION) -> None:
     """Imported sources, newest first."""
     with open_context(ctx) as c:
         found = find_sources(c, actor=current_actor(ctx, c), limit=limit)
+    if as_json:
+        print_json([s.to_dict() for s in found])
+        return
     table = Table("id", "name", "format", "encoding", "accepted", "quarantined", "by", "imported (UTC)")
     for s in found:
         table.add_row(str(s.id), s.name, s.format or s.kind, s.encoding or "—", f"{s.rows_accepted:,}",
@@ -81,22 +86,30 @@ def data_sources(ctx: typer.Context, limit: int = typer.Option(50, help="Show at
 
 
 @app.command("source")
-def data_source(ctx: typer.Context, source_id: int = typer.Argument(..., metavar="ID")) -> None:
+def data_source(ctx: typer.Context, source_id: int = typer.Argument(..., metavar="ID"),
+                as_json: bool = JSON_OPTION) -> None:
     """One source: where it came from, its checksum, how it was read."""
     with open_context(ctx) as c:
         s = show_source(c, source_id, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(s.to_dict())
+        return
     console.print(f"source {s.id}: {s.uri}\n  format {s.format or s.kind}, encoding {s.encoding or '—'}, "
                   f"sha256 {s.sha256}\n  {s.rows_accepted:,} accepted, {s.rows_quarantined:,} quarantined; "
                   f"imported by {s.created_by} at {s.created_at:%Y-%m-%d %H:%M} UTC\n"
-                  f"  options {json.dumps(s.options, sort_keys=True)}")
+                  f"  options {json.dumps(s.options, sort_keys=True)}", markup=False)
 
 
 @app.command("versions")
-def data_versions(ctx: typer.Context, name: str | None = typer.Option(None, help="Only versions of this dataset.")) \
-        -> None:
+def data_versions(ctx: typer.Context, name: str | None = typer.Option(None, help="Only versions of this dataset."),
+                  limit: int | None = typer.Option(None, "--limit", help="Show at most this many (default: all)."),
+                  as_json: bool = JSON_OPTION) -> None:
     """Dataset versions, newest first."""
     with open_context(ctx) as c:
-        found = find_dataset_versions(c, actor=current_actor(ctx, c), name=name)
+        found = find_dataset_versions(c, actor=current_actor(ctx, c), name=name, limit=limit)
+    if as_json:
+        print_json([v.to_dict() for v in found])
+        return
     table = Table("id", "dataset", "version", "task", "state", "rows", "sources", "owner", "created (UTC)")
     for v in found:
         table.add_row(str(v.id), v.name, str(v.version), str(v.task), str(v.state), f"{v.stats.get('rows', 0):,}",
@@ -105,10 +118,14 @@ def data_versions(ctx: typer.Context, name: str | None = typer.Option(None, help
 
 
 @app.command("show")
-def data_show(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION")) -> None:
+def data_show(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION"),
+              as_json: bool = JSON_OPTION) -> None:
     """A dataset version: stats, splits and the report of each cleaning step."""
     with open_context(ctx) as c:
         v = show_dataset_version(c, version_id, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(v.to_dict())
+        return
     console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}), {v.task}, {v.state}, "
                   f"content {v.content_hash[:12]}, "
                   f"sources {list(v.source_ids)}, split seed {v.split_seed}, owner {v.owner}")
@@ -117,7 +134,14 @@ def data_show(ctx: typer.Context, version_id: int = typer.Argument(..., metavar=
         splits.add_row(str(split), f"{count:,}")
     console.print(splits)
     console.print(f"{v.stats.get('rows', 0):,} rows, {len(v.labels)} labels: {', '.join(v.labels[:20])}"
-                  f"{' ...' if len(v.labels) > 20 else ''}")
+                  f"{' ...' if len(v.labels) > 20 else ''}", markup=False)
+    leakage = v.stats.get("leakage")
+    if leakage is not None:
+        console.print("no text is in two splits" if not leakage["texts"] else
+                      f"[bold red]{leakage['texts']:,} texts are in more than one split[/] "
+                      f"({', '.join(f'{k} {n:,}' for k, n in leakage['splits'].items())}): the release gate refuses it")
+    if v.stats.get("redaction") == "opted out":
+        console.print("personal data [bold]not redacted[/] (created with --no-redact)")
     recipe = Table("step", "rows in", "rows out", "changed", title="recipe")
     for step in v.recipe:
         recipe.add_row(str(step.get("name")), f"{step.get('rows_in', 0):,}", f"{step.get('rows_out', 0):,}",
@@ -132,27 +156,37 @@ def data_create(ctx: typer.Context, name: str,
                 task: str | None = typer.Option(None, "--task", help="text_classification, token_classification or "
                                                 "unlabelled (default: from the sources)."),
                 step: list[str] | None = typer.Option(None, "--step", help="A cleaning step, in order (repeat; "
-                                                      "default: the task's basic recipe).")) -> None:
+                                                      "default: the task's basic recipe)."),
+                no_redact: bool = typer.Option(False, "--no-redact", help="Keep personal data (e-mails, phone "
+                                               "numbers, ...) in the rows; recorded on the version and shown in "
+                                               "its quality report. By default it is redacted.")) -> None:
     """Clean, split and freeze sources as the next version of dataset NAME."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         with console.status(f"creating dataset {name} ..."):
             v = create_dataset_version(c, name=name, source_ids=list(source), actor=actor, seed=seed,
-                                                task=task, recipe=list(step) if step else None)
+                                       task=task, recipe=list(step) if step else None, redact=not no_redact)
     per_split = ", ".join(f"{k} {n:,}" for k, n in (v.stats.get("rows_per_split") or {}).items())
+    pii = sum((v.stats.get("pii_found") or {}).values())
+    privacy = ("personal data NOT redacted (--no-redact)" if v.stats.get("redaction") == "opted out"
+               else f"{pii:,} personal data redacted")
     console.print(f"dataset [bold]{v.name}[/] v{v.version} (id {v.id}): {v.stats.get('rows', 0):,} rows "
-                  f"({per_split}), {v.task}, content {v.content_hash[:12]}")
+                  f"({per_split}), {v.task}, {privacy}, content {v.content_hash[:12]}")
 
 
 @app.command("diff")
 def data_diff(ctx: typer.Context, a: int = typer.Argument(..., metavar="A", help="The older version's id."),
               b: int = typer.Argument(..., metavar="B", help="The newer version's id."),
-              as_json: bool = typer.Option(False, "--json", help="Print the diff as JSON.")) -> None:
-    """What changed from dataset version A to B: rows added, removed, changed, moved, relabelled."""
+              as_json: bool = JSON_OPTION) -> None:
+    """What changed from dataset version A to B: rows added, removed, unchanged, changed, moved, relabelled.
+
+    Rows are matched by their content (the normalised text, the tokens of token data), not
+    by the file they were imported from.
+    """
     with open_context(ctx) as c:
         diff = diff_dataset_versions(c, a, b, actor=current_actor(ctx, c))
     if as_json:
-        console.print_json(json.dumps(diff.to_dict(), ensure_ascii=False))
+        print_json(diff.to_dict())
         return
     _print_diff(diff)
 
@@ -174,7 +208,7 @@ def _print_diff(diff: VersionDiff) -> None:
 @app.command("report")
 def data_report(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION"),
                 html: Path | None = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
-                as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+                as_json: bool = JSON_OPTION) -> None:
     """The quality report of dataset version VERSION (the one a release approver reads)."""
     with open_context(ctx) as c:
         report = show_quality_report(c, version_id, actor=current_actor(ctx, c))
@@ -185,14 +219,22 @@ def data_report(ctx: typer.Context, version_id: int = typer.Argument(..., metava
             raise InvalidInput(f"Cannot write {html}: {exc.strerror}.", hint="Pick a writable path.") from None
         console.print(f"wrote {html} ({html.stat().st_size:,} bytes)")
     if as_json:
-        console.print_json(json.dumps(report, ensure_ascii=False))
+        print_json(report)
         return
     ds, removed = report["dataset"], report["removed"]
+    pii = "NOT redacted (--no-redact)" if report.get("redaction") == "opted out" else \
+        report["pii_found"] or "not checked"
     console.print(f"quality report of [bold]{ds['name']}[/] v{ds['version']} ({report.get('task', '')}): "
                   f"{report['rows']:,} rows from {report['rows_before_cleaning']:,}; removed {removed['empty']:,} "
                   f"empty, {removed['duplicates']:,} duplicates, {removed['near_duplicates']:,} near-duplicates; "
                   f"{report['conflicts']:,} label conflicts; {report['quarantined']['total']:,} rows quarantined "
-                  f"at import; personal data {report['pii_found'] or 'not checked'}")
+                  f"at import; personal data {pii}")
+    leakage = report.get("leakage")
+    if leakage is not None:
+        console.print("leakage: no text is in two splits" if not leakage["texts"] else
+                      f"leakage: [bold red]{leakage['texts']:,} texts ({leakage['rows']:,} rows) are in more than "
+                      f"one split[/] ({', '.join(f'{k} {n:,}' for k, n in leakage['splits'].items())}); the "
+                      "release gate refuses this version")
     steps = Table("step", "rows in", "rows out", "changed", title="cleaning steps")
     for step in report["steps"]:
         steps.add_row(str(step["name"]), f"{step['rows_in']:,}", f"{step['rows_out']:,}", f"{step['changed']:,}")
@@ -201,7 +243,8 @@ def data_report(ctx: typer.Context, version_id: int = typer.Argument(..., metava
 
 @app.command("release-request")
 def data_release_request(ctx: typer.Context, version_id: int = typer.Argument(..., metavar="VERSION"),
-                         comment: str = typer.Option("", help="What the approver should know.")) -> None:
+                         comment: str = typer.Option("", "--comment", "-m", help="What the approver should know.")
+                         ) -> None:
     """Ask for dataset version VERSION to be released; a second entitled person approves it."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)

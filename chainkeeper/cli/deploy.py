@@ -6,17 +6,70 @@ decide, in the deployment's project, as they do for the API.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from chainkeeper import serving
-from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
+
+if TYPE_CHECKING:
+    from chainkeeper.registry import ModelVersion
 
 app = typer.Typer(help="Roll deployments out and back, and manage their API keys.", no_args_is_help=True)
 keys_app = typer.Typer(help="A deployment's API keys (scoped, rate-limited, revocable).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+
+
+def _version_ref(version: ModelVersion) -> dict[str, Any]:
+    return {"id": version.id, "label": version.label, "stage": str(version.stage)}
+
+
+def _live_json(status: serving.RolloutStatus) -> dict[str, Any]:
+    """What answers the traffic now, as the API's ``live`` field."""
+    route, candidate = status.route, status.candidate
+    return {"mode": str(route.mode), "primary": _version_ref(status.primary),
+            "canary": ({**_version_ref(candidate), "percent": route.percent}
+                       if candidate and route.mode == serving.RouteMode.CANARY else None),
+            "shadow": _version_ref(candidate) if candidate and route.mode == serving.RouteMode.SHADOW else None,
+            "previous_version_id": route.previous_version_id, "since": route.created_at}
+
+
+@app.command("list")
+def deploy_list(ctx: typer.Context, limit: int = typer.Option(100, min=1, max=500, help="How many, latest first."),
+                as_json: bool = JSON_OPTION) -> None:
+    """Deployments you may read, most recently changed first, with what answers their traffic."""
+    with open_context(ctx) as c:
+        actor = current_actor(ctx, c)
+        rows = [(d, serving.rollout_status(c, d.name, actor=actor))
+                for d in serving.find_deployments(c, actor=actor, limit=limit)]
+    if as_json:
+        print_json([{**asdict(d), "live": _live_json(status)} for d, status in rows])
+        return
+    table = new_table("name", "state", "mode", "primary", "candidate", "owner", "updated (UTC)")
+    for d, status in rows:
+        candidate = status.candidate
+        table.add_row(d.name, d.state, str(status.route.mode), f"{status.primary.id} {status.primary.label}",
+                      f"{candidate.id} {candidate.label}" if candidate else "—", d.owner,
+                      f"{d.updated_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@app.command("show")
+def deploy_show(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> None:
+    """One deployment and what answers its traffic."""
+    with open_context(ctx) as c:
+        actor = current_actor(ctx, c)
+        deployment = serving.show_deployment(c, name, actor=actor)
+        status = serving.rollout_status(c, name, actor=actor)
+    if as_json:
+        print_json({**asdict(deployment), "live": _live_json(status)})
+        return
+    console.print(f"deployment {deployment.name} (id {deployment.id}) {deployment.state}, owner {deployment.owner}, "
+                  f"created by {deployment.created_by} at {deployment.created_at:%Y-%m-%d %H:%M} UTC")
+    _print_route(name, status.route)
 
 
 def _print_route(name: str, route: serving.Route) -> None:
@@ -72,13 +125,18 @@ def deploy_rollback(ctx: typer.Context, name: str,
 
 
 @app.command("status")
-def deploy_status(ctx: typer.Context, name: str) -> None:
+def deploy_status(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> None:
     """The live route of a deployment and its recent switches."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         status = serving.rollout_status(c, name, actor=actor)
+    if as_json:
+        print_json({"deployment": name, "route": status.route, "primary": _version_ref(status.primary),
+                    "candidate": _version_ref(status.candidate) if status.candidate else None,
+                    "history": status.history})
+        return
     _print_route(name, status.route)
-    table = Table("route", "mode", "primary", "candidate", "percent", "reason", "by", "at (UTC)")
+    table = new_table("route", "mode", "primary", "candidate", "percent", "reason", "by", "at (UTC)")
     for r in status.history:
         table.add_row(str(r.id), str(r.mode), str(r.primary_version_id), str(r.candidate_version_id or "—"),
                       str(r.percent) if r.mode == serving.RouteMode.CANARY else "—", r.reason, r.created_by,
@@ -105,12 +163,15 @@ def keys_create(ctx: typer.Context, name: str,
 
 
 @keys_app.command("list")
-def keys_list(ctx: typer.Context, name: str) -> None:
+def keys_list(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> None:
     """A deployment's API keys (never their secrets)."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         found = serving.list_deployment_keys(c, name, actor=actor)
-    table = Table("id", "name", "scopes", "rate/s", "expires (UTC)", "state", "created by")
+    if as_json:
+        print_json([{**asdict(k), "active": k.active} for k in found])
+        return
+    table = new_table("id", "name", "scopes", "rate/s", "expires (UTC)", "state", "created by")
     for k in found:
         state = "revoked" if k.revoked_at else ("active" if k.active else "expired")
         table.add_row(str(k.id), k.name, ", ".join(k.scopes), f"{k.rate_per_s:g}" if k.rate_per_s else "—",

@@ -6,12 +6,14 @@ same service functions as the API, which decide who may.
 
 from __future__ import annotations
 
+import getpass
+import json
 import sys
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
 import typer
-from rich.table import Table
 from rich.tree import Tree
 
 from chainkeeper.chain import (
@@ -21,9 +23,19 @@ from chainkeeper.chain import (
     owner_of,
     reassign_owner,
 )
-from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.cli.state import (
+    JSON_OPTION,
+    console,
+    current_actor,
+    new_table,
+    open_context,
+    print_admin_secrets,
+    print_json,
+    settings_of,
+)
 from chainkeeper.core.errors import Conflict
 from chainkeeper.governance import approvals, audit, passwords, permissions, users
+from chainkeeper.governance.bootstrap import reset_admin
 from chainkeeper.governance.lineage import LineageNode
 
 users_app = typer.Typer(help="Users, their roles and API tokens (admin).", no_args_is_help=True)
@@ -47,11 +59,14 @@ def users_create(ctx: typer.Context, name: str,
 
 
 @users_app.command("list")
-def users_list(ctx: typer.Context) -> None:
+def users_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """All users and their roles."""
     with open_context(ctx) as c:
         rows = users.list_users(c.db, actor=current_actor(ctx, c))
-    table = Table("user", "roles", "disabled", "created (UTC)")
+    if as_json:
+        print_json(rows)
+        return
+    table = new_table("user", "roles", "disabled", "created (UTC)")
     for u in rows:
         table.add_row(u.name, ", ".join(u.roles) or "—", "yes" if u.disabled else "", f"{u.created_at:%Y-%m-%d %H:%M}")
     console.print(table)
@@ -67,6 +82,22 @@ def users_token(ctx: typer.Context, name: str, token_name: str = typer.Option("c
                                    expires_in=timedelta(days=expires_in_days) if expires_in_days else None)
     console.print(f"token {issued.id} for {issued.user} (shown once):")
     console.print(issued.secret, markup=False, highlight=False)
+
+
+@users_app.command("tokens")
+def users_tokens(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> None:
+    """A user's API tokens: id, label, dates and state (never the secrets)."""
+    with open_context(ctx) as c:
+        rows = users.list_tokens(c.db, name, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(rows)
+        return
+    table = new_table("id", "name", "created (UTC)", "expires (UTC)", "state")
+    for t in rows:
+        created, expires = t["created_at"], t["expires_at"]
+        table.add_row(str(t["id"]), str(t["name"]), f"{created:%Y-%m-%d %H:%M}",
+                      f"{expires:%Y-%m-%d %H:%M}" if expires else "never", "revoked" if t["revoked"] else "active")
+    console.print(table)
 
 
 @users_app.command("revoke-token")
@@ -98,32 +129,57 @@ def users_password(ctx: typer.Context, name: str) -> None:
     console.print(f"password of {name} set")
 
 
+@users_app.command("reset-admin")
+def users_reset_admin(ctx: typer.Context) -> None:
+    """Lost the admin's token or password? Give the admin new ones (run on the host; no token needed).
+
+    It opens the store directly, so it works for whoever can read and write the store
+    (the --home folder, or the database's credentials) and for nobody else. The ledger
+    records it as a host-side recovery under your operating-system user name.
+    """
+    reset = reset_admin(settings_of(ctx), host_user=getpass.getuser())
+    console.print(f"New secrets for user [bold]{reset.user}[/] (token {reset.token_id}). Shown only this once — "
+                  "keep them safe:")
+    print_admin_secrets(reset.token, reset.password)
+    console.print("The admin's earlier tokens still work: list them with 'chainkeeper users tokens admin' and "
+                  "revoke one with 'chainkeeper users revoke-token ID'.")
+
+
 # --- roles -----------------------------------------------------------------------------
 
 
 @roles_app.command("list")
-def roles_list(ctx: typer.Context) -> None:
+def roles_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Each role and the actions it may perform."""
     with open_context(ctx) as c:
         matrix = permissions.read_matrix(c.db, actor=current_actor(ctx, c))
-    table = Table("role", "actions")
-    for role, actions in sorted(matrix.items()):
-        table.add_row(role, ", ".join(sorted(a for a in actions if ":" not in a)))
+    roles = {role: sorted(a for a in actions if ":" not in a) for role, actions in sorted(matrix.items())}
+    if as_json:
+        print_json(roles)
+        return
+    table = new_table("role", "actions")
+    for role, actions in roles.items():
+        table.add_row(role, ", ".join(actions))
     console.print(table)
 
 
 @roles_app.command("raci")
-def roles_raci(ctx: typer.Context, fmt: str = typer.Option("md", "--format", help="md or csv.")) -> None:
+def roles_raci(ctx: typer.Context, fmt: str = typer.Option("md", "--format", help="md, csv or json.")) -> None:
     """Print the enforced matrix as a RACI table over the chain's activities."""
     with open_context(ctx) as c:
-        matrix = permissions.read_matrix(c.db, actor=current_actor(ctx, c))
-        text = permissions.render_raci(permissions.raci_rows(matrix), fmt)
-    sys.stdout.write(text)
+        rows = permissions.raci_rows(permissions.read_matrix(c.db, actor=current_actor(ctx, c)))
+    if fmt == "json":
+        print_json(rows)
+        return
+    sys.stdout.write(permissions.render_raci(rows, fmt))
 
 
 @roles_app.command("actions")
-def roles_actions() -> None:
+def roles_actions(as_json: bool = JSON_OPTION) -> None:
     """The catalogue of actions a role can be granted."""
+    if as_json:
+        print_json(permissions.ACTIONS)
+        return
     for action, description in permissions.ACTIONS.items():
         console.print(f"{action:<28} {description}")
 
@@ -162,11 +218,15 @@ def roles_revoke(ctx: typer.Context, role: str, action: str) -> None:
 
 @approvals_app.command("list")
 def approvals_list(ctx: typer.Context,
-                   state: str | None = typer.Option(None, help="pending, executed, rejected.")) -> None:
+                   state: str | None = typer.Option(None, help="pending, executed, rejected."),
+                   as_json: bool = JSON_OPTION) -> None:
     """Approval requests, newest first."""
     with open_context(ctx) as c:
         rows = approvals.find_approvals(c, actor=current_actor(ctx, c), state=state)
-    table = Table("id", "action", "object", "state", "requested by", "decided by", "checks")
+    if as_json:
+        print_json(rows)
+        return
+    table = new_table("id", "action", "object", "state", "requested by", "decided by", "checks")
     for a in rows:
         checks = "pass" if all(ch["passed"] for ch in a.checks) else "FAIL"
         table.add_row(str(a.id), a.action, f"{a.object_kind} {a.object_id}", a.state, a.requested_by,
@@ -175,11 +235,14 @@ def approvals_list(ctx: typer.Context,
 
 
 @approvals_app.command("show")
-def approvals_show(ctx: typer.Context, approval_id: int) -> None:
+def approvals_show(ctx: typer.Context, approval_id: int, as_json: bool = JSON_OPTION) -> None:
     """One request: its checks, and who may decide it."""
     with open_context(ctx) as c:
         a = approvals.show_approval(c, approval_id, actor=current_actor(ctx, c))
         candidates, excluded, why = approvals.who_may_approve(c, a)
+    if as_json:
+        print_json({**asdict(a), "may_approve": candidates, "excluded": excluded, "excluded_because": why})
+        return
     console.print(f"request {a.id}: {a.action} of {a.object_kind} {a.object_id} — {a.state}")
     console.print(f"requested by {a.requested_by}: {a.request_comment or '(no comment)'}")
     for ch in a.checks:
@@ -228,16 +291,40 @@ def approvals_request(
 # --- audit -----------------------------------------------------------------------------
 
 
+@audit_app.command("entries")
+def audit_entries(ctx: typer.Context,
+                  after_seq: int = typer.Option(0, "--after", min=0, help="Only entries after this sequence number."),
+                  limit: int = typer.Option(50, min=1, max=1000, help="How many, oldest first."),
+                  object_kind: str | None = typer.Option(None, "--kind", help="Only entries about this kind."),
+                  object_id: str | None = typer.Option(None, "--id", help="Only entries about this object id."),
+                  as_json: bool = JSON_OPTION) -> None:
+    """Ledger entries: who did what to which object, when, in which role."""
+    with open_context(ctx) as c:
+        entries = audit.read_entries(c.db, actor=current_actor(ctx, c), after_seq=after_seq, limit=limit,
+                                     object_kind=object_kind, object_id=object_id)
+    if as_json:
+        print_json(entries)
+        return
+    table = new_table("seq", "at (UTC)", "actor", "role", "action", "object", "details")
+    for e in entries:
+        table.add_row(str(e.seq), f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.role or "—", e.action,
+                      f"{e.object_kind} {e.object_id}", json.dumps(e.details, ensure_ascii=False) if e.details else "")
+    console.print(table)
+
+
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context) -> None:
+def audit_verify(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Check the ledger's hash chain; exit non-zero naming the first bad entry."""
     with open_context(ctx) as c:
         verdict = audit.verify_ledger_as(c.db, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(verdict)  # and, when broken, the error below on stderr with its exit code
     if not verdict.ok:
         raise Conflict(f"The audit ledger is broken at entry {verdict.first_bad_seq}: {verdict.problem}.",
                        hint=f"{verdict.entries} entries before it are intact; restore the database from a backup "
                        "and investigate who had write access.")
-    console.print(f"ledger intact: {verdict.entries:,} entries, head {verdict.head}")
+    if not as_json:
+        console.print(f"ledger intact: {verdict.entries:,} entries, head {verdict.head}")
 
 
 @audit_app.command("export")
@@ -275,21 +362,29 @@ def render_lineage(root: LineageNode) -> Tree:
 
 
 def lineage_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(LINEAGE_KINDS)),
-                object_id: str = typer.Argument(..., help="Its id (a request id for a prediction).")) -> None:
+                object_id: str = typer.Argument(..., help="Its id (a request id for a prediction)."),
+                as_json: bool = JSON_OPTION) -> None:
     """Trace an object back to its data, runs and approvers."""
     with open_context(ctx) as c:
         root = lineage_of(c, kind, object_id, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(root.to_dict())
+        return
     console.print(render_lineage(root))
 
 
 def owner_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(RESPONSIBLE_ROLE)),
               object_id: str = typer.Argument(...),
-              assign: str | None = typer.Option(None, "--assign", help="Reassign to this user (admin).")) -> None:
+              assign: str | None = typer.Option(None, "--assign", help="Reassign to this user (admin)."),
+              as_json: bool = JSON_OPTION) -> None:
     """Who is responsible for an object (and reassign it)."""
     with open_context(ctx) as c:
         if assign:
             info = reassign_owner(c, kind, object_id, assign, actor=current_actor(ctx, c))
         else:
             info = owner_of(c, kind, object_id, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(info)
+        return
     console.print(f"{kind} {object_id}: owner [bold]{info.owner}[/], responsible role {info.responsible_role} "
                   f"({', '.join(info.role_holders) or 'nobody holds it'})")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 from chainkeeper.core.db import Database
 from chainkeeper.core.jobs import Job, get_job, job_logs
 from chainkeeper.governance.jobs import (
@@ -24,19 +25,28 @@ app = typer.Typer(help="Long work (cleaning, training, export) and its progress.
 _STATE_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red", "cancelled": "magenta"}
 
 
+def job_json(job: Job) -> dict[str, Any]:
+    """A job's fields as the API answers them."""
+    return {**asdict(job), "finished": job.finished}
+
+
 def _state(job: Job) -> str:
     return f"[{_STATE_STYLE.get(job.state, 'white')}]{job.state}[/]"
 
 
 @app.command("list")
-def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newest first.")) -> None:
+def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newest first."),
+          as_json: bool = JSON_OPTION) -> None:
     """The latest jobs."""
     with open_context(ctx) as c:
         jobs = find_jobs(c, actor=current_actor(ctx, c), limit=limit)
+    if as_json:
+        print_json([job_json(j) for j in jobs])
+        return
     if not jobs:
         console.print("No jobs yet. Run 'chainkeeper quickstart' to see the chain run.")
         return
-    table = Table("id", "kind", "state", "progress", "message", "by", "created (UTC)")
+    table = new_table("id", "kind", "state", "progress", "message", "by", "created (UTC)")
     for j in jobs:
         table.add_row(str(j.id), j.kind, _state(j), f"{j.progress:.0f}%", j.message[:60], j.created_by,
                       f"{j.created_at:%Y-%m-%d %H:%M:%S}")
@@ -44,10 +54,13 @@ def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newe
 
 
 @app.command("show")
-def show(ctx: typer.Context, job_id: int) -> None:
+def show(ctx: typer.Context, job_id: int, as_json: bool = JSON_OPTION) -> None:
     """One job in full."""
     with open_context(ctx) as c:
         j = show_job(c, job_id, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(job_json(j))
+        return
     console.print(f"job {j.id} ({j.kind}) {_state(j)} {j.progress:.0f}% — {j.message}")
     console.print(f"attempts {j.attempts}/{j.max_attempts}, worker {j.worker_id or '-'}, by {j.created_by}")
     if j.error:

@@ -2,6 +2,11 @@
 
 Errors of the hierarchy in ``core/errors.py`` become one message (and a hint) on stderr
 and the error's exit code; no traceback reaches the user.
+
+Start-up stays light: this module imports Typer, Rich and the error classes only. A
+command's module loads when that command runs, and the settings (pydantic) are built from
+the root options on first use (``cli.state.settings_of``), so ``--help`` and
+``--version`` load neither the store nor the settings machinery.
 """
 
 from __future__ import annotations
@@ -9,17 +14,22 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 from typer.models import CommandInfo
 
 import chainkeeper
-from chainkeeper.cli.state import CliState, err_console
 from chainkeeper.core.errors import ChainkeeperError
-from chainkeeper.core.settings import load_settings
+
+if TYPE_CHECKING:
+    from chainkeeper.core.settings import Settings
+
+err_console = Console(stderr=True, highlight=False)
 
 # name -> (module of chainkeeper.cli, its Typer app or command function, one-line help).
 # A command's module is imported only when that command runs, so 'chainkeeper --help'
@@ -79,6 +89,20 @@ class LazyGroup(TyperGroup):
             self._listing = False
 
 
+@dataclass
+class RootOptions:
+    """What the root command was given, kept on the click context for the command that runs.
+
+    ``cli.state.settings_of`` builds ``settings`` from it on first use (once).
+    """
+
+    environ: dict[str, str]
+    home: Path | None = None
+    config: Path | None = None
+    token: str | None = None
+    settings: Settings | None = field(default=None, repr=False)
+
+
 app = typer.Typer(
     name="chainkeeper",
     cls=LazyGroup,
@@ -106,7 +130,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    ctx.obj = CliState(settings=load_settings(os.environ, config_file=config, home=home, token=token))
+    ctx.obj = RootOptions(environ=dict(os.environ), home=home, config=config, token=token)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,26 +1,32 @@
-"""``chainkeeper models``: model versions, their release gates, exports and model cards.
+"""``chainkeeper models``: register a run's model, list and show model versions, evaluate
+one on a file, their release gates, exports and model cards.
 
 Each command acts as the user behind --token / CHAINKEEPER_TOKEN; the registry's
 services decide what that user may do, in the project of the version (or model name),
-exactly as for the API.
+exactly as for the API. Every command that lists or shows takes ``--json``.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from chainkeeper.cli.jobs import follow_job
-from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
+from chainkeeper.cli.train import print_split_report
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.registry import (
     GateResult,
     GateThresholds,
+    ModelEvaluation,
+    evaluate_model_version,
     find_model_versions,
     model_card,
+    register_model_version,
     run_gates,
     set_gate_thresholds,
     show_gates,
@@ -40,13 +46,66 @@ gates_app = typer.Typer(help="Release thresholds per model name, and gate result
 app.add_typer(gates_app, name="gates")
 
 
+@app.command("register")
+def models_register(ctx: typer.Context, run_id: int = typer.Argument(..., metavar="RUN",
+                                                                   help="A succeeded training run."),
+                    name: str = typer.Option(..., "--name", help="The model's name, a lower-case slug "
+                                             "(e.g. support-intents); the version is the next under it."),
+                    as_json: bool = JSON_OPTION) -> None:
+    """Register run RUN's model as the next version of model NAME, as a candidate."""
+    with open_context(ctx) as c:
+        version = register_model_version(c, run_id=run_id, name=name, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(version)
+        return
+    console.print(f"registered run {run_id} as [bold]{version.label}[/] (model version {version.id}, "
+                  f"{version.stage}); ask for its promotion with 'chainkeeper approvals request model.promote "
+                  f"{version.id}'")
+
+
+@app.command("evaluate")
+def models_evaluate(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="VERSION"),
+                    file: Path = typer.Argument(..., metavar="FILE",
+                                                help="Labelled rows: CSV/TSV, JSON (Lines) or Parquet (text, label), "
+                                                "or CoNLL for a tagger."),
+                    format: str | None = typer.Option(None, "--format", help="The file's format (default: from "
+                                                      "its extension): csv, tsv, jsonl, json, parquet or conll."),
+                    text_column: str = typer.Option("text", help="The column/key of the text."),
+                    label_column: str = typer.Option("label", help="The column/key of the gold label."),
+                    oos_label: str = typer.Option("oos", "--oos-label", metavar="LABEL",
+                                                  help="The out-of-scope label: reported apart when the model "
+                                                  "has it."),
+                    as_json: bool = JSON_OPTION) -> None:
+    """Score model version VERSION on FILE: the metrics of a run's test report (nothing is stored)."""
+    with open_context(ctx) as c:
+        result = evaluate_model_version(c, model_version_id, file, actor=current_actor(ctx, c), format=format,
+                                        text_column=text_column, label_column=label_column,
+                                        out_of_scope_label=oos_label)
+    if as_json:
+        print_json(result)
+        return
+    _print_evaluation(result, oos_label)
+
+
+def _print_evaluation(result: ModelEvaluation, oos_label: str) -> None:
+    unit = "sentences" if result.format == "conll" else "rows"
+    console.print(f"[bold]{result.model}[/] (model version {result.model_version_id}) on {result.file} "
+                  f"({result.format}): {result.rows:,} {unit}"
+                  + (f", {result.skipped:,} unusable rows skipped" if result.skipped else ""))
+    print_split_report(result.file, result.metrics, oos_label)
+
+
 @app.command("list")
 def models_list(ctx: typer.Context, name: str | None = typer.Option(None, help="Only versions of this model."),
-                stage: str | None = typer.Option(None, help="Only versions in this stage.")) -> None:
+                stage: str | None = typer.Option(None, help="Only versions in this stage."),
+                as_json: bool = JSON_OPTION) -> None:
     """Model versions, newest first."""
     with open_context(ctx) as c:
         found = find_model_versions(c, actor=current_actor(ctx, c), name=name, stage=stage)
-    table = Table("id", "model", "stage", "test macro-F1", "created by", "created (UTC)")
+    if as_json:
+        print_json(found)
+        return
+    table = new_table("id", "model", "stage", "test macro-F1", "created by", "created (UTC)")
     for v in found:
         f1 = (v.metrics.get("test") or {}).get("macro_f1")
         table.add_row(str(v.id), v.label, str(v.stage), f"{f1:.4f}" if f1 is not None else "—", v.created_by,
@@ -55,7 +114,8 @@ def models_list(ctx: typer.Context, name: str | None = typer.Option(None, help="
 
 
 @app.command("show")
-def models_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="ID")) -> None:
+def models_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="ID"),
+                as_json: bool = JSON_OPTION) -> None:
     """A model version: stage, lineage, stage history, latest gate results and export."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
@@ -63,9 +123,13 @@ def models_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., 
         v, results = report.version, report.results
         history = show_stage_history(c, v.id, actor=actor)
         latest = latest_export(c, v.id, v.model_artifact)
+    if as_json:
+        print_json({**asdict(v), "history": history, "gates": results,
+                    "export": {**asdict(latest), "best_engine": latest.best_engine()} if latest else None})
+        return
     console.print(f"[bold]{v.label}[/] (id {v.id}): {v.stage}; run {v.run_id} by {v.created_by}; "
                   f"artefact {v.model_artifact[:12]}")
-    table = Table("from", "to", "by", "at (UTC)", "comment", title="stage history")
+    table = new_table("from", "to", "by", "at (UTC)", "comment", title="stage history")
     for t in history:
         table.add_row(t.from_stage or "—", t.to_stage, t.actor, f"{t.at:%Y-%m-%d %H:%M:%S}", t.comment)
     console.print(table)
@@ -101,16 +165,20 @@ def models_production_at(ctx: typer.Context, name: str,
                          when: datetime = typer.Argument(..., metavar="WHEN",
                                                          formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z",
                                                                   "%Y-%m-%d %H:%M%z"]),
-                         ) -> None:
+                         as_json: bool = JSON_OPTION) -> None:
     """Which version of model NAME was in production at WHEN (e.g. 2026-05-03T14:00+00:00)."""
     with open_context(ctx) as c:
         history = show_production(c, name, actor=current_actor(ctx, c), when=when)
+    if as_json:
+        print_json(history)
+        return
     version, periods = history.version_at, history.periods
     if version is None:
         console.print(f"no version of {name} was in production at {when.isoformat()}")
     else:
         console.print(f"at {when.isoformat()} {version.label} (id {version.id}) was in production")
-    table = Table("version id", "since (UTC)", "until (UTC)", "promoted by", "ended by", title=f"{name} in production")
+    table = new_table("version id", "since (UTC)", "until (UTC)", "promoted by", "ended by",
+                      title=f"{name} in production")
     for p in periods:
         table.add_row(str(p.model_version_id), f"{p.since:%Y-%m-%d %H:%M:%S}",
                       f"{p.until:%Y-%m-%d %H:%M:%S}" if p.until else "now", p.promoted_by, p.ended_by or "—")
@@ -150,12 +218,15 @@ def gates_set(ctx: typer.Context, name: str,
 @gates_app.command("show")
 def gates_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="ID"),
                run: bool = typer.Option(False, "--run", help="Evaluate the gates now (and store the results)."),
-               ) -> None:
+               as_json: bool = JSON_OPTION) -> None:
     """A version's thresholds and the results of its latest gate evaluation."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         results = run_gates(c, model_version_id, actor=actor) if run else None
         report = show_gates(c, model_version_id, actor=actor)
+    if as_json:
+        print_json({"thresholds": report.thresholds, "results": results if results is not None else report.results})
+        return
     _print_thresholds(report.thresholds)
     _print_results(report.version.label, results if results is not None else report.results)
 
@@ -164,7 +235,7 @@ def _print_results(label: str, results: list[GateResult]) -> None:
     if not results:
         console.print(f"{label}: no gate results yet (run 'models gates show ID --run', or ask for promotion)")
         return
-    table = Table("gate", "passed", "value", "threshold", "detail", title=f"{label}")
+    table = new_table("gate", "passed", "value", "threshold", "detail", title=f"{label}")
     for r in results:
         table.add_row(r.gate, "yes" if r.passed else "[red]NO[/]", "—" if r.value is None else f"{r.value:.4f}",
                       "—" if r.threshold is None else f"{r.threshold:.4f}", r.detail)
@@ -175,7 +246,7 @@ def _print_export(result: ExportResult | None) -> None:
     if result is None:
         console.print("not exported yet: served by PyTorch ('chainkeeper models export ID')")
         return
-    table = Table("form", "accuracy", "delta (points)", "p50 ms", "size", "passed",
+    table = new_table("form", "accuracy", "delta (points)", "p50 ms", "size", "passed",
                   title=f"export {result.manifest[:12]} by {result.created_by}: PyTorch accuracy "
                   f"{result.torch_accuracy:.4f} on {result.evaluated_rows:,} test rows, gate "
                   f"{result.max_delta_points:g} points; serves {result.best_engine()}")

@@ -6,16 +6,15 @@ decide, in the project of the deployment, as they do for the API (reading needs 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from chainkeeper import monitoring
 from chainkeeper.cli.alerts import alerts_app, tickets_app
-from chainkeeper.cli.state import console, current_actor, open_context
+from chainkeeper.cli.jobs import job_json
+from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 from chainkeeper.core.db import utcnow
 from chainkeeper.monitoring import CHECKS, SOURCES, parse_window
 
@@ -47,12 +46,15 @@ def monitor_feedback(ctx: typer.Context, request_id: str, label: str,
 def monitor_quality(ctx: typer.Context, deployment: str,
                     window: str = typer.Option("1h", help="Window length: 30m, 1h, 1d …"),
                     since: datetime | None = typer.Option(None, help="From this UTC time (default: 24 windows back)."),
-                    ) -> None:
+                    as_json: bool = JSON_OPTION) -> None:
     """Live accuracy, macro-F1 and ECE of DEPLOYMENT per window, against the offline test numbers."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         live = monitoring.live_quality(c, deployment, actor=actor, window=parse_window(window), since=since)
-    table = Table("window start (UTC)", "version", "predictions", "labelled", "accuracy", "macro-F1", "ECE",
+    if as_json:
+        print_json(live)
+        return
+    table = new_table("window start (UTC)", "version", "predictions", "labelled", "accuracy", "macro-F1", "ECE",
                   title=f"{deployment}: live quality per {window}")
     for w in live.windows:
         table.add_row(f"{w.start:%Y-%m-%d %H:%M}", str(w.model_version_id), str(w.predictions), str(w.labelled),
@@ -74,7 +76,7 @@ def monitor_drift(ctx: typer.Context, deployment: str,
                   job: bool = typer.Option(False, "--job", help="Queue it as a job instead of checking now."),
                   every: str | None = typer.Option(None, help="Queue a recurring job checking every 15m, 1h …"),
                   history: bool = typer.Option(False, "--history", help="Show stored results instead of checking."),
-                  ) -> None:
+                  as_json: bool = JSON_OPTION) -> None:
     """Check DEPLOYMENT's recent traffic against its model's training data (or queue/show checks)."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
@@ -86,16 +88,22 @@ def monitor_drift(ctx: typer.Context, deployment: str,
                 queued = monitoring.submit_drift_job(
                     c, deployment, actor=actor, last=last, window_s=span.total_seconds() if span else None,
                     every_s=parse_window(every).total_seconds() if every else None, checks=check or None)
+                if as_json:
+                    print_json(job_json(queued))
+                    return
                 console.print(f"queued drift job {queued.id}" + (f", checking every {every}" if every else "")
                               + f"; follow it with 'chainkeeper jobs show {queued.id}'")
                 return
             end = utcnow()
             results = monitoring.check_drift(c, deployment, actor=actor, last=last, end=end,
                                              start=end - span if span else None, checks=check or None)
+    if as_json:
+        print_json({"deployment": deployment, "checks": list(CHECKS), "results": results})
+        return
     if not results:
         console.print(f"{deployment}: no drift results yet (run 'chainkeeper monitor drift {deployment}')")
         return
-    table = Table("window end (UTC)", "check", "statistic", "threshold", "p-value", "drift", "window", title=(
+    table = new_table("window end (UTC)", "check", "statistic", "threshold", "p-value", "drift", "window", title=(
         f"{deployment}: drift against {results[0].reference}"))
     for r in results:
         table.add_row(f"{r.window_end:%Y-%m-%d %H:%M:%S}", r.check, f"{r.statistic:.4g}", f"{r.threshold:.4g}",
@@ -107,7 +115,7 @@ def monitor_drift(ctx: typer.Context, deployment: str,
 @app.command("report")
 def monitor_report(ctx: typer.Context, deployment: str,
                    html: Path | None = typer.Option(None, "--html", help="Write the HTML report to this file."),
-                   as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+                   as_json: bool = JSON_OPTION,
                    since: datetime | None = typer.Option(None, help="From this UTC time (default: 7 days back)."),
                    ) -> None:
     """Where DEPLOYMENT fails: slices, confused pairs, low-confidence, wrong and slow examples."""
@@ -118,7 +126,7 @@ def monitor_report(ctx: typer.Context, deployment: str,
         html.write_text(monitoring.render_diagnosis_html(report), encoding="utf-8")
         console.print(f"wrote {html}")
     if as_json:
-        console.print_json(json.dumps(report))
+        print_json(report)
         return
     o = report["overall"]
     console.print(f"{deployment}: {report['predictions']} predictions, {report['labelled']} with feedback; "
@@ -126,7 +134,7 @@ def monitor_report(ctx: typer.Context, deployment: str,
                   f"latency p50 {_num(report['latency']['p50_ms'], 1)} ms, "
                   f"p99 {_num(report['latency']['p99_ms'], 1)} ms")
     if report["confused_pairs"]:
-        table = Table("true label", "predicted", "count", title="most confused pairs")
+        table = new_table("true label", "predicted", "count", title="most confused pairs")
         for p in report["confused_pairs"]:
             table.add_row(p["truth"], p["predicted"], str(p["count"]))
         console.print(table)

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import typer
 
@@ -22,17 +24,43 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+# How long a worker whose 'up' died may take to finish its job before it exits anyway
+# (the job is then reaped and retried, as after any crash); 'up' waits as long on Ctrl+C.
+STOP_GRACE_S = 10.0
+
+
+def _stop_with_parent(parent: int, stopping: threading.Event, poll_s: float = 0.5) -> None:
+    """Stop this worker when ``parent`` (the ``up`` that started it) is gone, however it
+    ended (SIGKILL included): a thread notices this process being re-parented, asks the
+    worker to stop, and ends the process if the job does not stop within the grace."""
+    def watch() -> None:
+        while os.getppid() == parent and not stopping.is_set():
+            time.sleep(poll_s)
+        if stopping.is_set() and os.getppid() == parent:
+            return  # stopping for another reason; the worker ends by itself
+        logging.getLogger(__name__).warning("process %d that started this worker is gone; stopping", parent)
+        stopping.set()
+        time.sleep(STOP_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def worker(
     ctx: typer.Context,
     max_jobs: int | None = typer.Option(None, help="Exit after this many jobs."),
     exit_when_idle: bool = typer.Option(False, help="Exit when the queue is empty."),
+    parent: int | None = typer.Option(None, "--stop-with-parent", hidden=True,
+                                      help="Stop when this process (the 'up' that started it) ends."),
 ) -> None:
-    """Run a worker: claim queued jobs and run them until stopped (Ctrl+C)."""
+    """Run a worker: claim queued jobs and run them until stopped (Ctrl+C or SIGTERM)."""
     settings = settings_of(ctx)
     _logging(settings.log_level)
     with open_context(ctx) as c:
         w = Worker(c)
         signal.signal(signal.SIGTERM, lambda *_: w.stopping.set())
+        if parent is not None:
+            _stop_with_parent(parent, w.stopping)
         console.print(f"worker {w.id} waiting for jobs (Ctrl+C to stop)")
         try:
             done = w.run_forever(max_jobs=max_jobs, exit_when_idle=exit_when_idle)
@@ -43,7 +71,7 @@ def worker(
 
 
 _PROCESSES_HELP = ("Server processes answering on the port, each with its own copy of the deployed models "
-                   "(one per core answers the most) [env: CHAINKEEPER_SERVE_PROCESSES].")
+                   "(one per core answers the most) \\[env: CHAINKEEPER_SERVE_PROCESSES].")
 
 
 def _run_server(ctx: typer.Context, host: str, port: int, processes: int | None) -> None:
@@ -59,8 +87,8 @@ def _run_server(ctx: typer.Context, host: str, port: int, processes: int | None)
 
 def serve(
     ctx: typer.Context,
-    host: str | None = typer.Option(None, help="Address to bind [env: CHAINKEEPER_HOST]."),
-    port: int | None = typer.Option(None, help="Port [env: CHAINKEEPER_PORT]."),
+    host: str | None = typer.Option(None, help="Address to bind \\[env: CHAINKEEPER_HOST]."),
+    port: int | None = typer.Option(None, help="Port \\[env: CHAINKEEPER_PORT]."),
     processes: int | None = typer.Option(None, min=1, max=64, help=_PROCESSES_HELP),
 ) -> None:
     """Serve the API, the web UI and the deployed models (no worker)."""
@@ -71,29 +99,58 @@ def serve(
 
 def up(
     ctx: typer.Context,
-    host: str | None = typer.Option(None, help="Address to bind [env: CHAINKEEPER_HOST]."),
-    port: int | None = typer.Option(None, help="Port [env: CHAINKEEPER_PORT]."),
+    host: str | None = typer.Option(None, help="Address to bind \\[env: CHAINKEEPER_HOST]."),
+    port: int | None = typer.Option(None, help="Port \\[env: CHAINKEEPER_PORT]."),
     workers: int = typer.Option(1, min=0, help="Local worker processes to start."),
     processes: int | None = typer.Option(None, min=1, max=64, help=_PROCESSES_HELP),
 ) -> None:
-    """Start everything on this machine: store (migrated), API, web UI and a worker."""
+    """Start everything on this machine: store (migrated), API, web UI and a worker.
+
+    Ctrl+C (SIGINT) and SIGTERM stop the server, then the workers (each finishes or
+    gives up its job within a grace period); a worker also stops when this process
+    dies without a chance to stop it (SIGKILL, a crash).
+    """
     settings = settings_of(ctx)
     host, port = host or settings.host, port if port is not None else settings.port
     check_port_free(host, port)
     print_first_start(initialise(settings))
-    children = [
-        subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(settings.home), "worker"],
-                         env=os.environ.copy())
-        for _ in range(workers)
-    ]
-    console.print(f"Chainkeeper is up: [bold]http://{host}:{port}/[/]  ({workers} worker(s); Ctrl+C to stop)")
+    # uvicorn handles SIGTERM itself and then raises it again: let that second delivery
+    # unwind this frame (as Ctrl+C's KeyboardInterrupt does), so the workers are stopped.
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    children: list[subprocess.Popen[bytes]] = []
+    terminated = False
     try:
+        for _ in range(workers):
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "chainkeeper.cli.main", "--home", str(settings.home), "worker",
+                 "--stop-with-parent", str(os.getpid())], env=os.environ.copy()))
+        console.print(f"Chainkeeper is up: [bold]http://{host}:{port}/[/]  ({workers} worker(s); Ctrl+C to stop)")
         _run_server(ctx, host, port, processes)
+    except _Terminated:
+        terminated = True
     finally:
-        for child in children:
+        _stop_children(children)
+    if terminated:  # end as SIGTERM ends a process, now that nothing is left behind
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+
+
+class _Terminated(BaseException):
+    """SIGTERM reached ``up``: unwinds it like KeyboardInterrupt (no ``except Exception`` stops it)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each worker, then wait for it (bounded), then SIGKILL."""
+    for child in children:
+        if child.poll() is None:
             child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+    for child in children:
+        try:
+            child.wait(timeout=STOP_GRACE_S + 5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=STOP_GRACE_S)

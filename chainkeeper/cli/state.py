@@ -1,34 +1,50 @@
-"""What every command shares: the settings, and the store opened on demand."""
+"""What every command shares: the settings, the store opened on demand, and how output looks.
+
+The stages load only when a store opens (``chainkeeper.chain`` and ``chainkeeper.governance``
+are lazy entry points), so a command's ``--help`` imports neither the schema nor SQLAlchemy.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 import chainkeeper.chain as chain_layer  # a lazy entry point: the stages load when a store opens
-from chainkeeper.core.context import Context
+from chainkeeper import governance  # lazy too: its modules load on first use
+from chainkeeper.cli.main import RootOptions
 from chainkeeper.core.errors import Unauthenticated
-from chainkeeper.core.settings import Settings
-from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.bootstrap import InitResult
-from chainkeeper.governance.users import authenticate_token
+from chainkeeper.core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+    from chainkeeper.governance.actors import Actor
+    from chainkeeper.governance.bootstrap import InitResult
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
-
-@dataclass
-class CliState:
-    settings: Settings
+# The --json flag of every command that lists or shows (one OptionInfo serves them all).
+JSON_OPTION: Any = typer.Option(False, "--json", help="Print JSON: the fields the API answers.")
 
 
 def settings_of(ctx: typer.Context) -> Settings:
-    state: CliState = ctx.find_root().obj
-    return state.settings
+    """The settings of this invocation, built from the root options on first use.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or an unreadable config file.
+    """
+    options: RootOptions = ctx.find_root().obj
+    if options.settings is None:
+        options.settings = load_settings(options.environ, config_file=options.config, home=options.home,
+                                         token=options.token)
+    return options.settings
 
 
 @contextlib.contextmanager
@@ -53,9 +69,36 @@ def current_actor(ctx: typer.Context, context: Context) -> Actor:
         raise Unauthenticated(
             "This command acts as a user and needs an API token.",
             hint="Pass --token or set CHAINKEEPER_TOKEN (the admin's token is printed by 'chainkeeper init'; "
-            "others come from 'chainkeeper users token NAME').",
+            "others come from 'chainkeeper users token NAME'; lost the admin's? 'chainkeeper users reset-admin' "
+            "on the host).",
         )
-    return authenticate_token(context.db, token.get_secret_value())
+    return governance.authenticate_token(context.db, token.get_secret_value())
+
+
+def new_table(*headers: str, title: str | None = None) -> Table:
+    """A table whose cells wrap (long words fold) instead of being cut to fit the terminal."""
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def _json_default(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, datetime) and value.utcoffset() == timedelta(0):
+        return value.isoformat().removesuffix("+00:00") + "Z"  # ISO 8601 as the API writes UTC
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    """Print VALUE as JSON for ``--json``: dataclasses as their fields, times in ISO 8601,
+    as the API answers them (highlighted on a terminal, plain in a pipe)."""
+    console.print_json(json.dumps(value, default=_json_default, ensure_ascii=False))
 
 
 def print_first_start(result: InitResult) -> None:
@@ -63,5 +106,10 @@ def print_first_start(result: InitResult) -> None:
     if not result.admin_token:
         return
     console.print("Created user [bold]admin[/]. Shown only this once — keep them safe:")
-    console.print(f"  API token (set CHAINKEEPER_TOKEN to it):  [bold green]{result.admin_token}[/]")
-    console.print(f"  web sign-in password:                     [bold green]{result.admin_password}[/]")
+    print_admin_secrets(result.admin_token, result.admin_password or "")
+
+
+def print_admin_secrets(token: str, password: str) -> None:
+    """The admin's new token and password, each on its own line (never wrapped, so they copy whole)."""
+    console.print(f"  API token (set CHAINKEEPER_TOKEN to it):  [bold green]{token}[/]", soft_wrap=True)
+    console.print(f"  web sign-in password:                     [bold green]{password}[/]", soft_wrap=True)

@@ -24,8 +24,9 @@ are for services that have decided already.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from chainkeeper.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from chainkeeper.data.cleaning import (
@@ -37,9 +38,20 @@ if TYPE_CHECKING:
         apply_recipe,
         check_recipe,
     )
-    from chainkeeper.data.connectors import ParsedSource, Record, parse_csv_text
+    from chainkeeper.data.connectors import (
+        ParsedSource,
+        Record,
+        detect_format,
+        parse_csv_text,
+        read_conll,
+        read_delimited,
+        read_json,
+        read_jsonl,
+        read_parquet,
+    )
     from chainkeeper.data.crawler import crawl, crawl_to_source, run_crawl_job
     from chainkeeper.data.diff import KINDS, VersionDiff, diff_dataset_versions
+    from chainkeeper.data.identity import find_leakage, row_identities, text_identities
     from chainkeeper.data.ingest import (
         FORMATS,
         SPLITS,
@@ -52,6 +64,7 @@ if TYPE_CHECKING:
     from chainkeeper.data.pii import PII_TYPES, PREFILTER, find_pii, redact_text
     from chainkeeper.data.quality import (
         get_quality_report,
+        get_split_leakage,
         render_quality_html,
         report_sections,
         show_quality_report,
@@ -91,14 +104,18 @@ _EXPORTS = {
     "BASIC_RECIPE": "cleaning", "FULL_RECIPE": "cleaning", "STEPS": "cleaning", "TOKEN_RECIPE": "cleaning",
     "StepReport": "cleaning", "apply_recipe": "cleaning", "check_recipe": "cleaning",
     "ParsedSource": "connectors", "Record": "connectors",
+    # The readers, values in, values out: a model's evaluation reads a file as an import does.
+    "detect_format": "connectors", "read_conll": "connectors", "read_delimited": "connectors",
+    "read_json": "connectors", "read_jsonl": "connectors", "read_parquet": "connectors",
     "crawl": "crawler", "crawl_to_source": "crawler",
     "KINDS": "diff", "VersionDiff": "diff", "diff_dataset_versions": "diff",
     "FORMATS": "ingest", "SPLITS": "ingest", "import_csv": "ingest", "import_file": "ingest",
     "store_records": "ingest",
+    "find_leakage": "identity", "row_identities": "identity", "text_identities": "identity",
     "NearDuplicates": "near_duplicates", "find_near_duplicates": "near_duplicates",
     "PII_TYPES": "pii", "PREFILTER": "pii", "find_pii": "pii", "redact_text": "pii",
     "get_quality_report": "quality", "render_quality_html": "quality", "report_sections": "quality",
-    "show_quality_report": "quality",
+    "show_quality_report": "quality", "get_split_leakage": "quality",
     "Source": "sources", "count_sources": "sources", "find_sources": "sources", "get_source": "sources",
     "list_sources": "sources", "read_source_rows": "sources", "show_source": "sources",
     "stratified_split": "splits",
@@ -143,9 +160,11 @@ __all__ = [
     "crawl_to_source",
     "create_dataset_version",
     "decode_csv_bytes",
+    "detect_format",
     "detect_script",
     "diff_dataset_versions",
     "find_dataset_versions",
+    "find_leakage",
     "find_near_duplicates",
     "find_pii",
     "find_sources",
@@ -154,19 +173,26 @@ __all__ = [
     "get_dataset_version",
     "get_quality_report",
     "get_source",
+    "get_split_leakage",
     "import_csv",
     "import_file",
     "list_dataset_versions",
     "list_sources",
     "parse_csv_text",
     "project_of_dataset_version",
+    "read_conll",
     "read_dataset_page",
     "read_dataset_rows",
+    "read_delimited",
+    "read_json",
+    "read_jsonl",
+    "read_parquet",
     "read_source_rows",
     "redact_text",
     "release_dataset_version",
     "render_quality_html",
     "report_sections",
+    "row_identities",
     "run_crawl_job",
     "show_dataset_version",
     "show_quality_report",
@@ -174,15 +200,8 @@ __all__ = [
     "snapshot_schema",
     "store_records",
     "stratified_split",
+    "text_identities",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'chainkeeper.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"chainkeeper.data.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -34,9 +34,10 @@ from chainkeeper.data import near_duplicates, pii
 from chainkeeper.data.text import SCRIPTS, detect_script, html_to_text
 
 __all__ = ["StepReport", "Step", "RecipeEntry", "STEPS", "BASIC_RECIPE", "FULL_RECIPE", "TOKEN_RECIPE",
-           "REWRITES_TEXT", "normalize_text", "strip_html", "drop_empty", "missing_values", "filter_length",
-           "detect_script", "filter_language", "normalize_labels", "label_conflicts", "redact_pii", "dedup_exact",
-           "dedup_near", "apply_recipe", "check_recipe", "html_to_text"]
+           "REWRITES_TEXT", "SPLIT_RANK", "normalized", "recipe_with_redaction", "normalize_text", "strip_html",
+           "drop_empty", "missing_values", "filter_length", "detect_script", "filter_language", "normalize_labels",
+           "label_conflicts", "redact_pii", "dedup_exact", "dedup_near", "apply_recipe", "check_recipe",
+           "html_to_text"]
 
 MAX_EXAMPLES = 3
 
@@ -82,7 +83,16 @@ RecipeEntry = str | Mapping[str, Any]
 def _require_text(table: pa.Table, step: str) -> None:
     if "text" not in table.column_names:
         raise InvalidInput(f"Cleaning step {step!r} needs a 'text' column; the rows have {table.column_names}.",
-                           hint="Import the rows with text_column= naming the text column.")
+                           hint="Import the rows naming their text column: --text-column (command line) or "
+                           "text_column= (API).")
+
+
+def normalized(texts: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """The texts as ``normalize_text`` writes them (pure, vectorised; nulls stay null)."""
+    out = pc.utf8_normalize(texts, form="NFKC")
+    out = pc.replace_substring_regex(out, _INVISIBLE, "")
+    out = pc.replace_substring_regex(out, _WHITESPACE_RUN, " ")
+    return pc.utf8_trim_whitespace(out)
 
 
 def normalize_text(table: pa.Table) -> tuple[pa.Table, StepReport]:
@@ -100,10 +110,7 @@ def normalize_text(table: pa.Table) -> tuple[pa.Table, StepReport]:
     """
     _require_text(table, "normalize_text")
     before = table.column("text")
-    after = pc.utf8_normalize(before, form="NFKC")
-    after = pc.replace_substring_regex(after, _INVISIBLE, "")
-    after = pc.replace_substring_regex(after, _WHITESPACE_RUN, " ")
-    after = pc.utf8_trim_whitespace(after)
+    after = normalized(before)
     differs = pc.fill_null(pc.not_equal(before, after), False)
     changed = int(pc.sum(differs).as_py() or 0)
     examples = []
@@ -135,61 +142,121 @@ def drop_empty(table: pa.Table) -> tuple[pa.Table, StepReport]:
     return out, StepReport("drop_empty", table.num_rows, out.num_rows, removed, examples)
 
 
+# Which copy of a repeated row stays: a declared split over an undeclared row, and among
+# declared splits test over dev over train (rank 0 = undeclared). Keeping the evaluation
+# copy leaves a benchmark's test file as published and takes the text out of training.
+SPLIT_RANK = {"train": 1, "dev": 2, "test": 3}
+_RANK_NAMES = ("undeclared", "train", "dev", "test")
+
+
+def _split_ranks(table: pa.Table) -> np.ndarray:
+    """Each row's rank in SPLIT_RANK (0 where no split is declared)."""
+    if "split" not in table.column_names:
+        return np.zeros(table.num_rows, dtype=np.int64)
+    splits = table.column("split")
+    ranks: np.ndarray = np.zeros(table.num_rows, dtype=np.int64)
+    for name, rank in SPLIT_RANK.items():
+        ranks[pc.fill_null(pc.equal(splits, name), False).to_numpy(zero_copy_only=False)] = rank
+    return ranks
+
+
+def _why(kept: int, removed: int) -> str:
+    if kept == removed:
+        return "repeat within one split: the first row stays"
+    if removed == 0:
+        return "a row of a declared split wins over an undeclared one"
+    return f"declared {_RANK_NAMES[kept]} wins over declared {_RANK_NAMES[removed]}: the text stays in one split"
+
+
+def _joined(lists: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """Each list of strings as one string (unit separator between items), for grouping."""
+    return pc.binary_join(lists, "\x1f")
+
+
 def dedup_exact(table: pa.Table) -> tuple[pa.Table, StepReport]:
-    """Remove rows whose text repeats an earlier row's text; keep the first.
+    """Remove rows that repeat another row, within a split and across splits; keep one copy.
 
-    Run it after ``normalize_text`` so texts that differ only in width or spacing count as
-    the same. When the repeated text carries another label, the first row's label is kept
-    and the pair is counted as a conflict: someone should look at it.
+    A repeat has the same text; in token data (a ``tokens`` column) the same tokens AND
+    the same tags. Run it after ``normalize_text`` so texts that differ only in width or
+    spacing count as the same. Which copy stays (``SPLIT_RANK``): a row of a declared split
+    (a non-null ``split``, e.g. a benchmark's test file) over an undeclared row, even one
+    that came first; among declared splits, test over dev over train, so evaluation rows
+    stay as declared and the text leaves training; then the first row. Every other copy is
+    removed, declared or not, so no text is in two splits and none is counted twice.
 
-    Rows with a declared split (a non-null ``split`` column, e.g. a benchmark's test file)
-    are never removed: they stay comparable with results published on that file. Instead
-    an undeclared row repeating one of their texts is removed even if it came first, which
-    also keeps test texts out of training. Repeats among declared rows are counted only.
+    Label conflicts. Text data: a removed repeat whose label differs from the kept row's
+    (the kept label stays; someone should look at it). Token data: a kept sentence whose
+    tokens repeat an earlier kept sentence with other tags; both stay (they are not the
+    same row) and are counted and shown as examples.
 
     Args:
-        table: rows with a ``text`` column, and ``label`` / ``split`` columns when present.
+        table: rows with a ``text`` column, and ``label`` / ``split`` / ``tokens`` and
+            ``tags`` columns when present.
 
     Returns:
         The rows without repeats, in their order, and a report with ``details``:
-        ``duplicates`` (rows removed), ``conflicts`` (repeats whose label differed from the
-        kept row's) and ``declared_repeats`` (repeats kept because their split was declared).
+        ``duplicates`` (rows removed), ``conflicts`` (see above), ``removed_from`` (split,
+        or "undeclared", -> rows removed there) and ``repeats``: one entry per (split kept,
+        split removed) with its ``rows`` and ``why`` that copy stayed.
     """
     _require_text(table, "dedup_exact")
     n = table.num_rows
-    texts = _codes(table.column("text"))
+    tokens = "tokens" in table.column_names and "tags" in table.column_names
+    if tokens:
+        sentences = _codes(_joined(table.column("tokens")))
+        keys = _codes(pc.binary_join_element_wise(_joined(table.column("tokens")), _joined(table.column("tags")),
+                                                  "\x1e"))
+    else:
+        keys = _codes(table.column("text"))
     labels = _codes(table.column("label")) if "label" in table.column_names else np.full(n, -1, np.int64)
-    pinned = (pc.is_valid(table.column("split")).to_numpy(zero_copy_only=False) if "split" in table.column_names
-              else np.zeros(n, dtype=bool))
-    # Declared rows first, so they win over undeclared ones wherever those stand; the
-    # first row of each text in that order is kept, every later one is a repeat.
-    order = np.concatenate((np.flatnonzero(pinned), np.flatnonzero(~pinned)))
-    _, first = np.unique(texts[order], return_index=True)
-    kept_row = np.empty(int(texts.max(initial=-1)) + 2, dtype=np.int64)
-    kept_row[texts[order[first]] + 1] = order[first]
+    ranks = _split_ranks(table)
+    # Highest rank first, row order within a rank: the first row of each key in that order stays.
+    order = np.argsort(-ranks, kind="stable")
+    _, first = np.unique(keys[order], return_index=True)
+    kept_row = np.empty(int(keys.max(initial=-1)) + 2, dtype=np.int64)
+    kept_row[keys[order[first]] + 1] = order[first]
     is_repeat = np.ones(n, dtype=bool)
     is_repeat[first] = False
-    repeats = order[is_repeat]  # in processing order
-    kept_of_repeat = kept_row[texts[repeats] + 1]
-    conflict = labels[repeats] != labels[kept_of_repeat]
-    declared_repeats = int(pinned[repeats].sum())
-    removable = ~pinned[repeats]
-    removed = repeats[removable]
+    removed = np.sort(order[is_repeat])
+    kept_of_removed = kept_row[keys[removed] + 1]
     keep = np.ones(n, dtype=bool)
     keep[removed] = False
     out = table.filter(pa.array(keep))
+
     text_column = table.column("text")
-    label_column = table.column("label") if "label" in table.column_names else None
-    examples = []
-    for i, k, c in zip(removed[:MAX_EXAMPLES].tolist(), kept_of_repeat[removable][:MAX_EXAMPLES].tolist(),
-                       conflict[removable][:MAX_EXAMPLES].tolist(), strict=True):
+    label_column = table.column("label") if "label" in table.column_names and not tokens else None
+    examples: list[dict[str, Any]] = []
+    if tokens:
+        # Kept sentences whose tokens an earlier kept sentence has, with other tags.
+        kept_rows = np.flatnonzero(keep)
+        _, first_sentence = np.unique(sentences[kept_rows], return_index=True)
+        clashing = np.ones(len(kept_rows), dtype=bool)
+        clashing[first_sentence] = False
+        conflict_rows = kept_rows[clashing]
+        conflicts = len(conflict_rows)
+        tags = table.column("tags")
+        first_of = {int(sentences[r]): int(r) for r in kept_rows[np.sort(first_sentence)]}
+        examples += [{"text": text_column[int(r)].as_py(), "tags": tags[int(r)].as_py(),
+                      "kept_tags": tags[first_of[int(sentences[r])]].as_py(), "conflict": True}
+                     for r in conflict_rows[:MAX_EXAMPLES]]
+    else:
+        conflicts = int((labels[removed] != labels[kept_of_removed]).sum())
+    for i, k in zip(removed[:MAX_EXAMPLES].tolist(), kept_of_removed[:MAX_EXAMPLES].tolist(), strict=True):
         examples.append({"before": text_column[i].as_py(), "after": None,
-                         "label": label_column[i].as_py() if label_column is not None else None,
-                         "kept_label": label_column[k].as_py() if label_column is not None else None,
-                         "conflict": bool(c)})
-    return out, StepReport("dedup_exact", n, out.num_rows, len(removed), examples,
-                           {"duplicates": len(removed), "conflicts": int(conflict.sum()),
-                            "declared_repeats": declared_repeats})
+                         "removed_from": _RANK_NAMES[ranks[i]], "kept_in": _RANK_NAMES[ranks[k]],
+                         **({"label": label_column[i].as_py(), "kept_label": label_column[k].as_py(),
+                             "conflict": label_column[i].as_py() != label_column[k].as_py()}
+                            if label_column is not None else {})})
+    pairs, counts = (np.unique(np.stack((ranks[kept_of_removed], ranks[removed]), axis=1), axis=0, return_counts=True)
+                     if len(removed) else (np.empty((0, 2), np.int64), np.empty(0, np.int64)))
+    repeats: list[dict[str, Any]] = []
+    removed_from: dict[str, int] = {}
+    for (k, r), c in zip(pairs.tolist(), counts.tolist(), strict=True):
+        repeats.append({"kept_in": _RANK_NAMES[k], "removed_from": _RANK_NAMES[r], "rows": int(c), "why": _why(k, r)})
+        removed_from[_RANK_NAMES[r]] = removed_from.get(_RANK_NAMES[r], 0) + int(c)
+    return out, StepReport("dedup_exact", n, out.num_rows, len(removed), examples[:2 * MAX_EXAMPLES],
+                           {"duplicates": len(removed), "conflicts": conflicts, "removed_from": removed_from,
+                            "repeats": repeats})
 
 
 def _codes(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -475,7 +542,10 @@ def redact_pii(table: pa.Table, *, mode: pii.RedactionMode = "placeholder") -> t
     """Redact personal data (see ``pii``): e-mails, phones, cards, IBANs, IPs, ID numbers, secret URLs.
 
     Rows that cannot hold any detectable entity (no long digit run, "@", "://", dotted
-    quad or hex colon pair) are skipped by a vectorised prefilter.
+    quad or hex colon pair) are skipped by a vectorised prefilter. In token data (a
+    ``tokens`` column) whole tokens are replaced (``pii.redact_tokens``), so every
+    sentence keeps its number of tokens and each tag its token; ``text`` is rebuilt from
+    the tokens.
 
     Args:
         table: rows with a ``text`` column.
@@ -494,20 +564,49 @@ def redact_pii(table: pa.Table, *, mode: pii.RedactionMode = "placeholder") -> t
         raise _fail("redact_pii", f"unknown mode {mode!r}.", "Use 'placeholder' or 'mask'.")
     text = table.column("text")
     suspect = _matching(text, pii.PREFILTER)
-    redacted, counts, changed_local = pii.redact_texts(text.take(pa.array(suspect)).to_pylist(), mode)
-    changed = suspect[changed_local].tolist()
-    after = _replace_rows(text, changed, [redacted[k] for k in changed_local])
-    out = table.set_column(table.column_names.index("text"), "text", after)
-    examples = [{"after": after[i].as_py()} for i in changed[:MAX_EXAMPLES]]
+    if "tokens" in table.column_names:
+        out, counts, changed = _redact_token_rows(table, suspect, mode)
+    else:
+        redacted, counts, changed_local = pii.redact_texts(text.take(pa.array(suspect)).to_pylist(), mode)
+        changed = suspect[changed_local].tolist()
+        after = _replace_rows(text, changed, [redacted[k] for k in changed_local])
+        out = table.set_column(table.column_names.index("text"), "text", after)
+    examples = [{"after": out.column("text")[i].as_py()} for i in changed[:MAX_EXAMPLES]]
     return out, StepReport("redact_pii", table.num_rows, out.num_rows, len(changed), examples,
                            {"pii_found": counts, "rows_redacted": len(changed)})
+
+
+def _redact_token_rows(table: pa.Table, suspect: np.ndarray, mode: pii.RedactionMode,
+                       ) -> tuple[pa.Table, dict[str, int], list[int]]:
+    """``redact_pii`` on token rows: whole tokens replaced, text rebuilt; (rows, counts, changed rows)."""
+    counts = dict.fromkeys(pii.PII_TYPES, 0)
+    column = table.column("tokens")
+    rewritten: dict[int, list[str]] = {}
+    for i in suspect.tolist():
+        tokens = column[i].as_py() or []
+        redacted, spans = pii.redact_tokens(tokens, mode)
+        if spans:
+            rewritten[i] = redacted
+            for span in spans:
+                counts[span.kind] += 1
+    if not rewritten:
+        return table, counts, []
+    changed = sorted(rewritten)
+    all_tokens = column.to_pylist()
+    for i in changed:
+        all_tokens[i] = rewritten[i]
+    out = table.set_column(table.column_names.index("tokens"), table.schema.field("tokens"),
+                           pa.array(all_tokens, column.type))
+    text = _replace_rows(table.column("text"), changed, [" ".join(rewritten[i]) for i in changed])
+    return out.set_column(out.column_names.index("text"), "text", text), counts, changed
 
 
 def dedup_near(table: pa.Table, *, threshold: float = near_duplicates.DEFAULT_THRESHOLD, shingling: str = "char",
                size: int = 5, num_perm: int = near_duplicates.DEFAULT_NUM_PERM) -> tuple[pa.Table, StepReport]:
     """Remove near-duplicate texts (MinHash LSH, see ``near_duplicates``); keep the first of each cluster.
 
-    Rows with a declared split are never removed (as in ``dedup_exact``).
+    Rows with a declared split are never removed: a near-copy is a judgement call, which
+    ``dedup_exact``'s exact repeats are not.
 
     Args:
         table: rows with a ``text`` column.
@@ -560,11 +659,14 @@ STEPS: dict[str, Step] = {
     "dedup_exact": dedup_exact,
     "dedup_near": dedup_near,
 }
-BASIC_RECIPE: list[str] = ["normalize_text", "drop_empty", "dedup_exact"]
-# Steps that rewrite ``text``: a token-labelled row's text must keep matching its tokens,
-# so its recipe may use only the other steps (which drop rows or add a flag column).
-REWRITES_TEXT = frozenset({"normalize_text", "strip_html", "redact_pii", "missing_values"})
-TOKEN_RECIPE: list[str] = ["drop_empty", "dedup_exact"]
+# The defaults redact personal data (issue 14): a version made without it says so
+# (``recipe_with_redaction``, the ``--no-redact`` / ``redact=false`` opt-out).
+BASIC_RECIPE: list[str] = ["normalize_text", "drop_empty", "redact_pii", "dedup_exact"]
+# Steps that rewrite ``text`` without keeping it the tokens joined: a token-labelled row's
+# text must keep matching its tokens, so its recipe may use only the other steps (which
+# drop rows, add a flag column, or, as redact_pii does there, replace whole tokens).
+REWRITES_TEXT = frozenset({"normalize_text", "strip_html", "missing_values"})
+TOKEN_RECIPE: list[str] = ["drop_empty", "redact_pii", "dedup_exact"]
 # Every step that changes rows without a judgement call about the data's content.
 FULL_RECIPE: list[RecipeEntry] = ["normalize_text", "strip_html", "drop_empty", "redact_pii", "normalize_labels",
                                   "dedup_exact", "dedup_near", {"step": "filter_length", "min_chars": 2}]
@@ -619,6 +721,39 @@ def check_recipe(recipe: Sequence[RecipeEntry]) -> list[dict[str, Any]]:
             raise InvalidInput(f"Bad parameter for cleaning step {entry['step']!r}: {exc}.",
                                hint=f"Its parameters: {', '.join(allowed)}.") from exc
     return entries
+
+
+# Redaction inserted into a recipe goes before the first of these, so texts that differ
+# only in their personal data count as repeats.
+_DEDUP_STEPS = ("dedup_exact", "dedup_near", "label_conflicts")
+
+
+def recipe_with_redaction(steps: Sequence[Mapping[str, Any]], *, redact: bool) -> list[dict[str, Any]]:
+    """A checked recipe with ``redact_pii`` in it, or without it when redaction is turned off (pure).
+
+    Args:
+        steps: the recipe as ``check_recipe`` returns it.
+        redact: True (the default everywhere): a recipe without ``redact_pii`` gets it
+            before its first de-duplication step (at the end when it has none); False: the
+            caller opted out, and the recipe must not redact.
+
+    Returns:
+        The recipe to run.
+
+    Raises:
+        InvalidInput: redaction turned off and the recipe has a ``redact_pii`` step.
+    """
+    entries = [dict(e) for e in steps]
+    has = any(e["step"] == "redact_pii" for e in entries)
+    if not redact:
+        if has:
+            raise InvalidInput("The recipe has a redact_pii step, but redaction is turned off (--no-redact / "
+                               "redact=false).", hint="Leave out either the redact_pii step or the opt-out.")
+        return entries
+    if has:
+        return entries
+    at = next((i for i, e in enumerate(entries) if e["step"] in _DEDUP_STEPS), len(entries))
+    return [*entries[:at], {"step": "redact_pii"}, *entries[at:]]
 
 
 def apply_recipe(table: pa.Table, recipe: Sequence[RecipeEntry]) -> tuple[pa.Table, list[StepReport]]:

@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from chainkeeper.core.errors import InvalidInput, NotFound
 
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "conll")
-_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "folder", "conll")
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
                ".parquet": "parquet", ".pq": "parquet", ".conll": "conll", ".conllu": "conll"}
 # Text files a folder import reads; others (images, .DS_Store) are not documents.
 FOLDER_SUFFIXES = (".txt", ".md", ".text")
@@ -37,6 +37,28 @@ FOLDER_SUFFIXES = (".txt", ".md", ".text")
 _FIELD_SIZE_LIMIT = min(sys.maxsize, 2**31 - 1)
 # Candidate delimiters for sniffing: what spreadsheets and databases export.
 _SNIFF_DELIMITERS = ",;\t|"
+
+
+# The options of an import as the two shells name them: a hint names both, since this
+# layer does not know whether a person typed a command or called the API (issue 14).
+_OPTIONS = {"format": ("--format", "format"), "text_column": ("--text-column", "text_column"),
+            "label_column": ("--label-column", "label_column"),
+            "metadata_columns": ("--metadata-column", "metadata_columns"), "split": ("--split", "split")}
+
+
+def option_hint(name: str, value: str = "") -> str:
+    """How to pass an import option, in the words of the command line and of the API (pure).
+
+    Args:
+        name: the option's parameter name (``format``, ``text_column``, ...).
+        value: an example value, or "" for a placeholder.
+
+    Returns:
+        E.g. "--format conll (command line) or format=conll (API)".
+    """
+    cli, api = _OPTIONS.get(name, (f"--{name.replace('_', '-')}", name))
+    shown = value or "…"
+    return f"{cli} {shown} (command line) or {api}={shown} (API)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +119,7 @@ def decode_text_bytes(data: bytes, *, name: str, kind: str = "CSV") -> tuple[str
                            hint="Save it as 'CSV UTF-8' (in Excel: Save As > CSV UTF-8) and import it again.")
     if b"\x00" in data:
         raise InvalidInput(f"{name} is not a {kind} file: it contains NUL bytes (a binary file?).",
-                           hint="Export the data as text, or pass format= with the file's real format.")
+                           hint=f"Export the data as text, or name the file's real format: {option_hint('format')}.")
     try:
         if data.startswith(codecs.BOM_UTF8):
             return data[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8-sig"
@@ -199,7 +221,7 @@ def _column_index(columns: list[str], wanted: str, *, name: str, option: str) ->
     if wanted in columns:
         return columns.index(wanted)
     found = ", ".join(repr(c) for c in columns) or "none"
-    hint = f"Pass {option}= with one of the columns found, or rename the column in the file."
+    hint = f"Name one of the columns found with {option_hint(option)}, or rename the column in the file."
     if len(columns) == 1 and any(sep in columns[0] for sep in (";", "\t", "|")):
         hint = "The header looks like it uses another delimiter; pass the delimiter or save the file comma-separated."
     raise InvalidInput(f"{name} has no column {wanted!r} (columns found: {found}).", hint=hint)
@@ -230,7 +252,7 @@ def detect_format(path: Path, declared: str | None = None) -> str:
     if suffix == ".txt" and _looks_like_conll(path):
         return "conll"
     raise InvalidInput(f"Cannot tell the format of {path.name!r} from its extension {suffix or '(none)'!r}.",
-                       hint=f"Pass format= (one of: {', '.join(FORMATS)}).")
+                       hint=f"Name the format with {option_hint('format')}, one of: {', '.join(FORMATS)}.")
 
 
 def _looks_like_conll(path: Path) -> bool:
@@ -300,6 +322,9 @@ def read_jsonl(data: bytes, *, name: str, text_column: str, label_column: str | 
                metadata_columns: Sequence[str] | None = None) -> ParsedSource:
     """Read a JSON Lines file: one JSON object per line (pure).
 
+    A file that is one JSON document of rows instead (an array of objects, an object of
+    lists) is read by ``read_json``.
+
     Args:
         data: the file's bytes.
         name: the file name, for origins and messages.
@@ -316,6 +341,10 @@ def read_jsonl(data: bytes, *, name: str, text_column: str, label_column: str | 
             ``label_column`` (the key does not exist).
     """
     text, encoding = decode_text_bytes(data, name=name, kind="JSON Lines")
+    if text.lstrip().startswith(("[", "{")) and _is_json_rows(text):
+        # One JSON document of rows under a JSON Lines name: read it as what it is.
+        return read_json(data, name=name, text_column=text_column, label_column=label_column,
+                         metadata_columns=metadata_columns)
     records: list[Record] = []
     seen_text = seen_label = False
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -332,28 +361,103 @@ def read_jsonl(data: bytes, *, name: str, text_column: str, label_column: str | 
             continue
         seen_text |= text_column in obj
         seen_label |= label_column is not None and label_column in obj
-        row_text, row_label = obj.get(text_column), obj.get(label_column) if label_column else None
-        row_text = "" if row_text is None else str(row_text)
-        row_label = None if row_label is None else str(row_label).strip()
-        reason = None
-        if not row_text.strip():
-            reason = "empty_text"
-        elif label_column and not row_label:
-            reason = "empty_label"
-        meta = {k: v for k, v in obj.items() if k not in (text_column, label_column)} if metadata_columns is None \
-            else {k: obj[k] for k in metadata_columns if k in obj}
-        records.append(Record(text=row_text, label=row_label, line=number, origin=origin, quarantine_reason=reason,
-                              meta=meta or None))
+        records.append(_json_record(obj, line=number, origin=origin, text_column=text_column,
+                                    label_column=label_column, metadata_columns=metadata_columns))
     if not records:
         raise InvalidInput(f"{name} has no JSON lines.", hint="Check that you exported the right file.")
+    _check_json_keys(records, name=name, seen_text=seen_text, seen_label=seen_label, text_column=text_column,
+                     label_column=label_column)
+    return ParsedSource(format="jsonl", encoding=encoding, records=records)
+
+
+def _is_json_rows(text: str) -> bool:
+    """Whether ``text`` is one JSON document shaped as rows (an array, or an object of lists)."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(document, list) or (isinstance(document, dict) and bool(document)
+                                          and all(isinstance(v, list) for v in document.values()))
+
+
+def _json_record(obj: dict[str, Any], *, line: int, origin: str, text_column: str, label_column: str | None,
+                 metadata_columns: Sequence[str] | None) -> Record:
+    """One JSON object as a row; no text (or label) quarantines it."""
+    row_text, row_label = obj.get(text_column), obj.get(label_column) if label_column else None
+    row_text = "" if row_text is None else str(row_text)
+    row_label = None if row_label is None else str(row_label).strip()
+    reason = None
+    if not row_text.strip():
+        reason = "empty_text"
+    elif label_column and not row_label:
+        reason = "empty_label"
+    meta = {k: v for k, v in obj.items() if k not in (text_column, label_column)} if metadata_columns is None \
+        else {k: obj[k] for k in metadata_columns if k in obj}
+    return Record(text=row_text, label=row_label, line=line, origin=origin, quarantine_reason=reason,
+                  meta=meta or None)
+
+
+def _check_json_keys(records: list[Record], *, name: str, seen_text: bool, seen_label: bool, text_column: str,
+                     label_column: str | None) -> None:
     valid = [r for r in records if r.quarantine_reason not in ("invalid_json", "not_an_object")]
     if valid and not seen_text:
         raise InvalidInput(f"{name} has no key {text_column!r} in any object.",
-                           hint="Pass text_column= with the key that holds the text.")
+                           hint=f"Name the key that holds the text: {option_hint('text_column')}.")
     if valid and label_column and not seen_label:
         raise InvalidInput(f"{name} has no key {label_column!r} in any object.",
-                           hint="Pass label_column= with the key that holds the label (or none for unlabelled text).")
-    return ParsedSource(format="jsonl", encoding=encoding, records=records)
+                           hint=f"Name the key that holds the label: {option_hint('label_column')} (--no-label / "
+                                "no_label=true for unlabelled text).")
+
+
+def read_json(data: bytes, *, name: str, text_column: str, label_column: str | None,
+              metadata_columns: Sequence[str] | None = None) -> ParsedSource:
+    """Read a JSON document of rows: an array of objects, or an object of equal-length lists (pure).
+
+    ``[{"text": ..., "label": ...}, ...]`` gives one row per object (an element that is not
+    an object is quarantined, "not_an_object"); ``{"text": [...], "label": [...]}`` one row
+    per position, the lists read as columns. The origin of a row is its 0-based index, as
+    for Parquet. A file that is not one JSON document but JSON Lines (a ``.json`` name is
+    common for those too) is read as JSON Lines.
+
+    Raises:
+        InvalidInput: empty, binary or undecodable; a document of another shape (a number,
+            an object that is not all lists, lists of different lengths); no row has the
+            text or label key.
+    """
+    text, encoding = decode_text_bytes(data, name=name, kind="JSON")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return read_jsonl(data, name=name, text_column=text_column, label_column=label_column,
+                          metadata_columns=metadata_columns)
+    if isinstance(document, dict) and document and all(isinstance(v, list) for v in document.values()):
+        lengths = {k: len(v) for k, v in document.items()}
+        if len(set(lengths.values())) > 1:
+            raise InvalidInput(f"{name} is an object of lists of different lengths ({lengths}); its rows cannot be "
+                               "lined up.", hint="Give every key a list of the same length, one value per row.")
+        keys = list(document)
+        document = [dict(zip(keys, values, strict=True)) for values in zip(*document.values(), strict=True)]
+    if not isinstance(document, list):
+        raise InvalidInput(f"{name} holds a JSON {type(document).__name__}, not rows.",
+                           hint='Use an array of objects ([{"text": ..., "label": ...}, ...]), an object of lists '
+                           '({"text": [...], "label": [...]}) or JSON Lines (one object per line).')
+    if not document:
+        raise InvalidInput(f"{name} has no rows.", hint="Check that you exported the right file.")
+    records = []
+    seen_text = seen_label = False
+    for i, obj in enumerate(document):
+        origin = f"{name}#{i}"
+        if not isinstance(obj, dict):
+            records.append(Record(text=json.dumps(obj, ensure_ascii=False), label=None, line=i, origin=origin,
+                                  quarantine_reason="not_an_object"))
+            continue
+        seen_text |= text_column in obj
+        seen_label |= label_column is not None and label_column in obj
+        records.append(_json_record(obj, line=i, origin=origin, text_column=text_column, label_column=label_column,
+                                    metadata_columns=metadata_columns))
+    _check_json_keys(records, name=name, seen_text=seen_text, seen_label=seen_label, text_column=text_column,
+                     label_column=label_column)
+    return ParsedSource(format="json", encoding=encoding, records=records)
 
 
 def read_parquet(data: bytes, *, name: str, text_column: str, label_column: str | None,
@@ -369,14 +473,15 @@ def read_parquet(data: bytes, *, name: str, text_column: str, label_column: str 
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInput(f"{name} is not a readable Parquet file: {exc}.",
-                           hint="Check that the file is Parquet, or pass format= with its real format.") from None
+                           hint=f"Check that the file is Parquet, or name its real format: "
+                           f"{option_hint('format')}.") from None
     wanted_meta = ([c for c in table.column_names if c not in (text_column, label_column)]
                    if metadata_columns is None else list(metadata_columns))
     for column, option in ((text_column, "text_column"), (label_column, "label_column"),
                            *((c, "metadata_columns") for c in wanted_meta)):
         if column is not None and column not in table.column_names:
             raise InvalidInput(f"{name} has no column {column!r} (columns found: {', '.join(table.column_names)}).",
-                               hint=f"Pass {option}= with one of the columns found.")
+                               hint=f"Name one of the columns found with {option_hint(option)}.")
     if table.num_rows == 0:
         raise InvalidInput(f"{name} has no rows.", hint="Check that you exported the right file.")
     texts = table.column(text_column).to_pylist()
@@ -406,7 +511,8 @@ def read_folder(folder: Path) -> ParsedSource:
     if not folder.exists():
         raise NotFound(f"There is no folder {folder}.", hint="Check the path.")
     if not folder.is_dir():
-        raise InvalidInput(f"{folder} is not a folder.", hint="Pass a folder of .txt files, or format= for a file.")
+        raise InvalidInput(f"{folder} is not a folder.",
+                           hint=f"Pass a folder of .txt files, or name a file's format: {option_hint('format')}.")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
     if not files:
         raise InvalidInput(f"{folder} holds no text files ({', '.join(FOLDER_SUFFIXES)}).",

@@ -1,17 +1,21 @@
 """What changed between two dataset versions (pure, plus one service wrapper).
 
-A row's identity is its origin: (source_id, source_line), the line of the imported file
-it came from. Between version A and version B a row is
+A row's identity is its content (``identity.row_identities``: the hash of its normalised
+text, of its tokens for token data), not where it was imported from, so the same text
+imported again — a re-import of a released version in the retraining loop, another file
+holding it — is the same row. Rows of the two versions are matched by identity (the k-th
+row of an identity in A with the k-th in B, in row order, where a version holds it more
+than once). Between version A and version B a row is
 
-    added          its origin is in B only
-    removed        its origin is in A only
-    changed        its origin is in both, with a different text (a cleaning step rewrote it)
-    moved          its origin is in both, in a different split
+    added          its identity is in B only
+    removed        its identity is in A only
+    unchanged      in both, with the same text, label (tags for token data) and split
+    changed        in both, with a different text (e.g. a cleaning step now rewrites it)
+    moved          in both, in a different split
+    label_changes  in both, with a different label (tags): relabelled or adjudicated
 
-and, keyed by text rather than origin, a *label change* is a text present in both
-versions whose label differs (a relabelled or adjudicated row, or the same text imported
-again with another label). Counts are given overall and per split (B's split for
-added, changed, moved and label changes; A's for removed).
+A matched row can be changed, moved and relabelled at once (counted under each). Counts
+are given overall and per split (B's split for all but removed, A's for removed).
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import functools
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from chainkeeper.data.identity import row_identities
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import authorize_object
 
@@ -33,8 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["VersionDiff", "diff_tables", "diff_dataset_versions"]
 
 MAX_EXAMPLES = 5
-_ORIGIN = ["source_id", "source_line"]
-KINDS = ("added", "removed", "changed", "moved", "label_changes")
+_KEY = ["identity", "occurrence"]
+KINDS = ("added", "removed", "unchanged", "changed", "moved", "label_changes")
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,8 @@ class VersionDiff:
         rows_a, rows_b: row counts.
         counts: kind -> rows, for each of ``KINDS``.
         by_split: split -> kind -> rows.
-        examples: kind -> up to five example rows.
+        examples: kind -> up to five example rows (text, label and split on each side,
+            with each side's source and line; tags for token data are in the label, space-joined).
     """
 
     a: int
@@ -75,11 +82,41 @@ def _split_counts(table: pa.Table, column: str) -> dict[str, int]:
                                            counted.field("counts").to_pylist(), strict=True)}
 
 
+def _keyed(table: pa.Table, side: str) -> pa.Table:
+    """The columns a diff compares, with each row's identity and its occurrence among that identity's rows."""
+    identities = row_identities(table)
+    codes = np.asarray(pc.index_in(identities, value_set=pc.unique(identities)).to_numpy(zero_copy_only=False))
+    # The k-th row of an identity gets occurrence k: a stable sort groups the codes in row order.
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1] if len(codes) else np.empty(0, np.int64)
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+    occurrence = np.empty(len(codes), dtype=np.int64)
+    occurrence[order] = np.arange(len(codes)) - group_start
+    # Token data: the tags are the labels.
+    label = (pc.binary_join(table.column("tags"), " ") if "tags" in table.column_names
+             else table.column("label"))
+    origin = [table.column(c) if c in table.column_names else pa.nulls(table.num_rows, pa.int64())
+              for c in ("source_id", "source_line")]
+    return pa.table({"identity": identities, "occurrence": pa.array(occurrence, pa.int64()),
+                     f"text_{side}": table.column("text"), f"label_{side}": label.cast(pa.string()),
+                     f"split_{side}": table.column("split"), f"source_{side}": origin[0], f"line_{side}": origin[1],
+                     f"in_{side}": pa.array(np.ones(table.num_rows, dtype=bool))})
+
+
+def _differs(joined: pa.Table, column: str) -> pa.ChunkedArray:
+    """True where the two sides' values differ (a null on one side only counts as a difference)."""
+    a, b = joined.column(f"{column}_a"), joined.column(f"{column}_b")
+    return pc.fill_null(pc.not_equal(a, b), False) if column != "label" else pc.or_(
+        pc.fill_null(pc.not_equal(a, b), False), pc.xor(pc.is_null(a), pc.is_null(b)))
+
+
 def diff_tables(a: pa.Table, b: pa.Table, *, a_id: int = 0, b_id: int = 0) -> VersionDiff:
-    """Compare two snapshots' rows.
+    """Compare two snapshots' rows by identity.
 
     Args:
-        a: the older version's rows (text, label, split, source_id, source_line).
+        a: the older version's rows (text, label, split; tokens and tags for token data;
+            source_id and source_line when known).
         b: the newer version's rows.
         a_id: the older version's id, for the result.
         b_id: the newer version's id.
@@ -87,44 +124,31 @@ def diff_tables(a: pa.Table, b: pa.Table, *, a_id: int = 0, b_id: int = 0) -> Ve
     Returns:
         The counts, per-split counts and examples of each kind of change.
     """
-    cols = ["text", "label", "split", *_ORIGIN]
-    left = a.select(cols).rename_columns(["text_a", "label_a", "split_a", *_ORIGIN]).append_column(
-        "in_a", pa.array([True] * a.num_rows, pa.bool_()))
-    right = b.select(cols).rename_columns(["text_b", "label_b", "split_b", *_ORIGIN]).append_column(
-        "in_b", pa.array([True] * b.num_rows, pa.bool_()))
-    joined = left.join(right, keys=_ORIGIN, join_type="full outer", use_threads=False)
+    joined = _keyed(a, "a").join(_keyed(b, "b"), keys=_KEY, join_type="full outer", use_threads=False)
+    joined = joined.sort_by([("source_b", "ascending"), ("line_b", "ascending"), ("source_a", "ascending"),
+                             ("line_a", "ascending")])
     in_a = pc.fill_null(joined.column("in_a"), False)
     in_b = pc.fill_null(joined.column("in_b"), False)
     both = pc.and_(in_a, in_b)
+    changed, moved, relabelled = (_differs(joined, c) for c in ("text", "split", "label"))
     tables = {
         "added": _select(joined, pc.and_(in_b, pc.invert(in_a))),
         "removed": _select(joined, pc.and_(in_a, pc.invert(in_b))),
-        "changed": _select(joined, pc.and_(both, pc.not_equal(joined.column("text_a"), joined.column("text_b")))),
-        "moved": _select(joined, pc.and_(both, pc.not_equal(joined.column("split_a"), joined.column("split_b")))),
+        "unchanged": _select(joined, pc.and_(both, pc.invert(pc.or_(pc.or_(changed, moved), relabelled)))),
+        "changed": _select(joined, pc.and_(both, changed)),
+        "moved": _select(joined, pc.and_(both, moved)),
+        "label_changes": _select(joined, pc.and_(both, relabelled)),
     }
-    # Label changes are keyed by text: one row per distinct (text, label) pair of each side.
-    texts_a = a.group_by(["text", "label"], use_threads=False).aggregate([]).rename_columns(["text", "label_a"])
-    texts_b = b.group_by(["text", "label", "split"], use_threads=False).aggregate([]).rename_columns(
-        ["text", "label_b", "split_b"])
-    by_text = texts_b.join(texts_a, keys="text", join_type="inner", use_threads=False)
-    relabelled = _select(by_text, pc.not_equal(by_text.column("label_a"), by_text.column("label_b")))
-    # A text whose B label also exists in A unchanged is not a change (duplicates across labels).
-    unchanged = set(zip(texts_a.column("text").to_pylist(), texts_a.column("label_a").to_pylist(), strict=True))
-    keep = [(t, lb) not in unchanged for t, lb in zip(relabelled.column("text").to_pylist(),
-                                                       relabelled.column("label_b").to_pylist(), strict=True)]
-    relabelled = relabelled.filter(pa.array(keep, pa.bool_())) if relabelled.num_rows else relabelled
-    relabelled = relabelled.group_by(["text", "label_b", "split_b"], use_threads=False).aggregate(
-        [("label_a", "min")]).rename_columns(["text", "label_b", "split_b", "label_a"])
-    tables["label_changes"] = relabelled
-
     by_split: dict[str, dict[str, int]] = {}
     for kind, table in tables.items():
         for split, n in _split_counts(table, "split_a" if kind == "removed" else "split_b").items():
             by_split.setdefault(split, dict.fromkeys(KINDS, 0))[kind] = n
     examples: dict[str, list[dict[str, Any]]] = {}
     for kind, table in tables.items():
-        head = table.slice(0, MAX_EXAMPLES).to_pylist()
-        examples[kind] = [{k: v for k, v in row.items() if k not in ("in_a", "in_b")} for row in head]
+        # An added row has no A side, a removed row no B side.
+        absent = "_a" if kind == "added" else "_b" if kind == "removed" else None
+        examples[kind] = [{k: v for k, v in row.items() if k not in ("in_a", "in_b", "identity", "occurrence")
+                           and not (absent and k.endswith(absent))} for row in table.slice(0, MAX_EXAMPLES).to_pylist()]
     return VersionDiff(a=a_id, b=b_id, rows_a=a.num_rows, rows_b=b.num_rows,
                        counts={kind: tables[kind].num_rows for kind in KINDS},
                        by_split=dict(sorted(by_split.items())), examples=examples)

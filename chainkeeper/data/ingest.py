@@ -1,11 +1,12 @@
 """Import a file as a source: read it with its connector, validate, quarantine bad rows, store, record.
 
 ``import_file`` is the one entry point: it picks the connector by ``format`` or by the
-file's extension (see ``connectors.py``: CSV/TSV, JSON Lines, Parquet, a folder of text
-files, CoNLL), then ``store_records`` writes the rows artefact and the ``SqlSource`` row
-with its audit entry in one transaction. ``import_csv`` (the quickstart's) is
-``import_file`` with format "csv". The file is read whole (a million short CSV rows is
-~100 MB) and hashed; a million short rows import in about 5 seconds end to end.
+file's extension (see ``connectors.py``: CSV/TSV, JSON Lines, a JSON array of objects or
+object of lists, Parquet, a folder of text files, CoNLL), then ``store_records`` writes
+the rows artefact and the ``SqlSource`` row with its audit entry in one transaction.
+``import_csv`` (the quickstart's) is ``import_file`` with format "csv". The file is read
+whole (a million short CSV rows is ~100 MB) and hashed; a million short rows import in
+about 5 seconds end to end.
 
 Bad input raises before anything is stored, so a failed import leaves no source row.
 Rows that cannot be used (no text, no label, a broken field count, a line that is not
@@ -37,6 +38,7 @@ from chainkeeper.data.connectors import (
     read_conll,
     read_delimited,
     read_folder,
+    read_json,
     read_jsonl,
     read_parquet,
 )
@@ -102,7 +104,7 @@ def import_file(ctx: Context, path: Path, *, actor: Actor, format: str | None = 
         actor: who imports it (``data.import``, from a global role: a source is not bound to
             a project; recorded as created_by and in the audit ledger).
         format: one of FORMATS; None picks it from the extension (a folder is "folder").
-        text_column: the column/key of the text (CSV, TSV, JSON Lines, Parquet).
+        text_column: the column/key of the text (CSV, TSV, JSON Lines, JSON, Parquet).
         label_column: the column/key of the label; None for unlabelled text. Folders and
             CoNLL files have no label column (CoNLL rows carry ``tokens`` and ``tags``).
         split: the split every row belongs to ("train", "dev", "test") or None.
@@ -153,6 +155,9 @@ def import_file(ctx: Context, path: Path, *, actor: Actor, format: str | None = 
         elif fmt == "jsonl":
             parsed = read_jsonl(data, name=name, text_column=text_column, label_column=label_column,
                                 metadata_columns=metadata_columns)
+        elif fmt == "json":
+            parsed = read_json(data, name=name, text_column=text_column, label_column=label_column,
+                               metadata_columns=metadata_columns)
         elif fmt == "parquet":
             parsed = read_parquet(data, name=name, text_column=text_column, label_column=label_column,
                                   metadata_columns=metadata_columns)

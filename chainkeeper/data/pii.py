@@ -31,7 +31,7 @@ from datetime import date
 from typing import Literal
 
 __all__ = ["PII_TYPES", "PLACEHOLDERS", "PiiSpan", "RedactionMode", "find_pii", "redact_text", "redact_texts",
-           "count_pii", "luhn_valid", "iban_valid", "cn_id_valid"]
+           "redact_tokens", "count_pii", "luhn_valid", "iban_valid", "cn_id_valid"]
 
 PII_TYPES = ("secret_url", "email", "iban", "cn_id", "card", "ip", "phone")
 PLACEHOLDERS = {"secret_url": "[URL]", "email": "[EMAIL]", "iban": "[IBAN]", "cn_id": "[CN_ID]", "card": "[CARD]",
@@ -261,6 +261,40 @@ def redact_text(text: str, mode: RedactionMode = "placeholder") -> tuple[str, li
         last = span.end
     out.append(text[last:])
     return "".join(out), spans
+
+
+def redact_tokens(tokens: Sequence[str], mode: RedactionMode = "placeholder") -> tuple[list[str], list[PiiSpan]]:
+    """Replace the personal data in a tokenised sentence, whole tokens at a time.
+
+    The sentence is searched as its tokens joined by single spaces (the ``text`` of a
+    token-classification row), so a phone number split over tokens is still found. Every
+    token a span touches is replaced whole, so the sentence keeps its number of tokens and
+    each tag still belongs to its token; a span over three tokens gives three placeholders.
+
+    Args:
+        tokens: the sentence's tokens.
+        mode: "placeholder" replaces a token with its type (``[PHONE]``); "mask" with one
+            ``*`` per character of the token.
+
+    Returns:
+        The tokens, as many as given, and the spans found (positions in the joined text).
+
+    Raises:
+        ValueError: an unknown mode (callers validate user input first).
+    """
+    if mode not in ("mask", "placeholder"):
+        raise ValueError(f"unknown redaction mode {mode!r}")
+    spans = find_pii(" ".join(tokens))
+    if not spans:
+        return list(tokens), spans
+    out, start = [], 0
+    for token in tokens:
+        end = start + len(token)
+        # A span touching this token (an empty token touches nothing).
+        hit = next((s for s in spans if s.start < end and s.end > start), None)
+        out.append(token if hit is None else PLACEHOLDERS[hit.kind] if mode == "placeholder" else "*" * len(token))
+        start = end + 1
+    return out, spans
 
 
 def count_pii(spans: Iterable[PiiSpan]) -> dict[str, int]:

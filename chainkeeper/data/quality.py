@@ -3,8 +3,10 @@
 The report is what a second data steward reads before releasing a version: how many
 rows each cleaning step took in and let out, what was removed (empty, duplicates,
 near-duplicates, too short or long, other scripts), the personal data redacted per
-type, label conflicts, rows quarantined at import, the label distribution per split
-and the text-length histogram.
+type (or that redaction was turned off), label conflicts, rows quarantined at import,
+how the splits were assigned, the leakage check (texts found in more than one split:
+the release gate refuses a version with any), the label distribution per split and the
+text-length histogram.
 
 ``build_quality_report`` is pure (the version's stats and step reports in, a JSON-able
 dict out); ``render_quality_html`` turns it into one HTML page whose plots are inline
@@ -21,6 +23,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.artifacts import ArtifactStore
+from chainkeeper.data.identity import find_leakage
 from chainkeeper.data.statistics import split_key
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import authorize_object
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
 __all__ = ["REPORT_FORMAT", "build_quality_report", "store_quality_report", "render_quality_html", "report_sections",
-           "get_quality_report", "show_quality_report", "report_bytes"]
+           "get_quality_report", "show_quality_report", "report_bytes", "get_split_leakage"]
 
 REPORT_FORMAT = "chainkeeper.quality/1"
 _PALETTE = ("#2b6cb0", "#2f855a", "#b7791f", "#9b2c2c", "#6b46c1", "#2c7a7b")
@@ -51,7 +54,10 @@ def build_quality_report(*, name: str, version: int, content_hash: str, stats: M
     Returns:
         A JSON-able dict: format, dataset, task, rows, rows_per_split, label_distribution,
         text_length, steps (name, rows_in, rows_out, changed, params, details),
-        removed (duplicates, near_duplicates, empty, conflicts), pii_found, quarantined.
+        removed (duplicates, near_duplicates, empty, conflicts), pii_found, redaction ("on",
+        "opted out", or None when not recorded), quarantined, split_assignment (see
+        ``splits.SplitAssignment``; empty when not recorded) and leakage (see
+        ``identity.find_leakage``; None for versions made before the check).
     """
     quarantined = stats.get("quarantined") or {}
     return {
@@ -72,8 +78,11 @@ def build_quality_report(*, name: str, version: int, content_hash: str, stats: M
                     "near_duplicates": int(stats.get("near_duplicates_removed", 0))},
         "conflicts": int(stats.get("conflicts", 0)),
         "pii_found": {k: int(v) for k, v in (stats.get("pii_found") or {}).items()},
+        "redaction": stats.get("redaction"),
         "quarantined": {"total": sum(int(v) for v in quarantined.values()),
                         "by_source": {str(k): int(v) for k, v in quarantined.items()}},
+        "split_assignment": dict(stats.get("split_assignment") or {}),
+        "leakage": dict(stats["leakage"]) if stats.get("leakage") is not None else None,
     }
 
 
@@ -136,6 +145,31 @@ def show_quality_report(ctx: Context, version_id: int, *, actor: Actor) -> dict[
 
     authorize_object(ctx.db, actor, "data.read", lambda: project_of_dataset_version(ctx.db, version_id))
     return get_quality_report(ctx, version_id)
+
+
+def get_split_leakage(ctx: Context, version_id: int) -> dict[str, Any]:
+    """The texts of a stored version found in more than one split (``identity.find_leakage``).
+
+    From the version's stats when it recorded them; computed from its snapshot for
+    versions made before the check existed.
+
+    Args:
+        ctx: the stores.
+        version_id: the dataset version's id.
+
+    Returns:
+        See ``identity.find_leakage``.
+
+    Raises:
+        NotFound: no such version, or its snapshot is missing.
+        ArtifactCorrupted: the snapshot no longer matches its digest.
+    """
+    from chainkeeper.data.versions import get_dataset_version, read_dataset_rows  # versions imports this module
+
+    version = get_dataset_version(ctx.db, version_id)
+    if version.stats.get("leakage") is not None:
+        return dict(version.stats["leakage"])
+    return find_leakage(read_dataset_rows(ctx, version_id))
 
 
 # --- HTML ------------------------------------------------------------------------------
@@ -245,6 +279,9 @@ def report_sections(report: Mapping[str, Any]) -> str:
                ("near-duplicates removed", removed["near_duplicates"]), ("label conflicts", report["conflicts"]),
                ("rows quarantined at import", report["quarantined"]["total"]),
                ("personal data redacted", sum(report["pii_found"].values()))]
+    leakage = report.get("leakage")
+    if leakage is not None:
+        summary.append(("texts in more than one split", int(leakage.get("texts", 0))))
     step_rows = [[s["name"], s["rows_in"], s["rows_out"], s["changed"],
                   json.dumps(s["params"], ensure_ascii=False) if s["params"] else ""] for s in report["steps"]]
     pii_rows = [[kind, n] for kind, n in report["pii_found"].items()]
@@ -265,10 +302,37 @@ def report_sections(report: Mapping[str, Any]) -> str:
         "<h2>Text length (characters)</h2>",
         _columns(buckets, title="text length histogram"),
         f"<p>min {length.get('min', 0):,} · mean {length.get('mean', 0)} · max {length.get('max', 0):,}</p>",
+        "<h2>Splits</h2>", _splits_section(report),
         "<h2>Personal data redacted</h2>",
-        _table(["type", "found"], pii_rows) if pii_rows else "<p>No redaction step in the recipe.</p>",
+        "<p><strong>Redaction was turned off for this version</strong> (--no-redact / redact=false): personal "
+        "data in the rows was kept.</p>" if report.get("redaction") == "opted out"
+        else _table(["type", "found"], pii_rows) if pii_rows else "<p>No redaction step in the recipe.</p>",
     ]
     return "".join(sections)
+
+
+def _splits_section(report: Mapping[str, Any]) -> str:
+    """The leakage check and how the splits were assigned."""
+    leakage = report.get("leakage")
+    if leakage is None:
+        check = "<p>Leakage: not checked (the version was made before the check; the release gate checks it).</p>"
+    elif not leakage.get("texts"):
+        check = '<p class="check-ok">Leakage: no text is in more than one split.</p>'
+    else:
+        combos = ", ".join(f"{k} {v:,}" for k, v in leakage.get("splits", {}).items())
+        check = (f'<p class="check-failed"><strong>Leakage: {int(leakage["texts"]):,} texts ({int(leakage["rows"]):,} '
+                 f"rows) are in more than one split</strong> ({escape(combos)}); the release gate refuses this "
+                 "version.</p>" + _table(["text", "splits"], [[str(e.get("text")), ", ".join(e.get("splits", []))]
+                                                             for e in leakage.get("examples", [])]))
+    assigned = report.get("split_assignment") or {}
+    rows = [(label, int(assigned.get(key, 0))) for key, label in (
+        ("rows_declared", "declared by their source"),
+        ("rows_following_declared", "following their text's declared split"),
+        ("rows_inherited", "kept their split of the previous version"), ("rows_assigned", "split anew by label"),
+        ("rows_reassigned", "… of which the previous version had in a split now closed to them"),
+        ("declared_over_previous", "declared rows the previous version had in another split"),
+        ("conflicts", "removed: declared in a split their text lost to"))] if assigned else []
+    return check + (_table(["rows", ""], [[n, label] for label, n in rows]) if rows else "")
 
 
 def render_quality_html(report: Mapping[str, Any]) -> str:

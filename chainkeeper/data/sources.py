@@ -25,7 +25,7 @@ The Parquet schema metadata records the decoding used (``chainkeeper.encoding``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,10 @@ class Source:
     def name(self) -> str:
         """The file name of the source (the last part of its URI)."""
         return PurePath(self.uri).name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The source as JSON values (times in ISO 8601), with its ``name``: what the API and ``--json`` print."""
+        return {**asdict(self), "created_at": self.created_at.isoformat(), "name": self.name}
 
 
 def to_source(row: SqlSource) -> Source:

@@ -36,11 +36,20 @@ Snapshot columns, in row order (the sources in the order given, each in file ord
     tokens       list<string>  token classification only: the sentence's tokens
     tags         list<string>  token classification only: one BIO tag per token
 
-Splits: a row whose source declared a split keeps it; the other rows are split per label
-(``splits.stratified_split``). When sources declare a dev or test split, the undeclared
-rows are not split into it again: by default its share goes to train, so with a declared
-test file the rest splits train 0.9 / dev 0.1. Rows without a label (unlabelled and
-token-classification versions) are one stratum: a seeded random split.
+Splits: every row of one text (its identity: ``identity.row_identities``) goes to one
+split (``splits.assign_splits``): the split a source declared for it (test over dev over
+train when sources disagree; the losing declared rows are removed and reported), else the
+split the text had in the previous version of the dataset, else a stratified split per
+label. When sources declare a dev or test split, the undeclared rows are not split into
+it again: by default its share goes to train, so with a declared test file the rest
+splits train 0.9 / dev 0.1. Rows without a label (unlabelled and token-classification
+versions) are one stratum. ``stats["split_assignment"]`` says how many rows were decided
+which way; ``stats["leakage"]`` (also in the quality report) counts the texts found in
+more than one split, which the release gate requires to be none.
+
+Personal data: the default recipes redact it (``redact_pii``); a recipe without the step
+gets it unless the caller opts out (``redact=False``), and ``stats["redaction"]`` says
+which ("on" or "opted out"; absent on versions not made from sources).
 
 ``content_hash`` is the sha256 of a canonical JSON of the rows (the task's columns: text,
 label, split for text classification; see ``content_hash``), in row order, not of the
@@ -76,13 +85,15 @@ from chainkeeper.data.cleaning import (
     StepReport,
     apply_recipe,
     check_recipe,
+    recipe_with_redaction,
 )
+from chainkeeper.data.identity import find_leakage, row_identities
 from chainkeeper.data.ingest import SPLITS
 from chainkeeper.data.quality import build_quality_report, store_quality_report
 from chainkeeper.data.sources import parquet_from_bytes, read_source_rows
 from chainkeeper.data.splits import (
     DEFAULT_FRACTIONS,
-    stratified_split,
+    assign_splits,
     validate_fractions,
 )
 from chainkeeper.data.statistics import dataset_stats
@@ -102,7 +113,7 @@ __all__ = ["DatasetState", "DatasetTask", "DatasetVersion", "SNAPSHOT_FORMAT", "
            "create_dataset_version", "freeze_sources", "freeze_dataset_version", "release_dataset_version",
            "show_dataset_version", "find_dataset_versions", "read_dataset_page", "get_dataset_version",
            "project_of_dataset_version", "list_dataset_versions", "count_dataset_versions", "read_dataset_rows",
-           "content_hash", "undeclared_fractions", "source_task", "choose_task", "assign_splits"]
+           "content_hash", "undeclared_fractions", "source_task", "choose_task"]
 
 SNAPSHOT_FORMAT = "chainkeeper.dataset/1"
 SNAPSHOT_SCHEMA = pa.schema([
@@ -180,6 +191,12 @@ class DatasetVersion:
     def task(self) -> DatasetTask:
         """What the rows are for; versions made before task kinds existed are text classification."""
         return DatasetTask(self.schema.get("task", DatasetTask.TEXT_CLASSIFICATION))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The version as JSON values (times in ISO 8601), with its ``task``: what the API and ``--json`` print."""
+        return {**asdict(self), "source_ids": list(self.source_ids), "state": self.state.value,
+                "created_at": self.created_at.isoformat(),
+                "released_at": self.released_at.isoformat() if self.released_at else None, "task": self.task.value}
 
 
 def _to_version(row: SqlDatasetVersion) -> DatasetVersion:
@@ -334,7 +351,8 @@ def _check_request(name: str, source_ids: Sequence[int]) -> list[int]:
 
 def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], actor: Actor,
                            recipe: Sequence[RecipeEntry] | None = None, seed: int = 13,
-                           fractions: dict[str, float] | None = None, task: str | None = None) -> DatasetVersion:
+                           fractions: dict[str, float] | None = None, task: str | None = None,
+                           redact: bool = True) -> DatasetVersion:
     """Clean, split and freeze imported sources as the next version of a dataset.
 
     The dataset's name is its project: the actor needs ``dataset.create`` there.
@@ -351,6 +369,9 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
         seed: the seed of the stratified split.
         fractions: how to split rows without a declared split; see ``undeclared_fractions``.
         task: the task kind (see ``DatasetTask``); None infers it from the sources.
+        redact: redact personal data (the default): a recipe without ``redact_pii`` gets it
+            (``cleaning.recipe_with_redaction``). False opts out, recorded on the version
+            (``stats["redaction"]`` "opted out", shown in its quality report).
 
     Returns:
         The new version, in state "draft".
@@ -361,12 +382,13 @@ def create_dataset_version(ctx: Context, *, name: str, source_ids: list[int], ac
     """
     authorize(ctx.db, actor, "dataset.create", project=name)
     return freeze_sources(ctx, name=name, source_ids=source_ids, actor=actor, recipe=recipe, seed=seed,
-                          fractions=fractions, task=task)
+                          fractions=fractions, task=task, redact=redact)
 
 
 def freeze_sources(ctx: Context, *, name: str, source_ids: list[int], actor: Actor,
                    recipe: Sequence[RecipeEntry] | None = None, seed: int = 13,
-                   fractions: dict[str, float] | None = None, task: str | None = None) -> DatasetVersion:
+                   fractions: dict[str, float] | None = None, task: str | None = None,
+                   redact: bool = True) -> DatasetVersion:
     """Clean, split and freeze sources, for a service that has authorised the caller.
 
     ``create_dataset_version`` is this behind ``dataset.create``; the retraining loop
@@ -380,13 +402,14 @@ def freeze_sources(ctx: Context, *, name: str, source_ids: list[int], actor: Act
 
     Raises:
         InvalidInput: a bad name, recipe, task or fractions; sources of different kinds;
-            a step that rewrites text in a token-classification recipe; no rows left after
-            cleaning; no training rows (too few rows). Nothing is stored.
+            a step that rewrites text in a token-classification recipe; a ``redact_pii``
+            step with ``redact=False``; no rows left after cleaning; no training rows (too
+            few rows). Nothing is stored.
         NotFound: an unknown source id.
     """
     ids = _check_request(name, source_ids)
     if recipe is not None:
-        check_recipe(recipe)
+        recipe_with_redaction(check_recipe(recipe), redact=redact)
     with ctx.db.session() as s:
         # Also the existence check: a missing id has no row here.
         quarantined_by_source = {row.id: row.rows_quarantined for row in s.execute(
@@ -399,7 +422,7 @@ def freeze_sources(ctx: Context, *, name: str, source_ids: list[int], actor: Act
 
     parts = {source_id: read_source_rows(ctx, source_id) for source_id in ids}
     kind = choose_task({i: source_task(rows) for i, rows in parts.items()}, task)
-    steps = _task_recipe(kind, recipe)
+    steps = _task_recipe(kind, recipe, redact=redact)
     table, reports = apply_recipe(_concat_sources(parts, kind), steps)
     del parts
     if table.num_rows == 0:
@@ -410,11 +433,18 @@ def freeze_sources(ctx: Context, *, name: str, source_ids: list[int], actor: Act
     declared_names = set(declared.unique().drop_null().to_pylist())
     used_fractions = undeclared_fractions(declared_names, fractions)
     open_rows = declared.null_count > 0
-    split_column = assign_splits(declared, table.column("label"), seed=seed, fractions=used_fractions)
+    identities = row_identities(table)
+    previous = _previous_identities(ctx, name)
+    assignment = assign_splits(identities, declared, table.column("label").to_pylist(), seed=seed,
+                               fractions=used_fractions, previous=previous[1] if previous else None,
+                               texts=table.column("text"))
+    kept = pa.array(assignment.keep)
+    table, split_column = table.filter(kept), assignment.splits.filter(kept)
     train_rows = int(pc.sum(pc.equal(split_column, "train")).as_py() or 0)
     if train_rows == 0:
         raise InvalidInput(f"Too few rows for a training split: {table.num_rows} rows after cleaning, none in train.",
-                           hint="Add rows without a declared split, or import the training file with split='train'.")
+                           hint="Add rows without a declared split, or import the training file with --split train "
+                           "(command line) or split=train (API).")
 
     columns = {
         "row_id": pa.array(np.arange(table.num_rows, dtype=np.int64)),
@@ -431,8 +461,21 @@ def freeze_sources(ctx: Context, *, name: str, source_ids: list[int], actor: Act
         ctx, pa.table(columns, schema=snapshot_schema(kind)), name=name, task=kind, actor=actor, source_ids=ids,
         split_seed=seed, reports=reports,
         stats={"split_fractions": used_fractions if open_rows else {}, "declared_splits": sorted(declared_names),
-               "quarantined": {str(i): int(quarantined_by_source[i] or 0) for i in ids}},
-        details={"recipe": steps})
+               "quarantined": {str(i): int(quarantined_by_source[i] or 0) for i in ids},
+               "redaction": "on" if redact else "opted out",
+               "split_assignment": {**assignment.report, "previous_version": previous[0] if previous else None}},
+        details={"recipe": steps, "redaction": "on" if redact else "opted out"})
+
+
+def _previous_identities(ctx: Context, name: str) -> tuple[int, pa.Table] | None:
+    """The newest version of dataset ``name`` (its id) with its rows' identities and splits, or None."""
+    with ctx.db.session() as s:
+        latest = s.scalar(sa.select(SqlDatasetVersion.id).where(SqlDatasetVersion.name == name)
+                          .order_by(SqlDatasetVersion.version.desc()).limit(1))
+    if latest is None:
+        return None
+    rows = read_dataset_rows(ctx, latest)
+    return latest, pa.table({"identity": row_identities(rows), "split": rows.column("split")})
 
 
 def freeze_dataset_version(ctx: Context, snapshot: pa.Table, *, name: str, task: DatasetTask, actor: Actor,
@@ -444,8 +487,9 @@ def freeze_dataset_version(ctx: Context, snapshot: pa.Table, *, name: str, task:
 
     Every producer of dataset versions — ``create_dataset_version``, the annotation
     export, the retraining loop — ends here, so each version records its task kind
-    (``schema["task"]``), its columns, statistics, content hash, quality report and a
-    ``dataset.create`` ledger entry the same way. The caller has authorised ``actor``.
+    (``schema["task"]``), its columns, statistics, content hash, leakage check (texts
+    found in more than one split, ``stats["leakage"]``: the release gate refuses any),
+    quality report and a ``dataset.create`` ledger entry the same way. The caller has authorised ``actor``.
 
     Args:
         ctx: the stores.
@@ -482,11 +526,12 @@ def freeze_dataset_version(ctx: Context, snapshot: pa.Table, *, name: str, task:
                                                  b"chainkeeper.format": SNAPSHOT_FORMAT.encode(),
                                                  b"chainkeeper.task": task.value.encode()})
     digest = content_hash(snapshot, task)
+    leakage = find_leakage(snapshot)
     # Tags are counted as labels only where they are the labels (token classification).
     counted = snapshot if task == DatasetTask.TOKEN_CLASSIFICATION or "tags" not in snapshot.column_names \
         else snapshot.drop_columns(["tags"])
     all_stats = {**dataset_stats(counted, reports), "split_fractions": {}, "declared_splits": [], "quarantined": {},
-                 **(stats or {})}
+                 **(stats or {}), "leakage": leakage}
     del counted
     columns = {f.name: str(f.type) for f in snapshot.schema}
     sink = pa.BufferOutputStream()
@@ -521,15 +566,19 @@ def freeze_dataset_version(ctx: Context, snapshot: pa.Table, *, name: str, task:
         return version
 
 
-def _task_recipe(kind: DatasetTask, recipe: Sequence[RecipeEntry] | None) -> list[dict[str, Any]]:
+def _task_recipe(kind: DatasetTask, recipe: Sequence[RecipeEntry] | None, *, redact: bool) -> list[dict[str, Any]]:
+    default = TOKEN_RECIPE if kind == DatasetTask.TOKEN_CLASSIFICATION else BASIC_RECIPE
+    if recipe is None and not redact:
+        recipe = [step for step in default if step != "redact_pii"]
+    steps = recipe_with_redaction(check_recipe(default if recipe is None else recipe), redact=redact)
     if kind != DatasetTask.TOKEN_CLASSIFICATION:
-        return check_recipe(BASIC_RECIPE if recipe is None else recipe)
-    steps = check_recipe(TOKEN_RECIPE if recipe is None else recipe)
+        return steps
     rewriting = [e["step"] for e in steps if e["step"] in REWRITES_TEXT]
     if rewriting:
         raise InvalidInput(f"Cleaning step(s) {', '.join(map(repr, rewriting))} rewrite the text, which would no "
                            "longer match the tokens of a token-classification version.",
-                           hint=f"Use steps that only drop rows, e.g. {TOKEN_RECIPE} (the default for this task).")
+                           hint=f"Use steps that drop rows or replace whole tokens, e.g. {TOKEN_RECIPE} (the default "
+                           "for this task).")
     return steps
 
 
@@ -546,30 +595,6 @@ def _concat_sources(parts: Mapping[int, pa.Table], kind: DatasetTask) -> pa.Tabl
             columns.update(tokens=rows.column("tokens"), tags=rows.column("tags"))
         tables.append(pa.table(columns))
     return pa.concat_tables(tables)
-
-
-def assign_splits(declared: pa.ChunkedArray, labels: pa.ChunkedArray, *, seed: int,
-                  fractions: Mapping[str, float]) -> pa.Array:
-    """Each row's split: its declared one, else a stratified one by label (pure).
-
-    Args:
-        declared: the split each row's source declared, or null.
-        labels: each row's label (null for unlabelled and token rows: one stratum).
-        seed: the split's seed.
-        fractions: the fractions for the undeclared rows (``undeclared_fractions``).
-
-    Returns:
-        The split of every row, as a string array.
-    """
-    open_rows = np.flatnonzero(pc.is_null(declared).to_numpy(zero_copy_only=False))
-    if not len(open_rows):
-        return declared.combine_chunks()
-    assigned = stratified_split(labels.take(pa.array(open_rows)).to_pylist(), seed=seed, fractions=fractions)
-    # Scatter the assigned splits into the open rows; declared rows keep theirs.
-    mask = np.zeros(len(declared), dtype=bool)
-    mask[open_rows] = True
-    return pc.replace_with_mask(declared.combine_chunks().cast(pa.string()), pa.array(mask),
-                                pa.array(assigned, pa.string()))
 
 
 def release_dataset_version(ctx: Context, version_id: int, *, actor: Actor) -> DatasetVersion:

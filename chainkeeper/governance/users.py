@@ -144,19 +144,29 @@ def issue_session_token(db: Database, *, actor: Actor, expires_in: timedelta) ->
 
 
 def _issue(db: Database, user_name: str, *, name: str, expires_in: timedelta | None, actor: Actor) -> IssuedToken:
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = utcnow() + expires_in if expires_in is not None else None
     with db.session() as s:
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
             raise NotFound(f"There is no user {user_name!r}.")
-        row = SqlToken(user_id=user.id, name=name, token_hash=_hash_token(secret), expires_at=expires_at)
-        s.add(row)
-        s.flush()
-        # The ledger gets the token's id and name, never its secret or hash.
-        append_entry(s, actor, "token.issue", "token", row.id, details={"user": user.name, "name": name,
-                     "expires_at": expires_at.isoformat() if expires_at else None})
-        return IssuedToken(id=row.id, user=user.name, name=name, expires_at=expires_at, secret=secret)
+        return add_token(s, user, name=name, expires_at=expires_at, actor=actor)
+
+
+def add_token(session: sa.orm.Session, user: SqlUser, *, name: str, expires_at: datetime | None,
+              actor: Actor) -> IssuedToken:
+    """Store a new token of ``user`` in the caller's transaction, with its ledger entry.
+
+    For callers that decided already (``issue_token`` authorizes; the host-side admin
+    reset needs none). Returns the secret, the only time it exists outside the caller.
+    """
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = SqlToken(user_id=user.id, name=name, token_hash=_hash_token(secret), expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    # The ledger gets the token's id and name, never its secret or hash.
+    append_entry(session, actor, "token.issue", "token", row.id, details={"user": user.name, "name": name,
+                 "expires_at": expires_at.isoformat() if expires_at else None})
+    return IssuedToken(id=row.id, user=user.name, name=name, expires_at=expires_at, secret=secret)
 
 
 def revoke_token(db: Database, token_id: int, *, actor: Actor = SYSTEM) -> None:

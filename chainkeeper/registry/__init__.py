@@ -11,14 +11,17 @@ does) loads no service code.
   ``stage_history``, ``production_*`` are store readers for services that already decided;
 - gates: ``set_gate_thresholds``, ``run_gates``, ``show_gates``; ``evaluate_release_gates``
   for the promotion gate; the deployment tests come from above through ``DEPLOYMENT_TESTS_HOOK``;
+- evaluation: ``evaluate_model_version`` scores a version on a file of labelled rows
+  (read by the data stage's readers, nothing stored), out-of-scope figures apart;
 - cards: ``model_card``, ``collect_card_facts`` (serving's export through ``LATEST_EXPORT_HOOK``),
   the pure ``render_model_card`` and ``render_card_html``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from chainkeeper.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from chainkeeper.registry.cards import (
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
         render_card_html,
         render_model_card,
     )
+    from chainkeeper.registry.evaluation import ModelEvaluation, evaluate_model_version, read_labelled_file
     from chainkeeper.registry.gates import (
         DEPLOYMENT_TESTS_HOOK,
         UNCHANGED,
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     )
     from chainkeeper.registry.versions import (
         ALLOWED_MOVES,
+        SERVING_VERSIONS_HOOK,
         ModelVersion,
         ProductionHistory,
         ProductionPeriod,
@@ -63,6 +68,7 @@ if TYPE_CHECKING:
         project_of_model_name,
         project_of_model_version,
         register_model_version,
+        retire_replaced_versions,
         show_model_version,
         show_production,
         show_stage_history,
@@ -74,6 +80,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "LATEST_EXPORT_HOOK": "cards", "CardFacts": "cards", "collect_card_facts": "cards", "model_card": "cards",
     "render_card_html": "cards", "render_model_card": "cards",
+    "ModelEvaluation": "evaluation", "evaluate_model_version": "evaluation", "read_labelled_file": "evaluation",
     "DEPLOYMENT_TESTS_HOOK": "gates", "UNCHANGED": "gates", "GateOutcome": "gates", "GateReport": "gates",
     "GateResult": "gates", "GateThresholds": "gates", "evaluate_gates": "gates", "evaluate_release_gates": "gates",
     "flat_slices": "gates", "get_gate_thresholds": "gates", "latest_gate_results": "gates", "run_gates": "gates",
@@ -85,7 +92,8 @@ _EXPORTS = {
     "production_timeline": "versions", "production_version_at": "versions", "project_of_model_name": "versions",
     "project_of_model_version": "versions", "register_model_version": "versions", "show_model_version": "versions",
     "show_production": "versions", "show_stage_history": "versions", "stage_history": "versions",
-    "transition_stage": "versions", "validate_model_name": "versions",
+    "transition_stage": "versions", "retire_replaced_versions": "versions",
+    "SERVING_VERSIONS_HOOK": "versions", "validate_model_name": "versions",
 }
 
 # Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
@@ -98,15 +106,18 @@ __all__ = [
     "GateResult",
     "GateThresholds",
     "LATEST_EXPORT_HOOK",
+    "ModelEvaluation",
     "ModelVersion",
     "ProductionHistory",
     "ProductionPeriod",
+    "SERVING_VERSIONS_HOOK",
     "Stage",
     "StageTransition",
     "UNCHANGED",
     "collect_card_facts",
     "count_model_versions",
     "evaluate_gates",
+    "evaluate_model_version",
     "evaluate_release_gates",
     "find_model_versions",
     "flat_slices",
@@ -121,9 +132,11 @@ __all__ = [
     "production_version_at",
     "project_of_model_name",
     "project_of_model_version",
+    "read_labelled_file",
     "register_model_version",
     "render_card_html",
     "render_model_card",
+    "retire_replaced_versions",
     "run_gates",
     "set_gate_thresholds",
     "show_gates",
@@ -136,12 +149,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'chainkeeper.registry' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"chainkeeper.registry.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

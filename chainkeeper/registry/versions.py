@@ -8,10 +8,16 @@ moves through stages::
         │            │                          │
         └────────────┴──────▶ archived ◀────────┘ (archived ──▶ staging restores one)
 
-Only one version of a name is in production at a time: promoting one archives the
-previous one in the same transaction. Every move is a ``SqlStageTransition`` row (who,
-when, why) and an audit-ledger entry, so "what served on 3 May at 14:00?" is answered
-from the history (``production_version_at``), not from today's stage column.
+A stage tells the truth about what is served: a version that a deployment's live route
+sends traffic to (its primary, or a canary or shadow candidate) is never archived. The
+registry asks serving through the ``SERVING_VERSIONS_HOOK`` (registered by the chain's
+wiring). Promoting a version archives the name's previous production version in the
+same transaction, unless that one still answers traffic: then it stays in production
+until serving moves the traffic off it and calls ``retire_replaced_versions`` (a
+canary's rollback, a rollout's promotion, a re-deploy). Every move is a
+``SqlStageTransition`` row (who, when, why) and an audit-ledger entry, so "what served
+on 3 May at 14:00?" is answered from the history (``production_version_at``), not from
+today's stage column.
 
 Promotion to production is a gated hand-off (``governance.approvals``); this module
 performs the move, the gate decides whether it may happen.
@@ -63,6 +69,8 @@ __all__ = [
     "project_of_model_name",
     "project_of_model_version",
     "register_model_version",
+    "retire_replaced_versions",
+    "SERVING_VERSIONS_HOOK",
     "show_model_version",
     "show_production",
     "show_stage_history",
@@ -70,6 +78,11 @@ __all__ = [
     "transition_stage",
     "validate_model_name",
 ]
+
+# The hook serving registers (chain.wiring): hook(ctx, name) -> {model version id: [where
+# it serves, e.g. "deployment support (canary 10 %)"]} for the versions of model ``name``
+# that a live route names.
+SERVING_VERSIONS_HOOK = "registry.serving_versions"
 
 # Lower-case slug: it appears in URLs, CLI arguments and file names.
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -186,11 +199,16 @@ def register_model_version(ctx: Context, *, run_id: int, name: str, actor: Actor
         InvalidInput: a malformed name.
         Forbidden: the actor may not register models in the run's project.
         NotFound: no such run.
-        Conflict: the run has not succeeded, produced no model, or is already registered.
+        Conflict: the run has not succeeded, produced no model (a search's trial keeps
+            none), or is already registered.
     """
     validate_model_name(name)
     authorize_object(ctx.db, actor, "model.register", lambda: project_of_run(ctx.db, run_id))
     run = get_run(ctx.db, run_id)
+    if run.trial is not None:
+        raise Conflict(f"Run {run_id} is trial {run.trial} of search job {run.search_job_id}; a trial keeps no model.",
+                       hint=f"Register the run that trains the search's best config ('chainkeeper train search show "
+                       f"{run.search_job_id}').")
     if run.state != "succeeded" or not run.model_artifact:
         what = "has no trained model" if run.state == "succeeded" else f"is {run.state}"
         job_id = getattr(run, "job_id", None)
@@ -239,12 +257,21 @@ def _record_transition(s: Session, row: SqlModelVersion, from_stage: str, to_sta
 # --- moving between stages -------------------------------------------------------------
 
 
+def versions_in_service(ctx: Context, name: str) -> dict[int, list[str]]:
+    """The versions of model ``name`` that a deployment's live route names, each with
+    where it serves (asked of serving through ``SERVING_VERSIONS_HOOK``)."""
+    served: dict[int, list[str]] = ctx.wiring.hook(SERVING_VERSIONS_HOOK)(ctx, name)
+    return served
+
+
 def transition_stage(ctx: Context, model_version_id: int, to_stage: str, *, actor: Actor,
                      comment: str = "") -> ModelVersion:
     """Move a model version to another stage, recording who, when and why.
 
     Moving a version to production archives the version of the same name that was in
-    production, in the same transaction; both moves are recorded.
+    production, in the same transaction, both moves recorded; one that a deployment
+    still sends traffic to stays in production until the traffic leaves it
+    (``retire_replaced_versions``). A version in service cannot be archived.
 
     Args:
         model_version_id: the version to move.
@@ -261,10 +288,13 @@ def transition_stage(ctx: Context, model_version_id: int, to_stage: str, *, acto
         InvalidInput: an unknown stage.
         Forbidden: the actor may not move versions of the version's project.
         NotFound: no such version.
-        Conflict: the move is not allowed from the version's current stage.
+        Conflict: the move is not allowed from the version's current stage, or the
+            version is to be archived while a deployment sends it traffic.
     """
     target = _parse_stage(to_stage)
     authorize_object(ctx.db, actor, "model.promote.approve", lambda: project_of_model_version(ctx.db, model_version_id))
+    # Asked before the write transaction opens: serving reads its own tables.
+    served = versions_in_service(ctx, get_model_version(ctx.db, model_version_id).name)
     with ctx.db.session() as s:
         row = _get_row(s, model_version_id)
         current = Stage(row.stage)
@@ -275,26 +305,83 @@ def transition_stage(ctx: Context, model_version_id: int, to_stage: str, *, acto
                 hint=f"From {current} it may move to: {allowed}."
                 + (" Promote it to staging first." if target == Stage.PRODUCTION else ""),
             )
+        if target == Stage.ARCHIVED and row.id in served:
+            raise Conflict(
+                f"Model version {row.id} ({row.name} v{row.version}) serves traffic: "
+                f"{'; '.join(served[row.id])}; a version that answers requests cannot be archived.",
+                hint="Move the traffic off it first: roll the deployment back, or promote its rollout.")
         at = utcnow()
+        kept: dict[int, list[str]] = {}
         if target == Stage.PRODUCTION:
             previous = s.scalars(sa.select(SqlModelVersion).where(
                 SqlModelVersion.name == row.name, SqlModelVersion.stage == Stage.PRODUCTION.value,
                 SqlModelVersion.id != row.id))
             for old in previous:
-                before = _snapshot(old)
-                old.stage = Stage.ARCHIVED.value
-                _record_transition(s, old, Stage.PRODUCTION.value, Stage.ARCHIVED, actor,
-                                   f"replaced in production by v{row.version}", at)
-                append_entry(s, actor, "model.stage", "model_version", old.id, before=before, after=_snapshot(old),
-                             details={"from": Stage.PRODUCTION.value, "to": Stage.ARCHIVED.value,
-                                      "replaced_by": row.id})
+                if old.id in served:  # still answers requests: archived when the traffic leaves it
+                    kept[old.id] = served[old.id]
+                    continue
+                _archive(s, old, actor, f"replaced in production by v{row.version}", at, replaced_by=row.id)
         before = _snapshot(row)
         row.stage = target.value
         _record_transition(s, row, current.value, target, actor, comment, at)
         append_entry(s, actor, "model.stage", "model_version", row.id, before=before, after=_snapshot(row),
-                     details={"from": current.value, "to": target.value, "comment": comment})
+                     details={"from": current.value, "to": target.value, "comment": comment,
+                              **({"kept_in_production": {str(k): v for k, v in kept.items()}} if kept else {})})
         s.flush()
         return _to_version(row)
+
+
+def _archive(s: Session, row: SqlModelVersion, actor: Actor, comment: str, at: datetime, *,
+             replaced_by: int) -> None:
+    before, current = _snapshot(row), row.stage
+    row.stage = Stage.ARCHIVED.value
+    _record_transition(s, row, current, Stage.ARCHIVED, actor, comment, at)
+    append_entry(s, actor, "model.stage", "model_version", row.id, before=before, after=_snapshot(row),
+                 details={"from": current, "to": Stage.ARCHIVED.value, "replaced_by": replaced_by,
+                          "comment": comment})
+
+
+def retire_replaced_versions(ctx: Context, name: str, *, caused_by: Actor, reason: str) -> list[ModelVersion]:
+    """Archive the production versions of ``name`` that no deployment serves any more,
+    now that another one is in production (a store writer for serving, which calls it
+    after a switch it authorised: the archive is that switch's consequence).
+
+    When no production version of the name is in service, the latest promoted one stays
+    in production (a stopped service does not un-approve its model).
+
+    Args:
+        name: the model's name.
+        caused_by: who made the switch; recorded as the mover.
+        reason: why, kept in the history (e.g. "rolled back from deployment support").
+
+    Returns:
+        The versions archived, as they are now.
+    """
+    served = versions_in_service(ctx, name)
+    with ctx.db.session() as s:
+        live = list(s.scalars(sa.select(SqlModelVersion).where(
+            SqlModelVersion.name == name, SqlModelVersion.stage == Stage.PRODUCTION.value)))
+        if len(live) < 2:
+            return []
+        promoted = {row.id: _promoted_at(s, row.id) for row in live}
+        keep = {row.id for row in live if row.id in served}
+        if not keep:
+            keep = {max(live, key=lambda row: promoted[row.id]).id}
+        replaced_by = max(keep, key=lambda vid: promoted[vid])
+        at = utcnow()
+        retired = [row for row in live if row.id not in keep]
+        for row in retired:
+            _archive(s, row, caused_by, reason, at, replaced_by=replaced_by)
+        s.flush()
+        return [_to_version(row) for row in retired]
+
+
+def _promoted_at(s: Session, model_version_id: int) -> tuple[datetime, int]:
+    """When a version last entered production (and that move's id, to break ties)."""
+    row = s.scalars(sa.select(SqlStageTransition).where(
+        SqlStageTransition.model_version_id == model_version_id, SqlStageTransition.to_stage == Stage.PRODUCTION.value)
+        .order_by(SqlStageTransition.at.desc(), SqlStageTransition.id.desc()).limit(1)).one()
+    return row.at, row.id
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -19,8 +19,9 @@ imports PyTorch) loads only when a caller first names ``Predictor``, ``Predictor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from chainkeeper.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from chainkeeper.serving.caching import (
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
         promote_rollout,
         rollback_deployment,
         rollout_status,
+        serving_versions,
         start_canary,
         start_shadow,
     )
@@ -136,6 +138,7 @@ _EXPORTS = {
     "GROUP_ENV": "processes", "METRICS_ENV": "processes", "ProcessGroup": "processes", "SharedStamp": "processes",
     "RolloutStatus": "rollout", "Route": "rollout", "RouteMode": "rollout", "current_route": "rollout",
     "promote_rollout": "rollout", "rollback_deployment": "rollout", "rollout_status": "rollout",
+    "serving_versions": "rollout",
     "start_canary": "rollout", "start_shadow": "rollout",
     "ENGINE_CHOICES": "runtime", "MAX_TEXTS_PER_CALL": "runtime", "MAX_TEXT_CHARS": "runtime",
     "Prediction": "runtime", "Predictor": "runtime", "PredictorCache": "runtime", "deployment_readiness": "runtime",
@@ -214,6 +217,7 @@ __all__ = [
     "run_deployment_tests",
     "run_export_job",
     "serve_predictions",
+    "serving_versions",
     "share_invalidations",
     "show_deployment",
     "start_canary",
@@ -224,12 +228,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'chainkeeper.serving' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"chainkeeper.serving.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

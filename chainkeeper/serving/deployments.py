@@ -53,6 +53,7 @@ from chainkeeper.registry import (
     Stage,
     get_model_version,
     project_of_model_version,
+    retire_replaced_versions,
 )
 from chainkeeper.serving.access import authorize_deployment, project_of_deployment
 from chainkeeper.serving.rollout import (
@@ -225,6 +226,9 @@ def deploy_model_version(ctx: Context, *, name: str, model_version_id: int, acto
                          details={"name": name, "from_model_version_id": previous, "model_version_id": version.id})
         deployment = _to_deployment(row)
     routes_changed(ctx, name)
+    # A re-deploy moves the traffic: the version it replaced is archived once nothing serves it.
+    retire_replaced_versions(ctx, version.name, caused_by=actor, reason=f"replaced by v{version.version} in "
+                             f"deployment {name}")
     return deployment
 
 

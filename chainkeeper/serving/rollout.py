@@ -25,6 +25,13 @@ Modes:
 ``rollback_deployment`` drops a running canary or shadow, or else returns to the
 version that served before the last switch, restoring it in the registry.
 
+The registry's stages follow the traffic: ``serving_versions`` tells it which versions
+a live route names (its ``SERVING_VERSIONS_HOOK``), so a version still answering
+requests is never archived, and after every switch that moves traffic off a version
+the registry archives the production versions no route serves any more
+(``retire_replaced_versions``): the old primary after a promotion, a production
+candidate after its canary's rollback, the version rolled back from.
+
 Every function that a shell calls takes the actor and decides in the deployment's
 project (``serving.access``).
 """
@@ -48,6 +55,8 @@ from chainkeeper.registry import (
     ModelVersion,
     Stage,
     get_model_version,
+    list_model_versions,
+    retire_replaced_versions,
     transition_stage,
 )
 from chainkeeper.serving.access import authorize_deployment
@@ -72,6 +81,7 @@ __all__ = [
     "routes_changed",
     "rollback_deployment",
     "rollout_status",
+    "serving_versions",
     "start_canary",
     "start_shadow",
 ]
@@ -207,6 +217,28 @@ def list_routes(db: Database, name: str, *, limit: int = 20) -> list[Route]:
         rows = s.scalars(sa.select(SqlRoute).where(SqlRoute.deployment_id == dep.id)
                          .order_by(SqlRoute.id.desc()).limit(limit))
         return [_to_route(r) for r in rows]
+
+
+def serving_versions(ctx: Context, model_name: str) -> dict[int, list[str]]:
+    """The versions of model ``model_name`` that a deployment's live route names, each
+    with where it serves: the registry's ``SERVING_VERSIONS_HOOK`` (a store reader).
+
+    Returns:
+        ``{model version id: ["deployment support (canary, 10 % of callers)", ...]}``.
+    """
+    ids = {v.id for v in list_model_versions(ctx.db, model_name, limit=None)}
+    served: dict[int, list[str]] = {}
+    with ctx.db.session() as s:
+        for dep in s.scalars(sa.select(SqlDeployment).order_by(SqlDeployment.id)):
+            route = _latest_route(s, dep)
+            if route.primary_version_id in ids:
+                share = f" ({100 - route.percent} % of callers)" if route.mode == RouteMode.CANARY else ""
+                served.setdefault(route.primary_version_id, []).append(f"deployment {dep.name}{share}")
+            if route.candidate_version_id in ids and route.candidate_version_id is not None:
+                role = (f"canary, {route.percent} % of callers" if route.mode == RouteMode.CANARY
+                        else str(route.mode))
+                served.setdefault(route.candidate_version_id, []).append(f"deployment {dep.name} ({role})")
+    return served
 
 
 def rollout_status(ctx: Context, name: str, *, actor: Actor) -> RolloutStatus:
@@ -361,6 +393,8 @@ def promote_rollout(ctx: Context, name: str, *, actor: Actor) -> Route:
         switched = switch_route(s, dep, actor=actor, action="deployment.rollout", reason="promote",
                                 primary=candidate.id, previous=live.primary_version_id)
     routes_changed(ctx, name)
+    retire_replaced_versions(ctx, candidate.name, caused_by=actor,
+                             reason=f"replaced by v{candidate.version} in deployment {name}")
     return switched
 
 
@@ -370,8 +404,9 @@ def rollback_deployment(ctx: Context, name: str, *, actor: Actor, comment: str =
     With a canary or shadow running, the candidate is dropped and the primary answers
     everything (the registry is untouched). Otherwise the deployment returns to the
     version that served before the last switch; if that version left production, it is
-    restored there (archived → staging → production, each move recorded), which
-    archives the version rolled back from.
+    restored there (archived → staging → production, each move recorded). Either way a
+    production version the rollback took the last traffic from is archived (a canary
+    candidate promoted meanwhile, the version rolled back from).
 
     Args:
         name: the deployment.
@@ -406,4 +441,6 @@ def rollback_deployment(ctx: Context, name: str, *, actor: Actor, comment: str =
         switched = switch_route(s, dep, actor=actor, action="deployment.rollback", reason="rollback",
                                 primary=target, previous=previous)
     routes_changed(ctx, name)
+    retire_replaced_versions(ctx, get_model_version(ctx.db, target).name, caused_by=actor,
+                             reason=f"rolled back from deployment {name}" + (f": {comment}" if comment else ""))
     return switched

@@ -10,10 +10,12 @@ and the job's trainers load only when one of their names is used.
   ``run_report_html``, ``compare_runs`` (each decides with the actor, in the run's
   project: ``project_of_run``); ``get_run``, ``list_runs``, ``count_runs`` are store
   readers for services that already decided;
-- search and reproduction: ``start_search``, ``parse_space``, ``reproduce_run``,
+- search and reproduction: ``start_search``, ``show_search`` (a search with its trials,
+  each a run of the search), ``parse_space``, ``reproduce_run``,
   ``compare_reproduction``;
 - jobs: ``run_training_job``, ``run_search_job`` (registered by the chain's job table),
-  ``load_split`` and ``evaluate_split``;
+  ``load_split`` and ``evaluate_split``; ``score_classifier`` and ``score_tagger`` score a
+  stored model on rows from outside its dataset (``models evaluate``);
 - the model (torch): ``TextClassifier``, ``ClassifierMeta``, ``train_classifier``,
   ``predict_labels``, ``seed_everything``; metrics: ``classification_metrics``,
   ``calibration_report``, ``slice_metrics``; pages: ``render_report_html``, ``line_plot_svg``.
@@ -21,8 +23,9 @@ and the job's trainers load only when one of their names is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from chainkeeper.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from chainkeeper.training.calibration import (
@@ -32,9 +35,11 @@ if TYPE_CHECKING:
     )
     from chainkeeper.training.config import TrainConfig, parse_train_config
     from chainkeeper.training.evaluation import (
+        OUT_OF_SCOPE_LABEL,
         classification_metrics,
         confusion_matrix,
         format_report,
+        out_of_scope_metrics,
     )
     from chainkeeper.training.jobs import (
         Split,
@@ -85,10 +90,13 @@ if TYPE_CHECKING:
         show_run,
         start_training_run,
     )
+    from chainkeeper.training.scoring import score_classifier, score_tagger
     from chainkeeper.training.search import (
+        SearchReport,
         Target,
         parse_space,
         run_search_job,
+        show_search,
         start_search,
     )
 
@@ -96,6 +104,7 @@ _EXPORTS = {
     "calibration_report": "calibration", "length_bucket": "calibration", "slice_metrics": "calibration",
     "TrainConfig": "config", "parse_train_config": "config",
     "classification_metrics": "evaluation", "confusion_matrix": "evaluation", "format_report": "evaluation",
+    "OUT_OF_SCOPE_LABEL": "evaluation", "out_of_scope_metrics": "evaluation",
     "Split": "jobs", "evaluate_split": "jobs", "load_split": "jobs", "run_training_job": "jobs",
     "StepReport": "loop", "predict_labels": "loop", "seed_everything": "loop", "train_classifier": "loop",
     "HEAD_FILE": "model", "META_FILE": "model", "ClassifierMeta": "model", "TextClassifier": "model",
@@ -106,7 +115,9 @@ _EXPORTS = {
     "count_runs": "runs", "find_runs": "runs", "get_run": "runs", "list_runs": "runs", "project_of_run": "runs",
     "resolve_task": "runs", "run_ids_of_projects": "runs", "run_points": "runs", "run_report_html": "runs",
     "show_run": "runs", "start_training_run": "runs",
-    "Target": "search", "parse_space": "search", "run_search_job": "search", "start_search": "search",
+    "score_classifier": "scoring", "score_tagger": "scoring",
+    "SearchReport": "search", "Target": "search", "parse_space": "search", "run_search_job": "search",
+    "show_search": "search", "start_search": "search",
 }
 
 # Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
@@ -116,9 +127,11 @@ __all__ = [
     "FROM_SCRATCH",
     "HEAD_FILE",
     "META_FILE",
+    "OUT_OF_SCOPE_LABEL",
     "Reproduction",
     "Run",
     "RunState",
+    "SearchReport",
     "Split",
     "StepReport",
     "Target",
@@ -141,6 +154,7 @@ __all__ = [
     "line_plot_svg",
     "list_runs",
     "load_split",
+    "out_of_scope_metrics",
     "parse_space",
     "parse_train_config",
     "predict_labels",
@@ -154,8 +168,11 @@ __all__ = [
     "run_report_html",
     "run_search_job",
     "run_training_job",
+    "score_classifier",
+    "score_tagger",
     "seed_everything",
     "show_run",
+    "show_search",
     "slice_metrics",
     "start_search",
     "start_training_run",
@@ -163,12 +180,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'chainkeeper.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"chainkeeper.training.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

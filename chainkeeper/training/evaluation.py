@@ -103,6 +103,44 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels:
     }
 
 
+# The label that marks an out-of-scope row (CLINC150's "oos"): a request the model should
+# recognise as none of its intents. A label set holding it gets its own figures.
+OUT_OF_SCOPE_LABEL = "oos"
+
+
+def out_of_scope_metrics(metrics: Mapping[str, Any], label: str = OUT_OF_SCOPE_LABEL) -> dict[str, Any] | None:
+    """In-scope accuracy and out-of-scope recall and precision, apart (pure).
+
+    A model that answers "out of scope" too often looks fine on overall accuracy while
+    it fails the in-scope requests, and one that never does misses every out-of-scope
+    one; the two are read apart. Computed from ``classification_metrics``' confusion matrix.
+
+    Args:
+        metrics: the output of ``classification_metrics`` (``labels``, ``confusion_matrix``).
+        label: the out-of-scope label.
+
+    Returns:
+        ``{"label", "in_scope_rows", "in_scope_accuracy", "out_of_scope_rows",
+        "out_of_scope_recall", "out_of_scope_precision", "out_of_scope_f1"}``, or None
+        when the label set does not hold ``label``. An in-scope row predicted as out of
+        scope counts as wrong in the in-scope accuracy.
+    """
+    labels = list(metrics.get("labels") or [])
+    matrix = metrics.get("confusion_matrix")
+    if label not in labels or not matrix:
+        return None
+    k = labels.index(label)
+    in_scope = [i for i in range(len(labels)) if i != k]
+    in_rows = sum(sum(matrix[i]) for i in in_scope)
+    in_correct = sum(matrix[i][i] for i in in_scope)
+    oos_rows, oos_found = sum(matrix[k]), matrix[k][k]
+    predicted_oos = sum(row[k] for row in matrix)
+    precision, recall = _ratio(oos_found, predicted_oos), _ratio(oos_found, oos_rows)
+    return {"label": label, "in_scope_rows": in_rows, "in_scope_accuracy": _ratio(in_correct, in_rows),
+            "out_of_scope_rows": oos_rows, "out_of_scope_recall": recall, "out_of_scope_precision": precision,
+            "out_of_scope_f1": _f1(precision, recall)}
+
+
 def format_report(metrics: Mapping[str, Any], *, digits: int = 2) -> str:
     """The familiar text table: one line per class, then accuracy and the averages.
 

@@ -124,8 +124,9 @@ def reproduce_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
                            f"{str(run.reproducibility.get('dataset_hash'))[:12]} as recorded by run {run_id}.",
                            hint="The data changed under the record; it cannot be reproduced.")
     base = None if run.base_model == FROM_SCRATCH else Path(run.base_model)
+    # An experiment on a draft is reproduced as one, under the original's override.
     return start_training_run(ctx, dataset_version_id=run.dataset_version_id, config=run.train_config, actor=actor,
-                              base_model=base)
+                              base_model=base, allow_draft=run.draft_override)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,15 @@ registry and lineage read runs, never jobs.
     queued ──▶ running ──▶ succeeded
        │          ├──────▶ failed
        └──────────┴──────▶ cancelled
+
+Training takes released dataset versions: a draft has not passed the four-eyes release
+gate. An experiment on a draft needs an explicit override with a reason
+(``allow_draft``), recorded on the run and in the ledger; the ``model.promote`` gate
+refuses its model while the version stays unreleased.
+
+A hyper-parameter search (``search``) records each trial as a run of its search
+(``search_job_id``, ``trial``), started ``running`` by the search job and ending
+``succeeded`` (with its dev metrics, no model), ``pruned``, ``failed`` or ``cancelled``.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.core.jobs import JobState, request_cancel, submit_job
 from chainkeeper.data import (
+    DatasetState,
+    DatasetVersion,
     get_dataset_version,
     list_dataset_versions,
     project_of_dataset_version,
@@ -64,9 +75,10 @@ class RunState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # a search trial its pruner stopped early
 
 
-FINISHED_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+FINISHED_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.PRUNED})
 
 
 @dataclass(frozen=True)
@@ -87,10 +99,27 @@ class Run:
     finished_at: datetime | None
     # Seed, library and code versions, data and config hashes (see ``reproducibility``).
     reproducibility: dict[str, Any]
+    # The reason given to train on an unreleased dataset version (None: it was released).
+    draft_override: str | None = None
+    # The search job this run belongs to, and its Optuna trial number (None: the best
+    # config's run, or a run of no search).
+    search_job_id: int | None = None
+    trial: int | None = None
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_RUN_STATES
+
+    @property
+    def origin(self) -> str:
+        """Where the run came from, in words: "" for a plain run."""
+        parts = []
+        if self.search_job_id is not None:
+            parts.append(f"trial {self.trial} of search {self.search_job_id}" if self.trial is not None
+                         else f"best config of search {self.search_job_id}")
+        if self.draft_override is not None:
+            parts.append(f"trained on an unreleased dataset version (override: {self.draft_override})")
+        return "; ".join(parts)
 
     @property
     def train_config(self) -> TrainConfig:
@@ -104,6 +133,7 @@ def _to_run(row: SqlRun) -> Run:
         config=dict(row.config or {}), state=RunState(row.state), metrics=dict(row.metrics or {}),
         model_artifact=row.model_artifact, job_id=row.job_id, created_by=row.created_by,
         created_at=row.created_at, finished_at=row.finished_at, reproducibility=dict(row.reproducibility or {}),
+        draft_override=row.draft_override, search_job_id=row.search_job_id, trial=row.trial,
     )
 
 
@@ -143,6 +173,38 @@ def check_trainable(ctx: Context, dataset_version_id: int) -> list[str]:
             hint="Add rows of other labels and create a new dataset version.",
         )
     return sorted(set(version.labels) | train_labels)
+
+
+def check_released(version: DatasetVersion, allow_draft: str | None) -> str | None:
+    """Check a dataset version may be trained on: released, or a draft with an override.
+
+    Args:
+        version: the dataset version.
+        allow_draft: the reason for training on it although it is not released (an
+            experiment); None to take released versions only.
+
+    Returns:
+        The override to record on the run: None for a released version, else the
+        reason, stripped.
+
+    Raises:
+        Conflict: the version is not released and no override was given (the message
+            says how to release it, or how to override).
+        InvalidInput: an override with an empty reason.
+    """
+    if allow_draft is not None and not allow_draft.strip():
+        raise InvalidInput("Training on an unreleased dataset version needs a reason.",
+                           hint="Say why, e.g. --allow-draft 'compare tokenizers before the release review'.")
+    if version.state == DatasetState.RELEASED:
+        return None
+    if allow_draft is None:
+        raise Conflict(
+            f"Dataset version {version.name} v{version.version} (id {version.id}) is {version.state}: training "
+            "takes only released versions (a data steward's release, approved by another).",
+            hint=f"Ask for its release ('chainkeeper data release-request {version.id}'), or run an experiment on "
+            "the draft with --allow-draft REASON (audited; its model cannot be promoted while the data is "
+            "unreleased).")
+    return allow_draft.strip()
 
 
 # Any of these in a model folder means a tokenizer can be loaded from it.
@@ -266,6 +328,7 @@ def check_corpus(ctx: Context, dataset_version_id: int) -> int:
 
 def start_training_run(
     ctx: Context, *, dataset_version_id: int, config: TrainConfig, actor: Actor, base_model: Path | None = None,
+    allow_draft: str | None = None, search_job_id: int | None = None,
 ) -> Run:
     """Record a training run and queue the job that performs it.
 
@@ -275,12 +338,16 @@ def start_training_run(
 
     Args:
         dataset_version_id: the dataset version to train on (its train split; dev and
-            test splits, when present, are evaluated).
+            test splits, when present, are evaluated); it must be released.
         config: the hyper-parameters, stored with the run.
         actor: who starts it (``run.create`` in the dataset version's project); becomes
             ``created_by``.
         base_model: a local Hugging Face model folder; default the configured base
             (``settings.resolved_base_model``). Unused when ``config.from_scratch``.
+        allow_draft: train on a version that is not released, for this reason (an
+            experiment): recorded on the run (``draft_override``) and in the ledger; the
+            ``model.promote`` gate refuses the run's model while the version is unreleased.
+        search_job_id: the search whose best config this run trains (set by the search job).
 
     Returns:
         The run, ``queued``, with its ``job_id``.
@@ -288,12 +355,15 @@ def start_training_run(
     Raises:
         Forbidden: the actor may not create runs in the dataset version's project.
         NotFound: no such dataset version.
-        InvalidInput: the base model folder is not a model or has no tokenizer,
-            ``max_length`` exceeds its positions (see ``check_base_model``), the task
-            does not fit the data, or the data cannot train it (``check_trainable``,
-            ``check_taggable``, ``check_corpus``). Nothing is stored then.
+        Conflict: the version is not released and no override was given (``check_released``).
+        InvalidInput: an override without a reason, the base model folder is not a model
+            or has no tokenizer, ``max_length`` exceeds its positions (see
+            ``check_base_model``), the task does not fit the data, or the data cannot
+            train it (``check_trainable``, ``check_taggable``, ``check_corpus``).
+            Nothing is stored then.
     """
     authorize_object(ctx.db, actor, "run.create", lambda: project_of_dataset_version(ctx.db, dataset_version_id))
+    override = check_released(get_dataset_version(ctx.db, dataset_version_id), allow_draft)
     base, task = base_and_task(ctx, dataset_version_id, config, base_model)
     if task == TASK_SEQUENCE_CLASSIFICATION:
         labels = check_trainable(ctx, dataset_version_id)
@@ -307,14 +377,16 @@ def start_training_run(
         row = SqlRun(
             task=task, dataset_version_id=dataset_version_id, base_model=base_name,
             config=config.model_dump(mode="json"), state=RunState.QUEUED, metrics={}, created_by=actor.name,
-            created_at=utcnow(), reproducibility={},
+            created_at=utcnow(), reproducibility={}, draft_override=override, search_job_id=search_job_id,
         )
         s.add(row)
         s.flush()
         run_id = row.id
         append_entry(s, actor, "run.create", "run", run_id,
-                     after={"dataset_version_id": dataset_version_id, "base_model": base_name, "config": row.config},
-                     details={"labels": len(labels), "task": task})
+                     after={"dataset_version_id": dataset_version_id, "base_model": base_name, "config": row.config,
+                            "draft_override": override},
+                     details={"labels": len(labels), "task": task, "search_job_id": search_job_id,
+                              **({"draft_override": override} if override is not None else {})})
     try:
         job = submit_job(ctx, JOB_KIND, {"run_id": run_id}, actor=actor.name,
                          project=project_of_dataset_version(ctx.db, dataset_version_id),
@@ -352,7 +424,8 @@ def project_of_run(db: Database, run_id: int) -> str:
 
 
 def list_runs(db: Database, limit: int | None = 50, *, state: RunState | None = None,
-              dataset_version_id: int | None = None, dataset_version_ids: Collection[int] | None = None) -> list[Run]:
+              dataset_version_id: int | None = None, dataset_version_ids: Collection[int] | None = None,
+              search_job_id: int | None = None) -> list[Run]:
     """The newest runs first (a store reader: services that decided who may read call it).
 
     Args:
@@ -360,6 +433,7 @@ def list_runs(db: Database, limit: int | None = 50, *, state: RunState | None = 
         state: only runs in this state.
         dataset_version_id: only runs on this dataset version.
         dataset_version_ids: only runs on one of these dataset versions.
+        search_job_id: only the runs of this search (its trials and its best config's run).
     """
     with db.session() as s:
         query = sa.select(SqlRun).order_by(SqlRun.id.desc())
@@ -371,6 +445,8 @@ def list_runs(db: Database, limit: int | None = 50, *, state: RunState | None = 
             query = query.where(SqlRun.dataset_version_id == dataset_version_id)
         if dataset_version_ids is not None:
             query = query.where(SqlRun.dataset_version_id.in_(list(dataset_version_ids)))
+        if search_job_id is not None:
+            query = query.where(SqlRun.search_job_id == search_job_id)
         return [_to_run(r) for r in s.scalars(query)]
 
 
@@ -388,7 +464,7 @@ def run_ids_of_projects(db: Database, projects: Collection[str]) -> list[int]:
 
 
 def find_runs(ctx: Context, *, actor: Actor, limit: int = 50, state: RunState | None = None,
-              dataset_version_id: int | None = None) -> list[Run]:
+              dataset_version_id: int | None = None, search_job_id: int | None = None) -> list[Run]:
     """The runs ``actor`` may read (``run.read``), newest first.
 
     Args:
@@ -396,13 +472,15 @@ def find_runs(ctx: Context, *, actor: Actor, limit: int = 50, state: RunState | 
         limit: at most this many.
         state: only runs in this state.
         dataset_version_id: only runs on this dataset version.
+        search_job_id: only the runs of this search job (its trials and best config's run).
 
     Raises:
         Forbidden: the actor may read runs in no project.
     """
     projects = projects_allowed(ctx.db, actor, "run.read")
     within = None if projects is None else _dataset_versions_of_projects(ctx.db, projects)
-    return list_runs(ctx.db, limit, state=state, dataset_version_id=dataset_version_id, dataset_version_ids=within)
+    return list_runs(ctx.db, limit, state=state, dataset_version_id=dataset_version_id, dataset_version_ids=within,
+                     search_job_id=search_job_id)
 
 
 def show_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
@@ -480,6 +558,40 @@ def fail_run(db: Database, run_id: int, *, cancelled: bool, error: str | None = 
                       metrics=metrics)
 
 
+def start_trial_run(db: Database, *, search_job_id: int, trial: int, dataset_version_id: int, task: str,
+                    base_model: str, config: TrainConfig, created_by: str, draft_override: str | None) -> Run:
+    """Record one trial of a search as a ``running`` run of that search (the search job
+    calls it as a trial starts; the trial trains in the search's job, keeps no model).
+
+    Args:
+        search_job_id: the search job, which also runs the trial (``job_id``).
+        trial: Optuna's trial number.
+        created_by: the search's author (the trial runs on their behalf).
+        draft_override: the search's override for an unreleased dataset version.
+
+    Returns:
+        The run, ``running``.
+    """
+    with db.session() as s:
+        row = SqlRun(task=task, dataset_version_id=dataset_version_id, base_model=base_model,
+                     config=config.model_dump(mode="json"), state=RunState.RUNNING, metrics={}, job_id=search_job_id,
+                     created_by=created_by, created_at=utcnow(), reproducibility={}, draft_override=draft_override,
+                     search_job_id=search_job_id, trial=trial)
+        s.add(row)
+        s.flush()
+        append_entry(s, Actor(f"worker (for {created_by})"), "run.create", "run", row.id, role="worker",
+                     after={"dataset_version_id": dataset_version_id, "config": row.config,
+                            "draft_override": draft_override},
+                     details={"task": task, "search_job_id": search_job_id, "trial": trial})
+        return _to_run(row)
+
+
+def finish_trial_run(db: Database, run_id: int, state: RunState, *, metrics: dict[str, Any]) -> Run:
+    """Record how a trial ended: ``succeeded`` with its dev metrics, or ``pruned``,
+    ``failed``, ``cancelled`` (``metrics`` then says why)."""
+    return _set_state(db, run_id, state, finished=True, metrics=metrics)
+
+
 def cancel_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
     """Stop a run: a queued one is cancelled at once, a running one at its next step.
 
@@ -493,12 +605,16 @@ def cancel_run(ctx: Context, run_id: int, *, actor: Actor) -> Run:
     Raises:
         Forbidden: the actor may not cancel runs of its project.
         NotFound: no such run.
-        Conflict: the run has already finished.
+        Conflict: the run has already finished, or is a search trial (its search job
+            is what stops).
     """
     authorize_object(ctx.db, actor, "run.cancel", lambda: project_of_run(ctx.db, run_id))
     run = get_run(ctx.db, run_id)
     if run.finished:
         raise Conflict(f"Training run {run_id} has already {run.state}; there is nothing to cancel.")
+    if run.trial is not None:
+        raise Conflict(f"Run {run_id} is trial {run.trial} of search job {run.search_job_id}; a trial stops with "
+                       "its search.", hint=f"Cancel the search: 'chainkeeper jobs cancel {run.search_job_id}'.")
     if run.job_id is not None:
         job = request_cancel(ctx.db, run.job_id)
         cancelled_now = job.state == JobState.CANCELLED

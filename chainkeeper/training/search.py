@@ -12,6 +12,10 @@ the trials before it. What is optimised follows the task (``search_target``):
     token-classification      dev entity-level F1 (seqeval)             maximised
     masked-lm / causal-lm     dev loss (perplexity = exp(loss))         minimised
 
+Every trial is recorded as a run of its search (``runs.start_trial_run``: the search
+job's id, the trial number, the trial's config, its dev metrics or why it was pruned),
+so ``train list`` and ``show_search`` list the trials next to ordinary runs.
+
 The study lives in the metadata store (``optuna.storages.RDBStorage`` on
 ``settings.resolved_database_url``, SQLite or PostgreSQL), so a reviewer can reopen it;
 the best trial's config then becomes a normal training run of the same task, with its
@@ -33,24 +37,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from chainkeeper.core.errors import InvalidInput
-from chainkeeper.core.jobs import JobHandle, submit_job
-from chainkeeper.data import project_of_dataset_version
+from chainkeeper.core.errors import InvalidInput, JobCancelled
+from chainkeeper.core.jobs import Job, JobHandle, get_job, submit_job
+from chainkeeper.data import get_dataset_version, project_of_dataset_version
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.permissions import authorize_object
 from chainkeeper.training.config import TrainConfig, parse_train_config
 from chainkeeper.training.runs import (
+    FROM_SCRATCH,
     LANGUAGE_MODEL_TASKS,
     TASK_CAUSAL_LM,
     TASK_MASKED_LM,
     TASK_SEQUENCE_CLASSIFICATION,
     TASK_TOKEN_CLASSIFICATION,
+    Run,
+    RunState,
     base_and_task,
     check_corpus,
+    check_released,
     check_taggable,
     check_trainable,
+    finish_trial_run,
+    list_runs,
     start_training_run,
+    start_trial_run,
 )
 
 if TYPE_CHECKING:
@@ -214,7 +225,7 @@ def check_space(space: Sequence[Dimension], task: str, config: TrainConfig) -> N
 
 
 def start_search(ctx: Context, *, dataset_version_id: int, config: TrainConfig, space: Sequence[Dimension],
-                 trials: int, actor: Actor, base_model: Path | None = None) -> int:
+                 trials: int, actor: Actor, base_model: Path | None = None, allow_draft: str | None = None) -> int:
     """Queue a hyper-parameter search; returns its job id.
 
     The task follows the dataset version as for a run (``resolve_task``): text
@@ -229,14 +240,19 @@ def start_search(ctx: Context, *, dataset_version_id: int, config: TrainConfig, 
             trial's run is created in their name, with their roles.
         base_model: a local model folder; default the configured base. Unused when
             ``config.from_scratch`` pre-trains a new model.
+        allow_draft: search on a version that is not released, for this reason (as
+            ``start_training_run``): every trial and the best config's run carry it.
 
     Raises:
         Forbidden: the actor may not create runs in the dataset version's project.
         NotFound: no such dataset version.
-        InvalidInput: trials out of range, a base model or dataset that cannot train the
-            task, or a dimension the task cannot search (nothing is queued then).
+        Conflict: the version is not released and no override was given.
+        InvalidInput: trials out of range, an override without a reason, a base model or
+            dataset that cannot train the task, or a dimension the task cannot search
+            (nothing is queued then).
     """
     authorize_object(ctx.db, actor, "run.create", lambda: project_of_dataset_version(ctx.db, dataset_version_id))
+    override = check_released(get_dataset_version(ctx.db, dataset_version_id), allow_draft)
     if not 1 <= trials <= 1000:
         raise InvalidInput(f"trials={trials} is out of range.", hint="Use 1 to 1000 trials.")
     base, task = base_and_task(ctx, dataset_version_id, config, base_model)
@@ -253,13 +269,15 @@ def start_search(ctx: Context, *, dataset_version_id: int, config: TrainConfig, 
               "created_by": actor.name, "roles": sorted(actor.roles),
               # Project-bound roles too: the best trial's run is authorised like the search was.
               "scoped_roles": sorted([role, project] for role, project in actor.scoped_roles),
+              "allow_draft": override,
               # Unique across databases that were reset: job ids restart, study names must not clash.
               "study": f"chainkeeper-search-{uuid.uuid4().hex[:12]}"}
     job = submit_job(ctx, JOB_KIND, params, actor=actor.name, max_attempts=1,
                      project=project_of_dataset_version(ctx.db, dataset_version_id))
     with ctx.db.session() as s:
         append_entry(s, actor, "run.create", "search", job.id, after={"space": params["space"], "trials": trials},
-                     details={"dataset_version_id": dataset_version_id, "task": task, "metric": target.metric})
+                     details={"dataset_version_id": dataset_version_id, "task": task, "metric": target.metric,
+                              **({"draft_override": override} if override is not None else {})})
     return job.id
 
 
@@ -326,7 +344,7 @@ def run_search_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
 
 
 # One trial: train a fresh model with this config, call ``report(step, value)`` with the
-# target metric at every dev evaluation, and return the final dev value.
+# target metric at every dev evaluation, and return the final dev metrics.
 Report = Callable[[int, float], None]
 
 
@@ -335,7 +353,7 @@ class TrialRunner:
     """How a task trains and scores one trial; the data is read once, for all trials."""
 
     train_rows: int  # sizes the default evaluation interval
-    run: Callable[[TrainConfig, Report, Callable[[], bool]], float]
+    run: Callable[[TrainConfig, Report, Callable[[], bool]], Mapping[str, Any]]
 
 
 def _trial_runner(ctx: Context, target: Target, version_id: int, base: str | None,
@@ -379,7 +397,7 @@ def _classifier_trials(ctx: Context, version_id: int, base: Path, base_config: T
     train_ids = [index[y] for y in train.labels]
     metric = base_config.early_stopping_metric
 
-    def run(config: TrainConfig, report: Report, should_stop: Callable[[], bool]) -> float:
+    def run(config: TrainConfig, report: Report, should_stop: Callable[[], bool]) -> Mapping[str, Any]:
         seed_everything(config.seed)  # before from_base: the head's initialisation is seeded too
         meta = ClassifierMeta(labels=labels, pooling=config.pooling, max_length=config.max_length)
         model, tokenizer = TextClassifier.from_base(base, meta, dropout=config.dropout,
@@ -391,7 +409,7 @@ def _classifier_trials(ctx: Context, version_id: int, base: Path, base_config: T
 
         train_classifier(model, tokenizer, train.texts, train_ids, config, should_stop=should_stop,
                          on_eval=_evaluations(score, metric, report, lambda m: float(m[metric])))
-        return float(score()[metric])
+        return score()
 
     return TrialRunner(len(train.texts), run)
 
@@ -410,7 +428,7 @@ def _tagger_trials(ctx: Context, version_id: int, base: Path, base_config: Train
     _require_dev(version_id, bool(dev.sentences))
     tags = check_tag_map(check_taggable(ctx, version_id), base_config.labels, {"train": train, "dev": dev})
 
-    def run(config: TrainConfig, report: Report, should_stop: Callable[[], bool]) -> float:
+    def run(config: TrainConfig, report: Report, should_stop: Callable[[], bool]) -> Mapping[str, Any]:
         seed_everything(config.seed)
         model, tokenizer = TokenTagger.from_base(base, tags, dropout=config.dropout,
                                                  attention_dropout=config.attention_dropout,
@@ -426,7 +444,7 @@ def _tagger_trials(ctx: Context, version_id: int, base: Path, base_config: Train
 
         train_token_tagger(model, tokenizer, train.sentences, train.tags, config, should_stop=should_stop,
                            on_eval=_evaluations(score, "f1", report, stopping))
-        return float(score()["f1"])
+        return score()
 
     return TrialRunner(len(train.sentences), run)
 
@@ -459,7 +477,7 @@ def _language_model_trials(ctx: Context, version_id: int, base: Path | None, bas
         seed_everything(base_config.seed)
         corpus_tokenizer = build_tokenizer(train, scratch.tokenizer, scratch.vocab_size, base_config.max_length)
 
-    def run(config: TrainConfig, report: Report, should_stop: Callable[[], bool]) -> float:
+    def run(config: TrainConfig, report: Report, should_stop: Callable[[], bool]) -> Mapping[str, Any]:
         seed_everything(config.seed)
         if corpus_tokenizer is not None and scratch is not None:
             model, tokenizer = build_scratch_model(corpus_tokenizer, objective, scratch, config.max_length), \
@@ -474,7 +492,7 @@ def _language_model_trials(ctx: Context, version_id: int, base: Path | None, bas
 
         train_language_model(model, tokenizer, train, config, objective, should_stop=should_stop,
                              on_eval=_evaluations(score, "loss", report, lambda m: -float(m["loss"])))
-        return float(score()["loss"])
+        return score()
 
     return TrialRunner(len(train), run)
 
@@ -485,6 +503,7 @@ def _search(ctx: Context, job: JobHandle, storage: Any, target: Target, base_con
 
     p = job.params
     name, metric = str(p["study"]), target.metric
+    version_id = int(p["dataset_version_id"])
     study = optuna.create_study(
         storage=storage, study_name=name, direction=target.direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=base_config.seed),
@@ -498,15 +517,29 @@ def _search(ctx: Context, job: JobHandle, storage: Any, target: Target, base_con
         if values.get("eval_every_steps") is None:  # pruning needs intermediate values
             values["eval_every_steps"] = max(1, TrainConfig(**values).total_steps(trials.train_rows) // 4)
         config = parse_train_config(values)
+        run = start_trial_run(ctx.db, search_job_id=job.job.id, trial=trial.number, dataset_version_id=version_id,
+                              task=target.task, base_model=p["base_model"] or FROM_SCRATCH, config=config,
+                              created_by=p["created_by"], draft_override=p.get("allow_draft"))
 
         def report(step: int, value: float) -> None:
             trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"dev {metric} {value:.4f} at step {step}")
 
-        value = trials.run(config, report, lambda: job.cancel_requested)
-        job.check_cancelled()
-        job.log(f"trial {trial.number}: dev {metric} {value:.4f} with "
+        try:
+            dev = trials.run(config, report, lambda: job.cancel_requested)
+            job.check_cancelled()
+        except optuna.TrialPruned as exc:
+            finish_trial_run(ctx.db, run.id, RunState.PRUNED, metrics={"pruned": str(exc)})
+            raise
+        except BaseException as exc:
+            cancelled = isinstance(exc, JobCancelled)
+            finish_trial_run(ctx.db, run.id, RunState.CANCELLED if cancelled else RunState.FAILED,
+                             metrics={} if cancelled else {"error": (str(exc) or type(exc).__name__)[:2000]})
+            raise
+        value = float(dev[metric])
+        finish_trial_run(ctx.db, run.id, RunState.SUCCEEDED, metrics={"dev": dict(dev)})
+        job.log(f"trial {trial.number} (run {run.id}): dev {metric} {value:.4f} with "
                 f"{ {d['name']: values[d['name']] for d in p['space']} }")
         return value
 
@@ -523,12 +556,47 @@ def _search(ctx: Context, job: JobHandle, storage: Any, target: Target, base_con
     best = study.best_trial
     best_config = parse_train_config({**base_config.model_dump(), **best.params})
     job.log(f"best trial {best.number}: dev {metric} {best.value:.4f}, {best.params}")
-    run = start_training_run(ctx, dataset_version_id=int(p["dataset_version_id"]), config=best_config,
+    run = start_training_run(ctx, dataset_version_id=version_id, config=best_config,
                              actor=Actor(p["created_by"], frozenset(p.get("roles", [])),
                                          frozenset((role, project) for role, project in p.get("scoped_roles", []))),
-                             base_model=Path(p["base_model"]) if p["base_model"] is not None else None)
+                             base_model=Path(p["base_model"]) if p["base_model"] is not None else None,
+                             allow_draft=p.get("allow_draft"), search_job_id=job.job.id)
     job.log(f"the best config is training as run {run.id} ({run.task})")
     return {"study": name, "task": target.task, "metric": metric, "direction": target.direction,
             "trials": len(study.trials), "pruned": pruned,
             "best_value": float(best.value) if best.value is not None and math.isfinite(best.value) else None,
             "best_params": dict(best.params), "run_id": run.id}
+
+
+@dataclass(frozen=True)
+class SearchReport:
+    """A search as its reader sees it: the job (state, progress, result), what it
+    optimises, and its runs: the trials in trial order, then the best config's run."""
+
+    job: Job
+    target: Target | None
+    trials: list[Run]
+    best_run: Run | None
+
+
+def show_search(ctx: Context, job_id: int, *, actor: Actor) -> SearchReport:
+    """A search job with its trials, each a run of the search.
+
+    Args:
+        job_id: the search job's id (``start_search`` answers it).
+        actor: who asks (``run.read`` in the search's project: its trials are runs).
+
+    Raises:
+        Forbidden: the actor may not read runs of the search's project. NotFound: no such job.
+        InvalidInput: the job is not a search.
+    """
+    authorize_object(ctx.db, actor, "run.read", lambda: get_job(ctx.db, job_id).project)
+    job = get_job(ctx.db, job_id)
+    if job.kind != JOB_KIND:
+        raise InvalidInput(f"Job {job_id} is a {job.kind!r} job, not a search.",
+                           hint="List searches with 'chainkeeper jobs list'; their kind is 'search'.")
+    runs = list_runs(ctx.db, None, search_job_id=job_id)
+    target = job.params.get("target")
+    return SearchReport(job=job, target=Target(**target) if target else None,
+                        trials=sorted((r for r in runs if r.trial is not None), key=lambda r: r.trial or 0),
+                        best_run=next((r for r in runs if r.trial is None), None))

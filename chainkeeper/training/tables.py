@@ -29,6 +29,12 @@ class SqlRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Seed, library versions, dataset and config hashes, code version (migration 0009).
     reproducibility: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True, default=dict)
+    # Migration 0012: the reason given to train on an unreleased dataset version (NULL:
+    # it was released), and the hyper-parameter search a run belongs to (a trial, with
+    # Optuna's trial number, or the best config's run, with none).
+    draft_override: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    search_job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"), nullable=True, index=True)
+    trial: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
 
 
 class SqlRunPoint(Base):

@@ -1,9 +1,10 @@
 """The web pages of training runs: a shell over ``chainkeeper.training``'s run services.
 
 - ``/runs``: every run, newest first, with its task, state, steps and headline test
-  numbers;
-- ``/runs/{id}``: one run: state, the live loss curve, the reproducibility record, the
-  config and, once it has finished, its self-contained HTML evaluation report;
+  numbers (``?search=JOB``: the trials and best run of one search);
+- ``/runs/{id}``: one run: state, the search it belongs to and any override to train on
+  unreleased data, the live loss curve, the reproducibility record, the config and,
+  once it has finished, its self-contained HTML evaluation report;
 - ``/runs/{id}/curve``: the curve fragment the run page polls with htmx while the run
   is queued or running (an inline SVG drawn from the stored run points). When the run
   has finished, the fragment answers ``HX-Refresh`` so the page reloads once with the
@@ -70,10 +71,10 @@ def _curve(request: Request, run_id: int, actor: Actor) -> dict[str, Any]:
 
 
 @router.get("/runs", response_class=HTMLResponse, name="runs")
-def runs_page(request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
-    """Training runs the visitor may read, newest first."""
+def runs_page(request: Request, search: int | None = None, actor: Actor = require("run.read")) -> HTMLResponse:
+    """Training runs the visitor may read, newest first (``?search=JOB``: one search's runs)."""
     try:
-        runs = find_runs(_ctx(request), actor=actor, limit=200)
+        runs = find_runs(_ctx(request), actor=actor, limit=200, search_job_id=search)
     except ChainkeeperError as exc:
         return error_page(request, exc)
     return templates.TemplateResponse(request, "runs.html", {"runs": runs, "headline": headline, "actor": actor})

@@ -182,3 +182,30 @@ def test_versions_are_created_over_http_and_a_bad_request_stores_nothing(ctx: Co
     assert created.status_code == 201, created.text
     assert created.json()["task"] == "unlabelled" and created.json()["stats"]["labels"] == []
     assert steward.get(f"/api/datasets/{created.json()['id']}").json()["task"] == "unlabelled"
+
+
+def test_redaction_is_on_unless_the_request_opts_out_and_the_version_says_which(steward: TestClient) -> None:
+    rows = b"text,label\ncall 13800000000,contact\nmail anna@example.com,contact\n" + b"".join(
+        f"plain {i},other\n".encode() for i in range(8))
+    source = steward.post("/api/sources", files={"file": ("pages.csv", rows, "text/csv")}).json()
+
+    default = steward.post("/api/datasets", json={"name": "pages", "source_ids": [source["id"]]}).json()
+    kept = steward.post("/api/datasets", json={"name": "raw", "source_ids": [source["id"]], "redact": False}).json()
+
+    texts = [r["text"] for r in steward.get(f"/api/datasets/{default['id']}/rows").json()["rows"]]
+    assert "call [PHONE]" in texts and "mail [EMAIL]" in texts and default["stats"]["redaction"] == "on"
+    texts = [r["text"] for r in steward.get(f"/api/datasets/{kept['id']}/rows").json()["rows"]]
+    assert "call 13800000000" in texts and kept["stats"]["redaction"] == "opted out"
+    assert steward.get(f"/api/datasets/{kept['id']}/report").json()["redaction"] == "opted out"
+
+
+def test_json_uploads_of_either_shape_import_and_a_bad_format_names_the_field(steward: TestClient) -> None:
+    array = b'[{"text": "card lost", "label": "lost"}, {"text": "pin", "label": "pin"}]'
+    columns = b'{"text": ["card lost", "pin"], "label": ["lost", "pin"]}'
+
+    for name, body in (("array.json", array), ("columns.json", columns)):
+        answer = steward.post("/api/sources", files={"file": (name, body, "application/json")})
+        assert answer.status_code == 201, answer.text
+        assert (answer.json()["format"], answer.json()["rows_accepted"]) == ("json", 2)
+    problem = assert_problem(steward.post("/api/sources", files={"file": ("rows.dat", b"a,b\n", "text/plain")}), 422)
+    assert "format=" in problem["hint"] and "(API)" in problem["hint"]

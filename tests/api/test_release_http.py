@@ -105,7 +105,8 @@ def test_a_run_is_registered_deployed_and_rolled_out_over_http(server: Server) -
 
     # A second version goes to production and takes 20 % of callers, then all of them.
     v2 = _register_and_promote(server, "intents")
-    assert v2["version"] == 2 and get_model_version(server.ctx.db, v1["id"]).stage == Stage.ARCHIVED
+    # Version 1 still answers every caller, so it stays in production (issue 14, item 6).
+    assert v2["version"] == 2 and get_model_version(server.ctx.db, v1["id"]).stage == Stage.PRODUCTION
     server.ok("rory", "POST", "/api/deployments/support/canary", {"model_version_id": v2["id"], "percent": 20})
     live = server.ok("olga", "GET", "/api/deployments/support")["live"]
     assert live["mode"] == "canary" and live["primary"]["id"] == v1["id"] and live["shadow"] is None
@@ -119,6 +120,7 @@ def test_a_run_is_registered_deployed_and_rolled_out_over_http(server: Server) -
     server.ok("rory", "POST", "/api/deployments/support/promote")
     live = server.ok("olga", "GET", "/api/deployments/support")["live"]
     assert (live["mode"], live["primary"]["id"], live["previous_version_id"]) == ("single", v2["id"], v1["id"])
+    assert get_model_version(server.ctx.db, v1["id"]).stage == Stage.ARCHIVED  # no caller meets it any more
 
 
 @dataclass

@@ -96,6 +96,9 @@ def test_cleaning_the_sample_shows_real_work(ctx: Context, tmp_path: Path) -> No
 
     reports = {r["name"]: r for r in version.recipe}
     assert reports["normalize_text"]["changed"] > 0
-    assert reports["dedup_exact"]["details"] == {"duplicates": 1, "conflicts": 0, "declared_repeats": 0}
+    assert reports["dedup_exact"]["details"] == {
+        "duplicates": 1, "conflicts": 0, "removed_from": {"undeclared": 1},
+        "repeats": [{"kept_in": "undeclared", "removed_from": "undeclared", "rows": 1,
+                     "why": "repeat within one split: the first row stays"}]}
     assert version.stats["rows_per_split"] == {"train": 540, "dev": 60, "test": 150}
     assert len(version.labels) == 10

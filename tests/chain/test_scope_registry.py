@@ -14,6 +14,7 @@ from chainkeeper.core.errors import Forbidden
 from chainkeeper.governance.actors import Actor
 from chainkeeper.registry import (
     collect_card_facts,
+    evaluate_model_version,
     find_model_versions,
     model_card,
     register_model_version,
@@ -37,6 +38,9 @@ CASES: dict[Callable[..., object], ScopeCase] = {
     register_model_version: lambda ctx, p, tmp: register_model_version(
         ctx, run_id=p.run.id, name="news-other", actor=p.outsider),
     transition_stage: lambda ctx, p, tmp: transition_stage(ctx, p.model.id, "archived", actor=p.outsider),
+    # Refused before the file is read (it need not exist).
+    evaluate_model_version: lambda ctx, p, tmp: evaluate_model_version(ctx, p.model.id, tmp / "held-out.csv",
+                                                                       actor=p.outsider),
     set_gate_thresholds: lambda ctx, p, tmp: set_gate_thresholds(ctx, p.model.name, actor=p.outsider,
                                                                  min_macro_f1=0.5),
     run_gates: lambda ctx, p, tmp: run_gates(ctx, p.model.id, actor=p.outsider),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chainkeeper.core.context import Context
-from chainkeeper.core.errors import Forbidden, NotFound
+from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.training import (
     TrainConfig,
@@ -21,6 +21,7 @@ from chainkeeper.training import (
     run_points,
     run_report_html,
     show_run,
+    show_search,
     start_search,
     start_training_run,
 )
@@ -45,6 +46,8 @@ CASES: dict[Callable[..., object], ScopeCase] = {
     run_points: lambda ctx, p, tmp: run_points(ctx, p.run.id, actor=p.outsider),
     run_report_html: lambda ctx, p, tmp: run_report_html(ctx, p.run.id, actor=p.outsider),
     compare_runs: lambda ctx, p, tmp: compare_runs(ctx, p.run.id, p.run.id, actor=p.outsider),
+    # The run's train job lives in project news: refused before its kind is looked at.
+    show_search: lambda ctx, p, tmp: show_search(ctx, p.run.job_id or 0, actor=p.outsider),
 }
 
 
@@ -66,6 +69,8 @@ def test_an_actor_of_the_project_reads_and_trains_in_it(ctx: Context, projects: 
     run = start_training_run(ctx, dataset_version_id=projects.dataset.id, config=TrainConfig(epochs=1), actor=insider)
     assert run.state == "queued" and run.created_by == insider.name
     assert cancel_run(ctx, run.id, actor=insider).state == "cancelled"
+    with pytest.raises(InvalidInput, match="not a search"):  # allowed in, then told what the job is
+        show_search(ctx, projects.run.job_id or 0, actor=insider)
 
 
 def test_a_made_up_run_is_not_found_for_a_reader_and_refused_for_a_non_reader(ctx: Context,

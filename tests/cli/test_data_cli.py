@@ -8,7 +8,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from chainkeeper.api.app import create_app
+from chainkeeper.chain import open_context
+from chainkeeper.core.settings import load_settings
+from chainkeeper.data import read_dataset_rows
 from tests.cli.conftest import Run
 from tests.cli.test_cli import _admin_token
 from tests.data.test_crawler import site  # noqa: F401 (a fixture: a local site with robots.txt and loops)
@@ -220,3 +225,165 @@ def test_a_version_that_cannot_be_made_leaves_no_version_and_no_artefact(run: Ru
     assert _artefacts(home) == before
     code, out, _ = run("data", "versions", token=steward)
     assert code == 0 and "mixed" not in out
+
+
+def _rows_of(home: Path, version_id: int) -> list[dict[str, object]]:
+    ctx = open_context(load_settings({}, home=home))
+    try:
+        return read_dataset_rows(ctx, version_id).to_pylist()
+    finally:
+        ctx.close()
+
+
+def _import(run: Run, path: Path, steward: str, *options: str) -> str:
+    code, out, err = run("data", "import", str(path), *options, token=steward)
+    assert code == 0, err
+    return re.search(r"source (\d+):", out).group(1)  # type: ignore[union-attr]
+
+
+def _create(run: Run, steward: str, *args: str) -> int:
+    code, out, err = run("data", "create", *args, token=steward)
+    assert code == 0, err
+    return int(re.search(r"\(id (\d+)\)", out).group(1))  # type: ignore[union-attr]
+
+
+def test_personal_data_is_redacted_by_default_and_kept_only_when_asked(run: Run, tmp_path: Path,
+                                                                       home: Path) -> None:
+    # Issue 14 item 7: a crawled page's phone number 13800000000 went into the dataset unredacted.
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    path = tmp_path / "crawled.csv"
+    path.write_text("text,label\ncall me on 13800000000 please,contact\nwrite to anna@example.com,contact\n"
+                    + "".join(f"plain question {i},other\n" for i in range(8)), encoding="utf-8")
+    source = _import(run, path, steward)
+
+    redacted = _create(run, steward, "pages", "--source", source)
+    texts = [r["text"] for r in _rows_of(home, redacted)]
+    assert "call me on [PHONE] please" in texts and "write to [EMAIL]" in texts
+    assert not any("13800000000" in str(t) or "anna@example.com" in str(t) for t in texts)
+    code, out, _ = run("data", "show", str(redacted), "--json", token=steward)
+    assert json.loads(out)["stats"]["redaction"] == "on"
+
+    code, out, err = run("data", "create", "pages-raw", "--source", source, "--no-redact", token=steward)
+    assert code == 0, err
+    assert "personal data NOT redacted (--no-redact)" in out
+    kept = int(re.search(r"\(id (\d+)\)", out).group(1))  # type: ignore[union-attr]
+    texts = [r["text"] for r in _rows_of(home, kept)]
+    assert "call me on 13800000000 please" in texts and "write to anna@example.com" in texts
+    code, out, _ = run("data", "show", str(kept), "--json", token=steward)
+    shown = json.loads(out)
+    assert shown["stats"]["redaction"] == "opted out"
+    assert "redact_pii" not in [s["name"] for s in shown["recipe"]]
+    code, out, _ = run("data", "report", str(kept), token=steward)
+    assert "personal data NOT redacted (--no-redact)" in " ".join(out.split())
+    code, out, _ = run("data", "report", str(kept), "--json", token=steward)
+    assert json.loads(out)["redaction"] == "opted out"
+    code, _, err = run("data", "create", "pages", "--source", source, "--step", "redact_pii", "--no-redact",
+                       token=steward)
+    assert code == 2 and "redaction is turned off" in err
+
+
+def test_token_data_is_redacted_whole_tokens_at_a_time(run: Run, tmp_path: Path, home: Path) -> None:
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    path = tmp_path / "ner.conll"
+    path.write_text("Call O\n13800000000 O\nnow O\n\nPeter B-PER\nBlackburn I-PER\n\n", encoding="utf-8")
+    version = _create(run, steward, "ner", "--source", _import(run, path, steward))
+
+    rows = {tuple(r["tags"]): r for r in _rows_of(home, version)}  # type: ignore[arg-type]
+    assert rows[("O", "O", "O")]["tokens"] == ["Call", "[PHONE]", "now"]
+    assert rows[("O", "O", "O")]["text"] == "Call [PHONE] now"
+
+
+def test_repeats_inside_a_declared_split_are_removed_and_tag_conflicts_reported(run: Run, tmp_path: Path) -> None:
+    # Issue 14 item 12: a declared training file's repeated sentences were all kept ("removed 0 duplicates"),
+    # and sentences with the same tokens but other tags were collapsed as "0 label conflicts".
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    sentences = ["EU B-ORG\nrejects O\n", "Peter B-PER\nBlackburn I-PER\n", "EU B-ORG\nrejects O\n",
+                 "EU B-LOC\nrejects O\n", "BRUSSELS B-LOC\n1996-08-22 O\n", "Peter B-PER\nBlackburn I-PER\n"]
+    train = tmp_path / "train.conll"
+    train.write_text("-DOCSTART- O\n\n" + "\n".join(sentences) + "\n", encoding="utf-8")
+    test = tmp_path / "test.conll"
+    test.write_text("BRUSSELS B-LOC\n1996-08-22 O\n\nJapan B-LOC\nwins O\n\n", encoding="utf-8")
+    ids = [_import(run, train, steward, "--split", "train"), _import(run, test, steward, "--split", "test")]
+    version = _create(run, steward, "ner", "--source", ids[0], "--source", ids[1])
+
+    code, out, _ = run("data", "report", str(version), "--json", token=steward)
+    report = json.loads(out)
+    assert report["removed"]["duplicates"] == 3 and report["conflicts"] == 1
+    assert report["rows_per_split"] == {"train": 3, "test": 2}
+    dedup = next(s for s in report["steps"] if s["name"] == "dedup_exact")
+    assert {(r["kept_in"], r["removed_from"], r["rows"]) for r in dedup["details"]["repeats"]} == {
+        ("train", "train", 2), ("test", "train", 1)}
+    assert report["leakage"]["texts"] == 0
+    code, out, _ = run("data", "report", str(version), token=steward)
+    out = " ".join(out.split())
+    assert "removed 0 empty, 3 duplicates" in out and "1 label conflicts" in out and "no text is in two splits" in out
+
+
+def test_json_files_holding_an_array_or_an_object_of_lists_import(run: Run, tmp_path: Path) -> None:
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([{"text": "card lost", "label": "lost"}, {"text": "pin", "label": "pin"}, 7,
+                                 {"text": "", "label": "pin"}], indent=2), encoding="utf-8")
+    columns = tmp_path / "columns.json"
+    columns.write_text(json.dumps({"text": ["card lost", "pin", "fee"], "label": ["lost", "pin", "fee"]}),
+                       encoding="utf-8")
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"text": ["a", "b"], "label": ["x"]}), encoding="utf-8")
+
+    code, out, err = run("data", "import", str(array), token=steward)
+    assert code == 0, err
+    assert "(json, utf-8)" in out and "2 rows accepted, 2 quarantined (not_an_object 1, empty_text 1)" in out
+    code, out, err = run("data", "import", str(columns), token=steward)
+    assert code == 0 and "3 rows accepted, 0 quarantined" in out, err
+    code, _, err = run("data", "import", str(odd), token=steward)
+    assert code == 2 and "lists of different lengths" in err
+
+
+def test_hints_name_the_command_line_option(run: Run, tmp_path: Path) -> None:
+    # Issue 14 item 14: the hint said 'format=' (the API's field) to a shell user.
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    path = tmp_path / "rows.dat"
+    path.write_text("text,label\na,b\n", encoding="utf-8")
+    code, _, err = run("data", "import", str(path), token=steward)
+    assert code == 2 and "--format" in err and "(command line)" in err
+    code, _, err = run("data", "import", str(_write_csv(tmp_path / "intents.csv")), "--label-column", "intent",
+                       token=steward)
+    assert code == 2 and "--label-column" in err
+
+
+def test_every_listing_and_showing_command_prints_the_api_fields_with_json(run: Run, tmp_path: Path,
+                                                                           home: Path) -> None:
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    source = _import(run, _write_csv(tmp_path / "intents.csv"), steward)
+    a = _create(run, steward, "intents", "--source", source)
+    b = _create(run, steward, "intents", "--source", source, "--source",
+                _import(run, _write_csv(tmp_path / "more.csv", rows=70), steward))
+    ctx = open_context(load_settings({}, home=home))
+    try:
+        client = TestClient(create_app(ctx), headers={"Authorization": f"Bearer {steward}"})
+        pairs = [(["sources"], "/api/sources"), (["source", source], f"/api/sources/{source}"),
+                 (["versions"], "/api/datasets"), (["show", str(b)], f"/api/datasets/{b}"),
+                 (["diff", str(a), str(b)], f"/api/datasets/{a}/diff/{b}"),
+                 (["report", str(b)], f"/api/datasets/{b}/report")]
+        for args, url in pairs:
+            code, out, err = run("data", *args, "--json", token=steward)
+            assert code == 0, err
+            answer = client.get(url)
+            assert answer.status_code == 200, url
+            assert json.loads(out) == answer.json(), f"chainkeeper data {' '.join(args)} --json != GET {url}"
+    finally:
+        ctx.close()
+    code, out, _ = run("data", "diff", str(a), str(b), token=steward)
+    assert "10 added, 0 removed, 60 unchanged" in out
+
+
+def test_release_request_takes_m_as_approvals_request_does(run: Run, tmp_path: Path) -> None:
+    steward = _user(run, _admin_token(run), "dana", "data_steward")
+    version = _create(run, steward, "intents", "--source", _import(run, _write_csv(tmp_path / "i.csv"), steward))
+
+    code, out, err = run("data", "release-request", str(version), "-m", "labels spot-checked", token=steward)
+
+    assert code == 0, err
+    code, out, _ = run("approvals", "show", re.search(r"approval request (\d+)", out).group(1),  # type: ignore[union-attr]
+                       "--json", token=steward)
+    assert json.loads(out)["request_comment"] == "labels spot-checked"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from chainkeeper.core.settings import load_settings
 from chainkeeper.registry.versions import transition_stage
 from chainkeeper.serving.deployments import deploy_model_version
 from tests.cli.conftest import Run
-from tests.model_rows import RELEASER, in_production, registered
+from tests.model_rows import RELEASER, in_production, insert_run, registered
 
 
 @pytest.fixture
@@ -153,3 +154,77 @@ def test_deployment_test_budgets_and_the_point_in_time_query(run: Run, tokens: d
     assert code == 0 and f"intents v1 (id {v1.id}) was in production" in out and "now" in out
     code, _, err = run("models", "production-at", "intents", "tomorrow", token=tokens["emil"])
     assert code == 2 and "tomorrow" in err
+
+
+def test_a_run_is_registered_from_the_command_line(run: Run, tokens: dict[str, str], store: Context) -> None:
+    run_id = insert_run(store, model_artifact="a" * 64)
+    code, out, err = run("models", "register", str(run_id), "--name", "intents", token=tokens["emil"])
+    assert code == 0, err
+    assert "registered run" in out and "intents v1" in out and "candidate" in out
+    code, out, _ = run("models", "show", "1", "--json", token=tokens["emil"])
+    shown = json.loads(out)
+    assert shown["run_id"] == run_id and shown["stage"] == "candidate" and shown["created_by"] == "emil"
+    assert [t["to_stage"] for t in shown["history"]] == ["candidate"] and shown["export"] is None
+    code, _, err = run("models", "register", str(run_id), "--name", "intents", token=tokens["emil"])
+    assert code == 2 and "already registered as intents v1" in err
+    code, _, err = run("models", "register", str(run_id), "--name", "Bad Name", token=tokens["emil"])
+    assert code == 2 and "is not valid" in err
+    code, out, _ = run("models", "register", str(insert_run(store, model_artifact="b" * 64)), "--name", "intents",
+                       "--json", token=tokens["emil"])
+    assert code == 0 and json.loads(out)["version"] == 2
+    code, out, _ = run("models", "list", "--json", token=tokens["emil"])
+    assert [v["version"] for v in json.loads(out)] == [2, 1]
+    code, out, _ = run("models", "gates", "show", "1", "--json", token=tokens["emil"])
+    assert code == 0 and json.loads(out)["results"] == []
+    code, out, _ = run("models", "production-at", "intents", "2999-01-01T00:00+00:00", "--json",
+                       token=tokens["emil"])
+    assert code == 0 and json.loads(out)["version_at"] is None
+
+
+def test_models_evaluate_scores_a_file_with_out_of_scope_apart(run: Run, tokens: dict[str, str], store: Context,
+                                                               tiny_model_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    from chainkeeper.training.model import ClassifierMeta, TextClassifier
+
+    torch.manual_seed(3)
+    model, tokenizer = TextClassifier.from_base(tiny_model_dir, ClassifierMeta(labels=["card", "oos", "pay"]))
+    folder = model.save(tmp_path / "model", tokenizer)
+    run_id = insert_run(store, model_artifact=store.artifacts.put_tree(folder))
+    assert run("models", "register", str(run_id), "--name", "intents", token=tokens["emil"])[0] == 0
+    rows = tmp_path / "held-out.csv"
+    rows.write_text("text,label\npay my bill,pay\nlost card,card\nweather today,oos\nsing a song,oos\n",
+                    encoding="utf-8")
+
+    code, out, err = run("models", "evaluate", "1", str(rows), token=tokens["emil"])
+    assert code == 0, err
+    assert "intents v1" in out and "4 rows" in out and "weighted avg" in out
+    assert "in scope: accuracy" in out and "out of scope ('oos'): recall" in out
+    code, out, _ = run("models", "evaluate", "1", str(rows), "--json", token=tokens["emil"])
+    report = json.loads(out)
+    assert report["rows"] == 4 and report["out_of_scope"]["out_of_scope_rows"] == 2
+    assert report["metrics"]["labels"] == ["card", "oos", "pay"]
+
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("text,label\nrefund please,refund\n", encoding="utf-8")
+    code, _, err = run("models", "evaluate", "1", str(unknown), token=tokens["emil"])
+    assert code == 2 and "labels the model does not know: 'refund' (1 row)" in " ".join(err.split())
+    code, _, err = run("models", "evaluate", "1", str(tmp_path / "missing.csv"), token=tokens["emil"])
+    assert code == 2 and "There is no file" in err
+
+
+def test_train_report_reports_out_of_scope_apart_and_as_json(run: Run, tokens: dict[str, str],
+                                                             store: Context) -> None:
+    from chainkeeper.training.evaluation import classification_metrics
+
+    test = classification_metrics(["pay", "card", "oos", "oos"], ["pay", "oos", "oos", "card"], ["card", "oos", "pay"])
+    run_id = insert_run(store, model_artifact="a" * 64, metrics={"test": test})
+    code, out, err = run("train", "report", str(run_id), token=tokens["emil"])
+    assert code == 0, err
+    assert "in scope: accuracy 0.5000 on 2 rows; out of scope ('oos'): recall 0.5000, precision 0.5000" in out
+    code, out, _ = run("train", "report", str(run_id), "--json", token=tokens["emil"])
+    report = json.loads(out)
+    assert report["run_id"] == run_id and report["splits"]["test"]["accuracy"] == test["accuracy"]
+    assert report["splits"]["test"]["out_of_scope"]["in_scope_accuracy"] == 0.5
+    code, out, _ = run("train", "report", str(run_id), "--oos-label", "none", "--json", token=tokens["emil"])
+    assert "out_of_scope" not in json.loads(out)["splits"]["test"]

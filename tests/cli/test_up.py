@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from chainkeeper.chain import open_context
 from chainkeeper.core.jobs import list_workers
@@ -74,3 +75,67 @@ def test_up_starts_api_web_and_a_worker_and_stops_them(tmp_path: Path) -> None:
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for a parent that does not reap counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_up_leaves_no_worker_behind(tmp_path: Path, how: str) -> None:
+    """However 'up' ends — SIGTERM (what systemd, docker and kill send), Ctrl+C, or killed
+    outright — its worker process ends too, instead of running on re-parented to PID 1."""
+    home, port = tmp_path / "home", _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINKEEPER_")}
+    env.update({"COLUMNS": "200", "CHAINKEEPER_HEARTBEAT_S": "0.5", "CHAINKEEPER_WORKER_POLL_S": "0.2"})
+    with (tmp_path / "up.log").open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(home), "up",
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        ctx = open_context(load_settings({}, home=home))
+        try:
+            deadline = time.monotonic() + 30
+            alive = timedelta(seconds=10)
+            while time.monotonic() < deadline and not (found := list_workers(ctx.db, alive_within=alive)):
+                time.sleep(0.2)
+            [found_worker] = found
+            worker_pid = int(found_worker["pid"])
+            assert _alive(worker_pid)
+
+            proc.send_signal(getattr(signal, how))
+            code = proc.wait(timeout=30)
+            assert code == {"SIGTERM": -signal.SIGTERM, "SIGINT": 130, "SIGKILL": -signal.SIGKILL}[how], \
+                (tmp_path / "up.log").read_text()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and _alive(worker_pid):
+                time.sleep(0.2)
+            assert not _alive(worker_pid), f"worker {worker_pid} outlived 'up' ({how})"
+            assert list_workers(ctx.db, alive_within=timedelta(seconds=10)) == []  # it stopped, not crashed
+        finally:
+            ctx.close()
+    finally:
+        try:  # whatever happened, leave nothing behind: the worker stays in the group of 'up'
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)

@@ -6,17 +6,26 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
 from chainkeeper.api.app import create_app
-from chainkeeper.chain.gates import check_dataset_quality_report
+from chainkeeper.chain.gates import check_dataset_no_leakage, check_dataset_quality_report
 from chainkeeper.core.context import Context
+from chainkeeper.core.errors import Conflict
 from chainkeeper.data.cleaning import FULL_RECIPE
 from chainkeeper.data.ingest import import_csv
 from chainkeeper.data.quality import get_quality_report, render_quality_html
-from chainkeeper.data.versions import DatasetVersion, create_dataset_version
-from chainkeeper.governance.approvals import request_approval
+from chainkeeper.data.tables import SqlDatasetVersion
+from chainkeeper.data.versions import (
+    DatasetTask,
+    DatasetVersion,
+    create_dataset_version,
+    freeze_dataset_version,
+    snapshot_schema,
+)
+from chainkeeper.governance.approvals import decide, request_approval
 from chainkeeper.governance.users import create_user, issue_token
 from tests.governance.conftest import make_actor
 
@@ -98,8 +107,9 @@ def test_api_serves_the_report_as_json_and_html_and_the_diff(ctx: Context, tmp_p
     assert as_json.status_code == 200 and as_json.json()["pii_found"]["email"] == 1
     assert as_html.status_code == 200 and as_html.headers["content-type"].startswith("text/html")
     assert "Quality report: support v1" in as_html.text
-    # Without PII redaction and near-dup removal, the second version changes and adds rows.
-    assert diff.status_code == 200 and diff.json()["counts"]["changed"] >= 1 and diff.json()["counts"]["added"] >= 1
+    # Without HTML stripping and near-dup removal, the second version adds rows; the rows both hold are unchanged.
+    assert diff.status_code == 200 and diff.json()["counts"]["added"] >= 1
+    assert diff.json()["counts"]["unchanged"] == first.stats["rows"] - diff.json()["counts"]["removed"]
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
 
 
@@ -122,7 +132,7 @@ def test_release_gate_checks_the_quality_report(ctx: Context, tmp_path: Path) ->
     request = request_approval(ctx, "dataset.release", version.id, actor=make_actor(ctx, "dara", "data_steward"))
     passed = check_dataset_quality_report(ctx, version.id, {})
 
-    assert [c["name"] for c in request.checks] == ["dataset-is-draft", "quality-report"]
+    assert [c["name"] for c in request.checks] == ["dataset-is-draft", "quality-report", "no-leakage"]
     assert all(c["passed"] for c in request.checks) and "1 PII redacted" in passed.detail
 
 
@@ -133,3 +143,45 @@ def test_release_gate_fails_when_the_stored_report_is_gone(ctx: Context, tmp_pat
     result = check_dataset_quality_report(ctx, version.id, {})
 
     assert not result.passed and "cannot be read" in result.detail
+
+
+def _planted_leak(ctx: Context) -> DatasetVersion:
+    """A version frozen straight from rows (as an export or a script could) with a text in train and in test."""
+    texts = ["card lost", "pin blocked", "fee?", "card \u3000 lost", "top up failed"]
+    rows = pa.table({"row_id": pa.array(range(5), pa.int64()), "text": texts,
+                     "label": ["lost", "pin", "fee", "lost", "top"], "split": ["train", "train", "dev", "test", "test"],
+                     "source_id": pa.array([0] * 5, pa.int64()), "source_line": pa.array(range(2, 7), pa.int64())},
+                    schema=snapshot_schema(DatasetTask.TEXT_CLASSIFICATION))
+    return freeze_dataset_version(ctx, rows, name="leaky", task=DatasetTask.TEXT_CLASSIFICATION,
+                                  actor=make_actor(ctx, "sofia", "data_steward"), source_ids=[], split_seed=13)
+
+
+def test_a_version_with_a_text_in_two_splits_fails_the_release_gate(ctx: Context) -> None:
+    version = _planted_leak(ctx)
+
+    report = get_quality_report(ctx, version.id)
+    request = request_approval(ctx, "dataset.release", version.id, actor=make_actor(ctx, "dara", "data_steward"))
+
+    # "card lost" and "card \u3000 lost" are one text once normalised.
+    assert report["leakage"] == {"texts": 1, "rows": 2, "splits": {"train+test": 1},
+                                 "examples": [{"text": "card lost", "splits": ["train", "test"]}]}
+    assert "1 texts (2 rows) are in more than one split" in render_quality_html(report).replace("<strong>", "")
+    (leak,) = [c for c in request.checks if c["name"] == "no-leakage"]
+    assert not leak["passed"]
+    with pytest.raises(Conflict, match="check no-leakage failed"):
+        decide(ctx, request.id, actor=make_actor(ctx, "omar", "data_steward"), approve=True, comment="looks fine")
+    assert leak["detail"].startswith("1 texts (2 rows) are in more than one split (1 in train+test); "
+                                     "e.g. 'card lost' is in train and test: a model would be tested on texts it "
+                                     "trained on")
+
+
+def test_the_leak_check_reads_the_rows_of_versions_made_before_it(ctx: Context) -> None:
+    version = _planted_leak(ctx)
+    with ctx.db.session() as s:
+        row = s.get(SqlDatasetVersion, version.id)
+        assert row is not None
+        row.stats = {k: v for k, v in row.stats.items() if k != "leakage"}
+
+    result = check_dataset_no_leakage(ctx, str(version.id), {})
+
+    assert not result.passed and "1 in train+test" in result.detail

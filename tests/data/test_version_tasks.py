@@ -90,7 +90,7 @@ def test_conll_sentences_become_a_token_classification_version(any_ctx: Context,
     assert version.task == DatasetTask.TOKEN_CLASSIFICATION
     assert version.labels == ["B-LOC", "B-MISC", "B-ORG", "B-PER", "I-PER", "O"]
     # The repeated "Peter Blackburn" sentence went in dedup_exact (the default TOKEN_RECIPE).
-    assert [s["name"] for s in version.recipe] == ["drop_empty", "dedup_exact"]
+    assert [s["name"] for s in version.recipe] == ["drop_empty", "redact_pii", "dedup_exact"]
     assert version.stats["rows"] == 15 and version.stats["duplicates_removed"] == 1
     rows = read_dataset_rows(any_ctx, version.id)
     first = rows.slice(0, 1).to_pylist()[0]
@@ -169,3 +169,19 @@ def test_conll2003_dev_becomes_a_token_version_with_the_nine_bio_tags(ctx: Conte
     assert version.task == DatasetTask.TOKEN_CLASSIFICATION
     assert version.labels == ["B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O"]
     assert version.stats["rows"] + version.stats["duplicates_removed"] == 3250
+
+
+@pytest.mark.datasets
+def test_conll2003_with_declared_splits_drops_repeats_and_keeps_each_sentence_in_one_split(
+        ctx: Context, datasets_dir: Path) -> None:
+    # Issue 14 item 12: the declared training file's repeated sentences were all kept ("removed 0 duplicates").
+    ids = [import_file(ctx, datasets_dir / "conll2003" / f"{split}.txt", actor=STEWARD, format="conll",
+                       split=split).id for split in ("train", "dev", "test")]
+    version = create_dataset_version(ctx, name="conll2003", source_ids=ids, actor=STEWARD)
+
+    dedup = next(s for s in version.recipe if s["name"] == "dedup_exact")
+    print(f"\nCoNLL-2003: {version.stats['rows_per_split']}, dedup {dedup['details']}, "
+          f"splits {version.stats['split_assignment']}")
+    assert dedup["details"]["removed_from"].get("train", 0) > 0
+    assert version.stats["duplicates_removed"] == dedup["details"]["duplicates"] > 0
+    assert version.stats["leakage"]["texts"] == 0

@@ -151,6 +151,7 @@ def test_drift_alert_ticket_retrain_release_and_serve(any_ctx: Context, tiny_mod
         assert retraining.feedback_train + retraining.feedback_test == len(chinese)
         new_data = get_dataset_version(ctx.db, retraining.dataset_version_id)
         assert (new_data.name, new_data.version, new_data.state) == ("support-intents", 2, "draft")
+        assert new_data.stats["leakage"]["texts"] == 0  # issue 14 item 2: no text in two splits
 
         # --- the data steward's gate: no run trains on the new version until it is released ---
         with pytest.raises(Conflict, match="awaits a data steward"):
@@ -179,11 +180,12 @@ def test_drift_alert_ticket_retrain_release_and_serve(any_ctx: Context, tiny_mod
             decide(ctx, approval.id, actor=emil, approve=True, comment="my own model")
         decide(ctx, approval.id, actor=rhea, approve=True, comment="better on the new traffic")
         assert get_model_version(ctx.db, v2.id).stage == "production"
-        assert get_model_version(ctx.db, v1.id).stage == "archived"
+        assert get_model_version(ctx.db, v1.id).stage == "production"  # it still answers every caller
         with pytest.raises(Conflict, match="still serves"):
             close_when_served(ctx, ticket_id, actor=omar)
         start_canary(ctx, "support", v2.id, percent=50, actor=rhea)
         promote_rollout(ctx, "support", actor=rhea)
+        assert get_model_version(ctx.db, v1.id).stage == "archived"  # now nothing serves it
 
         # --- the deployment serves the new version ---
         served = serve_predictions(ctx, predictors, "support", texts[:4])

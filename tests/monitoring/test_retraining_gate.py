@@ -18,8 +18,10 @@ import pytest
 from chainkeeper.chain.maintenance import evaluate_retraining, start_retraining, train_on_released
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Conflict, Forbidden
+from chainkeeper.data.diff import diff_dataset_versions
+from chainkeeper.data.identity import find_leakage
 from chainkeeper.data.sources import count_sources
-from chainkeeper.data.versions import get_dataset_version, list_dataset_versions
+from chainkeeper.data.versions import get_dataset_version, list_dataset_versions, read_dataset_rows
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.approvals import decide, get_approval, request_approval
 from chainkeeper.governance.ledger import list_entries, verify_ledger
@@ -32,18 +34,25 @@ from chainkeeper.training.runs import count_runs
 from chainkeeper.training.tables import SqlRun
 from tests.governance.conftest import make_actor
 from tests.model_rows import LABELS
-from tests.monitoring.chain import Served, any_served, classifier_dir, served  # noqa: F401 - fixtures
+from tests.monitoring.chain import (  # noqa: F401 - fixtures
+    IN_DISTRIBUTION,
+    Served,
+    any_served,
+    classifier_dir,
+    served,
+)
 
 CONFIG = parse_train_config({"epochs": 1, "batch_size": 8, "max_length": 16, "checkpoint_every_steps": None})
 
 
-def _handed_over_ticket(served: Served) -> int:
-    """Labelled traffic on ``support``, an alert on it, and its ticket handed over to ml_engineer."""
+def _handed_over_ticket(served: Served, labelled: list[tuple[str, str]] | None = None) -> int:
+    """Labelled traffic on ``support`` (``labelled`` or new texts), an alert on it, and its ticket handed over."""
     ctx = served.ctx
     omar, rita = make_actor(ctx, "omar", "operator"), make_actor(ctx, "rita", "operator")
-    truth = [label for _ in range(4) for label in LABELS]
-    request_ids = served.serve([f"please help with my {label} request number {i}" for i, label in enumerate(truth)])
-    submit_feedback(ctx, list(zip(request_ids, truth, strict=True)), actor=rita)
+    labelled = labelled or [(f"please help with my {label} request number {i}", label)
+                            for i, label in enumerate(label for _ in range(4) for label in LABELS)]
+    request_ids = served.serve([text for text, _ in labelled])
+    submit_feedback(ctx, list(zip(request_ids, [label for _, label in labelled], strict=True)), actor=rita)
     create_rule(ctx, name="any-traffic", metric="prediction_count", comparator=">=", threshold=1, window_s=600,
                 deployment="support", actor=omar)
     (ticket_id,) = evaluate_rules(ctx).tickets
@@ -86,7 +95,8 @@ def test_training_waits_for_the_data_steward_and_refuses_rejected_data(any_serve
     request = get_approval(ctx, started.release_approval_id)
     assert (request.action, request.object_id, request.state) == ("dataset.release", str(draft.id), "pending")
     # The steward sees the quality report, as for every release.
-    assert {c["name"]: c["passed"] for c in request.checks} == {"dataset-is-draft": True, "quality-report": True}
+    assert {c["name"]: c["passed"] for c in request.checks} == {"dataset-is-draft": True, "quality-report": True,
+                                                                "no-leakage": True}
     assert started.feedback_train + started.feedback_test == 4 * len(LABELS)
     assert get_ticket(ctx.db, ticket_id).state == "retraining"
 
@@ -118,6 +128,30 @@ def test_training_waits_for_the_data_steward_and_refuses_rejected_data(any_serve
         train_on_released(ctx, ticket_id, actor=emil, config=CONFIG, base_model=tiny_model_dir)
     assert _ticket_steps(ctx, ticket_id)[-2:] == ["ticket.retrain", "ticket.train"]
     assert verify_ledger(ctx.db).ok
+
+
+def test_feedback_repeating_released_texts_keeps_their_split_and_the_diff_shows_them_unchanged(
+        any_served: Served) -> None:
+    # Issue 14 item 2: feedback on served texts that the released version holds went to train or test by
+    # chance, so the retraining version had texts in both; and 'data diff' saw every row as added or removed.
+    ctx = any_served.ctx
+    emil, sofia = make_actor(ctx, "emil", "ml_engineer"), make_actor(ctx, "sofia", "data_steward")
+    (released,) = list_dataset_versions(ctx.db, name="support-intents")
+    before = {r["text"]: r["split"] for r in read_dataset_rows(ctx, released.id).to_pylist()}
+    repeated = [(text, LABELS[i % len(LABELS)]) for i, text in enumerate(IN_DISTRIBUTION)]  # train and test texts
+    fresh = [(f"please help with my {label} request number {i}", label) for i, label in enumerate(LABELS * 4)]
+    ticket_id = _handed_over_ticket(any_served, repeated + fresh)
+
+    started = start_retraining(ctx, ticket_id, actor=emil)
+
+    rows = read_dataset_rows(ctx, started.dataset_version_id)
+    assert find_leakage(rows)["texts"] == 0
+    assert get_dataset_version(ctx.db, started.dataset_version_id).stats["leakage"]["texts"] == 0
+    after = {r["text"]: r["split"] for r in rows.to_pylist()}
+    assert {text: after[text] for text in before} == before and rows.num_rows == len(before) + len(fresh)
+    assert started.feedback_train + started.feedback_test == len(fresh)
+    diff = diff_dataset_versions(ctx, released.id, started.dataset_version_id, actor=sofia)
+    assert (diff.counts["unchanged"], diff.counts["added"], diff.counts["removed"]) == (len(before), len(fresh), 0)
 
 
 def test_retraining_is_refused_before_anything_is_stored_without_the_release_permission(

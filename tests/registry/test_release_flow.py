@@ -227,7 +227,8 @@ def _walk_the_release(ch: Chain, dataset_version_id: int, base_model: Path | Non
     assert get_model_version(ctx.db, v2).stage == Stage.CANDIDATE
     assert _decide(ch, "rhea", request["id"], True, "reviewed").json()["state"] == "executed"
     assert get_model_version(ctx.db, v2).stage == Stage.PRODUCTION
-    assert get_model_version(ctx.db, v1).stage == Stage.ARCHIVED  # one production version per name
+    # Version 1 still answers every caller: it stays in production until the traffic leaves it.
+    assert get_model_version(ctx.db, v1).stage == Stage.PRODUCTION
     v2_live = utcnow()
 
     # Canary: 30 % of callers, sticky by caller key; the rest stay on version 1.
@@ -243,6 +244,7 @@ def _walk_the_release(ch: Chain, dataset_version_id: int, base_model: Path | Non
     # Promote the canary: version 2 takes all traffic; then roll back at once.
     assert ch.post("rhea", f"/api/deployments/{DEPLOYMENT}/promote").status_code == 200
     assert {_served_by(ch, c) for c in CALLERS[:8]} == {v2}
+    assert get_model_version(ctx.db, v1).stage == Stage.ARCHIVED  # no caller meets it any more
     back = ch.post("rhea", f"/api/deployments/{DEPLOYMENT}/rollback", {"comment": "complaints after the switch"})
     assert back.status_code == 200 and back.json()["primary_version_id"] == v1
     after_rollback = utcnow()

@@ -129,6 +129,7 @@ def test_promoting_a_canary_then_rolling_back_restores_the_previous_version(ctx:
 
     request = request_approval(ctx, "model.promote", v2, actor=emil)
     decide(ctx, request.id, actor=rhea, approve=True, comment="canary looked good")
+    assert get_model_version(ctx.db, v1).stage == "production"  # half the callers still meet it
     promoted = promote_rollout(ctx, "support", actor=rhea)
     assert (promoted.primary_version_id, promoted.previous_version_id, promoted.mode) == (v2, v1, "single")
     assert get_model_version(ctx.db, v1).stage == "archived"
@@ -144,6 +145,54 @@ def test_promoting_a_canary_then_rolling_back_restores_the_previous_version(ctx:
     assert stage_history(ctx.db, v1)[-1].comment == "latency regression"
     with pytest.raises(Conflict, match="no previous version to roll back to"):
         rollback_deployment(ctx, "support", actor=rhea)
+
+
+def test_a_version_answering_traffic_is_never_archived(ctx: Context) -> None:
+    """Issue 14, item 6: deploy v1, canary v2, approve v2, roll the canary back. The
+    approval used to archive v1 while it answered half the callers, and the rollback left
+    it "archived" while it answered all of them."""
+    emil = make_actor(ctx, "emil", "ml_engineer")
+    rhea = make_actor(ctx, "rhea", "release_manager")
+    v1 = _promoted(ctx, "a" * 64, emil, rhea)
+    deploy_model_version(ctx, name="support", model_version_id=v1, actor=rhea)
+    run_id = insert_run(ctx, model_artifact="b" * 64, metrics=METRICS, author="emil")
+    v2 = register_model_version(ctx, run_id=run_id, name="intents", actor=emil).id
+    transition_stage(ctx, v2, "staging", actor=rhea)
+    start_canary(ctx, "support", v2, percent=50, actor=rhea)
+
+    request = request_approval(ctx, "model.promote", v2, actor=emil)
+    decide(ctx, request.id, actor=rhea, approve=True, comment="canary looked good")
+    assert get_model_version(ctx.db, v2).stage == "production"
+    assert get_model_version(ctx.db, v1).stage == "production"  # still answers the other half
+    assert [t.to_stage for t in stage_history(ctx.db, v1)] == ["candidate", "staging", "production"]
+    with pytest.raises(Conflict, match=r"serves traffic: deployment support \(50 % of callers\)"):
+        transition_stage(ctx, v1, "archived", actor=rhea)
+
+    back = rollback_deployment(ctx, "support", actor=rhea, comment="canary errors")
+    assert (back.mode, back.primary_version_id, back.candidate_version_id) == ("single", v1, None)
+    assert get_model_version(ctx.db, v1).stage == "production"  # it answers every request
+    assert get_model_version(ctx.db, v2).stage == "archived"  # it answers none
+    assert production_version_at(ctx.db, "intents", utcnow()).id == v1  # type: ignore[union-attr]
+    last = stage_history(ctx.db, v2)[-1]
+    assert (last.from_stage, last.to_stage, last.actor) == ("production", "archived", "rhea")
+    assert last.comment == "rolled back from deployment support: canary errors"
+    assert [e.details["to"] for e in list_entries(ctx.db, object_kind="model_version")
+            if e.object_id == str(v2) and e.action == "model.stage"] == ["staging", "production", "archived"]
+    assert verify_ledger(ctx.db).ok
+
+
+def test_a_redeploy_archives_the_version_it_replaced_once_nothing_serves_it(ctx: Context) -> None:
+    rhea = Actor("rhea", frozenset({"release_manager"}))
+    v1 = in_production(ctx, "intents")
+    deploy_model_version(ctx, name="support", model_version_id=v1.id, actor=rhea)
+    deploy_model_version(ctx, name="billing", model_version_id=v1.id, actor=rhea)
+    v2 = in_production(ctx, "intents")
+    assert get_model_version(ctx.db, v1.id).stage == "production"  # two deployments answer with it
+    deploy_model_version(ctx, name="support", model_version_id=v2.id, actor=rhea)
+    assert get_model_version(ctx.db, v1.id).stage == "production"  # billing still does
+    deploy_model_version(ctx, name="billing", model_version_id=v2.id, actor=rhea)
+    assert get_model_version(ctx.db, v1.id).stage == "archived"
+    assert stage_history(ctx.db, v1.id)[-1].comment == "replaced by v2 in deployment billing"
 
 
 def test_a_shadow_sees_traffic_but_never_answers(ctx: Context, classifier_dir: Path) -> None:

@@ -77,3 +77,21 @@ def test_format_report_prints_a_line_per_class_and_the_averages() -> None:
     assert lines[-3].split() == ["accuracy", "0.67", "6"]
     assert lines[-2].split()[:2] == ["macro", "avg"]
     assert lines[-1].split()[-2:] == ["0.68", "6"]  # weighted F1 (0.8*3 + 0.5*2 + 0.667) / 6 = 0.678
+
+
+def test_out_of_scope_figures_are_read_apart_from_in_scope_accuracy() -> None:
+    from chainkeeper.training.evaluation import out_of_scope_metrics
+
+    truth = ["pay", "pay", "card", "card", "oos", "oos", "oos", "oos"]
+    guess = ["pay", "oos", "card", "card", "oos", "oos", "pay", "card"]
+    m = classification_metrics(truth, guess, ["card", "oos", "pay"])
+    oos = out_of_scope_metrics(m)
+    assert oos is not None
+    # In scope: 4 rows, 3 right (the "pay" answered "oos" is wrong); out of scope: 2 of 4
+    # found, and 2 of the 3 "oos" answers were right.
+    assert (oos["in_scope_rows"], oos["out_of_scope_rows"]) == (4, 4)
+    assert oos["in_scope_accuracy"] == pytest.approx(3 / 4)
+    assert oos["out_of_scope_recall"] == pytest.approx(2 / 4)
+    assert oos["out_of_scope_precision"] == pytest.approx(2 / 3)
+    assert oos["out_of_scope_f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    assert out_of_scope_metrics(m, "none_of_these") is None

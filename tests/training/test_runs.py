@@ -35,6 +35,8 @@ from chainkeeper.training.runs import (
 )
 
 ALICE = Actor("alice", frozenset({"data_steward", "ml_engineer"}))
+# Approves releases (the gate keeps her apart from Alice, who built the versions).
+RITA = Actor("rita", frozenset({"data_steward"}))
 # Separable by words, so the tiny random model learns it in a few dozen steps.
 _ROWS = [(f"my card payment failed {i}", "money") for i in range(12)] + \
         [(f"refund my bank transfer {i}", "money") for i in range(12)] + \
@@ -44,7 +46,9 @@ FAST = TrainConfig(epochs=4, batch_size=8, learning_rate=5e-3, head_lr_multiplie
                    log_every_steps=4, max_length=32)
 
 
-def _dataset_version(ctx: Context, tmp_path: Path, rows: list[tuple[str, str]] = _ROWS) -> int:
+def _dataset_version(ctx: Context, tmp_path: Path, rows: list[tuple[str, str]] = _ROWS, *,
+                     released: bool = True) -> int:
+    """A dataset version of ``rows``, released (training takes released versions) unless asked."""
     from chainkeeper.data.ingest import import_csv
     from chainkeeper.data.versions import create_dataset_version
 
@@ -54,7 +58,15 @@ def _dataset_version(ctx: Context, tmp_path: Path, rows: list[tuple[str, str]] =
         writer.writerow(["text", "label"])
         writer.writerows(rows)
     source = import_csv(ctx, path, actor=ALICE)
-    return create_dataset_version(ctx, name="toy", source_ids=[source.id], actor=ALICE).id
+    version_id = create_dataset_version(ctx, name="toy", source_ids=[source.id], actor=ALICE).id
+    return release(ctx, version_id) if released else version_id
+
+
+def release(ctx: Context, version_id: int) -> int:
+    """Release a version as the gate's executor would (the gate itself is tested in chain and data)."""
+    from chainkeeper.data.versions import release_dataset_version
+
+    return release_dataset_version(ctx, version_id, actor=RITA).id
 
 
 def test_a_run_trains_evaluates_and_stores_a_loadable_model(any_ctx: Context, tmp_path: Path,

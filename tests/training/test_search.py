@@ -13,8 +13,8 @@ from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import JobState, get_job
 from chainkeeper.core.worker import Worker
 from chainkeeper.training.config import TrainConfig
-from chainkeeper.training.runs import RunState, get_run
-from chainkeeper.training.search import Dimension, open_storage, parse_space, start_search
+from chainkeeper.training.runs import RunState, find_runs, get_run
+from chainkeeper.training.search import Dimension, open_storage, parse_space, show_search, start_search
 from tests.training.test_runs import ALICE, _dataset_version
 
 
@@ -61,6 +61,17 @@ def test_a_search_stores_its_study_in_our_database_and_trains_the_best_trial(
         study = optuna.load_study(study_name=result["study"], storage=storage)
         assert len(study.trials) == 3 and study.best_value == pytest.approx(result["best_value"])
         assert all(t.intermediate_values for t in study.trials)  # reported per evaluation (pruning input)
+
+    # Every trial is a run of the search (issue 14, item 9), and so is the best config's run.
+    found = show_search(any_ctx, job_id, actor=ALICE)
+    assert [r.trial for r in found.trials] == [0, 1, 2]
+    assert all(r.search_job_id == job_id == r.job_id and r.model_artifact is None for r in found.trials)
+    assert {r.state for r in found.trials} <= {RunState.SUCCEEDED, RunState.PRUNED}
+    assert max(r.metrics["dev"]["macro_f1"] for r in found.trials if r.state == RunState.SUCCEEDED) \
+        == pytest.approx(result["best_value"])
+    assert found.best_run is not None and found.best_run.id == result["run_id"] and found.best_run.trial is None
+    listed = find_runs(any_ctx, actor=ALICE, search_job_id=job_id)
+    assert {r.id for r in listed} == {r.id for r in found.trials} | {result["run_id"]}
 
     # The best trial is a normal run, queued in the author's name, with the best values.
     run = get_run(any_ctx.db, result["run_id"])

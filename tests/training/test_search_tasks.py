@@ -139,6 +139,7 @@ def test_the_cli_says_what_a_search_optimises_and_names_a_refused_dimension(
 
     admin = _admin_token(run)
     steward, engineer = _user(run, admin, "dana", "data_steward"), _user(run, admin, "erik", "ml_engineer")
+    approver = _user(run, admin, "rosa", "data_steward")
     lines = ["-DOCSTART- -X- -X- O", ""]
     for i in range(20):
         lines += [f"ann{i} B-PER", "visited O", f"rome{i} B-LOC", ""]
@@ -149,6 +150,11 @@ def test_the_cli_says_what_a_search_optimises_and_names_a_refused_dimension(
     code, out, err = run("data", "create", "toy-ner", "--source", source_id, token=steward)
     assert code == 0, err
     version_id = re.search(r"\(id (\d+)\)", out).group(1)  # type: ignore[union-attr]
+    code, out, err = run("data", "release-request", version_id, token=steward)  # training takes released data
+    assert code == 0, err
+    request_id = re.search(r"approval request (\d+)", out).group(1)  # type: ignore[union-attr]
+    code, _, err = run("approvals", "approve", request_id, "-m", "reviewed", token=approver)
+    assert code == 0, err
 
     search = ("train", "search", version_id, "--trials", "2", "--base-model", str(tiny_model_dir),
               "--set", "max_length=16")

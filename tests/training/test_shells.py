@@ -3,6 +3,7 @@ curve points, read the report, compare, cancel."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,6 +145,10 @@ def test_cli_start_list_show_report_compare_and_cancel(ctx: Context, tmp_path: P
     assert code == 0 and "weighted avg" in out and "<svg" in report.read_text(encoding="utf-8")
     code, out = cli("train", "compare", "1", "2")
     assert code == 0 and "macro_f1" in out and "delta" in out
+    for args in (("list",), ("show", "1"), ("logs", "1"), ("report", "1"), ("compare", "1", "2")):
+        code, out = cli("train", *args, "--json")  # every listing or showing command speaks JSON
+        assert code == 0 and json.loads(out), args
+    assert json.loads(cli("train", "show", "1", "--json")[1])["config"]["epochs"] == 2
 
     assert cli("train", "start", str(version_id), "--base-model", str(tiny_model_dir))[0] == 0
     code, out = cli("train", "cancel", "3")

@@ -20,7 +20,7 @@ from chainkeeper.training.loop import predict_labels
 from chainkeeper.training.model import TextClassifier
 from chainkeeper.training.runs import RunState, get_run, run_report_html, start_training_run
 from chainkeeper.training.tokens import TokenTagger, predict_tags
-from tests.training.test_runs import _dataset_version
+from tests.training.test_runs import _dataset_version, release
 
 ALICE = Actor("alice", frozenset({"data_steward", "ml_engineer"}))
 _NAMES, _PLACES = ["alice", "bob", "carol", "dave", "erin"], ["paris", "rome", "oslo", "lima", "kyiv"]
@@ -29,7 +29,7 @@ FAST = dict(batch_size=8, learning_rate=5e-3, head_lr_multiplier=1.0, dropout=0.
 
 
 def conll_version(ctx: Context, tmp_path: Path, n: int = 50) -> int:
-    """A token-classification version: 'NAME visited PLACE today' sentences in CoNLL."""
+    """A released token-classification version: 'NAME visited PLACE today' sentences in CoNLL."""
     from chainkeeper.data.ingest import import_file
     from chainkeeper.data.versions import create_dataset_version
 
@@ -40,11 +40,11 @@ def conll_version(ctx: Context, tmp_path: Path, n: int = 50) -> int:
     path = tmp_path / "toy.conll"
     path.write_text("\n".join(lines), encoding="utf-8")
     source = import_file(ctx, path, actor=ALICE, format="conll")
-    return create_dataset_version(ctx, name="toy-ner", source_ids=[source.id], actor=ALICE).id
+    return release(ctx, create_dataset_version(ctx, name="toy-ner", source_ids=[source.id], actor=ALICE).id)
 
 
 def text_version(ctx: Context, tmp_path: Path, texts: list[str]) -> int:
-    """An unlabelled version (a text-only CSV) for pre-training."""
+    """A released unlabelled version (a text-only CSV) for pre-training."""
     from chainkeeper.data.ingest import import_file
     from chainkeeper.data.versions import create_dataset_version
 
@@ -54,7 +54,7 @@ def text_version(ctx: Context, tmp_path: Path, texts: list[str]) -> int:
         writer.writerow(["text"])
         writer.writerows([t] for t in texts)
     source = import_file(ctx, path, actor=ALICE, label_column=None)
-    return create_dataset_version(ctx, name="corpus", source_ids=[source.id], actor=ALICE).id
+    return release(ctx, create_dataset_version(ctx, name="corpus", source_ids=[source.id], actor=ALICE).id)
 
 
 CORPUS = [f"my card payment failed at the shop number {i}" for i in range(20)] + \

@@ -22,7 +22,6 @@ from chainkeeper.api.auth import require
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.data import (
-    Source,
     crawl,
     create_dataset_version,
     find_dataset_versions,
@@ -43,22 +42,17 @@ _CHUNK = 1024 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def source_json(source: Source) -> dict[str, Any]:
-    """A source as the API shows it."""
-    return {**asdict(source), "name": source.name}
-
-
 @router.get("/api/sources")
 def api_list_sources(request: Request, limit: int = Query(100, ge=1, le=1000),
                      actor: Actor = require("data.read")) -> list[dict[str, Any]]:
     """Imported sources, newest first."""
-    return [source_json(s) for s in find_sources(get_ctx(request), actor=actor, limit=limit)]
+    return [s.to_dict() for s in find_sources(get_ctx(request), actor=actor, limit=limit)]
 
 
 @router.get("/api/sources/{source_id}")
 def api_get_source(source_id: int, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
     """One source: where it came from, its checksum, format, encoding, counts."""
-    return source_json(show_source(get_ctx(request), source_id, actor=actor))
+    return show_source(get_ctx(request), source_id, actor=actor).to_dict()
 
 
 @router.post("/api/sources", status_code=201)
@@ -89,7 +83,7 @@ async def api_upload_source(
         source = await run_in_threadpool(
             import_file, get_ctx(request), path, actor=actor, format=format or None, text_column=text_column,
             label_column=None if no_label else label_column or None, split=split or None, uri=f"upload:{name}")
-    return source_json(source)
+    return source.to_dict()
 
 
 class CrawlBody(BaseModel):
@@ -121,7 +115,7 @@ def api_list_datasets(request: Request, name: str | None = Query(None, max_lengt
                       limit: int = Query(100, ge=1, le=1000),
                       actor: Actor = require("data.read")) -> list[dict[str, Any]]:
     """Dataset versions you may read, newest first."""
-    return [asdict(v) for v in find_dataset_versions(get_ctx(request), actor=actor, name=name, limit=limit)]
+    return [v.to_dict() for v in find_dataset_versions(get_ctx(request), actor=actor, name=name, limit=limit)]
 
 
 class VersionBody(BaseModel):
@@ -134,6 +128,8 @@ class VersionBody(BaseModel):
     seed: int = 13
     fractions: dict[str, float] | None = None
     task: str | None = Field(None, max_length=32)
+    # Personal data is redacted unless this is false (the opt-out is recorded on the version).
+    redact: bool = True
 
 
 @router.post("/api/datasets", status_code=201)
@@ -143,15 +139,14 @@ async def api_create_dataset(body: VersionBody, request: Request,
     # Reads, cleans and writes every row: off the event loop.
     version = await run_in_threadpool(
         create_dataset_version, get_ctx(request), name=body.name, source_ids=body.source_ids, actor=actor,
-        recipe=body.recipe, seed=body.seed, fractions=body.fractions, task=body.task)
-    return {**asdict(version), "task": version.task.value}
+        recipe=body.recipe, seed=body.seed, fractions=body.fractions, task=body.task, redact=body.redact)
+    return version.to_dict()
 
 
 @router.get("/api/datasets/{version_id}")
 def api_get_dataset(version_id: int, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
     """One dataset version: stats, splits, recipe report, state."""
-    version = show_dataset_version(get_ctx(request), version_id, actor=actor)
-    return {**asdict(version), "task": version.task.value}
+    return show_dataset_version(get_ctx(request), version_id, actor=actor).to_dict()
 
 
 @router.get("/api/datasets/{version_id}/rows")

@@ -5,24 +5,32 @@
 
 Promotion is a gated request (governance routes); its checks run the release gates.
 An export is a job: ``POST /api/models/{id}/exports`` answers 202 with the job to follow.
+``POST /api/models/{id}/evaluations`` scores a version on an uploaded file of labelled
+rows and answers the report (nothing is stored).
 """
 
 from __future__ import annotations
 
+import re
+import tempfile
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
 
 from chainkeeper.api.auth import require
 from chainkeeper.api.deps import get_ctx
+from chainkeeper.core.errors import InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.registry import (
     ModelVersion,
     Stage,
+    evaluate_model_version,
     find_model_versions,
     model_card,
     register_model_version,
@@ -35,6 +43,9 @@ from chainkeeper.registry import (
 from chainkeeper.serving import DEFAULT_MAX_DELTA_POINTS, latest_export, request_export
 
 router = APIRouter(tags=["registry"])
+# An evaluation file is read whole into memory by the readers: 64 MiB is ~500k short rows.
+MAX_EVALUATION_BYTES = 64 * 1024 * 1024
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def model_version_json(version: ModelVersion) -> dict[str, Any]:
@@ -169,3 +180,31 @@ def get_exports(model_version_id: int, request: Request, actor: Actor = require(
     latest = latest_export(ctx, version.id, version.model_artifact)
     return {"model_version_id": version.id,
             "latest": {**asdict(latest), "best_engine": latest.best_engine()} if latest else None}
+
+
+@router.post("/api/models/{model_version_id}/evaluations", summary="Evaluate a model version on a file")
+async def evaluate_model(model_version_id: int, request: Request, file: UploadFile = File(...),
+                         format: str | None = Form(None, description="csv, tsv, jsonl, json, parquet or conll; "
+                                                   "default from the file name's extension."),
+                         text_column: str = Form("text"), label_column: str = Form("label"),
+                         oos_label: str = Form("oos", description="The out-of-scope label, reported apart."),
+                         actor: Actor = require("model.read")) -> dict[str, Any]:
+    """Score the version's model on an uploaded file (multipart field ``file``) of labelled
+    rows: the metrics of a run's test report, and in-scope accuracy with out-of-scope
+    recall and precision when the labels hold ``oos_label``. Nothing is stored; 422 for a
+    label the model does not know or a file it cannot read."""
+    name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name).strip("._") or "upload"
+    with tempfile.TemporaryDirectory(prefix="ck-evaluate-") as folder:
+        path = Path(folder) / name
+        size = 0
+        with path.open("wb") as out:
+            while chunk := await file.read(1024 * 1024):
+                size += len(chunk)
+                if size > MAX_EVALUATION_BYTES:
+                    raise InvalidInput(f"The file is over {MAX_EVALUATION_BYTES // 2**20} MiB.",
+                                       hint="Evaluate a sample, or run 'chainkeeper models evaluate' on the host.")
+                out.write(chunk)
+        result = await run_in_threadpool(
+            evaluate_model_version, get_ctx(request), model_version_id, path, actor=actor, format=format or None,
+            text_column=text_column, label_column=label_column, out_of_scope_label=oos_label, name=name)
+    return asdict(result)

@@ -1,5 +1,5 @@
-"""Training runs: list, show, live curve points, the HTML report, start and cancel.
-Thin: parse, call ``chainkeeper.training``, answer."""
+"""Training runs: list, show, live curve points, the HTML report, start and cancel; a
+search with its trials. Thin: parse, call ``chainkeeper.training``, answer."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from chainkeeper.training import (
     run_points,
     run_report_html,
     show_run,
+    show_search,
     start_training_run,
 )
 
@@ -35,6 +36,9 @@ class RunBody(BaseModel):
 
     dataset_version_id: int = Field(ge=1)
     config: dict[str, Any] = {}
+    allow_draft: str | None = Field(
+        None, max_length=2000, description="Train on a dataset version that is not released, for this reason "
+        "(an experiment: audited, and the model cannot be promoted while the data is unreleased).")
     # No base_model here: over HTTP, runs train on the server's configured base model
     # (CHAINKEEPER_BASE_MODEL). Loading an arbitrary server folder named by a remote
     # caller could read or unpickle files the caller should not reach.
@@ -46,10 +50,21 @@ def _run(run: Run) -> dict[str, Any]:
 
 @router.get("/api/runs")
 def list_runs(request: Request, state: RunState | None = None, dataset_version_id: int | None = None,
-              limit: int = Query(50, ge=1, le=500), actor: Actor = require("run.read")) -> list[dict[str, Any]]:
-    """Runs the caller may read, newest first."""
+              search_job_id: int | None = None, limit: int = Query(50, ge=1, le=500),
+              actor: Actor = require("run.read")) -> list[dict[str, Any]]:
+    """Runs the caller may read, newest first (``search_job_id``: a search's trials and best run)."""
     return [_run(r) for r in find_runs(get_ctx(request), actor=actor, limit=limit, state=state,
-                                       dataset_version_id=dataset_version_id)]
+                                       dataset_version_id=dataset_version_id, search_job_id=search_job_id)]
+
+
+@router.get("/api/searches/{job_id}")
+def get_search(job_id: int, request: Request, actor: Actor = require("run.read")) -> dict[str, Any]:
+    """A hyper-parameter search: its job, what it optimises, its trials (each a run) and
+    the run that trains its best config."""
+    found = show_search(get_ctx(request), job_id, actor=actor)
+    return {"job": asdict(found.job), "target": asdict(found.target) if found.target else None,
+            "trials": [_run(r) for r in found.trials],
+            "best_run": _run(found.best_run) if found.best_run is not None else None}
 
 
 @router.get("/api/runs/{run_id}")
@@ -82,10 +97,11 @@ def compare_two_runs(run_id: int, other_id: int, request: Request,
 
 @router.post("/api/runs", status_code=201)
 def start_run(body: RunBody, request: Request, actor: Actor = require("run.create")) -> dict[str, Any]:
-    """Validate the config, record the run and queue its training job."""
+    """Validate the config, record the run and queue its training job. The dataset version
+    must be released (409 otherwise), unless ``allow_draft`` gives the reason for an experiment."""
     config = parse_train_config(body.config)
     run = start_training_run(get_ctx(request), dataset_version_id=body.dataset_version_id, config=config,
-                             actor=actor)
+                             actor=actor, allow_draft=body.allow_draft)
     return _run(run)
 
 
