@@ -103,7 +103,9 @@ def _assert_monitoring_happened(ctx: Context, accuracy: float) -> None:
     test_rows = read_dataset_rows(ctx, version.id, "test").num_rows
     assert len(feedback) == test_rows and {f.given_by for f in feedback} == {"omar"}
     live = sum(f.correct for f in feedback) / len(feedback)
-    assert live == pytest.approx(accuracy, abs=5e-4)  # the same texts, scored live from the feedback
+    # The same texts, scored live from the feedback. ``accuracy`` was read from a 3-decimal print, so it is
+    # off by up to half a unit in the last place (0.0875 prints as 0.087): allow that, and no more.
+    assert live == pytest.approx(accuracy, abs=5e-4 + 1e-9)
     drift = list_drift_results(ctx.db, "quickstart")
     assert sorted(r.check for r in drift) == sorted(CHECKS) and {r.created_by for r in drift} == {"omar"}
     assert all(r.window_size >= 30 and r.threshold > 0 for r in drift)

@@ -124,10 +124,12 @@ def test_steward_goes_from_the_list_to_a_version_and_reads_its_recipe_diff_and_r
     for split, n in v2.stats["rows_per_split"].items():
         assert page.locator(f'#splits tr[data-split="{split}"] td').nth(1).inner_text() == f"{n:,}"
     # The recipe: one row per step with rows in and out, and examples of what changed.
+    # Redaction is part of every recipe (issue 14): it runs before de-duplication though RECIPE leaves it out.
     steps = page.locator("#recipe tr[data-step]")
-    assert steps.count() == len(RECIPE)
+    assert [r["name"] for r in v2.recipe] == [*RECIPE[:3], "redact_pii", RECIPE[3]]
+    assert [steps.nth(i).get_attribute("data-step") for i in range(steps.count())] == [r["name"] for r in v2.recipe]
     dedup = page.locator('#recipe tr[data-step="dedup_exact"] td')
-    assert dedup.nth(2).inner_text() == f"{v2.recipe[3]['rows_in']:,}"
+    assert dedup.nth(2).inner_text() == f"{v2.recipe[4]['rows_in']:,}"
     assert dedup.nth(3).inner_text() == f"{v2.stats['rows']:,}"
     assert page.locator(".examples ins", has_text="message 0 about card_arrival").count() >= 1  # strip_html's example
     # The diff to v1: the second file's 12 rows were added, nothing removed.
