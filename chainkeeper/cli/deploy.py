@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,25 +16,11 @@ from chainkeeper import serving
 from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 
 if TYPE_CHECKING:
-    from chainkeeper.registry import ModelVersion
+    pass
 
 app = typer.Typer(help="Roll deployments out and back, and manage their API keys.", no_args_is_help=True)
 keys_app = typer.Typer(help="A deployment's API keys (scoped, rate-limited, revocable).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-
-
-def _version_ref(version: ModelVersion) -> dict[str, Any]:
-    return {"id": version.id, "label": version.label, "stage": str(version.stage)}
-
-
-def _live_json(status: serving.RolloutStatus) -> dict[str, Any]:
-    """What answers the traffic now, as the API's ``live`` field."""
-    route, candidate = status.route, status.candidate
-    return {"mode": str(route.mode), "primary": _version_ref(status.primary),
-            "canary": ({**_version_ref(candidate), "percent": route.percent}
-                       if candidate and route.mode == serving.RouteMode.CANARY else None),
-            "shadow": _version_ref(candidate) if candidate and route.mode == serving.RouteMode.SHADOW else None,
-            "previous_version_id": route.previous_version_id, "since": route.created_at}
 
 
 @app.command("list")
@@ -46,7 +32,7 @@ def deploy_list(ctx: typer.Context, limit: int = typer.Option(100, min=1, max=50
         rows = [(d, serving.rollout_status(c, d.name, actor=actor))
                 for d in serving.find_deployments(c, actor=actor, limit=limit)]
     if as_json:
-        print_json([{**asdict(d), "live": _live_json(status)} for d, status in rows])
+        print_json([{**asdict(d), "live": status.live()} for d, status in rows])
         return
     table = new_table("name", "state", "mode", "primary", "candidate", "owner", "updated (UTC)")
     for d, status in rows:
@@ -65,7 +51,7 @@ def deploy_show(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> N
         deployment = serving.show_deployment(c, name, actor=actor)
         status = serving.rollout_status(c, name, actor=actor)
     if as_json:
-        print_json({**asdict(deployment), "live": _live_json(status)})
+        print_json({**asdict(deployment), "live": status.live()})
         return
     console.print(f"deployment {deployment.name} (id {deployment.id}) {deployment.state}, owner {deployment.owner}, "
                   f"created by {deployment.created_by} at {deployment.created_at:%Y-%m-%d %H:%M} UTC")
@@ -131,8 +117,8 @@ def deploy_status(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) ->
         actor = current_actor(ctx, c)
         status = serving.rollout_status(c, name, actor=actor)
     if as_json:
-        print_json({"deployment": name, "route": status.route, "primary": _version_ref(status.primary),
-                    "candidate": _version_ref(status.candidate) if status.candidate else None,
+        print_json({"deployment": name, "route": status.route, "primary": serving.version_ref(status.primary),
+                    "candidate": serving.version_ref(status.candidate) if status.candidate else None,
                     "history": status.history})
         return
     _print_route(name, status.route)

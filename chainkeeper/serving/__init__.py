@@ -103,6 +103,7 @@ if TYPE_CHECKING:
         serving_versions,
         start_canary,
         start_shadow,
+        version_ref,
     )
     from chainkeeper.serving.runtime import (
         ENGINE_CHOICES,
@@ -145,6 +146,7 @@ _EXPORTS = {
     "load_predictor": "runtime", "validate_texts": "runtime",
     "predictions_from_probabilities": "runtime",
     "run_deployment_tests": "deployment_tests",
+    "version_ref": "rollout",
 }
 
 # Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
@@ -224,6 +226,7 @@ __all__ = [
     "start_shadow",
     "validate_deployment_name",
     "validate_texts",
+    "version_ref",
     "wait_for_shadows",
 ]
 

@@ -137,6 +137,21 @@ class RolloutStatus:
     candidate: ModelVersion | None
     history: list[Route]
 
+    def live(self) -> dict[str, Any]:
+        """What answers the traffic now (the API's and the CLI's ``live`` field): the primary,
+        and a canary (with its share) or a shadow."""
+        route, candidate = self.route, self.candidate
+        return {"mode": str(route.mode), "primary": version_ref(self.primary),
+                "canary": ({**version_ref(candidate), "percent": route.percent}
+                           if candidate and route.mode == RouteMode.CANARY else None),
+                "shadow": version_ref(candidate) if candidate and route.mode == RouteMode.SHADOW else None,
+                "previous_version_id": route.previous_version_id, "since": route.created_at}
+
+
+def version_ref(version: ModelVersion) -> dict[str, Any]:
+    """A model version as a route names it: id, label, stage."""
+    return {"id": version.id, "label": version.label, "stage": str(version.stage)}
+
 
 def _to_route(row: SqlRoute) -> Route:
     return Route(id=row.id, deployment_id=row.deployment_id, primary_version_id=row.primary_version_id,

@@ -49,7 +49,6 @@ from chainkeeper.monitoring import (
     PredictionLogWriter,
     ServingMetrics,
 )
-from chainkeeper.registry import ModelVersion
 from chainkeeper.serving import (
     ProcessGroup,
     RateLimiter,
@@ -233,23 +232,9 @@ _PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": PredictBody.model_json_schema()}}}}
 
 
-def _version_ref(version: ModelVersion) -> dict[str, Any]:
-    return {"id": version.id, "label": version.label, "stage": str(version.stage)}
-
-
-def live_json(status: serving.RolloutStatus) -> dict[str, Any]:
-    """What answers a deployment's traffic now: the primary, and a canary (with its share) or a shadow."""
-    route, candidate = status.route, status.candidate
-    return {"mode": str(route.mode), "primary": _version_ref(status.primary),
-            "canary": ({**_version_ref(candidate), "percent": route.percent}
-                       if candidate and route.mode == serving.RouteMode.CANARY else None),
-            "shadow": _version_ref(candidate) if candidate and route.mode == serving.RouteMode.SHADOW else None,
-            "previous_version_id": route.previous_version_id, "since": route.created_at}
-
-
 def deployment_json(ctx: Context, deployment: serving.Deployment, actor: Actor) -> dict[str, Any]:
     """A deployment as the API shows it, with its live route under ``live``."""
-    return {**asdict(deployment), "live": live_json(serving.rollout_status(ctx, deployment.name, actor=actor))}
+    return {**asdict(deployment), "live": serving.rollout_status(ctx, deployment.name, actor=actor).live()}
 
 
 @router.get("/api/deployments", summary="List deployments with the versions answering their traffic")
@@ -347,8 +332,8 @@ def route_json(route: serving.Route) -> dict[str, Any]:
 def get_rollout(name: str, request: Request, actor: Actor = require("deployment.read")) -> dict[str, Any]:
     """The deployment's live route, its versions and the recent routes."""
     status = serving.rollout_status(get_ctx(request), name, actor=actor)
-    return {"deployment": name, "route": route_json(status.route), "primary": _version_ref(status.primary),
-            "candidate": _version_ref(status.candidate) if status.candidate else None,
+    return {"deployment": name, "route": route_json(status.route), "primary": serving.version_ref(status.primary),
+            "candidate": serving.version_ref(status.candidate) if status.candidate else None,
             "history": [route_json(r) for r in status.history]}
 
 
