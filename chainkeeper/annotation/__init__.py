@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     )
     from chainkeeper.annotation.export import export_project
     from chainkeeper.annotation.figures import project_figures
+    from chainkeeper.annotation.hooks import PRELABEL_MODEL_HOOK
     from chainkeeper.annotation.prelabel import (
-        PRELABEL_MODEL_HOOK,
         PrelabelModel,
         prelabel_project,
         run_prelabel_job,
@@ -89,7 +89,7 @@ _EXPORTS = {
     "Dispute": "adjudication", "Decision": "adjudication", "adjudication_queue": "adjudication",
     "adjudicate_item": "adjudication", "resolve_disputes": "adjudication", "list_decisions": "adjudication",
     "project_figures": "figures",
-    "PRELABEL_MODEL_HOOK": "prelabel", "PrelabelModel": "prelabel", "prelabel_project": "prelabel",
+    "PRELABEL_MODEL_HOOK": "hooks", "PrelabelModel": "prelabel", "prelabel_project": "prelabel",
     "submit_prelabel": "prelabel", "run_prelabel_job": "prelabel",
     "export_project": "export",
     "bio_tags": "spans",

@@ -25,6 +25,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from chainkeeper.annotation.active import uncertainty
+from chainkeeper.annotation.hooks import PRELABEL_MODEL_HOOK
 from chainkeeper.annotation.projects import (
     Project,
     QueueOrder,
@@ -43,15 +44,13 @@ from chainkeeper.governance.ledger import append_entry
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
-__all__ = ["JOB_KIND", "PRELABEL_MODEL_HOOK", "STRATEGIES", "PrelabelModel", "Suggestion", "prelabel_project",
+__all__ = ["JOB_KIND", "STRATEGIES", "PrelabelModel", "Suggestion", "prelabel_project",
            "submit_prelabel", "run_prelabel_job"]
 
 JOB_KIND = "prelabel"
 STRATEGIES = ("least_confidence", "margin", "entropy")
 # Items per model call and per write: bounds memory and the time a cancel waits.
 CHUNK = 64
-# The hook the chain layer registers: hook(ctx, model_version_id) -> PrelabelModel.
-PRELABEL_MODEL_HOOK = "annotation.prelabel_model"
 
 
 class Suggestion(Protocol):

@@ -32,6 +32,7 @@ from chainkeeper.api.routers import (
     metrics,
     monitoring,
     registry,
+    schedules,
     serving,
     training,
 )
@@ -96,6 +97,7 @@ def _routers() -> list[APIRouter]:
         governance.router,
         annotation.router,
         alerts.router,
+        schedules.router,
     ]
 
 

@@ -11,41 +11,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chainkeeper import data, registry, serving, training
 from chainkeeper.core.errors import ChainkeeperError
-from chainkeeper.data import (
-    DatasetState,
-    get_dataset_version,
-    get_quality_report,
-    get_split_leakage,
-    project_of_dataset_version,
-    release_dataset_version,
-)
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.approvals import CheckResult, Gate
-from chainkeeper.registry import (
-    ModelVersion,
-    evaluate_release_gates,
-    get_model_version,
-    project_of_model_version,
-    transition_stage,
-)
-from chainkeeper.serving import Deployment, deploy_model_version
-from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
+    from chainkeeper.registry import ModelVersion
+    from chainkeeper.serving import Deployment
 
 
 # --- dataset.release -------------------------------------------------------------------
 
 
 def dataset_last_editors(ctx: Context, object_id: str) -> tuple[list[str], str]:
-    version = get_dataset_version(ctx.db, int(object_id))
+    version = data.get_dataset_version(ctx.db, int(object_id))
     return [version.created_by], f"{version.created_by} last edited the rows of dataset version {object_id}"
 
 
 def check_dataset_is_draft(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
-    version = get_dataset_version(ctx.db, int(object_id))
+    version = data.get_dataset_version(ctx.db, int(object_id))
     train_rows = version.stats.get("rows_per_split", {}).get("train", 0)
     if version.state != "draft":
         return CheckResult("dataset-is-draft", False, f"dataset version {object_id} is already {version.state}")
@@ -56,12 +42,12 @@ def check_dataset_is_draft(ctx: Context, object_id: str, payload: dict[str, Any]
 
 
 def check_dataset_quality_report(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
-    version = get_dataset_version(ctx.db, int(object_id))
+    version = data.get_dataset_version(ctx.db, int(object_id))
     if not version.stats.get("quality_report"):
         return CheckResult("quality-report", False, f"dataset version {object_id} has no stored quality report; "
                            "create the version again to produce one")
     try:
-        report = get_quality_report(ctx, int(object_id))
+        report = data.get_quality_report(ctx, int(object_id))
     except ChainkeeperError as exc:  # missing or corrupted artefact: the approver must not see a stale page
         return CheckResult("quality-report", False, f"the quality report cannot be read: {exc}")
     pii = sum(report.get("pii_found", {}).values())
@@ -74,7 +60,7 @@ def check_dataset_quality_report(ctx: Context, object_id: str, payload: dict[str
 def check_dataset_no_leakage(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
     """No text of the version is in two splits: a model would be scored on texts it learnt (issue 14)."""
     try:
-        leakage = get_split_leakage(ctx, int(object_id))
+        leakage = data.get_split_leakage(ctx, int(object_id))
     except ChainkeeperError as exc:  # a missing or corrupted snapshot cannot be checked, so it does not pass
         return CheckResult("no-leakage", False, f"the rows cannot be read to check the splits: {exc}")
     if not leakage["texts"]:
@@ -88,21 +74,30 @@ def check_dataset_no_leakage(ctx: Context, object_id: str, payload: dict[str, An
 
 
 def _release(ctx: Context, object_id: int, *, actor: Actor) -> Any:
-    return release_dataset_version(ctx, object_id, actor=actor)
+    return data.release_dataset_version(ctx, object_id, actor=actor)
 
 
 # --- model.promote ---------------------------------------------------------------------
 
 
 def model_run_authors(ctx: Context, object_id: str) -> tuple[list[str], str]:
-    model = get_model_version(ctx.db, int(object_id))
-    run = get_run(ctx.db, model.run_id)
+    model = registry.get_model_version(ctx.db, int(object_id))
+    run = training.get_run(ctx.db, model.run_id)
     return [run.created_by], f"{run.created_by} is the author of training run {run.id}"
 
 
 def check_model_has_evaluation(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
-    model = get_model_version(ctx.db, int(object_id))
+    """A held-out test evaluation is recorded: accuracy of a classifier, entity F1 of a tagger."""
+    model = registry.get_model_version(ctx.db, int(object_id))
     test = model.metrics.get("test") or {}
+    if registry.is_tagger_metrics(model.metrics):
+        types = {k: float(v.get("f1-score", 0.0)) for k, v in (test.get("per_type") or {}).items()
+                 if float(v.get("support", 1)) > 0}
+        worst = min(types, key=lambda k: types[k]) if types else None
+        return CheckResult("has-evaluation", True,
+                           f"test entity F1 {test['f1']:.3f} (P {test.get('precision', 0):.3f}, "
+                           f"R {test.get('recall', 0):.3f}) on {test.get('sentences', '?')} sentences"
+                           + (f", weakest type {worst} at {types[worst]:.3f}" if worst is not None else ""))
     if "accuracy" not in test:
         return CheckResult("has-evaluation", False, "no evaluation on a held-out test split is recorded")
     return CheckResult("has-evaluation", True,
@@ -112,12 +107,12 @@ def check_model_has_evaluation(ctx: Context, object_id: str, payload: dict[str, 
 def check_model_data_released(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
     """A model goes to production only from released data: a run started on a draft
     (``--allow-draft``) keeps its model out until that dataset version is released."""
-    model = get_model_version(ctx.db, int(object_id))
-    run = get_run(ctx.db, model.run_id)
-    version = get_dataset_version(ctx.db, run.dataset_version_id)
+    model = registry.get_model_version(ctx.db, int(object_id))
+    run = training.get_run(ctx.db, model.run_id)
+    version = data.get_dataset_version(ctx.db, run.dataset_version_id)
     name = f"dataset version {version.name} v{version.version} (id {version.id})"
     override = f" with the override {run.draft_override!r}" if run.draft_override is not None else ""
-    if version.state != DatasetState.RELEASED:
+    if version.state != data.DatasetState.RELEASED:
         return CheckResult("data-released", False, f"training run {run.id} was started on {name}, which is "
                            f"{version.state}{override}; release the data through its gate, or retrain on a "
                            "released version")
@@ -127,7 +122,7 @@ def check_model_data_released(ctx: Context, object_id: str, payload: dict[str, A
 
 def check_release_gates(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
     """Run the model name's release gates; pass only if all pass."""
-    results = evaluate_release_gates(ctx, int(object_id))
+    results = registry.evaluate_release_gates(ctx, int(object_id))
     if not results:
         return CheckResult("release-gates", True, "no release thresholds are set for this model name")
     failed = [r for r in results if not r.passed]
@@ -137,17 +132,17 @@ def check_release_gates(ctx: Context, object_id: str, payload: dict[str, Any]) -
 
 
 def promote_to_production(ctx: Context, object_id: int, *, actor: Actor, comment: str = "") -> ModelVersion:
-    model = get_model_version(ctx.db, object_id)
+    model = registry.get_model_version(ctx.db, object_id)
     if model.stage == "candidate":
-        transition_stage(ctx, object_id, "staging", actor=actor, comment=comment or "approved for production")
-    return transition_stage(ctx, object_id, "production", actor=actor, comment=comment or "approved")
+        registry.transition_stage(ctx, object_id, "staging", actor=actor, comment=comment or "approved for production")
+    return registry.transition_stage(ctx, object_id, "production", actor=actor, comment=comment or "approved")
 
 
 # --- deployment.create -----------------------------------------------------------------
 
 
 def check_model_in_production(ctx: Context, object_id: str, payload: dict[str, Any]) -> CheckResult:
-    model = get_model_version(ctx.db, int(object_id))
+    model = registry.get_model_version(ctx.db, int(object_id))
     if model.stage != "production":
         return CheckResult("in-production", False, f"model version {object_id} is {model.stage}, not production")
     if not payload.get("name"):
@@ -156,18 +151,18 @@ def check_model_in_production(ctx: Context, object_id: str, payload: dict[str, A
 
 
 def deploy(ctx: Context, object_id: int, *, actor: Actor, name: str) -> Deployment:
-    return deploy_model_version(ctx, name=name, model_version_id=object_id, actor=actor)
+    return serving.deploy_model_version(ctx, name=name, model_version_id=object_id, actor=actor)
 
 
 # --- the table -------------------------------------------------------------------------
 
 
 def _dataset_project(ctx: Context, object_id: str) -> str:
-    return project_of_dataset_version(ctx.db, int(object_id))
+    return data.project_of_dataset_version(ctx.db, int(object_id))
 
 
 def _model_project(ctx: Context, object_id: str) -> str:
-    return project_of_model_version(ctx.db, int(object_id))
+    return registry.project_of_model_version(ctx.db, int(object_id))
 
 
 def gate_table() -> dict[str, Gate]:

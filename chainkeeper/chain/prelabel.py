@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from chainkeeper.registry import get_model_version
-from chainkeeper.serving import load_predictor, predictions_from_probabilities
+from chainkeeper import registry, serving
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from chainkeeper.core.context import Context
     from chainkeeper.serving import Prediction
 
@@ -28,7 +27,7 @@ def prelabel_model(ctx: Context, model_version_id: int) -> PrelabelPredictor:
     Raises:
         NotFound: there is no such model version (at once; the weights load on first use).
     """
-    return PrelabelPredictor(ctx, get_model_version(ctx.db, model_version_id))
+    return PrelabelPredictor(ctx, registry.get_model_version(ctx.db, model_version_id))
 
 
 class PrelabelPredictor:
@@ -44,7 +43,7 @@ class PrelabelPredictor:
         import torch
 
         if self._predictor is None:
-            self._predictor = load_predictor(self._ctx, self._version, engine="torch")
+            self._predictor = serving.load_predictor(self._ctx, self._version, engine="torch")
         with torch.inference_mode():
             probs = self._predictor.model.predict_proba(self._predictor.tokenizer, list(texts)).numpy()
-        return probs, predictions_from_probabilities(probs, self._predictor.labels)
+        return probs, serving.predictions_from_probabilities(probs, self._predictor.labels)

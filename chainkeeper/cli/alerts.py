@@ -14,17 +14,10 @@ from pathlib import Path
 
 import typer
 
-from chainkeeper import monitoring
-from chainkeeper.chain import (
-    close_when_served,
-    evaluate_retraining,
-    hand_to_release_gate,
-    start_retraining,
-    train_on_released,
-)
+from chainkeeper import chain, monitoring, training
+from chainkeeper.cli.schedules import describe
 from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.training import parse_train_config
 
 alerts_app = typer.Typer(help="Alert rules, alerts and silences.", no_args_is_help=True)
 tickets_app = typer.Typer(help="Maintenance tickets and the retraining loop.", no_args_is_help=True)
@@ -100,16 +93,14 @@ def alerts_disable(ctx: typer.Context, rule_id: int = typer.Argument(..., metava
 
 @alerts_app.command("evaluate")
 def alerts_evaluate(ctx: typer.Context,
-                    every: float | None = typer.Option(None, "--every-s", help="Queue a job that evaluates every "
-                                                       "this many seconds until cancelled (a worker runs it)."),
+                    every: float | None = typer.Option(None, "--every-s", help="Evaluate every this many seconds: "
+                                                       "creates a schedule (see 'chainkeeper schedules list')."),
                     ) -> None:
-    """Evaluate every enabled rule now, or queue the periodic evaluate job with --every-s."""
+    """Evaluate every enabled rule now, or schedule the evaluation with --every-s."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         if every is not None:
-            job = monitoring.schedule_rule_evaluation(c, every, actor=actor)
-            console.print(f"job {job.id} evaluates the rules every {every:g} s; follow it with "
-                          f"'chainkeeper jobs show {job.id}'")
+            console.print(describe(monitoring.schedule_rule_evaluation(c, every, actor=actor)))
             return
         result = monitoring.evaluate_rules_now(c, actor=actor)
     console.print(f"{result.rules} rules: {len(result.fired)} fired, {len(result.still_firing)} still firing, "
@@ -248,7 +239,7 @@ def tickets_close(ctx: typer.Context, ticket_id: int = typer.Argument(..., metav
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         ticket = (monitoring.close_ticket(c, ticket_id, actor=actor, resolution=resolution) if resolution is not None
-                  else close_when_served(c, ticket_id, actor=actor))
+                  else chain.close_when_served(c, ticket_id, actor=actor))
     console.print(f"ticket {ticket.id} closed: {ticket.resolution}")
 
 
@@ -259,7 +250,7 @@ def tickets_retrain(ctx: typer.Context, ticket_id: int = typer.Argument(..., met
     """Build the next dataset version from the released one plus labelled traffic; ask a steward to release it."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        started = start_retraining(c, ticket_id, actor=actor, comment=comment)
+        started = chain.start_retraining(c, ticket_id, actor=actor, comment=comment)
     console.print(f"dataset version {started.dataset_version_id} ({started.feedback_train} feedback rows to train, "
                   f"{started.feedback_test} to test); release request {started.release_approval_id} awaits a data "
                   f"steward ('chainkeeper approvals show {started.release_approval_id}'), then run "
@@ -274,13 +265,13 @@ def tickets_train(ctx: typer.Context, ticket_id: int = typer.Argument(..., metav
     options = None
     if config is not None:
         try:
-            options = parse_train_config(json.loads(config.read_text(encoding="utf-8")))
+            options = training.parse_train_config(json.loads(config.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError) as exc:
             raise InvalidInput(f"Cannot read training options from {config}: {exc}.",
                                hint="Give a JSON object, e.g. {\"epochs\": 3}.") from None
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        started = train_on_released(c, ticket_id, actor=actor, config=options)
+        started = chain.train_on_released(c, ticket_id, actor=actor, config=options)
     console.print(f"run {started.run_id} on released dataset version {started.dataset_version_id} queued as job "
                   f"{started.job_id}")
 
@@ -290,7 +281,7 @@ def tickets_evaluate(ctx: typer.Context, ticket_id: int = typer.Argument(..., me
     """Compare the retrained candidate with the serving version on the same test split."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        comparison = evaluate_retraining(c, ticket_id, actor=actor)
+        comparison = chain.evaluate_retraining(c, ticket_id, actor=actor)
     table = new_table("model", "rows", "accuracy", "macro-F1", title="test split of the retraining dataset version")
     for model in ("serving", "candidate"):
         for part in ("all", "released", "feedback"):
@@ -306,6 +297,6 @@ def tickets_release(ctx: typer.Context, ticket_id: int = typer.Argument(..., met
     """Register the better candidate and ask for its promotion (a release manager decides)."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        version, approval = hand_to_release_gate(c, ticket_id, actor=actor)
+        version, approval = chain.hand_to_release_gate(c, ticket_id, actor=actor)
     console.print(f"{version.label} registered; promotion request {approval.id} awaits a release manager "
                   f"('chainkeeper approvals show {approval.id}')")

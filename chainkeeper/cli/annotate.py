@@ -12,24 +12,7 @@ from typing import Any
 
 import typer
 
-from chainkeeper.annotation import (
-    adjudicate_item,
-    adjudication_queue,
-    annotator_queue,
-    assign_batches,
-    change_schema,
-    create_project,
-    define_schema,
-    export_project,
-    find_projects,
-    find_schemas,
-    prelabel_project,
-    project_figures,
-    resolve_disputes,
-    row_lineage,
-    save_annotation,
-    submit_prelabel,
-)
+from chainkeeper import annotation
 from chainkeeper.cli.governance import render_lineage
 from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 from chainkeeper.core.errors import InvalidInput
@@ -54,7 +37,7 @@ def schema_define(ctx: typer.Context, name: str,
 
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        schema = define_schema(c.db, name=name, kind=kind, labels=label, guidelines=text, actor=actor)
+        schema = annotation.define_schema(c.db, name=name, kind=kind, labels=label, guidelines=text, actor=actor)
     console.print(f"schema {schema.name} v{schema.version} (id {schema.id}, {schema.kind}): "
                   f"{', '.join(schema.label_names)}")
 
@@ -65,7 +48,7 @@ def schemas_list(ctx: typer.Context,
                  as_json: bool = JSON_OPTION) -> None:
     """Label schema versions, newest first."""
     with open_context(ctx) as c:
-        found = find_schemas(c.db, actor=current_actor(ctx, c), name=name)
+        found = annotation.find_schemas(c.db, actor=current_actor(ctx, c), name=name)
     if as_json:
         print_json(found)
         return
@@ -92,7 +75,7 @@ def project_create(ctx: typer.Context, name: str,
                                                     ("limit", limit)) if v is not None}
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        project = create_project(c, name=name, dataset_version_id=dataset, schema_id=schema, actor=actor,
+        project = annotation.create_project(c, name=name, dataset_version_id=dataset, schema_id=schema, actor=actor,
                                  row_filter=row_filter, overlap_k=overlap_k, overlap_fraction=overlap_fraction,
                                  queue_order=order, order_key=order_key, seed=seed)
     console.print(f"project {project.name} (id {project.id}) on dataset version {dataset}, order {project.queue_order}")
@@ -104,7 +87,7 @@ def project_reschema(ctx: typer.Context, project_id: int = typer.Argument(..., m
     """Move a project to another version of its schema; earlier answers keep theirs."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        project = change_schema(c, project_id, schema, actor=actor)
+        project = annotation.change_schema(c, project_id, schema, actor=actor)
     console.print(f"project {project.name} now labels under schema id {project.schema_id}")
 
 
@@ -115,7 +98,7 @@ def project_assign(ctx: typer.Context, project_id: int = typer.Argument(..., met
     """Deal the project's unassigned items to annotators, in queue order."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        added = assign_batches(c, project_id, annotators=annotator, actor=actor, batch_size=batch_size)
+        added = annotation.assign_batches(c, project_id, annotators=annotator, actor=actor, batch_size=batch_size)
     console.print("assigned " + ", ".join(f"{n} to {who}" for who, n in added.items()))
 
 
@@ -126,7 +109,7 @@ def projects_list(ctx: typer.Context,
     """Projects you work on: those of the datasets where you manage annotation, and those with your queue."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        found = find_projects(c, actor=actor, dataset=dataset)
+        found = annotation.find_projects(c, actor=actor, dataset=dataset)
     if as_json:
         print_json(found)
         return
@@ -144,7 +127,7 @@ def queue_show(ctx: typer.Context, project_id: int = typer.Argument(..., metavar
     """Your queue, in order, with pre-labels and your answers."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        tasks = annotator_queue(c, project_id, actor, annotator=annotator)
+        tasks = annotation.annotator_queue(c, project_id, actor, annotator=annotator)
     if as_json:
         print_json(tasks)
         return
@@ -182,7 +165,7 @@ def label_item(ctx: typer.Context, project_id: int = typer.Argument(..., metavar
     """Answer an item of your queue."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        answer = save_annotation(c, project_id, item_id, actor, expected_version=version,
+        answer = annotation.save_annotation(c, project_id, item_id, actor, expected_version=version,
                                  value=_value(labels or [], spans), skip=skip, flag=flag, comment=comment)
     console.print(f"item {item_id}: {answer.status} {json.dumps(answer.value, ensure_ascii=False)}"
                   f"{' (flagged)' if answer.flagged else ''}, version {answer.version}")
@@ -194,7 +177,7 @@ def disputes_list(ctx: typer.Context, project_id: int = typer.Argument(..., meta
     """The adjudication queue: disputed and flagged items with every answer."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        found = adjudication_queue(c, project_id, actor)
+        found = annotation.adjudication_queue(c, project_id, actor)
     if as_json:
         print_json(found)
         return
@@ -218,7 +201,8 @@ def decide_item(ctx: typer.Context, project_id: int = typer.Argument(..., metava
         raise InvalidInput("Give the decided label (or --spans).")
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        decision = adjudicate_item(c, project_id, item_id, actor, value=value, expected_version=version, note=note)
+        decision = annotation.adjudicate_item(c, project_id, item_id, actor, value=value, expected_version=version,
+                                              note=note)
     console.print(f"item {item_id}: {json.dumps(decision.value, ensure_ascii=False)} decided by {decision.decided_by}")
 
 
@@ -228,7 +212,7 @@ def resolve(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="P
     """Decide every disputed item by majority vote (ties stay) or Dawid-Skene."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        result = resolve_disputes(c, project_id, actor, method=method)
+        result = annotation.resolve_disputes(c, project_id, actor, method=method)
     console.print(f"{method}: {len(result['decided'])} decided, {len(result['left'])} left")
     for who, r in result["reliability"].items():
         console.print(f"  {who}: estimated reliability {r:.3f}")
@@ -240,7 +224,7 @@ def figures_show(ctx: typer.Context, project_id: int = typer.Argument(..., metav
     """Progress, agreement and per-annotator figures."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        f = project_figures(c, project_id, actor)
+        f = annotation.project_figures(c, project_id, actor)
     if as_json:
         print_json(f)
         return
@@ -271,11 +255,11 @@ def prelabel(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         if now:
-            result = prelabel_project(c, project_id, model, actor, strategy=strategy)
+            result = annotation.prelabel_project(c, project_id, model, actor, strategy=strategy)
             console.print(f"pre-labelled {result['prelabelled']} of {result['items']} items "
                           f"({result['in_schema']} in the schema); queue re-ordered: {result['reordered']}")
             return
-        job = submit_prelabel(c, project_id, model, actor, strategy=strategy)
+        job = annotation.submit_prelabel(c, project_id, model, actor, strategy=strategy)
     console.print(f"queued job {job.id} (prelabel); follow it with 'chainkeeper jobs show {job.id}'")
 
 
@@ -285,7 +269,7 @@ def export(ctx: typer.Context, project_id: int = typer.Argument(..., metavar="PR
     """Freeze the settled labels as a new dataset version (closes the project)."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        version = export_project(c, project_id, actor, name=name)
+        version = annotation.export_project(c, project_id, actor, name=name)
     console.print(f"dataset version {version.name} v{version.version} (id {version.id}), {version.stats['rows']} "
                   f"labelled rows, {version.state}")
 
@@ -296,5 +280,5 @@ def trace(ctx: typer.Context, dataset_version_id: int = typer.Argument(..., meta
     """Trace a labelled row back to its annotators, adjudicator and parent row."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        root = row_lineage(c, dataset_version_id, row_id, actor)
+        root = annotation.row_lineage(c, dataset_version_id, row_id, actor)
     console.print(render_lineage(root))

@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+from chainkeeper import data, governance
 from chainkeeper.cli.state import JSON_OPTION, console, current_actor, open_context, print_json
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.data import (
-    KINDS,
-    Source,
-    VersionDiff,
-    crawl,
-    crawl_to_source,
-    create_dataset_version,
-    diff_dataset_versions,
-    find_dataset_versions,
-    find_sources,
-    import_file,
-    render_quality_html,
-    show_dataset_version,
-    show_quality_report,
-    show_source,
-)
-from chainkeeper.governance import request_approval
+
+if TYPE_CHECKING:
+    from chainkeeper.data import Source, VersionDiff
 
 app = typer.Typer(help="Sources (imported files) and dataset versions.", no_args_is_help=True)
 
@@ -55,7 +43,7 @@ def data_import(
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         with console.status(f"importing {path} ..."):
-            source = import_file(c, path, actor=actor, format=format, text_column=text_column,
+            source = data.import_file(c, path, actor=actor, format=format, text_column=text_column,
                                         label_column=None if no_label else label_column, split=split, limit=limit,
                                         metadata_columns=metadata_column or None)
     _print_source(source)
@@ -74,7 +62,7 @@ def data_sources(ctx: typer.Context, limit: int = typer.Option(50, help="Show at
                  as_json: bool = JSON_OPTION) -> None:
     """Imported sources, newest first."""
     with open_context(ctx) as c:
-        found = find_sources(c, actor=current_actor(ctx, c), limit=limit)
+        found = data.find_sources(c, actor=current_actor(ctx, c), limit=limit)
     if as_json:
         print_json([s.to_dict() for s in found])
         return
@@ -90,7 +78,7 @@ def data_source(ctx: typer.Context, source_id: int = typer.Argument(..., metavar
                 as_json: bool = JSON_OPTION) -> None:
     """One source: where it came from, its checksum, how it was read."""
     with open_context(ctx) as c:
-        s = show_source(c, source_id, actor=current_actor(ctx, c))
+        s = data.show_source(c, source_id, actor=current_actor(ctx, c))
     if as_json:
         print_json(s.to_dict())
         return
@@ -106,7 +94,7 @@ def data_versions(ctx: typer.Context, name: str | None = typer.Option(None, help
                   as_json: bool = JSON_OPTION) -> None:
     """Dataset versions, newest first."""
     with open_context(ctx) as c:
-        found = find_dataset_versions(c, actor=current_actor(ctx, c), name=name, limit=limit)
+        found = data.find_dataset_versions(c, actor=current_actor(ctx, c), name=name, limit=limit)
     if as_json:
         print_json([v.to_dict() for v in found])
         return
@@ -122,7 +110,7 @@ def data_show(ctx: typer.Context, version_id: int = typer.Argument(..., metavar=
               as_json: bool = JSON_OPTION) -> None:
     """A dataset version: stats, splits and the report of each cleaning step."""
     with open_context(ctx) as c:
-        v = show_dataset_version(c, version_id, actor=current_actor(ctx, c))
+        v = data.show_dataset_version(c, version_id, actor=current_actor(ctx, c))
     if as_json:
         print_json(v.to_dict())
         return
@@ -164,7 +152,7 @@ def data_create(ctx: typer.Context, name: str,
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         with console.status(f"creating dataset {name} ..."):
-            v = create_dataset_version(c, name=name, source_ids=list(source), actor=actor, seed=seed,
+            v = data.create_dataset_version(c, name=name, source_ids=list(source), actor=actor, seed=seed,
                                        task=task, recipe=list(step) if step else None, redact=not no_redact)
     per_split = ", ".join(f"{k} {n:,}" for k, n in (v.stats.get("rows_per_split") or {}).items())
     pii = sum((v.stats.get("pii_found") or {}).values())
@@ -184,7 +172,7 @@ def data_diff(ctx: typer.Context, a: int = typer.Argument(..., metavar="A", help
     by the file they were imported from.
     """
     with open_context(ctx) as c:
-        diff = diff_dataset_versions(c, a, b, actor=current_actor(ctx, c))
+        diff = data.diff_dataset_versions(c, a, b, actor=current_actor(ctx, c))
     if as_json:
         print_json(diff.to_dict())
         return
@@ -193,12 +181,12 @@ def data_diff(ctx: typer.Context, a: int = typer.Argument(..., metavar="A", help
 
 def _print_diff(diff: VersionDiff) -> None:
     console.print(f"version {diff.a} ({diff.rows_a:,} rows) -> version {diff.b} ({diff.rows_b:,} rows): "
-                  + ", ".join(f"{diff.counts[k]:,} {k.replace('_', ' ')}" for k in KINDS))
-    table = Table("split", *(k.replace("_", " ") for k in KINDS), title="per split")
+                  + ", ".join(f"{diff.counts[k]:,} {k.replace('_', ' ')}" for k in data.KINDS))
+    table = Table("split", *(k.replace("_", " ") for k in data.KINDS), title="per split")
     for split, counts in diff.by_split.items():
-        table.add_row(split, *(f"{counts.get(k, 0):,}" for k in KINDS))
+        table.add_row(split, *(f"{counts.get(k, 0):,}" for k in data.KINDS))
     console.print(table)
-    for kind in KINDS:
+    for kind in data.KINDS:
         for row in diff.examples.get(kind, [])[:3]:
             text = row.get("text_b") or row.get("text_a") or row.get("text") or ""
             labels = (f" [{row.get('label_a')} -> {row.get('label_b')}]" if kind == "label_changes" else "")
@@ -211,10 +199,10 @@ def data_report(ctx: typer.Context, version_id: int = typer.Argument(..., metava
                 as_json: bool = JSON_OPTION) -> None:
     """The quality report of dataset version VERSION (the one a release approver reads)."""
     with open_context(ctx) as c:
-        report = show_quality_report(c, version_id, actor=current_actor(ctx, c))
+        report = data.show_quality_report(c, version_id, actor=current_actor(ctx, c))
     if html is not None:
         try:
-            html.write_text(render_quality_html(report), encoding="utf-8")
+            html.write_text(data.render_quality_html(report), encoding="utf-8")
         except OSError as exc:
             raise InvalidInput(f"Cannot write {html}: {exc.strerror}.", hint="Pick a writable path.") from None
         console.print(f"wrote {html} ({html.stat().st_size:,} bytes)")
@@ -248,8 +236,8 @@ def data_release_request(ctx: typer.Context, version_id: int = typer.Argument(..
     """Ask for dataset version VERSION to be released; a second entitled person approves it."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        a = request_approval(c, "dataset.release", version_id, actor=actor, comment=comment)
-        v = show_dataset_version(c, version_id, actor=actor)
+        a = governance.request_approval(c, "dataset.release", version_id, actor=actor, comment=comment)
+        v = data.show_dataset_version(c, version_id, actor=actor)
     checks = ", ".join(f"{ch['name']} {'ok' if ch['passed'] else 'FAILED'}" for ch in a.checks) or "none"
     console.print(f"approval request [bold]{a.id}[/] for {v.name} v{v.version}: {a.state} (checks: {checks}); "
                   f"approve with 'chainkeeper approvals approve {a.id}'")
@@ -268,13 +256,13 @@ def data_crawl(ctx: typer.Context, url: str = typer.Argument(..., help="The star
         actor = current_actor(ctx, c)
         if here:
             with console.status(f"crawling {url} ..."):
-                source, result = crawl_to_source(c, url, actor=actor, max_depth=max_depth, max_pages=max_pages,
+                source, result = data.crawl_to_source(c, url, actor=actor, max_depth=max_depth, max_pages=max_pages,
                                                  rate_per_s=rate, same_host=not any_host)
             console.print(f"crawled {len(result.pages)} pages, stopped by {result.stopped_by}; "
                           f"{len(result.skipped)} URLs skipped")
             _print_source(source)
             return
-        job = crawl(c, url, actor=actor, max_depth=max_depth, max_pages=max_pages, rate_per_s=rate,
+        job = data.crawl(c, url, actor=actor, max_depth=max_depth, max_pages=max_pages, rate_per_s=rate,
                     same_host=not any_host)
     console.print(f"crawl queued as job [bold]{job.id}[/]; follow it with 'chainkeeper jobs show {job.id}' "
                   "(a worker must be running: 'chainkeeper worker')")

@@ -12,17 +12,12 @@ import sys
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.tree import Tree
 
-from chainkeeper.chain import (
-    LINEAGE_KINDS,
-    RESPONSIBLE_ROLE,
-    lineage_of,
-    owner_of,
-    reassign_owner,
-)
+from chainkeeper import chain, governance
 from chainkeeper.cli.state import (
     JSON_OPTION,
     console,
@@ -34,9 +29,15 @@ from chainkeeper.cli.state import (
     settings_of,
 )
 from chainkeeper.core.errors import Conflict
-from chainkeeper.governance import approvals, audit, passwords, permissions, users
 from chainkeeper.governance.bootstrap import reset_admin
-from chainkeeper.governance.lineage import LineageNode
+
+if TYPE_CHECKING:
+    from chainkeeper.governance.lineage import LineageNode
+
+# The kinds lineage and ownership know, written out so that '--help' loads neither
+# (tests/cli/test_conventions.py keeps them equal to chain.LINEAGE_KINDS and chain.RESPONSIBLE_ROLE).
+LINEAGE_KINDS_HELP = "prediction, deployment, model_version, run, dataset_version, source"
+OWNED_KINDS_HELP = "dataset_version, run, model_version, deployment"
 
 users_app = typer.Typer(help="Users, their roles and API tokens (admin).", no_args_is_help=True)
 roles_app = typer.Typer(help="Roles, the permission matrix and its RACI table.", no_args_is_help=True)
@@ -54,7 +55,7 @@ def users_create(ctx: typer.Context, name: str,
     """Create a user with roles."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        user = users.create_user(c.db, name, roles=role, display_name=display_name, actor=actor)
+        user = governance.create_user(c.db, name, roles=role, display_name=display_name, actor=actor)
     console.print(f"created {user.name} with roles {', '.join(user.roles) or '(none)'}")
 
 
@@ -62,7 +63,7 @@ def users_create(ctx: typer.Context, name: str,
 def users_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """All users and their roles."""
     with open_context(ctx) as c:
-        rows = users.list_users(c.db, actor=current_actor(ctx, c))
+        rows = governance.list_users(c.db, actor=current_actor(ctx, c))
     if as_json:
         print_json(rows)
         return
@@ -78,7 +79,7 @@ def users_token(ctx: typer.Context, name: str, token_name: str = typer.Option("c
     """Issue an API token for a user; the secret is printed once and never stored."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        issued = users.issue_token(c.db, name, name=token_name, actor=actor,
+        issued = governance.issue_token(c.db, name, name=token_name, actor=actor,
                                    expires_in=timedelta(days=expires_in_days) if expires_in_days else None)
     console.print(f"token {issued.id} for {issued.user} (shown once):")
     console.print(issued.secret, markup=False, highlight=False)
@@ -88,7 +89,7 @@ def users_token(ctx: typer.Context, name: str, token_name: str = typer.Option("c
 def users_tokens(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> None:
     """A user's API tokens: id, label, dates and state (never the secrets)."""
     with open_context(ctx) as c:
-        rows = users.list_tokens(c.db, name, actor=current_actor(ctx, c))
+        rows = governance.list_tokens(c.db, name, actor=current_actor(ctx, c))
     if as_json:
         print_json(rows)
         return
@@ -105,7 +106,7 @@ def users_revoke_token(ctx: typer.Context, token_id: int) -> None:
     """Revoke a token at once."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        users.revoke_token(c.db, token_id, actor=actor)
+        governance.revoke_token(c.db, token_id, actor=actor)
     console.print(f"token {token_id} revoked")
 
 
@@ -115,7 +116,7 @@ def users_grant(ctx: typer.Context, name: str, role: str,
     """Grant a role to a user (everywhere, or in one project)."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        user = users.grant_role(c.db, name, role, project=project, actor=actor)
+        user = governance.grant_role(c.db, name, role, project=project, actor=actor)
     console.print(f"{user.name}: {', '.join(user.roles)}")
 
 
@@ -125,7 +126,7 @@ def users_password(ctx: typer.Context, name: str) -> None:
     secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
         "Password", hide_input=True, confirmation_prompt=True)
     with open_context(ctx) as c:
-        passwords.set_password(c.db, name, secret, actor=current_actor(ctx, c))
+        governance.set_password(c.db, name, secret, actor=current_actor(ctx, c))
     console.print(f"password of {name} set")
 
 
@@ -152,7 +153,7 @@ def users_reset_admin(ctx: typer.Context) -> None:
 def roles_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Each role and the actions it may perform."""
     with open_context(ctx) as c:
-        matrix = permissions.read_matrix(c.db, actor=current_actor(ctx, c))
+        matrix = governance.read_matrix(c.db, actor=current_actor(ctx, c))
     roles = {role: sorted(a for a in actions if ":" not in a) for role, actions in sorted(matrix.items())}
     if as_json:
         print_json(roles)
@@ -167,20 +168,20 @@ def roles_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 def roles_raci(ctx: typer.Context, fmt: str = typer.Option("md", "--format", help="md, csv or json.")) -> None:
     """Print the enforced matrix as a RACI table over the chain's activities."""
     with open_context(ctx) as c:
-        rows = permissions.raci_rows(permissions.read_matrix(c.db, actor=current_actor(ctx, c)))
+        rows = governance.raci_rows(governance.read_matrix(c.db, actor=current_actor(ctx, c)))
     if fmt == "json":
         print_json(rows)
         return
-    sys.stdout.write(permissions.render_raci(rows, fmt))
+    sys.stdout.write(governance.render_raci(rows, fmt))
 
 
 @roles_app.command("actions")
 def roles_actions(as_json: bool = JSON_OPTION) -> None:
     """The catalogue of actions a role can be granted."""
     if as_json:
-        print_json(permissions.ACTIONS)
+        print_json(governance.ACTIONS)
         return
-    for action, description in permissions.ACTIONS.items():
+    for action, description in governance.ACTIONS.items():
         console.print(f"{action:<28} {description}")
 
 
@@ -191,7 +192,7 @@ def roles_create(ctx: typer.Context, name: str, description: str = typer.Option(
     """Create a custom role."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        permissions.create_role(c.db, name, description=description, actions=action, actor=actor)
+        governance.create_role(c.db, name, description=description, actions=action, actor=actor)
     console.print(f"role {name} created with {len(action)} action(s)")
 
 
@@ -200,7 +201,7 @@ def roles_grant(ctx: typer.Context, role: str, action: str) -> None:
     """Allow a role an action."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        permissions.set_permission(c.db, role, action, granted=True, actor=actor)
+        governance.set_permission(c.db, role, action, granted=True, actor=actor)
     console.print(f"{role} may now {action}")
 
 
@@ -209,7 +210,7 @@ def roles_revoke(ctx: typer.Context, role: str, action: str) -> None:
     """Take an action away from a role."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        permissions.set_permission(c.db, role, action, granted=False, actor=actor)
+        governance.set_permission(c.db, role, action, granted=False, actor=actor)
     console.print(f"{role} may no longer {action}")
 
 
@@ -222,7 +223,7 @@ def approvals_list(ctx: typer.Context,
                    as_json: bool = JSON_OPTION) -> None:
     """Approval requests, newest first."""
     with open_context(ctx) as c:
-        rows = approvals.find_approvals(c, actor=current_actor(ctx, c), state=state)
+        rows = governance.find_approvals(c, actor=current_actor(ctx, c), state=state)
     if as_json:
         print_json(rows)
         return
@@ -238,8 +239,8 @@ def approvals_list(ctx: typer.Context,
 def approvals_show(ctx: typer.Context, approval_id: int, as_json: bool = JSON_OPTION) -> None:
     """One request: its checks, and who may decide it."""
     with open_context(ctx) as c:
-        a = approvals.show_approval(c, approval_id, actor=current_actor(ctx, c))
-        candidates, excluded, why = approvals.who_may_approve(c, a)
+        a = governance.show_approval(c, approval_id, actor=current_actor(ctx, c))
+        candidates, excluded, why = governance.who_may_approve(c, a)
     if as_json:
         print_json({**asdict(a), "may_approve": candidates, "excluded": excluded, "excluded_because": why})
         return
@@ -253,7 +254,7 @@ def approvals_show(ctx: typer.Context, approval_id: int, as_json: bool = JSON_OP
 def _decide(ctx: typer.Context, approval_id: int, comment: str, approve: bool) -> None:
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        a = approvals.decide(c, approval_id, actor=actor, approve=approve, comment=comment)
+        a = governance.decide(c, approval_id, actor=actor, approve=approve, comment=comment)
     console.print(f"request {a.id} {a.state} by {a.decided_by}")
 
 
@@ -282,7 +283,7 @@ def approvals_request(
     """Ask for a gated action; its automated checks run now."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        a = approvals.request_approval(c, action, object_id, actor=actor, comment=comment,
+        a = governance.request_approval(c, action, object_id, actor=actor, comment=comment,
                                        payload={"name": name} if name else None)
     console.print(f"request {a.id} {a.state}: " + "; ".join(f"{ch['name']} {'ok' if ch['passed'] else 'FAILED'}"
                                                             for ch in a.checks))
@@ -300,7 +301,7 @@ def audit_entries(ctx: typer.Context,
                   as_json: bool = JSON_OPTION) -> None:
     """Ledger entries: who did what to which object, when, in which role."""
     with open_context(ctx) as c:
-        entries = audit.read_entries(c.db, actor=current_actor(ctx, c), after_seq=after_seq, limit=limit,
+        entries = governance.read_entries(c.db, actor=current_actor(ctx, c), after_seq=after_seq, limit=limit,
                                      object_kind=object_kind, object_id=object_id)
     if as_json:
         print_json(entries)
@@ -316,7 +317,7 @@ def audit_entries(ctx: typer.Context,
 def audit_verify(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Check the ledger's hash chain; exit non-zero naming the first bad entry."""
     with open_context(ctx) as c:
-        verdict = audit.verify_ledger_as(c.db, actor=current_actor(ctx, c))
+        verdict = governance.verify_ledger_as(c.db, actor=current_actor(ctx, c))
     if as_json:
         print_json(verdict)  # and, when broken, the error below on stderr with its exit code
     if not verdict.ok:
@@ -332,7 +333,7 @@ def audit_export(ctx: typer.Context, output: Path | None = typer.Option(None, "-
                                                                        help="File to write (default stdout).")) -> None:
     """Write the ledger as JSON Lines."""
     with open_context(ctx) as c:
-        lines = audit.export_ledger(c.db, actor=current_actor(ctx, c))
+        lines = governance.export_ledger(c.db, actor=current_actor(ctx, c))
         if output is None:
             for line in lines:
                 sys.stdout.write(line + "\n")
@@ -361,28 +362,28 @@ def render_lineage(root: LineageNode) -> Tree:
     return tree
 
 
-def lineage_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(LINEAGE_KINDS)),
+def lineage_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=LINEAGE_KINDS_HELP),
                 object_id: str = typer.Argument(..., help="Its id (a request id for a prediction)."),
                 as_json: bool = JSON_OPTION) -> None:
     """Trace an object back to its data, runs and approvers."""
     with open_context(ctx) as c:
-        root = lineage_of(c, kind, object_id, actor=current_actor(ctx, c))
+        root = chain.lineage_of(c, kind, object_id, actor=current_actor(ctx, c))
     if as_json:
         print_json(root.to_dict())
         return
     console.print(render_lineage(root))
 
 
-def owner_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=", ".join(RESPONSIBLE_ROLE)),
+def owner_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help=OWNED_KINDS_HELP),
               object_id: str = typer.Argument(...),
               assign: str | None = typer.Option(None, "--assign", help="Reassign to this user (admin)."),
               as_json: bool = JSON_OPTION) -> None:
     """Who is responsible for an object (and reassign it)."""
     with open_context(ctx) as c:
         if assign:
-            info = reassign_owner(c, kind, object_id, assign, actor=current_actor(ctx, c))
+            info = chain.reassign_owner(c, kind, object_id, assign, actor=current_actor(ctx, c))
         else:
-            info = owner_of(c, kind, object_id, actor=current_actor(ctx, c))
+            info = chain.owner_of(c, kind, object_id, actor=current_actor(ctx, c))
     if as_json:
         print_json(info)
         return

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
-from chainkeeper.core.db import Database
 from chainkeeper.core.jobs import Job, get_job, job_logs
 from chainkeeper.governance.jobs import (
     cancel_job,
@@ -19,6 +18,9 @@ from chainkeeper.governance.jobs import (
     requeue_job,
     show_job,
 )
+
+if TYPE_CHECKING:
+    from chainkeeper.core.db import Database
 
 app = typer.Typer(help="Long work (cleaning, training, export) and its progress.", no_args_is_help=True)
 

@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "lineage": ("governance", "lineage_cmd", "Trace an object back to its data, runs and approvers."),
     "owner": ("governance", "owner_cmd", "Who is responsible for an object (and reassign it)."),
     "worker": ("server", "worker", "Run a worker that claims and runs queued jobs."),
+    "schedules": ("schedules", "app", "Recurring jobs (drift checks, rule evaluation): list, pause, resume."),
+    "scheduler": ("server", "scheduler", "Run the scheduler that queues recurring jobs when they are due."),
     "up": ("server", "up", "Start the API, the web UI and a worker."),
     "serve": ("server", "serve", "Serve the API and the web UI (no worker)."),
     "quickstart": ("quickstart", "quickstart", "Run the whole chain once on sample data, offline."),
@@ -79,6 +81,9 @@ class LazyGroup(TyperGroup):
                                                        pretty_exceptions_short=True,
                                                        rich_markup_mode=self.rich_markup_mode)
         command.name = cmd_name
+        # Client mode (CHAINKEEPER_URL) is decided when the command runs: each command gets a
+        # callback that then either runs it here or asks the server (cli/client.py).
+        importlib.import_module("chainkeeper.cli.client").install(command, (cmd_name,))
         return command
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
@@ -100,6 +105,7 @@ class RootOptions:
     home: Path | None = None
     config: Path | None = None
     token: str | None = None
+    insecure: bool = False
     settings: Settings | None = field(default=None, repr=False)
 
 
@@ -127,10 +133,13 @@ def _root(
     config: Path | None = typer.Option(None, "--config", help="TOML file of settings \\[env: CHAINKEEPER_CONFIG]."),
     token: str | None = typer.Option(None, "--token", help="API token to act with \\[env: CHAINKEEPER_TOKEN].",
                                      show_default=False),
+    insecure: bool = typer.Option(False, "--insecure", help="Client mode: allow an http:// CHAINKEEPER_URL to "
+                                  "another machine (the token crosses the network in clear) \\[env: "
+                                  "CHAINKEEPER_INSECURE]."),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    ctx.obj = RootOptions(environ=dict(os.environ), home=home, config=config, token=token)
+    ctx.obj = RootOptions(environ=dict(os.environ), home=home, config=config, token=token, insecure=insecure)
 
 
 def main(argv: list[str] | None = None) -> None:

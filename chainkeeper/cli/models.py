@@ -11,35 +11,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from chainkeeper import registry, serving
 from chainkeeper.cli.jobs import follow_job
 from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 from chainkeeper.cli.train import print_split_report
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.registry import (
-    GateResult,
-    GateThresholds,
-    ModelEvaluation,
-    evaluate_model_version,
-    find_model_versions,
-    model_card,
-    register_model_version,
-    run_gates,
-    set_gate_thresholds,
-    show_gates,
-    show_model_version,
-    show_production,
-    show_stage_history,
-)
-from chainkeeper.serving import (
-    DEFAULT_MAX_DELTA_POINTS,
-    ExportResult,
-    latest_export,
-    request_export,
-)
+
+if TYPE_CHECKING:
+    from chainkeeper.registry import GateResult, GateThresholds, ModelEvaluation
+    from chainkeeper.serving import ExportResult
 
 app = typer.Typer(help="Model versions, release gates and model cards.", no_args_is_help=True)
 gates_app = typer.Typer(help="Release thresholds per model name, and gate results.", no_args_is_help=True)
@@ -54,7 +38,7 @@ def models_register(ctx: typer.Context, run_id: int = typer.Argument(..., metava
                     as_json: bool = JSON_OPTION) -> None:
     """Register run RUN's model as the next version of model NAME, as a candidate."""
     with open_context(ctx) as c:
-        version = register_model_version(c, run_id=run_id, name=name, actor=current_actor(ctx, c))
+        version = registry.register_model_version(c, run_id=run_id, name=name, actor=current_actor(ctx, c))
     if as_json:
         print_json(version)
         return
@@ -76,9 +60,10 @@ def models_evaluate(ctx: typer.Context, model_version_id: int = typer.Argument(.
                                                   help="The out-of-scope label: reported apart when the model "
                                                   "has it."),
                     as_json: bool = JSON_OPTION) -> None:
-    """Score model version VERSION on FILE: the metrics of a run's test report (nothing is stored)."""
+    """Score model version VERSION on FILE: the metrics of a run's test report, stored with the
+    file's SHA-256 (the file itself is not kept); 'models evaluations VERSION' lists them."""
     with open_context(ctx) as c:
-        result = evaluate_model_version(c, model_version_id, file, actor=current_actor(ctx, c), format=format,
+        result = registry.evaluate_model_version(c, model_version_id, file, actor=current_actor(ctx, c), format=format,
                                         text_column=text_column, label_column=label_column,
                                         out_of_scope_label=oos_label)
     if as_json:
@@ -87,9 +72,35 @@ def models_evaluate(ctx: typer.Context, model_version_id: int = typer.Argument(.
     _print_evaluation(result, oos_label)
 
 
+@app.command("evaluations")
+def models_evaluations(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="VERSION"),
+                       as_json: bool = JSON_OPTION) -> None:
+    """The stored evaluations of model version VERSION on files, newest first."""
+    with open_context(ctx) as c:
+        found = registry.list_model_evaluations(c, model_version_id, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(found)
+        return
+    table = new_table("id", "file", "sha-256", "rows", "headline", "by", "at (UTC)")
+    for e in found:
+        table.add_row(str(e.id), e.file, e.file_sha256[:12], f"{e.rows:,}", _headline(e.metrics), e.evaluated_by,
+                      f"{e.evaluated_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    """The figure a reader looks for first: entity F1 for a tagger, else accuracy and macro-F1."""
+    if "per_type" in metrics:  # a tagger's report (training.entity_metrics)
+        return f"entity F1 {metrics['f1']:.4f}"
+    parts = [f"{key.replace('_', '-')} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1")
+             if isinstance(metrics.get(key), int | float)]
+    return ", ".join(parts) or "—"
+
+
 def _print_evaluation(result: ModelEvaluation, oos_label: str) -> None:
     unit = "sentences" if result.format == "conll" else "rows"
-    console.print(f"[bold]{result.model}[/] (model version {result.model_version_id}) on {result.file} "
+    console.print(f"evaluation {result.id}: [bold]{result.model}[/] (model version {result.model_version_id}) on "
+                  f"{result.file} "
                   f"({result.format}): {result.rows:,} {unit}"
                   + (f", {result.skipped:,} unusable rows skipped" if result.skipped else ""))
     print_split_report(result.file, result.metrics, oos_label)
@@ -101,7 +112,7 @@ def models_list(ctx: typer.Context, name: str | None = typer.Option(None, help="
                 as_json: bool = JSON_OPTION) -> None:
     """Model versions, newest first."""
     with open_context(ctx) as c:
-        found = find_model_versions(c, actor=current_actor(ctx, c), name=name, stage=stage)
+        found = registry.find_model_versions(c, actor=current_actor(ctx, c), name=name, stage=stage)
     if as_json:
         print_json(found)
         return
@@ -119,10 +130,10 @@ def models_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., 
     """A model version: stage, lineage, stage history, latest gate results and export."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        report = show_gates(c, model_version_id, actor=actor)
+        report = registry.show_gates(c, model_version_id, actor=actor)
         v, results = report.version, report.results
-        history = show_stage_history(c, v.id, actor=actor)
-        latest = latest_export(c, v.id, v.model_artifact)
+        history = registry.show_stage_history(c, v.id, actor=actor)
+        latest = serving.latest_export(c, v.id, v.model_artifact)
     if as_json:
         print_json({**asdict(v), "history": history, "gates": results,
                     "export": {**asdict(latest), "best_engine": latest.best_engine()} if latest else None})
@@ -140,14 +151,17 @@ def models_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., 
 @app.command("export")
 def models_export(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="VERSION"),
                   int8: bool = typer.Option(False, "--int8", help="Also produce the dynamic-int8 form."),
-                  max_delta_points: float = typer.Option(
-                      DEFAULT_MAX_DELTA_POINTS, help="Accuracy points a form may lose against PyTorch."),
+                  max_delta_points: float | None = typer.Option(
+                      None, help="Accuracy points a form may lose against PyTorch (default 0.5)."),
                   follow: bool = typer.Option(False, "--follow", "-f",
                                               help="Follow the job with a progress bar until it ends.")) -> None:
     """Export model version VERSION to ONNX (and int8) as a job run by a worker."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        job = request_export(c, model_version_id, actor=actor, quantize=int8, max_delta_points=max_delta_points)
+        # The default is the serving stage's, read here so that '--help' does not load the exporter.
+        job = serving.request_export(c, model_version_id, actor=actor, quantize=int8,
+                                     max_delta_points=serving.DEFAULT_MAX_DELTA_POINTS if max_delta_points is None
+                                     else max_delta_points)
         console.print(f"export of model version {model_version_id} queued as job {job.id}; a worker runs it "
                       f"('chainkeeper worker'); follow it with 'chainkeeper jobs logs {job.id} -f'")
         if not follow:
@@ -156,8 +170,8 @@ def models_export(ctx: typer.Context, model_version_id: int = typer.Argument(...
         if done.state != "succeeded":
             raise InvalidInput(f"Export job {done.id} {done.state}: {done.error or done.message}.",
                                hint=f"See 'chainkeeper jobs logs {done.id}'.")
-        v = show_model_version(c, model_version_id, actor=actor)
-        _print_export(latest_export(c, v.id, v.model_artifact))
+        v = registry.show_model_version(c, model_version_id, actor=actor)
+        _print_export(serving.latest_export(c, v.id, v.model_artifact))
 
 
 @app.command("production-at")
@@ -168,7 +182,7 @@ def models_production_at(ctx: typer.Context, name: str,
                          as_json: bool = JSON_OPTION) -> None:
     """Which version of model NAME was in production at WHEN (e.g. 2026-05-03T14:00+00:00)."""
     with open_context(ctx) as c:
-        history = show_production(c, name, actor=current_actor(ctx, c), when=when)
+        history = registry.show_production(c, name, actor=current_actor(ctx, c), when=when)
     if as_json:
         print_json(history)
         return
@@ -189,7 +203,7 @@ def models_production_at(ctx: typer.Context, name: str,
 def models_card(ctx: typer.Context, model_version_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Print a model version's card (Markdown), generated from the registry."""
     with open_context(ctx) as c:
-        text = model_card(c, model_version_id, actor=current_actor(ctx, c))
+        text = registry.model_card(c, model_version_id, actor=current_actor(ctx, c))
     console.print(text, markup=False, highlight=False, end="")
 
 
@@ -211,7 +225,7 @@ def gates_set(ctx: typer.Context, name: str,
               "latency_batch_size": latency_batch_size, "max_export_delta_points": max_export_delta_points}
     given = {k: v for k, v in values.items() if v is not None or clear}
     with open_context(ctx) as c:
-        now = set_gate_thresholds(c, name, actor=current_actor(ctx, c), **given)
+        now = registry.set_gate_thresholds(c, name, actor=current_actor(ctx, c), **given)
     _print_thresholds(now)
 
 
@@ -222,8 +236,8 @@ def gates_show(ctx: typer.Context, model_version_id: int = typer.Argument(..., m
     """A version's thresholds and the results of its latest gate evaluation."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        results = run_gates(c, model_version_id, actor=actor) if run else None
-        report = show_gates(c, model_version_id, actor=actor)
+        results = registry.run_gates(c, model_version_id, actor=actor) if run else None
+        report = registry.show_gates(c, model_version_id, actor=actor)
     if as_json:
         print_json({"thresholds": report.thresholds, "results": results if results is not None else report.results})
         return

@@ -14,9 +14,15 @@ import typer
 from chainkeeper import monitoring
 from chainkeeper.cli.alerts import alerts_app, tickets_app
 from chainkeeper.cli.jobs import job_json
+from chainkeeper.cli.schedules import describe, schedule_json
 from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
 from chainkeeper.core.db import utcnow
-from chainkeeper.monitoring import CHECKS, SOURCES, parse_window
+
+# What the help pages list, written out so that '--help' loads neither the drift checks
+# (scipy) nor the feedback module (tests/cli/test_conventions.py keeps them equal to
+# monitoring.CHECKS and monitoring.SOURCES).
+CHECKS_HELP = "label_psi, label_chi2, confidence_ks, length_ks, oov_rate, script_chi2, embedding_mmd"
+SOURCES_HELP = "reviewer, system"
 
 app = typer.Typer(help="Feedback, live quality, drift checks and diagnosis of deployments.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
@@ -30,7 +36,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 @app.command("feedback")
 def monitor_feedback(ctx: typer.Context, request_id: str, label: str,
                      source: str = typer.Option("reviewer",
-                                                help=f"Who knows the truth: {', '.join(SOURCES)}."),
+                                                help=f"Who knows the truth: {SOURCES_HELP}."),
                      ) -> None:
     """Attach the true LABEL to the prediction REQUEST_ID (re-sending is safe; a new label corrects)."""
     with open_context(ctx) as c:
@@ -50,7 +56,7 @@ def monitor_quality(ctx: typer.Context, deployment: str,
     """Live accuracy, macro-F1 and ECE of DEPLOYMENT per window, against the offline test numbers."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        live = monitoring.live_quality(c, deployment, actor=actor, window=parse_window(window), since=since)
+        live = monitoring.live_quality(c, deployment, actor=actor, window=monitoring.parse_window(window), since=since)
     if as_json:
         print_json(live)
         return
@@ -72,33 +78,42 @@ def monitor_quality(ctx: typer.Context, deployment: str,
 def monitor_drift(ctx: typer.Context, deployment: str,
                   last: int | None = typer.Option(None, help="Check the latest N predictions."),
                   window: str | None = typer.Option(None, help="Check the predictions of the last 30m, 1h …"),
-                  check: list[str] | None = typer.Option(None, help=f"Only these checks ({', '.join(CHECKS)})."),
+                  check: list[str] | None = typer.Option(None, help=f"Only these checks ({CHECKS_HELP})."),
                   job: bool = typer.Option(False, "--job", help="Queue it as a job instead of checking now."),
-                  every: str | None = typer.Option(None, help="Queue a recurring job checking every 15m, 1h …"),
+                  every: str | None = typer.Option(None, help="Check every 15m, 1h …: creates a schedule "
+                                                   "(see 'chainkeeper schedules list')."),
                   history: bool = typer.Option(False, "--history", help="Show stored results instead of checking."),
                   as_json: bool = JSON_OPTION) -> None:
     """Check DEPLOYMENT's recent traffic against its model's training data (or queue/show checks)."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         if history:
-            results, _ = monitoring.show_drift_results(c, deployment, actor=actor, limit=len(CHECKS) * 10)
+            results, _ = monitoring.show_drift_results(c, deployment, actor=actor, limit=len(monitoring.CHECKS) * 10)
         else:
-            span = parse_window(window) if window else None
-            if job or every:
+            span = monitoring.parse_window(window) if window else None
+            if every:
+                schedule = monitoring.schedule_drift_checks(
+                    c, deployment, actor=actor, every_s=monitoring.parse_window(every).total_seconds(), last=last,
+                    window_s=span.total_seconds() if span else None, checks=check or None)
+                if as_json:
+                    print_json(schedule_json(schedule))
+                    return
+                console.print(describe(schedule))
+                return
+            if job:
                 queued = monitoring.submit_drift_job(
                     c, deployment, actor=actor, last=last, window_s=span.total_seconds() if span else None,
-                    every_s=parse_window(every).total_seconds() if every else None, checks=check or None)
+                    checks=check or None)
                 if as_json:
                     print_json(job_json(queued))
                     return
-                console.print(f"queued drift job {queued.id}" + (f", checking every {every}" if every else "")
-                              + f"; follow it with 'chainkeeper jobs show {queued.id}'")
+                console.print(f"queued drift job {queued.id}; follow it with 'chainkeeper jobs show {queued.id}'")
                 return
             end = utcnow()
             results = monitoring.check_drift(c, deployment, actor=actor, last=last, end=end,
                                              start=end - span if span else None, checks=check or None)
     if as_json:
-        print_json({"deployment": deployment, "checks": list(CHECKS), "results": results})
+        print_json({"deployment": deployment, "checks": list(monitoring.CHECKS), "results": results})
         return
     if not results:
         console.print(f"{deployment}: no drift results yet (run 'chainkeeper monitor drift {deployment}')")

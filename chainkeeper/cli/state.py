@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime, timedelta
@@ -20,7 +21,7 @@ from rich.table import Table
 import chainkeeper.chain as chain_layer  # a lazy entry point: the stages load when a store opens
 from chainkeeper import governance  # lazy too: its modules load on first use
 from chainkeeper.cli.main import RootOptions
-from chainkeeper.core.errors import Unauthenticated
+from chainkeeper.core.errors import InvalidInput, Unauthenticated
 from chainkeeper.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def settings_of(ctx: typer.Context) -> Settings:
     options: RootOptions = ctx.find_root().obj
     if options.settings is None:
         options.settings = load_settings(options.environ, config_file=options.config, home=options.home,
-                                         token=options.token)
+                                         token=options.token, insecure=options.insecure or None)
     return options.settings
 
 
@@ -75,6 +76,25 @@ def current_actor(ctx: typer.Context, context: Context) -> Actor:
     return governance.authenticate_token(context.db, token.get_secret_value())
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs as a mapping; values are read as JSON when they parse
+    (numbers, true/false, null, lists, tables), else kept as text.
+
+    Raises:
+        InvalidInput: a pair without ``=``.
+    """
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--set {pair!r} is not key=value.", hint="For example: --set learning_rate=1e-4")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
+
+
 def new_table(*headers: str, title: str | None = None) -> Table:
     """A table whose cells wrap (long words fold) instead of being cut to fit the terminal."""
     table = Table(title=title)
@@ -97,8 +117,14 @@ def _json_default(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     """Print VALUE as JSON for ``--json``: dataclasses as their fields, times in ISO 8601,
-    as the API answers them (highlighted on a terminal, plain in a pipe)."""
-    console.print_json(json.dumps(value, default=_json_default, ensure_ascii=False))
+    as the API answers them (highlighted on a terminal, plain in a pipe, where rich's
+    highlighter would cost ~4 s per MB for nothing)."""
+    text = json.dumps(value, default=_json_default, ensure_ascii=False, indent=2)
+    if console.is_terminal:
+        console.print_json(text)
+    else:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
 
 def print_first_start(result: InitResult) -> None:

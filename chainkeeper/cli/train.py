@@ -4,44 +4,34 @@ shows takes ``--json`` (the fields the API answers)."""
 
 from __future__ import annotations
 
-import json
 import time
 import tomllib
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
+from chainkeeper import training
 from chainkeeper.cli.jobs import follow_job
-from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
-from chainkeeper.core.context import Context
-from chainkeeper.core.errors import InvalidInput
-from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.jobs import read_job_logs, show_job
-from chainkeeper.training import (
-    OUT_OF_SCOPE_LABEL,
-    Run,
-    SearchReport,
-    Target,
-    cancel_run,
-    compare_reproduction,
-    compare_runs,
-    find_runs,
-    format_report,
-    out_of_scope_metrics,
-    parse_space,
-    parse_train_config,
-    reproduce_run,
-    run_points,
-    run_report_html,
-    show_run,
-    show_search,
-    start_search,
-    start_training_run,
+from chainkeeper.cli.state import (
+    JSON_OPTION,
+    console,
+    current_actor,
+    new_table,
+    open_context,
+    parse_overrides,
+    print_json,
 )
+from chainkeeper.core.errors import InvalidInput
+from chainkeeper.governance.jobs import read_job_logs, show_job
+
+if TYPE_CHECKING:
+    from chainkeeper.core.context import Context
+    from chainkeeper.governance.actors import Actor
+    from chainkeeper.training import Run, SearchReport
 
 app = typer.Typer(help="Fine-tune models as jobs, follow them, read and compare their evaluations.",
                   no_args_is_help=True)
@@ -52,28 +42,11 @@ _ALLOW_DRAFT: Any = typer.Option(
     None, "--allow-draft", metavar="REASON",
     help="Train on a dataset version that is not released, for this reason (an experiment: audited, and its "
     "model cannot be promoted while the data is unreleased).")
-_OOS_LABEL: Any = typer.Option(OUT_OF_SCOPE_LABEL, "--oos-label", metavar="LABEL",
+_OOS_LABEL: Any = typer.Option(training.OUT_OF_SCOPE_LABEL, "--oos-label", metavar="LABEL",
                                help="The out-of-scope label: when the labels hold it, in-scope accuracy and "
                                "out-of-scope recall/precision are reported apart.")
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs as a mapping; values are read as JSON when they parse
-    (numbers, true/false, null, lists, tables), else kept as text.
-
-    Raises:
-        InvalidInput: a pair without ``=``.
-    """
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"--set {pair!r} is not key=value.", hint="For example: --set learning_rate=1e-4")
-        try:
-            values[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key.strip()] = raw
-    return values
 
 
 def _state(state: str) -> str:
@@ -102,10 +75,10 @@ def start(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="D
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InvalidInput(f"Cannot read config file {config_file}: {exc}.") from None
     values.update(parse_overrides(set_))
-    config = parse_train_config(values)
+    config = training.parse_train_config(values)
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        run = start_training_run(c, dataset_version_id=dataset_version, config=config, actor=actor,
+        run = training.start_training_run(c, dataset_version_id=dataset_version, config=config, actor=actor,
                                  base_model=base_model, allow_draft=allow_draft)
         console.print(f"run {run.id} {_state(run.state)} (job {run.job_id}); follow it with "
                       f"'chainkeeper train logs {run.id} -f'")
@@ -123,7 +96,7 @@ def list_(ctx: typer.Context, limit: int = typer.Option(20, help="How many, newe
           as_json: bool = JSON_OPTION) -> None:
     """The latest runs (a search's trials are runs of their search)."""
     with open_context(ctx) as c:
-        runs = find_runs(c, actor=current_actor(ctx, c), limit=limit, search_job_id=search)
+        runs = training.find_runs(c, actor=current_actor(ctx, c), limit=limit, search_job_id=search)
     if as_json:
         print_json([run_json(r) for r in runs])
         return
@@ -156,7 +129,7 @@ def _origin(run: Run) -> str:
 def show(ctx: typer.Context, run_id: int, as_json: bool = JSON_OPTION) -> None:
     """One run: state, config and headline metrics."""
     with open_context(ctx) as c:
-        r = show_run(c, run_id, actor=current_actor(ctx, c))
+        r = training.show_run(c, run_id, actor=current_actor(ctx, c))
     if as_json:
         print_json(run_json(r))
         return
@@ -194,14 +167,14 @@ def _headline(m: dict[str, Any]) -> str:
 
 def _follow(c: Context, run_id: int, actor: Actor, poll_s: float = 0.5) -> None:
     """A progress bar with loss, learning rate and samples/s until the run ends."""
-    run = show_run(c, run_id, actor=actor)
+    run = training.show_run(c, run_id, actor=actor)
     last_point, last_log, latest = 0, 0, {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console) as progress:
         bar = progress.add_task(f"run {run_id}", total=100, stats="")
         while True:
-            run = show_run(c, run_id, actor=actor)
-            for p in run_points(c, run_id, actor=actor, after_id=last_point):
+            run = training.show_run(c, run_id, actor=actor)
+            for p in training.run_points(c, run_id, actor=actor, after_id=last_point):
                 latest[p["name"]] = p["value"]
                 latest["step"] = p["step"]
                 last_point = p["id"]
@@ -217,7 +190,7 @@ def _follow(c: Context, run_id: int, actor: Actor, poll_s: float = 0.5) -> None:
             # The handler finishes the run before the worker finishes the job; a job the
             # reaper gave up on ends the wait too, though its run never finished.
             if (job.finished if job is not None else run.finished):
-                run = show_run(c, run_id, actor=actor)
+                run = training.show_run(c, run_id, actor=actor)
                 break
             time.sleep(poll_s)
     console.print(f"run {run.id} {_state(run.state)}"
@@ -235,7 +208,7 @@ def logs(ctx: typer.Context, run_id: int,
         if follow:
             _follow(c, run_id, actor)
             return
-        run = show_run(c, run_id, actor=actor)
+        run = training.show_run(c, run_id, actor=actor)
         lines = read_job_logs(c, run.job_id, actor=actor) if run.job_id is not None else []
     if as_json:
         print_json([{"id": log_id, "at": at, "line": line} for log_id, at, line in lines])
@@ -248,7 +221,7 @@ def logs(ctx: typer.Context, run_id: int,
 def cancel(ctx: typer.Context, run_id: int) -> None:
     """Stop a run (at once if queued, at its next step if running)."""
     with open_context(ctx) as c:
-        r = cancel_run(c, run_id, actor=current_actor(ctx, c))
+        r = training.cancel_run(c, run_id, actor=current_actor(ctx, c))
     console.print(f"run {r.id}: {r.state}" + (" (cancel requested)" if r.state == "running" else ""))
 
 
@@ -259,8 +232,8 @@ def report(ctx: typer.Context, run_id: int,
     """The run's classification report per split (and the HTML report with plots)."""
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        r = show_run(c, run_id, actor=actor)
-        page = run_report_html(c, run_id, actor=actor) if html is not None else None
+        r = training.show_run(c, run_id, actor=actor)
+        page = training.run_report_html(c, run_id, actor=actor) if html is not None else None
     if html is not None and page is not None:
         html.write_text(page, encoding="utf-8")
     splits = {split: r.metrics[split] for split in ("dev", "test") if r.metrics.get(split)}
@@ -275,18 +248,18 @@ def report(ctx: typer.Context, run_id: int,
 
 
 def _oos_field(metrics: dict[str, Any], label: str) -> dict[str, Any]:
-    oos = out_of_scope_metrics(metrics, label) if "confusion_matrix" in metrics else None
+    oos = training.out_of_scope_metrics(metrics, label) if "confusion_matrix" in metrics else None
     return {"out_of_scope": oos} if oos is not None else {}
 
 
-def print_split_report(split: str, m: dict[str, Any], oos_label: str = OUT_OF_SCOPE_LABEL) -> None:
+def print_split_report(split: str, m: dict[str, Any], oos_label: str = training.OUT_OF_SCOPE_LABEL) -> None:
     """One split's report as text, whichever the task: the classification report (with
     out-of-scope figures apart when the labels hold ``oos_label``), or entity and token
     level for a tagger."""
     if "per_class" in m:
         console.print(f"[bold]{split}[/]")
-        console.print(format_report(m, digits=4), markup=False, highlight=False)
-        oos = out_of_scope_metrics(m, oos_label) if "confusion_matrix" in m else None
+        console.print(training.format_report(m, digits=4), markup=False, highlight=False)
+        oos = training.out_of_scope_metrics(m, oos_label) if "confusion_matrix" in m else None
         if oos is not None:
             console.print(f"in scope: accuracy {oos['in_scope_accuracy']:.4f} on {oos['in_scope_rows']:,} rows; "
                           f"out of scope ({oos['label']!r}): recall {oos['out_of_scope_recall']:.4f}, precision "
@@ -296,7 +269,7 @@ def print_split_report(split: str, m: dict[str, Any], oos_label: str = OUT_OF_SC
         console.print(f"[bold]{split}[/] entity level (seqeval)")
         console.print(m["report"], markup=False, highlight=False)
         console.print(f"[bold]{split}[/] token level")
-        console.print(format_report(m["token"], digits=4), markup=False, highlight=False)
+        console.print(training.format_report(m["token"], digits=4), markup=False, highlight=False)
     elif "loss" in m:
         console.print(f"[bold]{split}[/] {_headline(m)}")
 
@@ -305,7 +278,7 @@ def print_split_report(split: str, m: dict[str, Any], oos_label: str = OUT_OF_SC
 def compare(ctx: typer.Context, run_a: int, run_b: int, as_json: bool = JSON_OPTION) -> None:
     """Headline metrics of two runs side by side, with the change from A to B."""
     with open_context(ctx) as c:
-        diff = compare_runs(c, run_a, run_b, actor=current_actor(ctx, c))
+        diff = training.compare_runs(c, run_a, run_b, actor=current_actor(ctx, c))
     if as_json:
         print_json(diff)
         return
@@ -350,13 +323,13 @@ def search(ctx: typer.Context, dataset_version: int = typer.Argument(..., help="
     token classification dev entity-level F1, masked/causal LM minimises dev loss. Each
     trial is recorded as a run of the search; the best trial's config is then trained as a
     normal run of that task."""
-    dims = parse_space(space)
-    config = parse_train_config(parse_overrides(set_))
+    dims = training.parse_space(space)
+    config = training.parse_train_config(parse_overrides(set_))
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        job_id = start_search(c, dataset_version_id=dataset_version, config=config, space=dims, trials=trials,
+        job_id = training.start_search(c, dataset_version_id=dataset_version, config=config, space=dims, trials=trials,
                               actor=actor, base_model=base_model, allow_draft=allow_draft)
-        target = Target(**show_job(c, job_id, actor=actor).params["target"])
+        target = training.Target(**show_job(c, job_id, actor=actor).params["target"])
         console.print(f"search job {job_id} queued ({trials} trials over {', '.join(d.name for d in dims)}), "
                       f"optimising the {target.describe()}; follow it with 'chainkeeper jobs logs {job_id} -f'")
         if follow:
@@ -373,7 +346,7 @@ def search_show(ctx: typer.Context, job_id: int = typer.Argument(..., metavar="J
                 as_json: bool = JSON_OPTION) -> None:
     """A search: its job, what it optimises, and its trials (each a run) with the best config's run."""
     with open_context(ctx) as c:
-        found = show_search(c, job_id, actor=current_actor(ctx, c))
+        found = training.show_search(c, job_id, actor=current_actor(ctx, c))
     if as_json:
         print_json({"job": found.job, "target": found.target, "trials": [run_json(r) for r in found.trials],
                     "best_run": run_json(found.best_run) if found.best_run is not None else None})
@@ -413,15 +386,15 @@ def reproduce(ctx: typer.Context, run_id: int = typer.Argument(..., help="The su
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
         if against is None:
-            rerun = reproduce_run(c, run_id, actor=actor)
+            rerun = training.reproduce_run(c, run_id, actor=actor)
             console.print(f"run {rerun.id} {_state(rerun.state)} reproduces run {run_id}; compare them with "
                           f"'chainkeeper train reproduce {run_id} --against {rerun.id}'")
             if not follow:
                 return
             _follow(c, rerun.id, actor)
             against = rerun.id
-        result = compare_reproduction(show_run(c, run_id, actor=actor), show_run(c, against, actor=actor),
-                                      tolerance=tolerance)
+        result = training.compare_reproduction(training.show_run(c, run_id, actor=actor),
+                                               training.show_run(c, against, actor=actor), tolerance=tolerance)
     if as_json:
         print_json({**asdict(result), "reproduced": result.reproduced})
         if not result.reproduced:

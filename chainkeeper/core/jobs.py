@@ -5,7 +5,10 @@ log lines and heartbeats, and ends it ``succeeded``, ``failed`` or ``cancelled``
 are exclusive: on PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED``;
 on SQLite the claim runs in a ``BEGIN IMMEDIATE`` transaction, the single writer. A
 running job whose heartbeat is older than ``stale_after_s`` lost its worker: the reaper
-puts it back in the queue while attempts remain, else marks it failed.
+puts it back in the queue while attempts remain, else marks it failed. A job queued with
+``not_before`` (a webhook's retry after its back-off) waits in the queue until that time
+without holding up the jobs behind it. Recurring work is not a job that sleeps: the
+scheduler (``core.scheduler``) queues one short job per firing.
 
 What a job *does* is a handler, registered by kind by the layer that owns it on the
 context's wiring (``core.wiring``; the chain layer builds the table).
@@ -61,6 +64,7 @@ class Job:
     started_at: datetime | None
     heartbeat_at: datetime | None
     finished_at: datetime | None
+    not_before: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -74,6 +78,7 @@ def _to_job(row: SqlJob) -> Job:
         attempts=row.attempts, max_attempts=row.max_attempts, cancel_requested=row.cancel_requested,
         worker_id=row.worker_id, created_by=row.created_by, created_at=row.created_at,
         started_at=row.started_at, heartbeat_at=row.heartbeat_at, finished_at=row.finished_at,
+        not_before=row.not_before,
     )
 
 
@@ -81,23 +86,38 @@ def _to_job(row: SqlJob) -> Job:
 
 
 def submit_job(ctx: Context, kind: str, params: dict[str, Any], *, actor: str, project: str | None = None,
-               max_attempts: int = 3) -> Job:
+               max_attempts: int = 3, not_before: datetime | None = None) -> Job:
     """Queue a job.
 
     Args:
         project: the project of the object the job works on; who may read or cancel the
             job is decided there (None: global roles only).
+        not_before: no worker claims it before this time (None: at once).
 
     Raises:
         InvalidInput: no layer registered a handler for the kind.
     """
     ctx.wiring.job_handler(kind)
     with ctx.db.session() as s:
-        row = SqlJob(kind=kind, params=params, project=project, state=JobState.QUEUED, created_by=actor,
-                     max_attempts=max_attempts)
-        s.add(row)
-        s.flush()
-        return _to_job(row)
+        return add_job(s, kind, params, actor=actor, project=project, max_attempts=max_attempts,
+                       not_before=not_before)
+
+
+def add_job(s: Session, kind: str, params: dict[str, Any], *, actor: str, project: str | None = None,
+            max_attempts: int = 3, not_before: datetime | None = None) -> Job:
+    """Queue a job inside the caller's transaction, so it commits with the write that asks
+    for it (a webhook message and its delivery job; a schedule's firing and its job).
+
+    The caller vouches for ``kind`` (``submit_job`` checks it against the wiring).
+
+    Returns:
+        The queued job, with its id.
+    """
+    row = SqlJob(kind=kind, params=params, project=project, state=JobState.QUEUED, created_by=actor,
+                 max_attempts=max_attempts, not_before=not_before)
+    s.add(row)
+    s.flush()
+    return _to_job(row)
 
 
 def get_job(db: Database, job_id: int) -> Job:
@@ -146,12 +166,17 @@ def count_jobs_by_state(db: Database) -> dict[str, int]:
 
 
 def claim_next_job(db: Database, worker_id: str, *, kinds: list[str] | None = None) -> Job | None:
-    """Atomically take the oldest queued job, or return None when the queue is empty.
+    """Atomically take the oldest queued job that is due, or return None when none is.
 
-    Two workers calling this at once never get the same job.
+    Two workers calling this at once never get the same job. A job whose ``not_before``
+    lies ahead is passed over (the jobs behind it run meanwhile).
     """
     with db.session() as s:
-        query = sa.select(SqlJob).where(SqlJob.state == JobState.QUEUED).order_by(SqlJob.id).limit(1)
+        now = utcnow()
+        query = (sa.select(SqlJob)
+                 .where(SqlJob.state == JobState.QUEUED,
+                        sa.or_(SqlJob.not_before.is_(None), SqlJob.not_before <= now))
+                 .order_by(SqlJob.id).limit(1))
         if kinds:
             query = query.where(SqlJob.kind.in_(kinds))
         if db.dialect == "postgresql":
@@ -159,7 +184,6 @@ def claim_next_job(db: Database, worker_id: str, *, kinds: list[str] | None = No
         row = s.scalars(query).first()
         if row is None:
             return None
-        now = utcnow()
         # The conditional UPDATE is a second guard: it only succeeds if the row is still
         # queued, whatever the isolation level.
         # An UPDATE answers a CursorResult (its rowcount); Session.execute is typed as the generic Result.
@@ -270,6 +294,7 @@ def retry_job(db: Database, job_id: int) -> Job:
         row.worker_id = None
         row.finished_at = None
         row.max_attempts = row.attempts + 1
+        row.not_before = None
         row.message = "queued for retry"
         return _to_job(row)
 

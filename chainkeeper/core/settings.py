@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(
         None, description="API token the CLI acts with (issued by 'chainkeeper users token'); never printed."
     )
+    url: str | None = Field(
+        None, description="Address of a running Chainkeeper server (https://host:port); when set, the CLI acts "
+        "through its API with the token instead of opening the store (client mode, docs/configuration.md)."
+    )
+    insecure: bool = Field(
+        False, description="Let client mode send the token over plain http:// to a host that is not this "
+        "machine (the token then crosses the network in clear)."
+    )
     serve_max_batch_size: int = Field(
         32, ge=1, le=1024, description="Most texts the server answers with one model call (micro-batching)."
     )

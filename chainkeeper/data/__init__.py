@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         import_file,
         store_records,
     )
+    from chainkeeper.data.language import LANGUAGES, is_han_character, text_language
     from chainkeeper.data.near_duplicates import NearDuplicates, find_near_duplicates
     from chainkeeper.data.pii import PII_TYPES, PREFILTER, find_pii, redact_text
     from chainkeeper.data.quality import (
@@ -112,6 +113,7 @@ _EXPORTS = {
     "FORMATS": "ingest", "SPLITS": "ingest", "import_csv": "ingest", "import_file": "ingest",
     "store_records": "ingest",
     "find_leakage": "identity", "row_identities": "identity", "text_identities": "identity",
+    "LANGUAGES": "language", "is_han_character": "language", "text_language": "language",
     "NearDuplicates": "near_duplicates", "find_near_duplicates": "near_duplicates",
     "PII_TYPES": "pii", "PREFILTER": "pii", "find_pii": "pii", "redact_text": "pii",
     "get_quality_report": "quality", "render_quality_html": "quality", "report_sections": "quality",
@@ -140,6 +142,7 @@ __all__ = [
     "FORMATS",
     "FULL_RECIPE",
     "KINDS",
+    "LANGUAGES",
     "NearDuplicates",
     "PII_TYPES",
     "PREFILTER",
@@ -176,6 +179,7 @@ __all__ = [
     "get_split_leakage",
     "import_csv",
     "import_file",
+    "is_han_character",
     "list_dataset_versions",
     "list_sources",
     "parse_csv_text",
@@ -201,6 +205,7 @@ __all__ = [
     "store_records",
     "stratified_split",
     "text_identities",
+    "text_language",
 ]
 
 

@@ -11,7 +11,8 @@ on first use (PEP 562) so that importing ``governance.tables`` loads nothing els
 - approvals: ``request_approval``, ``decide``, ``show_approval``, ``find_approvals``
   (the gates themselves are wired by ``chainkeeper.chain``);
 - the ledger: ``append_entry``, ``verify_ledger``; read as a person through ``audit``;
-- jobs as people see them: ``find_jobs``, ``show_job``, ``cancel_job``.
+- jobs as people see them: ``find_jobs``, ``show_job``, ``cancel_job``; schedules of recurring
+  jobs: ``find_schedules``, ``show_schedule``, ``pause_schedule``, ``resume_schedule``, ``remove_schedule``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ if TYPE_CHECKING:
         set_permission,
     )
     from chainkeeper.governance.roles import BuiltinRole
+    from chainkeeper.governance.schedules import (
+        find_schedules,
+        pause_schedule,
+        remove_schedule,
+        resume_schedule,
+        show_schedule,
+    )
     from chainkeeper.governance.users import (
         authenticate_token,
         create_user,
@@ -85,6 +93,8 @@ _EXPORTS = {
     "append_entry": "ledger", "count_entries": "ledger", "verify_ledger": "ledger",
     "LineageNode": "lineage",
     "login": "passwords", "set_password": "passwords",
+    "find_schedules": "schedules", "pause_schedule": "schedules", "remove_schedule": "schedules",
+    "resume_schedule": "schedules", "show_schedule": "schedules",
     "ACTIONS": "permissions", "authorize": "permissions", "authorize_object": "permissions",
     "create_role": "permissions", "is_allowed": "permissions", "permission_matrix": "permissions",
     "projects_allowed": "permissions", "raci_rows": "permissions", "read_matrix": "permissions",
@@ -119,6 +129,7 @@ __all__ = [
     "export_ledger",
     "find_approvals",
     "find_jobs",
+    "find_schedules",
     "get_user",
     "grant_role",
     "is_allowed",
@@ -126,21 +137,25 @@ __all__ = [
     "list_tokens",
     "list_users",
     "login",
+    "pause_schedule",
     "permission_matrix",
     "projects_allowed",
     "raci_rows",
     "read_entries",
     "read_job_logs",
     "read_matrix",
+    "remove_schedule",
     "render_raci",
     "request_approval",
     "requeue_job",
+    "resume_schedule",
     "revoke_role",
     "revoke_token",
     "set_password",
     "set_permission",
     "show_approval",
     "show_job",
+    "show_schedule",
     "verify_ledger",
     "verify_ledger_as",
     "who_may_approve",

@@ -11,7 +11,7 @@ functions a shell calls take the actor and decide there:
 
 - log: ``log_predictions`` (and the ``log_served_predictions`` hook), ``PredictionLogWriter``;
 - feedback: ``submit_feedback``, ``show_feedback``; live quality: ``live_quality``; ``diagnose``;
-- drift: ``check_drift`` (``CHECKS``), ``submit_drift_job``, ``show_drift_results``;
+- drift: ``check_drift`` (``CHECKS``), ``submit_drift_job``, ``schedule_drift_checks``, ``show_drift_results``;
 - alerts: ``create_rule``, ``evaluate_rules_now``, ``resolve_alert``, silences, ``find_alerts``,
   ``show_alert``;
 - tickets: ``acknowledge_ticket``, ``hand_over_ticket``, ``close_ticket``, ``find_tickets``.
@@ -64,7 +64,10 @@ if TYPE_CHECKING:
         render_diagnosis_html,
     )
     from chainkeeper.monitoring.drift import (
+        ALL_CHECKS,
         CHECKS,
+        CLASSIFIER_CHECKS,
+        TAGGER_CHECKS,
     )
     from chainkeeper.monitoring.drift_jobs import (
         THRESHOLD_CAP,
@@ -73,6 +76,7 @@ if TYPE_CHECKING:
         latest_drift_results,
         list_drift_results,
         run_drift_job,
+        schedule_drift_checks,
         show_drift_results,
         submit_drift_job,
     )
@@ -107,6 +111,7 @@ if TYPE_CHECKING:
         RetryPolicy,
         list_attempts,
         list_notifications,
+        run_delivery_job,
     )
     from chainkeeper.monitoring.predictions import (
         PredictionRecord,
@@ -125,7 +130,9 @@ if TYPE_CHECKING:
         live_quality,
         parse_window,
         quality_windows,
+        score_entities,
     )
+    from chainkeeper.monitoring.retention import retention_schedules, run_retention_job
     from chainkeeper.monitoring.signals import (
         known_signals,
     )
@@ -156,10 +163,12 @@ _EXPORTS = {
     "set_rule_enabled": "alerts", "show_alert": "alerts",
     "bar_chart_svg": "charts", "series_svg": "charts",
     "diagnose": "diagnosis", "render_diagnosis_html": "diagnosis",
-    "CHECKS": "drift",
+    "ALL_CHECKS": "drift", "CHECKS": "drift", "CLASSIFIER_CHECKS": "drift", "TAGGER_CHECKS": "drift",
+    "score_entities": "quality",
     "DriftResult": "drift_jobs", "check_drift": "drift_jobs", "latest_drift_results": "drift_jobs",
     "list_drift_results": "drift_jobs", "run_drift_job": "drift_jobs", "show_drift_results": "drift_jobs",
-    "submit_drift_job": "drift_jobs",
+    "submit_drift_job": "drift_jobs", "schedule_drift_checks": "drift_jobs",
+    "run_delivery_job": "notify", "retention_schedules": "retention", "run_retention_job": "retention",
     "Feedback": "feedback", "FeedbackOutcome": "feedback", "MAX_FEEDBACK_ITEMS": "feedback", "SOURCES": "feedback",
     "get_feedback": "feedback", "list_feedback": "feedback", "show_feedback": "feedback",
     "submit_feedback": "feedback",
@@ -185,11 +194,13 @@ _EXPORTS = {
 # Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
 __all__ = [
     "ALERTING",
+    "ALL_CHECKS",
     "Alert",
     "AlertDetail",
     "AlertRule",
     "AlertState",
     "CHECKS",
+    "CLASSIFIER_CHECKS",
     "CONTENT_TYPE",
     "DeliveryAttempt",
     "DriftResult",
@@ -209,6 +220,7 @@ __all__ = [
     "ServingMetrics",
     "Severity",
     "Silence",
+    "TAGGER_CHECKS",
     "THRESHOLD_CAP",
     "Ticket",
     "TicketBoard",
@@ -265,15 +277,20 @@ __all__ = [
     "render_diagnosis_html",
     "render_metrics",
     "resolve_alert",
+    "retention_schedules",
+    "run_delivery_job",
     "run_drift_job",
     "run_evaluate_job",
+    "run_retention_job",
     "schedule_rule_evaluation",
+    "score_entities",
     "series_svg",
     "set_rule_enabled",
     "show_alert",
     "show_drift_results",
     "show_feedback",
     "show_ticket",
+    "schedule_drift_checks",
     "submit_drift_job",
     "submit_feedback",
     "ticket_stats",

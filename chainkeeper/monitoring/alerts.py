@@ -12,7 +12,7 @@ rule's signal and moves its alerts:
 There is at most one open alert per rule and deployment (a unique key on the store, not
 only a check in code), so a rule breached on every evaluation pages once. A firing alert
 that no silence covers queues a webhook message (``monitoring.notify``, delivered off the
-caller's path) and opens a maintenance ticket (``monitoring.tickets``) in the same
+caller's path by a ``webhook.deliver`` job) and opens a maintenance ticket (``monitoring.tickets``) in the same
 transaction; one that fires under a silence is recorded and shown, and notifies once the
 silence ends if it still fires. A window without data changes nothing.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import operator
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
-from chainkeeper.core.jobs import submit_job
+from chainkeeper.core.scheduler import Schedule, create_schedule
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.ledger import append_entry, auditor
 from chainkeeper.governance.permissions import authorize, projects_allowed
 from chainkeeper.monitoring import notify, tickets
 from chainkeeper.monitoring.access import (
@@ -53,7 +52,7 @@ from chainkeeper.serving import (
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
-    from chainkeeper.core.jobs import Job, JobHandle
+    from chainkeeper.core.jobs import JobHandle
 
 __all__ = [
     "COMPARATORS",
@@ -83,6 +82,7 @@ COMPARATORS: dict[str, Callable[[float, float], bool]] = {
 }
 MAX_WINDOW_S = 30 * 24 * 3600
 MAX_SILENCE_S = 30 * 24 * 3600
+EVALUATE_JOB = "alerts.evaluate"
 # The system evaluates rules and opens tickets on its own behalf.
 ALERTING = Actor("alerting", frozenset({"system"}))
 
@@ -363,9 +363,9 @@ def _open_key(rule_id: int, deployment_id: int) -> str:
 def evaluate_rules(ctx: Context, *, now: datetime | None = None, rule_ids: list[int] | None = None) -> Evaluation:
     """Read every enabled rule's signal and fire, refresh or resolve its alerts.
 
-    A new alert that no silence covers queues its webhook message and opens a ticket in
-    the same transaction; delivery happens on the background sender, so this returns as
-    soon as the store is written, however slow the webhook is.
+    A new alert that no silence covers queues its webhook message (with the job that
+    delivers it) and opens a ticket in the same transaction; a worker delivers it, so this
+    returns as soon as the store is written, however slow the webhook is.
 
     Args:
         now: the evaluation time (default: now).
@@ -420,8 +420,6 @@ def evaluate_rules(ctx: Context, *, now: datetime | None = None, rule_ids: list[
                         notify.enqueue(s, alert, row, "firing")
                         result.notified.append(alert.id)
                     result.tickets.append(tickets.open_ticket_for_alert(s, alert, row, now=now, actor=actor))
-    if result.notified or result.resolved:
-        notify.wake(ctx)
     return result
 
 
@@ -438,21 +436,20 @@ def evaluate_rules_now(ctx: Context, *, actor: Actor) -> Evaluation:
     return evaluate_rules(ctx)
 
 
-def schedule_rule_evaluation(ctx: Context, every_s: float, *, actor: Actor) -> Job:
-    """Queue the ``alerts.evaluate`` job: every rule is evaluated every ``every_s`` seconds
-    until the job is cancelled (a worker runs it). Needs ``alert.manage`` everywhere, as
-    ``evaluate_rules_now``.
+def schedule_rule_evaluation(ctx: Context, every_s: float, *, actor: Actor) -> Schedule:
+    """Evaluate every rule every ``every_s`` seconds: a schedule (``alerts:evaluate``) from
+    which the scheduler queues one short ``alerts.evaluate`` job per period (a worker runs
+    it; the first is due now). Needs ``alert.manage`` everywhere, as ``evaluate_rules_now``.
 
     Raises:
-        Forbidden: the actor may not manage alerts in every project. InvalidInput: a non-positive period.
+        Forbidden: the actor may not manage alerts in every project.
+        InvalidInput: a period under a second. Conflict: the rules are scheduled already.
     """
     authorize(ctx.db, actor, "alert.manage")
     if every_s <= 0:
         raise InvalidInput(f"--every-s must be positive, got {every_s:g}.", hint="e.g. --every-s 60.")
-    job = submit_job(ctx, "alerts.evaluate", {"every_s": every_s, "rounds": 0}, actor=actor.name)
-    with ctx.db.session() as s:
-        append_entry(s, actor, "alert.schedule", "job", job.id, details=job.params)
-    return job
+    return create_schedule(ctx, "alerts:evaluate", EVALUATE_JOB, {}, every_s=every_s, actor=actor.name,
+                           audit=auditor(actor, "alert.schedule", "schedule"))
 
 
 def _fire(s: Session, rule: SqlAlertRule, deployment_id: int, value: float, now: datetime,
@@ -498,9 +495,7 @@ def resolve_alert(ctx: Context, alert_id: int, *, actor: Actor, comment: str) ->
             raise Conflict(f"Alert {alert_id} is already {alert.state}.")
         rule = _rule_row(s, alert.rule_id)
         _resolve(s, alert, rule, utcnow(), actor, comment)
-        resolved = _to_alert(alert)
-    notify.wake(ctx)
-    return resolved
+        return _to_alert(alert)
 
 
 # --- reading alerts --------------------------------------------------------------------
@@ -673,40 +668,21 @@ def list_silences(db: Database, *, active_at: datetime | None = None, limit: int
         return [_to_silence(r) for r in s.scalars(query)]
 
 
-# --- the periodic job ------------------------------------------------------------------
+# --- the job ----------------------------------------------------------------------
 
 
 def run_evaluate_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
-    """The ``alerts.evaluate`` job: evaluate the rules every ``every_s`` seconds.
+    """The ``alerts.evaluate`` job: evaluate the rules once (a schedule queues it periodically).
 
-    Params: ``every_s`` (default 60), ``rounds`` (default 1; 0 runs until cancelled).
-    Each round also delivers the webhook messages that are due. Nothing carries over
-    between rounds, so a job resumed by another worker simply goes on.
+    The webhook messages it queues are delivered by their own ``webhook.deliver`` jobs.
 
     Returns:
-        ``{"rounds", "fired", "resolved"}`` totals.
+        ``{"rules", "fired", "still_firing", "resolved", "tickets"}`` counts.
     """
-    try:
-        every_s = float(job.params.get("every_s", 60))
-        rounds = int(job.params.get("rounds", 1))
-    except (TypeError, ValueError):
-        raise InvalidInput(f"An alerts.evaluate job takes numeric every_s and rounds, got {job.params!r}.") from None
-    if every_s <= 0 or rounds < 0:
-        raise InvalidInput(f"every_s must be positive and rounds at least 0, got {job.params!r}.")
-    done, fired, resolved = 0, 0, 0
-    while rounds == 0 or done < rounds:
-        job.check_cancelled()
-        evaluation = evaluate_rules(ctx)
-        notify.deliver_due(ctx)
-        done, fired, resolved = done + 1, fired + len(evaluation.fired), resolved + len(evaluation.resolved)
-        line = (f"round {done}: {evaluation.rules} rules, {len(evaluation.fired)} fired, "
-                f"{len(evaluation.still_firing)} still firing, {len(evaluation.resolved)} resolved")
-        job.log(line)
-        job.progress(100.0 * done / rounds if rounds else 0.0, line)
-        if rounds and done >= rounds:
-            break
-        deadline = time.monotonic() + every_s
-        while time.monotonic() < deadline:  # sleep in short steps so a cancel is seen quickly
-            job.check_cancelled()
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-    return {"rounds": done, "fired": fired, "resolved": resolved}
+    job.check_cancelled()
+    evaluation = evaluate_rules(ctx)
+    line = (f"{evaluation.rules} rules, {len(evaluation.fired)} fired, {len(evaluation.still_firing)} still firing, "
+            f"{len(evaluation.resolved)} resolved")
+    job.log(line)
+    return {"rules": evaluation.rules, "fired": len(evaluation.fired), "still_firing": len(evaluation.still_firing),
+            "resolved": len(evaluation.resolved), "tickets": len(evaluation.tickets)}

@@ -21,6 +21,12 @@ a chart of statistic / threshold reads the same for every check:
 - ``script_chi2``: chi-square test of the writing script (``data.text.detect_script``).
 - ``embedding_mmd``: maximum mean discrepancy of mean-pooled model embeddings with an
   RBF kernel, its p-value and threshold from a permutation test.
+- ``entity_type_psi`` and ``entity_type_chi2`` (token taggers): PSI and chi-square of the
+  entity-type distribution, each entity one observation and each text without an entity
+  one ``(none)`` (so a window where entities vanish drifts too), calibrated by the same
+  permutation null as the label checks. A tagger is checked with ``TAGGER_CHECKS``
+  (confidence, length, OOV, script and these two); a classifier with ``CHECKS`` (also
+  named ``CLASSIFIER_CHECKS``); ``ALL_CHECKS`` names every check, in result order.
 
 With 77 labels and windows of tens of requests most labels are seen zero times; the
 chi-square distribution and PSI's chi-square approximation are then wrong, and merging
@@ -41,7 +47,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -50,7 +56,11 @@ from scipy import stats
 from chainkeeper.core.errors import InvalidInput
 
 __all__ = [
+    "ALL_CHECKS",
     "CHECKS",
+    "CLASSIFIER_CHECKS",
+    "NO_ENTITY_CATEGORY",
+    "TAGGER_CHECKS",
     "DEFAULT_ALPHA",
     "MC_DRAWS",
     "MC_MAX_DRAWS",
@@ -61,6 +71,8 @@ __all__ = [
     "Profile",
     "categorical_chi2",
     "embedding_mmd",
+    "entity_type_checks",
+    "entity_type_sample",
     "ks_check",
     "label_chi2",
     "label_null",
@@ -73,7 +85,13 @@ __all__ = [
     "run_checks",
 ]
 
+# A classifier's checks (what ``CHECKS`` always named); a tagger's; every check by name, in result order.
 CHECKS = ("label_psi", "label_chi2", "confidence_ks", "length_ks", "oov_rate", "script_chi2", "embedding_mmd")
+CLASSIFIER_CHECKS = CHECKS
+TAGGER_CHECKS = ("confidence_ks", "length_ks", "oov_rate", "script_chi2", "entity_type_psi", "entity_type_chi2")
+ALL_CHECKS = (*CHECKS, "entity_type_psi", "entity_type_chi2")
+# The category of a text in which no entity was found (entity-type checks).
+NO_ENTITY_CATEGORY = "(none)"
 DEFAULT_ALPHA = 0.01
 PSI_THRESHOLD = 0.2
 # A word split into this many word pieces or more counts as out of vocabulary.
@@ -117,6 +135,8 @@ class Profile:
         oov_words: per text, words out of the tokenizer's vocabulary.
         scripts: per text, its dominant script.
         embeddings: (n, hidden) mean-pooled encoder states, or None to skip the MMD check.
+        entity_types: a tagger's entity-type sample (``entity_type_sample``), or None
+            (a classifier) to skip the entity checks.
     """
 
     labels: list[str]
@@ -125,6 +145,7 @@ class Profile:
     oov_words: list[int]
     scripts: list[str]
     embeddings: Any = None
+    entity_types: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -342,6 +363,25 @@ def _top(values: Sequence[str], k: int = 3) -> list[list[Any]]:
     return [[str(label), round(count / n, 4)] for label, count in Counter(values).most_common(k)]
 
 
+def entity_type_sample(per_text: Sequence[Sequence[str]]) -> list[str]:
+    """The entity-type observations of tagged texts: each entity's type, and ``(none)``
+    for each text without one (pure)."""
+    out: list[str] = []
+    for types in per_text:
+        out += list(types) if types else [NO_ENTITY_CATEGORY]
+    return out
+
+
+def entity_type_checks(reference: Sequence[str], window: Sequence[str], *,
+                       alpha: float = DEFAULT_ALPHA) -> tuple[CheckResult, CheckResult]:
+    """PSI and chi-square of the entity-type distribution (``entity_type_sample`` on each side),
+    calibrated by permutation as ``label_psi`` and ``label_chi2`` are."""
+    psi_result, chi2_result = label_psi(reference, window, alpha=alpha), label_chi2(reference, window, alpha=alpha)
+    shares = {"reference_types": _top(reference, 10), "window_types": _top(window, 10)}
+    return (replace(psi_result, check="entity_type_psi", details={**psi_result.details, **shares}),
+            replace(chi2_result, check="entity_type_chi2", details={**chi2_result.details, **shares}))
+
+
 # --- continuous values ------------------------------------------------------------------
 
 
@@ -442,22 +482,29 @@ def run_checks(reference: Profile, window: Profile, *, alpha: float = DEFAULT_AL
                checks: Sequence[str] = CHECKS, permutations: int = 200) -> list[CheckResult]:
     """Every requested check of a window against the reference, in ``CHECKS`` order.
 
-    ``embedding_mmd`` is skipped when either profile has no embeddings.
+    ``embedding_mmd`` is skipped when either profile has no embeddings, the entity-type
+    checks when either has no ``entity_types`` (a classifier's).
 
     Raises:
         InvalidInput: an unknown check name, or an empty side.
     """
-    unknown = sorted(set(checks) - set(CHECKS))
+    unknown = sorted(set(checks) - set(ALL_CHECKS))
     if unknown:
-        raise InvalidInput(f"Unknown drift check(s): {', '.join(unknown)}.", hint=f"Checks: {', '.join(CHECKS)}.")
+        raise InvalidInput(f"Unknown drift check(s): {', '.join(unknown)}.", hint=f"Checks: {', '.join(ALL_CHECKS)}.")
     if not len(reference) or not len(window):
         raise InvalidInput(f"Drift checks need texts on both sides, got {len(reference)} reference and "
                            f"{len(window)} window texts.")
     out: list[CheckResult] = []
-    for name in CHECKS:
+    tagged = reference.entity_types is not None and window.entity_types is not None
+    entity = (entity_type_checks(reference.entity_types or [], window.entity_types or [], alpha=alpha)
+              if tagged and {"entity_type_psi", "entity_type_chi2"} & set(checks) else None)
+    for name in ALL_CHECKS:
         if name not in checks:
             continue
-        if name == "label_psi":
+        if name in ("entity_type_psi", "entity_type_chi2"):
+            if entity is not None:
+                out.append(entity[0] if name == "entity_type_psi" else entity[1])
+        elif name == "label_psi":
             out.append(label_psi(reference.labels, window.labels, alpha=alpha))
         elif name == "label_chi2":
             out.append(label_chi2(reference.labels, window.labels, alpha=alpha))

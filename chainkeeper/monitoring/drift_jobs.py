@@ -13,17 +13,20 @@ answers on the reference texts (``profile_texts`` without ``served``), not the d
 labels, and the window's are what the same model version served (the log is filtered on
 it), so the label checks see a change of traffic, not the model's errors.
 
-A ``drift`` job checks one window, or with ``every_s`` keeps checking: after each check
-it waits (checking for cancel) and checks the traffic since the last one. A recurring
-job holds a worker while it waits; run a worker for it (``chainkeeper worker``). If its
-worker is lost, the reaper queues it again and it resumes after the last window it stored.
+A token tagger is checked with ``drift.TAGGER_CHECKS``: its reference is the entities it
+finds in the test split's sentences (run once through the serving runtime, cached), the
+window's are the entities the log stored for each served text; the entity-type checks
+compare the two distributions, the other checks the texts as for a classifier.
+
+A ``drift`` job checks one window and ends. Recurring checks are a schedule
+(``schedule_drift_checks``): the scheduler queues one such job per period, so no worker
+sleeps between checks and other jobs run in between.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,22 +37,26 @@ import sqlalchemy as sa
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.core.jobs import Job, JobHandle, submit_job
+from chainkeeper.core.scheduler import Schedule, create_schedule
 from chainkeeper.data import detect_script, get_dataset_version, read_dataset_rows
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.ledger import append_entry, auditor
 from chainkeeper.monitoring.access import authorize_for_deployment
 from chainkeeper.monitoring.drift import (
-    CHECKS,
+    ALL_CHECKS,
+    CLASSIFIER_CHECKS,
     DEFAULT_ALPHA,
     OOV_PIECES,
+    TAGGER_CHECKS,
     CheckResult,
     Profile,
+    entity_type_sample,
     run_checks,
 )
 from chainkeeper.monitoring.logwriter import flush_writers
 from chainkeeper.monitoring.tables import SqlDriftResult, SqlPrediction
 from chainkeeper.registry import get_model_version
-from chainkeeper.serving import get_deployment_by_name, project_of_deployment
+from chainkeeper.serving import get_deployment_by_name, model_task, project_of_deployment
 from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
@@ -71,6 +78,8 @@ __all__ = [
     "profile_texts",
     "reference_profile",
     "run_drift_job",
+    "tagger_profile",
+    "schedule_drift_checks",
     "submit_drift_job",
     "text_features",
 ]
@@ -208,6 +217,30 @@ def profile_texts(model: TextClassifier, tokenizer: Any, texts: list[str], *,
                    embeddings=pooled)
 
 
+def _is_tagger(ctx: Context, model_version: ModelVersion) -> bool:
+    return model_task(ctx, model_version.model_artifact) == "token-classification"
+
+
+def tagger_profile(ctx: Context, model_version: ModelVersion, texts: list[str], *,
+                   served: list[tuple[str, float, list[dict[str, Any]] | None]] | None = None) -> Profile:
+    """The profile of texts as a tagger sees them: its entities' types, its confidence, the texts' features.
+
+    Args:
+        served: per text, the (label, confidence, entities) the log holds; None: tag the
+            texts now with the version (the reference side).
+    """
+    from chainkeeper.monitoring._serving import load_predictor  # loads torch
+
+    predictor = load_predictor(ctx, model_version)
+    if served is None:
+        answers = [p for start in range(0, len(texts), 256) for p in predictor.predict(texts[start:start + 256])]
+        served = [(p.label, p.score, p.entities) for p in answers]
+    lengths, oov, scripts = text_features(predictor.tokenizer, texts)
+    types = entity_type_sample([[str(e["type"]) for e in entities or ()] for _, _, entities in served])
+    return Profile(labels=[s[0] for s in served], confidences=[float(s[1]) for s in served], lengths=lengths,
+                   oov_words=oov, scripts=scripts, embeddings=None, entity_types=types)
+
+
 # --- the reference --------------------------------------------------------------------
 
 
@@ -227,7 +260,8 @@ def reference_profile(ctx: Context, model_version: ModelVersion, *, sample: int 
     cache = ctx.settings.home / "cache" / "drift" / f"{model_version.model_artifact[:16]}-{dataset.id}-{sample}"
     if (cache / "profile.json").is_file():
         meta = json.loads((cache / "profile.json").read_text(encoding="utf-8"))
-        profile = Profile(**meta["profile"], embeddings=np.load(cache / "embeddings.npy"))
+        embeddings = np.load(cache / "embeddings.npy") if (cache / "embeddings.npy").is_file() else None
+        profile = Profile(**meta["profile"], embeddings=embeddings)
         return Reference(dataset.id, meta["description"], profile)
     table = read_dataset_rows(ctx, dataset.id)
     splits = table.column("split").to_pylist()
@@ -235,15 +269,26 @@ def reference_profile(ctx: Context, model_version: ModelVersion, *, sample: int 
     if split is None:
         raise InvalidInput(f"Dataset version {dataset.name} v{dataset.version} (id {dataset.id}) has no rows to "
                            "compare traffic with.", hint="Train the model on a dataset version with rows.")
-    texts = [t for t, s in zip(table.column("text").to_pylist(), splits, strict=True) if s == split]
+    tagger = _is_tagger(ctx, model_version)
+    if tagger and "tokens" in table.column_names:  # a tagger reads the sentences as a caller would send them
+        texts = [" ".join(words) for words, s in zip(table.column("tokens").to_pylist(), splits, strict=True)
+                 if s == split and words]
+    else:
+        texts = [t for t, s in zip(table.column("text").to_pylist(), splits, strict=True) if s == split]
     if len(texts) > sample:
         texts = random.Random(0).sample(texts, sample)
-    classifier, tokenizer = model or load_model(ctx, model_version)
-    profile = profile_texts(classifier, tokenizer, texts)
+    if tagger:
+        profile = tagger_profile(ctx, model_version, texts)
+        what = "sentences"
+    else:
+        classifier, tokenizer = model or load_model(ctx, model_version)
+        profile = profile_texts(classifier, tokenizer, texts)
+        what = "texts"
     description = (f"dataset version {dataset.name} v{dataset.version} (id {dataset.id}), {split} split, "
-                   f"{len(texts)} texts")
+                   f"{len(texts)} {what}")
     cache.mkdir(parents=True, exist_ok=True)
-    np.save(cache / "embeddings.npy", profile.embeddings)
+    if profile.embeddings is not None:
+        np.save(cache / "embeddings.npy", profile.embeddings)
     fields = {k: v for k, v in asdict(profile).items() if k != "embeddings"}
     (cache / "profile.json").write_text(json.dumps({"description": description, "profile": fields}),
                                         encoding="utf-8")
@@ -289,13 +334,14 @@ def check_drift(ctx: Context, deployment: str, *, actor: Actor, start: datetime 
     Args:
         actor: who asks (``monitoring.check`` in the deployment's project); recorded on each
             result and in the ledger.
-        checks: names from ``drift.CHECKS`` (default: all).
+        checks: names from ``drift.ALL_CHECKS`` that fit the model (default: ``drift.CHECKS``
+            for a classifier, ``drift.TAGGER_CHECKS`` for a tagger).
         alpha: significance level of every test.
         min_window: refuse windows with fewer predictions.
         job_id: the job this check runs in, if any.
 
     Returns:
-        The stored results, one per check, in ``CHECKS`` order.
+        The stored results, one per check, in ``ALL_CHECKS`` order.
 
     Raises:
         Forbidden: the actor may not check it. NotFound: no such deployment.
@@ -311,18 +357,31 @@ def _check_window(ctx: Context, deployment: str, *, actor: Actor, start: datetim
                   job_id: int | None = None) -> list[DriftResult]:
     if not 0 < alpha < 0.5:
         raise InvalidInput(f"alpha must lie between 0 and 0.5, got {alpha}.", hint="The usual choice is 0.01.")
-    wanted = list(checks or CHECKS)
-    unknown = sorted(set(wanted) - set(CHECKS))
+    unknown = sorted(set(checks or ()) - set(ALL_CHECKS))
     if unknown:
-        raise InvalidInput(f"Unknown drift check(s): {', '.join(unknown)}.", hint=f"Checks: {', '.join(CHECKS)}.")
+        raise InvalidInput(f"Unknown drift check(s): {', '.join(unknown)}.", hint=f"Checks: {', '.join(ALL_CHECKS)}.")
     dep = get_deployment_by_name(ctx.db, deployment)
     version = get_model_version(ctx.db, dep.model_version_id)
+    tagger = _is_tagger(ctx, version)
+    kind_checks = TAGGER_CHECKS if tagger else CLASSIFIER_CHECKS
+    wanted = list(checks or kind_checks)
+    unfit = [c for c in wanted if c not in kind_checks]
+    if unfit:
+        raise InvalidInput(f"Check(s) {', '.join(unfit)} do not apply to {version.label}, a "
+                           f"{'tagger' if tagger else 'classifier'}.", hint=f"Its checks: {', '.join(kind_checks)}.")
     rows = _window_rows(ctx.db, dep.id, version.id, start=start, end=end, last=last)
     if len(rows) < min_window:
         raise InvalidInput(
             f"Deployment {deployment!r} served {len(rows)} prediction(s) with {version.label} in this window; "
             f"a drift check needs at least {min_window}.",
             hint="Widen the window (--window / --last) or wait for more traffic.")
+    if tagger:
+        reference = reference_profile(ctx, version)
+        window = tagger_profile(ctx, version, [r.input_text for r in rows],
+                                served=[(r.label, r.score, r.entities or []) for r in rows])
+        results = run_checks(reference.profile, window, alpha=alpha, checks=wanted)
+        return _store(ctx.db, results, actor=actor, deployment_id=dep.id, model_version_id=version.id,
+                      window=(rows[0].at, rows[-1].at, len(rows)), reference=reference, job_id=job_id)
     classifier, tokenizer = load_model(ctx, version)
     reference = reference_profile(ctx, version, model=(classifier, tokenizer))
     window = profile_texts(classifier, tokenizer, [r.input_text for r in rows],
@@ -383,7 +442,7 @@ def list_drift_results(db: Database, deployment: str, *, check: str | None = Non
 def latest_drift_results(db: Database, deployment: str) -> dict[str, DriftResult]:
     """The newest stored result of each check of a deployment (what alerts and the page read)."""
     latest: dict[str, DriftResult] = {}
-    for result in list_drift_results(db, deployment, limit=len(CHECKS) * 20):
+    for result in list_drift_results(db, deployment, limit=len(ALL_CHECKS) * 20):
         latest.setdefault(result.check, result)
     return latest
 
@@ -401,85 +460,97 @@ def show_drift_results(ctx: Context, deployment: str, *, actor: Actor, check: st
             latest_drift_results(ctx.db, deployment))
 
 
-# --- as a job ---------------------------------------------------------------------------
+# --- as a job, or as a schedule of jobs -------------------------------------------------
+
+
+def _check_job_args(ctx: Context, deployment: str, actor: Actor, **numbers: float | int | None) -> None:
+    authorize_for_deployment(ctx.db, actor, "monitoring.check", deployment)
+    for name, value in numbers.items():
+        if value is not None and value <= 0:
+            raise InvalidInput(f"{name} must be positive, got {value}.")
+
+
+def _drift_params(deployment: str, *, last: int | None, window_s: float | None, checks: list[str] | None,
+                  alpha: float) -> dict[str, Any]:
+    unknown = sorted(set(checks or ()) - set(ALL_CHECKS))
+    if unknown:
+        raise InvalidInput(f"Unknown drift check(s): {', '.join(unknown)}.", hint=f"Checks: {', '.join(ALL_CHECKS)}.")
+    params = {"deployment": deployment, "last": last, "window_s": window_s, "checks": checks, "alpha": alpha}
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def submit_drift_job(ctx: Context, deployment: str, *, actor: Actor, last: int | None = None,
-                     window_s: float | None = None, every_s: float | None = None, max_checks: int | None = None,
-                     checks: list[str] | None = None, alpha: float = DEFAULT_ALPHA) -> Job:
-    """Queue a ``drift`` job for a deployment (checked to exist first).
+                     window_s: float | None = None, checks: list[str] | None = None,
+                     alpha: float = DEFAULT_ALPHA) -> Job:
+    """Queue one ``drift`` job for a deployment (checked to exist first).
 
     Args:
         last: check the latest this-many predictions.
-        window_s: check the predictions of the last this-many seconds (default: 1 hour,
-            or ``every_s`` for a recurring job).
-        every_s: check again every this-many seconds until cancelled (or ``max_checks``).
-        max_checks: stop a recurring job after this many checks.
+        window_s: check the predictions of the last this-many seconds (default: 1 hour).
 
     Raises:
         Forbidden: the actor may not check it (``monitoring.check`` in the deployment's project).
         NotFound: no such deployment. InvalidInput: a non-positive number, an unknown check.
     """
-    authorize_for_deployment(ctx.db, actor, "monitoring.check", deployment)
-    for name, value in (("last", last), ("window_s", window_s), ("every_s", every_s), ("max_checks", max_checks)):
-        if value is not None and value <= 0:
-            raise InvalidInput(f"{name} must be positive, got {value}.")
-    unknown = sorted(set(checks or ()) - set(CHECKS))
-    if unknown:
-        raise InvalidInput(f"Unknown drift check(s): {', '.join(unknown)}.", hint=f"Checks: {', '.join(CHECKS)}.")
+    _check_job_args(ctx, deployment, actor, last=last, window_s=window_s)
+    params = _drift_params(deployment, last=last, window_s=window_s, checks=checks, alpha=alpha)
     get_deployment_by_name(ctx.db, deployment)
-    params = {"deployment": deployment, "last": last, "window_s": window_s, "every_s": every_s,
-              "max_checks": max_checks, "checks": checks, "alpha": alpha}
-    job = submit_job(ctx, JOB_KIND, {k: v for k, v in params.items() if v is not None}, actor=actor.name,
-                     project=project_of_deployment(ctx.db, deployment))
+    job = submit_job(ctx, JOB_KIND, params, actor=actor.name, project=project_of_deployment(ctx.db, deployment))
     with ctx.db.session() as s:
-        append_entry(s, actor, "monitoring.drift_schedule", "job", job.id, details=job.params)
+        append_entry(s, actor, "monitoring.drift_job", "job", job.id, details=job.params)
     return job
 
 
-def _last_window_end(db: Database, job_id: int) -> datetime | None:
-    with db.session(readonly=True) as s:
-        return s.scalar(sa.select(sa.func.max(SqlDriftResult.window_end)).where(SqlDriftResult.job_id == job_id))
+def schedule_drift_checks(ctx: Context, deployment: str, *, actor: Actor, every_s: float,
+                          last: int | None = None, window_s: float | None = None,
+                          checks: list[str] | None = None, alpha: float = DEFAULT_ALPHA) -> Schedule:
+    """Check a deployment every ``every_s`` seconds: a schedule (``drift:<deployment>``) from
+    which the scheduler queues one short ``drift`` job per period; the first is due now.
+
+    Each check covers the last ``window_s`` seconds (default: the period, so the windows
+    tile); a window with too little traffic is skipped, not failed.
+
+    Raises:
+        Forbidden: the actor may not check it (``monitoring.check`` in the deployment's project).
+        NotFound: no such deployment. InvalidInput: a non-positive number, an unknown check,
+        a period under a second. Conflict: the deployment has a drift schedule already.
+    """
+    _check_job_args(ctx, deployment, actor, last=last, window_s=window_s, every_s=every_s)
+    params = _drift_params(deployment, last=last, window_s=window_s or (None if last else every_s), checks=checks,
+                           alpha=alpha)
+    get_deployment_by_name(ctx.db, deployment)
+    return create_schedule(ctx, f"drift:{deployment}", JOB_KIND, {**params, "skip_small_windows": True},
+                           every_s=every_s, actor=actor.name, project=project_of_deployment(ctx.db, deployment),
+                           audit=auditor(actor, "monitoring.drift_schedule", "schedule"))
 
 
 def run_drift_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
-    """The ``drift`` handler: one check, or a check every ``every_s`` seconds.
+    """The ``drift`` handler: one check of one window, then the job ends.
+
+    With ``skip_small_windows`` (a scheduled check) a window with too little traffic is
+    logged and skipped instead of failing the job.
 
     Returns:
         ``{"checks_run", "fired": [[window_end, check], ...], "skipped"}``.
     """
     params = job.params
     deployment = str(params.get("deployment", ""))
-    every = params.get("every_s")
-    window = timedelta(seconds=float(params.get("window_s") or every or 3600))
-    # Authorised when it was queued (submit_drift_job): the job acts as its submitter.
+    window = timedelta(seconds=float(params.get("window_s") or 3600))
+    # Authorised when it was queued or scheduled: the job acts as its submitter.
     actor = Actor(job.job.created_by, frozenset(), request_id=f"job:{job.id}")
-    runs, skipped, fired = 0, 0, []
-    while True:
-        job.check_cancelled()
-        end = utcnow()
-        start = _last_window_end(ctx.db, job.id) if every else None
-        start = start or end - window
-        try:
-            results = _check_window(ctx, deployment, actor=actor, start=None if params.get("last") else start, end=end,
-                                  last=params.get("last"), checks=params.get("checks"),
-                                  alpha=float(params.get("alpha", DEFAULT_ALPHA)), job_id=job.id)
-            fired += [[r.window_end.isoformat(), r.check] for r in results if r.drifted]
-            job.log(f"window of {results[0].window_size} predictions: "
-                    + ", ".join(f"{r.check} {r.statistic:.3g}/{r.threshold:.3g}{' FIRED' if r.drifted else ''}"
-                                for r in results))
-        except InvalidInput as exc:
-            if not every:
-                raise
-            skipped += 1
-            job.log(f"skipped: {exc.message}")
-        runs += 1
-        if not every or (params.get("max_checks") and runs >= int(params["max_checks"])):
-            break
-        due = time.monotonic() + float(every)
-        job.progress(0.0, f"check {runs} done; next in {float(every):g}s")
-        while time.monotonic() < due:
-            job.check_cancelled()
-            time.sleep(min(0.2, max(0.0, due - time.monotonic())))
-    return {"checks_run": runs, "fired": fired, "skipped": skipped}
-
+    end = utcnow()
+    job.check_cancelled()
+    try:
+        results = _check_window(ctx, deployment, actor=actor, start=None if params.get("last") else end - window,
+                                end=end, last=params.get("last"), checks=params.get("checks"),
+                                alpha=float(params.get("alpha", DEFAULT_ALPHA)), job_id=job.id)
+    except InvalidInput as exc:
+        if not params.get("skip_small_windows") or "needs at least" not in exc.message:
+            raise
+        job.log(f"skipped: {exc.message}")
+        return {"checks_run": 0, "fired": [], "skipped": 1}
+    job.log(f"window of {results[0].window_size} predictions: "
+            + ", ".join(f"{r.check} {r.statistic:.3g}/{r.threshold:.3g}{' FIRED' if r.drifted else ''}"
+                        for r in results))
+    return {"checks_run": 1, "fired": [[r.window_end.isoformat(), r.check] for r in results if r.drifted],
+            "skipped": 0}

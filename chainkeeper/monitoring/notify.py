@@ -1,25 +1,26 @@
-"""Webhook notifications: queued in the store, delivered by a background sender with back-off.
+"""Webhook notifications: queued in the store, each delivered by its own job, retried with back-off.
 
-``enqueue`` writes a pending message inside the caller's transaction (the alert and its
-message commit together or not at all). Delivery never runs on the caller's path:
-``wake`` nudges one daemon thread per store, which POSTs every due message as JSON and
-records each attempt (status code or network error, duration). A failed attempt is
-retried after ``base_delay_s * 2**(attempt-1)`` seconds, capped at ``max_delay_s``; after
-``max_attempts`` the message is marked failed, and stays in the store for the UI. The
-policy comes from the settings (``CHAINKEEPER_WEBHOOK_MAX_ATTEMPTS``, ``…_BASE_DELAY_S``,
-``…_MAX_DELAY_S``, ``…_TIMEOUT_S``) of the process that delivers (``ctx.settings``).
+``enqueue`` writes a pending message and the ``webhook.deliver`` job that sends it inside
+the caller's transaction (the alert, its message and the job commit together or not at
+all). Delivery never runs on the caller's path: a worker runs the job, which POSTs the
+message as JSON once and records the attempt (status code or network error, duration).
+A failed attempt queues the next job, delayed by ``base_delay_s * 2**(attempt-1)``
+seconds (capped at ``max_delay_s``, the job's ``not_before``); after ``max_attempts`` the
+message is marked failed, and stays in the store for the UI. The policy comes from the
+settings (``CHAINKEEPER_WEBHOOK_MAX_ATTEMPTS``, ``…_BASE_DELAY_S``, ``…_MAX_DELAY_S``,
+``…_TIMEOUT_S``) of the worker that delivers (``ctx.settings``).
 
-Two senders (the API process and a worker running the evaluate job) never post the same
-attempt twice: each claims a message by moving its ``next_attempt_at`` forward with a
-conditional UPDATE, and only the one whose update matched sends. A sender that dies with
-a claim lets it lapse after ``CLAIM_LEASE_S``; the message is then sent again.
+Two jobs of one message (a retried job beside its follow-up) never post the same attempt
+twice: each claims the message by moving its ``next_attempt_at`` forward with a
+conditional UPDATE, and only the one whose update matched sends. A worker that dies with
+a claim lets it lapse after ``CLAIM_LEASE_S``; a job that finds the message claimed
+queues a follow-up for when the claim lapses, so a pending message always has a job.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,9 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.errors import ServiceUnavailable
+from chainkeeper.core.jobs import JobHandle, JobState, add_job
+from chainkeeper.core.tables import SqlJob
 from chainkeeper.monitoring.tables import (
     SqlAlert,
     SqlAlertRule,
@@ -49,22 +53,22 @@ __all__ = [
     "Notification",
     "NotificationState",
     "RetryPolicy",
+    "JOB_KIND",
     "backoff_s",
-    "deliver_due",
+    "deliver",
     "enqueue",
     "list_attempts",
     "list_notifications",
-    "set_retry_policy",
-    "wait_until_idle",
-    "wake",
+    "run_delivery_job",
 ]
 
 _log = logging.getLogger(__name__)
 
+JOB_KIND = "webhook.deliver"
 # A claimed message is someone's for this long; longer than any timeout below.
 CLAIM_LEASE_S = 120.0
-# An idle sender thread exits after this long without work (a wake starts a new one).
-IDLE_EXIT_S = 2.0
+# Alerts belong to the system, not to a user: their delivery jobs are queued under this name.
+SENDER = "alerting"
 
 
 class NotificationState(enum.StrEnum):
@@ -75,7 +79,7 @@ class NotificationState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard the sender tries: attempts, back-off and the timeout of one POST."""
+    """How hard delivery tries: attempts, back-off and the timeout of one POST."""
 
     max_attempts: int = 6
     base_delay_s: float = 5.0
@@ -120,7 +124,7 @@ class DeliveryAttempt:
 
 @dataclass(frozen=True)
 class Delivery:
-    """The outcome of one attempt made by ``deliver_due``."""
+    """The outcome of one attempt made by ``deliver``: and the job that retries it, if any."""
 
     notification_id: int
     attempt: int
@@ -128,6 +132,8 @@ class Delivery:
     status_code: int | None
     error: str | None
     state: NotificationState
+    retry_job_id: int | None = None
+    retry_at: datetime | None = None
 
 
 def _to_notification(row: SqlNotification) -> Notification:
@@ -153,41 +159,64 @@ def alert_payload(alert: SqlAlert, rule: SqlAlertRule, event: str) -> dict[str, 
     }
 
 
-def enqueue(s: Session, alert: SqlAlert, rule: SqlAlertRule, event: str) -> None:
-    """Queue a message about ``alert`` to the rule's webhook, in the caller's transaction.
+def enqueue(s: Session, alert: SqlAlert, rule: SqlAlertRule, event: str) -> int:
+    """Queue a message about ``alert`` to the rule's webhook, and the job that delivers it,
+    in the caller's transaction.
 
     It is due at once (wall-clock time, whatever time the evaluation was asked for).
+
+    Returns:
+        The id of the delivery job.
     """
     assert rule.webhook_url, "only rules with a webhook enqueue"
     now = utcnow()
-    s.add(SqlNotification(alert_id=alert.id, url=rule.webhook_url, event=event,
+    row = SqlNotification(alert_id=alert.id, url=rule.webhook_url, event=event,
                           payload=alert_payload(alert, rule, event), state=NotificationState.PENDING.value,
-                          attempts=0, next_attempt_at=now, created_at=now))
+                          attempts=0, next_attempt_at=now, created_at=now)
+    s.add(row)
+    s.flush()
+    return _queue_delivery(s, row.id, None)
+
+
+def _queue_delivery(s: Session, notification_id: int, at: datetime | None) -> int:
+    return add_job(s, JOB_KIND, {"notification_id": notification_id}, actor=SENDER, not_before=at).id
+
+
+def _delivery_queued(s: Session, notification_id: int) -> bool:
+    """Whether a delivery job of this message waits in the queue (few ever do: a filter in Python
+    keeps the JSON lookup dialect-free)."""
+    params = s.scalars(sa.select(SqlJob.params).where(SqlJob.kind == JOB_KIND, SqlJob.state == JobState.QUEUED))
+    return any(p.get("notification_id") == notification_id for p in params)
 
 
 # --- delivering ------------------------------------------------------------------------
 
 
-def _claim(db: Database, now: datetime, limit: int) -> list[SqlNotification]:
-    """Take the due messages: each is ours if our conditional update moved its lease."""
-    with db.session(readonly=True) as s:
-        due = list(s.execute(sa.select(SqlNotification.id, SqlNotification.next_attempt_at).where(
-            SqlNotification.state == NotificationState.PENDING, SqlNotification.next_attempt_at <= now)
-            .order_by(SqlNotification.next_attempt_at, SqlNotification.id).limit(limit)))
-    claimed = []
-    for notification_id, seen in due:
-        with db.session() as s:
-            # An UPDATE answers a CursorResult (its rowcount); Session.execute is typed as the generic Result.
-            moved = cast(CursorResult[Any], s.execute(sa.update(SqlNotification).where(
-                SqlNotification.id == notification_id, SqlNotification.state == NotificationState.PENDING,
-                SqlNotification.next_attempt_at == seen).values(
-                next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_S))))
-            if moved.rowcount == 1:
-                row = s.get(SqlNotification, notification_id)
-                assert row is not None
-                s.expunge(row)
-                claimed.append(row)
-    return claimed
+def _claim(db: Database, notification_id: int, now: datetime) -> SqlNotification | str:
+    """Take the message if it is due: ours if our conditional update moved its lease.
+
+    Returns:
+        The claimed row, or why it was not sent now ("delivered", "failed", "not due").
+    """
+    with db.session() as s:
+        # An UPDATE answers a CursorResult (its rowcount); Session.execute is typed as the generic Result.
+        moved = cast(CursorResult[Any], s.execute(sa.update(SqlNotification).where(
+            SqlNotification.id == notification_id, SqlNotification.state == NotificationState.PENDING,
+            SqlNotification.next_attempt_at <= now).values(
+            next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_S))))
+        row = s.get(SqlNotification, notification_id, populate_existing=True)
+        if row is None:
+            return "gone"
+        if moved.rowcount != 1:
+            if row.state == NotificationState.PENDING:
+                # Claimed by a job whose worker was lost (the reaper re-ran this one), or not
+                # due yet: make sure one job comes back for it when it is due.
+                if not _delivery_queued(s, row.id):
+                    _queue_delivery(s, row.id, row.next_attempt_at)
+                return "not due"
+            return str(row.state)
+        s.expunge(row)
+        return row
 
 
 def _post(client: httpx.Client, row: SqlNotification, timeout_s: float) -> tuple[int | None, str | None, float]:
@@ -203,35 +232,30 @@ def _post(client: httpx.Client, row: SqlNotification, timeout_s: float) -> tuple
     return answer.status_code, f"HTTP {answer.status_code}: {answer.text[:200]}", duration
 
 
-def deliver_due(ctx: Context, *, policy: RetryPolicy | None = None, now: datetime | None = None,
-                limit: int = 50) -> list[Delivery]:
-    """POST every due message once and record the attempt (blocking: the sender's work).
+def deliver(ctx: Context, notification_id: int, *, now: datetime | None = None) -> Delivery | str:
+    """POST one message once if it is due, and record the attempt (blocking: a worker's work).
+
+    A failed attempt with attempts left queues the next delivery job after its back-off.
 
     Args:
-        policy: retries and timeout; default the one set for this store (``set_retry_policy``),
-            else the one of ``ctx.settings``.
-        now: the time that decides what is due (default: now).
-        limit: at most this many messages.
+        now: the time that decides whether it is due (default: now).
 
     Returns:
-        One ``Delivery`` per attempt made.
+        The attempt made, or why none was ("delivered", "failed", "not due", "gone").
     """
-    policy = policy or _policy_of(ctx)
-    now = now or utcnow()
-    claimed = _claim(ctx.db, now, limit)
-    out: list[Delivery] = []
-    if not claimed:
-        return out
+    policy = RetryPolicy.from_settings(ctx.settings)
+    claimed = _claim(ctx.db, notification_id, now or utcnow())
+    if isinstance(claimed, str):
+        return claimed
     with httpx.Client(follow_redirects=False) as client:
-        for row in claimed:
-            status, error, duration = _post(client, row, policy.timeout_s)
-            out.append(_record(ctx.db, row.id, status, error, duration, policy))
-    return out
+        status, error, duration = _post(client, claimed, policy.timeout_s)
+    return _record(ctx.db, claimed.id, status, error, duration, policy)
 
 
 def _record(db: Database, notification_id: int, status: int | None, error: str | None, duration: float,
             policy: RetryPolicy) -> Delivery:
     at = utcnow()
+    retry_job = None
     with db.session() as s:
         row = s.get(SqlNotification, notification_id)
         assert row is not None
@@ -248,96 +272,37 @@ def _record(db: Database, notification_id: int, status: int | None, error: str |
                              row.attempts, error)
             else:
                 row.next_attempt_at = at + timedelta(seconds=backoff_s(row.attempts, policy))
+                retry_job = _queue_delivery(s, row.id, row.next_attempt_at)
         return Delivery(notification_id=row.id, attempt=row.attempts, delivered=error is None, status_code=status,
-                        error=error, state=NotificationState(row.state))
+                        error=error, state=NotificationState(row.state), retry_job_id=retry_job,
+                        retry_at=row.next_attempt_at if retry_job is not None else None)
 
 
-def _next_due(db: Database) -> datetime | None:
-    with db.session(readonly=True) as s:
-        return s.scalar(sa.select(sa.func.min(SqlNotification.next_attempt_at)).where(
-            SqlNotification.state == NotificationState.PENDING))
+def run_delivery_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
+    """The ``webhook.deliver`` handler: one attempt at one message.
 
-
-# --- the background sender -------------------------------------------------------------
-
-
-class _Sender:
-    """One daemon thread per store that delivers due messages, sleeping until the next is due."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.event = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.busy = False
-
-    def run(self) -> None:
-        idle_since = time.monotonic()
-        while True:
-            self.busy = True
-            try:
-                done = deliver_due(self.ctx)
-                next_due = _next_due(self.ctx.db)
-            except Exception:  # noqa: BLE001 - a store blip must not kill the thread with a traceback
-                _log.exception("the webhook sender stopped after an error; the next alert wakes it again")
-                with _lock:
-                    self.thread = None
-                return
-            finally:
-                self.busy = False
-            if done:
-                idle_since = time.monotonic()
-            wait = IDLE_EXIT_S if next_due is None else max(0.0, (next_due - utcnow()).total_seconds())
-            if self.event.wait(min(wait, IDLE_EXIT_S)):
-                self.event.clear()
-                idle_since = time.monotonic()
-                continue
-            with _lock:
-                if next_due is None and time.monotonic() - idle_since >= IDLE_EXIT_S and not self.event.is_set():
-                    self.thread = None
-                    return
-
-
-_lock = threading.Lock()
-_senders: dict[str, _Sender] = {}
-_policies: dict[str, RetryPolicy] = {}
-
-
-def _policy_of(ctx: Context) -> RetryPolicy:
-    return _policies.get(ctx.db.url) or RetryPolicy.from_settings(ctx.settings)
-
-
-def set_retry_policy(ctx: Context, policy: RetryPolicy) -> None:
-    """Use ``policy`` for this store's messages in this process instead of the settings' (tests)."""
-    _policies[ctx.db.url] = policy
-
-
-def wake(ctx: Context) -> None:
-    """Make sure this store's sender runs and looks for due messages now; returns at once."""
-    with _lock:
-        sender = _senders.get(ctx.db.url)
-        if sender is None or sender.ctx is not ctx:
-            sender = _senders[ctx.db.url] = _Sender(ctx)
-        sender.event.set()
-        if sender.thread is None or not sender.thread.is_alive():
-            sender.event.clear()
-            sender.thread = threading.Thread(target=sender.run, name="chainkeeper-webhooks", daemon=True)
-            sender.thread.start()
-
-
-def wait_until_idle(ctx: Context, timeout: float = 10.0) -> bool:
-    """Wait until nothing is due now and the sender is not sending (tests, shutdown).
+    A failed attempt fails the job, with the reason and the job that tries next (if any),
+    so ``chainkeeper jobs list`` shows each attempt; the message's own record is in
+    ``list_attempts``.
 
     Returns:
-        True when idle before the timeout.
+        ``{"notification_id", "attempt", "status_code"}``, or ``{"notification_id", "skipped"}``
+        when there was nothing to send (delivered already, given up, claimed by another job).
+
+    Raises:
+        ServiceUnavailable: the receiver failed this attempt.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sender = _senders.get(ctx.db.url)
-        next_due = _next_due(ctx.db)
-        if (sender is None or not sender.busy) and (next_due is None or next_due > utcnow()):
-            return True
-        time.sleep(0.05)
-    return False
+    notification_id = int(job.params["notification_id"])
+    outcome = deliver(ctx, notification_id)
+    if isinstance(outcome, str):
+        job.log(f"message {notification_id}: nothing sent ({outcome})")
+        return {"notification_id": notification_id, "skipped": outcome}
+    if outcome.delivered:
+        return {"notification_id": notification_id, "attempt": outcome.attempt, "status_code": outcome.status_code}
+    then = (f"job {outcome.retry_job_id} tries again at {outcome.retry_at:%H:%M:%S} UTC"
+            if outcome.retry_at is not None else "given up")
+    raise ServiceUnavailable(f"Webhook attempt {outcome.attempt} for message {notification_id} failed: "
+                             f"{outcome.error}; {then}.")
 
 
 # --- reading ---------------------------------------------------------------------------

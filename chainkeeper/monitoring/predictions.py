@@ -72,6 +72,8 @@ class PredictionRecord:
     scores: dict[str, float] | None = None
     pii_spans: int = 0
     input_chars: int | None = None
+    # Added with token classification (migration 0014): a tagger's entities, None for a classifier.
+    entities: list[dict[str, Any]] | None = None
 
     @property
     def request_id(self) -> str:
@@ -92,8 +94,8 @@ def redact_input(text: str) -> tuple[str, int]:
 
 
 def prediction_record(*, request_id: str, deployment_id: int, model_version_id: int, at: datetime, text: str,
-                      label: str, score: float, latency_ms: float,
-                      scores: dict[str, float] | None = None) -> PredictionRecord:
+                      label: str, score: float, latency_ms: float, scores: dict[str, float] | None = None,
+                      entities: list[dict[str, Any]] | None = None) -> PredictionRecord:
     """Build the record of one served text (pure): hashes the input as received, stores it redacted.
 
     Args:
@@ -101,19 +103,48 @@ def prediction_record(*, request_id: str, deployment_id: int, model_version_id: 
         at: when it was served (aware UTC).
         text: the input as received; only its hash and its redacted form are kept.
         scores: the top labels and probabilities returned to the caller.
+        entities: a tagger's answer (``{"type", "start", "end", "text", "score"}`` each);
+            kept with their offsets into the input as received (``input_chars`` long) and
+            each entity's text redacted as the input is, so no personal data the input
+            redaction removes comes back through an entity.
     """
-    redacted, spans = redact_input(text)
+    if entities is None or not _MAYBE_PII.search(text):
+        redacted, spans = redact_input(text)
+        found: list[tuple[int, int, str]] = []
+    else:  # the entities need the positions of the personal data, not only the redacted text
+        redacted, pii = redact_text(text)
+        # data.pii's placeholders are the kind in capitals, "[URL]" for a secret URL.
+        spans, found = len(pii), [(p.start, p.end, "[URL]" if p.kind == "secret_url" else f"[{p.kind.upper()}]")
+                                  for p in pii]
     return PredictionRecord(id=request_id, deployment_id=deployment_id, model_version_id=model_version_id, at=at,
                             input_hash=hash_input(text), input_text=redacted, label=label, score=float(score),
                             latency_ms=float(latency_ms), scores=dict(scores) if scores is not None else None,
-                            pii_spans=spans, input_chars=len(text))
+                            pii_spans=spans, input_chars=len(text),
+                            entities=[_stored_entity(e, text, found) for e in entities] if entities is not None
+                            else None)
+
+
+def _stored_entity(entity: dict[str, Any], text: str, pii: list[tuple[int, int, str]]) -> dict[str, Any]:
+    """An entity as the log keeps it: its text cut from the input with every piece of personal
+    data it overlaps replaced by that data's placeholder (a part of a phone number is redacted
+    too, which redacting the entity's text alone would miss)."""
+    start, end = int(entity["start"]), int(entity["end"])
+    parts, at = [], start
+    for p_start, p_end, placeholder in pii:
+        if p_end <= start or p_start >= end:
+            continue
+        parts += [text[at:p_start] if p_start > at else "", placeholder]
+        at = max(at, p_end)
+    parts.append(text[at:end] if at < end else "")
+    return {"type": str(entity["type"]), "start": start, "end": end, "score": float(entity.get("score", 0.0)),
+            "text": "".join(parts)}
 
 
 def _to_record(row: SqlPrediction) -> PredictionRecord:
     return PredictionRecord(id=row.id, deployment_id=row.deployment_id, model_version_id=row.model_version_id,
                             at=row.at, input_hash=row.input_hash, input_text=row.input_text, label=row.label,
                             score=row.score, latency_ms=row.latency_ms, scores=row.scores, pii_spans=row.pii_spans,
-                            input_chars=row.input_chars)
+                            input_chars=row.input_chars, entities=row.entities)
 
 
 def _flush_writers(db: Database) -> None:

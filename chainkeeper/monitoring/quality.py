@@ -9,6 +9,13 @@ numbers from the registry on one scale.
 Macro-F1 of a window averages over the labels that occur in it (as true or predicted
 label), like scikit-learn without ``labels=``: a window of 50 texts cannot have all 77
 intents, and averaging zeros for absent ones would say nothing about the model.
+
+A token tagger's predictions are scored on their entities against the feedback spans
+(``score_entities``): entity precision, recall and F1 (micro over entities, an entity
+counts only with its type and both offsets right — seqeval's rule, so the live F1 sits
+next to the test entity F1 of the registry), ``accuracy`` is the share of texts whose
+entities are exactly right, ``macro_f1`` averages the F1 of the entity types present and
+``ece`` calibrates the text's mean word probability against that exactness.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.monitoring.access import authorize_for_deployment
+from chainkeeper.monitoring.feedback import span_keys
 from chainkeeper.monitoring.logwriter import flush_writers
 from chainkeeper.monitoring.tables import SqlFeedback, SqlPrediction
 from chainkeeper.registry import get_model_version
@@ -44,6 +52,7 @@ __all__ = [
     "offline_quality",
     "parse_window",
     "quality_windows",
+    "score_entities",
     "score_window",
 ]
 
@@ -76,6 +85,9 @@ class LabelledPrediction:
     truth: str | None
     input_text: str
     latency_ms: float
+    # A tagger's prediction: the entities served and the feedback's true spans (None without).
+    predicted_spans: list[dict[str, Any]] | None = None
+    true_spans: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,10 @@ class QualityWindow:
     accuracy: float | None
     macro_f1: float | None
     ece: float | None
+    # A tagger's window: entity-level scores against the feedback spans (None for a classifier).
+    entity_precision: float | None = None
+    entity_recall: float | None = None
+    entity_f1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,65 @@ def score_window(truth: Sequence[str], predicted: Sequence[str], confidences: Se
     return {"labelled": len(truth), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "ece": ece}
 
 
+def score_entities(truth: Sequence[Sequence[Any]], predicted: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """Entity-level scores of tagged texts against their true spans (pure).
+
+    An entity matches only with its type and both offsets equal (seqeval's rule on spans).
+
+    Args:
+        truth, predicted: per text, its spans (``{"type", "start", "end"}``, more keys ignored).
+
+    Returns:
+        ``{"labelled", "entity_precision", "entity_recall", "entity_f1", "exact_match",
+        "macro_f1", "per_type": {type: f1}}``; a score is None when there is nothing to
+        divide by (no entity on either side), and every score is None without texts.
+    """
+    if len(truth) != len(predicted):
+        raise InvalidInput(f"{len(truth)} true span lists for {len(predicted)} predictions.")
+    tp = fp = fn = 0
+    counts: dict[str, list[int]] = {}  # type -> [tp, fp, fn]
+    exact = 0
+    for t, p in zip(truth, predicted, strict=True):
+        gold = {(e["type"], e["start"], e["end"]) for e in span_keys(t)}
+        guess = {(e["type"], e["start"], e["end"]) for e in span_keys(p)}
+        exact += gold == guess
+        for kind, *_ in gold | guess:
+            counts.setdefault(kind, [0, 0, 0])
+        for key in gold & guess:
+            counts[key[0]][0] += 1
+        for key in guess - gold:
+            counts[key[0]][1] += 1
+        for key in gold - guess:
+            counts[key[0]][2] += 1
+        tp, fp, fn = tp + len(gold & guess), fp + len(guess - gold), fn + len(gold - guess)
+
+    def f1(a: int, b: int, c: int) -> float | None:
+        return 2 * a / (2 * a + b + c) if a + b + c else None
+
+    per_type = {kind: f1(*c) for kind, c in sorted(counts.items())}
+    present = [v for v in per_type.values() if v is not None]
+    n = len(truth)
+    return {"labelled": n, "entity_precision": tp / (tp + fp) if tp + fp else None,
+            "entity_recall": tp / (tp + fn) if tp + fn else None, "entity_f1": f1(tp, fp, fn),
+            "exact_match": exact / n if n else None, "macro_f1": sum(present) / len(present) if present else None,
+            "per_type": per_type}
+
+
+def _score_members(members: Sequence[LabelledPrediction]) -> dict[str, Any]:
+    """A window's scores: entity-level for a tagger's predictions with feedback spans, else by label."""
+    tagged = [m for m in members if m.true_spans is not None and m.predicted_spans is not None]
+    if tagged:
+        e = score_entities([m.true_spans or [] for m in tagged], [m.predicted_spans or [] for m in tagged])
+        right = [span_keys(m.true_spans) == span_keys(m.predicted_spans) for m in tagged]
+        ece = calibration_report([m.confidence for m in tagged], right)["ece"]
+        return {"labelled": len(tagged), "accuracy": e["exact_match"], "macro_f1": e["macro_f1"], "ece": ece,
+                "entity_precision": e["entity_precision"], "entity_recall": e["entity_recall"],
+                "entity_f1": e["entity_f1"]}
+    labelled = [m for m in members if m.truth is not None]
+    return score_window([m.truth for m in labelled], [m.predicted for m in labelled],  # type: ignore[misc]
+                        [m.confidence for m in labelled])
+
+
 def quality_windows(rows: Sequence[LabelledPrediction], window: timedelta) -> list[QualityWindow]:
     """Group predictions into windows aligned to the epoch and score each (pure).
 
@@ -131,32 +206,32 @@ def quality_windows(rows: Sequence[LabelledPrediction], window: timedelta) -> li
         groups.setdefault((index, row.model_version_id), []).append(row)
     out = []
     for (index, version_id), members in sorted(groups.items()):
-        labelled = [m for m in members if m.truth is not None]
-        scores = score_window([m.truth for m in labelled], [m.predicted for m in labelled],  # type: ignore[misc]
-                              [m.confidence for m in labelled])
         start = _EPOCH + index * window
         out.append(QualityWindow(start=start, end=start + window, model_version_id=version_id,
-                                 predictions=len(members), labelled=scores["labelled"], accuracy=scores["accuracy"],
-                                 macro_f1=scores["macro_f1"], ece=scores["ece"]))
+                                 predictions=len(members), **_score_members(members)))
     return out
 
 
 def offline_quality(version: ModelVersion) -> dict[str, float | None]:
-    """The version's test-split numbers from the registry (None where the run stored none)."""
+    """The version's test-split numbers from the registry (None where the run stored none);
+    a tagger's ``entity_f1`` is its test entity F1."""
     test = version.metrics.get("test") or {}
 
     def number(value: Any) -> float | None:
         return float(value) if isinstance(value, int | float) else None
 
-    return {"accuracy": number(test.get("accuracy")), "macro_f1": number(test.get("macro_f1")),
-            "ece": number((test.get("calibration") or {}).get("ece"))}
+    out = {"accuracy": number(test.get("accuracy")), "macro_f1": number(test.get("macro_f1")),
+           "ece": number((test.get("calibration") or {}).get("ece"))}
+    if "per_type" in test:  # a tagger: its test entity F1
+        out["entity_f1"] = number(test.get("f1"))
+    return out
 
 
 def labelled_predictions(db: Database, deployment_id: int, *, since: datetime | None = None,
                          until: datetime | None = None, limit: int = 100_000) -> list[LabelledPrediction]:
     """A deployment's logged predictions in ``(since, until]`` with their feedback, oldest first."""
     flush_writers(db)  # read this process's buffered log records too
-    query = (sa.select(SqlPrediction, SqlFeedback.label)
+    query = (sa.select(SqlPrediction, SqlFeedback.label, SqlFeedback.spans)
              .outerjoin(SqlFeedback, SqlFeedback.request_id == SqlPrediction.id)
              .where(SqlPrediction.deployment_id == deployment_id)
              .order_by(SqlPrediction.at.desc(), SqlPrediction.id).limit(limit))
@@ -167,8 +242,8 @@ def labelled_predictions(db: Database, deployment_id: int, *, since: datetime | 
     with db.session(readonly=True) as s:
         rows = [LabelledPrediction(request_id=p.id, at=p.at, model_version_id=p.model_version_id, predicted=p.label,
                                    confidence=p.score, truth=truth, input_text=p.input_text,
-                                   latency_ms=p.latency_ms)
-                for p, truth in s.execute(query).all()]
+                                   latency_ms=p.latency_ms, predicted_spans=p.entities, true_spans=spans)
+                for p, truth, spans in s.execute(query).all()]
     return rows[::-1]
 
 
@@ -200,10 +275,7 @@ def live_quality(ctx: Context, deployment: str, *, actor: Actor, window: timedel
     for version_id in versions:
         members = [r for r in rows if r.model_version_id == version_id]
         if members:
-            labelled = [m for m in members if m.truth is not None]
-            scores = score_window([m.truth for m in labelled], [m.predicted for m in labelled],  # type: ignore[misc]
-                                  [m.confidence for m in labelled])
             overall.append(QualityWindow(start=since, end=until, model_version_id=version_id,
-                                         predictions=len(members), **scores))
+                                         predictions=len(members), **_score_members(members)))
     return LiveQuality(deployment=deployment, window_s=window.total_seconds(), windows=windows, overall=overall,
                        offline={v: offline_quality(get_model_version(db, v)) for v in versions})

@@ -30,6 +30,9 @@ class SqlPrediction(Base):
     scores: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     pii_spans: Mapped[int] = mapped_column(default=0, server_default="0")
     input_chars: Mapped[int | None]
+    # Added by migration 0014: a tagger's entities (type, start, end, score, redacted text),
+    # offsets into the input as received; NULL for a classifier's prediction.
+    entities: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, nullable=True)
 
 
 # --- hot path (issues 6 and 8): prediction-log columns and stored metric series; migration 0006 ---
@@ -70,6 +73,9 @@ class SqlFeedback(Base):
     given_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revisions: Mapped[int] = mapped_column(default=0)
     previous_label: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    # Added by migration 0014: the true entities of a tagger's prediction ({"type", "start",
+    # "end"}, offsets into the text as sent); ``label`` then holds their summary. NULL for a classifier.
+    spans: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, nullable=True)
 
 
 class SqlDriftResult(Base):

@@ -12,7 +12,8 @@ does) loads no service code.
 - gates: ``set_gate_thresholds``, ``run_gates``, ``show_gates``; ``evaluate_release_gates``
   for the promotion gate; the deployment tests come from above through ``DEPLOYMENT_TESTS_HOOK``;
 - evaluation: ``evaluate_model_version`` scores a version on a file of labelled rows
-  (read by the data stage's readers, nothing stored), out-of-scope figures apart;
+  (read by the data stage's readers; the reading is stored, not the file), out-of-scope
+  figures apart; ``list_model_evaluations`` reads them back;
 - cards: ``model_card``, ``collect_card_facts`` (serving's export through ``LATEST_EXPORT_HOOK``),
   the pure ``render_model_card`` and ``render_card_html``.
 """
@@ -25,16 +26,19 @@ from chainkeeper.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from chainkeeper.registry.cards import (
-        LATEST_EXPORT_HOOK,
         CardFacts,
         collect_card_facts,
         model_card,
         render_card_html,
         render_model_card,
     )
-    from chainkeeper.registry.evaluation import ModelEvaluation, evaluate_model_version, read_labelled_file
+    from chainkeeper.registry.evaluation import (
+        ModelEvaluation,
+        evaluate_model_version,
+        list_model_evaluations,
+        read_labelled_file,
+    )
     from chainkeeper.registry.gates import (
-        DEPLOYMENT_TESTS_HOOK,
         UNCHANGED,
         GateOutcome,
         GateReport,
@@ -44,14 +48,15 @@ if TYPE_CHECKING:
         evaluate_release_gates,
         flat_slices,
         get_gate_thresholds,
+        is_tagger_metrics,
         latest_gate_results,
         run_gates,
         set_gate_thresholds,
         show_gates,
     )
+    from chainkeeper.registry.hooks import DEPLOYMENT_TESTS_HOOK, LATEST_EXPORT_HOOK, SERVING_VERSIONS_HOOK
     from chainkeeper.registry.versions import (
         ALLOWED_MOVES,
-        SERVING_VERSIONS_HOOK,
         ModelVersion,
         ProductionHistory,
         ProductionPeriod,
@@ -78,12 +83,14 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
-    "LATEST_EXPORT_HOOK": "cards", "CardFacts": "cards", "collect_card_facts": "cards", "model_card": "cards",
+    "LATEST_EXPORT_HOOK": "hooks", "CardFacts": "cards", "collect_card_facts": "cards", "model_card": "cards",
     "render_card_html": "cards", "render_model_card": "cards",
     "ModelEvaluation": "evaluation", "evaluate_model_version": "evaluation", "read_labelled_file": "evaluation",
-    "DEPLOYMENT_TESTS_HOOK": "gates", "UNCHANGED": "gates", "GateOutcome": "gates", "GateReport": "gates",
+    "list_model_evaluations": "evaluation",
+    "DEPLOYMENT_TESTS_HOOK": "hooks", "UNCHANGED": "gates", "GateOutcome": "gates", "GateReport": "gates",
     "GateResult": "gates", "GateThresholds": "gates", "evaluate_gates": "gates", "evaluate_release_gates": "gates",
     "flat_slices": "gates", "get_gate_thresholds": "gates", "latest_gate_results": "gates", "run_gates": "gates",
+    "is_tagger_metrics": "gates",
     "set_gate_thresholds": "gates", "show_gates": "gates",
     "ALLOWED_MOVES": "versions", "ModelVersion": "versions", "ProductionHistory": "versions",
     "ProductionPeriod": "versions", "Stage": "versions", "StageTransition": "versions",
@@ -93,7 +100,7 @@ _EXPORTS = {
     "project_of_model_version": "versions", "register_model_version": "versions", "show_model_version": "versions",
     "show_production": "versions", "show_stage_history": "versions", "stage_history": "versions",
     "transition_stage": "versions", "retire_replaced_versions": "versions",
-    "SERVING_VERSIONS_HOOK": "versions", "validate_model_name": "versions",
+    "SERVING_VERSIONS_HOOK": "hooks", "validate_model_name": "versions",
 }
 
 # Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
@@ -123,7 +130,9 @@ __all__ = [
     "flat_slices",
     "get_gate_thresholds",
     "get_model_version",
+    "is_tagger_metrics",
     "latest_gate_results",
+    "list_model_evaluations",
     "list_model_versions",
     "model_card",
     "production_from_history",

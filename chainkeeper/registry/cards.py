@@ -29,6 +29,7 @@ from chainkeeper.registry.gates import (
     get_gate_thresholds,
     latest_gate_results,
 )
+from chainkeeper.registry.hooks import LATEST_EXPORT_HOOK
 from chainkeeper.registry.versions import (
     ModelVersion,
     StageTransition,
@@ -41,12 +42,9 @@ from chainkeeper.training import get_run
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
-__all__ = ["CardFacts", "LATEST_EXPORT_HOOK", "collect_card_facts", "model_card", "render_card_html",
+__all__ = ["CardFacts", "collect_card_facts", "model_card", "render_card_html",
            "render_model_card"]
 
-# The hook serving's latest export is read through: hook(ctx, model_version_id, model_artifact)
-# -> the version's latest export of those files (``serving.export.ExportResult``) or None.
-LATEST_EXPORT_HOOK = "registry.latest_export"
 
 # How many of the weakest classes the limitations section names.
 _WEAKEST = 3

@@ -8,16 +8,22 @@ stored: an evaluation is a reading of the model, not a new source. The numbers a
 run's test report (``training.score_classifier`` / ``score_tagger``); when the label set
 holds the out-of-scope label (``oos`` unless told), in-scope accuracy and out-of-scope
 recall and precision are reported apart (``training.out_of_scope_metrics``).
+
+Each evaluation is stored (``model_evaluations``: the file's name and SHA-256, the
+figures, who and when) and written to the ledger, so a reviewer can cite it; the file
+itself is not kept. ``list_model_evaluations`` reads them back.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chainkeeper.core.db import utcnow
+import sqlalchemy as sa
+
 from chainkeeper.core.errors import InvalidInput, NotFound
 from chainkeeper.data import (
     ParsedSource,
@@ -29,7 +35,9 @@ from chainkeeper.data import (
     read_parquet,
 )
 from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.permissions import authorize_object
+from chainkeeper.registry.tables import SqlModelEvaluation
 from chainkeeper.registry.versions import get_model_version, project_of_model_version
 from chainkeeper.training import (
     OUT_OF_SCOPE_LABEL,
@@ -41,16 +49,18 @@ from chainkeeper.training import (
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
-__all__ = ["ModelEvaluation", "evaluate_model_version", "read_labelled_file"]
+__all__ = ["ModelEvaluation", "evaluate_model_version", "list_model_evaluations", "read_labelled_file"]
 
 
 @dataclass(frozen=True)
 class ModelEvaluation:
     """One model version scored on one file."""
 
+    id: int
     model_version_id: int
     model: str  # "intents v3"
     file: str
+    file_sha256: str
     format: str
     rows: int  # rows (sentences for a tagger) scored
     skipped: int  # rows the reader quarantined (empty text, missing fields), counted apart
@@ -102,7 +112,7 @@ def evaluate_model_version(ctx: Context, model_version_id: int, path: Path, *, a
                            format: str | None = None, text_column: str = "text", label_column: str = "label",
                            out_of_scope_label: str = OUT_OF_SCOPE_LABEL, name: str | None = None,
                            batch_size: int = 64) -> ModelEvaluation:
-    """Score a model version on a file of labelled rows; nothing is stored.
+    """Score a model version on a file of labelled rows and store the reading (not the file).
 
     Args:
         model_version_id: the version whose model answers.
@@ -118,8 +128,8 @@ def evaluate_model_version(ctx: Context, model_version_id: int, path: Path, *, a
         batch_size: texts scored at once.
 
     Returns:
-        The evaluation: the run's test-report metrics on the file, and out-of-scope
-        figures when the label set has the label.
+        The stored evaluation: the run's test-report metrics on the file, and
+        out-of-scope figures when the label set has the label.
 
     Raises:
         Forbidden: the actor may not read models of the version's project.
@@ -148,6 +158,36 @@ def evaluate_model_version(ctx: Context, model_version_id: int, path: Path, *, a
         metrics = score_classifier(folder, [r.text for r in usable], [str(r.label) for r in usable],
                                    batch_size=batch_size)
         oos = out_of_scope_metrics(metrics, out_of_scope_label)
-    return ModelEvaluation(model_version_id=version.id, model=version.label, file=name or Path(path).name,
-                           format=parsed.format, rows=len(usable), skipped=len(parsed.records) - len(usable),
-                           metrics=metrics, out_of_scope=oos, evaluated_by=actor.name, evaluated_at=utcnow())
+    with ctx.db.session() as s:
+        row = SqlModelEvaluation(model_version_id=version.id, file=(name or Path(path).name)[:255],
+                                 file_sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                                 format=parsed.format, rows=len(usable), skipped=len(parsed.records) - len(usable),
+                                 metrics=metrics, out_of_scope=oos, evaluated_by=actor.name)
+        s.add(row)
+        s.flush()
+        append_entry(s, actor, "model.evaluate", "model_version", version.id,
+                     details={"evaluation_id": row.id, "file": row.file, "file_sha256": row.file_sha256,
+                              "rows": row.rows})
+        return _to_evaluation(row, version.label)
+
+
+def list_model_evaluations(ctx: Context, model_version_id: int, *, actor: Actor) -> list[ModelEvaluation]:
+    """The stored evaluations of a model version, newest first.
+
+    Raises:
+        Forbidden: the actor may not read models of the version's project.
+        NotFound: no such version.
+    """
+    authorize_object(ctx.db, actor, "model.read", lambda: project_of_model_version(ctx.db, model_version_id))
+    version = get_model_version(ctx.db, model_version_id)
+    with ctx.db.session(readonly=True) as s:
+        rows = s.scalars(sa.select(SqlModelEvaluation).where(SqlModelEvaluation.model_version_id == version.id)
+                         .order_by(SqlModelEvaluation.id.desc())).all()
+        return [_to_evaluation(row, version.label) for row in rows]
+
+
+def _to_evaluation(row: SqlModelEvaluation, model: str) -> ModelEvaluation:
+    return ModelEvaluation(id=row.id, model_version_id=row.model_version_id, model=model, file=row.file,
+                           file_sha256=row.file_sha256, format=row.format, rows=row.rows, skipped=row.skipped,
+                           metrics=row.metrics, out_of_scope=row.out_of_scope, evaluated_by=row.evaluated_by,
+                           evaluated_at=row.evaluated_at)

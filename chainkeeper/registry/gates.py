@@ -8,6 +8,14 @@ project of the name's oldest version):
 - ``min_slice_macro_f1``: no declared slice (``metrics["test"]["slices"]``) below this;
 - ``max_drop_vs_production``: the test macro-F1 may trail the version now in production
   by at most this many points (0.02 = two points), on the same dataset version's split;
+
+A token tagger (test metrics with entity-level ``f1`` and ``per_type``, see
+``is_tagger_metrics``) is judged on what NER is judged on, with the same thresholds:
+``min_macro_f1`` is the floor of its test entity F1 (seqeval, micro over entities; gate
+``min-entity-f1``), ``min_slice_macro_f1`` the floor of every entity type's F1 (its
+types are its slices; gate ``min-type-f1``), and ``max_drop_vs_production`` compares
+entity F1. So one name's thresholds need no new field, and a release manager sets them
+with the same command;
 - ``max_p95_latency_ms`` (with ``latency_batch_size``, default 1) turns on the
   *deployment tests* on the version's exported artefact: it loads, answers golden
   examples as the registered PyTorch model does, stays under the latency budget, rejects
@@ -38,6 +46,7 @@ from chainkeeper.core.errors import InvalidInput
 from chainkeeper.governance.actors import SYSTEM, Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.permissions import authorize_object
+from chainkeeper.registry.hooks import DEPLOYMENT_TESTS_HOOK
 from chainkeeper.registry.tables import SqlGateResult, SqlGateThresholds
 from chainkeeper.registry.versions import (
     ModelVersion,
@@ -54,7 +63,6 @@ if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
 __all__ = [
-    "DEPLOYMENT_TESTS_HOOK",
     "GateOutcome",
     "GateReport",
     "GateResult",
@@ -64,15 +72,13 @@ __all__ = [
     "evaluate_release_gates",
     "flat_slices",
     "get_gate_thresholds",
+    "is_tagger_metrics",
     "latest_gate_results",
     "run_gates",
     "set_gate_thresholds",
     "show_gates",
 ]
 
-# The hook a higher layer registers to run the deployment tests on a version's export:
-# called as hook(ctx, version: ModelVersion, thresholds: GateThresholds) -> list[GateOutcome].
-DEPLOYMENT_TESTS_HOOK = "registry.deployment_tests"
 
 
 @dataclass(frozen=True)
@@ -244,9 +250,25 @@ def flat_slices(slices: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]
     return out
 
 
+def is_tagger_metrics(metrics: Mapping[str, Any]) -> bool:
+    """Whether the metrics are a token tagger's: entity-level ``f1`` and ``per_type`` on the
+    test split (``training.tokens.entity_metrics``), no text-level macro-F1 (pure)."""
+    test = metrics.get("test") or {}
+    return isinstance(test, Mapping) and "per_type" in test and "f1" in test and "macro_f1" not in test
+
+
 def _macro_f1(metrics: Mapping[str, Any]) -> float | None:
-    value = (metrics.get("test") or {}).get("macro_f1")
+    """The headline test score: macro-F1 of a classifier, entity F1 (micro, seqeval) of a tagger."""
+    test = metrics.get("test") or {}
+    value = test.get("f1") if is_tagger_metrics(metrics) else test.get("macro_f1")
     return float(value) if value is not None else None
+
+
+def _type_scores(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """A tagger's test F1 per entity type, for the types the test split holds (pure)."""
+    per_type = (metrics.get("test") or {}).get("per_type") or {}
+    return {str(kind): float(v.get("f1-score", 0.0)) for kind, v in per_type.items()
+            if isinstance(v, Mapping) and float(v.get("support", 1)) > 0}
 
 
 def evaluate_gates(thresholds: GateThresholds, metrics: Mapping[str, Any],
@@ -265,15 +287,20 @@ def evaluate_gates(thresholds: GateThresholds, metrics: Mapping[str, Any],
     """
     out: list[GateOutcome] = []
     f1 = _macro_f1(metrics)
+    tagger = is_tagger_metrics(metrics)
+    score = "entity F1" if tagger else "macro-F1"
     if thresholds.min_macro_f1 is not None:
         limit = thresholds.min_macro_f1
+        gate = "min-entity-f1" if tagger else "min-macro-f1"
         if f1 is None:
-            out.append(GateOutcome("min-macro-f1", False, None, limit, "no test macro-F1 is recorded"))
+            out.append(GateOutcome(gate, False, None, limit, f"no test {score} is recorded"))
         else:
             verdict = "meets" if f1 >= limit else "is below"
-            out.append(GateOutcome("min-macro-f1", f1 >= limit, f1, limit,
-                                   f"test macro-F1 {f1:.4f} {verdict} the minimum {limit:.4f}"))
-    if thresholds.min_slice_macro_f1 is not None:
+            out.append(GateOutcome(gate, f1 >= limit, f1, limit,
+                                   f"test {score} {f1:.4f} {verdict} the minimum {limit:.4f}"))
+    if thresholds.min_slice_macro_f1 is not None and tagger:
+        out.append(_type_floor(thresholds.min_slice_macro_f1, _type_scores(metrics)))
+    elif thresholds.min_slice_macro_f1 is not None:
         limit = thresholds.min_slice_macro_f1
         slices = flat_slices((metrics.get("test") or {}).get("slices"))
         scores = {k: float(v["macro_f1"]) for k, v in slices.items()}
@@ -290,19 +317,34 @@ def evaluate_gates(thresholds: GateThresholds, metrics: Mapping[str, Any],
         prod = _macro_f1(production_metrics) if production_metrics is not None else None
         if production_metrics is None or prod is None:
             out.append(GateOutcome("no-worse-than-production", True, None, limit,
-                                   "no version with a test macro-F1 is in production to compare with"))
+                                   f"no version with a test {score} is in production to compare with"))
+        elif is_tagger_metrics(production_metrics) != tagger:
+            out.append(GateOutcome("no-worse-than-production", False, None, limit,
+                                   "the production version is a " + ("classifier" if tagger else "tagger")
+                                   + f" and this one is not: its {score} cannot be compared"))
         elif not same_split:
             out.append(GateOutcome("no-worse-than-production", False, None, limit,
                                    "the production version was evaluated on another dataset version's test split; "
                                    "the scores are not comparable"))
         elif f1 is None:
-            out.append(GateOutcome("no-worse-than-production", False, None, limit, "no test macro-F1 is recorded"))
+            out.append(GateOutcome("no-worse-than-production", False, None, limit, f"no test {score} is recorded"))
         else:
             drop = prod - f1
             out.append(GateOutcome("no-worse-than-production", drop <= limit + 1e-12, drop, limit,
-                                   f"test macro-F1 {f1:.4f} vs production {prod:.4f}: drop {drop:+.4f} "
+                                   f"test {score} {f1:.4f} vs production {prod:.4f}: drop {drop:+.4f} "
                                    f"(at most {limit:.4f} allowed)"))
     return out
+
+
+def _type_floor(limit: float, scores: Mapping[str, float]) -> GateOutcome:
+    """The per-entity-type floor of a tagger: every type of the test split reaches ``limit`` (pure)."""
+    if not scores:
+        return GateOutcome("min-type-f1", False, None, limit, "no per-type test entity F1 is recorded")
+    worst = min(scores, key=lambda k: scores[k])
+    low = sorted(k for k, v in scores.items() if v < limit)
+    detail = (f"entity types below {limit:.4f}: {', '.join(low)} (worst {worst!r} at {scores[worst]:.4f})" if low
+              else f"all {len(scores)} entity types reach {limit:.4f} (worst {worst!r} at {scores[worst]:.4f})")
+    return GateOutcome("min-type-f1", not low, scores[worst], limit, detail)
 
 
 # --- stored evaluation -----------------------------------------------------------------

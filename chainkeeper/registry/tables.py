@@ -73,3 +73,22 @@ class SqlGateResult(Base):
     detail: Mapped[str] = mapped_column(sa.Text, default="")
     evaluated_by: Mapped[str] = mapped_column(sa.String(128))
     evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SqlModelEvaluation(Base):
+    """A model version scored on a file (``models evaluate``): kept, so the reading can be
+    shown beside the version and cited in a review (migration 0015)."""
+
+    __tablename__ = "model_evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(sa.ForeignKey("model_versions.id"), index=True)
+    file: Mapped[str] = mapped_column(sa.String(255))
+    file_sha256: Mapped[str] = mapped_column(sa.String(64))
+    format: Mapped[str] = mapped_column(sa.String(16))
+    rows: Mapped[int]
+    skipped: Mapped[int]
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    out_of_scope: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    evaluated_by: Mapped[str] = mapped_column(sa.String(128))
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -45,6 +45,7 @@ from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.permissions import authorize_object, projects_allowed
+from chainkeeper.registry.hooks import SERVING_VERSIONS_HOOK
 from chainkeeper.registry.tables import SqlModelVersion, SqlStageTransition
 from chainkeeper.training import get_run, project_of_run, run_ids_of_projects
 
@@ -70,7 +71,6 @@ __all__ = [
     "project_of_model_version",
     "register_model_version",
     "retire_replaced_versions",
-    "SERVING_VERSIONS_HOOK",
     "show_model_version",
     "show_production",
     "show_stage_history",
@@ -79,10 +79,6 @@ __all__ = [
     "validate_model_name",
 ]
 
-# The hook serving registers (chain.wiring): hook(ctx, name) -> {model version id: [where
-# it serves, e.g. "deployment support (canary 10 %)"]} for the versions of model ``name``
-# that a live route names.
-SERVING_VERSIONS_HOOK = "registry.serving_versions"
 
 # Lower-case slug: it appears in URLs, CLI arguments and file names.
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

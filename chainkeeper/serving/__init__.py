@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     )
     from chainkeeper.serving.deployment_tests import run_deployment_tests
     from chainkeeper.serving.deployments import (
-        LOG_PREDICTIONS_HOOK,
         Deployment,
         DeploymentState,
         PredictionSink,
@@ -63,9 +62,11 @@ if TYPE_CHECKING:
         ExportResult,
         check_model_files,
         latest_export,
+        model_task,
         request_export,
         run_export_job,
     )
+    from chainkeeper.serving.hooks import LOG_PREDICTIONS_HOOK
     from chainkeeper.serving.keys import (
         KEY_PREFIX,
         SCOPES,
@@ -117,10 +118,19 @@ if TYPE_CHECKING:
         predictions_from_probabilities,
         validate_texts,
     )
+    from chainkeeper.serving.spans import (
+        NO_ENTITY,
+        Entity,
+        decode_entities,
+        entity_types,
+        summarize_entities,
+        validate_spans,
+    )
+    from chainkeeper.serving.tagging import TaggerPredictor
 
 _EXPORTS = {
     "TtlCache": "caching", "share_invalidations": "caching",
-    "Deployment": "deployments", "DeploymentState": "deployments", "LOG_PREDICTIONS_HOOK": "deployments",
+    "Deployment": "deployments", "DeploymentState": "deployments", "LOG_PREDICTIONS_HOOK": "hooks",
     "PredictionSink": "deployments", "ResolvedRoute": "deployments", "ServedPrediction": "deployments",
     "ServedPredictions": "deployments", "ShadowPrediction": "deployments", "aserve_predictions": "deployments",
     "authorize_prediction": "deployments", "cached_route": "deployments", "count_deployments": "deployments",
@@ -147,6 +157,10 @@ _EXPORTS = {
     "predictions_from_probabilities": "runtime",
     "run_deployment_tests": "deployment_tests",
     "version_ref": "rollout",
+    "model_task": "export",
+    "Entity": "spans", "NO_ENTITY": "spans", "decode_entities": "spans", "entity_types": "spans",
+    "summarize_entities": "spans", "validate_spans": "spans",
+    "TaggerPredictor": "tagging",
 }
 
 # Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
@@ -157,6 +171,7 @@ __all__ = [
     "DeploymentState",
     "ENGINES",
     "ENGINE_CHOICES",
+    "Entity",
     "ExportResult",
     "ExportedForm",
     "GROUP_ENV",
@@ -166,6 +181,7 @@ __all__ = [
     "MAX_TEXTS_PER_CALL",
     "MAX_TEXT_CHARS",
     "METRICS_ENV",
+    "NO_ENTITY",
     "PayloadTooLarge",
     "Prediction",
     "PredictionSink",
@@ -183,6 +199,7 @@ __all__ = [
     "ShadowPrediction",
     "SharedRateLimiter",
     "SharedStamp",
+    "TaggerPredictor",
     "TtlCache",
     "aserve_predictions",
     "authenticate_deployment_key",
@@ -196,8 +213,10 @@ __all__ = [
     "count_deployments",
     "create_deployment_key",
     "current_route",
+    "decode_entities",
     "deploy_model_version",
     "deployment_readiness",
+    "entity_types",
     "find_deployments",
     "get_deployment",
     "get_deployment_by_name",
@@ -206,6 +225,7 @@ __all__ = [
     "list_deployments",
     "list_shadow_predictions",
     "load_predictor",
+    "model_task",
     "parse_rate",
     "predictions_from_probabilities",
     "preload_deployments",
@@ -224,7 +244,9 @@ __all__ = [
     "show_deployment",
     "start_canary",
     "start_shadow",
+    "summarize_entities",
     "validate_deployment_name",
+    "validate_spans",
     "validate_texts",
     "version_ref",
     "wait_for_shadows",

@@ -8,10 +8,12 @@ through the hook the chain's wiring registers (``registry.gates.DEPLOYMENT_TESTS
 the version's latest export):
 
 - ``export-accuracy``: that form loses at most ``max_export_delta_points`` accuracy
-  points against PyTorch on the dataset version's test split (measured by the export);
+  points (entity-F1 points for a tagger) against PyTorch on the dataset version's test
+  split (measured by the export);
 - ``deploy-loads``: it loads from the artefact store and answers;
 - ``deploy-golden-examples``: it gives the registered PyTorch model's label on each
-  golden example (the first ``GOLDEN_EXAMPLES`` texts of the test split);
+  golden example (the first ``GOLDEN_EXAMPLES`` texts of the test split); a tagger must
+  give the same entities (types and offsets) on the first test sentences;
 - ``deploy-p95-latency``: the p95 of ``LATENCY_CALLS`` calls of ``latency_batch_size``
   texts stays under the budget;
 - ``deploy-rejects-malformed``: every input of ``malformed_inputs()`` is refused with
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.registry import GateOutcome, GateThresholds, ModelVersion
-from chainkeeper.serving.export import latest_export
+from chainkeeper.serving.export import TAGGER_TASK, latest_export, model_task
 from chainkeeper.training import get_run, load_split
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ __all__ = [
     "DeploymentProbe",
     "GOLDEN_EXAMPLES",
     "LATENCY_CALLS",
+    "answer_key",
     "judge_deployment_tests",
     "malformed_inputs",
     "percentile",
@@ -86,6 +89,7 @@ class DeploymentProbe:
     batch_size: int = 1
     malformed: dict[str, str | None] = field(default_factory=dict)  # case -> refusal message (None: accepted)
     answers_after_malformed: bool = False
+    metric: str = "accuracy"  # what delta_points measures: "accuracy", or "entity_f1" for a tagger
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -118,9 +122,10 @@ def judge_deployment_tests(probe: DeploymentProbe, *, max_p95_ms: float,
                                f"no exported form passed its accuracy check (export {probe.export_manifest[:12]})"))
     else:
         ok = -probe.delta_points <= limit + 1e-9
+        what, rows = ("entity F1", "sentences") if probe.metric == "entity_f1" else ("accuracy", "rows")
         out.append(GateOutcome("export-accuracy", ok, probe.delta_points, limit,
-                               f"{probe.engine} accuracy {probe.delta_points:+.3f} points vs PyTorch on "
-                               f"{probe.evaluated_rows:,} test rows (at most -{limit:g} allowed)"))
+                               f"{probe.engine} {what} {probe.delta_points:+.3f} points vs PyTorch on "
+                               f"{probe.evaluated_rows:,} test {rows} (at most -{limit:g} allowed)"))
 
     if probe.load_error is not None:
         out.append(GateOutcome("deploy-loads", False, None, None, f"{probe.engine} failed: {probe.load_error}"))
@@ -203,7 +208,8 @@ def probe_deployment(ctx: Context, version: ModelVersion, *, batch_size: int = 1
     form = export.form(engine) if export is not None else None
     base = functools.partial(DeploymentProbe, engine=engine, export_manifest=export.manifest if export else None,
                              delta_points=form.delta_points if form else None,
-                             evaluated_rows=export.evaluated_rows if export else 0, batch_size=batch_size)
+                             evaluated_rows=export.evaluated_rows if export else 0, batch_size=batch_size,
+                             metric=export.metric if export else "accuracy")
     if export is None or form is None:
         return base(load_error="no passing exported form to load")
     golden_error = None
@@ -214,8 +220,8 @@ def probe_deployment(ctx: Context, version: ModelVersion, *, batch_size: int = 1
     try:
         served = load_predictor(ctx, version, engine=engine)
         reference = load_predictor(ctx, version, engine="torch")
-        expected = [p.label for p in reference.predict(texts)] if texts else []
-        got = [p.label for p in served.predict(texts)] if texts else []
+        expected = [answer_key(p) for p in reference.predict(texts)] if texts else []
+        got = [answer_key(p) for p in served.predict(texts)] if texts else []
     except ChainkeeperError as exc:
         return base(load_error=str(exc))
     except (OSError, RuntimeError, ValueError) as exc:  # a broken file: onnxruntime/tokenizers raise these
@@ -241,6 +247,20 @@ def probe_deployment(ctx: Context, version: ModelVersion, *, batch_size: int = 1
                 latencies_ms=latencies, malformed=malformed, answers_after_malformed=len(after) == 1)
 
 
+def answer_key(prediction: Any) -> str:
+    """What must match on a golden example: the label, or for a tagger every entity's type and offsets."""
+    entities = getattr(prediction, "entities", None)
+    if entities is None:
+        return str(prediction.label)
+    return " ".join(f"{e['type']}[{e['start']}:{e['end']}]" for e in entities) or "no entity"
+
+
 def _golden_texts(ctx: Context, version: ModelVersion) -> list[str]:
-    split = load_split(ctx, get_run(ctx.db, version.run_id).dataset_version_id, "test")
+    dataset_version_id = get_run(ctx.db, version.run_id).dataset_version_id
+    if model_task(ctx, version.model_artifact) == TAGGER_TASK:
+        from chainkeeper.serving.tagging import read_tagged_split  # loads torch
+
+        sentences, _ = read_tagged_split(ctx, dataset_version_id, "test")
+        return [" ".join(words) for words in sentences[:GOLDEN_EXAMPLES]]
+    split = load_split(ctx, dataset_version_id, "test")
     return split.texts[:GOLDEN_EXAMPLES]

@@ -56,6 +56,7 @@ from chainkeeper.registry import (
     retire_replaced_versions,
 )
 from chainkeeper.serving.access import authorize_deployment, project_of_deployment
+from chainkeeper.serving.hooks import LOG_PREDICTIONS_HOOK
 from chainkeeper.serving.rollout import (
     Route,
     choose_versions,
@@ -70,7 +71,6 @@ if TYPE_CHECKING:
     from chainkeeper.serving.runtime import Prediction, PredictorCache
 
 __all__ = [
-    "LOG_PREDICTIONS_HOOK",
     "Deployment",
     "DeploymentState",
     "PredictionSink",
@@ -97,10 +97,6 @@ __all__ = [
     "wait_for_shadows",
 ]
 
-# The hook that stores served predictions when no sink is given: called as
-# hook(ctx, items) with one dict per answer (request_id, deployment_id, model_version_id,
-# at, text, label, score, scores, latency_ms). The monitoring stage registers it.
-LOG_PREDICTIONS_HOOK = "serving.log_predictions"
 
 
 class PredictionSink(Protocol):
@@ -137,6 +133,7 @@ class ServedPrediction:
     label: str
     score: float
     scores: dict[str, float]
+    entities: list[dict[str, Any]] | None = None  # a tagger's spans (``runtime.Prediction``)
 
 
 @dataclass(frozen=True)
@@ -383,10 +380,11 @@ def _finish(ctx: Context, predictors: PredictorCache, resolved: ResolvedRoute, v
     """Give each answer a request id, log it, start the shadow; the part after the model call."""
     deployment = resolved.deployment
     at = utcnow()
-    served = [ServedPrediction(str(uuid.uuid4()), a.label, a.score, a.scores) for a in answers]
+    served = [ServedPrediction(str(uuid.uuid4()), a.label, a.score, a.scores, a.entities) for a in answers]
     # Every text of a batch waited for the whole batch: each records the batch's latency.
     items = [{"request_id": p.request_id, "deployment_id": deployment.id, "model_version_id": version.id, "at": at,
               "text": text, "label": p.label, "score": p.score, "scores": p.scores, "latency_ms": latency_ms}
+             | ({"entities": p.entities} if p.entities is not None else {})
              for p, text in zip(served, texts, strict=True)]
     if log is not None:
         log.submit(items)

@@ -61,6 +61,8 @@ TOP_K = 5
 # A model folder needs one of these: without them transformers silently builds an empty
 # vocabulary and every word becomes [UNK] (seen with transformers 5).
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+# What ``chainkeeper.json`` says of a token tagger (``serving.tagging`` serves it).
+TAGGER_TASK = "token-classification"
 # A version that failed to load is not retried for this long: a broken model folder
 # costs one load attempt per interval, not one per request.
 FAILED_LOAD_RETRY_S = 10.0
@@ -68,11 +70,17 @@ FAILED_LOAD_RETRY_S = 10.0
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for one text: the best label, its probability and the top labels."""
+    """The answer for one text: the best label, its probability and the top labels.
+
+    A tagger's answer (``serving.tagging``) also lists its ``entities`` (type, start,
+    end, text, score), with ``label`` the entity types found ("O": none), ``score`` the
+    mean word probability and ``scores`` the best span score per type.
+    """
 
     label: str
     score: float
     scores: dict[str, float]
+    entities: list[dict[str, Any]] | None = None
 
 
 def validate_texts(texts: Any) -> list[str]:
@@ -164,7 +172,8 @@ def load_predictor(ctx: Context, model_version: ModelVersion, *, engine: str = "
             (onnx-int8 > onnx) and PyTorch without one; or name an engine.
 
     Returns:
-        A ready ``Predictor`` or ``OnnxPredictor`` (its ``engine`` says which).
+        A ready ``Predictor`` or ``OnnxPredictor`` (its ``engine`` says which); for a
+        token tagger a ``tagging.TaggerPredictor`` on the chosen engine.
 
     Raises:
         ArtifactError: the artefact is missing or not a folder. ArtifactCorrupted: a
@@ -186,8 +195,28 @@ def load_predictor(ctx: Context, model_version: ModelVersion, *, engine: str = "
             return onnx
     if ctx.settings.torch_threads:
         torch.set_num_threads(ctx.settings.torch_threads)
+    if _task_of(folder) == TAGGER_TASK:
+        return _torch_tagger(folder, model_version)
     model, tokenizer = TextClassifier.load(folder)
     return Predictor(model, tokenizer, model_version_id=model_version.id, artifact=digest)
+
+
+def _task_of(folder: Any) -> str:
+    """What the model folder's ``chainkeeper.json`` says it does (classifiers before tasks existed say nothing)."""
+    import json
+
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    return str(meta.get("task") or "sequence-classification")
+
+
+def _torch_tagger(folder: Any, model_version: ModelVersion) -> Any:
+    from chainkeeper.serving._training import TokenTagger
+    from chainkeeper.serving.tagging import TaggerPredictor, torch_logits
+
+    model, tokenizer = TokenTagger.load(folder)
+    return TaggerPredictor(torch_logits(model), tokenizer, model.labels, max_length=model.meta.max_length,
+                           model_version_id=model_version.id, artifact=model_version.model_artifact, engine="torch",
+                           casing=model.casing is not None)
 
 
 def _load_onnx(ctx: Context, model_version: ModelVersion, folder: Any, engine: str) -> Any:
@@ -218,6 +247,12 @@ def _load_onnx(ctx: Context, model_version: ModelVersion, folder: Any, engine: s
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     _, threads = serving_threads(ctx.settings.torch_threads, ctx.settings.serve_model_workers)
+    if meta.get("task") == TAGGER_TASK:
+        from chainkeeper.serving.tagging import TaggerPredictor, onnx_logits
+
+        return TaggerPredictor(onnx_logits(make_session(path, threads=threads)), tokenizer, meta["labels"],
+                               max_length=int(meta.get("max_length", 128)), model_version_id=model_version.id,
+                               artifact=model_version.model_artifact, engine=chosen, casing=bool(meta.get("casing")))
     return OnnxPredictor(make_session(path, threads=threads), tokenizer, meta["labels"],
                          max_length=int(meta.get("max_length", 64)), model_version_id=model_version.id,
                          artifact=model_version.model_artifact, engine=chosen)

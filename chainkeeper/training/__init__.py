@@ -18,7 +18,8 @@ and the job's trainers load only when one of their names is used.
   stored model on rows from outside its dataset (``models evaluate``);
 - the model (torch): ``TextClassifier``, ``ClassifierMeta``, ``train_classifier``,
   ``predict_labels``, ``seed_everything``; metrics: ``classification_metrics``,
-  ``calibration_report``, ``slice_metrics``; pages: ``render_report_html``, ``line_plot_svg``.
+  ``calibration_report``, ``slice_metrics``, ``language_metrics`` (English and Chinese
+  rows apart); pages: ``render_report_html``, ``line_plot_svg``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         classification_metrics,
         confusion_matrix,
         format_report,
+        language_metrics,
         out_of_scope_metrics,
     )
     from chainkeeper.training.jobs import (
@@ -99,12 +101,13 @@ if TYPE_CHECKING:
         show_search,
         start_search,
     )
+    from chainkeeper.training.tokens import TokenTagger, entity_metrics, word_case
 
 _EXPORTS = {
     "calibration_report": "calibration", "length_bucket": "calibration", "slice_metrics": "calibration",
     "TrainConfig": "config", "parse_train_config": "config",
     "classification_metrics": "evaluation", "confusion_matrix": "evaluation", "format_report": "evaluation",
-    "OUT_OF_SCOPE_LABEL": "evaluation", "out_of_scope_metrics": "evaluation",
+    "OUT_OF_SCOPE_LABEL": "evaluation", "out_of_scope_metrics": "evaluation", "language_metrics": "evaluation",
     "Split": "jobs", "evaluate_split": "jobs", "load_split": "jobs", "run_training_job": "jobs",
     "StepReport": "loop", "predict_labels": "loop", "seed_everything": "loop", "train_classifier": "loop",
     "HEAD_FILE": "model", "META_FILE": "model", "ClassifierMeta": "model", "TextClassifier": "model",
@@ -118,6 +121,7 @@ _EXPORTS = {
     "score_classifier": "scoring", "score_tagger": "scoring",
     "SearchReport": "search", "Target": "search", "parse_space": "search", "run_search_job": "search",
     "show_search": "search", "start_search": "search",
+    "TokenTagger": "tokens", "entity_metrics": "tokens", "word_case": "tokens",
 }
 
 # Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
@@ -136,6 +140,7 @@ __all__ = [
     "StepReport",
     "Target",
     "TextClassifier",
+    "TokenTagger",
     "TrainConfig",
     "calibration_report",
     "cancel_run",
@@ -146,10 +151,12 @@ __all__ = [
     "compare_runs",
     "confusion_matrix",
     "count_runs",
+    "entity_metrics",
     "evaluate_split",
     "find_runs",
     "format_report",
     "get_run",
+    "language_metrics",
     "length_bucket",
     "line_plot_svg",
     "list_runs",
@@ -177,6 +184,7 @@ __all__ = [
     "start_search",
     "start_training_run",
     "train_classifier",
+    "word_case",
 ]
 
 

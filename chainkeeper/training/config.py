@@ -126,6 +126,14 @@ class TrainConfig(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this global L2 norm.")
     seed: int = Field(13, ge=0, description="Seeds the head's initialisation, the sampling and the batch order.")
     eval_batch_size: int = Field(128, ge=1, le=8192, description="Rows per batch when evaluating.")
+    extend_vocab: bool = Field(
+        True,
+        description="Before fine-tuning, add the Chinese (CJK) characters of the training texts that the base "
+                    "tokenizer reads as [UNK] to its vocabulary, with new embedding rows (WordPiece bases; "
+                    "language-model pre-training ignores it).")
+    new_tokens_lr_multiplier: float = Field(
+        50.0, gt=0, le=1000,
+        description="The embedding rows of added tokens learn this many times faster than the encoder.")
     pooling: Literal["mean", "cls"] = Field(
         "mean", description="How token vectors become one text vector: mean over tokens, or the [CLS] token."
     )

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.data import LANGUAGES, text_language
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -103,6 +104,41 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels:
     }
 
 
+def language_metrics(texts: Sequence[str], y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
+    """Accuracy and macro-F1 of each language's rows apart (``data.text_language``: "en"
+    or "zh"), so a model that reads one language well and the other badly shows it.
+
+    Macro-F1 of a language averages over the labels its rows carry or were given (a
+    label no row of that language has does not count as a zero).
+
+    Args:
+        texts: the text of each row.
+        y_true: the gold label of each row, same order.
+        y_pred: the predicted label of each row, same order.
+
+    Returns:
+        ``{"en": {"accuracy", "macro_f1", "count"}, "zh": {...}}``, only for languages
+        with at least one row, in that order.
+
+    Raises:
+        InvalidInput: lengths differ.
+    """
+    if not len(texts) == len(y_true) == len(y_pred):
+        raise InvalidInput(f"{len(texts)} texts, {len(y_true)} true labels and {len(y_pred)} predictions.")
+    rows: dict[str, list[int]] = {language: [] for language in LANGUAGES}
+    for i, text in enumerate(texts):
+        rows[text_language(text)].append(i)
+    out: dict[str, Any] = {}
+    for language, index in rows.items():
+        if not index:
+            continue
+        truth, guess = [y_true[i] for i in index], [y_pred[i] for i in index]
+        labels = sorted({*truth, *guess})
+        m = classification_metrics(truth, guess, labels)
+        out[language] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "count": len(index)}
+    return out
+
+
 # The label that marks an out-of-scope row (CLINC150's "oos"): a request the model should
 # recognise as none of its intents. A label set holding it gets its own figures.
 OUT_OF_SCOPE_LABEL = "oos"
@@ -142,10 +178,12 @@ def out_of_scope_metrics(metrics: Mapping[str, Any], label: str = OUT_OF_SCOPE_L
 
 
 def format_report(metrics: Mapping[str, Any], *, digits: int = 2) -> str:
-    """The familiar text table: one line per class, then accuracy and the averages.
+    """The familiar text table: one line per class, then accuracy and the averages, and
+    accuracy and macro-F1 per language when the metrics hold ``by_language``.
 
     Args:
-        metrics: the output of ``classification_metrics``.
+        metrics: the output of ``classification_metrics`` (a run's split metrics may add
+            ``by_language``, see ``language_metrics``).
         digits: decimals of each number.
 
     Returns:
@@ -172,4 +210,9 @@ def format_report(metrics: Mapping[str, Any], *, digits: int = 2) -> str:
         f"{'weighted avg':>{width}} {weighted_p:>9.{digits}f} {weighted_r:>9.{digits}f} "
         f"{metrics['weighted_f1']:>9.{digits}f} {n:>9}",
     ]
+    by_language: Mapping[str, Mapping[str, float]] = metrics.get("by_language") or {}
+    if by_language:
+        lines += ["", f"{'language':>{width}} {'accuracy':>9} {'macro-F1':>9} {'':>9} {'rows':>9}"]
+        lines += [f"{language:>{width}} {m['accuracy']:>9.{digits}f} {m['macro_f1']:>9.{digits}f} {'':>9} "
+                  f"{int(m['count']):>9}" for language, m in by_language.items()]
     return "\n".join(lines)

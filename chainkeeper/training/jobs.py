@@ -45,7 +45,7 @@ from chainkeeper.training.checkpoints import (
     save_checkpoint,
 )
 from chainkeeper.training.config import TrainConfig
-from chainkeeper.training.evaluation import classification_metrics
+from chainkeeper.training.evaluation import classification_metrics, language_metrics
 from chainkeeper.training.reproducibility import build_record
 from chainkeeper.training.runs import (
     LANGUAGE_MODEL_TASKS,
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from chainkeeper.core.db import Database
     from chainkeeper.training.loop import StepReport, TrainResult
     from chainkeeper.training.model import TextClassifier
+    from chainkeeper.training.vocabulary import VocabularyExtension
 
 # Share of the progress bar given to training; evaluation and storing take the rest.
 TRAIN_SHARE = 90.0
@@ -131,6 +132,7 @@ def evaluate_split(model: TextClassifier, tokenizer: Any, split: Split, *, batch
         slices[split.group_name or "group"] = slice_metrics(split.labels, predicted, split.groups,
                                                             model.meta.labels)
     metrics["slices"] = slices
+    metrics["by_language"] = language_metrics(split.texts, split.labels, predicted)
     return metrics
 
 
@@ -293,6 +295,7 @@ def store_model_folder(ctx: Context, job: JobHandle, run: Run, write: Callable[[
 def _train_classifier_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, Any], str]:
     from chainkeeper.training.loop import seed_everything, train_classifier
     from chainkeeper.training.model import ClassifierMeta, TextClassifier
+    from chainkeeper.training.vocabulary import learn_new_rows
 
     config = run.train_config
     reporter = Reporter(job, ctx.db, run.id)
@@ -313,6 +316,7 @@ def _train_classifier_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[
     model, tokenizer = TextClassifier.from_base(Path(run.base_model), meta, dropout=config.dropout,
                                                 attention_dropout=config.attention_dropout,
                                                 head_dropout=config.head_dropout)
+    tokenizer, extension = extend_for_run(job, config, model.encoder, tokenizer, train.texts)
     checkpoints = Checkpointing(ctx, job, run)
 
     def evaluate_dev(step: int) -> float | None:
@@ -325,14 +329,16 @@ def _train_classifier_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[
         return float(m[config.early_stopping_metric])
 
     index = {name: i for i, name in enumerate(label_names)}
-    result = train_classifier(
-        model, tokenizer, train.texts, [index[y] for y in train.labels], config,
-        on_step=reporter.step, should_stop=lambda: job.cancel_requested, on_eval=evaluate_dev,
-        on_checkpoint=checkpoints.save, resume=checkpoints.resume,
-    )
+    with learn_new_rows(model.encoder, extension):
+        result = train_classifier(
+            model, tokenizer, train.texts, [index[y] for y in train.labels], config,
+            on_step=reporter.step, should_stop=lambda: job.cancel_requested, on_eval=evaluate_dev,
+            on_checkpoint=checkpoints.save, resume=checkpoints.resume,
+        )
     check_finished_training(job, config, result)
 
-    metrics: dict[str, Any] = {"train": train_metrics(result, len(train.texts), checkpoints.dev_curve)}
+    metrics: dict[str, Any] = {"train": train_metrics(result, len(train.texts), checkpoints.dev_curve,
+                                                      vocabulary=extension)}
     for name, split in (("dev", dev), ("test", test)):
         if split.texts:
             reporter.progress(TRAIN_SHARE + (3 if name == "dev" else 6), f"evaluating on {name}", force=True)
@@ -387,11 +393,32 @@ def check_label_map(data_labels: Sequence[str], declared: Sequence[str] | None,
     return list(declared)
 
 
-def train_metrics(result: TrainResult, rows: int, dev_curve: Sequence[dict[str, float]]) -> dict[str, Any]:
-    """What a run stores about its training: rows, steps, speed, loss and dev curves."""
-    return {
+def train_metrics(result: TrainResult, rows: int, dev_curve: Sequence[dict[str, float]], *,
+                  vocabulary: VocabularyExtension | None = None) -> dict[str, Any]:
+    """What a run stores about its training: rows, steps, speed, loss and dev curves, and
+    the vocabulary extension when ``extend_vocab`` was on."""
+    metrics = {
         "rows": rows, "steps": result.steps, "seconds": round(result.seconds, 3),
         "samples_per_s": round(result.samples_per_s, 2), "final_loss": result.final_loss,
         "loss_curve": [[step, loss] for step, loss in result.losses], "dev_curve": list(dev_curve),
         "stop_reason": result.stop_reason, "resumed_from_step": result.resumed_from_step,
     }
+    if vocabulary is not None:
+        metrics["vocabulary"] = vocabulary.record()
+    return metrics
+
+
+def extend_for_run(job: JobHandle, config: TrainConfig, encoder: Any, tokenizer: Any,
+                   texts: Sequence[str]) -> tuple[Any, VocabularyExtension | None]:
+    """Apply ``config.extend_vocab``: the tokenizer to train with, and what was added
+    (None when the option is off). See ``training.vocabulary``."""
+    if not config.extend_vocab:
+        return tokenizer, None
+    from chainkeeper.training.vocabulary import extend_vocabulary  # torch: loaded when a job runs
+
+    extended, extension = extend_vocabulary(encoder, tokenizer, texts, seed=config.seed)
+    if extension.added:
+        job.log(f"vocabulary: added {len(extension.added)} characters the base read as [UNK] "
+                f"({extension.unk_share_before:.1%} of training tokens were [UNK], "
+                f"now {extension.unk_share_after:.1%})")
+    return extended, extension

@@ -216,12 +216,17 @@ def tokenize_once(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_
 
 # Parameters a model gets fresh on top of its base: they learn at the head's rate.
 FRESH_MODULES = ("head.", "casing.")
+# The embedding rows of tokens added to the base's vocabulary (``training.vocabulary``),
+# a parameter of this name while they train: they learn at ``new_tokens_lr_multiplier``.
+NEW_ROWS_PARAMETER = "new_rows"
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW (or SGD with momentum, ``config.optimizer``) with four groups: body weights
     (decayed), body biases and norms (not decayed), and the head's weights and biases at
-    ``learning_rate * head_lr_multiplier``.
+    ``learning_rate * head_lr_multiplier``; a fifth for the embedding rows of tokens
+    added to the base's vocabulary (``training.vocabulary``), at ``learning_rate *
+    new_tokens_lr_multiplier``.
 
     The head is every parameter under a ``head`` module (the classifier's and the
     tagger's linear layer) or a ``casing`` one (the tagger's word-shape embedding, new
@@ -232,14 +237,22 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     """
     head_lr = config.learning_rate * config.head_lr_multiplier
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {(h, d): [] for h in (False, True) for d in (True, False)}
+    new_rows: list[nn.Parameter] = []
     for name, param in model.named_parameters():
-        if param.requires_grad:
+        if not param.requires_grad:
+            continue
+        if name.endswith("." + NEW_ROWS_PARAMETER):
+            new_rows.append(param)
+        else:
             groups[(name.startswith(FRESH_MODULES), not name.endswith(NO_DECAY_SUFFIXES))].append(param)
     param_groups = [
         {"params": params, "weight_decay": config.weight_decay if decayed else 0.0,
          "lr": head_lr if is_head else config.learning_rate}
         for (is_head, decayed), params in groups.items() if params
     ]
+    if new_rows:
+        param_groups.append({"params": new_rows, "weight_decay": config.weight_decay,
+                             "lr": config.learning_rate * config.new_tokens_lr_multiplier})
     if config.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=config.learning_rate, momentum=config.momentum, foreach=True)
     try:

@@ -35,6 +35,7 @@ from chainkeeper.training.loop import (
     tokenize_once,
 )
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
+from chainkeeper.training.vocabulary import learn_new_rows
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -173,6 +174,7 @@ def train_multilabel_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[s
         check_dev_for_early_stopping,
         check_finished_training,
         check_label_map,
+        extend_for_run,
         load_split,
         store_model_folder,
         train_metrics,
@@ -201,6 +203,7 @@ def train_multilabel_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[s
     model, tokenizer = TextClassifier.from_base(Path(run.base_model), meta, dropout=config.dropout,
                                                 attention_dropout=config.attention_dropout,
                                                 head_dropout=config.head_dropout)
+    tokenizer, extension = extend_for_run(job, config, model.encoder, tokenizer, splits["train"].texts)
     checkpoints = Checkpointing(ctx, job, run)
     index = {y: i for i, y in enumerate(labels)}
 
@@ -216,12 +219,14 @@ def train_multilabel_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[s
         job.log(f"step {step}: dev subset accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
         return float(m[config.early_stopping_metric])
 
-    result = train_multilabel_classifier(
-        model, tokenizer, splits["train"].texts, [[index[y] for y in row] for row in sets["train"]], config,
-        on_step=reporter.step, should_stop=lambda: job.cancel_requested, on_eval=evaluate_dev,
-        on_checkpoint=checkpoints.save, resume=checkpoints.resume)
+    with learn_new_rows(model.encoder, extension):
+        result = train_multilabel_classifier(
+            model, tokenizer, splits["train"].texts, [[index[y] for y in row] for row in sets["train"]], config,
+            on_step=reporter.step, should_stop=lambda: job.cancel_requested, on_eval=evaluate_dev,
+            on_checkpoint=checkpoints.save, resume=checkpoints.resume)
     check_finished_training(job, config, result)
-    metrics: dict[str, Any] = {"train": train_metrics(result, len(splits["train"].texts), checkpoints.dev_curve)}
+    metrics: dict[str, Any] = {"train": train_metrics(result, len(splits["train"].texts), checkpoints.dev_curve,
+                                                      vocabulary=extension)}
     for offset, name in ((3, "dev"), (6, "test")):
         if splits[name].texts:
             reporter.progress(TRAIN_SHARE + offset, f"evaluating on {name}", force=True)

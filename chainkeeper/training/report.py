@@ -195,6 +195,12 @@ def render_report_html(run: Mapping[str, Any]) -> str:
             out.append("<h3>Confusion matrix</h3>" + confusion_svg(m["confusion_matrix"], m["labels"]))
         if "calibration" in m:
             out.append("<h3>Calibration</h3>" + reliability_svg(m["calibration"]))
+        if m.get("by_language"):
+            out.append("<h3>By language</h3><table><tr><th>language</th><th>rows</th><th>accuracy</th>"
+                       "<th>macro-F1</th></tr>" + "".join(
+                           f"<tr><td>{_e(lang)}</td><td>{_e(v['count'])}</td><td>{_num(v['accuracy'])}</td>"
+                           f"<td>{_num(v['macro_f1'])}</td></tr>" for lang, v in m["by_language"].items())
+                       + "</table>")
         for name, groups in (m.get("slices") or {}).items():
             out.append(f"<h3>By {_e(name)}</h3><table><tr><th>slice</th><th>rows</th><th>accuracy</th>"
                        "<th>macro-F1</th></tr>" + "".join(

@@ -66,7 +66,8 @@ def score_classifier(folder: Path, texts: Sequence[str], labels: Sequence[str], 
         labels: the gold label of each text.
 
     Returns:
-        ``classification_metrics`` with ``calibration`` and ``slices`` (text length).
+        ``classification_metrics`` with ``calibration``, ``slices`` (text length) and
+        ``by_language``.
 
     Raises:
         InvalidInput: no rows, a label the model does not know, or not a classifier.

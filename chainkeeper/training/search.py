@@ -389,6 +389,7 @@ def _classifier_trials(ctx: Context, version_id: int, base: Path, base_config: T
     from chainkeeper.training.jobs import check_label_map, evaluate_split, load_split
     from chainkeeper.training.loop import seed_everything, train_classifier
     from chainkeeper.training.model import ClassifierMeta, TextClassifier
+    from chainkeeper.training.vocabulary import extend_vocabulary, learn_new_rows
 
     train, dev = load_split(ctx, version_id, "train"), load_split(ctx, version_id, "dev")
     _require_dev(version_id, bool(dev.texts))
@@ -403,12 +404,16 @@ def _classifier_trials(ctx: Context, version_id: int, base: Path, base_config: T
         model, tokenizer = TextClassifier.from_base(base, meta, dropout=config.dropout,
                                                     attention_dropout=config.attention_dropout,
                                                     head_dropout=config.head_dropout)
+        extension = None
+        if config.extend_vocab:  # as the run will: see training.vocabulary
+            tokenizer, extension = extend_vocabulary(model.encoder, tokenizer, train.texts, seed=config.seed)
 
         def score() -> dict[str, Any]:
             return evaluate_split(model, tokenizer, dev, batch_size=config.eval_batch_size)
 
-        train_classifier(model, tokenizer, train.texts, train_ids, config, should_stop=should_stop,
-                         on_eval=_evaluations(score, metric, report, lambda m: float(m[metric])))
+        with learn_new_rows(model.encoder, extension):
+            train_classifier(model, tokenizer, train.texts, train_ids, config, should_stop=should_stop,
+                             on_eval=_evaluations(score, metric, report, lambda m: float(m[metric])))
         return score()
 
     return TrialRunner(len(train.texts), run)
@@ -423,6 +428,7 @@ def _tagger_trials(ctx: Context, version_id: int, base: Path, base_config: Train
         predict_tags,
         train_token_tagger,
     )
+    from chainkeeper.training.vocabulary import extend_vocabulary, learn_new_rows
 
     train, dev = load_tagged_split(ctx, version_id, "train"), load_tagged_split(ctx, version_id, "dev")
     _require_dev(version_id, bool(dev.sentences))
@@ -433,6 +439,10 @@ def _tagger_trials(ctx: Context, version_id: int, base: Path, base_config: Train
         model, tokenizer = TokenTagger.from_base(base, tags, dropout=config.dropout,
                                                  attention_dropout=config.attention_dropout,
                                                  head_dropout=config.head_dropout, max_length=config.max_length)
+        extension = None
+        if config.extend_vocab:  # as the run will: see training.vocabulary
+            tokenizer, extension = extend_vocabulary(model.encoder, tokenizer,
+                                                     [" ".join(words) for words in train.sentences], seed=config.seed)
 
         def score() -> dict[str, Any]:
             predicted = predict_tags(model, tokenizer, dev.sentences, max_length=config.max_length,
@@ -442,8 +452,9 @@ def _tagger_trials(ctx: Context, version_id: int, base: Path, base_config: Train
         def stopping(m: Mapping[str, Any]) -> float:  # as the tagging run: entity F1 unless accuracy was asked
             return float(m["token"]["accuracy"] if config.early_stopping_metric == "accuracy" else m["f1"])
 
-        train_token_tagger(model, tokenizer, train.sentences, train.tags, config, should_stop=should_stop,
-                           on_eval=_evaluations(score, "f1", report, stopping))
+        with learn_new_rows(model.encoder, extension):
+            train_token_tagger(model, tokenizer, train.sentences, train.tags, config, should_stop=should_stop,
+                               on_eval=_evaluations(score, "f1", report, stopping))
         return score()
 
     return TrialRunner(len(train.sentences), run)

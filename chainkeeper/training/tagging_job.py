@@ -22,6 +22,7 @@ from chainkeeper.training.jobs import (
     Reporter,
     check_dev_for_early_stopping,
     check_finished_training,
+    extend_for_run,
     store_model_folder,
     train_metrics,
 )
@@ -33,6 +34,7 @@ from chainkeeper.training.tokens import (
     predict_tags,
     train_token_tagger,
 )
+from chainkeeper.training.vocabulary import learn_new_rows
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -113,6 +115,8 @@ def train_tagger_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, 
     model, tokenizer = TokenTagger.from_base(Path(run.base_model), tags, dropout=config.dropout,
                                              attention_dropout=config.attention_dropout,
                                              head_dropout=config.head_dropout, max_length=config.max_length)
+    tokenizer, extension = extend_for_run(job, config, model.encoder, tokenizer,
+                                          [" ".join(words) for words in train.sentences])
     checkpoints = Checkpointing(ctx, job, run)
 
     def evaluate_dev(step: int) -> float | None:
@@ -127,12 +131,14 @@ def train_tagger_run(ctx: Context, job: JobHandle, run: Run) -> tuple[dict[str, 
         # Early stopping watches entity F1 (what NER is judged on) unless accuracy was asked.
         return float(point["accuracy"] if config.early_stopping_metric == "accuracy" else m["f1"])
 
-    result = train_token_tagger(model, tokenizer, train.sentences, train.tags, config, on_step=reporter.step,
-                                should_stop=lambda: job.cancel_requested, on_eval=evaluate_dev,
-                                on_checkpoint=checkpoints.save, resume=checkpoints.resume)
+    with learn_new_rows(model.encoder, extension):
+        result = train_token_tagger(model, tokenizer, train.sentences, train.tags, config, on_step=reporter.step,
+                                    should_stop=lambda: job.cancel_requested, on_eval=evaluate_dev,
+                                    on_checkpoint=checkpoints.save, resume=checkpoints.resume)
     check_finished_training(job, config, result)
 
-    metrics: dict[str, Any] = {"train": train_metrics(result, len(train.sentences), checkpoints.dev_curve)}
+    metrics: dict[str, Any] = {"train": train_metrics(result, len(train.sentences), checkpoints.dev_curve,
+                                                      vocabulary=extension)}
     for offset, name in ((3, "dev"), (6, "test")):
         split = splits[name]
         if split.sentences:

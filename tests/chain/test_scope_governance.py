@@ -1,8 +1,9 @@
-"""Governance and chain services decide in the object's project: approvals, jobs,
+"""Governance and chain services decide in the object's project: approvals, jobs, schedules,
 lineage, ownership and the overview refuse an actor whose roles are bound to another."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,23 +13,35 @@ from chainkeeper.chain import chain_overview, jobs_panel, lineage_of, owner_of, 
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Forbidden
 from chainkeeper.core.jobs import submit_job
+from chainkeeper.core.scheduler import create_schedule
 from chainkeeper.governance import (
     Actor,
     cancel_job,
     decide,
     find_approvals,
     find_jobs,
+    find_schedules,
+    pause_schedule,
     read_job_logs,
+    remove_schedule,
     request_approval,
     requeue_job,
+    resume_schedule,
     show_approval,
     show_job,
+    show_schedule,
 )
 from tests.chain.conftest import ENGINEER, Projects, ScopeCase, table_counts
 
 
 def _job(ctx: Context) -> int:
     return submit_job(ctx, "sleep", {}, actor="ned", project="news").id
+
+
+def _schedule(ctx: Context) -> int:
+    """A schedule of project news (its jobs would work there)."""
+    return create_schedule(ctx, f"nap-{uuid.uuid4().hex[:8]}", "sleep", {}, every_s=60, actor="ned",
+                           project="news").id
 
 
 def _approval(ctx: Context, p: Projects) -> int:
@@ -48,7 +61,13 @@ CASES: dict[Callable[..., object], ScopeCase] = {
     owner_of: lambda ctx, p, tmp: owner_of(ctx, "deployment", p.deployment.id, actor=p.outsider),
     reassign_owner: lambda ctx, p, tmp: reassign_owner(ctx, "run", p.run.id, "sam", actor=p.outsider),
     chain_overview: lambda ctx, p, tmp: chain_overview(ctx, actor=p.outsider),
+    show_schedule: lambda ctx, p, tmp: show_schedule(ctx, _schedule(ctx), actor=p.outsider),
+    pause_schedule: lambda ctx, p, tmp: pause_schedule(ctx, _schedule(ctx), actor=p.outsider),
+    resume_schedule: lambda ctx, p, tmp: resume_schedule(ctx, _schedule(ctx), actor=p.outsider),
+    remove_schedule: lambda ctx, p, tmp: remove_schedule(ctx, _schedule(ctx), actor=p.outsider),
 }
+
+_SCHEDULES = (show_schedule, pause_schedule, resume_schedule, remove_schedule)
 
 
 # A list answers an actor of another project with nothing of this one.
@@ -56,13 +75,14 @@ LISTS: dict[Callable[..., object], Callable[[Context, Projects, Actor], list[obj
     find_jobs: lambda ctx, p, actor: list(find_jobs(ctx, actor=actor)),
     jobs_panel: lambda ctx, p, actor: list(jobs_panel(ctx, actor=actor).jobs),
     find_approvals: lambda ctx, p, actor: list(find_approvals(ctx, actor=actor)),
+    find_schedules: lambda ctx, p, actor: list(find_schedules(ctx, actor=actor)),
 }
 
 
 @pytest.mark.parametrize("function", list(LISTS), ids=lambda f: f.__name__)
 def test_a_list_shows_an_actor_of_another_project_nothing_of_this_one(ctx: Context, projects: Projects,
                                                                        function: Callable[..., object]) -> None:
-    _job(ctx), _approval(ctx, projects)
+    _job(ctx), _approval(ctx, projects), _schedule(ctx)
     assert LISTS[function](ctx, projects, projects.outsider) == []
     assert LISTS[function](ctx, projects, projects.insider) != []
 
@@ -72,8 +92,9 @@ def test_an_actor_of_another_project_is_refused(ctx: Context, projects: Projects
                                                 function: Callable[..., object]) -> None:
     case = CASES[function]
     # The objects a case makes for itself (a job, a request) are made before counting.
-    if function in (show_job, read_job_logs, cancel_job, requeue_job, show_approval, decide):
-        made = _job(ctx) if "job" in function.__name__ else _approval(ctx, projects)
+    if function in (show_job, read_job_logs, cancel_job, requeue_job, show_approval, decide, *_SCHEDULES):
+        made = (_schedule(ctx) if function in _SCHEDULES else _job(ctx) if "job" in function.__name__
+                else _approval(ctx, projects))
         case = _with(function, made)
     before = table_counts(ctx)
     with pytest.raises(Forbidden):
@@ -97,3 +118,7 @@ def test_an_actor_of_the_same_project_is_allowed(ctx: Context, projects: Project
     assert lineage_of(ctx, "model_version", str(projects.model.id), actor=projects.insider).kind == "model_version"
     # The outsider sees none of project news's jobs.
     assert find_jobs(ctx, actor=projects.outsider) == []
+    schedule = _schedule(ctx)
+    assert pause_schedule(ctx, schedule, actor=projects.insider).paused
+    assert not resume_schedule(ctx, schedule, actor=projects.insider).paused
+    assert remove_schedule(ctx, schedule, actor=projects.insider).id == schedule

@@ -16,6 +16,7 @@ from chainkeeper.registry import (
     collect_card_facts,
     evaluate_model_version,
     find_model_versions,
+    list_model_evaluations,
     model_card,
     register_model_version,
     run_gates,
@@ -41,6 +42,7 @@ CASES: dict[Callable[..., object], ScopeCase] = {
     # Refused before the file is read (it need not exist).
     evaluate_model_version: lambda ctx, p, tmp: evaluate_model_version(ctx, p.model.id, tmp / "held-out.csv",
                                                                        actor=p.outsider),
+    list_model_evaluations: lambda ctx, p, tmp: list_model_evaluations(ctx, p.model.id, actor=p.outsider),
     set_gate_thresholds: lambda ctx, p, tmp: set_gate_thresholds(ctx, p.model.name, actor=p.outsider,
                                                                  min_macro_f1=0.5),
     run_gates: lambda ctx, p, tmp: run_gates(ctx, p.model.id, actor=p.outsider),

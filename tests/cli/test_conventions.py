@@ -49,6 +49,47 @@ def test_help_and_version_load_no_heavy_library(args: list[str]) -> None:
     assert ("chainkeeper" in done.stdout) if args == ["--version"] else ("quickstart" in done.stdout)
 
 
+def test_no_help_page_loads_a_heavy_library() -> None:
+    """In one fresh interpreter, the root's help and every group's (and a few commands')
+    help pages in turn: none imports torch, transformers, scipy, onnxruntime, pyarrow or
+    sklearn (a group's module reaches the stages through their lazy entry points). Each
+    page reports what it added, so a failure names the page that loaded the library."""
+    from chainkeeper.cli.main import COMMANDS
+
+    pages = [["--help"], *([name, "--help"] for name in COMMANDS),
+             ["models", "list", "--help"], ["data", "versions", "--help"], ["train", "start", "--help"],
+             ["monitor", "drift", "--help"], ["monitor", "tickets", "train", "--help"],
+             ["approvals", "approve", "--help"]]
+    code = ("import json, sys\nfrom chainkeeper.cli.main import main\nfound = {}\n"
+            f"for args in {pages!r}:\n"
+            "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+            f"    heavy = sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})\n"
+            "    if heavy:\n        found[' '.join(args)] = heavy\n        break\n"
+            "print('FOUND', json.dumps(found))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    found = json.loads(done.stdout.rsplit("FOUND", 1)[1])
+    assert not found, f"this help page imported heavy libraries: {found}"
+    assert "Usage: chainkeeper approvals approve" in done.stdout
+
+
+def test_written_out_help_lists_match_the_chain() -> None:
+    """The lineage and owner help name their kinds without importing the chain layer, and
+    the monitor help its drift checks and feedback sources without the drift module."""
+    from chainkeeper.chain import LINEAGE_KINDS, RESPONSIBLE_ROLE
+    from chainkeeper.cli.governance import LINEAGE_KINDS_HELP, OWNED_KINDS_HELP
+    from chainkeeper.cli.monitor import CHECKS_HELP, SOURCES_HELP
+    from chainkeeper.monitoring import CHECKS, SOURCES
+    from chainkeeper.serving import DEFAULT_MAX_DELTA_POINTS
+
+    assert LINEAGE_KINDS_HELP.split(", ") == list(LINEAGE_KINDS)
+    assert OWNED_KINDS_HELP.split(", ") == list(RESPONSIBLE_ROLE)
+    assert CHECKS_HELP.split(", ") == list(CHECKS)
+    assert SOURCES_HELP.split(", ") == list(SOURCES)
+    params = {p.name: p for p in typer.main.get_command(app).get_command(  # type: ignore[attr-defined]
+        typer.Context(typer.main.get_command(app)), "models").commands["export"].params}
+    assert f"default {DEFAULT_MAX_DELTA_POINTS:g}" in (params["max_delta_points"].help or "")
+
+
 def _commands(group: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
     yield path, group
     if hasattr(group, "list_commands"):

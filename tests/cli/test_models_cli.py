@@ -204,6 +204,12 @@ def test_models_evaluate_scores_a_file_with_out_of_scope_apart(run: Run, tokens:
     report = json.loads(out)
     assert report["rows"] == 4 and report["out_of_scope"]["out_of_scope_rows"] == 2
     assert report["metrics"]["labels"] == ["card", "oos", "pay"]
+    code, out, err = run("models", "evaluations", "1", "--json", token=tokens["emil"])
+    assert code == 0, err
+    assert [(e["id"], e["file"], e["rows"]) for e in json.loads(out)] == [(2, "held-out.csv", 4),
+                                                                         (1, "held-out.csv", 4)]
+    code, out, _ = run("models", "evaluations", "1", token=tokens["emil"])
+    assert code == 0 and "held-out.csv" in out and "accuracy" in out
 
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("text,label\nrefund please,refund\n", encoding="utf-8")

@@ -129,3 +129,95 @@ def test_quickstart_on_a_banking77_slice_with_the_real_minilm(
     assert accuracy > 0.25, out[-3000:]
     assert "[3/9] annotate" in out and "exported labelled dataset quickstart-labelled v1" in out
     assert re.search(r"drift check of the last 500 served texts .*: \d of 7 checks fired", out), out[-3000:]
+
+
+def _toy_conll(folder: Path, sentences: dict[str, int]) -> Path:
+    """A CoNLL folder of 'NAME visited PLACE on DAY .' sentences, one file per split."""
+    names, places = ["Anna", "Ben", "Carla", "Dmitri", "Erin"], ["Paris", "Rome", "Tokyo", "Lima", "Oslo"]
+    folder.mkdir()
+    for split, n in sentences.items():
+        lines = ["-DOCSTART- -X- -X- O", ""]
+        for i in range(n):
+            lines += [f"{names[i % 5]} NNP B-NP B-PER", "visited VBD B-VP O", f"{places[(i // 5) % 5]} NNP B-NP B-LOC",
+                      "on IN B-PP O", f"day{split}{i} NN B-NP O", ". . O O", ""]
+        (folder / f"{split}.txt").write_text("\n".join(lines), encoding="utf-8")
+    return folder
+
+
+def test_the_ner_chain_runs_on_conll_files_in_a_fresh_process(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`quickstart --task ner`: the tagger is gated on entity F1, served with character spans over
+    HTTP, given the true spans as feedback and checked for drift on its entity types."""
+    import os
+    import subprocess
+    import sys
+
+    data = _toy_conll(tmp_path / "conll", {"train": 60, "dev": 10, "test": 40})
+    home = tmp_path / "home"
+    env = {**os.environ, "CHAINKEEPER_HOME": str(home), "CHAINKEEPER_BASE_MODEL": str(tiny_model_dir),
+           "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "chainkeeper.cli.main", "quickstart", "--task", "ner", "--data",
+                           str(data), "--max-steps", "4"], env=env, capture_output=True, text=True, timeout=600)
+    out = done.stdout
+    assert done.returncode == 0, done.stderr + out[-3000:]
+    assert "Traceback" not in out + done.stderr
+    for n, stage in enumerate(["collect", "clean", "annotate", "release data", "train", "release model", "deploy",
+                               "serve", "monitor"], start=1):
+        assert f"[{n}/9] {stage}" in out
+    assert "model.promote asked by emil" in out and "executed by rhea" in out
+    assert re.search(r"entity F1 \d\.\d{3} \(P \d\.\d{3}, R \d\.\d{3}\) on 40 test sentences", out), out[-3000:]
+    served = float(re.findall(r"^entity F1: (\d\.\d{3})$", out, re.M)[-1])
+    assert 0.0 <= served <= 1.0
+
+    ctx = open_context(load_settings({}, home=home))
+    try:
+        feedback = list_feedback(ctx.db, deployment_id=get_deployment_by_name(ctx.db, "quickstart-ner").id)
+        assert len(feedback) == 40 and all(f.spans for f in feedback)  # each test sentence has PER and LOC
+        checks = {r.check for r in list_drift_results(ctx.db, "quickstart-ner")}
+        assert {"entity_type_psi", "entity_type_chi2"} <= checks
+        assert verify_ledger(ctx.db).ok
+    finally:
+        ctx.close()
+
+
+def test_ner_quickstart_refuses_a_missing_or_wrong_folder_before_any_change(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CHAINKEEPER_HOME", str(tmp_path / "home"))
+    for args, message in ((["--task", "ner"], "--task ner needs --data FOLDER"),
+                          (["--task", "ner", "--data", str(tmp_path)], "No train.txt"),
+                          (["--task", "pos"], "Unknown --task 'pos'")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["quickstart", *args])
+        out, err = capsys.readouterr()
+        assert exit_.value.code == 2 and message in " ".join((out + err).split()), out + err
+    ctx = open_context(load_settings({}, home=tmp_path / "home"))
+    try:
+        assert list_dataset_versions(ctx.db) == []
+    finally:
+        ctx.close()
+
+
+def test_gold_spans_and_span_f1_follow_conll() -> None:
+    from chainkeeper.cli.quickstart_ner import gold_text, span_f1
+
+    text, spans = gold_text(["New", "York", "Times", "sued", "Anna", "."],
+                            ["B-ORG", "I-ORG", "I-ORG", "O", "B-PER", "O"])
+    assert text == "New York Times sued Anna ." and spans == [("ORG", 0, 14), ("PER", 20, 24)]
+    assert text[0:14] == "New York Times"
+    assert span_f1([spans], [spans]) == 1.0
+    assert span_f1([spans], [[("ORG", 0, 8), ("PER", 20, 24)]]) == pytest.approx(0.5)  # a partial span is a miss
+    assert span_f1([[]], [[]]) == 0.0
+
+
+@pytest.mark.datasets
+@pytest.mark.slow
+def test_ner_quickstart_on_a_conll2003_slice_with_the_real_minilm(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, datasets_dir: Path
+) -> None:
+    monkeypatch.setenv("CHAINKEEPER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    out = _quickstart(capsys, "--task", "ner", "--data", str(datasets_dir / "conll2003"), "--limit", "1000")
+    served = float(re.findall(r"^entity F1: (\d\.\d{3})$", out, re.M)[-1])
+    # Exact-span entity F1 over 4 types: chance is ~0; ~30 steps on 1,000 sentences reach ~0.4.
+    assert served > 0.15, out[-3000:]
+    assert re.search(r"live entity F1 \d\.\d{3} on [\d,]+ labelled requests", out), out[-3000:]

@@ -67,3 +67,44 @@ def test_an_old_schema_is_refused_with_the_upgrade_step(tmp_path: Path) -> None:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0000'")
     with pytest.raises(SchemaError, match="needs .*chainkeeper init"):
         verify_schema(db)
+
+
+def test_the_fast_schema_check_agrees_with_alembic(tmp_path: Path) -> None:
+    """Opening a store reads the head from the scripts and the revision with one query, not
+    through Alembic (which would cost every CLI command ~0.15 s); both must say what Alembic says."""
+    from alembic.runtime.migration import MigrationContext
+
+    assert migrations.head_revision() == migrations.alembic_head_revision()
+    db = Database(f"sqlite:///{tmp_path / 'meta.db'}")
+    assert migrations.current_revision(db) is None  # never initialised
+    migrations.upgrade(db, "0010")
+    with db.engine.connect() as conn:
+        assert migrations.current_revision(db) == MigrationContext.configure(conn).get_current_revision() == "0010"
+    migrations.upgrade(db)
+    assert migrations.current_revision(db) == migrations.head_revision()
+    db.dispose()
+
+
+def test_runs_recorded_before_vocabulary_extension_say_they_had_none(tmp_path: Path) -> None:
+    """Migration 0016: a stored config without ``extend_vocab`` reads back as false, not as
+    the new default; a config that has the key keeps it."""
+    from chainkeeper.data.tables import SqlDatasetVersion
+    from chainkeeper.training.runs import Run, _to_run
+    from chainkeeper.training.tables import SqlRun
+
+    db = Database(f"sqlite:///{tmp_path / 'meta.db'}")
+    migrations.upgrade(db, "0015")
+    with db.session() as s:
+        dataset = SqlDatasetVersion(name="ds", version=1, content_hash="c" * 64, snapshot_artifact="d" * 64,
+                                    state="released", owner="emil", created_by="emil")
+        s.add(dataset)
+        s.flush()
+        old = {"epochs": 1.0, "learning_rate": 2e-4}
+        s.add_all([SqlRun(task="sequence-classification", dataset_version_id=dataset.id, base_model="tiny",
+                          state="succeeded", created_by="emil", config=config)
+                   for config in (old, {**old, "extend_vocab": True})])
+    migrations.upgrade(db)
+    with db.session() as s:
+        runs: list[Run] = [_to_run(row) for row in s.scalars(sa.select(SqlRun).order_by(SqlRun.id))]
+    assert [r.train_config.extend_vocab for r in runs] == [False, True]
+    db.dispose()

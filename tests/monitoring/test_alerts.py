@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from chainkeeper.core.jobs import get_job, submit_job
+from chainkeeper.core.scheduler import Scheduler
 from chainkeeper.core.worker import Worker
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import list_entries, verify_ledger
@@ -25,6 +25,7 @@ from chainkeeper.monitoring.alerts import (
     get_alert,
     list_alerts,
     resolve_alert,
+    schedule_rule_evaluation,
     set_rule_enabled,
 )
 from chainkeeper.monitoring.predictions import log_predictions, prediction_record
@@ -163,32 +164,19 @@ def test_disabling_a_rule_or_resolving_by_hand_closes_its_alert(ctx: Context, ol
     assert evaluate_rules(ctx).rules == 0
 
 
-def test_the_evaluate_job_runs_rounds_on_a_worker(ctx: Context, olga: Actor) -> None:
+def test_the_evaluate_job_evaluates_once_and_a_schedule_queues_it(ctx: Context, olga: Actor) -> None:
     dep = _deployment(ctx)
     create_rule(ctx, name="conf", metric="mean_confidence", comparator="<", threshold=0.5, window_s=600, actor=olga)
     _serve(ctx, dep, [10.0] * 5, score=0.2)
-    job = submit_job(ctx, "alerts.evaluate", {"every_s": 0.1, "rounds": 2}, actor="olga")
-    Worker(ctx).run_one()
-    done = get_job(ctx.db, job.id)
-    assert done.state == "succeeded", done.error
-    assert done.result == {"rounds": 2, "fired": 1, "resolved": 0}
-
-
-def test_the_periodic_evaluate_job_runs_until_cancelled(ctx: Context) -> None:
-    import threading
-    import time
-
-    from chainkeeper.core.jobs import request_cancel
-
-    job = submit_job(ctx, "alerts.evaluate", {"every_s": 0.2, "rounds": 0}, actor="olga")
-    worker = threading.Thread(target=Worker(ctx).run_one)
-    worker.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "round 2" not in get_job(ctx.db, job.id).message:
-        time.sleep(0.1)
-    request_cancel(ctx.db, job.id)
-    worker.join(timeout=30)
-    assert get_job(ctx.db, job.id).state == "cancelled"
+    schedule = schedule_rule_evaluation(ctx, 30, actor=olga)
+    assert (schedule.name, schedule.kind, schedule.every_s) == ("alerts:evaluate", "alerts.evaluate", 30.0)
+    (firing,) = Scheduler(ctx).run_once()
+    done = Worker(ctx).run_one()
+    assert done is not None and done.id == firing.job_id and done.state == "succeeded", done
+    assert done.result == {"rules": 1, "fired": 1, "still_firing": 0, "resolved": 0, "tickets": 1}
+    assert Worker(ctx).run_one() is None  # it ended: the worker is free for other jobs
+    with pytest.raises(Conflict, match="alerts:evaluate"):
+        schedule_rule_evaluation(ctx, 60, actor=olga)
 
 
 @pytest.mark.parametrize(

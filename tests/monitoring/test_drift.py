@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
-import threading
+import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from scipy import stats
 
-from chainkeeper.core.errors import Forbidden, InvalidInput, NotFound
-from chainkeeper.core.jobs import JobState, get_job, job_logs, request_cancel
+from chainkeeper.core.db import utcnow
+from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from chainkeeper.core.jobs import JobState, get_job, job_logs, submit_job
+from chainkeeper.core.scheduler import Scheduler, get_schedule
 from chainkeeper.core.worker import Worker
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import list_entries
@@ -22,9 +26,11 @@ from chainkeeper.monitoring.drift_jobs import (
     check_drift,
     latest_drift_results,
     list_drift_results,
+    schedule_drift_checks,
     submit_drift_job,
     text_features,
 )
+from chainkeeper.monitoring.tables import SqlPrediction
 from tests.monitoring.chain import IN_DISTRIBUTION, OPERATOR, Served, any_served, classifier_dir, served  # noqa: F401  (fixtures)
 
 # Financial-news sentences: longer, and full of names the tokenizer splits into many pieces.
@@ -171,44 +177,46 @@ def test_a_window_too_small_unknown_deployment_or_role_is_refused(served: Served
     assert list_drift_results(served.ctx.db, "support") == []
 
 
-def test_a_drift_job_checks_and_a_recurring_one_runs_until_cancelled(served: Served) -> None:
+def test_a_drift_job_checks_one_window_and_ends(served: Served) -> None:
     served.serve(IN_DISTRIBUTION[40:])
     job = submit_drift_job(served.ctx, "support", actor=OPERATOR, last=40)
-    worker = Worker(served.ctx)
-    done = worker.run_one()
+    done = Worker(served.ctx).run_one()
     assert done is not None and done.state == JobState.SUCCEEDED, done
     assert done.result == {"checks_run": 1, "fired": [], "skipped": 0}
     assert {r.job_id for r in list_drift_results(served.ctx.db, "support")} == {job.id}
-    recurring = submit_drift_job(served.ctx, "support", actor=OPERATOR, every_s=0.3, window_s=3600)
-    runner = threading.Thread(target=worker.run_one)
-    runner.start()
-    while sum(1 for r in list_drift_results(served.ctx.db, "support") if r.job_id == recurring.id) < len(drift.CHECKS):
-        runner.join(0.1)
-    request_cancel(served.ctx.db, recurring.id)
-    runner.join(30)
-    assert get_job(served.ctx.db, recurring.id).state == JobState.CANCELLED
-    assert any("window of 40 predictions" in line for _, _, line in job_logs(served.ctx.db, recurring.id))
-    with pytest.raises(InvalidInput, match="every_s must be positive"):
-        submit_drift_job(served.ctx, "support", actor=OPERATOR, every_s=0)
+    assert any("window of 40 predictions" in line for _, _, line in job_logs(served.ctx.db, job.id))
+    with pytest.raises(InvalidInput, match="window_s must be positive"):
+        submit_drift_job(served.ctx, "support", actor=OPERATOR, window_s=0)
 
 
-def test_a_recurring_job_whose_worker_was_lost_resumes_after_its_last_window(served: Served) -> None:
-    from datetime import timedelta
-
-    from chainkeeper.core.db import utcnow
-    from chainkeeper.core.jobs import claim_next_job, reap_stale_jobs
-
+def test_a_recurring_drift_check_no_longer_blocks_the_queue(served: Served) -> None:
+    """Issue 14, item 5: 'monitor drift --every 1h' was a job sleeping in the only worker,
+    so the jobs queued after it never ran. Now it is a schedule of one-check jobs."""
     served.serve(IN_DISTRIBUTION[40:])
-    job = submit_drift_job(served.ctx, "support", actor=OPERATOR, every_s=60, window_s=3600, max_checks=1)
-    lost = claim_next_job(served.ctx.db, "lost-worker")
-    assert lost is not None and lost.id == job.id
-    # The lost worker checked one window before it died.
-    check_drift(served.ctx, "support", actor=OPERATOR, end=utcnow(), job_id=job.id)
-    assert [j.id for j in reap_stale_jobs(served.ctx.db, stale_after=timedelta(0),
-                                          now=utcnow() + timedelta(seconds=1))] == [job.id]
-    served.serve(IN_DISTRIBUTION[:40])  # new traffic after that window
-    done = Worker(served.ctx).run_one()
-    assert done is not None and done.id == job.id and done.state == JobState.SUCCEEDED, done
-    sizes = sorted({(r.window_end, r.window_size) for r in list_drift_results(served.ctx.db, "support")
-                    if r.job_id == job.id})
-    assert [size for _, size in sizes] == [40, 40]  # the second window holds only the new traffic
+    schedule = schedule_drift_checks(served.ctx, "support", actor=OPERATOR, every_s=3600)
+    assert (schedule.name, schedule.kind, schedule.params["window_s"]) == ("drift:support", "drift", 3600)
+    (firing,) = Scheduler(served.ctx).run_once()
+    other = submit_job(served.ctx, "sleep", {"steps": 1, "step_s": 0.01}, actor="olga")  # e.g. a training job
+
+    worker = Worker(served.ctx)
+    start = time.monotonic()
+    assert worker.run_forever(exit_when_idle=True) == 2  # the one worker runs both, then is free
+    assert time.monotonic() - start < 60
+    assert get_job(served.ctx.db, other.id).state == JobState.SUCCEEDED
+    check = get_job(served.ctx.db, firing.job_id or 0)
+    assert check.state == JobState.SUCCEEDED and check.result == {"checks_run": 1, "fired": [], "skipped": 0}
+    assert {r.job_id for r in list_drift_results(served.ctx.db, "support")} == {check.id}
+
+    # The next firing is an hour on; a quiet window is skipped, not failed.
+    assert Scheduler(served.ctx).run_once() == []
+    later = get_schedule(served.ctx.db, schedule.id).next_run_at
+    (again,) = Scheduler(served.ctx).run_once(now=later)
+    with served.ctx.db.session() as s:  # the traffic aged out of the window
+        s.execute(sa.update(SqlPrediction).values(at=utcnow() - timedelta(days=2)))
+    assert worker.run_one() is not None
+    skipped = get_job(served.ctx.db, again.job_id or 0)
+    assert skipped.state == JobState.SUCCEEDED and skipped.result == {"checks_run": 0, "fired": [], "skipped": 1}
+    with pytest.raises(Conflict, match="drift:support"):
+        schedule_drift_checks(served.ctx, "support", actor=OPERATOR, every_s=60)
+    with pytest.raises(Forbidden, match="monitoring.check"):
+        schedule_drift_checks(served.ctx, "support", actor=Actor("aud", frozenset({"auditor"})), every_s=60)

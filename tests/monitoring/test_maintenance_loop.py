@@ -39,7 +39,6 @@ from chainkeeper.governance.ledger import list_entries, verify_ledger
 from chainkeeper.monitoring.alerts import create_rule, evaluate_rules
 from chainkeeper.monitoring.drift_jobs import check_drift
 from chainkeeper.monitoring.feedback import submit_feedback
-from chainkeeper.monitoring.notify import wait_until_idle
 from chainkeeper.monitoring.tickets import acknowledge_ticket, get_ticket, hand_over_ticket
 from chainkeeper.registry.versions import get_model_version, register_model_version
 from chainkeeper.serving.deployments import serve_predictions
@@ -135,7 +134,7 @@ def test_drift_alert_ticket_retrain_release_and_serve(any_ctx: Context, tiny_mod
         evaluation = evaluate_rules(ctx)
         assert len(evaluation.fired) == 1 and len(evaluation.tickets) == 1
         (ticket_id,) = evaluation.tickets
-        assert wait_until_idle(ctx)
+        Worker(ctx).run_forever(exit_when_idle=True)  # a worker runs the webhook's delivery job
         assert [(m["event"], m["rule"]) for m in receiver.received] == [("firing", "script-drift")]
         assert evaluate_rules(ctx).tickets == []  # still firing: no second ticket
         assert get_ticket(ctx.db, ticket_id).owner_role == "operator"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +66,7 @@ def test_feedback_from_the_command_line_and_its_clear_errors(run: Run, tokens: d
 
 
 def test_quality_drift_and_report_commands(run: Run, tokens: dict[str, str], chain: Served,  # noqa: F811
-                                           tmp_path: Path) -> None:
+                                           tmp_path: Path, home: Path) -> None:  # noqa: F811
     ids = chain.serve(IN_DISTRIBUTION[40:])
     for rid in ids[:5]:
         assert run("monitor", "feedback", rid, "balance", token=tokens["olga"])[0] == 0
@@ -78,8 +80,21 @@ def test_quality_drift_and_report_commands(run: Run, tokens: dict[str, str], cha
     code, out, _ = run("monitor", "drift", "support", "--history", token=tokens["olga"])
     assert code == 0 and out.count("label_psi") == 1
     code, out, _ = run("monitor", "drift", "support", "--every", "1h", token=tokens["olga"])
-    assert code == 0 and "queued drift job" in out and "every 1h" in out
-    assert [j.kind for j in list_jobs(chain.ctx.db)] == ["drift"]
+    flat = " ".join(out.split())
+    assert code == 0 and "(drift:support) queues one drift job every 1h" in flat and "schedules list" in flat
+    assert list_jobs(chain.ctx.db) == []  # the scheduler queues the checks; nothing sleeps in a worker
+    # In a fresh interpreter, as a user's shell runs it.
+    fresh = subprocess.run([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(home), "--token",
+                            tokens["olga"], "schedules", "list", "--json"], capture_output=True, text=True, timeout=120)
+    (listed,) = json.loads(fresh.stdout)
+    assert fresh.returncode == 0
+    assert (listed["name"], listed["every_s"], listed["paused"]) == ("drift:support", 3600.0, False)
+    code, out, _ = run("schedules", "pause", str(listed["id"]), token=tokens["olga"])
+    assert code == 0 and "is paused" in out
+    code, out, _ = run("schedules", "show", str(listed["id"]), "--json", token=tokens["olga"])
+    assert code == 0 and json.loads(out)["paused"] is True
+    code, _, err = run("schedules", "resume", str(listed["id"]), token=tokens["ann"])
+    assert code == 5 and "job.cancel" in err
     code, _, err = run("monitor", "drift", "support", "--last", "5", token=tokens["olga"])
     assert code == 2 and "needs at least 30" in err
 

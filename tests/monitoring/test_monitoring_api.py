@@ -93,3 +93,30 @@ def test_quality_drift_jobs_and_the_report_over_http(served: Served, client: Tes
     assert set(report["slices"]) == {"text length", "script", "predicted label"}
     page = client.get("/api/monitoring/deployments/support/report.html", headers=reviewer)
     assert page.status_code == 200 and "<svg" in page.text and "Where support fails" in page.text
+
+
+def test_a_recurring_drift_check_is_a_schedule_managed_over_http(served: Served, client: TestClient) -> None:
+    operator = _token(served, "olga", "operator")
+    created = client.post("/api/monitoring/deployments/support/drift", json={"every_s": 3600}, headers=operator)
+    assert created.status_code == 202, created.text
+    schedule = created.json()["schedule"]
+    assert (schedule["name"], schedule["kind"], schedule["every_s"]) == ("drift:support", "drift", 3600.0)
+    again = client.post("/api/monitoring/deployments/support/drift", json={"every_s": 60}, headers=operator)
+    assert again.status_code == 409 and "schedules delete" in again.json()["hint"]
+
+    listed = client.get("/api/schedules", headers=operator)
+    assert listed.status_code == 200 and [s["id"] for s in listed.json()] == [schedule["id"]]
+    one = client.get(f"/api/schedules/{schedule['id']}", headers=operator).json()
+    assert one["project"] == schedule["project"] and one["created_by"] == "olga"
+    paused = client.post(f"/api/schedules/{schedule['id']}/pause", headers=operator)
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert client.post(f"/api/schedules/{schedule['id']}/resume", headers=operator).json()["paused"] is False
+
+    assert client.get("/api/schedules").status_code == 401
+    annotator = _token(served, "ann", "annotator")
+    denied = client.post(f"/api/schedules/{schedule['id']}/pause", headers=annotator)
+    assert denied.status_code == 403 and "job.cancel" in denied.json()["detail"]
+    assert client.get("/api/schedules/999", headers=operator).status_code == 404
+    deleted = client.delete(f"/api/schedules/{schedule['id']}", headers=operator)
+    assert deleted.status_code == 200 and deleted.json()["name"] == "drift:support"
+    assert client.get("/api/schedules", headers=operator).json() == []

@@ -10,7 +10,7 @@ import pytest
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from chainkeeper.core.jobs import get_job
+from chainkeeper.core.scheduler import list_schedules
 from chainkeeper.governance.ledger import list_entries, verify_ledger
 from chainkeeper.monitoring.alerts import create_rule, evaluate_rules
 from chainkeeper.monitoring.predictions import log_predictions, prediction_record
@@ -142,8 +142,10 @@ def test_the_cli_runs_rules_and_tickets_as_an_operator(ctx: Context, capsys: pyt
     code, _, err = cli("alerts", "evaluate", "--every-s", "0")
     assert code == 2 and "must be positive" in err
     code, out, _ = cli("alerts", "evaluate", "--every-s", "30")
-    job_id = int(out.split()[1])
-    assert code == 0 and get_job(ctx.db, job_id).params == {"every_s": 30.0, "rounds": 0}
+    assert code == 0 and "(alerts:evaluate) queues one alerts.evaluate job every 30s" in " ".join(out.split())
+    assert "chainkeeper schedules pause" in " ".join(out.split())
+    (schedule,) = list_schedules(ctx.db, kind="alerts.evaluate")
+    assert schedule.every_s == 30.0 and schedule.created_by == "omar"
 
 
 def test_the_api_acknowledges_and_reports_time_to_acknowledge(ctx: Context) -> None:

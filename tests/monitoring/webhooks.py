@@ -19,6 +19,8 @@ class Receiver:
 
     url: str = ""
     status: int = 200
+    # Answer 503 to this many posts first (a receiver that recovers).
+    fail_first: int = 0
     delay_s: float = 0.0
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -34,7 +36,7 @@ def receiver() -> Iterator[Receiver]:
             time.sleep(state.delay_s)
             state.received.append(json.loads(body))
             state.headers.append(dict(self.headers))
-            self.send_response(state.status)
+            self.send_response(503 if len(state.received) <= state.fail_first else state.status)
             self.end_headers()
             self.wfile.write(b"ok")
 

@@ -5,6 +5,7 @@ as a run's test report, with out-of-scope figures apart when the labels have ``o
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from fastapi.testclient import TestClient
 from chainkeeper.api.app import create_app
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.governance.ledger import list_entries
 from chainkeeper.governance.users import create_user, issue_token
-from chainkeeper.registry.evaluation import evaluate_model_version
+from chainkeeper.registry.evaluation import evaluate_model_version, list_model_evaluations
 from chainkeeper.registry.versions import ModelVersion, register_model_version
 from chainkeeper.training.evaluation import out_of_scope_metrics
 from chainkeeper.training.model import ClassifierMeta, TextClassifier
@@ -89,6 +91,14 @@ def test_a_csv_is_scored_like_a_test_split_with_out_of_scope_apart(ctx: Context,
                                    label_column="intent", out_of_scope_label="none_of_these")
     assert other.out_of_scope is None  # the label set has no such label
 
+    # Each reading is stored with the file's digest (not the file) and written to the ledger.
+    stored = list_model_evaluations(ctx, version.id, actor=ENGINEER)
+    assert [e.id for e in stored] == [other.id, 3, again.id, result.id]
+    assert stored[-1] == result and result.file_sha256 == hashlib.sha256(
+        (tmp_path / "held-out.csv").read_bytes()).hexdigest()
+    entries = [e for e in list_entries(ctx.db) if e.action == "model.evaluate"]
+    assert [e.details["evaluation_id"] for e in entries] == [1, 2, 3, 4]
+
 
 def test_labels_the_model_does_not_know_are_named(ctx: Context, tmp_path: Path, classifier_dir: Path) -> None:
     version = _version(ctx, classifier_dir)
@@ -99,6 +109,7 @@ def test_labels_the_model_does_not_know_are_named(ctx: Context, tmp_path: Path, 
     assert "'refund' (2 rows)" in err.value.message and "balance, card_lost, oos" in (err.value.hint or "")
     with pytest.raises(InvalidInput, match="no column 'label'"):
         evaluate_model_version(ctx, version.id, path, actor=ENGINEER, text_column="utterance")
+    assert list_model_evaluations(ctx, version.id, actor=ENGINEER) == []  # a refused file stores nothing
 
 
 def test_a_tagger_is_scored_on_conll_by_entity(ctx: Context, tmp_path: Path, tagger_dir: Path) -> None:
@@ -132,3 +143,7 @@ def test_the_api_evaluates_an_uploaded_file(ctx: Context, tmp_path: Path, classi
         assert bad.status_code == 422 and "no column 'text'" in bad.json()["detail"]
         assert client.post("/api/models/999/evaluations", files={"file": ("x.csv", body)}).status_code == 404
         assert "/api/models/{model_version_id}/evaluations" in client.get("/openapi.json").json()["paths"]
+        listed = client.get(f"/api/models/{version.id}/evaluations")
+        assert listed.status_code == 200 and [e["id"] for e in listed.json()] == [got["id"]]
+        assert listed.json()[0]["file"] == "held-out.csv" and listed.json()[0]["metrics"] == got["metrics"]
+        assert client.get("/api/models/999/evaluations").status_code == 404

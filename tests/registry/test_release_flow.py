@@ -22,7 +22,7 @@ import pytest
 
 from chainkeeper.api.app import create_app
 from chainkeeper.api.server import start_server_in_thread
-from chainkeeper.cli.quickstart import Cast, ensure_cast
+from chainkeeper.cli.walkthrough import Cast, ensure_cast
 from chainkeeper.core.context import Context
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import Conflict, Forbidden

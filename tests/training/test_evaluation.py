@@ -7,7 +7,7 @@ from sklearn.metrics import classification_report, f1_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.training.evaluation import classification_metrics, format_report
+from chainkeeper.training.evaluation import classification_metrics, format_report, language_metrics
 
 LABELS = ["a", "b", "c"]
 Y_TRUE = ["a", "a", "a", "b", "b", "c"]
@@ -95,3 +95,30 @@ def test_out_of_scope_figures_are_read_apart_from_in_scope_accuracy() -> None:
     assert oos["out_of_scope_precision"] == pytest.approx(2 / 3)
     assert oos["out_of_scope_f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
     assert out_of_scope_metrics(m, "none_of_these") is None
+
+
+def test_language_metrics_score_each_language_apart() -> None:
+    texts = ["my card is lost", "transfer failed", "where is my card", "我的卡丢了", "转账失败了"]
+    truth = ["lost", "transfer", "arrival", "lost", "transfer"]
+    guess = ["lost", "transfer", "lost", "transfer", "transfer"]
+    by_language = language_metrics(texts, truth, guess)
+    assert list(by_language) == ["en", "zh"]
+    assert by_language["en"]["count"] == 3 and by_language["en"]["accuracy"] == pytest.approx(2 / 3)
+    assert by_language["zh"] == {"accuracy": 0.5, "count": 2,
+                                 "macro_f1": pytest.approx(classification_metrics(
+                                     truth[3:], guess[3:], ["lost", "transfer"])["macro_f1"])}
+    # A language without rows is left out, and lengths must agree.
+    assert list(language_metrics(texts[:3], truth[:3], guess[:3])) == ["en"]
+    with pytest.raises(InvalidInput, match="3 texts"):
+        language_metrics(texts[:3], truth, guess)
+
+
+def test_format_report_adds_a_line_per_language() -> None:
+    metrics = classification_metrics(Y_TRUE, Y_PRED, LABELS)
+    metrics["by_language"] = {"en": {"accuracy": 0.9667, "macro_f1": 0.9664, "count": 90},
+                              "zh": {"accuracy": 0.9167, "macro_f1": 0.9146, "count": 60}}
+    lines = format_report(metrics, digits=4).splitlines()
+    assert lines[-3].split() == ["language", "accuracy", "macro-F1", "rows"]
+    assert lines[-2].split() == ["en", "0.9667", "0.9664", "90"]
+    assert lines[-1].split() == ["zh", "0.9167", "0.9146", "60"]
+    assert "language" not in format_report(classification_metrics(Y_TRUE, Y_PRED, LABELS))

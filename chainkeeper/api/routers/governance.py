@@ -119,6 +119,12 @@ def issue_token(name: str, body: TokenBody, request: Request, actor: Actor = req
     return issued.__dict__
 
 
+@router.get("/api/users/{name}/tokens")
+def list_tokens(name: str, request: Request, actor: Actor = require("user.manage")) -> list[dict[str, Any]]:
+    """A user's tokens: id, label, dates and state, never the secrets."""
+    return users.list_tokens(_ctx(request).db, name, actor=actor)
+
+
 @router.delete("/api/tokens/{token_id}")
 def revoke_token(token_id: int, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
     users.revoke_token(_ctx(request).db, token_id, actor=actor)

@@ -1,6 +1,7 @@
 """Feedback, live quality, drift checks and the diagnosis report. Thin: parse, call ``monitoring``, answer.
 
-Feedback has two doors: ``POST /api/feedback`` for a signed-in reviewer
+Feedback is a label, or for a token tagger's prediction the true entity ``spans``
+(``[{"type", "start", "end"}]``). It has two doors: ``POST /api/feedback`` for a signed-in reviewer
 (``monitoring.feedback``), and ``POST /v1/deployments/{name}/feedback`` beside the
 predict endpoint, which also admits an API key of that deployment with the ``feedback``
 scope (a downstream system); its dependency carries the ``monitoring.feedback`` marker,
@@ -29,34 +30,65 @@ from chainkeeper.serving import DeploymentKey, authenticate_deployment_key
 router = APIRouter(tags=["monitoring"])
 
 
+class SpanItem(BaseModel):
+    """One true entity of a tagger's prediction; offsets into the text as sent to predict."""
+
+    model_config = ConfigDict(extra="ignore")  # a served entity (with text and score) may be sent back as is
+
+    type: str = Field(min_length=1, max_length=64, description="The entity type, e.g. PER.")
+    start: int = Field(ge=0, description="First character (0-based).")
+    end: int = Field(ge=1, description="One past the last character.")
+
+
+def _one_truth(label: str | None, spans: list[SpanItem] | None) -> bool:
+    return (label is None) != (spans is None)
+
+
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=64, description="The request_id a predict call returned.")
-    label: str = Field(min_length=1, max_length=255, description="The true label, one of the model's labels.")
+    label: str | None = Field(None, min_length=1, max_length=255,
+                              description="The true label, one of the model's labels (a classifier).")
+    spans: list[SpanItem] | None = Field(None, max_length=1000,
+                                         description="The true entities (a tagger); [] when the text has none.")
+
+    @model_validator(mode="after")
+    def _label_or_spans(self) -> FeedbackItem:
+        if not _one_truth(self.label, self.spans):
+            raise ValueError('send "label" (a classifier\'s prediction) or "spans" (a tagger\'s), not both or neither')
+        return self
+
+    def truth(self) -> str | list[dict[str, Any]]:
+        return self.label if self.label is not None else [s.model_dump() for s in self.spans or []]
 
 
 class FeedbackBody(BaseModel):
-    """``{"request_id", "label"}`` for one prediction, or ``{"items": [...]}`` for several."""
+    """``{"request_id", "label"}`` (or ``"spans"`` for a tagger) for one prediction, or
+    ``{"items": [...]}`` for several."""
 
     model_config = ConfigDict(extra="forbid")
 
     request_id: str | None = Field(None, min_length=1, max_length=64)
     label: str | None = Field(None, min_length=1, max_length=255)
+    spans: list[SpanItem] | None = Field(None, max_length=1000)
     items: list[FeedbackItem] | None = Field(None, max_length=MAX_FEEDBACK_ITEMS)
     source: str | None = Field(None, description=f"Who knows the truth: {', '.join(SOURCES)}.")
 
     @model_validator(mode="after")
     def _one_form(self) -> FeedbackBody:
-        single = self.request_id is not None or self.label is not None
-        if single == (self.items is not None) or (single and (self.request_id is None or self.label is None)):
-            raise ValueError('send "request_id" and "label" together, or "items": [{"request_id", "label"}, ...]')
+        single = self.request_id is not None or self.label is not None or self.spans is not None
+        if single == (self.items is not None) or (single and (self.request_id is None
+                                                              or not _one_truth(self.label, self.spans))):
+            raise ValueError('send "request_id" with "label" (or "spans" for a tagger), or '
+                             '"items": [{"request_id", "label" or "spans"}, ...]')
         return self
 
-    def pairs(self) -> list[tuple[str, str]]:
+    def pairs(self) -> list[tuple[str, str | list[dict[str, Any]]]]:
         if self.items is not None:
-            return [(i.request_id, i.label) for i in self.items]
-        return [(self.request_id or "", self.label or "")]
+            return [(i.request_id, i.truth()) for i in self.items]
+        truth = self.label if self.label is not None else [s.model_dump() for s in self.spans or []]
+        return [(self.request_id or "", truth)]
 
 
 def _outcomes(outcomes: list[FeedbackOutcome]) -> dict[str, Any]:
@@ -133,8 +165,8 @@ class DriftJobBody(BaseModel):
 
     last: int | None = Field(None, ge=1, le=100_000, description="Check the latest N predictions.")
     window_s: float | None = Field(None, gt=0, description="Check the predictions of the last N seconds.")
-    every_s: float | None = Field(None, ge=1, description="Check again every N seconds until cancelled.")
-    max_checks: int | None = Field(None, ge=1, description="Stop a recurring job after N checks.")
+    every_s: float | None = Field(None, ge=1, description="Check every N seconds: creates a schedule "
+                                  "(/api/schedules) instead of one job.")
     checks: list[str] | None = Field(None, description=f"Any of: {', '.join(CHECKS)} (default: all).")
     alpha: float = Field(0.01, gt=0, lt=0.5, description="Significance level of every test.")
 
@@ -142,10 +174,15 @@ class DriftJobBody(BaseModel):
 @router.post("/api/monitoring/deployments/{name}/drift", status_code=202)
 def post_drift(name: str, body: DriftJobBody, request: Request,
                actor: Actor = require("monitoring.check")) -> dict[str, Any]:
-    """Queue a drift job (recurring with ``every_s``); follow it under /api/jobs/{id}."""
+    """Queue a drift job (follow it under /api/jobs/{id}); with ``every_s``, create the
+    deployment's drift schedule and answer ``{"schedule": …}`` (manage it under /api/schedules/{id})."""
+    if body.every_s is not None:
+        schedule = monitoring.schedule_drift_checks(get_ctx(request), name, actor=actor, every_s=body.every_s,
+                                                    last=body.last, window_s=body.window_s, checks=body.checks,
+                                                    alpha=body.alpha)
+        return {"schedule": asdict(schedule)}
     job = monitoring.submit_drift_job(get_ctx(request), name, actor=actor, last=body.last, window_s=body.window_s,
-                                      every_s=body.every_s, max_checks=body.max_checks, checks=body.checks,
-                                      alpha=body.alpha)
+                                      checks=body.checks, alpha=body.alpha)
     return {**asdict(job), "finished": job.finished}
 
 

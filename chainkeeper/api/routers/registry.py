@@ -6,7 +6,7 @@
 Promotion is a gated request (governance routes); its checks run the release gates.
 An export is a job: ``POST /api/models/{id}/exports`` answers 202 with the job to follow.
 ``POST /api/models/{id}/evaluations`` scores a version on an uploaded file of labelled
-rows and answers the report (nothing is stored).
+rows, stores the reading (not the file) and answers it; ``GET`` lists them.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from chainkeeper.registry import (
     Stage,
     evaluate_model_version,
     find_model_versions,
+    list_model_evaluations,
     model_card,
     register_model_version,
     set_gate_thresholds,
@@ -182,6 +183,13 @@ def get_exports(model_version_id: int, request: Request, actor: Actor = require(
             "latest": {**asdict(latest), "best_engine": latest.best_engine()} if latest else None}
 
 
+@router.get("/api/models/{model_version_id}/evaluations", summary="Stored evaluations of a model version")
+def list_evaluations(model_version_id: int, request: Request,
+                     actor: Actor = require("model.read")) -> list[dict[str, Any]]:
+    """The version's stored evaluations on files, newest first."""
+    return [asdict(e) for e in list_model_evaluations(get_ctx(request), model_version_id, actor=actor)]
+
+
 @router.post("/api/models/{model_version_id}/evaluations", summary="Evaluate a model version on a file")
 async def evaluate_model(model_version_id: int, request: Request, file: UploadFile = File(...),
                          format: str | None = Form(None, description="csv, tsv, jsonl, json, parquet or conll; "
@@ -191,8 +199,9 @@ async def evaluate_model(model_version_id: int, request: Request, file: UploadFi
                          actor: Actor = require("model.read")) -> dict[str, Any]:
     """Score the version's model on an uploaded file (multipart field ``file``) of labelled
     rows: the metrics of a run's test report, and in-scope accuracy with out-of-scope
-    recall and precision when the labels hold ``oos_label``. Nothing is stored; 422 for a
-    label the model does not know or a file it cannot read."""
+    recall and precision when the labels hold ``oos_label``. The reading is stored (with the
+    file's SHA-256, not the file); 422 for a label the model does not know or a file it
+    cannot read."""
     name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name).strip("._") or "upload"
     with tempfile.TemporaryDirectory(prefix="ck-evaluate-") as folder:
         path = Path(folder) / name

@@ -255,7 +255,10 @@ def get_deployment(name: str, request: Request, actor: Actor = require("deployme
 
 @router.post(PREDICT_PATH, openapi_extra=_PREDICT_OPENAPI)
 async def predict(name: str, request: Request, actor: Actor = predict_caller()) -> JSONResponse:
-    """Label texts with the deployment's model; each text gets a request id, and is logged."""
+    """Label texts with the deployment's model; each text gets a request id, and is logged.
+
+    A token tagger's deployment answers each text's ``entities`` as well:
+    ``[{"type", "start", "end", "text", "score"}]``, ``text == input[start:end]``."""
     return await _answer(request, name)
 
 
@@ -296,9 +299,17 @@ async def _answer(request: Request, name: str) -> JSONResponse:
     return JSONResponse({
         "deployment": served.deployment.name,
         "model_version": {"id": version.id, "name": version.name, "version": version.version},
-        "predictions": [{"request_id": p.request_id, "label": p.label, "score": p.score, "scores": p.scores}
-                        for p in served.predictions],
+        "predictions": [_prediction_json(p) for p in served.predictions],
     })
+
+
+def _prediction_json(p: serving.ServedPrediction) -> dict[str, Any]:
+    """One text's answer; a tagger's also lists its ``entities`` (type, start, end, text, score),
+    with offsets into the text as sent (docs/serving.md)."""
+    out = {"request_id": p.request_id, "label": p.label, "score": p.score, "scores": p.scores}
+    if p.entities is not None:
+        out["entities"] = p.entities
+    return out
 
 
 # --- rollout ---------------------------------------------------------------------------
