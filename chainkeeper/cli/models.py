@@ -209,8 +209,10 @@ def models_card(ctx: typer.Context, model_version_id: int = typer.Argument(..., 
 
 @gates_app.command("set")
 def gates_set(ctx: typer.Context, name: str,
-              min_macro_f1: float | None = typer.Option(None, help="Minimum test macro-F1 (0-1)."),
-              min_slice_macro_f1: float | None = typer.Option(None, help="Minimum macro-F1 of every declared slice."),
+              min_macro_f1: float | None = typer.Option(None, help="Minimum test macro-F1 (0-1); for a "
+                                                       "tagger, its test entity F1."),
+              min_slice_macro_f1: float | None = typer.Option(None, help="Minimum macro-F1 of every declared "
+                                                             "slice; for a tagger, the F1 of every entity type."),
               max_drop_vs_production: float | None = typer.Option(
                   None, help="Largest allowed drop of test macro-F1 below the production version (0.01 = 1 point)."),
               max_p95_latency_ms: float | None = typer.Option(

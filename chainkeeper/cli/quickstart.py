@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,18 +22,29 @@ from rich.table import Table
 
 # The stages as package modules, their names reached when a step runs: '--help' loads none
 # of them (each entry point is lazy). 'data' is the --data folder here, hence data_stage.
-from chainkeeper import annotation, api, chain, monitoring, registry, serving, training
+from chainkeeper import annotation, chain, monitoring, registry, serving, training
 from chainkeeper import data as data_stage
 from chainkeeper.apps.customer_service.sample import generate_sample
 from chainkeeper.cli.governance import render_lineage
-from chainkeeper.cli.jobs import follow_job
 from chainkeeper.cli.quickstart_ner import check_conll, locate_conll, run_ner_quickstart
 from chainkeeper.cli.state import console, print_first_start, settings_of
-from chainkeeper.cli.walkthrough import Cast, base_model_name, elapsed, ensure_cast, handoff, number, start_clock, step
+from chainkeeper.cli.walkthrough import (
+    Cast,
+    deploy,
+    elapsed,
+    ensure_cast,
+    freeze,
+    handoff,
+    number,
+    print_sources,
+    release,
+    serve,
+    start_clock,
+    step,
+    train,
+)
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.core.jobs import get_job
-from chainkeeper.core.worker import Worker
 from chainkeeper.governance.bootstrap import initialise
 from chainkeeper.governance.ledger import verify_ledger
 
@@ -95,41 +105,17 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
         sources.append(data_stage.import_csv(ctx, test_csv, actor=cast.steward, split="test", limit=limit))
     rows = sum(s.rows_accepted for s in sources)
     step(1, "collect", cast.steward, f"imported {rows:,} rows from {origin}")
-    for s in sources:
-        console.print(f"      {Path(s.uri).name}: {s.rows_accepted:,} accepted, {s.rows_quarantined} quarantined, "
-                      f"sha256 {s.sha256[:12]}")
+    print_sources(sources)
 
     # 2. clean and freeze (data_steward)
-    version = data_stage.create_dataset_version(ctx, name=name, source_ids=[s.id for s in sources], actor=cast.steward)
-    step(2, "clean", cast.steward, f"dataset {version.name} v{version.version} ({version.content_hash[:12]})")
-    for report in version.recipe:
-        console.print(f"      {report['name']:<16} {report['rows_in']:>7,} → {report['rows_out']:>7,} rows"
-                      f" ({report['changed']:,} changed)")
+    version = freeze(ctx, name, sources, cast, unit="rows")
 
     # 3. annotate a slice (data_steward, two annotators), 4. release through the gate (a second steward)
     labelled = _annotate(ctx, version, cast, name)
-    handoff(ctx, "dataset.release", version.id, cast.steward, cast.steward_approver,
-             "labels and splits reviewed")
-    version = data_stage.get_dataset_version(ctx.db, version.id)
-    per_split = version.stats.get("rows_per_split", {})
-    step(4, "release data", cast.steward_approver, f"released v{version.version}: {len(version.labels)} labels, "
-          + ", ".join(f"{k} {v:,}" for k, v in per_split.items()))
+    version = release(ctx, version, cast, comment="labels and splits reviewed", labels="labels")
 
     # 5. train as a job run by a local worker (ml_engineer)
-    run = training.start_training_run(ctx, dataset_version_id=version.id, config=config, actor=cast.engineer)
-    step(5, "train", cast.engineer, f"run {run.id}: fine-tune {base_model_name(run.base_model)} "
-         f"(epochs {config.epochs}, lr {config.learning_rate}, batch {config.batch_size}) as job {run.job_id}")
-    assert run.job_id is not None
-    worker = Worker(ctx)
-    thread = threading.Thread(target=worker.run_one, name="quickstart-worker", daemon=True)
-    thread.start()
-    follow_job(ctx.db, run.job_id, show_logs=False)
-    thread.join()
-    job = get_job(ctx.db, run.job_id)
-    if job.state != "succeeded":
-        raise InvalidInput(f"Training job {job.id} {job.state}: {job.error or job.message}.",
-                           hint=f"See 'chainkeeper jobs logs {job.id}'.")
-    run = training.get_run(ctx.db, run.id)
+    run = train(ctx, version, config, cast, what="fine-tune")
 
     # 6. register (ml_engineer); promotion approved by a release_manager, never the author
     model = registry.register_model_version(ctx, run_id=run.id, name=name, actor=cast.engineer)
@@ -142,22 +128,10 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
     model = registry.get_model_version(ctx.db, model.id)
 
     # 7. deploy: asked by one release_manager, approved by another
-    handoff(ctx, "deployment.create", model.id, cast.release_manager, cast.release_approver, "go live",
-             payload={"name": name})
-    deployment = serving.get_deployment_by_name(ctx.db, name)
-    step(7, "deploy", cast.release_approver, f"model v{model.version} ({model.stage}) serves deployment "
-          f"'{deployment.name}'")
+    deployment = deploy(ctx, model, cast, name)
 
     # 8-9. serve over HTTP on loopback; the operator sends traffic
-    server = api.start_server_in_thread(api.create_app(ctx), host="127.0.0.1", port=0)
-    try:
-        url = f"{server.url}/v1/deployments/{deployment.name}/predict"
-        step(8, "serve", cast.operator, f"listening on {server.url}")
-        results = _probe(url, ctx, version.id, cast.tokens["operator"])
-    finally:
-        server.stop()
-    step(9, "monitor", cast.operator, f"{results['requests']} HTTP requests served {results['predictions']} texts, "
-          "each logged with its request id")
+    results = serve(ctx, deployment, version, cast, _probe)
     monitored = _monitor(ctx, deployment.name, cast, results)
 
     # The first prediction, traced back to the files and the people who approved each step.

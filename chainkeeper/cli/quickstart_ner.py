@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,16 +24,26 @@ from rich.table import Table
 
 # The stages as package modules, their names reached when a step runs: '--help' loads none
 # of them (each entry point is lazy). 'data' is the --data folder here, hence data_stage.
-from chainkeeper import api, chain, monitoring, registry, serving, training
+from chainkeeper import chain, monitoring, registry, serving, training
 from chainkeeper import data as data_stage
 from chainkeeper.cli.governance import render_lineage
-from chainkeeper.cli.jobs import follow_job
 from chainkeeper.cli.state import console
-from chainkeeper.cli.walkthrough import Cast, base_model_name, elapsed, handoff, number, start_clock, step
+from chainkeeper.cli.walkthrough import (
+    Cast,
+    deploy,
+    elapsed,
+    freeze,
+    handoff,
+    number,
+    print_sources,
+    release,
+    serve,
+    start_clock,
+    step,
+    train,
+)
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.core.jobs import get_job
-from chainkeeper.core.worker import Worker
 from chainkeeper.governance.ledger import verify_ledger
 
 # The files of a CoNLL folder, by split; the first name found is used.
@@ -113,38 +122,16 @@ def run_ner_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict
     sources = [data_stage.import_file(ctx, path, actor=cast.steward, format="conll", split=split, limit=limit)
                for split, path in files.items()]
     step(1, "collect", cast.steward, f"imported {sum(s.rows_accepted for s in sources):,} sentences from {data}")
-    for s in sources:
-        console.print(f"      {Path(s.uri).name}: {s.rows_accepted:,} accepted, {s.rows_quarantined} quarantined, "
-                      f"sha256 {s.sha256[:12]}")
+    print_sources(sources)
 
     # 2. clean and freeze; 3. (no span annotation here); 4. release through the data gate
-    version = data_stage.create_dataset_version(ctx, name=name, source_ids=[s.id for s in sources], actor=cast.steward)
-    step(2, "clean", cast.steward, f"dataset {version.name} v{version.version} ({version.content_hash[:12]})")
-    for report in version.recipe:
-        console.print(f"      {report['name']:<16} {report['rows_in']:>7,} → {report['rows_out']:>7,} sentences"
-                      f" ({report['changed']:,} changed)")
+    version = freeze(ctx, name, sources, cast, unit="sentences")
     step(3, "annotate", cast.steward, "skipped for --task ner: the CoNLL files carry their tags (span annotation "
          "of new text: docs/annotation.md)")
-    handoff(ctx, "dataset.release", version.id, cast.steward, cast.steward_approver, "tags and splits reviewed")
-    version = data_stage.get_dataset_version(ctx.db, version.id)
-    per_split = version.stats.get("rows_per_split", {})
-    step(4, "release data", cast.steward_approver, f"released v{version.version}: {len(version.labels)} tags, "
-         + ", ".join(f"{k} {v:,}" for k, v in per_split.items()))
+    version = release(ctx, version, cast, comment="tags and splits reviewed", labels="tags")
 
     # 5. train a tagger as a job run by a local worker (ml_engineer)
-    run = training.start_training_run(ctx, dataset_version_id=version.id, config=config, actor=cast.engineer)
-    step(5, "train", cast.engineer, f"run {run.id}: token tagger on {base_model_name(run.base_model)} (epochs "
-         f"{config.epochs}, lr {config.learning_rate}, batch {config.batch_size}) as job {run.job_id}")
-    assert run.job_id is not None
-    thread = threading.Thread(target=Worker(ctx).run_one, name="quickstart-worker", daemon=True)
-    thread.start()
-    follow_job(ctx.db, run.job_id, show_logs=False)
-    thread.join()
-    job = get_job(ctx.db, run.job_id)
-    if job.state != "succeeded":
-        raise InvalidInput(f"Training job {job.id} {job.state}: {job.error or job.message}.",
-                           hint=f"See 'chainkeeper jobs logs {job.id}'.")
-    run = training.get_run(ctx.db, run.id)
+    run = train(ctx, version, config, cast, what="token tagger on")
 
     # 6. register; promotion through the entity-F1 gate, approved by a release_manager
     model = registry.register_model_version(ctx, run_id=run.id, name=name, actor=cast.engineer)
@@ -162,22 +149,10 @@ def run_ner_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict
     model = registry.get_model_version(ctx.db, model.id)
 
     # 7. deploy: asked by one release_manager, approved by another
-    handoff(ctx, "deployment.create", model.id, cast.release_manager, cast.release_approver, "go live",
-            payload={"name": name})
-    deployment = serving.get_deployment_by_name(ctx.db, name)
-    step(7, "deploy", cast.release_approver, f"model v{model.version} ({model.stage}) serves deployment "
-         f"'{deployment.name}'")
+    deployment = deploy(ctx, model, cast, name)
 
     # 8-9. serve over HTTP on loopback; the operator sends traffic
-    server = api.start_server_in_thread(api.create_app(ctx), host="127.0.0.1", port=0)
-    try:
-        step(8, "serve", cast.operator, f"listening on {server.url}")
-        results = _probe(f"{server.url}/v1/deployments/{deployment.name}/predict", ctx, version.id,
-                         cast.tokens["operator"])
-    finally:
-        server.stop()
-    step(9, "monitor", cast.operator, f"{results['requests']} HTTP requests served {results['predictions']:,} "
-         "texts, each logged with its request id")
+    results = serve(ctx, deployment, version, cast, _probe)
     monitored = _monitor(ctx, deployment.name, cast, results)
 
     console.print(render_lineage(chain.lineage_of(ctx, "prediction", results["first_request_id"], actor=cast.auditor)))

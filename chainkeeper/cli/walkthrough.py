@@ -1,22 +1,36 @@
-"""The people and the hand-offs of the quickstarts (``cli.quickstart``, ``cli.quickstart_ner``):
-each person a real user with a real token, each gated step asked by one and approved by
-a second entitled person, each step printed with who did it in which role."""
+"""The people, the hand-offs and the shared steps of the quickstarts (``cli.quickstart``,
+``cli.quickstart_ner``): each person a real user with a real token, each gated step asked
+by one and approved by a second entitled person, each step printed with who did it in
+which role; freezing, releasing, training as a job and deploying are the same for a
+classifier and a tagger."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from chainkeeper import api, data, registry, serving, training
+from chainkeeper.cli.jobs import follow_job
 from chainkeeper.cli.state import console
 from chainkeeper.core.context import Context
-from chainkeeper.core.errors import NotFound
+from chainkeeper.core.errors import InvalidInput, NotFound
+from chainkeeper.core.jobs import get_job
 from chainkeeper.core.settings import default_base_model
+from chainkeeper.core.worker import Worker
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.approvals import decide, request_approval
 from chainkeeper.governance.users import authenticate_token, create_user, get_user, issue_token
+
+if TYPE_CHECKING:
+    from chainkeeper.data import DatasetVersion, Source
+    from chainkeeper.registry import ModelVersion
+    from chainkeeper.serving import Deployment
+    from chainkeeper.training import Run, TrainConfig
 
 # Steps of a quickstart, as printed ("[5/9] train ...").
 STEPS = 9
@@ -105,3 +119,80 @@ def number(value: float | None) -> str:
 def base_model_name(base_model: str | Path) -> str:
     """How a step names the base model: the shipped MiniLM by name, any other by its path."""
     return "all-MiniLM-L6-v2 (offline)" if Path(base_model) == default_base_model() else str(base_model)
+
+
+def print_sources(sources: list[Source]) -> None:
+    for s in sources:
+        console.print(f"      {Path(s.uri).name}: {s.rows_accepted:,} accepted, {s.rows_quarantined} quarantined, "
+                      f"sha256 {s.sha256[:12]}")
+
+
+def freeze(ctx: Context, name: str, sources: list[Source], cast: Cast, *, unit: str) -> DatasetVersion:
+    """Step 2: clean and freeze the sources as a dataset version, with the recipe's report."""
+    version = data.create_dataset_version(ctx, name=name, source_ids=[s.id for s in sources], actor=cast.steward)
+    step(2, "clean", cast.steward, f"dataset {version.name} v{version.version} ({version.content_hash[:12]})")
+    for report in version.recipe:
+        console.print(f"      {report['name']:<16} {report['rows_in']:>7,} → {report['rows_out']:>7,} {unit}"
+                      f" ({report['changed']:,} changed)")
+    return version
+
+
+def release(ctx: Context, version: DatasetVersion, cast: Cast, *, comment: str, labels: str) -> DatasetVersion:
+    """Step 4: the release asked by the steward, approved by a second one."""
+    handoff(ctx, "dataset.release", version.id, cast.steward, cast.steward_approver, comment)
+    version = data.get_dataset_version(ctx.db, version.id)
+    per_split = version.stats.get("rows_per_split", {})
+    step(4, "release data", cast.steward_approver, f"released v{version.version}: {len(version.labels)} {labels}, "
+         + ", ".join(f"{k} {v:,}" for k, v in per_split.items()))
+    return version
+
+
+def train(ctx: Context, version: DatasetVersion, config: TrainConfig, cast: Cast, *, what: str) -> Run:
+    """Step 5: a training run queued as a job, run by a local worker, followed with a progress bar.
+
+    Raises:
+        InvalidInput: the job did not succeed (its error, and where its log is).
+    """
+    run = training.start_training_run(ctx, dataset_version_id=version.id, config=config, actor=cast.engineer)
+    step(5, "train", cast.engineer, f"run {run.id}: {what} {base_model_name(run.base_model)} "
+         f"(epochs {config.epochs}, lr {config.learning_rate}, batch {config.batch_size}) as job {run.job_id}")
+    assert run.job_id is not None
+    thread = threading.Thread(target=Worker(ctx).run_one, name="quickstart-worker", daemon=True)
+    thread.start()
+    follow_job(ctx.db, run.job_id, show_logs=False)
+    thread.join()
+    job = get_job(ctx.db, run.job_id)
+    if job.state != "succeeded":
+        raise InvalidInput(f"Training job {job.id} {job.state}: {job.error or job.message}.",
+                           hint=f"See 'chainkeeper jobs logs {job.id}'.")
+    return training.get_run(ctx.db, run.id)
+
+
+def deploy(ctx: Context, model: ModelVersion, cast: Cast, name: str) -> Deployment:
+    """Step 7: the deployment asked by one release_manager, approved by another."""
+    handoff(ctx, "deployment.create", model.id, cast.release_manager, cast.release_approver, "go live",
+            payload={"name": name})
+    deployment = serving.get_deployment_by_name(ctx.db, name)
+    model = registry.get_model_version(ctx.db, model.id)
+    step(7, "deploy", cast.release_approver, f"model v{model.version} ({model.stage}) serves deployment "
+         f"'{deployment.name}'")
+    return deployment
+
+
+# What the operator's traffic is: (predict URL, ctx, dataset version id, token) -> what was
+# measured, with "requests" and "predictions" counts among it.
+Probe = Callable[[str, Context, int, str], dict[str, Any]]
+
+
+def serve(ctx: Context, deployment: Deployment, version: DatasetVersion, cast: Cast, probe: Probe) -> dict[str, Any]:
+    """Steps 8-9: serve the deployment over HTTP on loopback while the operator sends traffic."""
+    server = api.start_server_in_thread(api.create_app(ctx), host="127.0.0.1", port=0)
+    try:
+        step(8, "serve", cast.operator, f"listening on {server.url}")
+        results = probe(f"{server.url}/v1/deployments/{deployment.name}/predict", ctx, version.id,
+                        cast.tokens["operator"])
+    finally:
+        server.stop()
+    step(9, "monitor", cast.operator, f"{results['requests']} HTTP requests served {results['predictions']:,} texts, "
+         "each logged with its request id")
+    return results
