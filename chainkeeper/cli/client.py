@@ -32,7 +32,7 @@ import typer
 from typer._click.globals import get_current_context  # the click that Typer bundles
 
 from chainkeeper import __version__
-from chainkeeper.cli.state import console, new_table, parse_overrides, print_json, settings_of
+from chainkeeper.cli.state import console, new_table, parse_overrides, parse_spans, print_json, settings_of
 from chainkeeper.core.errors import (
     ChainkeeperError,
     ConfigError,
@@ -282,8 +282,19 @@ def _verdict(answer: dict[str, Any], params: Params) -> None:
     console.print(f"ledger intact: {answer['entries']:,} entries, head {answer['head']}")
 
 
+def _feedback_body(params: Params) -> dict[str, Any]:
+    """A label, or a tagger's spans as ``--spans`` writes them (``monitor.parse_spans``)."""
+    truth = ({"label": params["label"]} if params.get("spans") is None
+             else {"spans": parse_spans(params["spans"])})
+    return {"request_id": params["request_id"], **truth, "source": params.get("source")}
+
+
 def _feedback(answer: dict[str, Any], params: Params) -> None:
     [f] = answer["results"]
+    if f.get("spans") is not None:
+        console.print(f"{f['status']}: {f['request_id']} has {len(f['spans'])} true entities — the model "
+                      + ("found exactly those" if f["correct"] else "found others"), markup=False)
+        return
     verdict = "right" if f["correct"] else f"wrong (predicted {f['predicted']})"
     console.print(f"{f['status']}: {f['request_id']} is {f['label']!r} — the model was {verdict}"
                   + (f"; was {f['previous_label']!r}" if f["status"] == "corrected" else ""), markup=False)
@@ -464,9 +475,20 @@ ROUTES: dict[tuple[str, ...], Route] = {
     ("jobs", "list"): _get("/api/jobs", _JOB_ROWS, limit="limit"),
     ("jobs", "show"): _get("/api/jobs/{job_id}", fields("id", "kind", "state", "progress", "message")),
     ("jobs", "cancel"): _post("/api/jobs/{job_id}/cancel", None, line("job {id}: {state}")),
+    # schedules (recurring jobs)
+    ("schedules", "list"): _get("/api/schedules", rows(
+        ("id", "id"), ("name", "name"), ("job kind", "kind"), ("every (s)", "every_s"),
+        ("next (UTC)", "next_run_at"), ("paused", "paused"), ("by", "created_by"), empty="No schedules yet."),
+        kind="kind"),
+    ("schedules", "show"): _get("/api/schedules/{schedule_id}", fields("id", "name", "kind", "every_s", "paused")),
+    ("schedules", "pause"): _post("/api/schedules/{schedule_id}/pause", None,
+                                  line("schedule {id} ({name}) paused")),
+    ("schedules", "resume"): _post("/api/schedules/{schedule_id}/resume", None,
+                                   line("schedule {id} ({name}) resumed; next at {next_run_at}")),
+    ("schedules", "delete"): Route("DELETE", "/api/schedules/{schedule_id}",
+                                   render=line("schedule {id} ({name}) deleted")),
     # monitoring
-    ("monitor", "feedback"): _post("/api/feedback", lambda p: {
-        "request_id": p["request_id"], "label": p["label"], "source": p.get("source")}, _feedback),
+    ("monitor", "feedback"): _post("/api/feedback", _feedback_body, _feedback),
     ("monitor", "quality"): _get("/api/monitoring/deployments/{deployment}/quality", window="window", since="since"),
     ("monitor", "report"): _get("/api/monitoring/deployments/{deployment}/report", since="since"),
     ("monitor", "alerts", "list"): _get("/api/alerts", rows(

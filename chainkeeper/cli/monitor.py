@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -15,8 +16,17 @@ from chainkeeper import monitoring
 from chainkeeper.cli.alerts import alerts_app, tickets_app
 from chainkeeper.cli.jobs import job_json
 from chainkeeper.cli.schedules import describe, schedule_json
-from chainkeeper.cli.state import JSON_OPTION, console, current_actor, new_table, open_context, print_json
+from chainkeeper.cli.state import (
+    JSON_OPTION,
+    console,
+    current_actor,
+    new_table,
+    open_context,
+    parse_spans,
+    print_json,
+)
 from chainkeeper.core.db import utcnow
+from chainkeeper.core.errors import InvalidInput
 
 # What the help pages list, written out so that '--help' loads neither the drift checks
 # (scipy) nor the feedback module (tests/cli/test_conventions.py keeps them equal to
@@ -34,15 +44,30 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 @app.command("feedback")
-def monitor_feedback(ctx: typer.Context, request_id: str, label: str,
+def monitor_feedback(ctx: typer.Context, request_id: str,
+                     label: str | None = typer.Argument(None, help="The true label (a classifier's prediction)."),
+                     spans: str | None = typer.Option(
+                         None, "--spans", metavar="TYPE:START:END,...",
+                         help="A tagger's prediction: the true entities as character offsets into the served text "
+                         "('none': it has no entity)."),
                      source: str = typer.Option("reviewer",
                                                 help=f"Who knows the truth: {SOURCES_HELP}."),
                      ) -> None:
-    """Attach the true LABEL to the prediction REQUEST_ID (re-sending is safe; a new label corrects)."""
+    """Attach the true LABEL (or a tagger's true --spans) to the prediction REQUEST_ID
+    (re-sending is safe; a new answer corrects)."""
+    if (label is None) == (spans is None):
+        raise InvalidInput("Give the true LABEL (a classifier's prediction) or --spans (a tagger's), not both or "
+                           "neither.", hint="e.g. 'chainkeeper monitor feedback REQUEST_ID lost_card' or "
+                           "'chainkeeper monitor feedback REQUEST_ID --spans ORG:0:13'.")
+    truth: str | list[dict[str, Any]] = label if label is not None else parse_spans(spans or "")
     with open_context(ctx) as c:
         actor = current_actor(ctx, c)
-        [outcome] = monitoring.submit_feedback(c, [(request_id, label)], actor=actor, source=source)
+        [outcome] = monitoring.submit_feedback(c, [(request_id, truth)], actor=actor, source=source)
     f = outcome.feedback
+    if f.spans is not None:
+        verdict = "found exactly those" if f.correct else f"found {len(f.predicted_spans or [])} other(s)"
+        console.print(f"{outcome.status}: {request_id} has {len(f.spans)} true entities — the model {verdict}")
+        return
     verdict = "right" if f.correct else f"wrong (predicted {f.predicted})"
     console.print(f"{outcome.status}: {request_id} is {f.label!r} — the model was {verdict}"
                   + (f"; was {f.previous_label!r}" if outcome.status == "corrected" else ""))

@@ -139,3 +139,23 @@ def print_admin_secrets(token: str, password: str) -> None:
     """The admin's new token and password, each on its own line (never wrapped, so they copy whole)."""
     console.print(f"  API token (set CHAINKEEPER_TOKEN to it):  [bold green]{token}[/]", soft_wrap=True)
     console.print(f"  web sign-in password:                     [bold green]{password}[/]", soft_wrap=True)
+
+
+def parse_spans(text: str) -> list[dict[str, Any]]:
+    """``--spans "ORG:0:13,PER:20:24"`` as feedback spans ("" or "none": the text has no entity).
+
+    Raises:
+        InvalidInput: an item that is not TYPE:START:END with whole-number offsets.
+    """
+    if text.strip().lower() in ("", "none"):
+        return []
+    spans = []
+    for item in text.split(","):
+        kind, _, rest = item.strip().rpartition(":")
+        kind, _, start = kind.rpartition(":")
+        if not kind or not start.strip().isdigit() or not rest.strip().isdigit():
+            raise InvalidInput(f"--spans item {item.strip()!r} is not TYPE:START:END.",
+                               hint='Give character offsets into the served text, e.g. --spans "ORG:0:13,PER:20:24" '
+                               '(--spans none: the text has no entity).')
+        spans.append({"type": kind.strip(), "start": int(start), "end": int(rest)})
+    return spans

@@ -123,7 +123,8 @@ class Settings(BaseSettings):
         1.0, ge=0, le=1, description="Share of served texts stored in the prediction log (1: all, 0.1: one in ten)."
     )
     prediction_log_retention_days: float | None = Field(
-        90.0, gt=0, description="Prediction-log records older than this many days are deleted (unset: keep all)."
+        90.0, gt=0, description="Prediction-log records older than this many days are deleted by the scheduler's "
+        "hourly retention job (unset: keep all)."
     )
     prediction_log_max_buffered: int = Field(
         10_000, ge=1, description="Log records a server holds in memory before writing; more are dropped and counted."

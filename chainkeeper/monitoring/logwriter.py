@@ -14,9 +14,10 @@ What it promises:
 * **read-your-writes in the process**: ``flush_writers(db)`` (called by the readers in
   ``predictions``) writes what is buffered for that store before they read;
 * **a store outage is survived**: a failed batch is retried (``MAX_ATTEMPTS`` in all),
-  then dropped and counted as ``failed``; serving never waits for the store;
-* **retention**: with ``retention_days``, the thread deletes older records every
-  ``purge_interval_s`` (``predictions.purge_predictions``).
+  then dropped and counted as ``failed``; serving never waits for the store.
+
+Retention is not the writer's: the scheduler's ``prediction-log-retention`` schedule
+queues the purge job (``monitoring.retention``), once for the store, not once per server.
 
 Sampling is per record (one text of a request): ``sample_rate`` 0.1 keeps about one in
 ten, chosen independently.
@@ -33,16 +34,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.db import Database
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.monitoring.predictions import (
-    log_predictions,
-    prediction_record,
-    purge_predictions,
-)
+from chainkeeper.monitoring.predictions import log_predictions, prediction_record
 
 __all__ = ["LogWriterStats", "MAX_ATTEMPTS", "PredictionLogWriter", "flush_writers"]
 
@@ -71,7 +67,6 @@ class LogWriterStats:
     written: int  # stored
     failed: int  # dropped after MAX_ATTEMPTS failed inserts
     buffered: int  # waiting now
-    purged: int  # deleted by the retention purge
 
 
 class PredictionLogWriter:
@@ -84,41 +79,32 @@ class PredictionLogWriter:
         flush_interval_s: the longest a record waits before its batch is written (readers in
             this process flush first; other processes see a record within this time).
         max_batch: records per insert statement.
-        retention_days: delete records older than this many days (None: keep all).
-        purge_interval_s: how often the retention purge runs.
         rng: a source of floats in [0, 1) for sampling (tests pass a seeded one).
 
     Raises:
-        InvalidInput: a rate outside 0-1, or a non-positive size, interval or retention.
+        InvalidInput: a rate outside 0-1, or a non-positive size or interval.
     """
 
     def __init__(self, db: Database, *, sample_rate: float = 1.0, max_buffered: int = 10_000,
-                 flush_interval_s: float = 0.5, max_batch: int = 500, retention_days: float | None = None,
-                 purge_interval_s: float = 3600.0, rng: Callable[[], float] | None = None) -> None:
+                 flush_interval_s: float = 0.5, max_batch: int = 500, rng: Callable[[], float] | None = None) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise InvalidInput(f"The prediction-log sample rate is {sample_rate}; it must lie between 0 and 1.",
                                hint="Use 1 to log every prediction, 0.1 for one in ten.")
-        if max_buffered < 1 or max_batch < 1 or flush_interval_s <= 0 or purge_interval_s <= 0:
-            raise InvalidInput("The prediction-log buffer, batch and intervals must be positive.",
-                               hint="The defaults are 10,000 records, 500 per batch, 0.5 s and 3,600 s.")
-        if retention_days is not None and retention_days <= 0:
-            raise InvalidInput(f"A retention of {retention_days} days keeps nothing.",
-                               hint="Give a positive number of days, or none to keep every record.")
+        if max_buffered < 1 or max_batch < 1 or flush_interval_s <= 0:
+            raise InvalidInput("The prediction-log buffer, batch and flush interval must be positive.",
+                               hint="The defaults are 10,000 records, 500 per batch and 0.5 s.")
         self.db = db
         self.sample_rate = sample_rate
         self.max_buffered = max_buffered
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
-        self.retention_days = retention_days
-        self.purge_interval_s = purge_interval_s
         self._rng = rng or random.random
         self._buffer: deque[dict[str, Any]] = deque()
         self._cond = threading.Condition()
-        self._accepted = self._sampled_out = self._dropped = self._written = self._failed = self._purged = 0
+        self._accepted = self._sampled_out = self._dropped = self._written = self._failed = 0
         self._done = 0  # records accepted and since written or given up on
         self._flush_wanted = False
         self._closing = False
-        self._next_purge = time.monotonic()  # the first purge runs at start
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
         with _writers_lock:
@@ -194,22 +180,19 @@ class PredictionLogWriter:
     def stats(self) -> LogWriterStats:
         with self._cond:
             return LogWriterStats(accepted=self._accepted, sampled_out=self._sampled_out, dropped=self._dropped,
-                                  written=self._written, failed=self._failed, buffered=len(self._buffer),
-                                  purged=self._purged)
+                                  written=self._written, failed=self._failed, buffered=len(self._buffer))
 
     # --- the writer thread ---------------------------------------------------------------
 
     def _take(self) -> list[dict[str, Any]] | None:
-        """The next batch ([] when only the purge is due), waiting for it to fill; None: stop.
+        """The next batch ([] when a flush found nothing), waiting for it to fill; None: stop.
 
-        An idle writer sleeps until a record arrives (or the purge is due), so a server
-        with no traffic costs no wake-ups; the first record starts the flush interval.
+        An idle writer sleeps until a record arrives, so a server with no traffic costs no
+        wake-ups; the first record starts the flush interval.
         """
         with self._cond:
             while not self._buffer and not self._closing and not self._flush_wanted:
-                idle = None if self.retention_days is None else max(0.0, self._next_purge - time.monotonic())
-                if not self._cond.wait(idle):
-                    return []  # the purge is due
+                self._cond.wait()
             deadline = time.monotonic() + self.flush_interval_s
             while not self._closing and not self._flush_wanted and len(self._buffer) < self.max_batch:
                 left = deadline - time.monotonic()
@@ -238,9 +221,6 @@ class PredictionLogWriter:
                 return
             if batch:
                 self._write(batch)
-            if self.retention_days is not None and time.monotonic() >= self._next_purge:
-                self._next_purge = time.monotonic() + self.purge_interval_s
-                self._purge()
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         records = [prediction_record(**item) for item in batch]
@@ -263,16 +243,6 @@ class PredictionLogWriter:
                 self._done += len(records)
                 self._cond.notify_all()
             return
-
-    def _purge(self) -> None:
-        assert self.retention_days is not None
-        try:
-            purged = purge_predictions(self.db, utcnow() - timedelta(days=self.retention_days))
-        except Exception:  # noqa: BLE001 - retried at the next interval
-            _log.warning("purging old prediction records failed", exc_info=True)
-            return
-        with self._cond:
-            self._purged += purged
 
 
 def flush_writers(db: Database, timeout: float = 10.0) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "offline_quality",
     "parse_window",
     "quality_windows",
+    "score_labelled",
     "score_entities",
     "score_window",
 ]
@@ -177,7 +178,7 @@ def score_entities(truth: Sequence[Sequence[Any]], predicted: Sequence[Sequence[
             "per_type": per_type}
 
 
-def _score_members(members: Sequence[LabelledPrediction]) -> dict[str, Any]:
+def score_labelled(members: Sequence[LabelledPrediction]) -> dict[str, Any]:
     """A window's scores: entity-level for a tagger's predictions with feedback spans, else by label."""
     tagged = [m for m in members if m.true_spans is not None and m.predicted_spans is not None]
     if tagged:
@@ -208,7 +209,7 @@ def quality_windows(rows: Sequence[LabelledPrediction], window: timedelta) -> li
     for (index, version_id), members in sorted(groups.items()):
         start = _EPOCH + index * window
         out.append(QualityWindow(start=start, end=start + window, model_version_id=version_id,
-                                 predictions=len(members), **_score_members(members)))
+                                 predictions=len(members), **score_labelled(members)))
     return out
 
 
@@ -276,6 +277,6 @@ def live_quality(ctx: Context, deployment: str, *, actor: Actor, window: timedel
         members = [r for r in rows if r.model_version_id == version_id]
         if members:
             overall.append(QualityWindow(start=since, end=until, model_version_id=version_id,
-                                         predictions=len(members), **_score_members(members)))
+                                         predictions=len(members), **score_labelled(members)))
     return LiveQuality(deployment=deployment, window_s=window.total_seconds(), windows=windows, overall=overall,
                        offline={v: offline_quality(get_model_version(db, v)) for v in versions})

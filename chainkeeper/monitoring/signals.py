@@ -137,7 +137,7 @@ def _drift_signals() -> list[Signal]:
     drift = _optional("chainkeeper.monitoring.drift_jobs")
     if drift is None:
         return []
-    from chainkeeper.monitoring.drift import CHECKS
+    from chainkeeper.monitoring.drift import ALL_CHECKS
 
     def reader(check: str, field: str) -> Reader:
         def read(ctx: Context, deployment_id: int, since: datetime, now: datetime) -> float | None:
@@ -149,7 +149,7 @@ def _drift_signals() -> list[Signal]:
         return read
 
     out = []
-    for check in CHECKS:
+    for check in ALL_CHECKS:
         out.append(Signal(f"drift.{check}", f"statistic of the newest {check} drift check", reader(check, "statistic"),
                           "drift checks"))
         out.append(Signal(f"drift.{check}.drifted", f"1 if the newest {check} drift check fired, else 0",
@@ -165,15 +165,19 @@ def _quality_signals() -> list[Signal]:
     def reader(field: str) -> Reader:
         def read(ctx: Context, deployment_id: int, since: datetime, now: datetime) -> float | None:
             rows = [r for r in quality.labelled_predictions(ctx.db, deployment_id, since=since, until=now)
-                    if r.truth is not None]
-            scores = quality.score_window([r.truth for r in rows], [r.predicted for r in rows],
-                                          [r.confidence for r in rows])
-            return None if scores[field] is None else float(scores[field])
+                    if r.truth is not None or r.true_spans is not None]
+            value = quality.score_labelled(rows).get(field)
+            return None if value is None else float(value)
         return read
 
-    return [Signal(f"live_{field}", f"{what} of the predictions with feedback labels in the window", reader(field),
-                   "feedback") for field, what in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
-                                                   ("ece", "expected calibration error"))]
+    fields = (("accuracy", "accuracy (a tagger's: the share of texts with exactly the true entities)"),
+              ("macro_f1", "macro-F1 (a tagger's: over entity types)"),
+              ("ece", "expected calibration error"),
+              ("entity_f1", "a tagger's entity F1 (exact type and offsets)"),
+              ("entity_precision", "a tagger's entity precision"),
+              ("entity_recall", "a tagger's entity recall"))
+    return [Signal(f"live_{field}", f"{what} of the predictions with feedback in the window", reader(field),
+                   "feedback") for field, what in fields]
 
 
 def known_signals() -> dict[str, Signal]:

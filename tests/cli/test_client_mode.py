@@ -114,6 +114,7 @@ def test_list_and_show_commands_answer_from_the_server_as_the_local_command_does
         (["train", "list"], "/api/runs", served.auditor),
         (["monitor", "alerts", "list"], "/api/alerts", served.auditor),
         (["audit", "entries", "--limit", "100"], "/api/audit", served.auditor),
+        (["schedules", "list"], "/api/schedules", served.auditor),
     ]
     # A local command opens the store (seconds on a busy machine): compare a few with their local twin.
     with_local = {("data", "versions"), ("users", "tokens")}

@@ -178,6 +178,26 @@ def test_the_ner_chain_runs_on_conll_files_in_a_fresh_process(tmp_path: Path, ti
     finally:
         ctx.close()
 
+    # The operator corrects a tagger's prediction from the command line with --spans.
+    admin = re.search(r"API token \(set CHAINKEEPER_TOKEN to it\):\s+(ck_\S+)", out)
+    assert admin is not None
+
+    def cli(*args: str, token: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "chainkeeper.cli.main", *args], capture_output=True, text=True,
+                              env={**env, "CHAINKEEPER_TOKEN": token}, timeout=120)
+
+    issued = cli("users", "token", "omar", token=admin.group(1))
+    operator = re.search(r"ck_\S+", issued.stdout)
+    assert issued.returncode == 0 and operator is not None, issued.stderr
+    request_id = feedback[0].request_id
+    corrected = cli("monitor", "feedback", request_id, "--spans", "none", token=operator.group(0))
+    assert corrected.returncode == 0, corrected.stderr
+    assert f"corrected: {request_id} has 0 true entities" in " ".join(corrected.stdout.split())
+    for args, message in ((["--spans", "PER:zero:4"], "is not TYPE:START:END"),
+                          (["PER", "--spans", "PER:0:4"], "not both or neither")):
+        refused = cli("monitor", "feedback", request_id, *args, token=operator.group(0))
+        assert refused.returncode == 2 and message in " ".join(refused.stderr.split()), refused.stderr
+
 
 def test_ner_quickstart_refuses_a_missing_or_wrong_folder_before_any_change(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,9 +16,6 @@ from chainkeeper.monitoring.logwriter import MAX_ATTEMPTS, PredictionLogWriter
 from chainkeeper.monitoring.predictions import (
     count_predictions,
     get_prediction,
-    list_predictions,
-    log_predictions,
-    prediction_record,
 )
 from chainkeeper.serving.deployments import deploy_model_version
 from tests.model_rows import RELEASER, in_production
@@ -113,27 +109,9 @@ def test_a_store_outage_is_retried_then_counted_and_the_writer_recovers(ctx: Con
     assert count_predictions(ctx.db) == 3 and MAX_ATTEMPTS >= 2
 
 
-def test_the_retention_purge_runs_on_the_writer_thread(any_ctx: Context, ids: tuple[int, int]) -> None:
-    now = utcnow()
-    old = prediction_record(request_id=str(uuid.uuid4()), deployment_id=ids[0], model_version_id=ids[1],
-                            at=now - timedelta(days=10), text="old", label="greeting", score=0.6, latency_ms=1.0)
-    log_predictions(any_ctx.db, [old])
-    writer = PredictionLogWriter(any_ctx.db, retention_days=7, flush_interval_s=0.02, purge_interval_s=3600)
-    try:
-        writer.submit(_items(ids, 2))
-        deadline = time.monotonic() + 20
-        while writer.stats().purged < 1:
-            assert time.monotonic() < deadline, "the purge did not run"
-            time.sleep(0.02)
-    finally:
-        writer.close()
-    assert old.id not in {r.id for r in list_predictions(any_ctx.db)}
-    assert count_predictions(any_ctx.db) == 2
-
-
 @pytest.mark.parametrize("kwargs", [pytest.param({"sample_rate": 1.5}, id="rate-above-1"),
                                     pytest.param({"max_buffered": 0}, id="no-buffer"),
-                                    pytest.param({"retention_days": 0}, id="zero-retention")])
+                                    pytest.param({"flush_interval_s": 0}, id="no-flush-interval")])
 def test_bad_writer_settings_are_refused_clearly(ctx: Context, kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput) as caught:
         PredictionLogWriter(ctx.db, **kwargs)

@@ -26,8 +26,9 @@ from chainkeeper.monitoring.drift_jobs import check_drift
 from chainkeeper.monitoring.feedback import submit_feedback
 from chainkeeper.monitoring.predictions import get_prediction, log_predictions, prediction_record
 from chainkeeper.monitoring.quality import live_quality, score_entities
+from chainkeeper.monitoring.signals import read_signal
 from chainkeeper.registry.versions import ModelVersion, Stage, register_model_version, transition_stage
-from chainkeeper.serving.deployments import deploy_model_version, serve_predictions
+from chainkeeper.serving.deployments import deploy_model_version, get_deployment_by_name, serve_predictions
 from chainkeeper.serving.runtime import PredictorCache
 from chainkeeper.training.runs import finish_run
 from chainkeeper.training.tables import SqlRun
@@ -127,6 +128,13 @@ def test_feedback_spans_are_checked_and_give_live_entity_f1(tagged: Tagged) -> N
     assert overall.labelled == 3 and overall.entity_f1 == pytest.approx(expected["entity_f1"])
     assert overall.accuracy == pytest.approx(expected["exact_match"]) and overall.accuracy >= 1 / 3
     assert quality.offline[tagged.version.id]["entity_f1"] == 0.75
+
+    # An alert rule can watch the same figure: the live_entity_f1 signal reads what live quality shows.
+    now = utcnow()
+    deployment_id = get_deployment_by_name(tagged.ctx.db, "ner").id
+    for name, value in (("live_entity_f1", expected["entity_f1"]), ("live_accuracy", expected["exact_match"]),
+                        ("live_entity_recall", expected["entity_recall"])):
+        assert read_signal(tagged.ctx, name, deployment_id, now - timedelta(hours=1), now) == pytest.approx(value)
 
 
 def test_entity_scores_count_type_and_both_offsets() -> None:

@@ -112,8 +112,7 @@ def serving_state(app: FastAPI) -> ServingState:
             ctx = app.state.ctx
             settings = ctx.settings
             log = PredictionLogWriter(ctx.db, sample_rate=settings.prediction_log_sample_rate,
-                                      max_buffered=settings.prediction_log_max_buffered,
-                                      retention_days=settings.prediction_log_retention_days)
+                                      max_buffered=settings.prediction_log_max_buffered)
             group = getattr(app.state, "group", None)
             metrics = ServingMetrics(runtime_stats=app.state.predictors.stats, log_stats=log.stats, group=group)
             state = app.state.serving = ServingState(ctx, log, metrics, group=group)
