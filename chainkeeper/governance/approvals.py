@@ -44,7 +44,7 @@ class ApprovalState(enum.StrEnum):
     PENDING = "pending"
     EXECUTED = "executed"
     REJECTED = "rejected"
-    FAILED = "failed"  # approved, but executing the action failed (the error is kept)
+    FAILED = "failed"  # approved, but a check no longer passed or the action failed (the reason is kept)
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,10 @@ def decide(ctx: Context, approval_id: int, *, actor: Actor, approve: bool, comme
         InvalidInput: no comment.
         Forbidden: the actor lacks the approve permission or is excluded by separation of
             duties; the message names who may approve instead.
-        Conflict: the request is no longer pending, or its checks did not pass.
+        Conflict: the request is no longer pending; its checks did not pass when it was made;
+            or, on approval, a check no longer passes (a gate set or the object changed
+            since: the checks run again at decision time) or the action failed — the request
+            is then ``failed`` and the action not done.
     """
     if not comment.strip():
         raise InvalidInput("An approval decision needs a comment.", hint="Say why, e.g. --comment 'metrics reviewed'.")
@@ -184,25 +187,37 @@ def decide(ctx: Context, approval_id: int, *, actor: Actor, approve: bool, comme
         raise Conflict(f"Request {approval_id} cannot be approved: check {failed[0]['name']} failed "
                        f"({failed[0]['detail']}).", hint="Fix the cause and request again.")
 
-    state, error = ApprovalState.REJECTED, None
+    state, error, checks = ApprovalState.REJECTED, None, approval.checks
     if approve:
-        try:
-            gate.executor(ctx, int(approval.object_id), actor=actor, **approval.payload)
-            state = ApprovalState.EXECUTED
-        except (Conflict, InvalidInput, NotFound) as exc:
-            state, error = ApprovalState.FAILED, str(exc)
+        # The checks run again now: a gate set, or an object changed, since the request must
+        # not ride on the request's stale "ok". A check that no longer passes ends the request.
+        checks = [asdict(check(ctx, approval.object_id, approval.payload)) for check in gate.checks]
+        now_failed = [c for c in checks if not c["passed"]]
+        if now_failed:
+            state, error = ApprovalState.FAILED, (
+                f"check {now_failed[0]['name']} no longer passes ({now_failed[0]['detail']}); it passed when "
+                "the request was made")
+        else:
+            try:
+                gate.executor(ctx, int(approval.object_id), actor=actor, **approval.payload)
+                state = ApprovalState.EXECUTED
+            except (Conflict, InvalidInput, NotFound) as exc:
+                state, error = ApprovalState.FAILED, str(exc)
     with ctx.db.session() as s:
         row = s.get(SqlApproval, approval_id)
         assert row is not None
         row.state, row.decided_by, row.decided_at = state, actor.name, utcnow()
-        row.decision_comment = comment if error is None else f"{comment} [execution failed: {error}]"
+        row.checks = checks  # as they stood when the decision was made
+        row.decision_comment = comment if error is None else f"{comment} [not executed: {error}]"
         append_entry(s, actor, "approval.approve" if approve else "approval.reject", "approval", approval_id,
                      before={"state": "pending"}, after={"state": state},
                      details={"action": approval.action, "object_kind": approval.object_kind,
-                              "object_id": approval.object_id, "comment": comment})
+                              "object_id": approval.object_id, "comment": comment,
+                              **({"checks_at_decision": checks} if approve else {})})
         decided = _to_approval(row)
     if error is not None:
-        raise Conflict(f"Request {approval_id} was approved but the action failed: {error}")
+        raise Conflict(f"Request {approval_id} was approved but not executed: {error}.",
+                       hint="Fix the cause and request again.")
     return decided
 
 

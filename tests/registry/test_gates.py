@@ -8,7 +8,7 @@ import pytest
 
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Conflict, InvalidInput
-from chainkeeper.governance.approvals import decide, request_approval
+from chainkeeper.governance.approvals import decide, get_approval, request_approval
 from chainkeeper.governance.ledger import list_entries, verify_ledger
 from chainkeeper.registry.gates import (
     GateThresholds,
@@ -99,6 +99,27 @@ def test_a_failing_gate_blocks_the_promotion_request(any_ctx: Context) -> None:
         decide(any_ctx, request.id, actor=rhea, approve=True, comment="looks fine")
     assert get_model_version(any_ctx.db, weak).stage == "candidate"
     assert latest_gate_results(any_ctx.db, weak)[0].passed is False
+
+
+def test_a_gate_set_after_the_request_is_checked_when_the_request_is_approved(any_ctx: Context) -> None:
+    """Issue 15, item 3: a promotion asked with no gate, approved after a gate the model fails
+    was set, must not reach production on the request's stale "release-gates ok"."""
+    emil = make_actor(any_ctx, "emil", "ml_engineer")
+    rhea = make_actor(any_ctx, "rhea", "release_manager")
+    weak = _register(any_ctx, "intents", _metrics(0.248), author="emil")
+    request = request_approval(any_ctx, "model.promote", weak, actor=emil, comment="ready")
+    assert all(c["passed"] for c in request.checks)
+    set_gate_thresholds(any_ctx, "intents", actor=rhea, min_macro_f1=0.99)
+    with pytest.raises(Conflict, match="check release-gates no longer passes") as refused:
+        decide(any_ctx, request.id, actor=rhea, approve=True, comment="looks fine")
+    assert "0.2480 is below the minimum 0.9900" in refused.value.message and refused.value.hint
+    assert get_model_version(any_ctx.db, weak).stage == "candidate"
+    decided = get_approval(any_ctx, request.id)
+    assert decided.state == "failed" and "not executed" in (decided.decision_comment or "")
+    assert not next(c for c in decided.checks if c["name"] == "release-gates")["passed"]  # as at the decision
+    entry = list_entries(any_ctx.db, object_kind="approval")[-1]
+    assert entry.action == "approval.approve" and entry.details["checks_at_decision"] == decided.checks
+    assert verify_ledger(any_ctx.db).ok
 
 
 def test_a_passing_gate_lets_the_promotion_through(any_ctx: Context) -> None:
