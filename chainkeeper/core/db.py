@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from chainkeeper.core.errors import ConfigError, SchemaError, StoreError
+from chainkeeper.core.errors import ConfigError, InvalidInput, SchemaError, StoreError
 from chainkeeper.core.settings import mask_url
 
 T = TypeVar("T")
@@ -27,6 +27,8 @@ T = TypeVar("T")
 # Backends by URL scheme (the part before '+driver').
 SUPPORTED_SCHEMES = {"sqlite": "embedded SQLite file", "postgresql": "PostgreSQL via psycopg 3"}
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The largest integer a column of the store holds (64-bit signed, SQLite and PostgreSQL BIGINT).
+MAX_INTEGER = 2**63 - 1
 
 
 class Base(DeclarativeBase):
@@ -174,6 +176,15 @@ class Database:
             ) from None
         except exc.IntegrityError as err:
             raise StoreError(f"The metadata store refused a change: {_first_line(err)}.") from None
+        except (OverflowError, exc.DataError) as err:
+            # An integer beyond 64 bits (an id like 99999999999999999999 in a URL or a
+            # command): SQLite's driver cannot bind it, PostgreSQL says "integer out of
+            # range". Any other value the store cannot hold is bad input as well.
+            if isinstance(err, OverflowError) or "out of range" in str(err.orig):
+                raise InvalidInput("A number in the request is out of range: the store holds integers up to "
+                                   f"{MAX_INTEGER:,}.", hint="Check the id or number you gave.") from None
+            raise InvalidInput(f"A value in the request does not fit the store: {_first_line(err)}.",
+                               hint="Check the values you gave against the API's limits (/docs).") from None
 
     @contextlib.contextmanager
     def session(self, *, immediate: bool = True, readonly: bool = False) -> Iterator[Session]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from chainkeeper.api.app import create_app
 from chainkeeper.api.problems import PROBLEM_JSON
@@ -126,3 +127,16 @@ def test_a_model_folder_without_a_tokenizer_is_a_409_not_a_500(
             assert "has no tokenizer" in body["detail"] and "tokenizer.json" in body["detail"]
             assert "Save the model together with its tokenizer" in body["hint"]
         _still_serving(client)
+
+
+@pytest.mark.parametrize("path", ["/api/models/99999999999999999999", "/api/runs/99999999999999999999",
+                                  "/api/jobs/99999999999999999999", "/api/datasets/99999999999999999999"])
+def test_an_id_beyond_64_bits_is_a_clear_422_not_a_500(any_ctx: Context, path: str) -> None:
+    """Issue 15, item 9: such ids made the SQLite driver raise OverflowError (a 500)."""
+    create_user(any_ctx.db, "ada", roles=["auditor"])
+    with TestClient(create_app(any_ctx), raise_server_exceptions=False,
+                    headers={"Authorization": f"Bearer {issue_token(any_ctx.db, 'ada', name='t').secret}"}) as c:
+        answer = c.get(path)
+    # SQLite cannot bind the number (422, out of range); PostgreSQL compares it and finds no row (404).
+    assert answer.status_code in (404, 422), answer.text
+    assert answer.status_code == 404 or "out of range" in answer.json()["detail"]
