@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -196,13 +196,24 @@ class Settings(BaseSettings):
         return values
 
 
+# Query parameters of a URL that carry a secret (libpq's ``password=``, a store's ``token=`` …).
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key", "sslpassword")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password of a URL: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
+    """Hide the secrets of a URL: the password (``postgresql://u:secret@h/db`` →
+    ``postgresql://u:***@h/db``) and query parameters that hold one (``?password=…``,
+    ``?token=…`` → ``***``)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    masked = url
+    if parts.password is not None:
+        masked = masked.replace(f":{parts.password}@", ":***@", 1)
+    if parts.query:
+        pairs = [pair.partition("=") for pair in parts.query.split("&")]
+        query = "&".join(f"{k}={'***' if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v}" if sep else k
+                         for k, sep, v in pairs)
+        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
+    return masked
 
 
 def load_settings(

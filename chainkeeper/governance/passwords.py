@@ -69,6 +69,8 @@ def set_password(db: Database, user_name: str, password: str, *, actor: Actor = 
         if row is None:
             raise NotFound(f"There is no user {user_name!r}.")
         row.password_hash = hashed
+        # Who set whose password and when; never the password or its hash.
+        append_entry(s, actor, "user.password_set", "user", user_name)
 
 
 def login(db: Database, user_name: str, password: str, *, address: str) -> Actor:
@@ -93,9 +95,9 @@ def login(db: Database, user_name: str, password: str, *, address: str) -> Actor
         ok = bool(user and not user.disabled and user.password_hash and check_password(password, user.password_hash))
     with db.session() as s:
         s.add(SqlLoginAttempt(user_name=user_name, address=address, succeeded=ok))
-        if not ok:
-            append_entry(s, Actor(user_name), "login.failed", "user", user_name, details={"address": address})
-            # Committed before raising: the failed attempt must count.
+        # Committed before raising: the failed attempt must count.
+        append_entry(s, Actor(user_name), "login.succeeded" if ok else "login.failed", "user", user_name,
+                     details={"address": address})
     if not ok:
         raise Unauthenticated("Wrong user name or password.")
     with db.session() as s:

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database
 from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chainkeeper.governance.actors import SYSTEM, Actor
 from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.roles import BuiltinRole as R
-from chainkeeper.governance.tables import SqlPermission, SqlRole
+from chainkeeper.governance.tables import SqlPermission, SqlRole, SqlUser, SqlUserRole
 
 # Every action the system knows, with what it lets you do.
 ACTIONS: dict[str, str] = {
@@ -317,12 +318,46 @@ def set_permission(db: Database, role: str, action: str, *, granted: bool, actor
         if granted and row is None:
             s.add(SqlPermission(role=role, action=action))
         elif not granted and row is not None:
+            before = administrators(s)
             s.delete(row)
+            s.flush()
+            check_administrators_remain(s, before)
         else:
             return
         append_entry(s, actor, "permission.grant" if granted else "permission.revoke", "role", role,
                      details={"action": action})
     _matrix_cache(db).clear()
+
+
+# Actions without which nobody could repair the roles or the users: some enabled user must
+# always hold each of them everywhere.
+ADMINISTRATION = ("role.manage", "user.manage")
+
+
+def administrators(s: Session) -> dict[str, int]:
+    """How many enabled users hold each ``ADMINISTRATION`` action everywhere."""
+    return {action: s.scalar(sa.select(sa.func.count(sa.distinct(SqlUser.id)))
+                             .join(SqlUserRole, SqlUserRole.user_id == SqlUser.id)
+                             .join(SqlPermission, SqlPermission.role == SqlUserRole.role)
+                             .where(SqlPermission.action == action, SqlUserRole.project.is_(None),
+                                    SqlUser.disabled.is_(False))) or 0
+            for action in ADMINISTRATION}
+
+
+def check_administrators_remain(s: Session, before: dict[str, int]) -> None:
+    """Refuse a change (in ``s``, flushed, not committed) that takes the last enabled holder
+    of ``role.manage`` or ``user.manage`` away (``before``: ``administrators`` before the
+    change): nobody could repair the roles or the users afterwards.
+
+    Raises:
+        Conflict: the change would leave an administration action without a holder.
+    """
+    after = administrators(s)
+    for action in ADMINISTRATION:
+        if before[action] and not after[action]:
+            raise Conflict(f"Nobody would be left who may {action}: the change is refused.",
+                           hint=f"Give another user a role with {action} first (e.g. 'chainkeeper users grant NAME "
+                           "admin'), then make this change.")
 
 
 def _check_actions(actions: Iterable[str]) -> None:

@@ -20,7 +20,12 @@ from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from chainkeeper.governance.actors import SYSTEM, Actor
 from chainkeeper.governance.ledger import append_entry
-from chainkeeper.governance.permissions import authorize, projects_allowed
+from chainkeeper.governance.permissions import (
+    administrators,
+    authorize,
+    check_administrators_remain,
+    projects_allowed,
+)
 from chainkeeper.governance.tables import SqlRole, SqlToken, SqlUser, SqlUserRole
 
 TOKEN_PREFIX = "ck_"
@@ -260,9 +265,11 @@ def revoke_role(db: Database, user_name: str, role: str, *, project: str | None 
         user = s.scalar(sa.select(SqlUser).where(SqlUser.name == user_name))
         if user is None:
             raise NotFound(f"There is no user {user_name!r}.")
+        before = administrators(s)
         s.execute(sa.delete(SqlUserRole).where(SqlUserRole.user_id == user.id, SqlUserRole.role == role,
                                                SqlUserRole.project.is_(None) if project is None
                                                else SqlUserRole.project == project))
+        check_administrators_remain(s, before)
         append_entry(s, actor, "role.revoke", "user", user_name, details={"role": role, "project": project})
         return _to_user(s, user)
 

@@ -65,6 +65,13 @@ def test_passwords_are_masked() -> None:
     assert mask_url("postgresql+psycopg://bob:s3cret@db:5432/ck") == "postgresql+psycopg://bob:***@db:5432/ck"
     s = load_settings({}, database_url="postgresql+psycopg://bob:s3cret@db/ck")
     assert "s3cret" not in str(s.masked())
+    # Issue 15, item 9: libpq takes the password as a query parameter too.
+    assert mask_url("postgresql+psycopg://db/ck?user=bob&password=s3cret&sslmode=require") == \
+        "postgresql+psycopg://db/ck?user=bob&password=***&sslmode=require"
+    assert mask_url("s3://bucket/a?token=abc&region=eu") == "s3://bucket/a?token=***&region=eu"
+    assert mask_url("sqlite:///x.db?mode=ro&flag") == "sqlite:///x.db?mode=ro&flag"
+    s = load_settings({}, database_url="postgresql+psycopg://db/ck?password=s3cret")
+    assert "s3cret" not in str(s.masked())
 
 
 def test_every_setting_is_documented() -> None:

@@ -57,6 +57,12 @@ def test_password_login_and_rate_limit_per_user(ctx: Context) -> None:
     failures = [e for e in list_entries(ctx.db) if e.action == "login.failed"]
     assert len(failures) == MAX_FAILURES_PER_USER and failures[0].details == {"address": "127.0.0.2"}
     assert "guess" not in str(failures)
+    # Issue 15, item 9: setting a password and a successful sign-in are audited too (never the secret).
+    entries = list_entries(ctx.db)
+    [password_set] = [e for e in entries if e.action == "user.password_set"]
+    [signed_in] = [e for e in entries if e.action == "login.succeeded"]
+    assert (password_set.object_id, password_set.actor) == ("carol", "system")
+    assert signed_in.details == {"address": "127.0.0.1"} and "correct horse" not in str(entries)
     with pytest.raises(InvalidInput, match="too short"):
         set_password(ctx.db, "carol", "short")
 
@@ -69,3 +75,26 @@ def test_roles_scoped_to_a_project(ctx: Context) -> None:
     assert user.roles == ("annotator", "data_steward@banking")
     actor = authenticate_token(ctx.db, issue_token(ctx.db, "dan", name="t").secret)
     assert actor.roles == frozenset({"annotator"}) and actor.scoped_roles == frozenset({("data_steward", "banking")})
+
+
+def test_the_last_administrator_cannot_be_taken_away(any_ctx: Context) -> None:
+    """Issue 15, item 9: revoking role.manage from its last holder was accepted, locking the store."""
+    from chainkeeper.governance.ledger import list_entries
+    from chainkeeper.governance.permissions import set_permission
+    from chainkeeper.governance.users import get_user, grant_role, revoke_role
+
+    create_user(any_ctx.db, "root", roles=["admin"])
+    create_user(any_ctx.db, "ada", roles=["auditor"])
+    entries = len(list_entries(any_ctx.db, limit=10_000))
+    with pytest.raises(Conflict, match="Nobody would be left who may role.manage") as refused:
+        revoke_role(any_ctx.db, "root", "admin")
+    assert "users grant NAME admin" in (refused.value.hint or "")
+    with pytest.raises(Conflict, match="Nobody would be left who may user.manage"):
+        set_permission(any_ctx.db, "admin", "user.manage", granted=False)
+    assert "admin" in get_user(any_ctx.db, "root").roles  # nothing changed, nothing recorded
+    assert len(list_entries(any_ctx.db, limit=10_000)) == entries
+    revoke_role(any_ctx.db, "ada", "auditor")  # other roles come and go as before
+
+    grant_role(any_ctx.db, "ada", "admin")  # with a second administrator, the first may step down
+    revoke_role(any_ctx.db, "root", "admin")
+    assert "admin" not in get_user(any_ctx.db, "root").roles
