@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.panel import Panel
 from rich.table import Table
 
 # The stages as package modules, their names reached when a step runs: '--help' loads none
@@ -25,13 +24,11 @@ from rich.table import Table
 from chainkeeper import annotation, chain, monitoring, registry, serving, training
 from chainkeeper import data as data_stage
 from chainkeeper.apps.customer_service.sample import generate_sample
-from chainkeeper.cli.governance import render_lineage
 from chainkeeper.cli.quickstart_ner import check_conll, locate_conll, run_ner_quickstart
 from chainkeeper.cli.state import console, print_first_start, settings_of
 from chainkeeper.cli.walkthrough import (
     Cast,
     deploy,
-    elapsed,
     ensure_cast,
     freeze,
     handoff,
@@ -41,12 +38,12 @@ from chainkeeper.cli.walkthrough import (
     serve,
     start_clock,
     step,
+    summarise,
     train,
 )
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
 from chainkeeper.governance.bootstrap import initialise
-from chainkeeper.governance.ledger import verify_ledger
 
 if TYPE_CHECKING:
     from chainkeeper.data import DatasetVersion
@@ -134,20 +131,11 @@ def run_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict[str
     results = serve(ctx, deployment, version, cast, _probe)
     monitored = _monitor(ctx, deployment.name, cast, results)
 
-    # The first prediction, traced back to the files and the people who approved each step.
-    console.print(render_lineage(chain.lineage_of(ctx, "prediction", results["first_request_id"], actor=cast.auditor)))
-    verdict = verify_ledger(ctx.db)
-    console.print(Panel.fit(
-        f"accuracy: {results['accuracy']:.3f}  (served model, {results['scored']:,} test texts over HTTP)\n"
-        + (f"per language: {_per_language(results['by_language'])}\n" if len(results["by_language"]) > 1 else "")
-        + f"latency: p50 {results['p50_ms']:.1f} ms, p95 {results['p95_ms']:.1f} ms (one text per request)\n"
-        f"live accuracy from feedback: {number(monitored['live_accuracy'])}; drift checks fired: "
-        f"{(', '.join(monitored['drifted']) or 'none') if monitored['drift_checks'] else 'skipped (too few texts)'}\n"
-        f"audit ledger: {verdict.entries:,} entries, {'intact' if verdict.ok else 'BROKEN'}; "
-        f"the whole chain took {elapsed()}\n"
-        f"Trace it yourself: chainkeeper lineage prediction {results['first_request_id']}\n"
-        f"Next: run 'chainkeeper up' and open http://{ctx.settings.host}:{ctx.settings.port}/",
-        title="quickstart done"))
+    summarise(ctx, cast, results, monitored, title="quickstart done", headline=[
+        f"accuracy: {results['accuracy']:.3f}  (served model, {results['scored']:,} test texts over HTTP)",
+        *([f"per language: {_per_language(results['by_language'])}"] if len(results["by_language"]) > 1 else [])],
+        live=f"live accuracy from feedback: {number(monitored['live_accuracy'])}",
+        footer=[f"Next: run 'chainkeeper up' and open http://{ctx.settings.host}:{ctx.settings.port}/"])
     console.print(f"accuracy: {results['accuracy']:.3f}")
     return {"dataset_version": version.id, "labelled_version": labelled, "run": run.id, "model_version": model.id,
             "deployment": deployment.name, **results, **monitored}

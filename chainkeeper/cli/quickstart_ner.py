@@ -19,19 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.panel import Panel
 from rich.table import Table
+
+from chainkeeper import data as data_stage
 
 # The stages as package modules, their names reached when a step runs: '--help' loads none
 # of them (each entry point is lazy). 'data' is the --data folder here, hence data_stage.
-from chainkeeper import chain, monitoring, registry, serving, training
-from chainkeeper import data as data_stage
-from chainkeeper.cli.governance import render_lineage
+from chainkeeper import monitoring, registry, serving, training
 from chainkeeper.cli.state import console
 from chainkeeper.cli.walkthrough import (
     Cast,
     deploy,
-    elapsed,
     freeze,
     handoff,
     number,
@@ -40,11 +38,11 @@ from chainkeeper.cli.walkthrough import (
     serve,
     start_clock,
     step,
+    summarise,
     train,
 )
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import InvalidInput
-from chainkeeper.governance.ledger import verify_ledger
 
 # The files of a CoNLL folder, by split; the first name found is used.
 SPLIT_FILES = {"train": ("train.txt", "train.conll"), "dev": ("dev.txt", "valid.txt", "dev.conll"),
@@ -155,18 +153,10 @@ def run_ner_quickstart(ctx: Context, *, data: Path | None, train_overrides: dict
     results = serve(ctx, deployment, version, cast, _probe)
     monitored = _monitor(ctx, deployment.name, cast, results)
 
-    console.print(render_lineage(chain.lineage_of(ctx, "prediction", results["first_request_id"], actor=cast.auditor)))
-    verdict = verify_ledger(ctx.db)
-    console.print(Panel.fit(
+    summarise(ctx, cast, results, monitored, title="quickstart (ner) done", headline=[
         f"entity F1: {results['entity_f1']:.3f}  (served model, {results['scored']:,} test sentences over HTTP; "
-        f"offline {number(test.get('f1'))})\n"
-        f"latency: p50 {results['p50_ms']:.1f} ms, p95 {results['p95_ms']:.1f} ms (one text per request)\n"
-        f"live entity F1 from feedback: {number(monitored['live_entity_f1'])}; drift checks fired: "
-        f"{(', '.join(monitored['drifted']) or 'none') if monitored['drift_checks'] else 'skipped (too few texts)'}"
-        f"\naudit ledger: {verdict.entries:,} entries, {'intact' if verdict.ok else 'BROKEN'}; "
-        f"the whole chain took {elapsed()}\n"
-        f"Trace it yourself: chainkeeper lineage prediction {results['first_request_id']}",
-        title="quickstart (ner) done"))
+        f"offline {number(test.get('f1'))})"],
+        live=f"live entity F1 from feedback: {number(monitored['live_entity_f1'])}")
     console.print(f"entity F1: {results['entity_f1']:.3f}")
     return {"dataset_version": version.id, "run": run.id, "model_version": model.id, "deployment": deployment.name,
             **results, **monitored}

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chainkeeper import api, data, registry, serving, training
+from rich.panel import Panel
+
+from chainkeeper import api, chain, data, registry, serving, training
+from chainkeeper.cli.governance import render_lineage
 from chainkeeper.cli.jobs import follow_job
 from chainkeeper.cli.state import console
 from chainkeeper.core.context import Context
@@ -24,6 +27,7 @@ from chainkeeper.core.settings import default_base_model
 from chainkeeper.core.worker import Worker
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.approvals import decide, request_approval
+from chainkeeper.governance.ledger import verify_ledger
 from chainkeeper.governance.users import authenticate_token, create_user, get_user, issue_token
 
 if TYPE_CHECKING:
@@ -196,3 +200,21 @@ def serve(ctx: Context, deployment: Deployment, version: DatasetVersion, cast: C
     step(9, "monitor", cast.operator, f"{results['requests']} HTTP requests served {results['predictions']:,} texts, "
          "each logged with its request id")
     return results
+
+
+def summarise(ctx: Context, cast: Cast, results: dict[str, Any], monitored: dict[str, Any], *, headline: list[str],
+              live: str, title: str, footer: Sequence[str] = ()) -> None:
+    """The end of a quickstart: the first prediction traced back to its files and approvers,
+    then a panel of what was measured (``headline`` first, ``live`` the feedback figure) with
+    the drift checks, the ledger's verdict, the total time and how to trace it yourself."""
+    console.print(render_lineage(chain.lineage_of(ctx, "prediction", results["first_request_id"], actor=cast.auditor)))
+    verdict = verify_ledger(ctx.db)
+    drifted = (", ".join(monitored["drifted"]) or "none") if monitored["drift_checks"] else "skipped (too few texts)"
+    console.print(Panel.fit("\n".join([
+        *headline,
+        f"latency: p50 {results['p50_ms']:.1f} ms, p95 {results['p95_ms']:.1f} ms (one text per request)",
+        f"{live}; drift checks fired: {drifted}",
+        f"audit ledger: {verdict.entries:,} entries, {'intact' if verdict.ok else 'BROKEN'}; "
+        f"the whole chain took {elapsed()}",
+        f"Trace it yourself: chainkeeper lineage prediction {results['first_request_id']}",
+        *footer]), title=title))
