@@ -1,8 +1,9 @@
 """Audit ledger speed: appends per second and verify time, against a named baseline.
 
-Appends: N entries through ``record`` (one transaction each, hash chained, serialised)
-vs the baseline of N plain INSERTs of the same row shape, one transaction each, with no
-chain. The ratio is the price of tamper evidence.
+Appends: N entries through ``record`` (one transaction each, HMAC chained with the ledger
+key from a key file in the temp folder, serialised) vs the baseline of N plain INSERTs of
+the same row shape, one transaction each, with no chain. The ratio is the price of tamper
+evidence.
 Verify: a ledger of ``--verify-entries`` entries (default 1,000,000; written in bulk with
 the real chain), then ``verify_ledger`` over all of it.
 
@@ -22,8 +23,10 @@ import sqlalchemy as sa
 
 from chainkeeper.core import migrations
 from chainkeeper.core.db import Database, utcnow
+from chainkeeper.core.settings import load_settings
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import GENESIS, entry_hash, record, verify_ledger
+from chainkeeper.governance.ledger_keys import ledger_keys_of, use_ledger_keys
 from chainkeeper.governance.tables import SqlAuditEntry
 
 ACTOR = Actor("bench", frozenset({"ml_engineer"}), request_id="bench")
@@ -33,6 +36,7 @@ def _fresh_db(postgres: str | None, folder: Path) -> tuple[Database, sa.Engine |
     if not postgres:
         db = Database(f"sqlite:///{folder / 'bench.db'}")
         migrations.upgrade(db)
+        use_ledger_keys(db, load_settings({}, home=folder))
         return db, None, None
     admin = sa.create_engine(postgres, isolation_level="AUTOCOMMIT")
     name = f"ck_bench_{uuid.uuid4().hex[:8]}"
@@ -40,6 +44,7 @@ def _fresh_db(postgres: str | None, folder: Path) -> tuple[Database, sa.Engine |
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     db = Database(sa.engine.make_url(postgres).set(database=name).render_as_string(hide_password=False))
     migrations.upgrade(db)
+    use_ledger_keys(db, load_settings({}, home=folder))
     return db, admin, name
 
 
@@ -67,8 +72,10 @@ def fill_chain(db: Database, n: int, batch: int = 20_000) -> None:
     """Write n correctly chained entries in bulk (verify does not care how they got there)."""
     table = SqlAuditEntry.__table__
     with db.session() as s:
-        last = s.execute(sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)).first()
+        last = s.execute(sa.select(table.c.seq, table.c.hash, table.c.key_id)
+                         .order_by(table.c.seq.desc()).limit(1)).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+    key = ledger_keys_of(db).signing_key(last.key_id if last else None)
     at = utcnow()
     while n > 0:
         rows = []
@@ -77,8 +84,8 @@ def fill_chain(db: Database, n: int, batch: int = 20_000) -> None:
             fields = dict(seq=seq, at=at, actor="bench", role="ml_engineer", action="run.create", object_kind="run",
                           object_id=str(seq), before_digest=None, after_digest=None, request_id=None,
                           details={"i": seq})
-            h = entry_hash(prev, **fields)
-            rows.append({**fields, "prev_hash": prev, "hash": h})
+            h = entry_hash(prev, **fields, key=key)
+            rows.append({**fields, "prev_hash": prev, "hash": h, "key_id": key.id})
             prev = h
         with db.session() as s:
             s.execute(table.insert(), rows)

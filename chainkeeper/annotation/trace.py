@@ -64,7 +64,9 @@ def row_lineage(ctx: Context, dataset_version_id: int, row_id: int, actor: Actor
                            "project, so its rows have no annotators to trace.",
                            hint="Trace a version made by 'chainkeeper annotate export'.")
     table = read_dataset_rows(ctx, dataset_version_id)
-    found = table.filter(pc.equal(table.column("row_id"), row_id)).to_pylist()
+    # A row id beyond 64 bits is no row (and pyarrow refuses to compare with it).
+    in_range = -(2**63) <= row_id < 2**63
+    found = table.filter(pc.equal(table.column("row_id"), row_id)).to_pylist() if in_range else []
     if not found:
         raise NotFound(f"Dataset version {version.name} v{version.version} has no row {row_id}.",
                        hint=f"Row ids run from 0 to {table.num_rows - 1}.")

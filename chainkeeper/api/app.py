@@ -20,6 +20,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import chainkeeper
+from chainkeeper.api.body_limits import BodyLimitMiddleware
+from chainkeeper.api.csrf import CsrfMiddleware
 from chainkeeper.api.problems import RequestContextMiddleware, install_problem_handlers
 from chainkeeper.api.routers import (
     alerts,
@@ -36,6 +38,7 @@ from chainkeeper.api.routers import (
     serving,
     training,
 )
+from chainkeeper.api.security_headers import SecurityHeadersMiddleware
 from chainkeeper.core.context import Context
 from chainkeeper.serving import PredictorCache
 from chainkeeper.web import alerts as alert_pages
@@ -74,7 +77,10 @@ def create_app(ctx: Context) -> FastAPI:
     app.state.ctx = ctx
     app.state.predictors = PredictorCache(ctx)
     install_problem_handlers(app)
+    app.add_middleware(CsrfMiddleware)  # cookie-authenticated forms: same origin and the session's token
+    app.add_middleware(BodyLimitMiddleware)  # admits and bounds bodies before any is read; inside the next
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: on every answer, errors included
     for router in _routers():
         app.include_router(router)
     include_web_ui(app)

@@ -12,10 +12,16 @@ Every route declares its decision with exactly one dependency:
 every role, so a route added without a decision fails the suite.
 
 Token lookups are cached per store (``token_cache``) for ``TOKEN_CACHE_TTL_S`` seconds (the hot path
-must not read the store per request). A token revoked, a user disabled or a role
-granted through the ORM in this process clears the cache when that transaction commits,
-so it takes effect at once here; a change made by another process (the CLI, another
-server worker) takes effect within ``TOKEN_CACHE_TTL_S`` seconds.
+must not read the store per request). A token revoked, a session ended, a user disabled
+or a role granted through the ORM in this process clears the cache when that transaction
+commits, so it takes effect at once here (and in the other processes of a
+``serve --processes`` group, which share the change counter); a change made by any other
+process (the CLI, another server) takes effect within ``TOKEN_CACHE_TTL_S`` seconds. A
+cached credential carries its expiry and is refused from that instant, cached or not.
+
+Two kinds of credential (``governance.users``): API tokens, sent as a bearer header
+(or, for tests and scripts, as the cookie), and web sessions, accepted only as the
+``SESSION_COOKIE``; a session's secret in a bearer header is refused.
 """
 
 from __future__ import annotations
@@ -24,23 +30,26 @@ import hashlib
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import event
 from sqlalchemy.orm import Session, object_session
 
 from chainkeeper.core.context import Context
-from chainkeeper.core.db import Database
+from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Unauthenticated
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import ACTIONS, projects_allowed
 from chainkeeper.governance.tables import SqlToken, SqlUser, SqlUserRole
-from chainkeeper.governance.users import authenticate_token
+from chainkeeper.governance.users import Credential, authenticate_credential
 from chainkeeper.serving import KEY_PREFIX, TtlCache
 
 SESSION_COOKIE = "ck_session"
+# How long a web sign-in lasts unless it is ended first.
+SESSION_LIFETIME = timedelta(hours=12)
 PUBLIC = "public"
 # The longest another process's revocation of a token may go unseen here (seconds).
 TOKEN_CACHE_TTL_S = 2.0
@@ -73,9 +82,22 @@ def _watch_credential_changes() -> None:
         _watching = True
 
 
-def token_cache(db: Database) -> TtlCache[str, Actor]:
-    """sha256 of a token -> its actor (without a request id), for one store."""
+def token_cache(db: Database) -> TtlCache[str, Credential]:
+    """sha256 of a token -> its credential (actor without a request id, kind, expiry), for one store."""
     return db.state("api.token_cache", lambda: TtlCache(TOKEN_CACHE_TTL_S))
+
+
+def set_session_cookie(response: Response, request: Request, secret: str) -> None:
+    """Put a session's secret in the cookie: HttpOnly, SameSite=Strict, and Secure when the
+    request came over https (directly, or through a proxy named in ``trusted_proxies``)."""
+    response.set_cookie(SESSION_COOKIE, secret, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+
+
+def clear_session_cookie(response: Response, request: Request) -> None:
+    """Tell the browser to drop the session cookie (same attributes as when it was set)."""
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
 
 
 def _token_key(secret: str) -> str:
@@ -114,11 +136,22 @@ def bearer_secret(request: Request) -> str:
                           "at /login.")
 
 
+def _via_cookie(request: Request) -> bool:
+    """Whether ``bearer_secret`` took the request's secret from the cookie (no header sent)."""
+    return request.headers.get("authorization") is None
+
+
 def cached_actor(request: Request, secret: str) -> Actor | None:
-    """The actor of ``secret`` from the token cache, with the request's id; None on a miss."""
-    actor = token_cache(request.app.state.ctx.db).get(_token_key(secret))
-    if actor is None:
+    """The actor of ``secret`` from the token cache, with the request's id; None on a miss.
+
+    Raises:
+        Unauthenticated: the cached credential expired, or is a session sent as a bearer token.
+    """
+    credential = token_cache(request.app.state.ctx.db).get(_token_key(secret))
+    if credential is None:
         return None
+    credential.check_usable(via_cookie=_via_cookie(request), now=utcnow())
+    actor = credential.actor
     return Actor(actor.name, actor.roles, actor.scoped_roles, actor.user_id, request_id=request_id_of(request))
 
 
@@ -139,7 +172,11 @@ def authenticate(request: Request) -> Actor:
     ctx: Context = request.app.state.ctx
     secret = bearer_secret(request)
     _watch_credential_changes()
-    actor = token_cache(ctx.db).get_or_load(_token_key(secret), lambda: authenticate_token(ctx.db, secret))
+    credential = token_cache(ctx.db).get_or_load(_token_key(secret), lambda: authenticate_credential(ctx.db, secret))
+    # Judged on every use, cached or not: an entry must not outlive the token's expiry
+    # (issue 15 item 9: tokens were accepted up to the cache's TTL late).
+    credential.check_usable(via_cookie=_via_cookie(request), now=utcnow())
+    actor = credential.actor
     return Actor(actor.name, actor.roles, actor.scoped_roles, actor.user_id, request_id=request_id_of(request))
 
 

@@ -11,13 +11,21 @@ authenticated and authorised for the route. A route still declares its decision 
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from annotated_types import Interval
 from fastapi import Request
 
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import Unauthenticated
 from chainkeeper.governance.actors import Actor
 
-__all__ = ["current_actor", "get_ctx"]
+__all__ = ["MAX_INT64", "Id", "current_actor", "get_ctx"]
+
+MAX_INT64 = 2**63 - 1
+# Every id in a path, query or body: what the store can hold, declared in the OpenAPI
+# document (so a client, and the fuzzer, see the bound) and checked before a route runs.
+Id = Annotated[int, Interval(ge=0, le=MAX_INT64)]
 
 
 def get_ctx(request: Request) -> Context:

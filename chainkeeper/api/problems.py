@@ -20,6 +20,7 @@ unhandled exception into that 500.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from typing import Any
@@ -32,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainkeeper.core.errors import ChainkeeperError
+from chainkeeper.core.errors import ChainkeeperError, RateLimited
 
 __all__ = [
     "PROBLEM_JSON",
@@ -48,6 +49,8 @@ PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's request id is echoed into logs and headers: accept only a plain token.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Retry-After (seconds) of a 503/507 that may pass: a full disk, a locked store, no live worker.
+_RETRY_TRANSIENT_S = 30
 _TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Request too large",
            415: "Unsupported media type", 422: "Invalid input", 500: "Internal error"}
 
@@ -121,6 +124,11 @@ async def _on_chainkeeper_error(request: Request, exc: Exception) -> Response:
         # an operator (not the caller) has to act on a store or artefact failure.
         log.warning("request %s: %s", _request_id(request.scope), exc)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+        headers = {"Retry-After": str(math.ceil(exc.retry_after_s))}
+    elif exc.transient and exc.status >= 500:
+        # A full disk, a locked store, no live worker: it may pass (issue 15 item 8).
+        headers = {"Retry-After": str(_RETRY_TRANSIENT_S)}
     return problem_response(exc.status, exc.title, exc.message, hint=exc.hint,
                             request_id=_request_id(request.scope), headers=headers)
 

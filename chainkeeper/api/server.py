@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -32,8 +33,8 @@ from chainkeeper.serving import (
     share_invalidations,
 )
 
-__all__ = ["RunningServer", "bind_socket", "check_port_free", "group_app", "serve", "serve_group",
-           "start_server_in_thread"]
+__all__ = ["RunningServer", "bind_socket", "check_port_free", "group_app", "proxy_options", "serve",
+           "serve_group", "start_server_in_thread"]
 
 log = logging.getLogger("chainkeeper.api")
 
@@ -87,7 +88,19 @@ def _config(app: FastAPI, host: str, port: int, log_level: str | None) -> uvicor
     if log_level is None:
         ctx = getattr(app.state, "ctx", None)
         log_level = ctx.settings.log_level if ctx is not None else "INFO"
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), lifespan="on")
+    ctx = getattr(app.state, "ctx", None)
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), lifespan="on",
+                          **proxy_options(ctx.settings if ctx is not None else None))
+
+
+def proxy_options(settings: Settings | None) -> dict[str, Any]:
+    """uvicorn's proxy-header options: believed only from ``settings.trusted_proxies``.
+
+    uvicorn's own default trusts X-Forwarded-For from 127.0.0.1, so anyone on this host
+    could claim any address (bypassing per-address sign-in limits, lying to the ledger).
+    """
+    trusted = list(settings.trusted_proxies) if settings is not None else []
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or ""}
 
 
 def serve(app: FastAPI, host: str, port: int, *, log_level: str | None = None) -> None:
@@ -127,7 +140,7 @@ def serve_group(settings: Settings, host: str, port: int) -> None:
     os.environ[GROUP_ENV], os.environ[METRICS_ENV] = str(group.path), str(group.metrics_dir)
     config = uvicorn.Config("chainkeeper.api.server:group_app", factory=True, host=host,
                             port=sock.getsockname()[1], workers=group.processes,
-                            log_level=settings.log_level.lower(), lifespan="on")
+                            log_level=settings.log_level.lower(), lifespan="on", **proxy_options(settings))
     log.info("serving on http://%s:%d with %d processes", host, config.port, group.processes)
     try:
         Multiprocess(config, sockets=[sock]).run()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from chainkeeper import annotation, data, monitoring, serving, training
 from chainkeeper.core.jobs import JobHandle, sleep_job
 from chainkeeper.core.wiring import JobHandler
+from chainkeeper.governance.audit import run_anchor_job
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -57,6 +58,10 @@ def _purge_predictions(ctx: Context, job: JobHandle) -> dict[str, Any]:
     return monitoring.run_retention_job(ctx, job)
 
 
+def _anchor_ledger(ctx: Context, job: JobHandle) -> dict[str, Any]:
+    return run_anchor_job(ctx, job)
+
+
 def job_table() -> dict[str, JobHandler]:
     """Job kind -> handler."""
     return {
@@ -70,4 +75,5 @@ def job_table() -> dict[str, JobHandler]:
         "alerts.evaluate": _evaluate_rules,
         "webhook.deliver": _deliver_webhook,
         "predictions.purge": _purge_predictions,
+        "audit.anchor": _anchor_ledger,
     }

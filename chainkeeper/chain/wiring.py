@@ -17,6 +17,8 @@ from chainkeeper.core.context import Context
 from chainkeeper.core.scheduler import SYSTEM_SCHEDULES_HOOK
 from chainkeeper.core.settings import Settings
 from chainkeeper.core.wiring import Wiring
+from chainkeeper.governance.audit import anchor_schedules
+from chainkeeper.governance.ledger_keys import use_ledger_keys
 from chainkeeper.registry import DEPLOYMENT_TESTS_HOOK, LATEST_EXPORT_HOOK, SERVING_VERSIONS_HOOK
 from chainkeeper.serving import LOG_PREDICTIONS_HOOK
 
@@ -41,8 +43,9 @@ def _log_predictions(*args: Any, **kwargs: Any) -> Any:
     return monitoring.log_served_predictions(*args, **kwargs)
 
 
-def _system_schedules(*args: Any, **kwargs: Any) -> Any:
-    return monitoring.retention_schedules(*args, **kwargs)
+def _system_schedules(settings: Settings) -> Any:
+    # The prediction log's retention, and the ledger's periodic anchor (issue 15 item 2).
+    return [*monitoring.retention_schedules(settings), *anchor_schedules(settings)]
 
 
 def build_wiring() -> Wiring:
@@ -70,4 +73,6 @@ def open_context(settings: Settings, *, check_schema: bool = True) -> Context:
     Raises:
         ConfigError, StoreError, SchemaError: as ``Context.open``.
     """
-    return Context.open(settings, check_schema=check_schema, wiring=build_wiring())
+    ctx = Context.open(settings, check_schema=check_schema, wiring=build_wiring())
+    use_ledger_keys(ctx.db, settings)  # the ledger's HMAC keys, held outside the database (issue 15 item 2)
+    return ctx

@@ -91,6 +91,15 @@ def alerts_disable(ctx: typer.Context, rule_id: int = typer.Argument(..., metava
     console.print(f"rule {rule.id} {rule.name} is {'enabled' if rule.enabled else 'disabled'}")
 
 
+@alerts_app.command("webhook-secret")
+def alerts_webhook_secret(ctx: typer.Context, rule_id: int = typer.Argument(..., metavar="RULE_ID")) -> None:
+    """Print the secret a rule's webhook receiver checks X-Chainkeeper-Signature with (docs/security.md)."""
+    with open_context(ctx) as c:
+        actor = current_actor(ctx, c)
+        secret = monitoring.webhook_secret(c, rule_id, actor=actor)
+    print(secret)
+
+
 @alerts_app.command("evaluate")
 def alerts_evaluate(ctx: typer.Context,
                     every: float | None = typer.Option(None, "--every-s", help="Evaluate every this many seconds: "

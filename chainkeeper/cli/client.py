@@ -44,6 +44,7 @@ from chainkeeper.core.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from chainkeeper.governance.anchors import append_anchor, is_url
 
 if TYPE_CHECKING:
     import httpx
@@ -63,6 +64,8 @@ LOCAL_ONLY = {
     ("quickstart",): "it builds a sample store on this machine",
     ("users", "reset-admin"): "it recovers the admin through direct access to the store (host access is the "
     "proof of authority)",
+    ("audit", "rotate-key"): "it adds a key to the ledger key file on the store's host (access to that file is "
+    "the proof of authority)",
 }
 
 
@@ -274,12 +277,56 @@ def _checks(answer: dict[str, Any], params: Params) -> None:
                   f"{answer['id']}'", markup=False)
 
 
+def ledger_broken(verdict: Mapping[str, Any]) -> Conflict:
+    """The error of a ledger that fails verification: where, why, and what to do (local and remote)."""
+    where = (f"is broken at entry {verdict['first_bad_seq']}" if verdict.get("first_bad_seq") is not None
+             else "fails verification")
+    return Conflict(f"The audit ledger {where} ({verdict.get('reason')}): {verdict.get('problem')}.",
+                    hint=verdict.get("hint") or f"{verdict.get('entries')} entries before it are intact; restore the "
+                    "database from a backup and investigate who had write access.")
+
+
+def ledger_intact(verdict: Mapping[str, Any]) -> str:
+    """The line of a ledger that verifies (local and remote)."""
+    anchored = (f"; matches {verdict['anchors']:,} anchor(s), the latest at entry {verdict['anchored_seq']:,}"
+                if verdict.get("anchors") else "")
+    return f"ledger intact: {verdict['entries']:,} entries, head {verdict['head']}{anchored}"
+
+
 def _verdict(answer: dict[str, Any], params: Params) -> None:
     if not answer.get("ok"):  # as the local command: an error naming the first bad entry
-        raise Conflict(f"The audit ledger is broken at entry {answer.get('first_bad_seq')}: {answer.get('problem')}.",
-                       hint=f"{answer.get('entries')} entries before it are intact; restore the database from a "
-                       "backup and investigate who had write access.")
-    console.print(f"ledger intact: {answer['entries']:,} entries, head {answer['head']}")
+        raise ledger_broken(answer)
+    console.print(ledger_intact(answer), markup=False, highlight=False)
+
+
+# The most anchors ``audit verify --anchor`` sends to a server: the file's last lines, the newest
+# (the newest anchor alone vouches for every entry up to it; older ones narrow down where a rewrite
+# began), about 260 KB, within the API's default body limit.
+MAX_REMOTE_ANCHORS = 1_000
+
+
+def _verify(remote: Remote, params: Params) -> Any:
+    if params.get("anchor") is None:
+        return remote.request("GET", "/api/audit/verify")
+    path = Path(params["anchor"])
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"The anchor file {path} cannot be read: {exc}.",
+                           hint="Give the file 'chainkeeper audit anchor --to FILE' wrote.") from None
+    first = max(0, len(lines) - MAX_REMOTE_ANCHORS)
+    return remote.request("POST", "/api/audit/verify", body={"anchors": lines[first:], "source": str(path),
+                                                             "first_line": first + 1})
+
+
+def _anchor(remote: Remote, params: Params) -> Any:
+    if is_url(params["to"]):
+        raise InvalidInput("In client mode, 'audit anchor --to' takes a file on this machine.",
+                           hint="Give a file; to POST anchors to a URL, run the command on the server's host with "
+                           "CHAINKEEPER_URL unset.")
+    answer = remote.request("GET", "/api/audit/anchor")
+    append_anchor(Path(params["to"]), answer)
+    return answer
 
 
 def _feedback_body(params: Params) -> dict[str, Any]:
@@ -509,10 +556,18 @@ ROUTES: dict[tuple[str, ...], Route] = {
     ("monitor", "tickets", "show"): _get("/api/tickets/{ticket_id}"),
     # governance
     ("users", "list"): _get("/api/users", rows(
-        ("user", "name"), ("roles", "roles"), ("disabled", "disabled"), ("created (UTC)", "created_at"))),
+        ("user", "name"), ("roles", "roles"), ("state", "state"), ("created (UTC)", "created_at"))),
     ("users", "tokens"): _get("/api/users/{name}/tokens", rows(
         ("id", "id"), ("name", "name"), ("created (UTC)", "created_at"), ("expires (UTC)", "expires_at"),
-        ("revoked", "revoked"))),
+        ("last seen (UTC)", "last_seen_at"), ("revoked", "revoked"))),
+    ("users", "sessions"): _get("/api/users/{name}/sessions", rows(
+        ("id", "id"), ("signed in (UTC)", "created_at"), ("from", "address"), ("last seen (UTC)", "last_seen_at"),
+        ("expires (UTC)", "expires_at"), empty="No open web session.")),
+    ("users", "end-sessions"): Route("DELETE", "/api/users/{name}/sessions",
+                                     render=line("{sessions_ended} session(s) of {user} ended")),
+    ("users", "disable"): _post("/api/users/{name}/disable", None, line("{name} is {state}")),
+    ("users", "enable"): _post("/api/users/{name}/enable", None, line("{name} is {state}")),
+    ("users", "delete"): Route("DELETE", "/api/users/{name}", render=line("{name} is {state}")),
     ("roles", "list"): _get("/api/roles", lambda answer, p: rows(("role", "role"), ("actions", "actions"))(
         [{"role": r, "actions": a} for r, a in answer.items()], p)),
     ("roles", "raci"): Route("GET", "/api/roles/raci", query={"format": "fmt"}, render=text),
@@ -520,7 +575,10 @@ ROUTES: dict[tuple[str, ...], Route] = {
         ("seq", "seq"), ("at (UTC)", "at"), ("actor", "actor"), ("role", "role"), ("action", "action"),
         ("object", lambda e: f"{e['object_kind']} {e['object_id']}"), ("details", "details")),
         after_seq="after_seq", limit="limit", object_kind="object_kind", object_id="object_id"),
-    ("audit", "verify"): _get("/api/audit/verify", _verdict),
+    ("audit", "verify"): Route("GET", "/api/audit/verify", send=_verify, render=_verdict),
+    ("audit", "anchor"): Route("GET", "/api/audit/anchor", send=_anchor, render=line(
+        "anchored the ledger at entry {seq} (head {head}) to {p[to]}; check it later with 'chainkeeper audit "
+        "verify --anchor FILE'")),
     ("lineage",): _get("/api/lineage/{kind}/{object_id}"),
     ("owner",): _get("/api/owners/{kind}/{object_id}", fields("object_kind", "object_id", "owner")),
     # annotation

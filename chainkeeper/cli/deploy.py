@@ -136,7 +136,10 @@ def keys_create(ctx: typer.Context, name: str,
                 scope: list[str] = typer.Option(["predict"], "--scope", help="predict or read (repeatable)."),
                 rate: str | None = typer.Option(None, "--rate", help="e.g. 50/s or 600/min; unlimited if left out."),
                 burst: int | None = typer.Option(None, "--burst", help="Requests allowed at once."),
-                expires_in_days: float | None = typer.Option(None, help="Expire after this many days.")) -> None:
+                # max: serving.MAX_KEY_LIFETIME, which the service enforces (named here as a number
+                # so that --help does not load the serving stage).
+                expires_in_days: float | None = typer.Option(None, min=0, max=3650,
+                                                             help="Expire after this many days.")) -> None:
     """Issue an API key for deployment NAME; the secret is printed once."""
     rate_per_s = serving.parse_rate(rate) if rate else None
     with open_context(ctx) as c:

@@ -18,6 +18,7 @@ import typer
 from rich.tree import Tree
 
 from chainkeeper import chain, governance
+from chainkeeper.cli.client import ledger_broken, ledger_intact
 from chainkeeper.cli.state import (
     JSON_OPTION,
     console,
@@ -28,7 +29,8 @@ from chainkeeper.cli.state import (
     print_json,
     settings_of,
 )
-from chainkeeper.core.errors import Conflict
+from chainkeeper.governance.anchors import read_anchor_file
+from chainkeeper.governance.audit import deliver_anchor, rotate_ledger_key
 from chainkeeper.governance.bootstrap import reset_admin
 
 if TYPE_CHECKING:
@@ -67,9 +69,9 @@ def users_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(rows)
         return
-    table = new_table("user", "roles", "disabled", "created (UTC)")
+    table = new_table("user", "roles", "state", "created (UTC)")
     for u in rows:
-        table.add_row(u.name, ", ".join(u.roles) or "—", "yes" if u.disabled else "", f"{u.created_at:%Y-%m-%d %H:%M}")
+        table.add_row(u.name, ", ".join(u.roles) or "—", u.state, f"{u.created_at:%Y-%m-%d %H:%M}")
     console.print(table)
 
 
@@ -93,12 +95,67 @@ def users_tokens(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> 
     if as_json:
         print_json(rows)
         return
-    table = new_table("id", "name", "created (UTC)", "expires (UTC)", "state")
+    table = new_table("id", "name", "created (UTC)", "expires (UTC)", "last seen (UTC)", "state")
     for t in rows:
-        created, expires = t["created_at"], t["expires_at"]
+        created, expires, seen = t["created_at"], t["expires_at"], t["last_seen_at"]
         table.add_row(str(t["id"]), str(t["name"]), f"{created:%Y-%m-%d %H:%M}",
-                      f"{expires:%Y-%m-%d %H:%M}" if expires else "never", "revoked" if t["revoked"] else "active")
+                      f"{expires:%Y-%m-%d %H:%M}" if expires else "never", f"{seen:%Y-%m-%d %H:%M}" if seen else "—",
+                      "revoked" if t["revoked"] else "active")
     console.print(table)
+
+
+@users_app.command("sessions")
+def users_sessions(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> None:
+    """A user's open web sessions: id, when and where they signed in, last seen (never the secrets)."""
+    with open_context(ctx) as c:
+        rows = governance.list_sessions(c.db, name, actor=current_actor(ctx, c))
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print(f"{name} has no open web session.")
+        return
+    table = new_table("id", "signed in (UTC)", "from", "last seen (UTC)", "expires (UTC)")
+    for t in rows:
+        seen = t["last_seen_at"]
+        table.add_row(str(t["id"]), f"{t['created_at']:%Y-%m-%d %H:%M}", str(t["address"] or "—"),
+                      f"{seen:%Y-%m-%d %H:%M}" if seen else "—", f"{t['expires_at']:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@users_app.command("end-sessions")
+def users_end_sessions(ctx: typer.Context, name: str) -> None:
+    """End every open web session of a user at once (their API tokens stay)."""
+    with open_context(ctx) as c:
+        ended = governance.end_sessions(c.db, name, actor=current_actor(ctx, c))
+    console.print(f"{ended} session(s) of {name} ended")
+
+
+@users_app.command("disable")
+def users_disable(ctx: typer.Context, name: str) -> None:
+    """Disable a user: their tokens and sessions are refused at once (enable brings the tokens back)."""
+    with open_context(ctx) as c:
+        user = governance.disable_user(c.db, name, actor=current_actor(ctx, c))
+    console.print(f"{user.name} is {user.state}")
+
+
+@users_app.command("enable")
+def users_enable(ctx: typer.Context, name: str) -> None:
+    """Enable a disabled user again."""
+    with open_context(ctx) as c:
+        user = governance.enable_user(c.db, name, actor=current_actor(ctx, c))
+    console.print(f"{user.name} is {user.state}")
+
+
+@users_app.command("delete")
+def users_delete(ctx: typer.Context, name: str,
+                 yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
+    """Delete a user: roles, password, tokens and sessions go; the record stays for the ledger."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete user {name}? Their roles, password, tokens and sessions go for good", abort=True)
+    with open_context(ctx) as c:
+        user = governance.delete_user(c.db, name, actor=current_actor(ctx, c))
+    console.print(f"{user.name} is {user.state}")
 
 
 @users_app.command("revoke-token")
@@ -314,18 +371,57 @@ def audit_entries(ctx: typer.Context,
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """Check the ledger's hash chain; exit non-zero naming the first bad entry."""
+def audit_verify(ctx: typer.Context,
+                 anchor: Path | None = typer.Option(None, "--anchor", help="Anchor file ('audit anchor --to FILE' "
+                                                    "wrote): the ledger must still hold each anchored entry."),
+                 as_json: bool = JSON_OPTION) -> None:
+    """Check the ledger's keyed hash chain (and its anchors); exit non-zero naming the first bad entry."""
+    anchors = read_anchor_file(anchor) if anchor is not None else []
     with open_context(ctx) as c:
-        verdict = governance.verify_ledger_as(c.db, actor=current_actor(ctx, c))
+        verdict = governance.verify_ledger_as(c.db, actor=current_actor(ctx, c), anchors=anchors)
     if as_json:
         print_json(verdict)  # and, when broken, the error below on stderr with its exit code
     if not verdict.ok:
-        raise Conflict(f"The audit ledger is broken at entry {verdict.first_bad_seq}: {verdict.problem}.",
-                       hint=f"{verdict.entries} entries before it are intact; restore the database from a backup "
-                       "and investigate who had write access.")
+        raise ledger_broken(asdict(verdict))
     if not as_json:
-        console.print(f"ledger intact: {verdict.entries:,} entries, head {verdict.head}")
+        console.print(ledger_intact(asdict(verdict)))
+
+
+@audit_app.command("anchor")
+def audit_anchor(ctx: typer.Context,
+                 to: str = typer.Option(..., "--to", help="JSON-lines file to append the anchor to (keep it where "
+                                        "the database's admins cannot write), or an http(s) URL to POST it to."),
+                 as_json: bool = JSON_OPTION) -> None:
+    """Anchor the ledger: append its head (entries, last hash, time, key id, HMAC) to a file you keep."""
+    with open_context(ctx) as c:
+        anchor = governance.anchor_ledger_as(c.db, actor=current_actor(ctx, c))
+        deliver_anchor(to, anchor, c.settings)
+    if as_json:
+        print_json(anchor.to_dict())
+        return
+    console.print(f"anchored the ledger at entry {anchor.seq:,} (head {anchor.head}) to {to}; check it later with "
+                  f"'chainkeeper audit verify --anchor FILE'", markup=False, highlight=False)
+
+
+@audit_app.command("rotate-key")
+def audit_rotate_key(ctx: typer.Context) -> None:
+    """Add a new ledger key (run on the host; no token needed): new entries use it, old keys stay to verify.
+
+    It appends the key to the key file (ledger_key_file) and records the rotation as the
+    first entry made with it, under your operating-system user name. Back the key file up
+    afterwards. With keys in CHAINKEEPER_LEDGER_KEY, it prints a new key to add there.
+    """
+    with open_context(ctx) as c:
+        done = rotate_ledger_key(c.db, host_user=getpass.getuser())
+    if done.new_secret is not None:
+        console.print(f"The ledger keys come from {done.where}. Add this new key at its end (comma-separated, "
+                      f"keep the others) on every Chainkeeper process, then restart them; it gets the id "
+                      f"{done.key_id}:", markup=False, highlight=False)
+        print(done.new_secret)
+        return
+    console.print(f"added ledger key {done.key_id} to {done.where} (it replaces {done.previous or 'none'} for new "
+                  "entries; the old keys stay to verify older entries). Back the key file up now; running servers "
+                  "and workers switch at their next entry.", markup=False, highlight=False)
 
 
 @audit_app.command("export")

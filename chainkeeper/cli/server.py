@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +16,11 @@ import typer
 from chainkeeper import api
 from chainkeeper.chain import open_context as open_chain_context
 from chainkeeper.cli.state import console, open_context, print_first_start, settings_of
+from chainkeeper.core.db import Database
+from chainkeeper.core.jobs import mark_worker_lost
 from chainkeeper.core.scheduler import Scheduler
+from chainkeeper.core.settings import Settings
+from chainkeeper.core.supervisor import Child, RestartPolicy, Supervisor, ThreadChild
 from chainkeeper.core.worker import Worker
 from chainkeeper.governance.bootstrap import initialise
 
@@ -61,6 +66,9 @@ def worker(
         signal.signal(signal.SIGTERM, lambda *_: w.stopping.set())
         if parent is not None:
             _stop_with_parent(parent, w.stopping)
+            # Ctrl+C in a terminal reaches the whole process group: 'up' stops its workers
+            # itself (SIGTERM), after the server; they must not end first and be restarted.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         console.print(f"worker {w.id} waiting for jobs (Ctrl+C to stop)")
         try:
             done = w.run_forever(max_jobs=max_jobs, exit_when_idle=exit_when_idle)
@@ -92,9 +100,9 @@ def scheduler(
     console.print(f"scheduler stopped after {fired} firing(s)")
 
 
-def _start_scheduler(ctx: typer.Context) -> tuple[threading.Thread, Scheduler]:
+def _start_scheduler(settings: Settings) -> ThreadChild:
     """The scheduler of 'up': a thread of this process with its own store connection."""
-    c = open_chain_context(settings_of(ctx))
+    c = open_chain_context(settings)
     loop = Scheduler(c)
 
     def run() -> None:
@@ -103,23 +111,29 @@ def _start_scheduler(ctx: typer.Context) -> tuple[threading.Thread, Scheduler]:
         finally:
             c.close()
 
-    thread = threading.Thread(target=run, name="chainkeeper-scheduler", daemon=True)
-    thread.start()
-    return thread, loop
+    return ThreadChild("chainkeeper-scheduler", run, loop.stopping.set)
+
+
+def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """A worker process of 'up'; it stops by itself when this process ends."""
+    return subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(settings.home), "worker",
+                             "--stop-with-parent", str(os.getpid())], env=os.environ.copy())
 
 
 _PROCESSES_HELP = ("Server processes answering on the port, each with its own copy of the deployed models "
                    "(one per core answers the most) \\[env: CHAINKEEPER_SERVE_PROCESSES].")
 
 
-def _run_server(ctx: typer.Context, host: str, port: int, processes: int | None) -> None:
+def _run_server(settings: Settings, host: str, port: int, processes: int | None) -> None:
     """One process serving in the foreground, or a group of them (``api.serve_group``)."""
-    settings = settings_of(ctx)
     processes = processes or settings.serve_processes
-    with open_context(ctx) as c:  # a store that cannot be opened is reported here, once
+    c = open_chain_context(settings)  # a store that cannot be opened is reported here, once
+    try:
         if processes == 1:
             api.serve(api.create_app(c), host, port)
             return
+    finally:
+        c.close()
     api.serve_group(settings.model_copy(update={"serve_processes": processes}), host, port)
 
 
@@ -132,7 +146,7 @@ def serve(
     """Serve the API, the web UI and the deployed models (no worker)."""
     settings = settings_of(ctx)
     _logging(settings.log_level)
-    _run_server(ctx, host or settings.host, port if port is not None else settings.port, processes)
+    _run_server(settings, host or settings.host, port if port is not None else settings.port, processes)
 
 
 def up(
@@ -146,40 +160,52 @@ def up(
 ) -> None:
     """Start everything on this machine: store (migrated), API, web UI, the scheduler and a worker.
 
-    Ctrl+C (SIGINT) and SIGTERM stop the server, then the scheduler and the workers (each
-    finishes or gives up its job within a grace period); a worker also stops when this
-    process dies without a chance to stop it (SIGKILL, a crash).
+    The workers and the scheduler are supervised: one that dies (killed, crashed) is
+    reaped and started again after a back-off, at most worker_restarts_per_minute times a
+    minute, each time logged with its exit status or signal; /readyz answers 503 while no
+    worker is alive. Ctrl+C (SIGINT) and SIGTERM stop the server, then the scheduler and
+    the workers (each finishes or gives up its job within a grace period); a worker also
+    stops when this process dies without a chance to stop it (SIGKILL, a crash).
     """
     settings = settings_of(ctx)
+    _logging(settings.log_level)  # the supervisor says when and why a worker was restarted
     host, port = host or settings.host, port if port is not None else settings.port
+    if workers and "ready_needs_worker" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"ready_needs_worker": True})
     api.check_port_free(host, port)
     print_first_start(initialise(settings))
     # uvicorn handles SIGTERM itself and then raises it again: let that second delivery
     # unwind this frame (as Ctrl+C's KeyboardInterrupt does), so the workers are stopped.
     signal.signal(signal.SIGTERM, _raise_terminated)
-    children: list[subprocess.Popen[bytes]] = []
+    store = Database(settings.resolved_database_url)  # where a dead worker is marked lost
+    supervisor = Supervisor(RestartPolicy(max_per_minute=settings.worker_restarts_per_minute),
+                            on_exit=lambda name, child, code: _record_exit(store, name, child))
     terminated = False
-    scheduling: tuple[threading.Thread, Scheduler] | None = None
     try:
         if with_scheduler:
-            scheduling = _start_scheduler(ctx)
-        for _ in range(workers):
-            children.append(subprocess.Popen(
-                [sys.executable, "-m", "chainkeeper.cli.main", "--home", str(settings.home), "worker",
-                 "--stop-with-parent", str(os.getpid())], env=os.environ.copy()))
+            supervisor.add("scheduler", lambda: _start_scheduler(settings))
+        for i in range(workers):
+            supervisor.add(f"worker {i + 1}", lambda: _start_worker(settings))
+        supervisor.start()
         console.print(f"Chainkeeper is up: [bold]http://{host}:{port}/[/]  ({workers} worker(s)"
                       + (", scheduler" if with_scheduler else "") + "; Ctrl+C to stop)")
-        _run_server(ctx, host, port, processes)
+        _run_server(settings, host, port, processes)
     except _Terminated:
         terminated = True
     finally:
-        if scheduling is not None:
-            scheduling[1].stopping.set()
-            scheduling[0].join(timeout=STOP_GRACE_S)
-        _stop_children(children)
+        _stop_children(supervisor.stop())
+        store.dispose()
     if terminated:  # end as SIGTERM ends a process, now that nothing is left behind
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.raise_signal(signal.SIGTERM)
+
+
+def _record_exit(store: Database, name: str, child: Child) -> None:
+    """A worker process that ended under 'up' no longer counts as alive (readiness, the
+    overview) from now on, not only once its heartbeat is stale; its job is reaped after
+    stale_after_s, by the worker that replaces it."""
+    if isinstance(child, subprocess.Popen):
+        mark_worker_lost(store, socket.gethostname(), child.pid)
 
 
 class _Terminated(BaseException):
@@ -190,12 +216,16 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to each worker, then wait for it (bounded), then SIGKILL."""
-    for child in children:
+def _stop_children(children: list[Child]) -> None:
+    """Stop the scheduler thread; SIGTERM to each worker, then wait for it (bounded), then SIGKILL."""
+    processes: list[subprocess.Popen[bytes]] = [c for c in children if isinstance(c, subprocess.Popen)]
+    for child in processes:
         if child.poll() is None:
             child.terminate()
-    for child in children:
+    for thread in children:
+        if isinstance(thread, ThreadChild):
+            thread.stop(timeout=STOP_GRACE_S)
+    for child in processes:
         try:
             child.wait(timeout=STOP_GRACE_S + 5)
         except subprocess.TimeoutExpired:

@@ -15,11 +15,13 @@ URL (``s3://bucket/prefix`` with s3fs installed) and shares the layout.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -29,9 +31,29 @@ from chainkeeper.core.errors import (
     ConfigError,
     NotFound,
 )
+from chainkeeper.core.storage_errors import storage_error
 
 _CHUNK = 1 << 20
 MANIFEST_KIND = "chainkeeper.manifest/1"
+_SETTING = "CHAINKEEPER_ARTIFACTS_URL"
+
+
+@contextlib.contextmanager
+def named_write_errors(path: Path | str, what: str = "the artefact store", *,
+                       setting: str | None = _SETTING) -> Iterator[None]:
+    """Turn a write's ``OSError`` of a full disk or a refused write into ``DiskFull`` /
+    ``StorageDenied`` naming the path and the fix (``core.storage_errors``); other
+    ``OSError`` values pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        where = Path(exc.filename or path)
+        if where.name.startswith(".tmp-"):  # a temporary name means nothing to a reader: name its folder
+            where = where.parent
+        named = storage_error(exc, where, what, setting=setting)
+        if named is None:
+            raise
+        raise named from None
 
 
 def sha256_file(path: Path) -> str:
@@ -121,8 +143,9 @@ class _TreeMixin:
             target = dest / rel
             if target.is_file() and sha256_file(target) == file_digest:
                 continue  # already materialised (a cache hit)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, self.get_bytes(file_digest))
+            with named_write_errors(dest, "the model cache", setting="CHAINKEEPER_HOME"):
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic_write(target, self.get_bytes(file_digest))
         return dest
 
 
@@ -147,7 +170,9 @@ class LocalArtifactStore(_TreeMixin):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         try:
-            (self.root / "sha256").mkdir(parents=True, exist_ok=True)
+            with named_write_errors(self.root):
+                # Owner-only folders; blobs are written through mkstemp, 0600 (core.file_modes).
+                (self.root / "sha256").mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise ArtifactError(
                 f"Cannot create the artefact folder {self.root}: {exc.strerror}.",
@@ -165,32 +190,35 @@ class LocalArtifactStore(_TreeMixin):
         digest = hashlib.sha256(data).hexdigest()
         target = self.path_of(digest)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, data)
+            with named_write_errors(self.root):
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic_write(target, data)
         return digest
 
     def put_file(self, path: Path) -> str:
         # Stream: hash while copying into a temp file beside the final place.
-        staging = self.root / "staging"
-        staging.mkdir(exist_ok=True)
-        digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=staging, prefix=".tmp-")
         try:
-            with os.fdopen(fd, "wb") as out, Path(path).open("rb") as src:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            target = self.path_of(digest.hexdigest())
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            src = Path(path).open("rb")
         except FileNotFoundError:
-            Path(tmp).unlink(missing_ok=True)
             raise ArtifactError(f"Cannot store {path}: no such file.") from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        digest = hashlib.sha256()
+        with src, named_write_errors(self.root):
+            staging = self.root / "staging"
+            staging.mkdir(mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=staging, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := src.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                target = self.path_of(digest.hexdigest())
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return digest.hexdigest()
 
     def get_bytes(self, digest: str) -> bytes:
@@ -248,10 +276,11 @@ class FsspecArtifactStore(_TreeMixin):
             # Object stores write whole objects atomically; on file-like backends the
             # temporary name + move keeps readers from seeing a partial blob.
             tmp = f"{self.root}/staging/{uuid.uuid4().hex}"
-            self.fs.makedirs(f"{self.root}/staging", exist_ok=True)
-            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, target)
+            with named_write_errors(self.root):
+                self.fs.makedirs(f"{self.root}/staging", exist_ok=True)
+                self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                self.fs.pipe_file(tmp, data)
+                self.fs.mv(tmp, target)
         return digest
 
     def put_file(self, path: Path) -> str:

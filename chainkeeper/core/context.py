@@ -19,6 +19,7 @@ from typing import TypeVar
 from chainkeeper.core import schema as _schema  # noqa: F401
 from chainkeeper.core.artifacts import ArtifactStore, open_artifact_store
 from chainkeeper.core.db import Database, verify_schema
+from chainkeeper.core.file_modes import keep_files_private
 from chainkeeper.core.settings import Settings
 from chainkeeper.core.wiring import Wiring
 
@@ -50,10 +51,13 @@ class Context:
             check_schema: refuse a database that is not migrated to this code's head.
             wiring: the functions the chain's layers registered (``chain.build_wiring``).
 
+        Files this process creates from here on are owner-only unless
+        ``settings.private_files`` is false (``core.file_modes``: the umask is process-wide).
+
         Raises:
             ConfigError, StoreError, SchemaError: with the next step to take.
         """
-        settings.home.mkdir(parents=True, exist_ok=True)
+        keep_files_private(settings)
         db = Database(settings.resolved_database_url)
         if check_schema:
             try:

@@ -9,6 +9,7 @@ user: ``session()`` maps them to ``StoreError`` with the next step.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,8 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from chainkeeper.core.errors import ConfigError, InvalidInput, SchemaError, StoreError
+from chainkeeper.core.errors import ConfigError, DiskFull, InvalidInput, SchemaError, StoreError
 from chainkeeper.core.settings import mask_url
+from chainkeeper.core.storage_errors import disk_full, free_bytes, permission_denied
 
 T = TypeVar("T")
 
@@ -94,7 +96,8 @@ def create_db_engine(url: str) -> sa.Engine:
 
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only, as core.file_modes makes every folder of the store.
+            Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = sa.create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         )
@@ -169,11 +172,7 @@ class Database:
         try:
             yield
         except exc.OperationalError as err:
-            raise StoreError(
-                f"The metadata store at {mask_url(self.url)} cannot be used: {_first_line(err)}.",
-                hint="Check that the database server is running and the URL "
-                "(CHAINKEEPER_DATABASE_URL) is right.",
-            ) from None
+            raise self._operational_error(err) from None
         except exc.IntegrityError as err:
             raise StoreError(f"The metadata store refused a change: {_first_line(err)}.") from None
         except (OverflowError, exc.DataError) as err:
@@ -185,6 +184,24 @@ class Database:
                                    f"{MAX_INTEGER:,}.", hint="Check the id or number you gave.") from None
             raise InvalidInput(f"A value in the request does not fit the store: {_first_line(err)}.",
                                hint="Check the values you gave against the API's limits (/docs).") from None
+
+    def _operational_error(self, err: exc.OperationalError) -> StoreError:
+        """Name what stopped the store: a full disk, a refused write, a lock held too long,
+        or (only for a database server) a server that does not answer."""
+        said, where = _first_line(err), mask_url(self.url)
+        if self.dialect == "sqlite":
+            return _sqlite_error(err, said, where, Path(sa.engine.make_url(self.url).database or "."))
+        code = getattr(err.orig, "sqlstate", None) or ""
+        if code == "53100":  # disk_full
+            return DiskFull(f"The disk of the database server at {where} is full: {said}.",
+                            hint="Free space on the PostgreSQL server's data disk (or grow it).")
+        if code.startswith(("53", "40")):  # out of resources; a deadlock or serialisation failure
+            return StoreError(f"The database server at {where} could not complete the request: {said}.",
+                              hint="Try again shortly; if it persists, see the PostgreSQL server's log.",
+                              transient=True)
+        return StoreError(f"The metadata store at {where} cannot be used: {said}.",
+                          hint="Check that the database server is running and the URL (CHAINKEEPER_DATABASE_URL) "
+                          "is right.", transient=True)
 
     @contextlib.contextmanager
     def session(self, *, immediate: bool = True, readonly: bool = False) -> Iterator[Session]:
@@ -234,6 +251,41 @@ class Database:
             if callable(closer):
                 closer()
         self.engine.dispose()
+
+
+# Below this much free space a SQLite "disk I/O error" is taken for a full disk.
+_NEARLY_FULL_BYTES = 4 << 20
+
+
+def _sqlite_error(err: exc.OperationalError, said: str, where: str, path: Path) -> StoreError:
+    """SQLite's error named by its code (``sqlite_errorname``; the text where it is missing).
+
+    SQLite has no server: "check that the server is running" would send an operator the
+    wrong way, so each case names the file and what to do about it.
+    """
+    name = str(getattr(err.orig, "sqlite_errorname", "") or "")
+    setting = "CHAINKEEPER_DATABASE_URL"
+    if name == "SQLITE_FULL" or "disk is full" in said:
+        return disk_full(path, "the metadata store", setting=setting, detail=said)
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in said:
+        # SQLite reports most failed writes as an I/O error: with no space left it is a full disk.
+        free = free_bytes(path.parent)
+        if free is not None and free < _NEARLY_FULL_BYTES:
+            return disk_full(path, "the metadata store", setting=setting, detail=said)
+        return StoreError(f"The metadata store at {where} could not read or write its file: {said}.",
+                          hint=f"Check the disk holding {path.parent}: free space ('df -h'), device errors "
+                          f"('dmesg'), and that nothing removed or truncated {path.name} while in use.",
+                          transient=True)
+    if name.startswith("SQLITE_READONLY") or "readonly database" in said:
+        return permission_denied(path, "the metadata store", setting=setting, detail=said)
+    if name.startswith("SQLITE_BUSY") or "database is locked" in said:
+        return StoreError(f"The metadata store at {where} is locked: another process held its write lock for "
+                          f"more than {SQLITE_BUSY_TIMEOUT_MS // 1000} s.",
+                          hint="Try again; if it persists, look for a process holding a long write on the file "
+                          "(a stuck command, a backup tool) or move to PostgreSQL.", transient=True)
+    return StoreError(f"The metadata store at {where} cannot be used: {said}.",
+                      hint=f"Check that {path.parent} exists and the user running Chainkeeper (uid {os.getuid()}) "
+                      "may read and write it, and that the URL (CHAINKEEPER_DATABASE_URL) is right.")
 
 
 def _first_line(err: exc.DBAPIError) -> str:

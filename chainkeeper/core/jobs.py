@@ -5,7 +5,9 @@ log lines and heartbeats, and ends it ``succeeded``, ``failed`` or ``cancelled``
 are exclusive: on PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED``;
 on SQLite the claim runs in a ``BEGIN IMMEDIATE`` transaction, the single writer. A
 running job whose heartbeat is older than ``stale_after_s`` lost its worker: the reaper
-puts it back in the queue while attempts remain, else marks it failed. A job queued with
+puts it back in the queue while attempts remain, else marks it failed. An attempt that
+fails with an error that may pass (a full disk, a locked store: ``core.storage_errors``)
+is queued again after a back-off (``retry_job_later``) while attempts remain. A job queued with
 ``not_before`` (a webhook's retry after its back-off) waits in the queue until that time
 without holding up the jobs behind it. Recurring work is not a job that sleeps: the
 scheduler (``core.scheduler``) queues one short job per firing.
@@ -43,6 +45,9 @@ class JobState(enum.StrEnum):
 
 
 FINISHED = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+# A worker row in one of these states counts as alive while its heartbeat is recent; 'stopped'
+# is a worker that ended itself, 'lost' one whose process ended under 'up' without stopping.
+LIVE_WORKER_STATES = ("idle", "busy")
 
 @dataclass(frozen=True)
 class Job:
@@ -299,6 +304,44 @@ def retry_job(db: Database, job_id: int) -> Job:
         return _to_job(row)
 
 
+def retry_delay(attempt: int, *, base_s: float, max_s: float) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...): ``base_s``,
+    doubling after each, never more than ``max_s``."""
+    return float(min(max_s, base_s * 2 ** max(0, min(attempt - 1, 32))))
+
+
+def retry_job_later(db: Database, job_id: int, worker_id: str, *, error: str, delay: timedelta) -> Job:
+    """End this attempt of a job the worker holds with an error that may pass, and queue
+    it again, due after ``delay``; with no attempts left it fails with ``error``.
+
+    Raises:
+        NotFound: no such job.
+        Conflict: the job is no longer this worker's (it was reaped meanwhile).
+    """
+    with db.session() as s:
+        row = s.get(SqlJob, job_id)
+        if row is None:
+            raise NotFound(f"There is no job {job_id}.")
+        if row.worker_id != worker_id or row.state != JobState.RUNNING:
+            raise Conflict(f"Job {job_id} is no longer held by worker {worker_id}; its result was dropped.")
+        now = utcnow()
+        if row.cancel_requested:
+            row.state, row.message, row.finished_at = JobState.CANCELLED, "cancelled", now
+            return _to_job(row)
+        said = f"attempt {row.attempts} failed: {error}".rstrip(". ")
+        if row.attempts >= row.max_attempts:
+            row.state, row.error, row.finished_at = JobState.FAILED, error, now
+            row.message = f"failed after {row.attempts} attempt(s)"
+            s.add(SqlJobLog(job_id=row.id, line=f"{said}. No attempts left."))
+            return _to_job(row)
+        due = now + delay
+        row.state, row.worker_id, row.not_before = JobState.QUEUED, None, due
+        row.message = (f"{said[:1800]}. Retrying after {due:%H:%M:%S} UTC "
+                       f"(attempt {row.attempts + 1} of {row.max_attempts}).")
+        s.add(SqlJobLog(job_id=row.id, line=f"{said}. Retrying in {delay.total_seconds():.0f} s."))
+        return _to_job(row)
+
+
 def reap_stale_jobs(db: Database, *, stale_after: timedelta, now: datetime | None = None) -> list[Job]:
     """Find running jobs whose worker stopped sending heartbeats.
 
@@ -344,10 +387,37 @@ def worker_heartbeat(db: Database, worker_id: str, state: str) -> None:
         s.execute(sa.update(SqlWorker).where(SqlWorker.id == worker_id).values(heartbeat_at=utcnow(), state=state))
 
 
+def mark_worker_lost(db: Database, hostname: str, pid: int) -> int:
+    """Record that the worker process ``pid`` on ``hostname`` ended without stopping (killed,
+    crashed): it no longer counts as alive. Its job, if it held one, is left to the reaper
+    (after ``stale_after_s``, as for a worker lost on another machine).
+
+    Returns:
+        How many worker rows were marked (0 when it had not registered yet).
+    """
+    with db.session() as s:
+        marked = cast(CursorResult[Any], s.execute(
+            sa.update(SqlWorker)
+            .where(SqlWorker.hostname == hostname, SqlWorker.pid == pid, SqlWorker.state.in_(LIVE_WORKER_STATES))
+            .values(state="lost")
+        ))
+        return int(marked.rowcount)
+
+
+def count_live_workers(db: Database, *, alive_within: timedelta) -> int:
+    """Workers that sent a heartbeat within ``alive_within`` and have not stopped (one
+    small query: readiness asks it on every probe)."""
+    cutoff = utcnow() - alive_within
+    with db.session(readonly=True) as s:
+        return int(s.scalar(sa.select(sa.func.count()).select_from(SqlWorker).where(
+            SqlWorker.heartbeat_at >= cutoff, SqlWorker.state.in_(LIVE_WORKER_STATES))) or 0)
+
+
 def list_workers(db: Database, *, alive_within: timedelta) -> list[dict[str, Any]]:
     cutoff = utcnow() - alive_within
     with db.session() as s:
-        rows = s.scalars(sa.select(SqlWorker).where(SqlWorker.heartbeat_at >= cutoff, SqlWorker.state != "stopped"))
+        rows = s.scalars(sa.select(SqlWorker).where(SqlWorker.heartbeat_at >= cutoff,
+                                                    SqlWorker.state.in_(LIVE_WORKER_STATES)))
         return [{"id": r.id, "hostname": r.hostname, "pid": r.pid, "state": r.state,
                  "heartbeat_at": r.heartbeat_at} for r in rows]
 

@@ -9,7 +9,9 @@ silently falls back to a default.
 from __future__ import annotations
 
 import importlib.resources
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,7 +90,24 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A running job whose heartbeat is older than this is declared lost."
     )
     job_max_attempts: int = Field(
-        3, ge=1, description="How many times a job whose worker died is retried before it stays failed."
+        3, ge=1, description="How many times a job is tried (its worker died; its disk was full or its store "
+        "locked) before it stays failed."
+    )
+    # Issue 15 item 8: jobs retried after errors that may pass, workers supervised by 'up', readiness.
+    job_retry_delay_s: float = Field(
+        30.0, ge=0, le=86400, description="Wait before a job whose attempt failed with an error that may pass (a full "
+        "disk, a locked or unreachable store) is tried again (seconds); doubles after each such failure."
+    )
+    job_retry_max_delay_s: float = Field(
+        600.0, ge=0, le=86400, description="Longest wait between two such attempts of a job (seconds)."
+    )
+    worker_restarts_per_minute: int = Field(
+        5, ge=1, le=1000, description="How often 'up' restarts a worker (or its scheduler) that died within one "
+        "minute; past that it waits for the minute to end, logging why."
+    )
+    ready_needs_worker: bool = Field(
+        False, description="/readyz answers 503 while no worker has sent a heartbeat within stale_after_s "
+        "('up' turns this on for its server when it starts workers)."
     )
     log_level: str = Field("INFO", description="Log level of the server and workers.")
     token: SecretStr | None = Field(
@@ -144,6 +163,91 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(
         5.0, gt=0, description="How long one webhook POST may take before it counts as failed (seconds)."
     )
+    # Issue 15 item 1: the largest file upload the server reads (api/body_limits.py).
+    max_upload_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, le=2**40, description="Largest request body of a file upload to POST "
+        "/api/sources (the file plus its form fields, bytes); a larger or longer chunked one is refused with 413 "
+        "before it is read further. Larger files: 'chainkeeper data import PATH' on the server."
+    )
+    # Issue 15 item 6: where outbound requests (crawler, webhooks) may go, and webhook signing.
+    outbound_allow: list[str] = Field(
+        default_factory=list, description="Addresses, networks or host names that crawls and webhooks may reach "
+        "even though they are private, loopback or link-local (e.g. [\"10.20.0.5\", \"hooks.internal\", "
+        "\"*.corp.example\"]); comma-separated in the environment. Empty: only public addresses."
+    )
+    outbound_deny: list[str] = Field(
+        default_factory=list, description="Addresses, networks or host names that crawls and webhooks never reach, "
+        "on top of the private, loopback and link-local ones refused by default; wins over outbound_allow."
+    )
+    webhook_signing_key: SecretStr | None = Field(
+        None, description="Key each alert rule's webhook secret is derived from (at least 32 "
+        "characters); default a random key kept in <home>/webhook-signing.key. Set it when workers run on "
+        "several hosts. Never printed."
+    )
+    # Issue 15 item 5: whose X-Forwarded-For / X-Forwarded-Proto the server believes.
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses or networks of reverse proxies in front of the server "
+        "(e.g. [\"127.0.0.1\"] or [\"10.0.0.0/8\"]): only from these are X-Forwarded-For (the caller's "
+        "address, used for sign-in limits and the ledger) and X-Forwarded-Proto (https: Secure cookies) "
+        "believed. Empty: the headers are ignored and the connecting address counts."
+    )
+    # Issue 15 item 2: the audit ledger's HMAC key (held outside the database) and its anchors.
+    ledger_key_file: Path | None = Field(
+        None, description="File of the audit ledger's HMAC keys, created 0600 in a 0700 folder on first use; "
+        "default <home>/secrets/ledger.keys. Back it up apart from the database (docs/security.md)."
+    )
+    ledger_key: SecretStr | None = Field(
+        None, description="The ledger's HMAC keys instead of the key file (for hosts whose home folder is shared): "
+        "hex secrets of 64 digits, comma-separated, the last one current; never printed."
+    )
+    ledger_anchor_file: Path | None = Field(
+        None, description="JSON-lines file to which the scheduler appends an anchor of the ledger's head every "
+        "ledger_anchor_every_s (unset: no periodic anchoring); keep it where the database's admins cannot write."
+    )
+    ledger_anchor_every_s: float = Field(
+        3600.0, ge=60, le=366 * 24 * 3600, description="How often the scheduler anchors the ledger to "
+        "ledger_anchor_file (seconds)."
+    )
+    # Issue 15 item 7: files created owner-only (core/file_modes.py).
+    private_files: bool = Field(
+        True, description="Create the store's files readable by this user only (0600 files, 0700 folders): the "
+        "process umask gains 077 when a store is opened, and the home folder, a local artefact folder and the "
+        "SQLite file are tightened to owner-only. False leaves the umask and existing modes as they are."
+    )
+
+    @field_validator("outbound_allow", "outbound_deny", mode="before")
+    @classmethod
+    def _address_list(cls, value: Any) -> Any:
+        # The environment gives one string: "10.0.0.0/8, hooks.internal".
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                if not isinstance(entry, str) or not _is_address_or_host(entry):
+                    raise ValueError(f"{entry!r} is not an IP address, a network (10.0.0.0/8) or a host name "
+                                     "(hooks.internal, *.corp.example)")
+        return value
+
+    # Issue 15 item 5: the environment gives one string: "127.0.0.1, 10.0.0.0/8".
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{entry!r} is not an IP address or network (127.0.0.1, 10.0.0.0/8)") from None
+        return value
+
+    @field_validator("webhook_signing_key")
+    @classmethod
+    def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. the output of 'openssl rand -hex 32')")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -198,6 +302,16 @@ class Settings(BaseSettings):
 
 # Query parameters of a URL that carry a secret (libpq's ``password=``, a store's ``token=`` …).
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key", "sslpassword")
+
+
+def _is_address_or_host(entry: str) -> bool:
+    """Whether an ``outbound_allow``/``outbound_deny`` entry is an address, a network or a host name (pure)."""
+    try:
+        ipaddress.ip_network(entry.strip(), strict=False)
+        return True
+    except ValueError:
+        return re.fullmatch(r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?",
+                            entry.strip().lower()) is not None
 
 
 def mask_url(url: str) -> str:

@@ -4,6 +4,12 @@ One worker runs one job at a time. While a job runs, a heartbeat thread stamps i
 ``heartbeat_s`` and picks up cancel requests; every idle loop the worker also reaps jobs
 whose own worker died, so one live worker is enough to recover the queue.
 
+A job that fails with an error that may pass — a full disk, a locked or unreachable
+store, a passing I/O error (``core.storage_errors.is_transient``) — is queued again after
+a back-off (``job_retry_delay_s``, doubling, at most ``job_retry_max_delay_s``) while it
+has attempts left; any other error, a refused write included, fails it at once with its
+message. A store that fails the worker's own bookkeeping makes it wait and try again.
+
 How a handler is *executed* is an ``Executor``: in this process by default; a Ray-backed
 executor can send the same handler to a cluster.
 """
@@ -31,10 +37,16 @@ from chainkeeper.core.jobs import (
     heartbeat,
     reap_stale_jobs,
     register_worker,
+    retry_delay,
+    retry_job_later,
     worker_heartbeat,
 )
+from chainkeeper.core.storage_errors import is_transient, storage_error
 
 log = logging.getLogger("chainkeeper.worker")
+
+# The longest a worker waits before trying a failing store again.
+_MAX_STORE_PAUSE_S = 30.0
 
 
 class _Outcome(TypedDict, total=False):
@@ -42,6 +54,21 @@ class _Outcome(TypedDict, total=False):
 
     result: dict[str, Any]
     error: str
+
+
+def describe_failure(exc: Exception) -> tuple[str, bool]:
+    """What a job's error says to a person, and whether it may pass (the job is retried).
+
+    Our own errors say it already; an ``OSError`` of a full disk or a refused write is
+    named as the store's would be; anything else is its type and text.
+    """
+    if isinstance(exc, ChainkeeperError):
+        return str(exc), exc.transient
+    if isinstance(exc, OSError):
+        named = storage_error(exc, exc.filename, "the job")
+        if named is not None:
+            return str(named), named.transient
+    return f"{type(exc).__name__}: {exc}", is_transient(exc)
 
 
 class Executor(Protocol):
@@ -103,34 +130,65 @@ class Worker:
         beat.start()
         log.info("job %s (%s) started, attempt %s", job.id, job.kind, job.attempts)
         kwargs: _Outcome
+        may_pass = False
         try:
             result = self.executor.execute(self.ctx, handle)
             state, kwargs = JobState.SUCCEEDED, {"result": result}
         except JobCancelled:
             state, kwargs = JobState.CANCELLED, {}
-        except ChainkeeperError as exc:
-            state, kwargs = JobState.FAILED, {"error": str(exc)}
         except Exception as exc:  # a bug in a handler must not kill the worker
-            append_log(self.ctx.db, job.id, traceback.format_exc())
-            state, kwargs = JobState.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
+            error, may_pass = describe_failure(exc)
+            if not isinstance(exc, ChainkeeperError):
+                self._log_traceback(job.id)
+            state, kwargs = JobState.FAILED, {"error": error}
         finally:
             beat.stop.set()
             beat.join()
         try:
-            finished = finish_job(self.ctx.db, job.id, self.id, state, **kwargs)
+            if may_pass:
+                settings = self.ctx.settings
+                delay = retry_delay(job.attempts, base_s=settings.job_retry_delay_s,
+                                    max_s=settings.job_retry_max_delay_s)
+                finished = retry_job_later(self.ctx.db, job.id, self.id, error=kwargs.get("error", ""),
+                                           delay=timedelta(seconds=delay))
+            else:
+                finished = finish_job(self.ctx.db, job.id, self.id, state, **kwargs)
         except Conflict as exc:
             log.warning("%s", exc)
+            return job
+        except StoreError as exc:
+            # The store itself failed (its disk is full): the job stays 'running' with no
+            # heartbeat, so the reaper queues it again after stale_after_s.
+            log.warning("job %s ended (%s) but the store could not record it: %s", job.id, state, exc)
             return job
         worker_heartbeat(self.ctx.db, self.id, "idle")
         log.info("job %s %s", job.id, finished.state)
         return finished
 
+    def _log_traceback(self, job_id: int) -> None:
+        try:
+            append_log(self.ctx.db, job_id, traceback.format_exc())
+        except StoreError as exc:  # the job's error is still recorded, or the reaper takes it
+            log.warning("could not store the traceback of job %s: %s", job_id, exc)
+
     def run_forever(self, *, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:
         """Loop until stopped; return the number of jobs run."""
-        done = 0
+        done, pause = 0, self.ctx.settings.worker_poll_s
         while not self.stopping.is_set():
-            self.reap()
-            job = self.run_one()
+            try:
+                self.reap()
+                job = self.run_one()
+                if job is None and not exit_when_idle:
+                    worker_heartbeat(self.ctx.db, self.id, "idle")
+            except StoreError as exc:
+                if not exc.transient:
+                    raise
+                # A full disk or a store that does not answer: wait, longer each time.
+                log.warning("the metadata store failed: %s; trying again in %.1f s", exc, pause)
+                self.stopping.wait(pause)
+                pause = min(pause * 2, _MAX_STORE_PAUSE_S)
+                continue
+            pause = self.ctx.settings.worker_poll_s
             if job is not None:
                 done += 1
                 if max_jobs is not None and done >= max_jobs:
@@ -138,7 +196,9 @@ class Worker:
                 continue
             if exit_when_idle:
                 break
-            worker_heartbeat(self.ctx.db, self.id, "idle")
             self.stopping.wait(self.ctx.settings.worker_poll_s)
-        worker_heartbeat(self.ctx.db, self.id, "stopped")
+        try:
+            worker_heartbeat(self.ctx.db, self.id, "stopped")
+        except StoreError as exc:
+            log.warning("could not record that worker %s stopped: %s", self.id, exc)
         return done

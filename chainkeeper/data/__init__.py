@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     )
     from chainkeeper.data.language import LANGUAGES, is_han_character, text_language
     from chainkeeper.data.near_duplicates import NearDuplicates, find_near_duplicates
-    from chainkeeper.data.pii import PII_TYPES, PREFILTER, find_pii, redact_text
+    from chainkeeper.data.pii import PII_TYPES, PLACEHOLDERS, PREFILTER, find_pii, redact_text
     from chainkeeper.data.quality import (
         get_quality_report,
         get_split_leakage,
@@ -115,7 +115,7 @@ _EXPORTS = {
     "find_leakage": "identity", "row_identities": "identity", "text_identities": "identity",
     "LANGUAGES": "language", "is_han_character": "language", "text_language": "language",
     "NearDuplicates": "near_duplicates", "find_near_duplicates": "near_duplicates",
-    "PII_TYPES": "pii", "PREFILTER": "pii", "find_pii": "pii", "redact_text": "pii",
+    "PII_TYPES": "pii", "PLACEHOLDERS": "pii", "PREFILTER": "pii", "find_pii": "pii", "redact_text": "pii",
     "get_quality_report": "quality", "render_quality_html": "quality", "report_sections": "quality",
     "show_quality_report": "quality", "get_split_leakage": "quality",
     "Source": "sources", "count_sources": "sources", "find_sources": "sources", "get_source": "sources",
@@ -145,6 +145,7 @@ __all__ = [
     "LANGUAGES",
     "NearDuplicates",
     "PII_TYPES",
+    "PLACEHOLDERS",
     "PREFILTER",
     "ParsedSource",
     "Record",

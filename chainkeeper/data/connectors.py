@@ -35,6 +35,9 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", "
 FOLDER_SUFFIXES = (".txt", ".md", ".text")
 # Long texts (documents, transcripts) exceed csv's default 128 KiB field limit.
 _FIELD_SIZE_LIMIT = min(sys.maxsize, 2**31 - 1)
+# More columns (or JSON keys) than any text dataset has: a file with more is refused before its
+# header is stored anywhere (a million-column header once made a 10 MB source record and ledger entry).
+MAX_COLUMNS = 1000
 # Candidate delimiters for sniffing: what spreadsheets and databases export.
 _SNIFF_DELIMITERS = ",;\t|"
 
@@ -163,6 +166,7 @@ def parse_csv_text(text: str, *, name: str, text_column: str, label_column: str 
         raise InvalidInput(f"{name} is not a readable CSV file: {exc} (line 1).",
                            hint="Check the quoting of the header row.") from None
     columns = [c.strip() for c in header or []]
+    _check_width(len(columns), name=name, what="columns in its header")
     text_idx = _column_index(columns, text_column, name=name, option="text_column")
     label_idx = (_column_index(columns, label_column, name=name, option="label_column")
                  if label_column is not None else None)
@@ -215,6 +219,12 @@ def _metadata_indices(columns: list[str], wanted: Sequence[str] | None, taken: s
     if wanted is None:
         return [(c, i) for i, c in enumerate(columns) if c and c not in taken]
     return [(c, _column_index(columns, c, name=name, option="metadata_columns")) for c in wanted]
+
+
+def _check_width(count: int, *, name: str, what: str) -> None:
+    if count > MAX_COLUMNS:
+        raise InvalidInput(f"{name} has {count:,} {what}; at most {MAX_COLUMNS:,} are accepted.",
+                           hint="Export only the text, label and the metadata columns you need.")
 
 
 def _column_index(columns: list[str], wanted: str, *, name: str, option: str) -> int:
@@ -383,6 +393,7 @@ def _is_json_rows(text: str) -> bool:
 def _json_record(obj: dict[str, Any], *, line: int, origin: str, text_column: str, label_column: str | None,
                  metadata_columns: Sequence[str] | None) -> Record:
     """One JSON object as a row; no text (or label) quarantines it."""
+    _check_width(len(obj), name=origin, what="keys in one object")
     row_text, row_label = obj.get(text_column), obj.get(label_column) if label_column else None
     row_text = "" if row_text is None else str(row_text)
     row_label = None if row_label is None else str(row_label).strip()
@@ -475,6 +486,7 @@ def read_parquet(data: bytes, *, name: str, text_column: str, label_column: str 
         raise InvalidInput(f"{name} is not a readable Parquet file: {exc}.",
                            hint=f"Check that the file is Parquet, or name its real format: "
                            f"{option_hint('format')}.") from None
+    _check_width(table.num_columns, name=name, what="columns")
     wanted_meta = ([c for c in table.column_names if c not in (text_column, label_column)]
                    if metadata_columns is None else list(metadata_columns))
     for column, option in ((text_column, "text_column"), (label_column, "label_column"),

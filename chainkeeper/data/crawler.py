@@ -10,6 +10,11 @@ lower-cased, default port dropped). The text of a page is extracted by
 ``extract_main_text``: a small readability-style pass with ``html.parser`` that drops
 script/style/nav/header/footer/aside/form and keeps headings, paragraphs, list items
 and preformatted blocks.
+
+Every request goes through the outbound client (``core.outbound``): a start URL or a link
+whose host resolves to a private, loopback or link-local address is refused unless
+``outbound_allow`` names it — a refused start URL is an error before anything is stored,
+a refused link or redirect target is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from chainkeeper.core.errors import InvalidInput
+from chainkeeper.core.errors import InvalidInput, OutboundRefused
 from chainkeeper.core.jobs import Job, JobHandle, submit_job
+from chainkeeper.core.outbound import OutboundClient, OutboundPolicy, refuse_if_blocked
 from chainkeeper.data.connectors import ParsedSource, Record
 from chainkeeper.data.sources import Source
 from chainkeeper.governance.actors import Actor
@@ -45,7 +51,7 @@ _SKIP = {"script", "style", "nav", "footer", "header", "aside", "form", "noscrip
 # Elements whose text is content; each becomes one paragraph of the extracted text.
 _BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "pre", "blockquote", "td", "th", "dd", "dt", "figcaption"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_TIMEOUT_S = 10.0
 MAX_PAGE_BYTES = 5 * 1024 * 1024
 
 
@@ -85,7 +91,12 @@ def canonical_url(url: str, base: str | None = None) -> str | None:
     if scheme not in ("http", "https") or not parts.hostname:
         return None
     host = parts.hostname.lower()
-    port = parts.port
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address keeps its brackets
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number (or out of range)
+        return None
     netloc = host if port is None or (scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
@@ -158,7 +169,7 @@ def extract_main_text(html: str) -> tuple[str, str, list[str]]:
 
 
 def crawl_site(start_url: str, *, max_depth: int = 2, max_pages: int = 50, rate_per_s: float = 2.0,
-               same_host: bool = True, client: httpx.Client | None = None,
+               same_host: bool = True, policy: OutboundPolicy | None = None, client: OutboundClient | None = None,
                on_page: Callable[[Page, int], None] | None = None,
                check_cancelled: Callable[[], None] | None = None) -> CrawlResult:
     """Walk a site breadth-first from ``start_url`` and return its pages' main text.
@@ -169,7 +180,8 @@ def crawl_site(start_url: str, *, max_depth: int = 2, max_pages: int = 50, rate_
         max_pages: stop after this many pages.
         rate_per_s: at most this many requests per second (robots.txt included).
         same_host: follow links only to the start page's host (and port).
-        client: the HTTP client (one with timeouts is made when None).
+        policy: where requests may go (default: public addresses only); ``OutboundPolicy.from_settings``.
+        client: the outbound client (one with ``policy``, timeouts and the page size limit is made when None).
         on_page: called with each page kept and the count so far (progress).
         check_cancelled: called between requests; raises to stop.
 
@@ -178,6 +190,7 @@ def crawl_site(start_url: str, *, max_depth: int = 2, max_pages: int = 50, rate_
 
     Raises:
         InvalidInput: a bad start URL, bad limits, or the start page cannot be fetched.
+        OutboundRefused: the start URL's address is refused by the policy.
     """
     start = canonical_url(start_url)
     if start is None:
@@ -186,7 +199,7 @@ def crawl_site(start_url: str, *, max_depth: int = 2, max_pages: int = 50, rate_
         raise InvalidInput(f"Bad crawl limits: max_depth={max_depth}, max_pages={max_pages}, rate_per_s={rate_per_s}.",
                            hint="Use max_depth >= 0, max_pages >= 1 and rate_per_s > 0.")
     own_client = client is None
-    http = client or httpx.Client(timeout=_TIMEOUT, follow_redirects=False, headers={"User-Agent": USER_AGENT})
+    http = client or OutboundClient(policy, timeout_s=_TIMEOUT_S, max_bytes=MAX_PAGE_BYTES, user_agent=USER_AGENT)
     host = urlsplit(start).netloc
     interval = 1.0 / rate_per_s
     last_request = [0.0]
@@ -217,6 +230,11 @@ def crawl_site(start_url: str, *, max_depth: int = 2, max_pages: int = 50, rate_
                 continue
             try:
                 response = get(url)
+            except OutboundRefused as exc:
+                if url == start:
+                    raise
+                skipped[url] = f"refused: {exc.message}"
+                continue
             except httpx.HTTPError as exc:
                 if url == start:
                     raise InvalidInput(f"Cannot reach {start}: {type(exc).__name__}: {exc}.",
@@ -311,17 +329,19 @@ def crawl(ctx: Context, start_url: str, *, actor: Actor, max_depth: int = 2, max
 
     Raises:
         Forbidden: the actor may not import. InvalidInput: a bad URL or bad limits
-            (nothing is queued).
+            (nothing is queued). OutboundRefused: the start URL's address is refused by
+            the outbound policy of these settings (the worker's settings check it again).
     """
     authorize(ctx.db, actor, "data.import")
     _validate(start_url, max_depth, max_pages, rate_per_s)
+    refuse_if_blocked(start_url, OutboundPolicy.from_settings(ctx.settings))
     params = {"start_url": start_url, "max_depth": max_depth, "max_pages": max_pages, "rate_per_s": rate_per_s,
               "same_host": same_host}
     return submit_job(ctx, "crawl", params, actor=actor.name)
 
 
 def crawl_to_source(ctx: Context, start_url: str, *, actor: Actor, max_depth: int = 2, max_pages: int = 50,
-                    rate_per_s: float = 2.0, same_host: bool = True, client: httpx.Client | None = None,
+                    rate_per_s: float = 2.0, same_host: bool = True, client: OutboundClient | None = None,
                     on_page: Callable[[Page, int], None] | None = None,
                     check_cancelled: Callable[[], None] | None = None) -> tuple[Source, CrawlResult]:
     """Crawl a site now and store its pages as one source (kind "crawl", origin = each page's URL).
@@ -333,7 +353,9 @@ def crawl_to_source(ctx: Context, start_url: str, *, actor: Actor, max_depth: in
 
     Raises:
         Forbidden: the actor may not import. InvalidInput: a bad URL or limits, an
-            unreachable start page, or no page with text.
+            unreachable start page, or no page with text. OutboundRefused: the start
+            URL's address is refused by the outbound policy (``ctx.settings``). Nothing
+            is stored on any error.
     """
     authorize(ctx.db, actor, "data.import")
     return _crawl_and_store(ctx, start_url, actor=actor, max_depth=max_depth, max_pages=max_pages,
@@ -342,7 +364,7 @@ def crawl_to_source(ctx: Context, start_url: str, *, actor: Actor, max_depth: in
 
 
 def _crawl_and_store(ctx: Context, start_url: str, *, actor: Actor, max_depth: int, max_pages: int,
-                     rate_per_s: float, same_host: bool, client: httpx.Client | None = None,
+                     rate_per_s: float, same_host: bool, client: OutboundClient | None = None,
                      on_page: Callable[[Page, int], None] | None = None,
                      check_cancelled: Callable[[], None] | None = None) -> tuple[Source, CrawlResult]:
     from chainkeeper.data.ingest import (
@@ -351,7 +373,8 @@ def _crawl_and_store(ctx: Context, start_url: str, *, actor: Actor, max_depth: i
 
     _validate(start_url, max_depth, max_pages, rate_per_s)
     result = crawl_site(start_url, max_depth=max_depth, max_pages=max_pages, rate_per_s=rate_per_s,
-                        same_host=same_host, client=client, on_page=on_page, check_cancelled=check_cancelled)
+                        same_host=same_host, policy=OutboundPolicy.from_settings(ctx.settings), client=client,
+                        on_page=on_page, check_cancelled=check_cancelled)
     records = [Record(text=p.text, label=None, line=p.depth, origin=p.url,
                       quarantine_reason=None if p.text.strip() else "empty_text") for p in result.pages]
     digest = hashlib.sha256()

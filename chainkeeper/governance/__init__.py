@@ -5,7 +5,8 @@ The foundation every stage stands on, imported by module (``governance.permissio
 on first use (PEP 562) so that importing ``governance.tables`` loads nothing else.
 
 - actors and users: ``Actor``, ``SYSTEM``, ``create_user``, ``issue_token``,
-  ``authenticate_token``, ``grant_role``, ``set_password``, ``login``;
+  ``authenticate_token``, ``grant_role``, ``set_password``, ``login``; user administration:
+  ``disable_user``, ``enable_user``, ``delete_user``, ``list_tokens``, ``list_sessions``, ``end_sessions``;
 - permissions: ``authorize``, ``authorize_object``, ``projects_allowed``, the matrix and
   its RACI export;
 - approvals: ``request_approval``, ``decide``, ``show_approval``, ``find_approvals``
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         who_may_approve,
     )
     from chainkeeper.governance.audit import (
+        anchor_ledger_as,
         export_ledger,
         read_entries,
         verify_ledger_as,
@@ -73,10 +75,15 @@ if TYPE_CHECKING:
     from chainkeeper.governance.users import (
         authenticate_token,
         create_user,
+        delete_user,
         describe_actor,
+        disable_user,
+        enable_user,
+        end_sessions,
         get_user,
         grant_role,
         issue_token,
+        list_sessions,
         list_tokens,
         list_users,
         revoke_role,
@@ -88,7 +95,7 @@ _EXPORTS = {
     "Approval": "approvals", "ApprovalState": "approvals", "CheckResult": "approvals", "Gate": "approvals",
     "decide": "approvals", "find_approvals": "approvals", "request_approval": "approvals",
     "show_approval": "approvals", "who_may_approve": "approvals",
-    "export_ledger": "audit", "read_entries": "audit", "verify_ledger_as": "audit",
+    "anchor_ledger_as": "audit", "export_ledger": "audit", "read_entries": "audit", "verify_ledger_as": "audit",
     "cancel_job": "jobs", "find_jobs": "jobs", "read_job_logs": "jobs", "requeue_job": "jobs", "show_job": "jobs",
     "append_entry": "ledger", "count_entries": "ledger", "verify_ledger": "ledger",
     "LineageNode": "lineage",
@@ -102,7 +109,8 @@ _EXPORTS = {
     "BuiltinRole": "roles",
     "authenticate_token": "users", "create_user": "users", "describe_actor": "users", "get_user": "users",
     "grant_role": "users", "issue_token": "users", "list_tokens": "users", "list_users": "users",
-    "revoke_role": "users", "revoke_token": "users",
+    "revoke_role": "users", "revoke_token": "users", "delete_user": "users", "disable_user": "users",
+    "enable_user": "users", "end_sessions": "users", "list_sessions": "users",
 }
 
 # Literal, so type checkers and linters see the exports; tests/test_layers.py keeps it equal to _EXPORTS.
@@ -116,6 +124,7 @@ __all__ = [
     "Gate",
     "LineageNode",
     "SYSTEM",
+    "anchor_ledger_as",
     "append_entry",
     "authenticate_token",
     "authorize",
@@ -125,7 +134,11 @@ __all__ = [
     "create_role",
     "create_user",
     "decide",
+    "delete_user",
     "describe_actor",
+    "disable_user",
+    "enable_user",
+    "end_sessions",
     "export_ledger",
     "find_approvals",
     "find_jobs",
@@ -134,6 +147,7 @@ __all__ = [
     "grant_role",
     "is_allowed",
     "issue_token",
+    "list_sessions",
     "list_tokens",
     "list_users",
     "login",

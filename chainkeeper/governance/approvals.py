@@ -31,6 +31,7 @@ from chainkeeper.governance.ledger import append_entry
 from chainkeeper.governance.permissions import (
     authorize,
     authorize_object,
+    is_allowed,
     projects_allowed,
     roles_allowed,
 )
@@ -170,11 +171,13 @@ def decide(ctx: Context, approval_id: int, *, actor: Actor, approve: bool, comme
     """
     if not comment.strip():
         raise InvalidInput("An approval decision needs a comment.", hint="Say why, e.g. --comment 'metrics reviewed'.")
-    approval = show_approval(ctx, approval_id, actor=actor)
+    projects_allowed(ctx.db, actor, "system.read")  # who may see nothing of the chain is refused first
+    approval = get_approval(ctx, approval_id)
+    gate = _gate(ctx, approval.action)
+    # Deciding needs the approve permission in the object's project (which also lets one see it).
+    authorize(ctx.db, actor, f"{approval.action}.approve", project=gate.project_of(ctx, approval.object_id))
     if approval.state != ApprovalState.PENDING:
         raise Conflict(f"Approval request {approval_id} is already {approval.state}.")
-    gate = _gate(ctx, approval.action)
-    authorize(ctx.db, actor, f"{approval.action}.approve", project=gate.project_of(ctx, approval.object_id))
     candidates, excluded, why = who_may_approve(ctx, approval)
     if actor.name in excluded:
         raise Forbidden(
@@ -248,30 +251,41 @@ def approval_project(ctx: Context, approval: Approval) -> str | None:
     return _gate(ctx, approval.action).project_of(ctx, approval.object_id)
 
 
+def readers_of(action: str) -> tuple[str, ...]:
+    """Who may see a request for ``action`` (its payload and comments): those who may ask for
+    it, decide it, or audit it. Seeing the chain (``system.read``) is not enough: an
+    annotator has no business reading a release manager's reasons."""
+    return (action, f"{action}.approve", "audit.read")
+
+
+def _may_read(ctx: Context, actor: Actor, approval: Approval, project: str | None) -> bool:
+    return any(is_allowed(ctx.db, actor, action, project=project) for action in readers_of(approval.action))
+
+
 def show_approval(ctx: Context, approval_id: int, *, actor: Actor) -> Approval:
-    """One approval request, for someone who may see the chain (``system.read``) in its project.
+    """One approval request, for someone who may ask for, decide or audit it in its project.
 
     Raises:
         Forbidden: not allowed. NotFound: no such request.
     """
-    found: list[Approval] = []
-
-    def project_of() -> str | None:
-        found.append(get_approval(ctx, approval_id))
-        return approval_project(ctx, found[0])
-
-    authorize_object(ctx.db, actor, "system.read", project_of)
-    return found[0]
+    projects_allowed(ctx.db, actor, "system.read")  # who may see nothing of the chain is refused first
+    approval = get_approval(ctx, approval_id)
+    project = approval_project(ctx, approval)
+    if not _may_read(ctx, actor, approval, project):
+        readers = ", ".join(readers_of(approval.action))
+        where = f" in project {project!r}" if project else ""
+        raise Forbidden(f"{actor.name} may not see approval request {approval_id}: requests are shown to those who "
+                        f"may ask for, decide or audit them ({readers}){where}.",
+                        hint="Ask an admin for a role with one of these permissions, or ask the requester.")
+    return approval
 
 
 def find_approvals(ctx: Context, *, actor: Actor, state: str | None = None, limit: int = 100) -> list[Approval]:
-    """Approval requests of the projects the actor may see, newest first.
+    """Approval requests the actor may ask for, decide or audit (``readers_of``), newest first.
 
     Raises:
         Forbidden: the actor may see the chain nowhere.
     """
-    projects = projects_allowed(ctx.db, actor, "system.read")
-    found = list_approvals(ctx, state=state, limit=limit)
-    if projects is None:
-        return found
-    return [a for a in found if approval_project(ctx, a) in projects]
+    projects_allowed(ctx.db, actor, "system.read")
+    return [a for a in list_approvals(ctx, state=state, limit=limit)
+            if _may_read(ctx, actor, a, approval_project(ctx, a))]

@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from chainkeeper.core import migrations
 from chainkeeper.core.db import Database, verify_schema
 from chainkeeper.core.errors import NotFound
+from chainkeeper.core.file_modes import keep_files_private
 from chainkeeper.core.settings import Settings, mask_url
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry
+from chainkeeper.governance.ledger_keys import use_ledger_keys
 from chainkeeper.governance.passwords import hash_password, set_password
 from chainkeeper.governance.permissions import seed_permissions
 from chainkeeper.governance.roles import ROLE_DESCRIPTIONS
@@ -46,8 +48,9 @@ def initialise(settings: Settings) -> InitResult:
         Where the store is, its revision, and the admin's token if this call created
         the admin (the only time it is shown).
     """
-    settings.home.mkdir(parents=True, exist_ok=True)
+    keep_files_private(settings)  # the store's files are owner-only (issue 15, item 7)
     db = Database(settings.resolved_database_url)
+    use_ledger_keys(db, settings)
     try:
         migrations.upgrade(db)
         seed_roles(db)
@@ -101,6 +104,7 @@ def reset_admin(settings: Settings, *, host_user: str) -> AdminReset:
                        hint="Pass the store's folder with --home (or CHAINKEEPER_HOME), or create one with "
                        "'chainkeeper init'.")
     db = Database(url)
+    use_ledger_keys(db, settings)
     try:
         verify_schema(db)
         actor = Actor(name=f"host:{host_user}", roles=frozenset({"admin"}))

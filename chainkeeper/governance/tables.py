@@ -20,6 +20,9 @@ class SqlUser(Base):
     password_hash: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the user is deleted: the row stays (the ledger names the user), disabled,
+    # without password, roles or working tokens; the name is not given out again.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SqlToken(Base):
@@ -33,6 +36,12 @@ class SqlToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # 'token': an API token (bearer header, CLI); 'session': a web sign-in (the cookie only).
+    kind: Mapped[str] = mapped_column(sa.String(16), default="token", server_default="token")
+    # The address a session was signed in from (None for API tokens).
+    created_address: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    # When the credential last authenticated a request (updated at most once a minute).
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SqlRole(Base):
@@ -78,6 +87,9 @@ class SqlAuditEntry(Base):
     # Unique: two appends that read the same predecessor cannot both commit (no forks).
     prev_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # The ledger key of the entry's HMAC (governance.ledger_keys); None: made before the
+    # ledger had a key (migration 0017), hashed with plain sha256.
+    key_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
 
 
 class SqlApproval(Base):
@@ -112,13 +124,23 @@ class SqlOwnership(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class SqlLoginAttempt(Base):
-    """Failed and successful password logins, for rate limiting per user and address."""
+class SqlSignInAttempt(Base):
+    """Sign-in attempts of one user name from one address, counted rather than listed
+    (issue 15 item 5): the failure streak the back-off reads, when the pair last signed
+    in (a familiar address), and the failures the ledger has not been told about yet.
+    The name need not be a user's: guesses at unknown names are counted the same way."""
 
-    __tablename__ = "login_attempts"
+    __tablename__ = "signin_attempts"
+    __table_args__ = (sa.UniqueConstraint("user_name", "address"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_name: Mapped[str] = mapped_column(sa.String(128), index=True)
+    user_name: Mapped[str] = mapped_column(sa.String(128))
     address: Mapped[str] = mapped_column(sa.String(64), index=True)
-    succeeded: Mapped[bool]
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Failures since the last success, or since a quiet spell of throttle.WINDOW.
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Failures not yet in a 'login.failed' ledger entry, and when the last entry was written.
+    unreported: Mapped[int] = mapped_column(default=0)
+    first_unreported_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

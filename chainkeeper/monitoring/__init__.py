@@ -13,7 +13,7 @@ functions a shell calls take the actor and decide there:
 - feedback: ``submit_feedback``, ``show_feedback``; live quality: ``live_quality``; ``diagnose``;
 - drift: ``check_drift`` (``CHECKS``), ``submit_drift_job``, ``schedule_drift_checks``, ``show_drift_results``;
 - alerts: ``create_rule``, ``evaluate_rules_now``, ``resolve_alert``, silences, ``find_alerts``,
-  ``show_alert``;
+  ``show_alert``, ``webhook_secret`` (the key a rule's receiver checks signatures with);
 - tickets: ``acknowledge_ticket``, ``hand_over_ticket``, ``close_ticket``, ``find_tickets``.
 """
 
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         schedule_rule_evaluation,
         set_rule_enabled,
         show_alert,
+        webhook_secret,
     )
     from chainkeeper.monitoring.charts import (
         bar_chart_svg,
@@ -160,7 +161,7 @@ _EXPORTS = {
     "find_silences": "alerts", "get_alert": "alerts", "get_rule": "alerts", "list_alerts": "alerts",
     "list_rules": "alerts", "list_silences": "alerts", "resolve_alert": "alerts", "run_evaluate_job": "alerts",
     "schedule_rule_evaluation": "alerts",
-    "set_rule_enabled": "alerts", "show_alert": "alerts",
+    "set_rule_enabled": "alerts", "show_alert": "alerts", "webhook_secret": "alerts",
     "bar_chart_svg": "charts", "series_svg": "charts",
     "diagnose": "diagnosis", "render_diagnosis_html": "diagnosis",
     "ALL_CHECKS": "drift", "CHECKS": "drift", "CLASSIFIER_CHECKS": "drift", "TAGGER_CHECKS": "drift",
@@ -294,6 +295,7 @@ __all__ = [
     "submit_drift_job",
     "submit_feedback",
     "ticket_stats",
+    "webhook_secret",
 ]
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database, utcnow
 from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
+from chainkeeper.core.outbound import OutboundPolicy, refuse_if_blocked
 from chainkeeper.core.scheduler import Schedule, create_schedule
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.ledger import append_entry, auditor
@@ -43,6 +44,7 @@ from chainkeeper.monitoring.access import (
     readable_deployment_ids,
 )
 from chainkeeper.monitoring.signals import Signal, known_signals, read_signal
+from chainkeeper.monitoring.signing import rule_secret, signing_key
 from chainkeeper.monitoring.tables import SqlAlert, SqlAlertRule, SqlSilence
 from chainkeeper.serving import (
     DeploymentState,
@@ -75,6 +77,7 @@ __all__ = [
     "resolve_alert",
     "run_evaluate_job",
     "set_rule_enabled",
+    "webhook_secret",
 ]
 
 COMPARATORS: dict[str, Callable[[float, float], bool]] = {
@@ -235,7 +238,9 @@ def create_rule(ctx: Context, *, name: str, metric: str, comparator: str, thresh
         window_s: how far back the signal is read, 1 s to 30 days.
         severity: info, warning or critical.
         deployment: the deployment it watches; None watches every deployment.
-        webhook_url: where firing and resolution are posted (http or https).
+        webhook_url: where firing and resolution are posted (http or https), signed with
+            the rule's secret (``webhook_secret``); an address the outbound policy refuses
+            (private, loopback, link-local unless ``outbound_allow`` names it) is refused here.
         actor: who creates it (``alert.manage`` in the deployment's project; a rule of every
             deployment needs it everywhere).
 
@@ -246,6 +251,7 @@ def create_rule(ctx: Context, *, name: str, metric: str, comparator: str, thresh
         Forbidden: the actor may not manage alerts there.
         InvalidInput: an unknown metric (the message lists the known ones), comparator or
             severity; a window out of range; a bad webhook URL. Nothing is stored.
+        OutboundRefused: the webhook URL's address is refused by the outbound policy.
         NotFound: no such deployment. Conflict: a rule of that name exists.
     """
     authorize_for_deployment(ctx.db, actor, "alert.manage", deployment)
@@ -267,6 +273,7 @@ def create_rule(ctx: Context, *, name: str, metric: str, comparator: str, thresh
                            hint="e.g. 300 for the last five minutes.")
     if webhook_url is not None:
         check_webhook_url(webhook_url)
+        refuse_if_blocked(webhook_url, OutboundPolicy.from_settings(ctx.settings))
     deployment_id = _deployment_id(ctx.db, deployment)
     with ctx.db.session() as s:
         if s.scalar(sa.select(SqlAlertRule.id).where(SqlAlertRule.name == name)) is not None:
@@ -304,6 +311,33 @@ def set_rule_enabled(ctx: Context, rule_id: int, *, enabled: bool, actor: Actor)
                                                             SqlAlert.state == AlertState.FIRING)):
                 _resolve(s, alert, row, now, actor, f"rule {row.name} was disabled")
         return _to_rule(row)
+
+
+def webhook_secret(ctx: Context, rule_id: int, *, actor: Actor) -> str:
+    """The secret a rule's webhook messages are signed with, for its receiver (see
+    ``monitoring.signing``); reading it is written to the ledger.
+
+    Args:
+        rule_id: the rule.
+        actor: who asks (``alert.manage`` in the rule's deployment's project).
+
+    Returns:
+        The secret (64 hex characters), derived from the signing key held outside the
+        database, so only a host with that key can answer.
+
+    Raises:
+        Forbidden: may not manage alerts there. NotFound: no such rule.
+        Conflict: the rule has no webhook. ConfigError: the signing key cannot be read.
+    """
+    authorize_for_object(ctx.db, actor, "alert.manage", lambda: get_rule(ctx.db, rule_id).deployment_id)
+    key = signing_key(ctx.settings)
+    with ctx.db.session() as s:
+        row = _rule_row(s, rule_id)
+        if not row.webhook_url:
+            raise Conflict(f"Alert rule {rule_id} ({row.name}) has no webhook, so nothing is signed.",
+                           hint="Create a rule with --webhook to have messages posted and signed.")
+        append_entry(s, actor, "alert.rule.webhook_secret", "alert_rule", row.id)
+        return rule_secret(key, row.id, row.created_at)
 
 
 def _rule_row(s: Session, rule_id: int) -> SqlAlertRule:

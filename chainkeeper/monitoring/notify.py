@@ -4,6 +4,11 @@
 the caller's transaction (the alert, its message and the job commit together or not at
 all). Delivery never runs on the caller's path: a worker runs the job, which POSTs the
 message as JSON once and records the attempt (status code or network error, duration).
+Each POST is signed (``monitoring.signing``: ``X-Chainkeeper-Signature``, an HMAC of the
+timestamp and body with the rule's secret) and goes through the outbound policy
+(``core.outbound``): a URL whose address the policy refuses (private, loopback,
+link-local unless ``outbound_allow`` names it) is not sent, and the message is marked
+failed at once with the reason; redirects are not followed.
 A failed attempt queues the next job, delayed by ``base_delay_s * 2**(attempt-1)``
 seconds (capped at ``max_delay_s``, the job's ``not_before``); after ``max_attempts`` the
 message is marked failed, and stays in the store for the UI. The policy comes from the
@@ -20,6 +25,7 @@ queues a follow-up for when the claim lapses, so a pending message always has a 
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -32,9 +38,11 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from chainkeeper.core.db import Database, utcnow
-from chainkeeper.core.errors import ServiceUnavailable
+from chainkeeper.core.errors import OutboundRefused, ServiceUnavailable
 from chainkeeper.core.jobs import JobHandle, JobState, add_job
+from chainkeeper.core.outbound import OutboundClient, OutboundPolicy
 from chainkeeper.core.tables import SqlJob
+from chainkeeper.monitoring.signing import SIGNATURE_HEADER, rule_secret, signature_header, signing_key
 from chainkeeper.monitoring.tables import (
     SqlAlert,
     SqlAlertRule,
@@ -69,6 +77,8 @@ JOB_KIND = "webhook.deliver"
 CLAIM_LEASE_S = 120.0
 # Alerts belong to the system, not to a user: their delivery jobs are queued under this name.
 SENDER = "alerting"
+# The most of a receiver's answer read (only its first 200 characters are kept).
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class NotificationState(enum.StrEnum):
@@ -219,11 +229,19 @@ def _claim(db: Database, notification_id: int, now: datetime) -> SqlNotification
         return row
 
 
-def _post(client: httpx.Client, row: SqlNotification, timeout_s: float) -> tuple[int | None, str | None, float]:
+def message_body(payload: dict[str, Any]) -> bytes:
+    """The bytes a message's body is: compact JSON, the bytes the signature covers (pure)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _post(client: OutboundClient, row: SqlNotification, secret: str) -> tuple[int | None, str | None, float]:
     start = time.perf_counter()
+    body = message_body(row.payload)
+    headers = {"Content-Type": "application/json", "X-Chainkeeper-Event": row.event,
+               "X-Chainkeeper-Alert": str(row.alert_id), "X-Chainkeeper-Delivery": str(row.id),
+               SIGNATURE_HEADER: signature_header(secret, body, int(time.time()))}
     try:
-        answer = client.post(row.url, json=row.payload, timeout=timeout_s,
-                             headers={"X-Chainkeeper-Event": row.event, "X-Chainkeeper-Alert": str(row.alert_id)})
+        answer = client.post(row.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__, (time.perf_counter() - start) * 1000
     duration = (time.perf_counter() - start) * 1000
@@ -236,6 +254,9 @@ def deliver(ctx: Context, notification_id: int, *, now: datetime | None = None) 
     """POST one message once if it is due, and record the attempt (blocking: a worker's work).
 
     A failed attempt with attempts left queues the next delivery job after its back-off.
+    A URL whose address the outbound policy refuses is not sent: the attempt is recorded
+    with the reason and the message is marked failed at once (the same settings would
+    refuse it again).
 
     Args:
         now: the time that decides whether it is due (default: now).
@@ -247,13 +268,27 @@ def deliver(ctx: Context, notification_id: int, *, now: datetime | None = None) 
     claimed = _claim(ctx.db, notification_id, now or utcnow())
     if isinstance(claimed, str):
         return claimed
-    with httpx.Client(follow_redirects=False) as client:
-        status, error, duration = _post(client, claimed, policy.timeout_s)
+    secret = rule_secret(signing_key(ctx.settings), *_rule_identity(ctx.db, claimed.alert_id))
+    with OutboundClient(OutboundPolicy.from_settings(ctx.settings), timeout_s=policy.timeout_s,
+                        max_bytes=MAX_ANSWER_BYTES, user_agent="chainkeeper-webhook/1") as client:
+        try:
+            status, error, duration = _post(client, claimed, secret)
+        except OutboundRefused as exc:
+            # The settings refuse this address: trying again would be refused again.
+            return _record(ctx.db, claimed.id, None, f"refused: {exc}"[:500], 0.0, policy, final=True)
     return _record(ctx.db, claimed.id, status, error, duration, policy)
 
 
+def _rule_identity(db: Database, alert_id: int) -> tuple[int, datetime]:
+    """The id and creation time of the rule an alert belongs to (its webhook secret derives from them)."""
+    with db.session(readonly=True) as s:
+        rule = s.execute(sa.select(SqlAlertRule.id, SqlAlertRule.created_at)
+                         .join(SqlAlert, SqlAlert.rule_id == SqlAlertRule.id).where(SqlAlert.id == alert_id)).one()
+        return rule.id, rule.created_at
+
+
 def _record(db: Database, notification_id: int, status: int | None, error: str | None, duration: float,
-            policy: RetryPolicy) -> Delivery:
+            policy: RetryPolicy, *, final: bool = False) -> Delivery:
     at = utcnow()
     retry_job = None
     with db.session() as s:
@@ -266,7 +301,7 @@ def _record(db: Database, notification_id: int, status: int | None, error: str |
             row.state, row.delivered_at, row.last_error = NotificationState.DELIVERED.value, at, None
         else:
             row.last_error = error
-            if row.attempts >= policy.max_attempts:
+            if final or row.attempts >= policy.max_attempts:
                 row.state = NotificationState.FAILED.value
                 _log.warning("webhook %s for alert %s failed %d times, giving up: %s", row.url, row.alert_id,
                              row.attempts, error)

@@ -93,6 +93,12 @@ class IssuedKey:
     secret: str
 
 
+# Bounds on what a key may be given: beyond these a limit means nothing (and a date overflows).
+MAX_RATE_PER_S = 1_000_000.0
+MAX_BURST = 1_000_000
+MAX_KEY_LIFETIME = timedelta(days=3650)
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -157,12 +163,14 @@ def create_deployment_key(ctx: Context, deployment: str, *, name: str, actor: Ac
                            hint=f"Scopes: {', '.join(SCOPES)} (e.g. --scope predict).")
     if not name.strip() or len(name) > 128:
         raise InvalidInput(f"Key name {name!r} is not valid.", hint="Name what uses the key, e.g. 'web-shop'.")
-    if rate_per_s is not None and rate_per_s <= 0:
-        raise InvalidInput(f"A rate must be positive, got {rate_per_s}.", hint="E.g. --rate 50/s.")
-    if burst is not None and burst < 1:
-        raise InvalidInput(f"A burst must be at least 1, got {burst}.", hint="E.g. --burst 20.")
-    if expires_in is not None and expires_in <= timedelta(0):
-        raise InvalidInput("An expiry must lie in the future.", hint="E.g. --expires-in-days 90.")
+    if rate_per_s is not None and not 0 < rate_per_s <= MAX_RATE_PER_S:
+        raise InvalidInput(f"A rate must be positive and at most {MAX_RATE_PER_S:,.0f}/s, got {rate_per_s}.",
+                           hint="E.g. --rate 50/s (leave it out for no limit).")
+    if burst is not None and not 1 <= burst <= MAX_BURST:
+        raise InvalidInput(f"A burst must be between 1 and {MAX_BURST:,}, got {burst}.", hint="E.g. --burst 20.")
+    if expires_in is not None and not timedelta(0) < expires_in <= MAX_KEY_LIFETIME:
+        raise InvalidInput(f"An expiry must lie in the future and at most {MAX_KEY_LIFETIME.days:,} days ahead.",
+                           hint="E.g. --expires-in-days 90 (leave it out for a key that never expires).")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     with ctx.db.session() as s:

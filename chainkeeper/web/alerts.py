@@ -17,6 +17,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from chainkeeper.api.auth import require
+from chainkeeper.api.deps import Id
 from chainkeeper.core.db import utcnow
 from chainkeeper.core.errors import ChainkeeperError
 from chainkeeper.governance.actors import Actor
@@ -109,7 +110,7 @@ def alerts_fragment(request: Request, actor: Actor = require("monitoring.read"))
 
 
 @router.post("/monitoring/tickets/{ticket_id}/acknowledge", name="ticket_acknowledge")
-def acknowledge_submit(ticket_id: int, request: Request, actor: Actor = require("alert.manage")) -> Response:
+def acknowledge_submit(ticket_id: Id, request: Request, actor: Actor = require("alert.manage")) -> Response:
     """Acknowledge a ticket, then show the page again."""
     try:
         acknowledge_ticket(_ctx(request), ticket_id, actor=actor, comment="from the web page")
@@ -119,7 +120,7 @@ def acknowledge_submit(ticket_id: int, request: Request, actor: Actor = require(
 
 
 @router.post("/monitoring/tickets/{ticket_id}/handover", name="ticket_handover")
-def handover_submit(ticket_id: int, request: Request, note: str = Form(""),
+def handover_submit(ticket_id: Id, request: Request, note: str = Form(""),
                     actor: Actor = require("alert.manage")) -> Response:
     """Hand a ticket over to ml_engineer, then show the page again."""
     try:

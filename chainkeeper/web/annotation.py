@@ -37,6 +37,7 @@ from chainkeeper.annotation import (
     show_project,
 )
 from chainkeeper.api.auth import require
+from chainkeeper.api.deps import Id
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
@@ -107,7 +108,7 @@ def annotate_create(request: Request, name: str = Form(..., max_length=128), dat
 
 
 @router.get("/annotate/{project_id}", response_class=HTMLResponse, name="annotate_label")
-def annotate_label(project_id: int, request: Request, actor: Actor = require("system.read")) -> HTMLResponse:
+def annotate_label(project_id: Id, request: Request, actor: Actor = require("system.read")) -> HTMLResponse:
     """The labelling page: one item of your queue at a time, keyboard first.
 
     Anyone who may read the project opens it; the queue service shows an annotator their
@@ -126,7 +127,7 @@ def annotate_label(project_id: int, request: Request, actor: Actor = require("sy
 
 
 @router.get("/annotate/{project_id}/review", response_class=HTMLResponse, name="annotate_review")
-def annotate_review(project_id: int, request: Request,
+def annotate_review(project_id: Id, request: Request,
                     actor: Actor = require("annotation.adjudicate")) -> HTMLResponse:
     """The steward's page: figures, disputes, consensus and export."""
     ctx = _ctx(request)
@@ -147,7 +148,7 @@ def _back(project_id: int, message: str) -> Response:
 
 
 @router.post("/annotate/{project_id}/review/decide", name="annotate_decide")
-def annotate_decide(project_id: int, request: Request, item_id: int = Form(...), label: str = Form(...),
+def annotate_decide(project_id: Id, request: Request, item_id: int = Form(...), label: str = Form(...),
                     expected_version: int = Form(...), note: str = Form("", max_length=2000),
                     actor: Actor = require("annotation.adjudicate")) -> Response:
     """Decide one disputed item (single-label projects; other kinds use the API)."""
@@ -160,7 +161,7 @@ def annotate_decide(project_id: int, request: Request, item_id: int = Form(...),
 
 
 @router.post("/annotate/{project_id}/review/resolve", name="annotate_resolve")
-def annotate_resolve(project_id: int, request: Request, method: str = Form(...),
+def annotate_resolve(project_id: Id, request: Request, method: str = Form(...),
                      actor: Actor = require("annotation.adjudicate")) -> Response:
     """Decide every disputed item by majority vote or Dawid-Skene."""
     try:
@@ -171,7 +172,7 @@ def annotate_resolve(project_id: int, request: Request, method: str = Form(...),
 
 
 @router.post("/annotate/{project_id}/review/export", name="annotate_export")
-def annotate_export(project_id: int, request: Request, name: str = Form("", max_length=128),
+def annotate_export(project_id: Id, request: Request, name: str = Form("", max_length=128),
                     actor: Actor = require("annotation.manage")) -> Response:
     """Freeze the settled labels as a new dataset version."""
     try:

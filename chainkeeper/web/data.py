@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from chainkeeper.api.auth import require
+from chainkeeper.api.deps import Id
 from chainkeeper.core.errors import ChainkeeperError
 from chainkeeper.data import (
     KINDS,
@@ -66,7 +67,7 @@ def data_page(request: Request, actor: Actor = require("data.read")) -> HTMLResp
 
 
 @router.get("/data/versions/{version_id}", response_class=HTMLResponse, name="data_version")
-def data_version_page(version_id: int, request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
+def data_version_page(version_id: Id, request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
     """One dataset version: statistics, splits, quality report, recipe and the diff to the previous version."""
     ctx = _ctx(request)
     try:

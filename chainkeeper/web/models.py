@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from chainkeeper.api.auth import require
+from chainkeeper.api.deps import Id
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import is_allowed
@@ -107,7 +108,7 @@ def models_page(request: Request, actor: Actor = require("model.read")) -> HTMLR
 
 
 @router.get("/models/{model_version_id}", response_class=HTMLResponse, name="model")
-def model_page(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> HTMLResponse:
+def model_page(model_version_id: Id, request: Request, actor: Actor = require("model.read")) -> HTMLResponse:
     """One version: its card, gates, export, lineage, approvals and history."""
     try:
         facts = collect_card_facts(_ctx(request), model_version_id, actor=actor)

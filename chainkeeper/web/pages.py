@@ -6,11 +6,17 @@ and renders a template. The API app factory includes ``router`` and mounts
 
 htmx (``static/htmx.min.js``, from the npm package ``htmx.org``, 0BSD licence in
 ``static/htmx-LICENSE``) is shipped with the package, so the UI works offline.
+
+Pages run under a Content-Security-Policy without inline script or style
+(``api.security_headers``): scripts and styles live in ``static/``. Every form that
+changes something includes ``_csrf.html``, the session's CSRF token that
+``api.csrf.CsrfMiddleware`` checks; ``base.html`` also puts it in a ``<meta>`` for scripts.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +24,22 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from chainkeeper.api.auth import SESSION_COOKIE, public, require
+from chainkeeper.api.auth import (
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    clear_session_cookie,
+    public,
+    require,
+    set_session_cookie,
+)
+from chainkeeper.api.csrf import CSRF_FIELD, csrf_token
 from chainkeeper.chain import chain_overview, jobs_panel
 from chainkeeper.core.context import Context
-from chainkeeper.core.errors import ChainkeeperError
+from chainkeeper.core.errors import ChainkeeperError, RateLimited
 from chainkeeper.core.jobs import JobState
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.passwords import login
-from chainkeeper.governance.users import issue_session_token
+from chainkeeper.governance.users import end_session, start_session
 from chainkeeper.web.overview import format_age, format_count, state_totals
 
 __all__ = ["router", "error_page", "STATIC_DIR", "TEMPLATES_DIR", "JOBS_REFRESH_S"]
@@ -44,10 +58,16 @@ def _age(then: datetime | None, now: datetime) -> str:
     return "—" if then is None else format_age(then, now)
 
 
+def _csrf_token(request: Request) -> str:
+    """The CSRF token of the request's session cookie ('' without one: nothing to protect)."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    return csrf_token(secret) if secret else ""
+
+
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.filters["count"] = format_count
 templates.env.globals.update(age=_age, state_totals=state_totals, state_order=_STATE_ORDER,
-                             jobs_refresh_s=JOBS_REFRESH_S)
+                             jobs_refresh_s=JOBS_REFRESH_S, csrf_token=_csrf_token, csrf_field=CSRF_FIELD)
 
 router = APIRouter(include_in_schema=False)
 
@@ -65,23 +85,30 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse, dependencies=[public()])
 def login_submit(request: Request, user: str = Form(...), password: str = Form(...), next: str = Form("/")) -> Response:
-    """Check the password, set the session cookie (a 12-hour token) and go on."""
+    """Check the password, start a server-side session (12 hours) in the cookie and go on."""
     address = request.client.host if request.client else "unknown"
     try:
         actor = login(_ctx(request).db, user, password, address=address)
+        session = start_session(_ctx(request).db, actor=actor, address=address, expires_in=SESSION_LIFETIME)
     except ChainkeeperError as exc:
+        # A throttled sign-in says when to try again, as the API's 429 does.
+        wait = exc.retry_after_s if isinstance(exc, RateLimited) else None
         return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next), "error": exc,
-                                                                  "user": user}, status_code=exc.status)
-    session = issue_session_token(_ctx(request).db, actor=actor, expires_in=timedelta(hours=12))
+                                                                  "user": user}, status_code=exc.status,
+                                          headers={"Retry-After": str(math.ceil(wait))} if wait else None)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, session.secret, httponly=True, samesite="strict", max_age=12 * 3600)
+    set_session_cookie(response, request, session.secret)
     return response
 
 
 @router.post("/logout", dependencies=[public()])
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    """End the session in the store (a copy of the cookie stops working too) and drop the cookie."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret:
+        end_session(_ctx(request).db, secret)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    clear_session_cookie(response, request)
     return response
 
 

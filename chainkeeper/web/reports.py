@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from chainkeeper.api.auth import require
+from chainkeeper.api.deps import Id
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import ChainkeeperError, NotFound
 from chainkeeper.data import find_dataset_versions, report_sections, show_quality_report
@@ -30,7 +31,7 @@ def _ctx(request: Request) -> Context:
 
 
 @router.get("/datasets/{version_id}/report", response_class=HTMLResponse, name="dataset_report")
-def dataset_report_page(version_id: int, request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
+def dataset_report_page(version_id: Id, request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
     """A version's quality report inside the web UI."""
     try:
         report = show_quality_report(_ctx(request), version_id, actor=actor)

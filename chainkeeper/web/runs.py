@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from chainkeeper.api.auth import require
+from chainkeeper.api.deps import Id
 from chainkeeper.core.errors import ChainkeeperError
 from chainkeeper.governance.actors import Actor
 from chainkeeper.training import (
@@ -81,7 +82,7 @@ def runs_page(request: Request, search: int | None = None, actor: Actor = requir
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run")
-def run_page(run_id: int, request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
+def run_page(run_id: Id, request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
     """One run: live curve while it trains, then the evaluation report."""
     try:
         curve = _curve(request, run_id, actor)
@@ -93,7 +94,7 @@ def run_page(run_id: int, request: Request, actor: Actor = require("run.read")) 
 
 
 @router.get("/runs/{run_id}/curve", response_class=HTMLResponse, name="run_curve")
-def run_curve(run_id: int, request: Request, actor: Actor = require("run.read")) -> Response:
+def run_curve(run_id: Id, request: Request, actor: Actor = require("run.read")) -> Response:
     """The live curve fragment (polled by the run page until the run ends)."""
     try:
         curve = _curve(request, run_id, actor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 
@@ -9,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chainkeeper.api.app import create_app
-from chainkeeper.api.routers import data as data_router
 from chainkeeper.core.context import Context
+from chainkeeper.core.settings import Settings
 from chainkeeper.core.worker import Worker
 from chainkeeper.data.sources import count_sources
 from chainkeeper.governance.users import create_user, issue_token
@@ -20,6 +21,12 @@ from tests.data.test_crawler import site  # noqa: F401 (a fixture: a local site 
 LABELS = ("card_arrival", "lost_card", "change_pin")
 CSV = ("text,label\n" + "".join(f"message {i} about {LABELS[i % 3]},{LABELS[i % 3]}\n" for i in range(60))
        + "ragged,row,with,extra\n").encode()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The crawls below fetch a site on 127.0.0.1: allowed here, refused by default (issue 15 item 6)."""
+    return settings.model_copy(update={"outbound_allow": ["127.0.0.1"]})
 
 
 def _client(ctx: Context, name: str, role: str) -> TestClient:
@@ -77,11 +84,11 @@ def test_bad_upload_is_a_problem_and_stores_nothing(ctx: Context, steward: TestC
 
 def test_upload_over_the_size_limit_is_refused(ctx: Context, steward: TestClient,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data_router, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update={"max_upload_bytes": 1024}))
 
-    body = assert_problem(steward.post("/api/sources", files={"file": ("big.csv", CSV, "text/csv")}), 422)
+    body = assert_problem(steward.post("/api/sources", files={"file": ("big.csv", CSV, "text/csv")}), 413)
 
-    assert "too large" in body["detail"] and count_sources(ctx.db) == 0
+    assert "accepts at most 1,024 bytes" in body["detail"] and count_sources(ctx.db) == 0
 
 
 def test_upload_needs_data_import_and_reading_needs_a_token(ctx: Context) -> None:
@@ -147,6 +154,18 @@ def test_crawl_of_an_unreachable_url_fails_its_job_clearly_and_stores_nothing(ct
     job = steward.get(f"/api/jobs/{answer.json()['id']}").json()
     assert job["state"] == "failed" and f"Cannot reach http://127.0.0.1:{port}" in job["error"]
     assert count_sources(ctx.db) == 0 and _artefacts(ctx) == []
+
+
+def test_crawl_of_an_internal_address_is_refused_at_once_and_queues_nothing(
+        ctx: Context, site: tuple[str, list[str]]) -> None:  # noqa: F811
+    base, requested = site
+    strict = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"outbound_allow": []}))
+    with _client(strict, "dana", "data_steward") as steward:
+        body = assert_problem(steward.post("/api/sources/crawl", json={"url": base}), 422)
+        assert steward.get("/api/jobs").json() == []
+
+    assert body["title"] == "Outbound request refused" and "Refused to connect to 127.0.0.1" in body["detail"]
+    assert "outbound_allow" in body["hint"] and requested == []
 
 
 def test_crawl_of_a_site_with_loops_stores_each_page_once(ctx: Context, steward: TestClient,

@@ -59,6 +59,7 @@ from chainkeeper.monitoring import (
     show_ticket,
     submit_drift_job,
     submit_feedback,
+    webhook_secret,
 )
 from chainkeeper.monitoring.metrics import ServingMetrics
 from chainkeeper.monitoring.tables import SqlAlert, SqlFeedback, SqlTicket
@@ -111,6 +112,7 @@ CASES: dict[Callable[..., object], WatchCase] = {
     create_rule: lambda ctx, w: create_rule(ctx, name="x", metric="latency_p99_ms", comparator=">", threshold=1.0,
                                             window_s=60, deployment=NAME, actor=w.p.outsider),
     set_rule_enabled: lambda ctx, w: set_rule_enabled(ctx, w.rule_id, enabled=False, actor=w.p.outsider),
+    webhook_secret: lambda ctx, w: webhook_secret(ctx, w.rule_id, actor=w.p.outsider),
     evaluate_rules_now: lambda ctx, w: evaluate_rules_now(ctx, actor=w.p.outsider),
     schedule_rule_evaluation: lambda ctx, w: schedule_rule_evaluation(ctx, 60.0, actor=w.p.outsider),
     resolve_alert: lambda ctx, w: resolve_alert(ctx, w.alert_id, actor=w.p.outsider, comment="fixed"),

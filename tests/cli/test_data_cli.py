@@ -96,9 +96,12 @@ def test_import_needs_data_import_permission(run: Run, tmp_path: Path) -> None: 
     assert code == 5 and "needs an API token" in err
 
 
-def test_crawl_queues_a_job_and_refuses_a_bad_url(run: Run) -> None:  # noqa: F811
+def test_crawl_queues_a_job_and_refuses_a_bad_url(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     steward = _user(run, _admin_token(run), "dana", "data_steward")
+    code, _, err = run("data", "crawl", "http://127.0.0.1:9/", token=steward)  # loopback: refused by default
+    assert code == 2 and "Refused to connect to 127.0.0.1" in err and "CHAINKEEPER_OUTBOUND_ALLOW" in err
 
+    monkeypatch.setenv("CHAINKEEPER_OUTBOUND_ALLOW", "127.0.0.1")
     code, out, err = run("data", "crawl", "http://127.0.0.1:9/", "--max-pages", "3", token=steward)
     assert code == 0, err
     job_id = re.search(r"job (\d+)", out).group(1)  # type: ignore[union-attr]
@@ -152,9 +155,10 @@ def test_ragged_rows_are_quarantined_with_their_reasons(run: Run, tmp_path: Path
     assert "extra_fields 1" in out and "missing_fields 1" in out and "empty_text 1" in out
 
 
-def test_crawl_here_refuses_an_unreachable_url_and_cuts_a_loop(run: Run, home: Path,
-                                                               site: tuple[str, list[str]]) -> None:  # noqa: F811
+def test_crawl_here_refuses_an_unreachable_url_and_cuts_a_loop(run: Run, home: Path, site: tuple[str, list[str]],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     steward = _user(run, _admin_token(run), "dana", "data_steward")
+    monkeypatch.setenv("CHAINKEEPER_OUTBOUND_ALLOW", "127.0.0.1")  # the site is on loopback
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

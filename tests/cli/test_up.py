@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from chainkeeper.chain import open_context
-from chainkeeper.core.jobs import list_workers
+from chainkeeper.core.jobs import JobState, get_job, job_logs, list_workers, submit_job
 from chainkeeper.core.settings import load_settings
 
 
@@ -24,6 +24,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 60) -> httpx.Response | None:
+    """Poll /readyz until it answers 200 (the store answers and a worker is alive); the last answer."""
+    deadline, answer = time.monotonic() + timeout, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            if answer.status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    return answer
 
 
 def test_up_starts_api_web_and_a_worker_and_stops_them(tmp_path: Path) -> None:
@@ -36,14 +50,9 @@ def test_up_starts_api_web_and_a_worker_and_stops_them(tmp_path: Path) -> None:
                                  "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # its worker children share the group
     try:
-        deadline, ready = time.monotonic() + 60, None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        ready = _wait_ready(proc, port)
         assert ready is not None and ready.status_code == 200, log.read_text()
+        assert ready.json()["workers"] == 1  # ready means a worker is alive to run jobs
         text = log.read_text()
         assert "Created user admin" in text and f"http://127.0.0.1:{port}/" in text
         token = re.search(r"API token[^:]*:\s+(ck_\S+)", text).group(1)  # type: ignore[union-attr]
@@ -104,14 +113,7 @@ def test_up_leaves_no_worker_behind(tmp_path: Path, how: str) -> None:
                                  "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        _wait_ready(proc, port)
         ctx = open_context(load_settings({}, home=home))
         try:
             deadline = time.monotonic() + 30
@@ -135,6 +137,90 @@ def test_up_leaves_no_worker_behind(tmp_path: Path, how: str) -> None:
             ctx.close()
     finally:
         try:  # whatever happened, leave nothing behind: the worker stays in the group of 'up'
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+def _zombie_children(parent: int) -> list[int]:
+    """Children of ``parent`` that ended and were not reaped (state Z in /proc)."""
+    zombies = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == parent:
+            zombies.append(int(stat.parent.name))
+    return zombies
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc (Linux)")
+def test_a_killed_worker_is_reaped_and_restarted_and_its_job_taken_over(tmp_path: Path) -> None:
+    """kill -9 of the worker under 'up': no zombie is left, a new worker starts within seconds,
+    /readyz says not ready while none is alive, and the killed worker's job is taken over
+    once its heartbeat is stale (issue 15, item 8)."""
+    home, port, log = tmp_path / "home", _free_port(), tmp_path / "up.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINKEEPER_")}
+    env.update({"COLUMNS": "200", "CHAINKEEPER_HEARTBEAT_S": "0.2", "CHAINKEEPER_WORKER_POLL_S": "0.1",
+                "CHAINKEEPER_STALE_AFTER_S": "3"})
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "chainkeeper.cli.main", "--home", str(home), "up",
+                                 "--port", str(port), "--no-scheduler"], stdout=out, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        ready = _wait_ready(proc, port)
+        assert ready is not None and ready.status_code == 200, log.read_text()
+        ctx = open_context(load_settings({}, home=home))
+        try:
+            deadline = time.monotonic() + 30  # ready means a worker is alive (waiting costs nothing then)
+            while not (found := list_workers(ctx.db, alive_within=timedelta(seconds=10))) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+            [worker] = found
+            job = submit_job(ctx, "sleep", {"steps": 40, "step_s": 0.05}, actor="t")
+            deadline = time.monotonic() + 30
+            while (state := get_job(ctx.db, job.id)).progress < 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert state.state == JobState.RUNNING and state.worker_id == worker["id"], log.read_text()
+
+            os.kill(int(worker["pid"]), signal.SIGKILL)
+            killed_at, answers = time.monotonic(), []
+            deadline = killed_at + 30
+            while time.monotonic() < deadline:
+                answer = httpx.get(url, timeout=2)
+                answers.append(answer.status_code)
+                if answer.status_code == 200 and 503 in answers:
+                    break
+                if answer.status_code == 503:
+                    assert "No worker is alive" in answer.json()["detail"]
+                time.sleep(0.05)
+            back_after = time.monotonic() - killed_at
+            assert 503 in answers, "readyz never said that no worker was alive"
+            assert answers[-1] == 200 and back_after < 15, (answers, log.read_text())
+
+            assert not _zombie_children(proc.pid), "the killed worker was left defunct"
+            assert not _alive(int(worker["pid"]))
+            [restarted] = list_workers(ctx.db, alive_within=timedelta(seconds=10))
+            assert restarted["pid"] != worker["pid"]
+            text = log.read_text()
+            assert f"worker 1 (pid {worker['pid']}) killed by SIGKILL; restarting in" in text, text
+            assert f"worker 1 restarted (pid {restarted['pid']})" in text
+
+            # The job stays with the dead worker until its heartbeat is stale, then the new
+            # worker takes it over as attempt 2.
+            deadline = time.monotonic() + 60
+            while not (done := get_job(ctx.db, job.id)).finished and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert done.state == JobState.SUCCEEDED and done.attempts == 2, (done, log.read_text())
+            assert done.worker_id == restarted["id"]
+            assert any("reaper: worker" in line for _, _, line in job_logs(ctx.db, job.id))
+        finally:
+            ctx.close()
+    finally:
+        try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass

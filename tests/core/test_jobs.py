@@ -12,12 +12,18 @@ from chainkeeper.core.errors import Conflict, InvalidInput, NotFound
 from chainkeeper.core.jobs import (
     JobState,
     claim_next_job,
+    count_live_workers,
     get_job,
     job_logs,
+    list_workers,
+    mark_worker_lost,
     reap_stale_jobs,
+    register_worker,
     request_cancel,
     retry_job,
+    retry_job_later,
     submit_job,
+    worker_heartbeat,
 )
 from chainkeeper.core.worker import Worker
 
@@ -141,6 +147,41 @@ def test_unknown_kinds_and_ids(ctx: Context) -> None:
         submit_job(ctx, "fly", {}, actor="t")
     with pytest.raises(NotFound, match="no job 999"):
         get_job(ctx.db, 999)
+
+
+def test_an_attempt_that_may_pass_is_queued_again_after_its_back_off(any_ctx: Context) -> None:
+    job = submit_job(any_ctx, "sleep", {}, actor="t", max_attempts=2)
+    assert claim_next_job(any_ctx.db, "w1") is not None
+    with pytest.raises(Conflict, match="no longer held by worker w2"):
+        retry_job_later(any_ctx.db, job.id, "w2", error="The disk is full.", delay=timedelta(seconds=1))
+
+    waiting = retry_job_later(any_ctx.db, job.id, "w1", error="The disk is full.", delay=timedelta(seconds=1))
+    assert waiting.state == JobState.QUEUED and waiting.worker_id is None and waiting.error is None
+    assert waiting.message.startswith("attempt 1 failed: The disk is full. Retrying after")
+    assert claim_next_job(any_ctx.db, "w1") is None  # not before its back-off
+    time.sleep(1.1)
+    assert claim_next_job(any_ctx.db, "w1") is not None  # attempt 2, the last
+
+    failed = retry_job_later(any_ctx.db, job.id, "w1", error="The disk is full.", delay=timedelta(seconds=1))
+    assert failed.state == JobState.FAILED and failed.error == "The disk is full." and failed.attempts == 2
+    assert [line for _, _, line in job_logs(any_ctx.db, job.id)] == [
+        "attempt 1 failed: The disk is full. Retrying in 1 s.", "attempt 2 failed: The disk is full. No attempts left."]
+
+
+def test_a_worker_counts_as_alive_while_it_beats_and_not_once_lost_or_stopped(any_ctx: Context) -> None:
+    window = timedelta(seconds=30)
+    register_worker(any_ctx.db, "a", "host1", 101)
+    register_worker(any_ctx.db, "b", "host1", 102)
+    register_worker(any_ctx.db, "c", "host2", 101)
+    assert count_live_workers(any_ctx.db, alive_within=window) == 3
+
+    assert mark_worker_lost(any_ctx.db, "host1", 101) == 1  # only that host's process
+    worker_heartbeat(any_ctx.db, "b", "stopped")
+    assert count_live_workers(any_ctx.db, alive_within=window) == 1
+    assert [w["id"] for w in list_workers(any_ctx.db, alive_within=window)] == ["c"]
+    assert mark_worker_lost(any_ctx.db, "host1", 101) == 0  # already lost
+    time.sleep(0.05)
+    assert count_live_workers(any_ctx.db, alive_within=timedelta(milliseconds=10)) == 0  # heartbeat too old
 
 
 def _env(ctx: Context) -> dict[str, str]:

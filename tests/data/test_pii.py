@@ -1,215 +1,222 @@
-"""Personal-data detection: planted entities and hard negatives, precision and recall per type."""
+"""Personal-data detection: planted entities and hard negatives, precision and recall per type.
+
+The planted set (``tests/data/pii_planted.py``, written out as ``pii_planted.jsonl``) holds
+English and Chinese sentences with values of every type at known offsets, hand-written
+sentences, and hard negatives (order numbers, dates, amounts, tracking ids, phone-shaped
+reference numbers, "pin" without a number, "password reset" without a secret).
+"""
 
 from __future__ import annotations
 
+import csv
 import random
+import re
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from chainkeeper.data.pii import (
     PII_TYPES,
+    PREFILTER,
     cn_id_valid,
     count_pii,
     find_pii,
     iban_valid,
     luhn_valid,
+    nanp_valid,
     redact_text,
     redact_texts,
+    redact_tokens,
+    ssn_valid,
 )
+from tests.conftest import DATASETS_DIR
+from tests.data.pii_planted import FILE, FILE_PER_TYPE, FILE_SEED, hard_negatives, planted_corpus, read_planted
 
-_CN_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_IBAN_SHAPES = {"DE": 18, "GB": None, "FR": 23, "NL": None, "ES": 20, "IT": None, "CH": 17}
-
-
-def _luhn_complete(rng: random.Random, prefix: str, length: int) -> str:
-    body = prefix + "".join(rng.choice("0123456789") for _ in range(length - len(prefix) - 1))
-    for check in "0123456789":
-        if luhn_valid(body + check):
-            return body + check
-    raise AssertionError("unreachable")
+# The types that existed before issue 15 (item 7).
+OLD_TYPES = ("secret_url", "email", "iban", "cn_id", "card", "ip", "phone")
 
 
-def _card(rng: random.Random, valid: bool = True) -> str:
-    prefix, length = rng.choice([("4", 16), ("51", 16), ("37", 15), ("6011", 16), ("62", 19), ("4", 13)])
-    number = _luhn_complete(rng, prefix, length)
-    if not valid:
-        number = number[:-1] + str((int(number[-1]) + rng.randint(1, 9)) % 10)
-    style = rng.choice(["plain", "space", "dash"])
-    if style == "plain" or length != 16:
-        return number
-    sep = " " if style == "space" else "-"
-    return sep.join(number[i:i + 4] for i in range(0, 16, 4))
-
-
-def _iban(rng: random.Random, valid: bool = True) -> str:
-    country = rng.choice(["DE", "GB", "FR", "NL", "ES", "IT", "CH", "BE"])
-    length = {"DE": 22, "GB": 22, "FR": 27, "NL": 18, "ES": 24, "IT": 27, "CH": 21, "BE": 16}[country]
-    if country in ("GB", "NL"):
-        bban = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4))
-        bban += "".join(rng.choice("0123456789") for _ in range(length - 8))
-    elif country == "IT":
-        bban = rng.choice("ABCDEFGHIJ") + "".join(rng.choice("0123456789") for _ in range(length - 5))
-    else:
-        bban = "".join(rng.choice("0123456789") for _ in range(length - 4))
-    numeric = int("".join(str(int(c, 36)) for c in bban + country + "00"))
-    check = 98 - numeric % 97
-    if not valid:
-        check = (check + rng.randint(1, 90)) % 97 + 2
-    iban = f"{country}{check:02d}{bban}"
-    if rng.random() < 0.5:
-        iban = " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
-    return iban
-
-
-def _cn_id(rng: random.Random, valid: bool = True) -> str:
-    area = rng.choice(["110101", "310104", "440305", "510107", "330106"])
-    born = f"{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
-    body = area + born + f"{rng.randint(0, 999):03d}"
-    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, _CN_WEIGHTS, strict=True)) % 11]
-    if not valid:
-        check = rng.choice([c for c in "0123456789X" if c != check])
-    return body + check
-
-
-def _phone(rng: random.Random) -> str:
-    kind = rng.randrange(5)
-    if kind == 0:
-        return "1" + rng.choice("3456789") + "".join(rng.choice("0123456789") for _ in range(9))
-    if kind == 1:
-        n = "1" + rng.choice("3456789") + "".join(rng.choice("0123456789") for _ in range(9))
-        return f"+86 {n[:3]} {n[3:7]} {n[7:]}"
-    if kind == 2:
-        return f"+44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}"
-    if kind == 3:
-        return f"+1-{rng.randint(201, 989)}-{rng.randint(200, 999)}-{rng.randint(1000, 9999)}"
-    return f"+49 30 {rng.randint(100000, 999999)}{rng.randint(10, 99)}"
-
-
-def _email(rng: random.Random) -> str:
-    user = rng.choice(["anna.li", "j_smith", "wang.wei+bank", "support", "zhang99"])
-    return f"{user}@{rng.choice(['example.com', 'mail.example.cn', 'qq.com', 'bank-example.co.uk'])}"
-
-
-def _ip(rng: random.Random) -> str:
-    if rng.random() < 0.6:
-        return ".".join(str(rng.randint(0, 255)) for _ in range(4))
-    return rng.choice(["2001:db8::1", "fe80::1ff:fe23:4567:890a", f"2001:db8:85a3::8a2e:370:{rng.randint(1, 9999)}"])
-
-
-def _secret_url(rng: random.Random) -> str:
-    token = "".join(rng.choice("abcdef0123456789") for _ in range(24))
-    return rng.choice([
-        f"https://api.example.com/v1/statements?account=7&access_token={token}",
-        f"https://user:{token[:10]}@files.example.com/export.csv",
-        f"http://example.com/reset?email=x&token={token}",
-        f"https://storage.example.com/obj?sig={token}&expires=1700000000",
-        f"https://example.com/login?user=bob&password={token[:8]}",
-        f"https://maps.example.com/api?key={token}",
-    ])
-
-
-GENERATORS = {"email": _email, "phone": _phone, "card": _card, "iban": _iban, "ip": _ip, "cn_id": _cn_id,
-              "secret_url": _secret_url}
-TEMPLATES = [
-    "my {kind} is {value}, please help",
-    "您好，我的信息是{value}，谢谢",
-    "Contact: {value}.",
-    "({value}) was used for the transfer on 2024-03-15 of $1,250.00",
-    "{value}",
-    "请核实 {value} 并回电",
-]
-
-
-def _hard_negatives(rng: random.Random) -> list[str]:
-    """Texts with look-alikes and no personal data."""
-    return [
-        f"order number {rng.randint(10**9, 10**10 - 1)} "
-        f"shipped on 2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-        f"amount 1,{rng.randint(100, 999)},{rng.randint(100, 999)}.{rng.randint(10, 99)} CNY transferred",
-        f"ticket #{rng.randint(100000, 999999)}-{rng.randint(1000, 9999)} is open",
-        f"card ending {_card(rng, valid=False)} declined",  # fails Luhn
-        f"IBAN {_iban(rng, valid=False)} was rejected",  # wrong checksum
-        f"身份证号 {_cn_id(rng, valid=False)} 校验失败",  # wrong check character
-        f"reference 12{rng.randint(100000000, 999999999)} for your claim",  # 11 digits, not 1[3-9]
-        "call at 10:30:45 on 2024.01.15, version 1.2.3 installed",
-        "see https://example.com/help?page=2&lang=en for details",
-        f"tracking code SF{rng.randint(10**11, 10**12 - 1)} arrives tomorrow",
-        "the ratio was 3.14.15 and build 10.0.0.256.1",
-        f"invoice INV-{rng.randint(2020, 2026)}-{rng.randint(10000, 99999)}, total ¥{rng.randint(10, 9999)}.00",
-        f"date {rng.randint(1990, 2024)}{rng.randint(1, 12):02d}{rng.randint(10, 28)} and code ab:cd",
-    ]
-
-
-def _planted_corpus(seed: int, per_type: int) -> list[tuple[str, list[tuple[str, str]]]]:
-    rng = random.Random(seed)
-    corpus: list[tuple[str, list[tuple[str, str]]]] = []
-    for kind, make in GENERATORS.items():
-        for _ in range(per_type):
-            value = make(rng)
-            corpus.append((rng.choice(TEMPLATES).format(kind=kind, value=value), [(kind, value)]))
-    for _ in range(per_type // 2):
-        corpus.extend((text, []) for text in _hard_negatives(rng))
-    rng.shuffle(corpus)
-    return corpus
-
-
-def precision_recall(corpus: list[tuple[str, list[tuple[str, str]]]]) -> dict[str, tuple[float, float, int]]:
+def precision_recall(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
+    """Type -> (precision, recall, planted); a detection counts when its offsets and type match."""
     tp = dict.fromkeys(PII_TYPES, 0)
     fp = dict.fromkeys(PII_TYPES, 0)
     fn = dict.fromkeys(PII_TYPES, 0)
-    for text, planted in corpus:
-        found = {(s.kind, s.value) for s in find_pii(text)}
-        expected = set(planted)
-        for kind, _ in found & expected:
+    for row in rows:
+        found = {(s.start, s.end, s.kind) for s in find_pii(row["text"])}
+        expected = {tuple(s) for s in row["spans"]}
+        for _, _, kind in found & expected:
             tp[kind] += 1
-        for kind, _ in found - expected:
+        for _, _, kind in found - expected:
             fp[kind] += 1
-        for kind, _ in expected - found:
+        for _, _, kind in expected - found:
             fn[kind] += 1
     return {k: (tp[k] / max(1, tp[k] + fp[k]), tp[k] / max(1, tp[k] + fn[k]), tp[k] + fn[k]) for k in PII_TYPES}
 
 
-def test_planted_entities_are_found_with_precision_and_recall_of_at_least_95_percent() -> None:
-    scores = precision_recall(_planted_corpus(seed=7, per_type=300))
-
+def _assert_at_least_95_percent(scores: dict[str, tuple[float, float, int]]) -> None:
     print("\ntype        precision  recall  planted")
     for kind, (precision, recall, planted) in scores.items():
         print(f"{kind:<11} {precision:9.3f} {recall:7.3f} {planted:8d}")
-    for kind, (precision, recall, _) in scores.items():
+    for kind, (precision, recall, planted) in scores.items():
+        assert planted >= 25, f"{kind}: only {planted} planted"
         assert precision >= 0.95, f"{kind} precision {precision:.3f}"
         assert recall >= 0.95, f"{kind} recall {recall:.3f}"
 
 
+def test_the_planted_file_is_the_generators_output_with_values_at_their_offsets() -> None:
+    rows = read_planted()
+
+    assert rows == planted_corpus(FILE_SEED, FILE_PER_TYPE), f"rewrite {FILE.name}: python -m tests.data.pii_planted"
+    assert {r["lang"] for r in rows} == {"en", "zh"}
+    assert {s[2] for r in rows for s in r["spans"]} == set(PII_TYPES)
+    assert sum(not r["spans"] for r in rows) >= 300  # hard negatives
+    for row in rows:
+        for start, end, _ in row["spans"]:
+            assert 0 <= start < end <= len(row["text"]) and row["text"][start:end].strip() == row["text"][start:end]
+
+
+def test_every_type_reaches_95_percent_precision_and_recall_on_the_planted_file() -> None:
+    _assert_at_least_95_percent(precision_recall(read_planted()))
+
+
+def test_every_type_reaches_95_percent_precision_and_recall_on_a_larger_planted_set() -> None:
+    _assert_at_least_95_percent(precision_recall(planted_corpus(seed=7, per_type=150)))
+
+
 def test_hard_negatives_alone_give_no_detections() -> None:
     rng = random.Random(3)
-    texts = [t for _ in range(50) for t in _hard_negatives(rng)]
+    texts = [t for _ in range(20) for _, t in hard_negatives(rng)]
 
-    found = [(t, find_pii(t)) for t in texts]
+    found = [(t, [(s.kind, s.value) for s in find_pii(t)]) for t in texts]
 
     assert [(t, s) for t, s in found if s] == []
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    pytest.param("write to anna.li@example.com today", "email", id="email"),
-    pytest.param("手机13912345678联系", "phone", id="cn-mobile-inside-chinese"),
-    pytest.param("call +86 139 1234 5678", "phone", id="cn-mobile-with-country-code"),
-    pytest.param("card 4111 1111 1111 1111 lost", "card", id="card-grouped"),
-    pytest.param("GB82 WEST 1234 5698 7654 32", "iban", id="iban-grouped"),
-    pytest.param("from 192.168.0.1.", "ip", id="ipv4-end-of-sentence"),
-    pytest.param("host 2001:db8::ff00:42:8329 down", "ip", id="ipv6"),
-    pytest.param("ID 11010519491231002X ok", "cn_id", id="cn-id-with-x"),
-    pytest.param("see https://u:secret@example.com/x", "secret_url", id="url-userinfo"),
+@pytest.mark.datasets
+def test_real_customer_texts_without_personal_data_give_no_detections() -> None:
+    with (DATASETS_DIR / "banking77" / "train.csv").open(encoding="utf-8", newline="") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)]
+
+    # 10,003 BANKING77 questions, with "PIN", "passcode", "account number", "code" ... in them.
+    found = [(t, [(s.kind, s.value) for s in find_pii(t)]) for t in texts]
+
+    assert len(texts) > 10_000 and [(t, s) for t, s in found if s] == []
+
+
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    pytest.param("write to anna.li@example.com today", "email", "anna.li@example.com", id="email"),
+    pytest.param("手机13912345678联系", "phone", "13912345678", id="cn-mobile-inside-chinese"),
+    pytest.param("call +86 139 1234 5678", "phone", "+86 139 1234 5678", id="cn-mobile-with-country-code"),
+    pytest.param("card 4111 1111 1111 1111 lost", "card", "4111 1111 1111 1111", id="card-grouped"),
+    pytest.param("GB82 WEST 1234 5698 7654 32", "iban", "GB82 WEST 1234 5698 7654 32", id="iban-grouped"),
+    pytest.param("from 192.168.0.1.", "ip", "192.168.0.1", id="ipv4-end-of-sentence"),
+    pytest.param("host 2001:db8::ff00:42:8329 down", "ip", "2001:db8::ff00:42:8329", id="ipv6"),
+    pytest.param("ID 11010519491231002X ok", "cn_id", "11010519491231002X", id="cn-id-with-x"),
+    pytest.param("see https://u:secret@example.com/x", "secret_url", "https://u:secret@example.com/x",
+                 id="url-userinfo"),
+    pytest.param("call (415) 555-0132 today", "us_phone", "(415) 555-0132", id="us-phone-parentheses"),
+    pytest.param("call 415-555-0132", "us_phone", "415-555-0132", id="us-phone-dashes"),
+    pytest.param("call 415.555.0132", "us_phone", "415.555.0132", id="us-phone-dots"),
+    pytest.param("call +1 415 555 0132", "us_phone", "+1 415 555 0132", id="us-phone-plus-one"),
+    pytest.param("mobile 4155550132", "us_phone", "4155550132", id="us-phone-bare-after-phone-word"),
+    pytest.param("SSN 123-45-6789 on file", "ssn", "123-45-6789", id="ssn-dashes"),
+    pytest.param("ssn: 123456789", "ssn", "123456789", id="ssn-bare-after-ssn"),
+    pytest.param("my password is hunter2", "credential", "hunter2", id="password-is"),
+    pytest.param("my password: s3cret!", "credential", "s3cret!", id="password-colon"),
+    pytest.param("PIN is 1234", "credential", "1234", id="pin-is"),
+    pytest.param("pin 4821", "credential", "4821", id="pin-number"),
+    pytest.param("the passcode is 662019", "credential", "662019", id="passcode"),
+    pytest.param("密码是abc123，谢谢", "credential", "abc123", id="chinese-password"),
+    pytest.param("CVV 381", "cvv", "381", id="cvv"),
+    pytest.param("cvc: 9071", "cvv", "9071", id="cvc-four-digits"),
+    pytest.param("sort code 12-34-56", "sort_code", "12-34-56", id="sort-code-dashes"),
+    pytest.param("sort code: 123456", "sort_code", "123456", id="sort-code-bare"),
+    pytest.param("account number 12345678", "account", "12345678", id="account-number"),
+    pytest.param("a/c 1234 5678 9012", "account", "1234 5678 9012", id="account-grouped"),
+    pytest.param("我的账号是6225880137654321", "account", "6225880137654321", id="chinese-account"),
 ])
-def test_each_type_is_detected_in_context(text: str, kind: str) -> None:
-    assert [s.kind for s in find_pii(text)] == [kind]
+def test_each_type_is_detected_in_context(text: str, kind: str, value: str) -> None:
+    assert [(s.kind, s.value) for s in find_pii(text)] == [(kind, value)]
 
 
-def test_checksums_accept_known_valid_values_and_reject_altered_ones() -> None:
+@pytest.mark.parametrize("text", [
+    pytest.param("order 415-555-0132 shipped", id="us-phone-shaped-order-number"),
+    pytest.param("ticket #415-555-0132", id="us-phone-shaped-ticket"),
+    pytest.param("call 123-456-7890", id="area-code-starting-with-1"),
+    pytest.param("dial 415-911-0132", id="n11-exchange"),
+    pytest.param("reference 4155550132", id="ten-digits-without-phone-word"),
+    pytest.param("number 666-12-3456", id="ssn-area-666"),
+    pytest.param("code 912-34-5678", id="ssn-area-9xx"),
+    pytest.param("id 123-00-4567", id="ssn-group-00"),
+    pytest.param("id 123-45-0000", id="ssn-serial-0000"),
+    pytest.param("transfer 123456789 done", id="nine-digits-without-ssn-word"),
+    pytest.param("I forgot my password, send a password reset link", id="password-reset"),
+    pytest.param("my password is wrong", id="password-is-wrong"),
+    pytest.param("please pin this message", id="pin-as-verb"),
+    pytest.param("I entered the wrong PIN 3 times", id="pin-without-number"),
+    pytest.param("the CVV is on the back", id="cvv-without-number"),
+    pytest.param("cvv 12345", id="cvv-too-long"),
+    pytest.param("sort the list by code 123456", id="sort-not-sort-code"),
+    pytest.param("my account was charged $1,250.00", id="account-amount"),
+    pytest.param("account opened on 2024-03-15", id="account-date"),
+    pytest.param("ISBN 978-3-16-148410-0", id="isbn-not-a-card"),
+    pytest.param("case 004-72-5997 filed", id="00-prefix-without-country-code"),
+])
+def test_look_alikes_are_not_detected(text: str) -> None:
+    assert find_pii(text) == []
+
+
+def test_a_credential_phrase_keeps_its_words_and_loses_only_the_secret() -> None:
+    assert redact_text("PIN is 1234, password: hunter2")[0] == "PIN is [SECRET], password: [SECRET]"
+    assert redact_text('my password is "correct horse battery" ok')[0] == 'my password is "[SECRET]" ok'
+    assert redact_text("我的支付密码为 888999，验证码是 402913")[0] == "我的支付密码为 [SECRET]，验证码是 [SECRET]"
+    assert redact_text("card 4111111111111111 cvv 123 sort code 12-34-56 account 12345678")[0] == \
+        "card [CARD] cvv [CVV] sort code [SORT_CODE] account [ACCOUNT]"
+    assert redact_text("ssn 123-45-6789, call (415) 555-0132")[0] == "ssn [SSN], call [PHONE]"
+
+
+def test_token_redaction_replaces_only_the_secret_token() -> None:
+    tokens, spans = redact_tokens(["my", "PIN", "is", "1234", "and", "sort", "code", "12-34-56"])
+
+    assert tokens == ["my", "PIN", "is", "[SECRET]", "and", "sort", "code", "[SORT_CODE]"]
+    assert [s.kind for s in spans] == ["credential", "sort_code"]
+
+
+def test_kinds_restrict_the_search_and_unknown_kinds_are_refused() -> None:
+    text = "mail a@b.org, ssn 123-45-6789"
+
+    assert [s.kind for s in find_pii(text, OLD_TYPES)] == ["email"]
+    assert [s.kind for s in find_pii(text, ["ssn"])] == ["ssn"]
+    with pytest.raises(ValueError, match="unknown personal-data types"):
+        find_pii(text, ["passport"])
+
+
+def test_the_prefilter_passes_every_text_with_personal_data_in_python_and_in_arrow() -> None:
+    rows = read_planted()
+    holding = [r["text"] for r in rows if find_pii(r["text"])]
+
+    in_arrow = pc.match_substring_regex(pa.array(holding, pa.string()), PREFILTER).to_pylist()
+
+    assert len(holding) >= 400
+    assert [t for t in holding if not re.search(PREFILTER, t)] == []
+    assert [t for t, hit in zip(holding, in_arrow, strict=True) if not hit] == []
+
+
+def test_checksums_and_issuance_rules() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("GB82 WEST 1234 5698 7654 32") and not iban_valid("GB83 WEST 1234 5698 7654 32")
     assert not iban_valid("GB82 WEST 1234 5698 7654")  # wrong length for GB
     assert cn_id_valid("11010519491231002X") and not cn_id_valid("110105194912310021")
     assert not cn_id_valid("110105194902300028")  # 30 February
+    assert nanp_valid("415", "555") and nanp_valid("800", "201")
+    assert not nanp_valid("123", "555") and not nanp_valid("415", "011") and not nanp_valid("911", "555")
+    assert not nanp_valid("415", "411") and not nanp_valid("295", "555")  # N11 exchange, N9X area
+    assert ssn_valid("123", "45", "6789") and ssn_valid("899", "01", "0001")
+    assert not any(ssn_valid(*parts) for parts in [("000", "12", "3456"), ("666", "12", "3456"),
+                                                    ("900", "12", "3456"), ("123", "00", "4567"),
+                                                    ("123", "45", "0000")])
 
 
 def test_redaction_writes_placeholders_or_masks_and_counts_per_type() -> None:
@@ -224,8 +231,8 @@ def test_redaction_writes_placeholders_or_masks_and_counts_per_type() -> None:
 
 
 def test_redact_texts_passes_nulls_and_reports_changed_positions() -> None:
-    out, counts, changed = redact_texts(["clean", None, "ip 10.0.0.1", "x@y.org"])
+    out, counts, changed = redact_texts(["clean", None, "ip 10.0.0.1", "x@y.org", "PIN is 1234"])
 
-    assert out == ["clean", None, "ip [IP]", "[EMAIL]"]
-    assert changed == [2, 3]
-    assert counts["ip"] == 1 and counts["email"] == 1 and sum(counts.values()) == 2
+    assert out == ["clean", None, "ip [IP]", "[EMAIL]", "PIN is [SECRET]"]
+    assert changed == [2, 3, 4]
+    assert counts["ip"] == 1 and counts["email"] == 1 and counts["credential"] == 1 and sum(counts.values()) == 3

@@ -13,7 +13,7 @@ from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput
 from chainkeeper.data.ingest import import_csv
 from chainkeeper.data.versions import create_dataset_version, get_dataset_version
 from chainkeeper.governance.actors import Actor
-from chainkeeper.governance.approvals import decide, request_approval
+from chainkeeper.governance.approvals import decide, find_approvals, request_approval, show_approval
 from chainkeeper.governance.ledger import list_entries, verify_ledger
 from chainkeeper.registry.versions import get_model_version, register_model_version
 from tests.governance.conftest import make_actor
@@ -122,3 +122,20 @@ def test_owner_is_the_creator_until_reassigned_and_reassignment_is_audited(ctx: 
     assert entry.action == "owner.assign" and entry.details == {"from": "emil", "to": "erin"}
     with pytest.raises(InvalidInput, match="have no owner"):
         owner_of(ctx, "planet", 1, actor=admin)
+
+
+def test_approvals_are_shown_only_to_who_may_ask_decide_or_audit(ctx: Context, tmp_path: Path) -> None:
+    """Finding 15.9: every role with system.read (annotators too) read all approvals and
+    their comments. Now an annotator and an operator see none; the stewards, an auditor and
+    an admin-less release manager of another action see what their permissions cover."""
+    version_id, sofia = _draft_dataset(ctx, tmp_path, "sofia")
+    request = request_approval(ctx, "dataset.release", version_id, actor=sofia, comment="vendor X labels, see memo")
+    ana, omar = make_actor(ctx, "ana", "annotator"), make_actor(ctx, "omar", "operator")
+    for outsider in (ana, omar):
+        assert find_approvals(ctx, actor=outsider) == []
+        with pytest.raises(Forbidden, match="ask for, decide or audit") as info:
+            show_approval(ctx, request.id, actor=outsider)
+        assert "dataset.release.approve" in str(info.value)
+    for reader in (sofia, make_actor(ctx, "dara", "data_steward"), make_actor(ctx, "ada", "auditor")):
+        assert [a.id for a in find_approvals(ctx, actor=reader)] == [request.id]
+        assert show_approval(ctx, request.id, actor=reader).request_comment == "vendor X labels, see memo"

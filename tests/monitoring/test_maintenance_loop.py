@@ -47,7 +47,7 @@ from chainkeeper.serving.runtime import PredictorCache
 from chainkeeper.training.config import parse_train_config
 from chainkeeper.training.runs import start_training_run
 from tests.governance.conftest import make_actor
-from tests.monitoring.webhooks import Receiver, receiver  # noqa: F401 - the fixture
+from tests.monitoring.webhooks import Receiver, allowing_loopback, receiver  # noqa: F401 - the fixture
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 # A 2-layer, 32-wide random encoder learns the templates in seconds at a high rate.
@@ -91,7 +91,7 @@ def _serve(ctx: Context, predictors: PredictorCache, texts: list[str]) -> list[s
 
 def test_drift_alert_ticket_retrain_release_and_serve(any_ctx: Context, tiny_model_dir: Path, tmp_path: Path,
                                                       receiver: Receiver) -> None:  # noqa: F811
-    ctx = any_ctx
+    ctx = allowing_loopback(any_ctx)  # the webhook receiver listens on 127.0.0.1
     sofia, dara = make_actor(ctx, "sofia", "data_steward"), make_actor(ctx, "dara", "data_steward")
     emil = make_actor(ctx, "emil", "ml_engineer")
     rhea, remy = make_actor(ctx, "rhea", "release_manager"), make_actor(ctx, "remy", "release_manager")

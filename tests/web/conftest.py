@@ -7,6 +7,8 @@
   session. We never run ``playwright install``: it would download a browser.
 - ``page``: a fresh browser page that records console errors and failed requests, so a
   test can assert the page ran clean.
+- ``with_csrf`` / ``csrf_headers``: the session's CSRF token for tests that post forms
+  directly (the pages' own forms carry it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fastapi import FastAPI
 
 from chainkeeper.api.app import create_app
 from chainkeeper.api.auth import SESSION_COOKIE
+from chainkeeper.api.csrf import CSRF_FIELD, CSRF_HEADER, csrf_token
 from chainkeeper.api.server import start_server_in_thread
 from chainkeeper.core.context import Context
 from chainkeeper.governance.users import create_user, issue_token
@@ -36,6 +39,17 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run",
 ]
 INSTALL_HINT = "run `apt-get install -y chromium` (or `bash scripts/install-chromium.sh`)"
+
+
+def with_csrf(secret: str, form: dict[str, str] | None = None) -> dict[str, str]:
+    """A form's fields plus the CSRF token of the session ``secret``, as this site's pages
+    add it (``templates/_csrf.html``): what a test posting a form directly must send."""
+    return {**(form or {}), CSRF_FIELD: csrf_token(secret)}
+
+
+def csrf_headers(secret: str) -> dict[str, str]:
+    """The header a script sends with a cookie-borne write (``static/annotate.js``)."""
+    return {CSRF_HEADER: csrf_token(secret)}
 
 
 @pytest.fixture

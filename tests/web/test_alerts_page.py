@@ -20,7 +20,7 @@ from chainkeeper.monitoring.predictions import log_predictions, prediction_recor
 from chainkeeper.monitoring.tickets import get_ticket
 from chainkeeper.serving.deployments import deploy_model_version
 from tests.model_rows import RELEASER, in_production
-from tests.web.conftest import PageProblems
+from tests.web.conftest import PageProblems, with_csrf
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -88,13 +88,13 @@ def test_a_reader_sees_no_buttons_and_a_refused_step_changes_nothing(ctx: Contex
     with client(auditor) as c:
         page = c.get("/monitoring/alerts", headers={"accept": "text/html"})
         assert page.status_code == 200 and "low-confidence" in page.text and "Acknowledge</button>" not in page.text
-        refused = c.post(f"/monitoring/tickets/{ticket_id}/acknowledge")
+        refused = c.post(f"/monitoring/tickets/{ticket_id}/acknowledge", data=with_csrf(auditor))
         assert refused.status_code == 403
     with client(operator) as c:
-        early = c.post(f"/monitoring/tickets/{ticket_id}/handover", data={"note": "retrain"})
+        early = c.post(f"/monitoring/tickets/{ticket_id}/handover", data=with_csrf(operator, {"note": "retrain"}))
         assert early.status_code == 409 and "Acknowledge it first" in early.text
-        done = c.post(f"/monitoring/tickets/{ticket_id}/acknowledge")
+        done = c.post(f"/monitoring/tickets/{ticket_id}/acknowledge", data=with_csrf(operator))
         assert done.status_code == 303
-        again: httpx.Response = c.post(f"/monitoring/tickets/{ticket_id}/acknowledge")
+        again: httpx.Response = c.post(f"/monitoring/tickets/{ticket_id}/acknowledge", data=with_csrf(operator))
         assert again.status_code == 409 and "acknowledged by omar" in again.text
     assert get_ticket(ctx.db, ticket_id).state == "acknowledged"

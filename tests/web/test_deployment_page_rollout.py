@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from chainkeeper.api.auth import SESSION_COOKIE
+from chainkeeper.api.csrf import CSRF_FIELD
 from chainkeeper.core.context import Context
 from chainkeeper.governance.approvals import decide, request_approval
 from chainkeeper.governance.users import create_user, issue_token
@@ -26,7 +27,7 @@ from chainkeeper.registry.versions import transition_stage
 from chainkeeper.serving.deployments import deploy_model_version
 from chainkeeper.serving.rollout import Route, RouteMode, current_route
 from tests.model_rows import ENGINEER, RELEASER, in_production, registered
-from tests.web.conftest import PageProblems, screenshot_dir
+from tests.web.conftest import PageProblems, screenshot_dir, with_csrf
 
 pytestmark = pytest.mark.browser
 
@@ -153,12 +154,13 @@ def test_a_release_manager_sets_a_shadow_and_bad_input_changes_nothing(
     page = signed_in("rory")
     page.goto(f"{live_server}/deployments/support")
     before = current_route(ctx.db, "support")
+    token = page.get_attribute('meta[name="csrf-token"]', "content") or ""
     # What the browser's own checks would stop, sent anyway: the server answers for itself.
     for form, fragment, status in (
             ({"model_version_id": str(release.v2), "percent": "150"}, "whole number from 1 to 99", 422),
             ({"model_version_id": str(release.v2), "percent": "twenty"}, "must be a whole number, got 'twenty'", 422),
             ({"model_version_id": "987654", "percent": "20"}, "no model version 987654", 404)):
-        answer = page.request.post(f"{live_server}/deployments/support/canary", form=form)
+        answer = page.request.post(f"{live_server}/deployments/support/canary", form={**form, CSRF_FIELD: token})
         text = html.unescape(answer.text())
         assert answer.status == status, text
         assert fragment in text and "Traceback" not in text
@@ -182,10 +184,11 @@ def test_an_operator_sees_no_rollout_forms_and_direct_posts_are_refused(
     assert page.locator("form.rollout-form").count() == 0
     assert "deployment.rollout" in page.locator("section[aria-labelledby=rollout-h]").inner_text()
     before: Route = current_route(ctx.db, "support")
+    token = page.get_attribute('meta[name="csrf-token"]', "content") or ""
     # The server checks whatever the page shows: the operator's own session, straight POSTs.
     for path, form in (("canary", {"model_version_id": str(release.v2), "percent": "20"}),
                        ("shadow", {"model_version_id": str(release.v2)}), ("promote", {})):
-        answer = page.request.post(f"{live_server}/deployments/support/{path}", form=form)
+        answer = page.request.post(f"{live_server}/deployments/support/{path}", form={**form, CSRF_FIELD: token})
         assert answer.status == 403 and "deployment.rollout" in answer.text(), (path, answer.status)
     assert current_route(ctx.db, "support") == before
     page_problems.assert_clean()
@@ -193,7 +196,7 @@ def test_an_operator_sees_no_rollout_forms_and_direct_posts_are_refused(
     annotator = issue_token(ctx.db, "anna", name="web test").secret
     with httpx.Client(base_url=live_server, cookies={SESSION_COOKIE: annotator}, timeout=30) as client:
         assert client.get("/deployments/support").status_code == 403
-        answer = client.post("/deployments/support/canary", data={"model_version_id": str(release.v2),
-                                                                   "percent": "20"})
+        answer = client.post("/deployments/support/canary", data=with_csrf(annotator, {
+            "model_version_id": str(release.v2), "percent": "20"}))
     assert answer.status_code == 403 and "deployment.rollout" in answer.text
     assert current_route(ctx.db, "support") == before

@@ -26,7 +26,7 @@ from chainkeeper.registry.versions import register_model_version, transition_sta
 from chainkeeper.serving.deployments import deploy_model_version
 from chainkeeper.serving.rollout import RouteMode, current_route, start_canary
 from tests.model_rows import ENGINEER, RELEASER, in_production, insert_run, registered
-from tests.web.conftest import PageProblems
+from tests.web.conftest import PageProblems, with_csrf
 
 pytestmark = pytest.mark.browser
 
@@ -161,7 +161,7 @@ def test_pages_answer_unknown_ids_and_forbidden_actions_clearly(ctx: Context, re
     answer = client.get("/models/987654")
     assert answer.status_code == 404 and "no model version 987654" in answer.text and "Traceback" not in answer.text
     assert client.get("/deployments/ghost").status_code == 404
-    refused = client.post("/deployments/support/rollback", data={"comment": "operator tries"})
+    refused = client.post("/deployments/support/rollback", data=with_csrf(session_token, {"comment": "operator tries"}))
     assert refused.status_code == 403 and "deployment.rollback" in refused.text
     assert current_route(ctx.db, "support").mode == RouteMode.CANARY
 

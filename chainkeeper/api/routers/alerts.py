@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chainkeeper import monitoring
 from chainkeeper.api.auth import require
-from chainkeeper.api.deps import get_ctx
+from chainkeeper.api.deps import Id, get_ctx
 from chainkeeper.chain import (
     FEEDBACK_TEST_SHARE,
     close_when_served,
@@ -67,7 +67,7 @@ class SilenceBody(BaseModel):
 
     duration_s: int = Field(..., ge=1, le=MAX_SILENCE_S)
     reason: str = Field(..., min_length=1)
-    rule_id: int | None = None
+    rule_id: Id | None = None
     deployment: str | None = None
 
 
@@ -131,7 +131,7 @@ def create_rule(body: RuleBody, request: Request, actor: Actor = require("alert.
 
 
 @router.put("/api/alert-rules/{rule_id}/enabled")
-def set_enabled(rule_id: int, body: EnabledBody, request: Request,
+def set_enabled(rule_id: Id, body: EnabledBody, request: Request,
                 actor: Actor = require("alert.manage")) -> dict[str, Any]:
     """Turn a rule on or off (off resolves its open alerts)."""
     return _rule(monitoring.set_rule_enabled(get_ctx(request), rule_id, enabled=body.enabled, actor=actor))
@@ -151,7 +151,7 @@ def list_alerts(request: Request, state: AlertState | None = None, limit: int = 
 
 
 @router.get("/api/alerts/{alert_id}")
-def get_alert(alert_id: int, request: Request, actor: Actor = require("monitoring.read")) -> dict[str, Any]:
+def get_alert(alert_id: Id, request: Request, actor: Actor = require("monitoring.read")) -> dict[str, Any]:
     """One alert with its webhook messages and their attempts."""
     detail = monitoring.show_alert(get_ctx(request), alert_id, actor=actor)
     messages = [{**_message(n), "attempts": [asdict(a) for a in attempts]} for n, attempts in detail.notifications]
@@ -159,7 +159,7 @@ def get_alert(alert_id: int, request: Request, actor: Actor = require("monitorin
 
 
 @router.post("/api/alerts/{alert_id}/resolve")
-def resolve(alert_id: int, body: CommentBody, request: Request, actor: Actor = require("alert.manage")
+def resolve(alert_id: Id, body: CommentBody, request: Request, actor: Actor = require("alert.manage")
             ) -> dict[str, Any]:
     """Resolve a firing alert by hand, with why."""
     return asdict(monitoring.resolve_alert(get_ctx(request), alert_id, actor=actor, comment=body.comment))
@@ -180,7 +180,7 @@ def create_silence(body: SilenceBody, request: Request, actor: Actor = require("
 
 
 @router.post("/api/alert-silences/{silence_id}/end")
-def end_silence(silence_id: int, request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
+def end_silence(silence_id: Id, request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
     """End a silence now."""
     return asdict(monitoring.end_silence(get_ctx(request), silence_id, actor=actor))
 
@@ -197,34 +197,34 @@ def list_tickets(request: Request, state: TicketState | None = None, owner_role:
 
 
 @router.get("/api/tickets/{ticket_id}")
-def get_ticket(ticket_id: int, request: Request, actor: Actor = require("monitoring.read")) -> dict[str, Any]:
+def get_ticket(ticket_id: Id, request: Request, actor: Actor = require("monitoring.read")) -> dict[str, Any]:
     """One ticket."""
     return asdict(monitoring.show_ticket(get_ctx(request), ticket_id, actor=actor))
 
 
 @router.post("/api/tickets/{ticket_id}/acknowledge")
-def acknowledge(ticket_id: int, body: AckBody, request: Request, actor: Actor = require("alert.manage")
+def acknowledge(ticket_id: Id, body: AckBody, request: Request, actor: Actor = require("alert.manage")
                 ) -> dict[str, Any]:
     """Take the ticket (operator); the time it waited is stored."""
     return asdict(monitoring.acknowledge_ticket(get_ctx(request), ticket_id, actor=actor, comment=body.comment))
 
 
 @router.post("/api/tickets/{ticket_id}/handover")
-def hand_over(ticket_id: int, body: HandoverBody, request: Request, actor: Actor = require("alert.manage")
+def hand_over(ticket_id: Id, body: HandoverBody, request: Request, actor: Actor = require("alert.manage")
               ) -> dict[str, Any]:
     """Hand the ticket over to ml_engineer for retraining."""
     return asdict(monitoring.hand_over_ticket(get_ctx(request), ticket_id, actor=actor, note=body.note))
 
 
 @router.post("/api/tickets/{ticket_id}/close")
-def close(ticket_id: int, body: CloseBody, request: Request, actor: Actor = require("alert.manage")
+def close(ticket_id: Id, body: CloseBody, request: Request, actor: Actor = require("alert.manage")
           ) -> dict[str, Any]:
     """Close the ticket with what was done."""
     return asdict(monitoring.close_ticket(get_ctx(request), ticket_id, actor=actor, resolution=body.resolution))
 
 
 @router.post("/api/tickets/{ticket_id}/retrain", status_code=201)
-def retrain(ticket_id: int, body: RetrainBody, request: Request,
+def retrain(ticket_id: Id, body: RetrainBody, request: Request,
             actor: Actor = require("maintenance.retrain")) -> dict[str, Any]:
     """Build the retraining dataset version and ask a data steward to release it."""
     started = start_retraining(get_ctx(request), ticket_id, actor=actor, test_share=body.test_share,
@@ -233,7 +233,7 @@ def retrain(ticket_id: int, body: RetrainBody, request: Request,
 
 
 @router.post("/api/tickets/{ticket_id}/train", status_code=202)
-def train(ticket_id: int, body: TrainBody, request: Request,
+def train(ticket_id: Id, body: TrainBody, request: Request,
           actor: Actor = require("maintenance.retrain")) -> dict[str, Any]:
     """Queue the training run (a job) on the retraining version; 409 until a data steward released it."""
     config = parse_train_config(body.config) if body.config is not None else None
@@ -241,21 +241,21 @@ def train(ticket_id: int, body: TrainBody, request: Request,
 
 
 @router.post("/api/tickets/{ticket_id}/evaluate")
-def evaluate_candidate(ticket_id: int, request: Request, actor: Actor = require("maintenance.retrain")
+def evaluate_candidate(ticket_id: Id, request: Request, actor: Actor = require("maintenance.retrain")
                        ) -> dict[str, Any]:
     """Score the retrained candidate and the serving version on the same test split."""
     return evaluate_retraining(get_ctx(request), ticket_id, actor=actor)
 
 
 @router.post("/api/tickets/{ticket_id}/release")
-def release(ticket_id: int, request: Request, actor: Actor = require("maintenance.retrain")) -> dict[str, Any]:
+def release(ticket_id: Id, request: Request, actor: Actor = require("maintenance.retrain")) -> dict[str, Any]:
     """Register the better candidate and ask a release manager to promote it."""
     version, approval = hand_to_release_gate(get_ctx(request), ticket_id, actor=actor)
     return {"model_version": asdict(version), "approval": asdict(approval)}
 
 
 @router.post("/api/tickets/{ticket_id}/served")
-def close_served(ticket_id: int, request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
+def close_served(ticket_id: Id, request: Request, actor: Actor = require("alert.manage")) -> dict[str, Any]:
     """Close a ticket once its deployment serves the retrained version."""
     return asdict(close_when_served(get_ctx(request), ticket_id, actor=actor))
 

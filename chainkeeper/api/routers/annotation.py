@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from chainkeeper import annotation
 from chainkeeper.annotation import AnswerStatus, Project, Task
 from chainkeeper.api.auth import require
-from chainkeeper.api.deps import get_ctx
+from chainkeeper.api.deps import MAX_INT64, Id, get_ctx
 from chainkeeper.governance.actors import Actor
 
 router = APIRouter(tags=["annotation"])
@@ -40,8 +40,8 @@ class SchemaBody(_Body):
 
 class ProjectBody(_Body):
     name: str = Field(..., max_length=128)
-    dataset_version_id: int
-    schema_id: int
+    dataset_version_id: Id
+    schema_id: Id
     row_filter: dict[str, Any] = Field(default_factory=dict,
                                        description="split, labels, row_ids, text_contains, limit.")
     overlap_k: int = Field(1, ge=1, le=20)
@@ -52,7 +52,7 @@ class ProjectBody(_Body):
 
 
 class SchemaChangeBody(_Body):
-    schema_id: int = Field(..., description="Another version of the project's schema.")
+    schema_id: Id = Field(..., description="Another version of the project's schema.")
 
 
 class AssignBody(_Body):
@@ -61,7 +61,8 @@ class AssignBody(_Body):
 
 
 class AnswerBody(_Body):
-    expected_version: int = Field(..., ge=0, description="The version of your answer you last saw (0: none).")
+    expected_version: int = Field(..., ge=0, le=MAX_INT64,
+                                  description="The version of your answer you last saw (0: none).")
     value: dict[str, Any] | None = Field(None, description='{"label"}, {"labels"} or {"spans"}.')
     skip: bool = False
     flag: bool = False
@@ -71,7 +72,7 @@ class AnswerBody(_Body):
 
 class DecisionBody(_Body):
     value: dict[str, Any]
-    expected_version: int = Field(..., ge=0)
+    expected_version: int = Field(..., ge=0, le=MAX_INT64)
     note: str = Field("", max_length=2000)
 
 
@@ -80,7 +81,7 @@ class ResolveBody(_Body):
 
 
 class PrelabelBody(_Body):
-    model_version_id: int
+    model_version_id: Id
     strategy: str = Field("least_confidence", description="least_confidence, margin or entropy.")
 
 
@@ -124,21 +125,21 @@ def create_project(body: ProjectBody, request: Request, actor: Actor = require("
 
 
 @router.get(_PROJECT)
-def get_project(project_id: int, request: Request, actor: Actor = require("system.read")) -> dict[str, Any]:
+def get_project(project_id: Id, request: Request, actor: Actor = require("system.read")) -> dict[str, Any]:
     """A project with its schema (labels, guidelines)."""
     project, schema = annotation.show_project(get_ctx(request), project_id, actor=actor)
     return {**_project_json(project), "schema": asdict(schema)}
 
 
 @router.put(_PROJECT + "/schema")
-def change_schema(project_id: int, body: SchemaChangeBody, request: Request,
+def change_schema(project_id: Id, body: SchemaChangeBody, request: Request,
                   actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Move the project to another version of its schema; earlier answers keep theirs."""
     return _project_json(annotation.change_schema(get_ctx(request), project_id, body.schema_id, actor=actor))
 
 
 @router.post(_PROJECT + "/assign")
-def assign(project_id: int, body: AssignBody, request: Request,
+def assign(project_id: Id, body: AssignBody, request: Request,
            actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Deal the unassigned items to annotators, in queue order and batches."""
     added = annotation.assign_batches(get_ctx(request), project_id, annotators=body.annotators, actor=actor,
@@ -147,7 +148,7 @@ def assign(project_id: int, body: AssignBody, request: Request,
 
 
 @router.get(_PROJECT + "/queue")
-def queue(project_id: int, request: Request, annotator: str | None = Query(None, max_length=128),
+def queue(project_id: Id, request: Request, annotator: str | None = Query(None, max_length=128),
           actor: Actor = require("system.read")) -> dict[str, Any]:
     """Your queue (a data steward may name any ``annotator``), in order."""
     found = annotation.annotator_queue(get_ctx(request), project_id, actor, annotator=annotator)
@@ -157,14 +158,14 @@ def queue(project_id: int, request: Request, annotator: str | None = Query(None,
 
 
 @router.get(_PROJECT + "/items/{item_id}")
-def get_item(project_id: int, item_id: int, request: Request,
+def get_item(project_id: Id, item_id: Id, request: Request,
              actor: Actor = require("annotation.label")) -> dict[str, Any]:
     """One item of your queue, with your answer and its version."""
     return _task_json(annotation.get_task(get_ctx(request), project_id, item_id, actor))
 
 
 @router.put(_PROJECT + "/items/{item_id}/answer")
-def save_answer(project_id: int, item_id: int, body: AnswerBody, request: Request,
+def save_answer(project_id: Id, item_id: Id, body: AnswerBody, request: Request,
                 actor: Actor = require("annotation.label")) -> dict[str, Any]:
     """Save your answer; a stale ``expected_version`` answers 409 and changes nothing."""
     answer = annotation.save_annotation(get_ctx(request), project_id, item_id, actor, **body.model_dump())
@@ -172,14 +173,14 @@ def save_answer(project_id: int, item_id: int, body: AnswerBody, request: Reques
 
 
 @router.get(_PROJECT + "/disputes")
-def disputes(project_id: int, request: Request,
+def disputes(project_id: Id, request: Request,
              actor: Actor = require("annotation.adjudicate")) -> list[dict[str, Any]]:
     """The adjudication queue: disputed and flagged items with every answer."""
     return [asdict(d) for d in annotation.adjudication_queue(get_ctx(request), project_id, actor)]
 
 
 @router.post(_PROJECT + "/items/{item_id}/decision")
-def decide(project_id: int, item_id: int, body: DecisionBody, request: Request,
+def decide(project_id: Id, item_id: Id, body: DecisionBody, request: Request,
            actor: Actor = require("annotation.adjudicate")) -> dict[str, Any]:
     """Decide one item (recorded with the decider in the audit ledger)."""
     return asdict(annotation.adjudicate_item(get_ctx(request), project_id, item_id, actor, value=body.value,
@@ -187,21 +188,21 @@ def decide(project_id: int, item_id: int, body: DecisionBody, request: Request,
 
 
 @router.post(_PROJECT + "/resolve")
-def resolve(project_id: int, body: ResolveBody, request: Request,
+def resolve(project_id: Id, body: ResolveBody, request: Request,
             actor: Actor = require("annotation.adjudicate")) -> dict[str, Any]:
     """Decide every disputed item by majority vote or Dawid-Skene."""
     return annotation.resolve_disputes(get_ctx(request), project_id, actor, method=body.method)
 
 
 @router.get(_PROJECT + "/figures")
-def project_figures(project_id: int, request: Request,
+def project_figures(project_id: Id, request: Request,
                     actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Progress, agreement (kappas, alpha, span F1) and per-annotator figures."""
     return annotation.project_figures(get_ctx(request), project_id, actor)
 
 
 @router.post(_PROJECT + "/prelabel", status_code=202)
-def start_prelabel(project_id: int, body: PrelabelBody, request: Request,
+def start_prelabel(project_id: Id, body: PrelabelBody, request: Request,
                    actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Queue a pre-labelling job with a registered model version."""
     job = annotation.submit_prelabel(get_ctx(request), project_id, body.model_version_id, actor, strategy=body.strategy)
@@ -209,7 +210,7 @@ def start_prelabel(project_id: int, body: PrelabelBody, request: Request,
 
 
 @router.post(_PROJECT + "/export", status_code=201)
-async def export_project(project_id: int, body: ExportBody, request: Request,
+async def export_project(project_id: Id, body: ExportBody, request: Request,
                          actor: Actor = require("annotation.manage")) -> dict[str, Any]:
     """Freeze the settled labels as a new dataset version and close the project."""
     version = await run_in_threadpool(annotation.export_project, get_ctx(request), project_id, actor, name=body.name)
@@ -217,7 +218,7 @@ async def export_project(project_id: int, body: ExportBody, request: Request,
 
 
 @router.get("/api/annotation/lineage/{dataset_version_id}/rows/{row_id}")
-def row_lineage(dataset_version_id: int, row_id: int, request: Request,
+def row_lineage(dataset_version_id: Id, row_id: Id, request: Request,
                 actor: Actor = require("lineage.read")) -> dict[str, Any]:
     """A labelled row back to its annotators, adjudicator and parent row."""
     return annotation.row_lineage(get_ctx(request), dataset_version_id, row_id, actor).to_dict()

@@ -1,17 +1,15 @@
 """Sources and dataset versions: list, show, upload a file, queue a crawl, create a version, read its rows.
 
-Thin: parse, call ``chainkeeper.data``, answer; the services decide who may. An upload is streamed to a temporary
-file under its own name (so row origins read ``name:line``), refused past
-``MAX_UPLOAD_BYTES``, imported with ``import_file`` and deleted; a failed import stores
-nothing.
+Thin: parse, call ``chainkeeper.data``, answer; the services decide who may. An upload's
+body is bounded by the ``max_upload_bytes`` setting before it is read, chunked or not
+(``chainkeeper.api.body_limits``); the file is copied to a private temporary file under its
+own name (so row origins read ``name:line``, ``chainkeeper.api.uploads``), imported with
+``import_file`` and deleted; a failed import stores nothing.
 """
 
 from __future__ import annotations
 
-import re
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -19,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from chainkeeper.api.auth import require
-from chainkeeper.api.deps import get_ctx
-from chainkeeper.core.errors import InvalidInput
+from chainkeeper.api.body_limits import body_limit
+from chainkeeper.api.deps import MAX_INT64, Id, get_ctx
+from chainkeeper.api.uploads import saved_upload
 from chainkeeper.data import (
     crawl,
     create_dataset_version,
@@ -35,12 +34,6 @@ from chainkeeper.governance.actors import Actor
 
 router = APIRouter(tags=["data"])
 
-# Uploads beyond this are refused: larger files belong on the server's disk, imported
-# with 'chainkeeper data import' (the whole file is read into memory to hash and parse).
-MAX_UPLOAD_BYTES = 256 * 1024 * 1024
-_CHUNK = 1024 * 1024
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
 
 @router.get("/api/sources")
 def api_list_sources(request: Request, limit: int = Query(100, ge=1, le=1000),
@@ -50,12 +43,15 @@ def api_list_sources(request: Request, limit: int = Query(100, ge=1, le=1000),
 
 
 @router.get("/api/sources/{source_id}")
-def api_get_source(source_id: int, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
+def api_get_source(source_id: Id, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
     """One source: where it came from, its checksum, format, encoding, counts."""
     return show_source(get_ctx(request), source_id, actor=actor).to_dict()
 
 
-@router.post("/api/sources", status_code=201)
+# Larger files belong on the server's disk, imported with 'chainkeeper data import' (the
+# importer reads the whole file into memory to hash and parse it).
+@router.post("/api/sources", status_code=201, dependencies=[body_limit(
+    "max_upload_bytes", hint="Copy the file to the server and run 'chainkeeper data import PATH' there.")])
 async def api_upload_source(
     request: Request,
     file: UploadFile = File(...),
@@ -67,22 +63,10 @@ async def api_upload_source(
     actor: Actor = require("data.import"),
 ) -> dict[str, Any]:
     """Upload a file (multipart field ``file``) and import it as a source (``no_label``: unlabelled text)."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 64 * 1024:
-        raise _too_large(int(length))
-    name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name).strip("._") or "upload"
-    with tempfile.TemporaryDirectory(prefix="ck-upload-") as folder:
-        path = Path(folder) / name
-        size = 0
-        with path.open("wb") as out:
-            while chunk := await file.read(_CHUNK):
-                size += len(chunk)
-                if size > MAX_UPLOAD_BYTES:
-                    raise _too_large(size)
-                out.write(chunk)
+    async with saved_upload(file, prefix="ck-upload-") as path:
         source = await run_in_threadpool(
             import_file, get_ctx(request), path, actor=actor, format=format or None, text_column=text_column,
-            label_column=None if no_label else label_column or None, split=split or None, uri=f"upload:{name}")
+            label_column=None if no_label else label_column or None, split=split or None, uri=f"upload:{path.name}")
     return source.to_dict()
 
 
@@ -105,11 +89,6 @@ def api_crawl(body: CrawlBody, request: Request, actor: Actor = require("data.im
     return asdict(job)
 
 
-def _too_large(size: int) -> InvalidInput:
-    return InvalidInput(f"The upload is too large: {size:,} bytes (the limit is {MAX_UPLOAD_BYTES:,}).",
-                        hint="Copy the file to the server and run 'chainkeeper data import PATH' there.")
-
-
 @router.get("/api/datasets")
 def api_list_datasets(request: Request, name: str | None = Query(None, max_length=128),
                       limit: int = Query(100, ge=1, le=1000),
@@ -123,7 +102,7 @@ class VersionBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=128)
-    source_ids: list[int] = Field(min_length=1, max_length=1000)
+    source_ids: list[Id] = Field(min_length=1, max_length=1000)
     recipe: list[str | dict[str, Any]] | None = None
     seed: int = 13
     fractions: dict[str, float] | None = None
@@ -144,14 +123,14 @@ async def api_create_dataset(body: VersionBody, request: Request,
 
 
 @router.get("/api/datasets/{version_id}")
-def api_get_dataset(version_id: int, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
+def api_get_dataset(version_id: Id, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
     """One dataset version: stats, splits, recipe report, state."""
     return show_dataset_version(get_ctx(request), version_id, actor=actor).to_dict()
 
 
 @router.get("/api/datasets/{version_id}/rows")
-def api_dataset_rows(version_id: int, request: Request, split: str | None = Query(None, max_length=16),
-                     limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0),
+def api_dataset_rows(version_id: Id, request: Request, split: str | None = Query(None, max_length=16),
+                     limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0, le=MAX_INT64),
                      actor: Actor = require("data.read")) -> dict[str, Any]:
     """A page of a version's rows, optionally of one split."""
     total, rows = read_dataset_page(get_ctx(request), version_id, actor=actor, split=split or None, offset=offset,

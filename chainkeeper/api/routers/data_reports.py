@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from chainkeeper.api.auth import require
-from chainkeeper.api.deps import get_ctx
+from chainkeeper.api.deps import Id, get_ctx
 from chainkeeper.data import (
     diff_dataset_versions,
     render_quality_html,
@@ -26,13 +26,13 @@ router = APIRouter(tags=["data"])
 
 
 @router.get("/api/datasets/{version_id}/report")
-def api_quality_report(version_id: int, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
+def api_quality_report(version_id: Id, request: Request, actor: Actor = require("data.read")) -> dict[str, Any]:
     """The version's quality report: per-step row counts, removals, PII per type, labels, lengths."""
     return show_quality_report(get_ctx(request), version_id, actor=actor)
 
 
 @router.get("/api/datasets/{version_id}/report.html", response_class=HTMLResponse)
-def api_quality_report_html(version_id: int, request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
+def api_quality_report_html(version_id: Id, request: Request, actor: Actor = require("data.read")) -> HTMLResponse:
     """The same report as one self-contained HTML page (inline SVG plots, no script)."""
     return HTMLResponse(render_quality_html(show_quality_report(get_ctx(request), version_id, actor=actor)))
 

@@ -4,17 +4,26 @@ ledger, lineage and ownership. Thin: parse, call the governance service, answer.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chainkeeper.api.auth import SESSION_COOKIE, public, require
+from chainkeeper.api.auth import (
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    clear_session_cookie,
+    public,
+    require,
+    set_session_cookie,
+)
+from chainkeeper.api.deps import MAX_INT64, Id
 from chainkeeper.chain import lineage_of, owner_of, reassign_owner
 from chainkeeper.core.context import Context
 from chainkeeper.governance import approvals, audit, passwords, permissions, users
 from chainkeeper.governance.actors import Actor
+from chainkeeper.governance.anchors import parse_anchor_lines
 
 router = APIRouter(tags=["governance"])
 
@@ -77,18 +86,23 @@ class OwnerBody(_Body):
 
 @router.post("/api/login", dependencies=[public()])
 def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
-    """Sign in with a password; sets an HttpOnly session cookie (a 12-hour token)."""
+    """Sign in with a password; starts a 12-hour server-side session in an HttpOnly cookie
+    (accepted only as that cookie: programs use an API token)."""
     ctx = _ctx(request)
     address = request.client.host if request.client else "unknown"
     actor = passwords.login(ctx.db, body.user, body.password, address=address)
-    issued = users.issue_session_token(ctx.db, actor=actor, expires_in=timedelta(hours=12))
-    response.set_cookie(SESSION_COOKIE, issued.secret, httponly=True, samesite="strict", max_age=12 * 3600)
+    issued = users.start_session(ctx.db, actor=actor, address=address, expires_in=SESSION_LIFETIME)
+    set_session_cookie(response, request, issued.secret)
     return {"user": actor.name, "roles": sorted(actor.roles)}
 
 
 @router.post("/api/logout", dependencies=[public()])
-def logout(response: Response) -> dict[str, str]:
-    response.delete_cookie(SESSION_COOKIE)
+def logout(request: Request, response: Response) -> dict[str, str]:
+    """End the session of the cookie in the store and drop the cookie."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret:
+        users.end_session(_ctx(request).db, secret)
+    clear_session_cookie(response, request)
     return {"status": "signed out"}
 
 
@@ -102,6 +116,7 @@ def me(request: Request, actor: Actor = require("owner.read")) -> dict[str, Any]
 
 @router.get("/api/users")
 def list_users(request: Request, actor: Actor = require("user.manage")) -> list[dict[str, Any]]:
+    """Every user with roles and state (active, disabled, deleted)."""
     return [u.__dict__ for u in users.list_users(_ctx(request).db, actor=actor)]
 
 
@@ -109,6 +124,36 @@ def list_users(request: Request, actor: Actor = require("user.manage")) -> list[
 def create_user(body: UserBody, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
     return users.create_user(_ctx(request).db, body.name, roles=body.roles, display_name=body.display_name,
                              actor=actor).__dict__
+
+
+@router.post("/api/users/{name}/disable")
+def disable_user(name: str, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
+    """Disable a user: their tokens and sessions are refused at once, their sessions end."""
+    return users.disable_user(_ctx(request).db, name, actor=actor).__dict__
+
+
+@router.post("/api/users/{name}/enable")
+def enable_user(name: str, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
+    """Enable a disabled user (their API tokens work again; sessions stay ended)."""
+    return users.enable_user(_ctx(request).db, name, actor=actor).__dict__
+
+
+@router.delete("/api/users/{name}")
+def delete_user(name: str, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
+    """Delete a user (kept as a deleted record for the ledger's sake; never the last administrator)."""
+    return users.delete_user(_ctx(request).db, name, actor=actor).__dict__
+
+
+@router.get("/api/users/{name}/sessions")
+def list_sessions(name: str, request: Request, actor: Actor = require("user.manage")) -> list[dict[str, Any]]:
+    """A user's open web sessions: id, when and where they started, last seen, expiry."""
+    return users.list_sessions(_ctx(request).db, name, actor=actor)
+
+
+@router.delete("/api/users/{name}/sessions")
+def end_sessions(name: str, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
+    """End every open web session of a user at once."""
+    return {"user": name, "sessions_ended": users.end_sessions(_ctx(request).db, name, actor=actor)}
 
 
 @router.post("/api/users/{name}/tokens", status_code=201)
@@ -126,7 +171,7 @@ def list_tokens(name: str, request: Request, actor: Actor = require("user.manage
 
 
 @router.delete("/api/tokens/{token_id}")
-def revoke_token(token_id: int, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
+def revoke_token(token_id: Id, request: Request, actor: Actor = require("user.manage")) -> dict[str, Any]:
     users.revoke_token(_ctx(request).db, token_id, actor=actor)
     return {"id": token_id, "revoked": True}
 
@@ -178,21 +223,21 @@ def revoke_permission(
 
 
 @router.post("/api/datasets/{version_id}/release-requests", status_code=201)
-def request_dataset_release(version_id: int, body: RequestBody, request: Request,
+def request_dataset_release(version_id: Id, body: RequestBody, request: Request,
                             actor: Actor = require("dataset.release")) -> dict[str, Any]:
     return approvals.request_approval(_ctx(request), "dataset.release", version_id, actor=actor,
                                       comment=body.comment).__dict__
 
 
 @router.post("/api/models/{model_version_id}/promotion-requests", status_code=201)
-def request_promotion(model_version_id: int, body: RequestBody, request: Request,
+def request_promotion(model_version_id: Id, body: RequestBody, request: Request,
                       actor: Actor = require("model.promote")) -> dict[str, Any]:
     return approvals.request_approval(_ctx(request), "model.promote", model_version_id, actor=actor,
                                       comment=body.comment).__dict__
 
 
 @router.post("/api/models/{model_version_id}/deployment-requests", status_code=201)
-def request_deployment(model_version_id: int, body: DeploymentRequestBody, request: Request,
+def request_deployment(model_version_id: Id, body: DeploymentRequestBody, request: Request,
                        actor: Actor = require("deployment.create")) -> dict[str, Any]:
     return approvals.request_approval(_ctx(request), "deployment.create", model_version_id, actor=actor,
                                       comment=body.comment, payload={"name": body.name}).__dict__
@@ -205,7 +250,7 @@ def list_approvals(request: Request, state: str | None = None,
 
 
 @router.get("/api/approvals/{approval_id}")
-def show_approval(approval_id: int, request: Request, actor: Actor = require("system.read")) -> dict[str, Any]:
+def show_approval(approval_id: Id, request: Request, actor: Actor = require("system.read")) -> dict[str, Any]:
     ctx = _ctx(request)
     approval = approvals.show_approval(ctx, approval_id, actor=actor)
     candidates, excluded, why = approvals.who_may_approve(ctx, approval)
@@ -213,7 +258,7 @@ def show_approval(approval_id: int, request: Request, actor: Actor = require("sy
 
 
 @router.post("/api/approvals/{approval_id}/decision")
-def decide(approval_id: int, body: DecisionBody, request: Request,
+def decide(approval_id: Id, body: DecisionBody, request: Request,
            actor: Actor = require("system.read")) -> dict[str, Any]:
     """Approve or reject. The approve permission of the request's action and separation
     of duties are checked by the approvals service, which knows the action."""
@@ -225,7 +270,8 @@ def decide(approval_id: int, body: DecisionBody, request: Request,
 
 
 @router.get("/api/audit")
-def audit_entries(request: Request, after_seq: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+def audit_entries(request: Request, after_seq: int = Query(0, ge=0, le=MAX_INT64),
+                  limit: int = Query(100, ge=1, le=1000),
                   object_kind: str | None = None, object_id: str | None = None,
                   actor: Actor = require("audit.read")) -> list[dict[str, Any]]:
     return [e.__dict__ for e in audit.read_entries(_ctx(request).db, actor=actor, after_seq=after_seq, limit=limit,
@@ -235,6 +281,28 @@ def audit_entries(request: Request, after_seq: int = Query(0, ge=0), limit: int 
 @router.get("/api/audit/verify")
 def audit_verify(request: Request, actor: Actor = require("audit.verify")) -> dict[str, Any]:
     return audit.verify_ledger_as(_ctx(request).db, actor=actor).__dict__
+
+
+class AnchorsBody(_Body):
+    """The lines of an anchor file ('chainkeeper audit anchor --to FILE'), to verify the ledger against."""
+
+    anchors: list[Annotated[str, Field(max_length=1024)]] = Field(min_length=1, max_length=1_000)
+    source: str = Field("the anchor file", max_length=512, description="The file's name, for messages.")
+    first_line: int = Field(1, ge=1, le=2**62, description="The number of the first line sent.")
+
+
+@router.post("/api/audit/verify")
+def audit_verify_anchored(body: AnchorsBody, request: Request,
+                          actor: Actor = require("audit.verify")) -> dict[str, Any]:
+    """Verify the chain and that each anchored entry is still there with the same hash."""
+    found = parse_anchor_lines(body.anchors, body.source, first_line=body.first_line)
+    return audit.verify_ledger_as(_ctx(request).db, actor=actor, anchors=found).__dict__
+
+
+@router.get("/api/audit/anchor")
+def audit_anchor(request: Request, actor: Actor = require("audit.verify")) -> dict[str, Any]:
+    """An anchor of the ledger's head now (with its HMAC), for the caller to keep."""
+    return audit.anchor_ledger_as(_ctx(request).db, actor=actor).to_dict()
 
 
 @router.get("/api/audit/export")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from chainkeeper.api.auth import require
-from chainkeeper.api.deps import get_ctx
+from chainkeeper.api.deps import MAX_INT64, Id, get_ctx
 from chainkeeper.core.jobs import Job, JobState
 from chainkeeper.governance import jobs
 from chainkeeper.governance.actors import Actor
@@ -28,13 +28,13 @@ def list_jobs(request: Request, state: JobState | None = None, limit: int = Quer
 
 
 @router.get("/api/jobs/{job_id}")
-def get_job(job_id: int, request: Request, actor: Actor = require("job.read")) -> dict[str, Any]:
+def get_job(job_id: Id, request: Request, actor: Actor = require("job.read")) -> dict[str, Any]:
     """One job with its progress, result or error."""
     return _job(jobs.show_job(get_ctx(request), job_id, actor=actor))
 
 
 @router.get("/api/jobs/{job_id}/logs")
-def job_logs(job_id: int, request: Request, after_id: int = Query(0, ge=0),
+def job_logs(job_id: Id, request: Request, after_id: int = Query(0, ge=0, le=MAX_INT64),
              actor: Actor = require("job.read")) -> dict[str, Any]:
     """Log lines newer than ``after_id`` (poll with the last id seen)."""
     found = jobs.read_job_logs(get_ctx(request), job_id, actor=actor, after_id=after_id)
@@ -43,6 +43,6 @@ def job_logs(job_id: int, request: Request, after_id: int = Query(0, ge=0),
 
 
 @router.post("/api/jobs/{job_id}/cancel")
-def cancel_job(job_id: int, request: Request, actor: Actor = require("job.cancel")) -> dict[str, Any]:
+def cancel_job(job_id: Id, request: Request, actor: Actor = require("job.cancel")) -> dict[str, Any]:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next check."""
     return _job(jobs.cancel_job(get_ctx(request), job_id, actor=actor))

@@ -21,13 +21,16 @@ from starlette.concurrency import run_in_threadpool
 
 from chainkeeper import monitoring
 from chainkeeper.api.auth import api_key_of, authenticate, request_id_of, require
+from chainkeeper.api.body_limits import body_limit
 from chainkeeper.api.deps import get_ctx
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.permissions import projects_allowed
-from chainkeeper.monitoring import CHECKS, MAX_FEEDBACK_ITEMS, SOURCES, FeedbackOutcome
-from chainkeeper.serving import DeploymentKey, authenticate_deployment_key
+from chainkeeper.monitoring import CHECKS, MAX_FEEDBACK_ITEMS, MAX_WINDOW_S, SOURCES, FeedbackOutcome
+from chainkeeper.serving import MAX_TEXT_CHARS, DeploymentKey, authenticate_deployment_key
 
 router = APIRouter(tags=["monitoring"])
+# A batch of MAX_FEEDBACK_ITEMS, each with a tagger's entities, may pass the default 1 MiB.
+FEEDBACK_BODY_LIMIT = body_limit(8 * 1024 * 1024, hint=f"Send at most {MAX_FEEDBACK_ITEMS} items per request.")
 
 
 class SpanItem(BaseModel):
@@ -36,8 +39,8 @@ class SpanItem(BaseModel):
     model_config = ConfigDict(extra="ignore")  # a served entity (with text and score) may be sent back as is
 
     type: str = Field(min_length=1, max_length=64, description="The entity type, e.g. PER.")
-    start: int = Field(ge=0, description="First character (0-based).")
-    end: int = Field(ge=1, description="One past the last character.")
+    start: int = Field(ge=0, le=MAX_TEXT_CHARS, description="First character (0-based).")
+    end: int = Field(ge=1, le=MAX_TEXT_CHARS, description="One past the last character.")
 
 
 def _one_truth(label: str | None, spans: list[SpanItem] | None) -> bool:
@@ -119,14 +122,14 @@ def feedback_caller() -> Any:
     return Depends(dependency)
 
 
-@router.post("/api/feedback")
+@router.post("/api/feedback", dependencies=[FEEDBACK_BODY_LIMIT])
 def post_feedback(body: FeedbackBody, request: Request,
                   actor: Actor = require("monitoring.feedback")) -> dict[str, Any]:
     """Attach true labels to served predictions (all or nothing); re-sending is safe, a new label corrects."""
     return _outcomes(monitoring.submit_feedback(get_ctx(request), body.pairs(), actor=actor, source=body.source))
 
 
-@router.post("/v1/deployments/{name}/feedback")
+@router.post("/v1/deployments/{name}/feedback", dependencies=[FEEDBACK_BODY_LIMIT])
 def post_deployment_feedback(name: str, body: FeedbackBody, request: Request,
                              caller: tuple[Actor, DeploymentKey | None] = feedback_caller()) -> dict[str, Any]:
     """Feedback on the predictions of one deployment, from a user or the deployment's API key."""
@@ -164,8 +167,9 @@ class DriftJobBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     last: int | None = Field(None, ge=1, le=100_000, description="Check the latest N predictions.")
-    window_s: float | None = Field(None, gt=0, description="Check the predictions of the last N seconds.")
-    every_s: float | None = Field(None, ge=1, description="Check every N seconds: creates a schedule "
+    window_s: float | None = Field(None, gt=0, le=MAX_WINDOW_S,
+                                   description="Check the predictions of the last N seconds (at most 30 days).")
+    every_s: float | None = Field(None, ge=1, le=MAX_WINDOW_S, description="Check every N seconds: creates a schedule "
                                   "(/api/schedules) instead of one job.")
     checks: list[str] | None = Field(None, description=f"Any of: {', '.join(CHECKS)} (default: all).")
     alpha: float = Field(0.01, gt=0, lt=0.5, description="Significance level of every test.")

@@ -11,11 +11,8 @@ rows, stores the reading (not the file) and answers it; ``GET`` lists them.
 
 from __future__ import annotations
 
-import re
-import tempfile
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -24,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from chainkeeper.api.auth import require
-from chainkeeper.api.deps import get_ctx
-from chainkeeper.core.errors import InvalidInput
+from chainkeeper.api.body_limits import body_limit
+from chainkeeper.api.deps import Id, get_ctx
+from chainkeeper.api.uploads import saved_upload
 from chainkeeper.governance.actors import Actor
 from chainkeeper.registry import (
     ModelVersion,
@@ -45,8 +43,8 @@ from chainkeeper.serving import DEFAULT_MAX_DELTA_POINTS, latest_export, request
 
 router = APIRouter(tags=["registry"])
 # An evaluation file is read whole into memory by the readers: 64 MiB is ~500k short rows.
+# The route's body limit (checked before it is read, chunked or not) holds it to this.
 MAX_EVALUATION_BYTES = 64 * 1024 * 1024
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def model_version_json(version: ModelVersion) -> dict[str, Any]:
@@ -67,7 +65,7 @@ class RegisterBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    run_id: int = Field(ge=1, description="A succeeded training run that produced a model.")
+    run_id: Id = Field(ge=1, description="A succeeded training run that produced a model.")
     # The slug rule itself is the service's (validate_model_name): one message for CLI and API.
     name: str = Field(min_length=1, max_length=128, description="The model's name, a lower-case slug, "
                       "e.g. 'support-intents'; the version number is the next under it.")
@@ -99,7 +97,7 @@ def production_at(request: Request, name: str = Query(..., max_length=128),
 
 
 @router.get("/api/models/{model_version_id}")
-def get_model(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
+def get_model(model_version_id: Id, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
     """One model version with its stage history, oldest move first."""
     ctx = get_ctx(request)
     version = show_model_version(ctx, model_version_id, actor=actor)
@@ -108,14 +106,14 @@ def get_model(model_version_id: int, request: Request, actor: Actor = require("m
 
 
 @router.get("/api/models/{model_version_id}/card", response_class=PlainTextResponse)
-def get_model_card(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> PlainTextResponse:
+def get_model_card(model_version_id: Id, request: Request, actor: Actor = require("model.read")) -> PlainTextResponse:
     """The version's model card, generated from the registry, as Markdown."""
     text = model_card(get_ctx(request), model_version_id, actor=actor)
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
 @router.get("/api/models/{model_version_id}/gates")
-def get_model_gates(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
+def get_model_gates(model_version_id: Id, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
     """The thresholds of the version's model name and the results of its latest gate evaluation."""
     report = show_gates(get_ctx(request), model_version_id, actor=actor)
     return {"thresholds": asdict(report.thresholds), "results": [asdict(r) for r in report.results]}
@@ -162,7 +160,7 @@ class ExportBody(BaseModel):
 
 
 @router.post("/api/models/{model_version_id}/exports", status_code=202)
-def start_export(model_version_id: int, request: Request, body: ExportBody | None = None,
+def start_export(model_version_id: Id, request: Request, body: ExportBody | None = None,
                  actor: Actor = require("model.export")) -> JSONResponse:
     """Queue the ONNX export of a version as a job; follow it at ``/api/jobs/{id}``."""
     body = body or ExportBody()
@@ -174,7 +172,7 @@ def start_export(model_version_id: int, request: Request, body: ExportBody | Non
 
 
 @router.get("/api/models/{model_version_id}/exports")
-def get_exports(model_version_id: int, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
+def get_exports(model_version_id: Id, request: Request, actor: Actor = require("model.read")) -> dict[str, Any]:
     """The version's latest export of its current files: each form's accuracy, delta and latency."""
     ctx = get_ctx(request)
     version = show_model_version(ctx, model_version_id, actor=actor)
@@ -184,14 +182,16 @@ def get_exports(model_version_id: int, request: Request, actor: Actor = require(
 
 
 @router.get("/api/models/{model_version_id}/evaluations", summary="Stored evaluations of a model version")
-def list_evaluations(model_version_id: int, request: Request,
+def list_evaluations(model_version_id: Id, request: Request,
                      actor: Actor = require("model.read")) -> list[dict[str, Any]]:
     """The version's stored evaluations on files, newest first."""
     return [asdict(e) for e in list_model_evaluations(get_ctx(request), model_version_id, actor=actor)]
 
 
-@router.post("/api/models/{model_version_id}/evaluations", summary="Evaluate a model version on a file")
-async def evaluate_model(model_version_id: int, request: Request, file: UploadFile = File(...),
+@router.post("/api/models/{model_version_id}/evaluations", summary="Evaluate a model version on a file",
+             dependencies=[body_limit(MAX_EVALUATION_BYTES, hint="Evaluate a sample, or run 'chainkeeper models "
+                                      "evaluate' on the host.")])
+async def evaluate_model(model_version_id: Id, request: Request, file: UploadFile = File(...),
                          format: str | None = Form(None, description="csv, tsv, jsonl, json, parquet or conll; "
                                                    "default from the file name's extension."),
                          text_column: str = Form("text"), label_column: str = Form("label"),
@@ -202,18 +202,8 @@ async def evaluate_model(model_version_id: int, request: Request, file: UploadFi
     recall and precision when the labels hold ``oos_label``. The reading is stored (with the
     file's SHA-256, not the file); 422 for a label the model does not know or a file it
     cannot read."""
-    name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name).strip("._") or "upload"
-    with tempfile.TemporaryDirectory(prefix="ck-evaluate-") as folder:
-        path = Path(folder) / name
-        size = 0
-        with path.open("wb") as out:
-            while chunk := await file.read(1024 * 1024):
-                size += len(chunk)
-                if size > MAX_EVALUATION_BYTES:
-                    raise InvalidInput(f"The file is over {MAX_EVALUATION_BYTES // 2**20} MiB.",
-                                       hint="Evaluate a sample, or run 'chainkeeper models evaluate' on the host.")
-                out.write(chunk)
+    async with saved_upload(file, prefix="ck-evaluate-") as path:
         result = await run_in_threadpool(
             evaluate_model_version, get_ctx(request), model_version_id, path, actor=actor, format=format or None,
-            text_column=text_column, label_column=label_column, out_of_scope_label=oos_label, name=name)
+            text_column=text_column, label_column=label_column, out_of_scope_label=oos_label, name=path.name)
     return asdict(result)

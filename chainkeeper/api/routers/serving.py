@@ -39,7 +39,8 @@ from chainkeeper.api.auth import (
     request_id_of,
     require,
 )
-from chainkeeper.api.deps import get_ctx
+from chainkeeper.api.body_limits import body_limit
+from chainkeeper.api.deps import Id, get_ctx
 from chainkeeper.core.context import Context
 from chainkeeper.core.errors import ChainkeeperError, InvalidInput
 from chainkeeper.governance.actors import Actor
@@ -252,7 +253,10 @@ def get_deployment(name: str, request: Request, actor: Actor = require("deployme
     return deployment_json(ctx, serving.show_deployment(ctx, name, actor=actor), actor)
 
 
-@router.post(PREDICT_PATH, openapi_extra=_PREDICT_OPENAPI)
+# The hot path admits the caller (user or API key) and checks the size itself before it
+# reads (``_admit``, ``_read_body``); the body-limit middleware passes it through.
+@router.post(PREDICT_PATH, openapi_extra=_PREDICT_OPENAPI,
+             dependencies=[body_limit(1_000_000, admits_before_reading=True)])  # = RequestLimits.max_body_bytes
 async def predict(name: str, request: Request, actor: Actor = predict_caller()) -> JSONResponse:
     """Label texts with the deployment's model; each text gets a request id, and is logged.
 
@@ -317,14 +321,14 @@ def _prediction_json(p: serving.ServedPrediction) -> dict[str, Any]:
 class CanaryBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_version_id: int = Field(description="The candidate: a staging or production version of the same model.")
+    model_version_id: Id = Field(description="The candidate: a staging or production version of the same model.")
     percent: int = Field(ge=1, le=99, description="Share of callers (sticky by X-Caller-Key) the candidate answers.")
 
 
 class ShadowBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_version_id: int = Field(description="The candidate that sees every request; its answers are only logged.")
+    model_version_id: Id = Field(description="The candidate that sees every request; its answers are only logged.")
 
 
 class RollbackBody(BaseModel):
@@ -393,8 +397,10 @@ class KeyBody(BaseModel):
     name: str = Field(min_length=1, max_length=128, description="Who or what uses the key.")
     scopes: list[str] = Field(min_length=1, description=f"Any of: {', '.join(serving.SCOPES)}.")
     rate: str | None = Field(None, description="Requests allowed, e.g. '50/s' or '600/min'; none: unlimited.")
-    burst: int | None = Field(None, ge=1, description="Requests allowed at once (default: one second's worth).")
-    expires_in_days: float | None = Field(None, gt=0, description="Expire after this many days.")
+    burst: int | None = Field(None, ge=1, le=serving.MAX_BURST,
+                              description="Requests allowed at once (default: one second's worth).")
+    expires_in_days: float | None = Field(None, gt=0, le=serving.MAX_KEY_LIFETIME.days,
+                                          description="Expire after this many days.")
 
 
 def key_json(key: serving.DeploymentKey) -> dict[str, Any]:
@@ -420,7 +426,7 @@ def list_keys(name: str, request: Request, actor: Actor = require("apikey.manage
 
 
 @router.delete("/api/deployments/{name}/keys/{key_id}")
-def revoke_key(name: str, key_id: int, request: Request,
+def revoke_key(name: str, key_id: Id, request: Request,
                actor: Actor = require("apikey.manage")) -> dict[str, Any]:
     """Revoke a key at once."""
     return key_json(serving.revoke_deployment_key(get_ctx(request), name, key_id, actor=actor))

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chainkeeper.api.auth import require
-from chainkeeper.api.deps import get_ctx
+from chainkeeper.api.deps import MAX_INT64, Id, get_ctx
 from chainkeeper.governance.actors import Actor
 from chainkeeper.training import (
     Run,
@@ -34,7 +34,7 @@ router = APIRouter(tags=["training"])
 class RunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dataset_version_id: int = Field(ge=1)
+    dataset_version_id: Id = Field(ge=1)
     config: dict[str, Any] = {}
     allow_draft: str | None = Field(
         None, max_length=2000, description="Train on a dataset version that is not released, for this reason "
@@ -49,8 +49,8 @@ def _run(run: Run) -> dict[str, Any]:
 
 
 @router.get("/api/runs")
-def list_runs(request: Request, state: RunState | None = None, dataset_version_id: int | None = None,
-              search_job_id: int | None = None, limit: int = Query(50, ge=1, le=500),
+def list_runs(request: Request, state: RunState | None = None, dataset_version_id: Id | None = None,
+              search_job_id: Id | None = None, limit: int = Query(50, ge=1, le=500),
               actor: Actor = require("run.read")) -> list[dict[str, Any]]:
     """Runs the caller may read, newest first (``search_job_id``: a search's trials and best run)."""
     return [_run(r) for r in find_runs(get_ctx(request), actor=actor, limit=limit, state=state,
@@ -58,7 +58,7 @@ def list_runs(request: Request, state: RunState | None = None, dataset_version_i
 
 
 @router.get("/api/searches/{job_id}")
-def get_search(job_id: int, request: Request, actor: Actor = require("run.read")) -> dict[str, Any]:
+def get_search(job_id: Id, request: Request, actor: Actor = require("run.read")) -> dict[str, Any]:
     """A hyper-parameter search: its job, what it optimises, its trials (each a run) and
     the run that trains its best config."""
     found = show_search(get_ctx(request), job_id, actor=actor)
@@ -68,13 +68,14 @@ def get_search(job_id: int, request: Request, actor: Actor = require("run.read")
 
 
 @router.get("/api/runs/{run_id}")
-def get_run(run_id: int, request: Request, actor: Actor = require("run.read")) -> dict[str, Any]:
+def get_run(run_id: Id, request: Request, actor: Actor = require("run.read")) -> dict[str, Any]:
     """One run with its config, state and metrics."""
     return _run(show_run(get_ctx(request), run_id, actor=actor))
 
 
 @router.get("/api/runs/{run_id}/metrics")
-def run_metrics(run_id: int, request: Request, name: str | None = None, after_id: int = Query(0, ge=0),
+def run_metrics(run_id: Id, request: Request, name: str | None = None,
+                after_id: int = Query(0, ge=0, le=MAX_INT64),
                 actor: Actor = require("run.read")) -> dict[str, Any]:
     """The run's curve points (loss, learning_rate, samples_per_s, dev_*) newer than
     ``after_id``; poll with the returned ``last_id`` to follow a live run."""
@@ -83,13 +84,13 @@ def run_metrics(run_id: int, request: Request, name: str | None = None, after_id
 
 
 @router.get("/api/runs/{run_id}/report.html", response_class=HTMLResponse)
-def run_report(run_id: int, request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
+def run_report(run_id: Id, request: Request, actor: Actor = require("run.read")) -> HTMLResponse:
     """The run's evaluation as a self-contained HTML page."""
     return HTMLResponse(run_report_html(get_ctx(request), run_id, actor=actor))
 
 
 @router.get("/api/runs/{run_id}/compare/{other_id}")
-def compare_two_runs(run_id: int, other_id: int, request: Request,
+def compare_two_runs(run_id: Id, other_id: Id, request: Request,
                      actor: Actor = require("run.read")) -> dict[str, Any]:
     """Headline metrics of two runs with ``delta = other - run``."""
     return compare_runs(get_ctx(request), run_id, other_id, actor=actor)
@@ -106,13 +107,13 @@ def start_run(body: RunBody, request: Request, actor: Actor = require("run.creat
 
 
 @router.post("/api/runs/{run_id}/cancel")
-def cancel(run_id: int, request: Request, actor: Actor = require("run.cancel")) -> dict[str, Any]:
+def cancel(run_id: Id, request: Request, actor: Actor = require("run.cancel")) -> dict[str, Any]:
     """Stop a run: a queued one at once, a running one at its next step."""
     return _run(cancel_run(get_ctx(request), run_id, actor=actor))
 
 
 @router.post("/api/runs/{run_id}/reproduce", status_code=201)
-def reproduce(run_id: int, request: Request, actor: Actor = require("run.create")) -> dict[str, Any]:
+def reproduce(run_id: Id, request: Request, actor: Actor = require("run.create")) -> dict[str, Any]:
     """Start a new run from a succeeded run's reproducibility record (same data, base
     model, config and seed); compare the two with ``GET /api/runs/{id}/compare/{other}``."""
     return _run(reproduce_run(get_ctx(request), run_id, actor=actor))

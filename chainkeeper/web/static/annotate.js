@@ -161,6 +161,11 @@
     return { spans: spans };
   }
 
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
   async function save(body, advance) {
     if (busy) return;
     const task = items[index];
@@ -169,7 +174,9 @@
     body.seconds = (Date.now() - shownAt) / 1000;
     try {
       const res = await fetch("/api/annotation/projects/" + data.project_id + "/items/" + task.item_id + "/answer", {
-        method: "PUT", headers: { "Content-Type": "application/json", Accept: "application/json" },
+        method: "PUT",
+        // The session's CSRF token (base.html's <meta>): api.csrf refuses a cookie-borne write without it.
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrfToken() },
         credentials: "same-origin", body: JSON.stringify(body),
       });
       const answer = await res.json();
