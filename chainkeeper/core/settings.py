@@ -214,6 +214,15 @@ class Settings(BaseSettings):
         "process umask gains 077 when a store is opened, and the home folder, a local artefact folder and the "
         "SQLite file are tightened to owner-only. False leaves the umask and existing modes as they are."
     )
+    # Issue 15 item 7: person names in the prediction log, found by a tagger of the registry (monitoring/names.py).
+    pii_name_model: str | None = Field(
+        None, min_length=1, max_length=128, description="Registered token-classification model whose production "
+        "version finds person names in served texts before the prediction log stores them: its PER (or PERSON) "
+        "spans become [NAME], beside the regex placeholders. Tagged on the log writer's thread, never on the "
+        "request path; while the model cannot be used, texts are stored with the regex redaction only (a warning "
+        "is logged, the metric chainkeeper_prediction_log_names_unchecked_total counts them). Unset: names are "
+        "not redacted."
+    )
 
     @field_validator("outbound_allow", "outbound_deny", mode="before")
     @classmethod

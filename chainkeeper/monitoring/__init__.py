@@ -9,7 +9,8 @@ The retraining loop that starts from a ticket lives above every stage, in
 Every object here belongs to its deployment's project (``monitoring.access``); the
 functions a shell calls take the actor and decide there:
 
-- log: ``log_predictions`` (and the ``log_served_predictions`` hook), ``PredictionLogWriter``;
+- log: ``log_predictions`` (and the ``log_served_predictions`` hook), ``PredictionLogWriter``,
+  ``name_tagger`` (person names redacted by a registered tagger, ``pii_name_model``);
 - feedback: ``submit_feedback``, ``show_feedback``; live quality: ``live_quality``; ``diagnose``;
 - drift: ``check_drift`` (``CHECKS``), ``submit_drift_job``, ``schedule_drift_checks``, ``show_drift_results``;
 - alerts: ``create_rule``, ``evaluate_rules_now``, ``resolve_alert``, silences, ``find_alerts``,
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
         read_metric_series,
         render_metrics,
     )
+    from chainkeeper.monitoring.names import NameTagger, name_tagger
     from chainkeeper.monitoring.notify import (
         DeliveryAttempt,
         Notification,
@@ -174,6 +176,7 @@ _EXPORTS = {
     "get_feedback": "feedback", "list_feedback": "feedback", "show_feedback": "feedback",
     "submit_feedback": "feedback",
     "PredictionLogWriter": "logwriter", "flush_writers": "logwriter",
+    "NameTagger": "names", "name_tagger": "names",
     "CONTENT_TYPE": "metrics", "METRIC_NAMES": "metrics", "MetricSampler": "metrics", "ServingMetrics": "metrics",
     "UNKNOWN_DEPLOYMENT": "metrics", "metric_names": "metrics", "metric_series": "metrics",
     "read_metric_series": "metrics", "render_metrics": "metrics",
@@ -213,6 +216,7 @@ __all__ = [
     "MAX_WINDOW_S",
     "METRIC_NAMES",
     "MetricSampler",
+    "NameTagger",
     "Notification",
     "PredictionLogWriter",
     "PredictionRecord",
@@ -269,6 +273,7 @@ __all__ = [
     "log_served_predictions",
     "metric_names",
     "metric_series",
+    "name_tagger",
     "parse_window",
     "prediction_record",
     "purge_predictions",

@@ -3,7 +3,8 @@
 A request hands its records to ``PredictionLogWriter.submit``, which only samples them
 and appends them to a bounded in-memory buffer (microseconds, no store access). One
 thread per writer takes them in batches, builds the stored records (hash, personal-data
-redaction: ``predictions.prediction_record``) and inserts each batch with one statement.
+redaction: ``predictions.prediction_record``; person names, when a ``names.NameTagger`` is
+given, tagged for the whole batch first) and inserts each batch with one statement.
 
 What it promises:
 
@@ -14,7 +15,9 @@ What it promises:
 * **read-your-writes in the process**: ``flush_writers(db)`` (called by the readers in
   ``predictions``) writes what is buffered for that store before they read;
 * **a store outage is survived**: a failed batch is retried (``MAX_ATTEMPTS`` in all),
-  then dropped and counted as ``failed``; serving never waits for the store.
+  then dropped and counted as ``failed``; serving never waits for the store;
+* **a name model that fails loses nothing**: its batch is stored with the regex redaction
+  only and counted (``stats().names_unchecked``; see ``monitoring.names``).
 
 Retention is not the writer's: the scheduler's ``prediction-log-retention`` schedule
 queues the purge job (``monitoring.retention``), once for the store, not once per server.
@@ -38,6 +41,7 @@ from typing import Any
 
 from chainkeeper.core.db import Database
 from chainkeeper.core.errors import InvalidInput
+from chainkeeper.monitoring.names import NameTagger, find_names
 from chainkeeper.monitoring.predictions import log_predictions, prediction_record
 
 __all__ = ["LogWriterStats", "MAX_ATTEMPTS", "PredictionLogWriter", "flush_writers"]
@@ -67,6 +71,7 @@ class LogWriterStats:
     written: int  # stored
     failed: int  # dropped after MAX_ATTEMPTS failed inserts
     buffered: int  # waiting now
+    names_unchecked: int = 0  # stored without the name tagger, which could not be used
 
 
 class PredictionLogWriter:
@@ -80,13 +85,16 @@ class PredictionLogWriter:
             this process flush first; other processes see a record within this time).
         max_batch: records per insert statement.
         rng: a source of floats in [0, 1) for sampling (tests pass a seeded one).
+        names: the tagger of person names (``names.name_tagger``), run on this writer's
+            thread before each batch is stored; None: regex redaction only.
 
     Raises:
         InvalidInput: a rate outside 0-1, or a non-positive size or interval.
     """
 
     def __init__(self, db: Database, *, sample_rate: float = 1.0, max_buffered: int = 10_000,
-                 flush_interval_s: float = 0.5, max_batch: int = 500, rng: Callable[[], float] | None = None) -> None:
+                 flush_interval_s: float = 0.5, max_batch: int = 500, rng: Callable[[], float] | None = None,
+                 names: NameTagger | None = None) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise InvalidInput(f"The prediction-log sample rate is {sample_rate}; it must lie between 0 and 1.",
                                hint="Use 1 to log every prediction, 0.1 for one in ten.")
@@ -99,6 +107,7 @@ class PredictionLogWriter:
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self._rng = rng or random.random
+        self._names = names
         self._buffer: deque[dict[str, Any]] = deque()
         self._cond = threading.Condition()
         self._accepted = self._sampled_out = self._dropped = self._written = self._failed = 0
@@ -178,9 +187,11 @@ class PredictionLogWriter:
         return flushed
 
     def stats(self) -> LogWriterStats:
+        unchecked = self._names.stats().unchecked if self._names is not None else 0
         with self._cond:
             return LogWriterStats(accepted=self._accepted, sampled_out=self._sampled_out, dropped=self._dropped,
-                                  written=self._written, failed=self._failed, buffered=len(self._buffer))
+                                  written=self._written, failed=self._failed, buffered=len(self._buffer),
+                                  names_unchecked=unchecked)
 
     # --- the writer thread ---------------------------------------------------------------
 
@@ -215,6 +226,8 @@ class PredictionLogWriter:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
         except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
             pass
+        if self._names is not None:
+            self._names.prepare()  # load the name model before the first batch waits for it
         while True:
             batch = self._take()
             if batch is None:
@@ -223,7 +236,8 @@ class PredictionLogWriter:
                 self._write(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        records = [prediction_record(**item) for item in batch]
+        names = find_names(self._names, batch)  # the texts of the batch tagged together, on this thread
+        records = [prediction_record(**item, names=found) for item, found in zip(batch, names, strict=True)]
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 log_predictions(self.db, records)

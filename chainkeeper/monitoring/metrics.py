@@ -19,6 +19,9 @@ Live (``GET /metrics``, one ``ServingMetrics`` per app, its own registry):
 ``chainkeeper_prediction_log_written_total``            log records stored
 ``chainkeeper_prediction_log_dropped_total``            log records dropped (buffer full or store
                                                         down after retries)
+``chainkeeper_prediction_log_names_unchecked_total``    log records stored without the name tagger
+                                                        of ``pii_name_model`` (it could not be
+                                                        used: regex redaction only)
 ``process_resident_memory_bytes`` and other process_*   prometheus-client's process collector
 ======================================================  ==========================================
 
@@ -263,6 +266,9 @@ class _RuntimeCollector:
             yield CounterMetricFamily("chainkeeper_prediction_log_dropped",
                                       "Log records dropped: buffer full, or the store failed after retries.",
                                       value=stats.dropped + stats.failed)
+            yield CounterMetricFamily("chainkeeper_prediction_log_names_unchecked",
+                                      "Log records stored without the person-name tagger (pii_name_model), "
+                                      "which could not be used.", value=stats.names_unchecked)
 
 
 # --- from snapshots to stored series (pure) ---------------------------------------------

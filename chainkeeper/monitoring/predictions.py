@@ -4,7 +4,8 @@ Each record names the deployment and the model version that answered (which may 
 from the deployment's current version by the time someone asks), the time, the
 latency, the sha256 of the input as received, the input with its personal data
 redacted (``chainkeeper.data.pii``: e-mails, phone numbers, cards, IBANs, ... become
-``[EMAIL]``, ``[PHONE]``, ...), the answer with its top scores. The lineage of a
+``[EMAIL]``, ``[PHONE]``, ...; person names become ``[NAME]`` when ``pii_name_model``
+names a tagger, ``monitoring.names``), the answer with its top scores. The lineage of a
 prediction starts here.
 
 The server does not write here on the request path: it hands records to a
@@ -18,6 +19,7 @@ writer's flush interval). ``purge_predictions`` applies the retention setting.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -31,6 +33,7 @@ from chainkeeper.core.schema import (
     metadata,  # every stage's tables, for the foreign keys to the log
 )
 from chainkeeper.data import PLACEHOLDERS, redact_text
+from chainkeeper.monitoring.names import add_names, find_names, name_tagger
 from chainkeeper.monitoring.tables import SqlPrediction
 
 if TYPE_CHECKING:
@@ -93,7 +96,8 @@ def redact_input(text: str) -> tuple[str, int]:
 
 def prediction_record(*, request_id: str, deployment_id: int, model_version_id: int, at: datetime, text: str,
                       label: str, score: float, latency_ms: float, scores: dict[str, float] | None = None,
-                      entities: list[dict[str, Any]] | None = None) -> PredictionRecord:
+                      entities: list[dict[str, Any]] | None = None,
+                      names: Sequence[tuple[int, int]] = ()) -> PredictionRecord:
     """Build the record of one served text (pure): hashes the input as received, stores it redacted.
 
     Args:
@@ -105,16 +109,32 @@ def prediction_record(*, request_id: str, deployment_id: int, model_version_id: 
             kept with their offsets into the input as received (``input_chars`` long) and
             each entity's text redacted as the input is, so no personal data the input
             redaction removes comes back through an entity.
+        names: (start, end) of the person names in ``text`` (``names.find_names``): each
+            becomes ``[NAME]`` where no regex span covers it.
     """
     # A tagger's entities need the positions of the personal data, not only the redacted text.
     redacted, pii = redact_text(text)
-    spans, found = len(pii), [(p.start, p.end, PLACEHOLDERS[p.kind]) for p in pii]
+    found = [(p.start, p.end, PLACEHOLDERS[p.kind]) for p in pii]
+    if names:
+        found = add_names(found, names)
+        redacted = _replaced(text, found)
+    spans = len(found)
     return PredictionRecord(id=request_id, deployment_id=deployment_id, model_version_id=model_version_id, at=at,
                             input_hash=hash_input(text), input_text=redacted, label=label, score=float(score),
                             latency_ms=float(latency_ms), scores=dict(scores) if scores is not None else None,
                             pii_spans=spans, input_chars=len(text),
                             entities=[_stored_entity(e, text, found) for e in entities] if entities is not None
                             else None)
+
+
+def _replaced(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """``text`` with each (start, end, placeholder) span, sorted and apart, replaced."""
+    parts, at = [], 0
+    for start, end, placeholder in spans:
+        parts += [text[at:start], placeholder]
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)
 
 
 def _stored_entity(entity: dict[str, Any], text: str, pii: list[tuple[int, int, str]]) -> dict[str, Any]:
@@ -176,8 +196,13 @@ def log_served_predictions(ctx: Context, items: list[dict[str, Any]]) -> int:
 
     Args:
         items: one dict per answer with ``prediction_record``'s arguments.
+
+    With ``pii_name_model`` set, the names are tagged here, by the context's own copy of
+    the model (a server's writer tags them on its thread instead).
     """
-    return log_predictions(ctx.db, [prediction_record(**item) for item in items])
+    names = find_names(name_tagger(ctx), items)
+    return log_predictions(ctx.db, [prediction_record(**item, names=found)
+                                    for item, found in zip(items, names, strict=True)])
 
 
 def get_prediction(db: Database, request_id: str) -> PredictionRecord:

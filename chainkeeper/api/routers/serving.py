@@ -49,6 +49,7 @@ from chainkeeper.monitoring import (
     MetricSampler,
     PredictionLogWriter,
     ServingMetrics,
+    name_tagger,
 )
 from chainkeeper.serving import (
     ProcessGroup,
@@ -113,7 +114,8 @@ def serving_state(app: FastAPI) -> ServingState:
             ctx = app.state.ctx
             settings = ctx.settings
             log = PredictionLogWriter(ctx.db, sample_rate=settings.prediction_log_sample_rate,
-                                      max_buffered=settings.prediction_log_max_buffered)
+                                      max_buffered=settings.prediction_log_max_buffered,
+                                      names=name_tagger(ctx, app.state.predictors))
             group = getattr(app.state, "group", None)
             metrics = ServingMetrics(runtime_stats=app.state.predictors.stats, log_stats=log.stats, group=group)
             state = app.state.serving = ServingState(ctx, log, metrics, group=group)
