@@ -10,7 +10,10 @@ This package holds its first part, the knowledge base:
   L2 normalisation (the sentence-transformers recipe, in transformers and torch);
 - ``index``: a FAISS index per (knowledge-base version, model digest), stored in the
   artefact store and reused: ``build_knowledge_index``, ``search_knowledge``,
-  ``evaluate_knowledge_index``.
+  ``evaluate_knowledge_index``;
+- ``scope`` (imported from the module, numpy only): out-of-scope scores of a classifier's
+  logits or of sentence embeddings, a threshold fitted on in-scope dev data, and their
+  metrics; measured by ``benchmarks/support_oos.py``.
 
 Names load on first use (PEP 562), so importing the package pulls in neither torch nor FAISS.
 """
