@@ -539,10 +539,13 @@ def label_conflicts(table: pa.Table, *, policy: str = "flag", flag_column: str =
 
 
 def redact_pii(table: pa.Table, *, mode: pii.RedactionMode = "placeholder") -> tuple[pa.Table, StepReport]:
-    """Redact personal data (see ``pii``): e-mails, phones, cards, IBANs, IPs, ID numbers, secret URLs.
+    """Redact personal data (see ``pii.PII_TYPES``): e-mails, phone numbers (international,
+    Chinese mobiles, North American), cards, IBANs, IPs, Chinese ID numbers, secret URLs, US
+    SSNs, account numbers, sort codes, CVVs and credentials ("password is …").
 
-    Rows that cannot hold any detectable entity (no long digit run, "@", "://", dotted
-    quad or hex colon pair) are skipped by a vectorised prefilter. In token data (a
+    Rows that cannot hold any detectable entity (no digit run, "@", "://", dotted quad, hex
+    colon pair or naming word such as "password" or "sort code") are skipped by a vectorised
+    prefilter (``pii.PREFILTER``). In token data (a
     ``tokens`` column) whole tokens are replaced (``pii.redact_tokens``), so every
     sentence keeps its number of tokens and each tag its token; ``text`` is rebuilt from
     the tokens.

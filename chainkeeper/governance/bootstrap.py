@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from chainkeeper.core import migrations
 from chainkeeper.core.db import Database, verify_schema
-from chainkeeper.core.errors import NotFound
+from chainkeeper.core.errors import Conflict, NotFound
 from chainkeeper.core.file_modes import keep_files_private
 from chainkeeper.core.settings import Settings, mask_url
 from chainkeeper.governance.actors import Actor
@@ -95,7 +95,7 @@ def reset_admin(settings: Settings, *, host_user: str) -> AdminReset:
 
     Raises:
         SchemaError: the store was never initialised, or is at another schema revision.
-        NotFound: the store holds no user 'admin'.
+        NotFound: the store holds no user 'admin'. Conflict: 'admin' was deleted.
         StoreError: the database cannot be reached.
     """
     url = settings.resolved_database_url
@@ -114,6 +114,12 @@ def reset_admin(settings: Settings, *, host_user: str) -> AdminReset:
             if user is None:
                 raise NotFound(f"The store at {mask_url(url)} has no user 'admin'.",
                                hint="Run 'chainkeeper init' to create it.")
+            if user.deleted_at is not None:
+                # Deleting the last administrator is refused, so another one exists to act.
+                raise Conflict(f"The user 'admin' was deleted on {user.deleted_at:%Y-%m-%d}; reset-admin does not "
+                               "bring a deleted user back.",
+                               hint="Ask another administrator (a user with the admin role) to act, or create a "
+                               "new administrator with 'chainkeeper users create NAME --role admin' as them.")
             was_disabled = user.disabled
             user.password_hash = hash_password(password)
             user.disabled = False

@@ -171,6 +171,16 @@ def test_reset_admin_gives_the_host_new_secrets_and_records_it(run: Run, home: P
     assert [t["name"] for t in json.loads(out)] == ["bootstrap", "host recovery"]
 
 
+def test_reset_admin_does_not_bring_back_a_deleted_admin(run: Run, home: Path) -> None:
+    """Deleting is final (the name stays in the ledger); reset-admin says so instead of
+    issuing a token the server would refuse."""
+    admin, _ = _init(run)
+    assert run("users", "create", "ines", "--role", "admin", token=admin)[0] == 0
+    assert run("users", "delete", "admin", "--yes", token=admin)[0] == 0
+    code, _, err = run("users", "reset-admin")
+    assert code != 0 and "was deleted" in err and "another administrator" in err
+
+
 def test_reset_admin_without_a_store_says_where_it_looked(run: Run, home: Path) -> None:
     code, _, err = run("users", "reset-admin")
     assert code != 0 and "There is no store" in err and "--home" in err
