@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from chainkeeper.annotation.figures import project_figures
     from chainkeeper.annotation.hooks import PRELABEL_MODEL_HOOK
     from chainkeeper.annotation.prelabel import (
+        attach_prelabels,
         PrelabelModel,
         prelabel_project,
         run_prelabel_job,
@@ -90,7 +91,7 @@ _EXPORTS = {
     "adjudicate_item": "adjudication", "resolve_disputes": "adjudication", "list_decisions": "adjudication",
     "project_figures": "figures",
     "PRELABEL_MODEL_HOOK": "hooks", "PrelabelModel": "prelabel", "prelabel_project": "prelabel",
-    "submit_prelabel": "prelabel", "run_prelabel_job": "prelabel",
+    "submit_prelabel": "prelabel", "run_prelabel_job": "prelabel", "attach_prelabels": "prelabel",
     "export_project": "export",
     "bio_tags": "spans",
     "row_lineage": "trace",
@@ -131,6 +132,7 @@ __all__ = [
     "list_projects",
     "list_schemas",
     "prelabel_project",
+    "attach_prelabels",
     "project_figures",
     "project_of_annotation_project",
     "resolve_disputes",

@@ -18,7 +18,7 @@ hook (``PRELABEL_MODEL_HOOK``), which gives a ``PrelabelModel`` for a model vers
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -30,6 +30,7 @@ from chainkeeper.annotation.projects import (
     Project,
     QueueOrder,
     authorize_in_project,
+    get_project,
     project_of_annotation_project,
     project_row,
     queue_positions,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
 __all__ = ["JOB_KIND", "STRATEGIES", "PrelabelModel", "Suggestion", "prelabel_project",
-           "submit_prelabel", "run_prelabel_job"]
+           "submit_prelabel", "run_prelabel_job", "attach_prelabels"]
 
 JOB_KIND = "prelabel"
 STRATEGIES = ("least_confidence", "margin", "entropy")
@@ -171,3 +172,42 @@ def run_prelabel_job(ctx: Context, job: JobHandle) -> dict[str, Any]:
                   frozenset(tuple(x) for x in p.get("scoped_roles", [])), request_id=f"job:{job.id}")
     return prelabel_project(ctx, int(p["project_id"]), int(p["model_version_id"]), actor,
                             strategy=str(p.get("strategy", "least_confidence")), job=job)
+
+
+def attach_prelabels(ctx: Context, project_id: int, labels: Mapping[int, str], *, source: str,
+                     actor: Actor) -> int:
+    """Attach labels that people already gave (not a model's) as the pre-labels of a project's items.
+
+    The support assistant's hand-offs are the case: a support agent named the intent of a
+    customer message; a reviewer confirms or corrects it in the project.
+
+    Args:
+        project_id: the annotation project.
+        labels: row id (of the project's dataset version) -> label; each must be in the schema.
+        source: who gave them, e.g. ``support_agent:ann``; shown with the pre-label.
+        actor: annotation.manage in the project's dataset's project.
+
+    Returns:
+        How many items got a pre-label.
+
+    Raises:
+        Forbidden, NotFound: as ``authorize_in_project``. InvalidInput: a label outside the
+            schema; nothing is stored.
+    """
+    authorize_in_project(ctx, actor, "annotation.manage", project_id)
+    project = get_project(ctx.db, project_id)
+    known = set(get_schema(ctx.db, project.schema_id).label_names)
+    unknown = sorted({label for label in labels.values() if label not in known})
+    if unknown:
+        raise InvalidInput(f"Labels {unknown} are not in the project's schema.",
+                           hint=f"Labels: {', '.join(sorted(known))}.")
+    attached = 0
+    with ctx.db.session() as s:
+        for item in s.scalars(sa.select(SqlAnnotationItem).where(SqlAnnotationItem.project_id == project_id,
+                                                                 SqlAnnotationItem.row_id.in_(list(labels)))):
+            item.prelabel = {"label": labels[item.row_id], "confidence": 1.0, "scores": {labels[item.row_id]: 1.0},
+                             "in_schema": True, "source": source}
+            attached += 1
+        append_entry(s, actor, "annotation.prelabel", "annotation_project", project_id,
+                     details={"items": attached, "source": source})
+    return attached

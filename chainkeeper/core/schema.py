@@ -1,6 +1,7 @@
 """The whole schema: importing this module registers every stage's tables on Base."""
 
 from chainkeeper.annotation import tables as _annotation_tables  # noqa: F401
+from chainkeeper.apps.support import tables as _support_tables  # noqa: F401
 from chainkeeper.core import tables as _core_tables  # noqa: F401
 from chainkeeper.core.db import Base
 from chainkeeper.data import tables as _data_tables  # noqa: F401

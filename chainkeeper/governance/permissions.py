@@ -62,6 +62,9 @@ ACTIONS: dict[str, str] = {
     "lineage.read": "trace a prediction back to its data and approvers",
     "owner.read": "ask who is responsible for an object",
     "owner.assign": "reassign an object's owner",
+    "app.manage": "create a support assistant and change its deployment or knowledge base",
+    "support.read": "read a support assistant's conversations and its hand-off queue",
+    "support.answer": "take and answer conversations a support assistant handed over",
     "audit.read": "read and export the audit ledger",
     "audit.verify": "verify the ledger's hash chain",
     "user.manage": "create users, issue and revoke tokens, grant roles",
@@ -69,14 +72,14 @@ ACTIONS: dict[str, str] = {
 }
 
 _READ_ALL = {"system.read", "data.read", "run.read", "model.read", "deployment.read", "monitoring.read",
-             "job.read", "lineage.read", "owner.read"}
+             "job.read", "lineage.read", "owner.read", "support.read"}
 
 DEFAULT_MATRIX: dict[str, set[str]] = {
     R.ADMIN: {"system.read", "job.read", "owner.read", "owner.assign", "audit.read", "audit.verify",
               "user.manage", "role.manage"},
     R.DATA_STEWARD: {"system.read", "data.import", "data.read", "dataset.create", "dataset.release",
                      "dataset.release.approve", "annotation.manage", "annotation.adjudicate", "job.read",
-                     "job.cancel", "lineage.read", "owner.read"},
+                     "job.cancel", "lineage.read", "owner.read", "support.read"},
     R.ANNOTATOR: {"system.read", "annotation.label", "owner.read"},
     # dataset.release: the retraining loop asks a data steward to release the data it built.
     R.ML_ENGINEER: {"system.read", "data.read", "dataset.release", "run.create", "run.read", "run.cancel",
@@ -87,11 +90,12 @@ DEFAULT_MATRIX: dict[str, set[str]] = {
                         "model.promote.approve", "deployment.create", "deployment.create.approve",
                         "deployment.read", "deployment.rollback", "deployment.rollout", "apikey.manage",
                         "model.export", "predict", "monitoring.read", "monitoring.feedback", "job.read", "lineage.read",
-                        "owner.read"},
+                        "owner.read", "app.manage", "support.read"},
     R.OPERATOR: {"system.read", "run.read", "model.read", "deployment.read", "predict", "monitoring.read",
                  "monitoring.feedback", "monitoring.check",
-                 "alert.manage", "job.read", "job.cancel", "lineage.read", "owner.read"},
+                 "alert.manage", "job.read", "job.cancel", "lineage.read", "owner.read", "support.read"},
     R.AUDITOR: _READ_ALL | {"audit.read", "audit.verify"},
+    R.SUPPORT_AGENT: {"system.read", "support.read", "support.answer", "owner.read"},
 }
 
 # The chain's activities as RACI rows: (stage, activity, action, approval action or None).
@@ -108,6 +112,8 @@ ACTIVITIES: list[tuple[str, str, str, str | None]] = [
     ("deploy", "roll back a deployment", "deployment.rollback", None),
     ("monitor", "watch and handle alerts", "alert.manage", None),
     ("maintain", "retrain from a maintenance ticket", "maintenance.retrain", "model.promote.approve"),
+    ("serve people", "set up a support assistant", "app.manage", None),
+    ("serve people", "answer handed-over conversations", "support.answer", None),
     ("audit", "verify and export the ledger", "audit.verify", None),
     ("admin", "manage users and roles", "user.manage", None),
 ]
@@ -119,7 +125,8 @@ DEFAULT_RACI: dict[str, dict[str, set[str]]] = {
                     "annotation.label": {R.DATA_STEWARD}, "annotation.adjudicate": {R.DATA_STEWARD},
                     "run.create": {R.ML_ENGINEER}, "model.register": {R.ML_ENGINEER},
                     "deployment.rollback": {R.RELEASE_MANAGER}, "alert.manage": {R.OPERATOR},
-                    "audit.verify": {R.AUDITOR}, "user.manage": {R.ADMIN}},
+                    "audit.verify": {R.AUDITOR}, "user.manage": {R.ADMIN}, "app.manage": {R.RELEASE_MANAGER},
+                    "support.answer": {R.DATA_STEWARD}},
     "consulted": {"dataset.release": {R.ML_ENGINEER}, "annotation.adjudicate": {R.ANNOTATOR},
                   "model.promote": {R.OPERATOR}, "deployment.create": {R.OPERATOR, R.ML_ENGINEER},
                   "alert.manage": {R.ML_ENGINEER}},

@@ -134,6 +134,9 @@ class ServedPrediction:
     score: float
     scores: dict[str, float]
     entities: list[dict[str, Any]] | None = None  # a tagger's spans (``runtime.Prediction``)
+    # A classifier's logsumexp of its logits (``runtime.Prediction``), for out-of-scope
+    # scoring in Python; neither the HTTP answer nor the prediction log carries it.
+    log_partition: float | None = None
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,8 @@ def _finish(ctx: Context, predictors: PredictorCache, resolved: ResolvedRoute, v
     """Give each answer a request id, log it, start the shadow; the part after the model call."""
     deployment = resolved.deployment
     at = utcnow()
-    served = [ServedPrediction(str(uuid.uuid4()), a.label, a.score, a.scores, a.entities) for a in answers]
+    served = [ServedPrediction(str(uuid.uuid4()), a.label, a.score, a.scores, a.entities, a.log_partition)
+              for a in answers]
     # Every text of a batch waited for the whole batch: each records the batch's latency.
     items = [{"request_id": p.request_id, "deployment_id": deployment.id, "model_version_id": version.id, "at": at,
               "text": text, "label": p.label, "score": p.score, "scores": p.scores, "latency_ms": latency_ms}

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 __all__ = [
     "OnnxPredictor",
     "length_groups",
+    "logsumexp",
     "make_session",
+    "onnx_classifier_logits",
     "onnx_probabilities",
     "rust_tokenizer",
     "serving_threads",
@@ -95,9 +97,21 @@ def length_groups(lengths: Sequence[int], *, max_group: int = DEFAULT_MAX_GROUP,
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of a (n, k) array, computed stably in float32 (pure)."""
+    if not logits.size:  # no rows: nothing to normalise
+        return logits.astype(np.float32)
     shifted = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def logsumexp(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-partition log(sum(exp(logits))) of a (n, k) array, shape (n,), computed
+    stably in float64 (pure)."""
+    x = logits.astype(np.float64)
+    if not x.size:
+        return np.full(x.shape[0], -np.inf)  # no rows, or no labels: the log of an empty sum
+    top = x.max(axis=1)
+    return top + np.log(np.exp(x - top[:, None]).sum(axis=1))  # type: ignore[no-any-return]
 
 
 def default_threads() -> int:
@@ -168,12 +182,12 @@ def rust_tokenizer(tokenizer: PreTrainedTokenizerBase, max_length: int) -> Token
     return rust
 
 
-def onnx_probabilities(session: Any, rust: Tokenizer, texts: Sequence[str], *, pad_id: int = 0,
-                       max_group: int = DEFAULT_MAX_GROUP) -> np.ndarray:
-    """Class probabilities of shape (len(texts), num_labels), in the input order.
+def onnx_classifier_logits(session: Any, rust: Tokenizer, texts: Sequence[str], *, pad_id: int = 0,
+                           max_group: int = DEFAULT_MAX_GROUP) -> np.ndarray:
+    """Raw logits (float32) of shape (len(texts), num_labels), in the input order.
 
     Args:
-        session: an ONNX Runtime session of an exported classifier.
+        session: an ONNX Runtime session of an exported classifier (its output ``logits``).
         rust: its tokenizer (``rust_tokenizer``).
         texts: the texts.
         pad_id: the tokenizer's padding id.
@@ -190,11 +204,17 @@ def onnx_probabilities(session: Any, rust: Tokenizer, texts: Sequence[str], *, p
             input_ids[row, :len(ids[i])] = ids[i]
             mask[row, :len(ids[i])] = 1
         (logits,) = session.run(["logits"], {"input_ids": input_ids, "attention_mask": mask})
-        probs = softmax(logits)
         if out is None:
-            out = np.empty((len(texts), probs.shape[1]), dtype=np.float32)
-        out[group] = probs
+            out = np.empty((len(texts), logits.shape[1]), dtype=np.float32)
+        out[group] = logits
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def onnx_probabilities(session: Any, rust: Tokenizer, texts: Sequence[str], *, pad_id: int = 0,
+                       max_group: int = DEFAULT_MAX_GROUP) -> np.ndarray:
+    """Class probabilities of shape (len(texts), num_labels), in the input order: the softmax
+    of ``onnx_classifier_logits`` (same arguments)."""
+    return softmax(onnx_classifier_logits(session, rust, texts, pad_id=pad_id, max_group=max_group))
 
 
 class OnnxPredictor:
@@ -203,6 +223,9 @@ class OnnxPredictor:
     Calls may run at once from several threads (an ONNX Runtime session and a Rust
     tokenizer are safe to share): serving runs one call per model worker, each session
     call on ``intra_op_num_threads`` of the cores (``serving_threads``).
+
+    Every export's graph outputs raw ``logits`` (``export.export_onnx``), so answers carry
+    their ``log_partition`` whatever export served them.
     """
 
     def __init__(self, session: Any, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], *,
@@ -219,9 +242,13 @@ class OnnxPredictor:
     def labels(self) -> list[str]:
         return list(self._labels)
 
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logits (len(texts), num_labels), without validation."""
+        return onnx_classifier_logits(self.session, self._rust, texts, pad_id=self._pad_id)
+
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities (len(texts), num_labels), without validation."""
-        return onnx_probabilities(self.session, self._rust, texts, pad_id=self._pad_id)
+        return softmax(self.logits(texts))
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Label each text (see ``runtime.Predictor.predict``).
@@ -235,4 +262,5 @@ class OnnxPredictor:
         )
 
         validate_texts(texts)
-        return predictions_from_probabilities(self.probabilities(texts), self._labels)
+        logits = self.logits(texts)
+        return predictions_from_probabilities(softmax(logits), self._labels, logsumexp(logits))

@@ -30,6 +30,7 @@ from chainkeeper.governance.actors import Actor
 from chainkeeper.registry import ModelVersion, get_model_version
 from chainkeeper.serving.access import authorize_deployment
 from chainkeeper.serving.deployments import get_deployment_by_name
+from chainkeeper.serving.onnx_runtime import logsumexp
 from chainkeeper.training import META_FILE, TextClassifier
 
 if TYPE_CHECKING:
@@ -72,15 +73,22 @@ FAILED_LOAD_RETRY_S = 10.0
 class Prediction:
     """The answer for one text: the best label, its probability and the top labels.
 
+    A classifier's answer also carries ``log_partition``, the logsumexp of its raw
+    logits (temperature 1): the scores are probabilities, from which it cannot be
+    recovered, and out-of-scope scoring needs it (the free energy is its negative).
+    None where the engine gave no logits.
+
     A tagger's answer (``serving.tagging``) also lists its ``entities`` (type, start,
     end, text, score), with ``label`` the entity types found ("O": none), ``score`` the
-    mean word probability and ``scores`` the best span score per type.
+    mean word probability and ``scores`` the best span score per type; its
+    ``log_partition`` is None.
     """
 
     label: str
     score: float
     scores: dict[str, float]
     entities: list[dict[str, Any]] | None = None
+    log_partition: float | None = None
 
 
 def validate_texts(texts: Any) -> list[str]:
@@ -108,17 +116,32 @@ def validate_texts(texts: Any) -> list[str]:
     return texts
 
 
-def predictions_from_probabilities(probs: Any, labels: list[str]) -> list[Prediction]:
-    """Turn a (n, num_labels) probability array (torch or numpy) into predictions (pure)."""
+def predictions_from_probabilities(probs: Any, labels: list[str], log_partition: Any = None) -> list[Prediction]:
+    """Turn a (n, num_labels) probability array (torch or numpy) into predictions (pure).
+
+    Args:
+        log_partition: optional (n,) logsumexp of each row's logits, carried as each
+            prediction's ``log_partition`` (None: they carry None).
+
+    Raises:
+        InvalidInput: ``log_partition`` does not hold one value per row.
+    """
     import numpy as np
 
     probs = np.asarray(probs, dtype=np.float32)
     k = min(TOP_K, probs.shape[1])
     top_i = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # best first
+    lse: list[float | None] = [None] * len(probs)
+    if log_partition is not None:
+        values = np.asarray(log_partition, dtype=np.float64).reshape(-1)
+        if len(values) != len(probs):
+            raise InvalidInput(f"{len(values)} log-partition values for {len(probs)} rows of probabilities.",
+                               hint="Pass one logsumexp per text.")
+        lse = [float(v) for v in values]
     out = []
-    for row, idx in zip(probs, top_i, strict=True):
+    for row, idx, z in zip(probs, top_i, lse, strict=True):
         scores = {labels[i]: round(float(row[i]), 6) for i in idx}
-        out.append(Prediction(label=labels[idx[0]], score=float(row[idx[0]]), scores=scores))
+        out.append(Prediction(label=labels[idx[0]], score=float(row[idx[0]]), scores=scores, log_partition=z))
     return out
 
 
@@ -155,8 +178,10 @@ class Predictor:
         """
         validate_texts(texts)
         with self._lock, torch.inference_mode():
-            probs = self.model.predict_proba(self.tokenizer, texts)  # (n, num_labels)
-        return predictions_from_probabilities(probs.numpy(), self.model.meta.labels)
+            logits = self.model.predict_logits(self.tokenizer, texts)  # (n, num_labels)
+            probs = self.model.probabilities(logits)
+        # numpy's logsumexp: about half of torch.logsumexp's time on a (32, 77) batch (~30 µs).
+        return predictions_from_probabilities(probs.numpy(), self.model.meta.labels, logsumexp(logits.numpy()))
 
 
 ENGINE_CHOICES = ("auto", "onnx-int8", "onnx", "torch")

@@ -147,15 +147,19 @@ class TextClassifier(nn.Module):
         return model, tokenizer
 
     @torch.inference_mode()
-    def predict_proba(
+    def predict_logits(
         self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *, batch_size: int = 64
     ) -> torch.Tensor:
-        """Class probabilities of shape (len(texts), num_labels), in the input order
-        (softmax over the labels; one sigmoid per label when ``meta.multi_label``).
+        """Raw logits (float32) of shape (len(texts), num_labels), in the input order.
 
         Texts are sorted by length before batching so each batch pads to its own longest
         text, not the corpus's (dynamic padding); the order is restored at the end.
+
+        Raises:
+            InvalidInput: the model is not a text classifier (a token tagger's logits are per word).
         """
+        if self.TASK != TextClassifier.TASK:
+            raise InvalidInput("A token tagger scores words, not texts.", hint="Use training.tokens.predict_tags.")
         if not texts:
             return torch.empty(0, len(self.meta.labels))
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -164,6 +168,18 @@ class TextClassifier(nn.Module):
             idx = order[start:start + batch_size]
             enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                             max_length=self.meta.max_length, return_tensors="pt")
-            logits = self(enc["input_ids"], enc["attention_mask"]).float()
-            out[idx] = torch.sigmoid(logits) if self.meta.multi_label else torch.softmax(logits, dim=-1)
+            out[idx] = self(enc["input_ids"], enc["attention_mask"]).float()
         return out
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from (n, num_labels) logits: softmax over the labels, or
+        one sigmoid per label when ``meta.multi_label``."""
+        return torch.sigmoid(logits) if self.meta.multi_label else torch.softmax(logits, dim=-1)
+
+    @torch.inference_mode()
+    def predict_proba(
+        self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *, batch_size: int = 64
+    ) -> torch.Tensor:
+        """Class probabilities of shape (len(texts), num_labels), in the input order
+        (``probabilities`` of ``predict_logits``)."""
+        return self.probabilities(self.predict_logits(tokenizer, texts, batch_size=batch_size))

@@ -25,6 +25,7 @@ from chainkeeper.apps.customer_service.knowledge import load_knowledge, write_kn
 from chainkeeper.apps.customer_service.sample import INTENTS, generate_sample
 from chainkeeper.apps.support import (
     Article,
+    KnowledgeHit,
     KnowledgeIndex,
     KnowledgeIndexInfo,
     SentenceEncoder,
@@ -36,10 +37,11 @@ from chainkeeper.apps.support import (
     search_knowledge,
     write_articles,
 )
-from chainkeeper.apps.support.index import IndexedArticle, build_vector_index
+from chainkeeper.apps.support.index import LEXICAL_WEIGHT, IndexedArticle, build_vector_index, fusion_weight
+from chainkeeper.apps.support.lexical import LexicalScorer
 from chainkeeper.chain import open_context
 from chainkeeper.core.context import Context
-from chainkeeper.core.errors import Conflict, Forbidden, InvalidInput
+from chainkeeper.core.errors import ArtifactError, Conflict, Forbidden, InvalidInput
 from chainkeeper.core.settings import default_base_model, load_settings
 from chainkeeper.data import (
     count_dataset_versions,
@@ -234,9 +236,10 @@ def test_a_paraphrased_question_finds_its_intents_article_first(world: World, qu
 
 
 def test_recall_on_the_samples_test_texts(world: World, tmp_path: Path) -> None:
-    """Measured 2026-12-07 (MiniLM, 150 test texts): EN recall@1 0.84, recall@5 0.93, MRR 0.89;
-    ZH recall@1 0.23, recall@5 0.72, MRR 0.43. MiniLM's English vocabulary reads most Chinese
-    characters as unknown tokens, which the index records; the floors keep the gap visible."""
+    """Measured (MiniLM, 150 test texts), dense only: EN recall@1 0.84, recall@5 0.93, MRR 0.89;
+    ZH 0.23, 0.72, 0.43 (MiniLM's English vocabulary reads most Chinese characters as unknown
+    tokens, which the index records). Hybrid (dense + character n-grams): EN 0.87, 0.93, 0.90;
+    ZH 0.88, 0.92, 0.90."""
     with generate_sample(tmp_path)["test"].open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
 
@@ -244,8 +247,8 @@ def test_recall_on_the_samples_test_texts(world: World, tmp_path: Path) -> None:
                                        [r["label"] for r in rows], actor=world.steward)
 
     assert (metrics["en"]["questions"], metrics["zh"]["questions"]) == (90, 60)
-    assert metrics["en"]["recall@1"] >= 0.80 and metrics["en"]["recall@5"] >= 0.90 and metrics["en"]["mrr"] >= 0.85
-    assert metrics["zh"]["recall@1"] >= 0.15 and metrics["zh"]["recall@5"] >= 0.60 and metrics["zh"]["mrr"] >= 0.35
+    assert metrics["en"]["recall@1"] >= 0.85 and metrics["en"]["recall@5"] >= 0.90 and metrics["en"]["mrr"] >= 0.88
+    assert metrics["zh"]["recall@1"] >= 0.80 and metrics["zh"]["recall@5"] >= 0.88 and metrics["zh"]["mrr"] >= 0.85
     share = world.first_build.unknown_token_share
     assert share["en"] < 0.01 and share["zh"] > 0.5
 
@@ -343,6 +346,132 @@ def test_an_actor_of_another_project_may_not_build_or_search(world: World) -> No
         assert s.scalar(sa.select(sa.func.count()).select_from(SqlAuditEntry)) == entries
 
 
+# --- hybrid search: dense + character n-grams ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SentenceEncoder:
+    return SentenceEncoder(default_base_model())
+
+
+def _sample_test_rows(dest: Path) -> list[dict[str, str]]:
+    with generate_sample(dest)["test"].open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize(("question", "intent"), [
+    pytest.param("卡一直没收到怎么办", "card_arrival", id="card-arrival"),
+    pytest.param("储蓄卡的密码怎么修改？急！", "change_pin", id="change-pin"),
+    pytest.param("客服您好，这个账户不用了，能帮我注销吗？", "close_account", id="close-account"),
+    pytest.param("查余额", "balance_inquiry", id="balance"),
+])
+def test_hybrid_search_finds_the_chinese_article_the_dense_search_misses(world: World, encoder: SentenceEncoder,
+                                                                         tmp_path: Path, question: str,
+                                                                         intent: str) -> None:
+    index = KnowledgeIndex.load(world.ctx.artifacts, world.first_build.index_artifact)
+
+    dense = index.search(encoder.encode([question]), 3)[0]
+    hybrid = search_knowledge(world.ctx, world.version_id, question, actor=world.steward, k=3)
+
+    assert {"text": question, "label": intent} in _sample_test_rows(tmp_path)  # the sample's own test question
+    assert dense[0].intent != intent, [(h.article_id, h.score) for h in dense]
+    assert hybrid.hits[0].intent == intent and hybrid.hits[0].language == "zh", hybrid.hits
+    # The dense model reads most of the question as unknown tokens, so the lexical score leads.
+    share = encoder.unknown_share([question])
+    assert share > 0.4 and fusion_weight(share) > 0.7
+
+
+def test_hybrid_search_lifts_chinese_recall_over_dense_alone(world: World, encoder: SentenceEncoder,
+                                                              tmp_path: Path) -> None:
+    rows = [r for r in _sample_test_rows(tmp_path) if _has_han(r["text"])]
+    texts = [r["text"] for r in rows]
+    index = KnowledgeIndex.load(world.ctx.artifacts, world.first_build.index_artifact)
+    vectors = encoder.encode(texts)
+
+    dense = index.search(vectors, 1)
+    hybrid = index.search_texts(texts, vectors, 1, unknown_shares=[encoder.unknown_share([t]) for t in texts])
+    # Without shares, the share the index recorded for the articles of the question's language.
+    recorded = index.search_texts(texts, vectors, 1)
+
+    def right(found: list[list[KnowledgeHit]]) -> int:
+        return sum(hits[0].intent == r["label"] for hits, r in zip(found, rows, strict=True))
+
+    assert len(rows) == 60
+    assert right(dense) <= 18 and right(hybrid) >= 50 and right(recorded) >= 50, (right(dense), right(hybrid))
+
+
+@pytest.mark.parametrize("question", [
+    "where is my card", "我的新卡还没收到", "my 银行卡 is lost 怎么办", "今天天气怎么样", "xq zzv", "1234", "？？？"])
+@pytest.mark.parametrize("language", [None, "zh"])
+def test_hybrid_scores_are_sorted_bounded_and_the_documented_mix(world: World, encoder: SentenceEncoder,
+                                                                  question: str, language: str | None) -> None:
+    found = search_knowledge(world.ctx, world.version_id, question, actor=world.steward, k=10, language=language)
+
+    hits = found.hits
+    weight = fusion_weight(encoder.unknown_share([question]))
+    assert [h.rank for h in hits] == list(range(1, 11))
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    for h in hits:
+        assert h.dense_score is not None and h.lexical_score is not None
+        assert 0.0 <= h.score <= 1.0 and 0.0 <= h.lexical_score <= 1.0 and -1.0 <= h.dense_score <= 1.0
+        assert h.score == pytest.approx((1 - weight) * max(h.dense_score, 0.0) + weight * h.lexical_score, abs=2e-6)
+    assert language is None or {h.language for h in hits} == {language}
+
+
+def test_an_on_topic_question_scores_above_an_off_topic_one_in_each_language(world: World) -> None:
+    def top(question: str) -> float:
+        return search_knowledge(world.ctx, world.version_id, question, actor=world.steward, k=1).hits[0].score
+
+    assert top("my new card still hasn't come in the post") > top("what's the weather like today") + 0.2
+    assert top("我的新卡还没收到") > top("今天天气怎么样") + 0.1
+
+
+def test_an_index_stored_before_hybrid_search_still_loads_and_answers(world: World, tmp_path: Path) -> None:
+    new = KnowledgeIndex.load(world.ctx.artifacts, world.first_build.index_artifact)
+    # The bundle as it was stored before: no lexical.json, no lexical or fusion recipe in index.json.
+    folder = tmp_path / "old"
+    folder.mkdir()
+    new.save(folder)
+    (folder / "lexical.json").unlink()
+    meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    del meta["lexical"], meta["fusion"]
+    (folder / "index.json").write_text(json.dumps(meta, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+    old_digest = world.ctx.artifacts.put_tree(folder)
+    pointers = list((world.home / "cache" / "support" / "indexes").glob(f"{world.version_id}-*.json"))
+    assert len(pointers) == 1
+    kept = pointers[0].read_bytes()
+
+    old = KnowledgeIndex.load(world.ctx.artifacts, old_digest)
+    # A new context on the same home whose pointer names the old bundle: it is loaded, not rebuilt.
+    pointers[0].write_text(json.dumps({"index_artifact": old_digest}), encoding="utf-8")
+    other = open_context(load_settings({}, home=world.home))
+    try:
+        info = build_knowledge_index(other, world.version_id, actor=world.steward)
+        found = search_knowledge(other, world.version_id, "卡一直没收到怎么办", actor=world.steward, k=5)
+    finally:
+        pointers[0].write_bytes(kept)
+        other.close()
+
+    assert set(world.ctx.artifacts.read_manifest(old_digest)) == {"index.json", "articles.jsonl", "vectors.faiss"}
+    assert old.lexical is not None and old.lexical.vocabulary == new.lexical.vocabulary  # type: ignore[union-attr]
+    assert not info.built and info.index_artifact == old_digest == found.index_artifact
+    assert found.hits[0].intent == "card_arrival"
+    same = search_knowledge(world.ctx, world.version_id, "卡一直没收到怎么办", actor=world.steward, k=5)
+    assert same.index_artifact == world.first_build.index_artifact
+    assert [(h.article_id, h.score) for h in found.hits] == [(h.article_id, h.score) for h in same.hits]
+
+
+def test_a_new_index_stores_its_lexical_scorer(world: World) -> None:
+    files = world.ctx.artifacts.read_manifest(world.first_build.index_artifact)
+    stored = json.loads(world.ctx.artifacts.get_bytes(files["lexical.json"]))
+
+    assert set(files) == {"index.json", "articles.jsonl", "vectors.faiss", "lexical.json"}
+    assert (stored["analyzer"], stored["ngram_range"], stored["documents"]) == ("char_wb", [1, 3], 40)
+    assert {"卡", "银行", " ca", "car", "ard"} <= set(stored["vocabulary"])
+    index = KnowledgeIndex.load(world.ctx.artifacts, world.first_build.index_artifact)
+    assert index.meta["lexical"]["file"] == "lexical.json" and str(LEXICAL_WEIGHT) in index.meta["fusion"]
+
+
 # --- pure parts ------------------------------------------------------------------------------
 
 
@@ -368,3 +497,62 @@ def test_a_large_knowledge_base_gets_an_hnsw_index_with_the_same_search(tmp_path
     assert kind == "hnsw" and build_vector_index(vectors, exact_up_to=300)[1] == "flat"
     assert [h[0].article_id for h in hits] == ["a10", "a11"] and hits[0][0].score == pytest.approx(1.0, abs=1e-5)
     assert len(zh) == 3 and {h.language for h in zh} == {"zh"}
+
+
+def test_hybrid_search_on_an_hnsw_index_takes_candidates_from_both_scores() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    faiss_index, kind = build_vector_index(vectors, exact_up_to=100)
+    words = ["card", "pin", "refund", "transfer", "address", "rate"]
+    articles = [IndexedArticle(article_id=f"a{i}", intent=f"i{i % 3}", title=f"{words[i % 6]} {i}",
+                               language=("en", "zh")[i % 2], text=f"body number {i:03d}", row_id=i)
+                for i in range(300)]
+    index = KnowledgeIndex(articles=articles, vectors=faiss_index, meta={"index_type": kind})
+    stranger = rng.standard_normal((1, 16)).astype(np.float32)
+    stranger /= np.linalg.norm(stranger)
+
+    by_vector = index.search_texts(["zzz"], vectors[[10]], 3, unknown_shares=[0.0])[0]
+    # A vector far from article 123 and a text that names it: read as unknown, found by its n-grams,
+    # though it is not among the 100 nearest vectors.
+    by_text = index.search_texts(["body number 123"], stranger, 3, unknown_shares=[1.0])[0]
+    zh = index.search_texts(["pin 11"], vectors[[11]], 5, language="zh")[0]
+
+    assert kind == "hnsw" and by_vector[0].article_id == "a10"
+    assert by_vector[0].dense_score == pytest.approx(1.0, abs=1e-5)
+    assert 123 not in index.vectors.search(stranger, 100)[1][0]
+    assert by_text[0].article_id == "a123" and by_text[0].score == by_text[0].lexical_score
+    assert len(zh) == 5 and {h.language for h in zh} == {"zh"} and zh[0].article_id == "a11"
+    with pytest.raises(InvalidInput, match="2 questions, 1 vectors"):
+        index.search_texts(["a", "b"], vectors[[1]], 3)
+    with pytest.raises(InvalidInput, match="k must be"):
+        index.search_texts(["a"], vectors[[1]], 0)
+    assert index.search_texts(["a"], vectors[[1]], 3, language="fr") == [[]]
+
+
+def test_lexical_scores_of_character_ngrams() -> None:
+    documents = ["Lost card\nFreeze it in the app.", "银行卡丢了怎么办？\n请在APP里冻结。",
+                 "Exchange rates\nLive rates."]
+    scorer = LexicalScorer.fit(documents)
+
+    scores = scorer.scores(["I lost my card", "我的银行卡丢了", "ＡＰＰ", "LOST CARD", "", "lost card qqqq zzzz xxxx"])
+
+    assert scores.shape == (6, 3) and ((scores >= 0) & (scores <= 1)).all()
+    assert scores[0].argmax() == 0 and scores[1].argmax() == 1
+    assert scores[2, 1] > 0  # full-width letters read as their ASCII forms
+    assert scores[3, 0] == pytest.approx(scorer.scores(["lost card"])[0, 0])  # case does not count
+    assert (scores[4] == 0).all()
+    assert scores[5, 0] < scores[3, 0]  # n-grams no article has lower the score
+    assert scorer.scores(["\n".join(documents[:1])])[0, 0] == pytest.approx(1.0)
+    stored = scorer.to_bytes()
+    again = LexicalScorer.from_bytes(stored, documents)
+    assert again.to_bytes() == stored and LexicalScorer.fit(documents).to_bytes() == stored
+    np.testing.assert_array_equal(again.scores(["I lost my card"]), scorer.scores(["I lost my card"]))
+    with pytest.raises(ArtifactError, match="3 documents"):
+        LexicalScorer.from_bytes(stored, documents[:2])
+
+
+def test_the_lexical_weight_rises_with_the_unknown_token_share() -> None:
+    assert fusion_weight(0.0) == LEXICAL_WEIGHT and fusion_weight(1.0) == 1.0
+    assert fusion_weight(0.5) == pytest.approx((LEXICAL_WEIGHT + 1) / 2)
+    assert fusion_weight(-1.0) == LEXICAL_WEIGHT and fusion_weight(2.0) == 1.0

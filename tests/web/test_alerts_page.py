@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 from chainkeeper.api.auth import SESSION_COOKIE
 from chainkeeper.core.context import Context
@@ -44,9 +45,9 @@ def test_an_operator_sees_the_alert_acknowledges_and_hands_over(ctx: Context, li
     ticket_id = _firing(ctx)
     page.goto(f"{live_server}/monitoring")
     page.click("text=Alerts and maintenance tickets")
-    assert page.url.endswith("/monitoring/alerts")
+    page.wait_for_url(f"{live_server}/monitoring/alerts")
     firing = page.locator(".firing-table tbody tr")
-    assert firing.count() == 1
+    expect(firing).to_have_count(1)  # waits for the page, unlike count()
     assert "low-confidence" in firing.inner_text() and "critical" in firing.inner_text()
     row = page.locator(f'tr[data-ticket="{ticket_id}"]')
     assert row.locator(".ticket-state").inner_text() == "open" and "operator" in row.inner_text()

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 from chainkeeper.api.auth import SESSION_COOKIE
 from chainkeeper.core.context import Context
@@ -41,8 +42,7 @@ def test_the_page_charts_quality_drift_and_serving(served: Served, live_server: 
         page.screenshot(path=str(screenshot_dir() / "monitoring.png"), full_page=True)
 
     page.click("text=diagnosis report")
-    page.wait_for_load_state()
-    assert page.locator("h1").inner_text() == "Where support fails"
+    expect(page.locator("h1")).to_have_text("Where support fails")  # waits for the new page
     page_problems.assert_clean()
 
 

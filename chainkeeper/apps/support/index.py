@@ -16,12 +16,60 @@ FAISS (``faiss-cpu``) holds the vectors: an exact inner-product index (``IndexFl
 up to ``EXACT_UP_TO`` articles, which a knowledge base rarely exceeds and which answers
 in well under a millisecond at that size; an HNSW graph above it.
 
+Hybrid search (``KnowledgeIndex.search_texts``, which ``search_knowledge`` and
+``evaluate_knowledge_index`` use): MiniLM's vocabulary is English, so it reads about 70 %
+of a Chinese question's tokens as unknown and its cosine then says little. Each article
+also gets a lexical vector (``lexical.LexicalScorer``: TF-IDF of the character 1- to
+3-grams of its title and body), and an article's score for a question is
+
+    score = (1 - w) * max(cosine, 0) + w * lexical,   w = 0.4 + 0.6 * unknown_share(question)
+
+(``fusion_weight``): both parts are in 0..1, so is the score; callers may read it as a
+confidence, 1 meaning the question is the article (same meaning, same character n-grams)
+and 0 that it shares neither. The lexical part weighs 0.4 when the model knows every
+token of the question and all of it when the model knows none. ``KnowledgeIndex.search``
+stays dense only (``score`` = cosine, -1..1).
+
+The score's scale depends on the question's language, so a confidence threshold is set
+per language. Top-hit scores measured (10th / 50th / 90th percentile): the sample's English
+test questions 0.54 / 0.66 / 0.76, its Chinese ones 0.18 / 0.24 / 0.32 (carried by the
+lexical part: a paraphrase shares few exact n-grams with an article); off topic, BANKING77
+questions of its 69 other intents 0.44 / 0.57 / 0.68 and eight made-up Chinese questions
+(weather, poems...) 0.09 / 0.15 / 0.20, where the cosine alone gave them 0.57 / 0.64 / 0.72
+against 0.65 / 0.73 / 0.80 on topic. Separating BANKING77's 8 sample intents from its
+others by the top score: AUROC 0.86 fused, 0.87 cosine alone.
+
+Measured on the built-in sample's 150 test questions (90 EN, 60 ZH) against its 40
+articles, no language filter (recall@1 / recall@5 / MRR of the first article of the
+question's intent), dense -> hybrid:
+
+    EN  0.844 / 0.933 / 0.889  ->  0.867 / 0.933 / 0.903
+    ZH  0.233 / 0.717 / 0.434  ->  0.883 / 0.917 / 0.904
+
+and, as a check on questions not written with the sample's templates, on the 320
+BANKING77 test questions of the 8 of its intents that are sample intents (EN only):
+0.953 / 0.991 / 0.971 -> 0.956 / 0.991 / 0.974. Also measured, and not taken: reciprocal
+rank fusion (1/(c + rank) summed, c = 1..60) gives EN 0.856-0.867 but ZH only 0.70-0.72
+and BANKING77 0.89 recall@1: it counts the cosine's ranking of a Chinese question as much
+as the lexical one. A fixed weight must be 0.7 or more to reach ZH 0.867, where BANKING77
+recall@1 falls to 0.944 (0.925 at 0.8). The lexical base weight 0.2 / 0.3 / 0.4 / 0.5
+gives ZH recall@1 0.850 / 0.867 / 0.883 / 0.883 and BANKING77 0.953 / 0.953 / 0.956 / 0.953.
+Without per-question shares, ``search_texts`` uses the share the index recorded for the
+articles in the question's language (0.716 for ZH on this sample): ZH 0.867 / 0.933 / 0.897.
+
 The bundle's files:
 
     index.json      what it is: kind, dataset version id and content hash, model digest,
-                    dimension, article count, FAISS index type, document recipe
+                    dimension, article count, FAISS index type, document recipe, lexical
+                    and fusion recipe
     articles.jsonl  one article per vector position: article_id, intent, title, language, text
     vectors.faiss   the FAISS index (``faiss.serialize_index``)
+    lexical.json    the lexical scorer: its n-gram vocabulary and idf (``LexicalScorer.to_bytes``)
+
+A bundle stored before hybrid search has no ``lexical.json``; it still loads, and its
+lexical scorer is fitted from its articles at load (milliseconds for a sample-sized base;
+the recipe is deterministic, so it scores as a stored one would). It is not rebuilt or
+re-stored: that would embed every article again for nothing.
 
 Where an index is found: until the metadata store has a table for it (``support_indexes``:
 dataset_version_id, model_digest, index_artifact, articles, built_by, built_at, unique on
@@ -52,6 +100,7 @@ import pyarrow as pa
 import torch
 
 from chainkeeper.apps.support.embedding import SentenceEncoder
+from chainkeeper.apps.support.lexical import ANALYZER, NGRAM_RANGE, LexicalScorer
 from chainkeeper.core.artifacts import ArtifactStore, atomic_write
 from chainkeeper.core.errors import ArtifactError, Conflict, InvalidInput, NotFound
 from chainkeeper.core.settings import default_base_model
@@ -73,9 +122,10 @@ from chainkeeper.governance.permissions import authorize_object
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
 
-__all__ = ["INDEX_KIND", "EXACT_UP_TO", "MAX_K", "MAX_QUERY_CHARS", "IndexedArticle", "KnowledgeHit",
-           "KnowledgeIndex", "KnowledgeIndexInfo", "KnowledgeSearch", "build_vector_index", "retrieval_metrics",
-           "build_knowledge_index", "search_knowledge", "evaluate_knowledge_index"]
+__all__ = ["INDEX_KIND", "EXACT_UP_TO", "MAX_K", "MAX_QUERY_CHARS", "LEXICAL_WEIGHT", "FUSION_POOL", "IndexedArticle",
+           "KnowledgeHit", "KnowledgeIndex", "KnowledgeIndexInfo", "KnowledgeSearch", "build_vector_index",
+           "fusion_weight", "retrieval_metrics", "build_knowledge_index", "search_knowledge",
+           "evaluate_knowledge_index"]
 
 INDEX_KIND = "chainkeeper.support.index/1"
 DOCUMENT = "mean(title, text)"
@@ -89,9 +139,17 @@ MAX_K = 50
 MAX_QUERY_CHARS = 4000
 # Ranks looked at when measuring (an article past it counts as not found: MRR@100).
 EVAL_DEPTH = 100
+# Hybrid search: the lexical score's weight for a question the model reads in full; it rises
+# linearly to 1 as the share of the question's tokens the model does not know rises to 1.
+LEXICAL_WEIGHT = 0.4
+# Hybrid search fuses the top this-many articles of each score (all of a smaller knowledge base).
+FUSION_POOL = 100
+_QUERY_CHUNK = 256  # questions scored lexically at once (a chunk x articles array)
 _CACHE_ENTRIES = 8
 _ENCODERS = 2
-_FILES = {"meta": "index.json", "articles": "articles.jsonl", "vectors": "vectors.faiss"}
+_FILES = {"meta": "index.json", "articles": "articles.jsonl", "vectors": "vectors.faiss", "lexical": "lexical.json"}
+# A bundle stored before hybrid search: no lexical.json (its scorer is fitted from its articles at load).
+_FILES_BEFORE_LEXICAL = {_FILES[name] for name in ("meta", "articles", "vectors")}
 
 
 @dataclass(frozen=True)
@@ -108,7 +166,13 @@ class IndexedArticle:
 
 @dataclass(frozen=True)
 class KnowledgeHit:
-    """One article found, with its cosine similarity to the question (-1..1) and rank (1 = best)."""
+    """One article found, its rank (1 = best) and score.
+
+    ``score`` is, from ``KnowledgeIndex.search_texts`` (hybrid: ``search_knowledge``), the fused
+    score in 0..1: ``(1 - w) * max(cosine, 0) + w * lexical`` (see ``fusion_weight``), with
+    ``dense_score`` and ``lexical_score`` its two parts; from ``KnowledgeIndex.search`` (dense
+    only) the cosine similarity (-1..1), and the two parts are None.
+    """
 
     rank: int
     score: float
@@ -117,6 +181,8 @@ class KnowledgeHit:
     title: str
     language: str
     text: str
+    dense_score: float | None = None
+    lexical_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,18 +225,25 @@ class KnowledgeIndexInfo:
 
 @dataclass
 class KnowledgeIndex:
-    """A loaded index: its FAISS vectors, the article at each position, and what it was built from."""
+    """A loaded index: its FAISS vectors, its lexical scorer, the article at each position, and
+    what it was built from. Without a ``lexical`` scorer (an index stored before hybrid search,
+    or one made in memory) the scorer is fitted from the articles: the recipe is deterministic,
+    so the same articles give the same scorer as a stored one."""
 
     articles: list[IndexedArticle]
     vectors: Any  # faiss.Index
     meta: dict[str, Any]
     artifact: str = ""
+    lexical: LexicalScorer | None = field(default=None, repr=False)
     _by_language: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _lexical: LexicalScorer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for language in sorted({a.language for a in self.articles}):
             self._by_language[language] = np.array(
                 [i for i, a in enumerate(self.articles) if a.language == language], dtype=np.int64)
+        self._lexical = self.lexical or LexicalScorer.fit([_lexical_document(a) for a in self.articles])
+        self.lexical = self._lexical
 
     def search(self, queries: np.ndarray, k: int, *, language: str | None = None) -> list[list[KnowledgeHit]]:
         """The top ``k`` articles of each query vector (pure).
@@ -195,6 +268,77 @@ class KnowledgeIndex:
                                           min(k, len(self.articles)), params=params)
         return [self._hits(row_scores, row_ids) for row_scores, row_ids in zip(scores, ids, strict=True)]
 
+    def search_texts(self, texts: Sequence[str], vectors: np.ndarray, k: int, *, language: str | None = None,
+                     unknown_shares: Sequence[float] | None = None) -> list[list[KnowledgeHit]]:
+        """The top ``k`` articles of each question by the fused dense and lexical score (pure).
+
+        The candidates of a question are the top ``FUSION_POOL`` articles by cosine (FAISS)
+        and the top ``FUSION_POOL`` by lexical score (every article of a knowledge base that
+        small); each gets both scores exactly, and they are ranked by
+        ``(1 - w) * max(cosine, 0) + w * lexical`` with ``w = fusion_weight(unknown share)``,
+        ties by position in the index.
+
+        Args:
+            texts: the questions.
+            vectors: their float32 unit vectors by the index's model, shape (len(texts), dim).
+            k: how many articles per question (fewer when the index has fewer).
+            language: only articles in this language (none found when it has none).
+            unknown_shares: per question, the share of its tokens the model does not know
+                (``SentenceEncoder.unknown_share``); without it, the share the index
+                recorded for the articles of the question's language (``text_language``),
+                0 for a language it has no articles in.
+
+        Returns:
+            Per question, the hits best first; ``score`` is the fused score (0..1).
+
+        Raises:
+            InvalidInput: texts, vectors and shares of different lengths, or k below 1.
+        """
+        if len(vectors) != len(texts) or (unknown_shares is not None and len(unknown_shares) != len(texts)):
+            raise InvalidInput(f"Got {len(texts)} questions, {len(vectors)} vectors and "
+                               f"{'no' if unknown_shares is None else len(unknown_shares)} unknown-token shares.",
+                               hint="Give one vector (and share, if any) per question, in the same order.")
+        if k < 1:
+            raise InvalidInput(f"k must be at least 1, got {k}.", hint="Ask for a few articles, e.g. k=5.")
+        if not texts or (language is not None and language not in self._by_language):
+            return [[] for _ in texts]
+        allowed = self._by_language[language] if language is not None else np.arange(len(self.articles))
+        depth = min(len(allowed), max(k, FUSION_POOL))
+        queries = np.ascontiguousarray(vectors, dtype=np.float32)
+        dense_ids = self._dense_ids(queries, depth, language)
+        shares = list(unknown_shares) if unknown_shares is not None else [self._language_share(t) for t in texts]
+        results: list[list[KnowledgeHit]] = []
+        for start in range(0, len(texts), _QUERY_CHUNK):
+            lexical = self._lexical.scores(texts[start:start + _QUERY_CHUNK])  # (chunk, articles)
+            for i, lexical_row in enumerate(lexical, start=start):
+                by_lexical = allowed[np.argsort(-lexical_row[allowed], kind="stable")[:depth]]
+                candidates = np.union1d(dense_ids[i][dense_ids[i] >= 0], by_lexical)
+                cosine = self.vectors.reconstruct_batch(candidates) @ queries[i]
+                results.append(self._fused_hits(candidates, cosine, lexical_row[candidates], shares[i], k))
+        return results
+
+    def _dense_ids(self, queries: np.ndarray, depth: int, language: str | None) -> np.ndarray:
+        params = None
+        if language is not None:
+            selector = faiss.IDSelectorBatch(self._by_language[language])  # must outlive the search
+            params = faiss.SearchParameters()
+            params.sel = selector
+        _, ids = self.vectors.search(queries, depth, params=params)
+        return ids  # type: ignore[no-any-return]
+
+    def _fused_hits(self, candidates: np.ndarray, cosine: np.ndarray, lexical: np.ndarray, unknown_share: float,
+                    k: int) -> list[KnowledgeHit]:
+        weight = fusion_weight(unknown_share)
+        dense = np.clip(cosine.astype(np.float64), 0.0, 1.0)
+        fused = (1.0 - weight) * dense + weight * lexical
+        best = np.lexsort((candidates, -fused))[:k]
+        return [_hit(self.articles[int(candidates[j])], rank, float(fused[j]), dense=float(cosine[j]),
+                     lexical=float(lexical[j])) for rank, j in enumerate(best, start=1)]
+
+    def _language_share(self, text: str) -> float:
+        shares: dict[str, float] = self.meta.get("unknown_token_share") or {}
+        return float(shares.get(text_language(text), 0.0))
+
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[KnowledgeHit]:
         # FAISS pads with id -1 when fewer than k vectors pass the filter.
         found = [(float(score), int(i)) for score, i in zip(scores, ids, strict=True) if i >= 0]
@@ -207,16 +351,18 @@ class KnowledgeIndex:
             "".join(json.dumps(asdict(a), ensure_ascii=False, sort_keys=True) + "\n" for a in self.articles),
             encoding="utf-8")
         (folder / _FILES["vectors"]).write_bytes(faiss.serialize_index(self.vectors).tobytes())
+        (folder / _FILES["lexical"]).write_bytes(self._lexical.to_bytes())
 
     @classmethod
     def load(cls, artifacts: ArtifactStore, digest: str) -> KnowledgeIndex:
-        """Read a stored bundle back (each file re-checked against its digest).
+        """Read a stored bundle back (each file re-checked against its digest). A bundle stored
+        before hybrid search has no ``lexical.json``: its lexical scorer is fitted from its articles.
 
         Raises:
             ArtifactError: the artefact is not an index bundle. NotFound, ArtifactCorrupted: from the store.
         """
         files = artifacts.read_manifest(digest)
-        if set(files) != set(_FILES.values()):
+        if set(files) not in (set(_FILES.values()), _FILES_BEFORE_LEXICAL):
             raise ArtifactError(f"Artefact {digest[:12]} is not a knowledge-base index.")
         meta = json.loads(artifacts.get_bytes(files[_FILES["meta"]]))
         if meta.get("kind") != INDEX_KIND:
@@ -224,12 +370,38 @@ class KnowledgeIndex:
         lines = artifacts.get_bytes(files[_FILES["articles"]]).decode("utf-8").splitlines()
         articles = [IndexedArticle(**json.loads(line)) for line in lines]
         raw = np.frombuffer(artifacts.get_bytes(files[_FILES["vectors"]]), dtype=np.uint8)
-        return cls(articles=articles, vectors=faiss.deserialize_index(raw.copy()), meta=meta, artifact=digest)
+        lexical = None
+        if _FILES["lexical"] in files:
+            lexical = LexicalScorer.from_bytes(artifacts.get_bytes(files[_FILES["lexical"]]),
+                                               [_lexical_document(a) for a in articles])
+        return cls(articles=articles, vectors=faiss.deserialize_index(raw.copy()), meta=meta, artifact=digest,
+                   lexical=lexical)
 
 
-def _hit(article: IndexedArticle, rank: int, score: float) -> KnowledgeHit:
+def _lexical_document(article: IndexedArticle) -> str:
+    return f"{article.title}\n{article.text}"
+
+
+def _hit(article: IndexedArticle, rank: int, score: float, *, dense: float | None = None,
+         lexical: float | None = None) -> KnowledgeHit:
     return KnowledgeHit(rank=rank, score=round(score, 6), article_id=article.article_id, intent=article.intent,
-                        title=article.title, language=article.language, text=article.text)
+                        title=article.title, language=article.language, text=article.text,
+                        dense_score=None if dense is None else round(dense, 6),
+                        lexical_score=None if lexical is None else round(lexical, 6))
+
+
+def fusion_weight(unknown_share: float) -> float:
+    """The lexical score's weight in the fused score of a question (pure).
+
+    ``LEXICAL_WEIGHT`` for a question the model reads in full, rising linearly to 1 (lexical
+    only) as the share of its tokens the model does not know rises to 1: the dense score
+    counts only as far as the model can read the question.
+
+    Args:
+        unknown_share: 0..1 (values outside are clipped).
+    """
+    share = min(max(float(unknown_share), 0.0), 1.0)
+    return LEXICAL_WEIGHT + (1.0 - LEXICAL_WEIGHT) * share
 
 
 def build_vector_index(vectors: np.ndarray, *, exact_up_to: int = EXACT_UP_TO) -> tuple[Any, str]:
@@ -325,7 +497,9 @@ def search_knowledge(ctx: Context, dataset_version_id: int, query: str, *, actor
         model_folder: the sentence model; default the offline all-MiniLM-L6-v2.
 
     Returns:
-        The hits, best first, with cosine scores, and the index that answered.
+        The hits, best first, by the hybrid score (``KnowledgeIndex.search_texts``; ``score``
+        in 0..1, the question's own unknown-token share setting the lexical weight), and the
+        index that answered.
 
     Raises:
         InvalidInput: an empty or too long question, a bad ``k``; as ``build_knowledge_index``.
@@ -338,7 +512,8 @@ def search_knowledge(ctx: Context, dataset_version_id: int, query: str, *, actor
     version = get_dataset_version(ctx.db, dataset_version_id)
     encoder = _encoder(ctx, model_folder)
     index, _ = _index_for(ctx, version, encoder, actor)
-    hits = index.search(encoder.encode([text]), k, language=language)[0]
+    hits = index.search_texts([text], encoder.encode([text]), k, language=language,
+                              unknown_shares=[encoder.unknown_share([text])])[0]
     return KnowledgeSearch(query=text, hits=tuple(hits), dataset_version_id=version.id, index_artifact=index.artifact,
                            model_digest=encoder.digest)
 
@@ -348,7 +523,8 @@ def evaluate_knowledge_index(ctx: Context, dataset_version_id: int, texts: Seque
     """How often a knowledge base's index finds an article of the question's intent.
 
     For each question (e.g. the test texts of a labelled dataset), the rank of the first
-    article whose intent is the question's label, among all articles (no language filter).
+    article whose intent is the question's label, among all articles (no language filter),
+    by the hybrid search that ``search_knowledge`` answers with.
 
     Args:
         ctx: the stores.
@@ -374,7 +550,8 @@ def evaluate_knowledge_index(ctx: Context, dataset_version_id: int, texts: Seque
     version = get_dataset_version(ctx.db, dataset_version_id)
     encoder = _encoder(ctx, model_folder)
     index, _ = _index_for(ctx, version, encoder, actor)
-    results = index.search(encoder.encode(questions), EVAL_DEPTH)
+    results = index.search_texts(questions, encoder.encode(questions), EVAL_DEPTH,
+                                 unknown_shares=[encoder.unknown_share([q]) for q in questions])
     ranks: dict[str, list[int | None]] = {"all": []}
     for question, intent, hits in zip(questions, intents, results, strict=True):
         rank = next((h.rank for h in hits if h.intent == intent), None)
@@ -498,6 +675,10 @@ def _build(ctx: Context, version: DatasetVersion, encoder: SentenceEncoder, acto
             "model_digest": encoder.digest, "pooling": encoder.pooling, "max_length": encoder.max_length,
             "dim": encoder.dim, "articles": len(articles), "index_type": index_type, "document": DOCUMENT,
             "metric": "cosine", "faiss": faiss.__version__,
+            "lexical": {"file": _FILES["lexical"], "analyzer": ANALYZER, "ngram_range": list(NGRAM_RANGE),
+                        "document": "title + text", "weights": "tf-idf, smoothed idf, unit length"},
+            "fusion": f"(1 - w) * max(cosine, 0) + w * lexical, w = {LEXICAL_WEIGHT} + "
+                      f"{round(1 - LEXICAL_WEIGHT, 6)} * unknown_share(question)",
             # How much of each language the model cannot read: a warning sign for its retrieval.
             "unknown_token_share": {language: round(encoder.unknown_share(
                 [t for a in articles if a.language == language for t in (a.title, a.text)]), 4)
@@ -553,3 +734,23 @@ def _not_a_knowledge_base(version: DatasetVersion, why: str) -> InvalidInput:
     return InvalidInput(f"Dataset version {version.name} v{version.version} (id {version.id}) is not a knowledge "
                         f"base: {why}.", hint="Import the articles as a knowledge-base file (article_id, title, "
                         "text, label, language), e.g. with import_knowledge_base, and release that version.")
+
+
+# Who builds an index the assistant needs and finds missing (normally ``create_support_app``
+# built it under its creator's name): the ledger names the assistant, not a person.
+_ASSISTANT = Actor(name="support-assistant", roles=frozenset())
+
+
+def open_knowledge_index(ctx: Context, dataset_version_id: int, *,
+                         model_folder: Path | None = None) -> tuple[KnowledgeIndex, SentenceEncoder]:
+    """The loaded index of a knowledge-base version and its encoder, for a service that
+    authorised its caller already (the support assistant's message path): cached, built
+    on a miss.
+
+    Raises:
+        NotFound: no such version. Conflict, InvalidInput: as ``build_knowledge_index``.
+    """
+    version = get_dataset_version(ctx.db, dataset_version_id)
+    encoder = _encoder(ctx, model_folder)
+    index, _ = _index_for(ctx, version, encoder, _ASSISTANT)
+    return index, encoder
