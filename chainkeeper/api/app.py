@@ -36,6 +36,7 @@ from chainkeeper.api.routers import (
     registry,
     schedules,
     serving,
+    support,
     training,
 )
 from chainkeeper.api.security_headers import SecurityHeadersMiddleware
@@ -48,6 +49,7 @@ from chainkeeper.web import models as model_pages
 from chainkeeper.web import monitoring as monitoring_pages
 from chainkeeper.web import pages, reports
 from chainkeeper.web import runs as run_pages
+from chainkeeper.web import support as support_pages
 
 __all__ = ["create_app", "include_web_ui"]
 
@@ -104,13 +106,14 @@ def _routers() -> list[APIRouter]:
         annotation.router,
         alerts.router,
         schedules.router,
+        support.router,
     ]
 
 
 def include_web_ui(app: FastAPI) -> None:
     """Add the web pages, their static files and the HTML error page."""
     for router in (pages.router, reports.router, data_pages.router, model_pages.router, annotation_pages.router,
-                   monitoring_pages.router, alert_pages.router, run_pages.router):
+                   monitoring_pages.router, alert_pages.router, run_pages.router, support_pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.state.error_page = pages.error_page

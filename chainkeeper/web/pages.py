@@ -23,6 +23,8 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context as TemplateContext
 
 from chainkeeper.api.auth import (
     SESSION_COOKIE,
@@ -39,6 +41,7 @@ from chainkeeper.core.errors import ChainkeeperError, RateLimited
 from chainkeeper.core.jobs import JobState
 from chainkeeper.governance.actors import Actor
 from chainkeeper.governance.passwords import login
+from chainkeeper.governance.permissions import is_allowed_somewhere
 from chainkeeper.governance.users import end_session, start_session
 from chainkeeper.web.overview import format_age, format_count, state_totals
 
@@ -64,10 +67,21 @@ def _csrf_token(request: Request) -> str:
     return csrf_token(secret) if secret else ""
 
 
+@pass_context
+def _allowed_somewhere(context: TemplateContext, action: str) -> bool:
+    """Whether the page's actor holds ``action`` anywhere: for showing a nav link (base.html);
+    deciding is the services'."""
+    request, actor = context.get("request"), context.get("actor")
+    if request is None or not isinstance(actor, Actor):
+        return False
+    return is_allowed_somewhere(request.app.state.ctx.db, actor, action)
+
+
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.filters["count"] = format_count
 templates.env.globals.update(age=_age, state_totals=state_totals, state_order=_STATE_ORDER,
-                             jobs_refresh_s=JOBS_REFRESH_S, csrf_token=_csrf_token, csrf_field=CSRF_FIELD)
+                             jobs_refresh_s=JOBS_REFRESH_S, csrf_token=_csrf_token, csrf_field=CSRF_FIELD,
+                             allowed_somewhere=_allowed_somewhere)
 
 router = APIRouter(include_in_schema=False)
 

@@ -323,6 +323,28 @@ def test_an_upload_within_the_cap_still_works_chunked_and_with_a_length(server: 
     assert count_sources(server.ctx.db) == 2 and server.leftovers() == []
 
 
+def test_a_support_message_over_its_limit_is_413_before_it_is_read(server: Server) -> None:
+    """A 100 kB message: refused from the header (or, chunked, at 32 KiB), after the caller was admitted."""
+    headers = {"Authorization": f"Bearer {server.token('olive', 'operator')}", "Content-Type": "application/json"}
+    path = "/v1/apps/helpdesk/messages"
+
+    by_length = exchange(server.running.port, Request("POST", path, {**headers, "Content-Length": str(100_000)}),
+                         lazy(100_000, b" " * 1000), chunked=False)
+    chunked = exchange(server.running.port, Request("POST", path, {**headers, "Transfer-Encoding": "chunked"}),
+                       lazy(100_000, b" " * 1000), chunked=True)
+    anonymous = exchange(server.running.port, Request("POST", path, {"Content-Type": "application/json",
+                                                                     "Content-Length": str(100_000)}),
+                         lazy(100_000, b" " * 1000), chunked=False)
+
+    for answer in (by_length, chunked):
+        problem = answer.problem()
+        assert answer.status == 413 and answer.closed
+        assert "32,768 bytes" in problem["detail"] and f"POST {'/v1/apps/{name}/messages'}" in problem["detail"]
+        assert "at most 2,000 characters" in problem["hint"]
+    assert by_length.sent < KERNEL_SLACK and by_length.problem()["detail"].startswith("The request body has 100,000")
+    assert anonymous.status == 401 and "signed-in user" in anonymous.problem()["detail"]
+
+
 # --- answers the same as the route's own ----------------------------------------------------------
 
 
@@ -379,6 +401,12 @@ def test_every_route_has_a_known_body_limit(ctx: Context) -> None:
     assert limits[("POST", "/api/models/{model_version_id}/evaluations")].max_bytes == 64 * MIB
     predict = limits[("POST", "/v1/deployments/{name}/predict")]
     assert predict.admits_before_reading and predict.max_bytes == DEFAULT_LIMITS.max_body_bytes
+    # The support assistant's routes with a body: a customer's message is small, and bounded small.
+    message = limits[("POST", "/v1/apps/{name}/messages")]
+    assert message.declared and not message.admits_before_reading and message.max_bytes == 32 * 1024
+    for key in (("POST", "/api/apps/support"), ("PATCH", "/api/apps/support/{name}"),
+                ("POST", "/api/support/conversations/{conversation_id}/resolve")):
+        assert limits[key].declared and limits[key].max_bytes == 64 * 1024, key
 
 
 # --- the upload's copy on disk --------------------------------------------------------------------

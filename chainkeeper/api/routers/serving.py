@@ -122,8 +122,9 @@ def serving_state(app: FastAPI) -> ServingState:
     return state
 
 
-def _rate_limiter(request: Request) -> RateLimiter:
-    """The context's one limiter, made on first use: in memory, or shared by the processes of its group."""
+def rate_limiter(request: Request) -> RateLimiter:
+    """The context's one limiter of API-key callers, made on first use: in memory, or shared by the
+    processes of its group (the predict route's, and the support assistant's messages)."""
     group = getattr(request.app.state, "group", None)
     return get_ctx(request).state(
         "serving.rate_limiter",
@@ -151,7 +152,7 @@ async def _caller(request: Request, name: str) -> Actor:
     else:
         key = await run_in_threadpool(lambda: serving.authenticate_deployment_key(ctx, secret, deployment=name,
                                                                                   scope="predict"))
-    _rate_limiter(request).check(key.id, key.rate_per_s, key.burst)
+    rate_limiter(request).check(key.id, key.rate_per_s, key.burst)
     return Actor(f"apikey:{key.id}:{key.name}", frozenset(), request_id=request_id_of(request))
 
 

@@ -168,11 +168,14 @@ def _check_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
             number = kind(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):
             number = None
-        if number is None or (kind is int and float(value) != int(float(value))):
-            raise InvalidInput(f"Setting {key} must be a{'n integer' if kind is int else ' number'}, got {value!r}.")
         bounds = (1, 20) if key == "top_k" else (0, 10) if key == "max_clarifications" else (0.0, 1.0)
+        hint = f"Give {key} a value from {bounds[0]} to {bounds[1]} (default {DEFAULT_SETTINGS[key]})."
+        if number is None or (kind is int and float(value) != int(float(value))):
+            raise InvalidInput(f"Setting {key} must be a{'n integer' if kind is int else ' number'}, got {value!r}.",
+                               hint=hint)
         if not bounds[0] <= number <= bounds[1]:
-            raise InvalidInput(f"Setting {key} must be between {bounds[0]} and {bounds[1]}, got {value!r}.")
+            raise InvalidInput(f"Setting {key} must be between {bounds[0]} and {bounds[1]}, got {value!r}.",
+                               hint=hint)
         out[key] = number
     return out
 

@@ -69,6 +69,7 @@ class ConversationSummary:
     resolved_by: str | None
     resolved_intent: str | None
     last_customer_text: str
+    last_decision: str | None  # the assistant's last: answer | clarify | handoff
     messages: int
     updated_at: datetime
 
@@ -108,22 +109,30 @@ def _message_dict(m: SqlSupportMessage) -> dict[str, Any]:
             "knowledge_version_id": m.knowledge_version_id, "author": m.author}
 
 
+def _latest(ids: list[int], which: Any, column: Any) -> Any:
+    """(conversation id, ``column`` of its newest message matching ``which``) for ``ids``: one query."""
+    latest = (sa.select(SqlSupportMessage.conversation_id, sa.func.max(SqlSupportMessage.id).label("m"))
+              .where(SqlSupportMessage.conversation_id.in_(ids), which)
+              .group_by(SqlSupportMessage.conversation_id).subquery())
+    return sa.select(latest.c.conversation_id, column).join(SqlSupportMessage, SqlSupportMessage.id == latest.c.m)
+
+
 def _summaries(s: sa.orm.Session, rows: list[tuple[SqlSupportConversation, str]]) -> list[ConversationSummary]:
     ids = [c.id for c, _ in rows]
     counts = dict(s.execute(sa.select(SqlSupportMessage.conversation_id, sa.func.count())
                             .where(SqlSupportMessage.conversation_id.in_(ids))
                             .group_by(SqlSupportMessage.conversation_id)).all()) if ids else {}
     last: dict[int, str] = {}
+    decided: dict[int, str] = {}
     if ids:
-        latest = (sa.select(SqlSupportMessage.conversation_id, sa.func.max(SqlSupportMessage.id).label("m"))
-                  .where(SqlSupportMessage.conversation_id.in_(ids), SqlSupportMessage.sender == "customer")
-                  .group_by(SqlSupportMessage.conversation_id).subquery())
-        last = dict(s.execute(sa.select(latest.c.conversation_id, SqlSupportMessage.text)
-                              .join(SqlSupportMessage, SqlSupportMessage.id == latest.c.m)).all())
+        last = dict(s.execute(_latest(ids, SqlSupportMessage.sender == "customer", SqlSupportMessage.text)).all())
+        decided = dict(s.execute(_latest(ids, SqlSupportMessage.decision.is_not(None),
+                                         SqlSupportMessage.decision)).all())
     return [ConversationSummary(id=c.id, public_id=c.public_id, app=app, state=c.state, language=c.language,
                                 handoff_reason=c.handoff_reason, handed_over_at=c.handed_over_at,
                                 claimed_by=c.claimed_by, resolved_by=c.resolved_by, resolved_intent=c.resolved_intent,
-                                last_customer_text=last.get(c.id, ""), messages=counts.get(c.id, 0),
+                                last_customer_text=last.get(c.id, ""), last_decision=decided.get(c.id),
+                                messages=counts.get(c.id, 0),
                                 updated_at=c.updated_at) for c, app in rows]
 
 
