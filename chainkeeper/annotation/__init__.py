@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from chainkeeper.annotation.figures import project_figures
     from chainkeeper.annotation.hooks import PRELABEL_MODEL_HOOK
     from chainkeeper.annotation.prelabel import (
-        attach_prelabels,
         PrelabelModel,
+        attach_prelabels,
         prelabel_project,
         run_prelabel_job,
         submit_prelabel,

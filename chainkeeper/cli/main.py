@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("models", "app", "Model versions, their gates, cards and exports."),
     "deploy": ("deploy", "app", "Deployments, rollouts (canary, shadow), rollbacks and API keys."),
     "monitor": ("monitor", "app", "Feedback, live quality, drift, alerts and maintenance tickets."),
+    "apps": ("apps", "app", "Applications on the chain: the support assistant and its hand-off queue."),
     "users": ("governance", "users_app", "Users, their roles and API tokens (admin)."),
     "roles": ("governance", "roles_app", "Roles, the permission matrix and its RACI table."),
     "approvals": ("governance", "approvals_app", "Hand-offs that need a second person's approval."),

@@ -25,6 +25,7 @@ from chainkeeper import annotation, chain, monitoring, registry, serving, traini
 from chainkeeper import data as data_stage
 from chainkeeper.apps.customer_service.sample import generate_sample
 from chainkeeper.cli.quickstart_ner import check_conll, locate_conll, run_ner_quickstart
+from chainkeeper.cli.quickstart_support import run_support_quickstart
 from chainkeeper.cli.state import console, print_first_start, settings_of
 from chainkeeper.cli.walkthrough import (
     Cast,
@@ -313,10 +314,21 @@ def quickstart(
     learning_rate: float | None = typer.Option(None, "--learning-rate", "--lr", help="Peak learning rate."),
     batch_size: int | None = typer.Option(None, help="Training batch size."),
     max_steps: int | None = typer.Option(None, help="Stop training after this many steps."),
+    application: str | None = typer.Option(None, "--app", help="Then run an application on the deployed model: "
+                                           "support (the customer-service assistant, on the sample's knowledge "
+                                           "base)."),
 ) -> None:
     """Run the whole chain once on the built-in sample (or --data) and serve the model."""
     if task not in ("classification", "ner"):
         raise InvalidInput(f"Unknown --task {task!r}.", hint="Use --task classification (the default) or --task ner.")
+    if application not in (None, "support"):
+        raise InvalidInput(f"Unknown --app {application!r}.", hint="Use --app support (the customer-service "
+                           "assistant), or leave --app out.")
+    if application == "support" and (task != "classification" or data is not None):
+        raise InvalidInput("--app support runs on the built-in sample's intent classifier: its knowledge base "
+                           "answers the sample's intents.",
+                           hint="Leave out --data and --task; to build an assistant on your own data, see "
+                           "'chainkeeper apps support --help'.")
     settings = settings_of(ctx)
     print_first_start(initialise(settings))
     overrides = {k: v for k, v in {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
@@ -337,6 +349,9 @@ def quickstart(
         for path in (train_csv, test_csv):
             if path is not None:
                 _check_csv(path)
-        run_quickstart(context, data=data, train_overrides=overrides, limit=limit, cast=ensure_cast(context))
+        cast = ensure_cast(context)
+        results = run_quickstart(context, data=data, train_overrides=overrides, limit=limit, cast=cast)
+        if application == "support":
+            run_support_quickstart(context, cast=cast, deployment=results["deployment"])
     finally:
         context.close()

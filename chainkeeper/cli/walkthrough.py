@@ -53,6 +53,7 @@ class Cast:
     annotator_b: Actor  # labels the other queue; the overlap items are in both
     operator: Actor  # sends the traffic, gives feedback, checks drift, sets the alert rule
     auditor: Actor
+    support_agent: Actor  # answers the conversations a support assistant hands over (--app support)
     tokens: dict[str, str]
 
 
@@ -66,6 +67,7 @@ CAST = {
     "annotator_b": ("ben", "annotator"),
     "operator": ("omar", "operator"),
     "auditor": ("ada", "auditor"),
+    "support_agent": ("sage", "support_agent"),
 }
 
 
@@ -95,11 +97,13 @@ def elapsed() -> str:
     return _duration(time.monotonic() - _CLOCK[0]) if _CLOCK else "0 s"
 
 
-def step(n: int, stage: str, actor: Actor, text: str) -> None:
+def step(n: int, stage: str, actor: Actor, text: str, *, part: str = "", of: int = STEPS) -> None:
     """Print a step of the walk-through: who did it, in which role, what happened, and when
-    (the wall time since the start, so a newcomer sees where the minutes go)."""
+    (the wall time since the start, so a newcomer sees where the minutes go). ``part`` names
+    a walk-through that follows the chain's (``[support 2/6]``), ``of`` its number of steps."""
     role = ", ".join(sorted(actor.roles))
-    console.print(f"[bold cyan][{n}/{STEPS}] {stage}[/] [dim]{actor.name} ({role})[/] {text} [dim](at {elapsed()})[/]")
+    console.print(f"[bold cyan]\\[{part + ' ' if part else ''}{n}/{of}] {stage}[/] [dim]{actor.name} ({role})[/] "
+                  f"{text} [dim](at {elapsed()})[/]")
 
 
 def _duration(seconds: float) -> str:

@@ -24,5 +24,5 @@ ROLE_DESCRIPTIONS: dict[str, str] = {
     BuiltinRole.RELEASE_MANAGER: "Approves promotions to production and deploys; never the run's author.",
     BuiltinRole.OPERATOR: "Watches served models: latency, errors, drift, alerts; opens maintenance work.",
     BuiltinRole.AUDITOR: "Reads everything, verifies the ledger, exports reports.",
-    BuiltinRole.SUPPORT_AGENT: "Answers conversations a support assistant handed over; the answers become labelled rows.",
+    BuiltinRole.SUPPORT_AGENT: "Answers conversations a support assistant handed over; answers become labelled rows.",
 }

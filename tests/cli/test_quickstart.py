@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from chainkeeper.apps.support import find_conversations, show_conversation, show_support_app, trace_message
 from chainkeeper.chain import open_context
 from chainkeeper.chain.lineage import lineage_of
 from chainkeeper.cli.main import main
 from chainkeeper.cli.quickstart import ALERT_ACCURACY, ANNOTATION_OVERLAP, ANNOTATION_ROWS
+from chainkeeper.cli.quickstart_support import CONVERSATIONS
 from chainkeeper.core.context import Context
 from chainkeeper.core.settings import load_settings
 from chainkeeper.data.versions import list_dataset_versions, read_dataset_rows
@@ -114,6 +116,76 @@ def _assert_monitoring_happened(ctx: Context, accuracy: float) -> None:
     firing = list_alerts(ctx.db, state="firing", deployment_id=deployment.id)
     # An alert is open exactly when the live accuracy is under the threshold (the tiny test model may be).
     assert len(firing) == (1 if live < ALERT_ACCURACY else 0)
+
+
+def test_the_support_assistant_runs_on_the_quickstarts_chain(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """`quickstart --app support` on a test budget (the tiny encoder, 80 rows, 4 steps, as the test
+    above; the knowledge index uses the shipped MiniLM): the knowledge base is imported and released
+    through the gate, the assistant answers customers with the app's API key, the agent answers the
+    hand-offs, and they come back as labelled rows with lineage. The tiny model is rarely sure, so
+    what it decides is not asserted; that each decision is recorded, and the loop closes, is."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CHAINKEEPER_HOME", str(home))
+    monkeypatch.setenv("CHAINKEEPER_BASE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("COLUMNS", "200")
+    out = _quickstart(capsys, "--app", "support", "--limit", "80", "--max-steps", "4")
+
+    assert "[9/9] monitor" in out and "quickstart done" in out
+    for n, stage in enumerate(["knowledge base", "release knowledge base", "assistant", "conversations", "hand-off",
+                               "back to data"], start=1):
+        assert f"[support {n}/6] {stage}" in out
+    assert re.search(r"approval \d+: dataset\.release asked by sofia, checks \(.*\), executed by dara\s+\[support 2/6]",
+                     out), out[-4000:]
+    flat = " ".join(out.split())
+    assert "/v1/apps/helpdesk/messages with the app's key" in flat and "customer messages over HTTP" in flat
+    assert "out of scope?" in out and "quickstart (support) done" in out
+
+    agent, auditor = Actor("sage", frozenset({"support_agent"})), AUDITOR
+    ctx = open_context(load_settings({}, home=home))
+    try:
+        app = show_support_app(ctx, "helpdesk", actor=auditor)
+        assert app.deployment == "quickstart" and app.owner == "rhea" and app.scope
+        (kb,) = list_dataset_versions(ctx.db, name="helpdesk-kb")
+        assert kb.state == "released" and app.knowledge_version_id == kb.id
+        conversations = find_conversations(ctx, actor=auditor, app="helpdesk")
+        assert len(conversations) == len(CONVERSATIONS)
+        # The customers wrote with the app's API key; whatever was handed over, the agent answered.
+        shown = [show_conversation(ctx, c.id, actor=agent) for c in conversations]
+        assert sorted(c.messages[0]["text"] for c in shown) == sorted(s.text for s in CONVERSATIONS)
+        assert all(m["author"].startswith("apikey:") for c in shown for m in c.messages if m["sender"] == "customer")
+        person = next(c for c in conversations if "real person" in c.last_customer_text
+                      or c.last_customer_text == "Hello? Is anyone there?")
+        assert person.handoff_reason == "the customer asked for a person" and person.resolved_by == "sage"
+        handed = [c for c in conversations if c.handoff_reason is not None]
+        assert all(c.state == "resolved" and c.resolved_by == "sage" for c in handed)
+        (export,) = list_dataset_versions(ctx.db, name="helpdesk-handoffs")
+        assert export.state == "draft" and read_dataset_rows(ctx, export.id).num_rows == len(handed)
+        assert {c.exported_version_id for c in shown if c.summary.handoff_reason} == {export.id}
+        # The traced answer reaches the model's data and the knowledge base's release.
+        traced = re.search(r"chainkeeper apps support trace (\d+)", out)
+        assert traced is not None
+        nodes = trace_message(ctx, int(traced.group(1)), actor=auditor).walk()
+        assert [n.kind for n in nodes[:4]] == ["support_message", "prediction", "deployment", "model_version"]
+        assert ("dataset_version", str(kb.id)) in {(n.kind, n.id) for n in nodes}
+        assert verify_ledger(ctx.db).ok
+    finally:
+        ctx.close()
+
+
+def test_quickstart_refuses_an_unknown_app_or_support_off_the_sample_before_any_change(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CHAINKEEPER_HOME", str(tmp_path / "home"))
+    for args, message in ((["--app", "shop"], "Unknown --app 'shop'"),
+                          (["--app", "support", "--task", "ner"], "--app support runs on the built-in sample"),
+                          (["--app", "support", "--data", str(tmp_path)], "--app support runs on the built-in sample")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["quickstart", *args])
+        out, err = capsys.readouterr()
+        assert exit_.value.code == 2 and message in " ".join((out + err).split()), out + err
+    assert not (tmp_path / "home").exists()
 
 
 @pytest.mark.datasets

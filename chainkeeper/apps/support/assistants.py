@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from chainkeeper.apps.support.index import build_knowledge_index
 from chainkeeper.apps.support.scope import fit_threshold
 from chainkeeper.apps.support.tables import SqlSupportApp
 from chainkeeper.core.db import Database, utcnow
@@ -46,7 +45,7 @@ from chainkeeper.serving import (
     get_deployment_by_name,
     project_of_deployment,
 )
-from chainkeeper.training import META_FILE, get_run
+from chainkeeper.training import get_run
 
 if TYPE_CHECKING:
     from chainkeeper.core.context import Context
@@ -68,6 +67,9 @@ DEFAULT_SETTINGS: dict[str, float | int] = {
 }
 # The confidence below which a version with no fitted threshold hands a message over.
 FALLBACK_CONFIDENCE = 0.5
+# A model folder's description (``training.model.META_FILE``, named here so that reading an
+# assistant's labels does not load torch).
+META_FILE = "chainkeeper.json"
 # Dev rows the threshold is fitted on, at most (a seeded sample beyond it).
 MAX_DEV_ROWS = 5000
 
@@ -206,6 +208,10 @@ def _check_deployment(ctx: Context, deployment: str) -> tuple[int, list[str]]:
 
 def _check_knowledge(ctx: Context, version_id: int, labels: list[str], actor: Actor) -> dict[str, Any]:
     """Build (or reuse) the knowledge base's index; its articles must answer some of ``labels``."""
+    # FAISS and the sentence model load here, not when the module is imported: listing or
+    # showing assistants (the CLI's read commands) needs neither.
+    from chainkeeper.apps.support.index import build_knowledge_index
+
     info = build_knowledge_index(ctx, version_id, actor=actor)  # released, a knowledge base, data.read
     intents = set(read_dataset_rows(ctx, version_id).column("label").to_pylist())
     answered = intents & set(labels)

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 
 from chainkeeper.annotation import attach_prelabels, create_project, define_schema, list_schemas
 from chainkeeper.apps.support.assistants import classifier_labels, get_support_app, project_of_support_app
-from chainkeeper.apps.support.index import open_knowledge_index
 from chainkeeper.apps.support.tables import SqlSupportApp, SqlSupportConversation, SqlSupportMessage
 from chainkeeper.chain import lineage_of
 from chainkeeper.core.db import utcnow
@@ -264,6 +263,8 @@ def resolve_conversation(ctx: Context, conversation_id: int, *, actor: Actor, in
         raise InvalidInput(f"Unknown intent {intent!r}.",
                            hint=f"Intents: {', '.join(sorted(labels))}, or {OUT_OF_SCOPE} for none of them.")
     if article_id is not None:
+        from chainkeeper.apps.support.index import open_knowledge_index  # FAISS loads only when needed
+
         index, _ = open_knowledge_index(ctx, app.knowledge_version_id)
         if article_id not in {a.article_id for a in index.articles}:
             raise NotFound(f"Knowledge-base version {app.knowledge_version_id} has no article {article_id!r}.")
