@@ -41,6 +41,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ from chainkeeper.apps.support.scope import (
 )
 from chainkeeper.core.settings import default_base_model
 from chainkeeper.data.splits import stratified_split
-from chainkeeper.training.config import TrainConfig
+from chainkeeper.training.config import TrainConfig, parse_train_config
 from chainkeeper.training.loop import StepReport, seed_everything, train_classifier
 from chainkeeper.training.model import META_FILE, ClassifierMeta, TextClassifier
 
@@ -76,6 +77,106 @@ BUDGETS = (0.01, 0.02, 0.05, 0.10)
 def held_out_intents(labels: Sequence[str], n: int, seed: int) -> list[str]:
     """``n`` intents drawn with ``seed`` from the sorted label set (the same on every machine)."""
     return sorted(random.Random(seed).sample(sorted(set(labels)), n))
+
+
+@dataclass
+class OosData:
+    """The protocol's texts: in-scope train and dev (from train.csv), in-scope and held-out test."""
+
+    folder: Path
+    seed: int
+    limit: int | None
+    held_out: list[str]
+    labels: list[str]  # the in-scope intents, sorted: the classifier's label ids
+    train_texts: list[str]
+    train_ids: list[int]
+    dev_texts: list[str]
+    dev_ids: np.ndarray
+    in_texts: list[str]
+    in_ids: np.ndarray
+    out_texts: list[str]
+    out_intents: list[str]
+
+    def describe(self) -> str:
+        return (f"held out ({len(self.held_out)}, seed {self.seed}): {', '.join(self.held_out)}\n"
+                f"in scope: {len(self.labels)} intents; train {len(self.train_texts)} rows"
+                + (f" (--limit {self.limit})" if self.limit else "")
+                + f", dev {len(self.dev_texts)}, test {len(self.in_texts)} in scope + {len(self.out_texts)} "
+                  "out of scope")
+
+
+def banking77_folder() -> Path | None:
+    """``banking77/`` of the datasets folder, or None (the reason on stderr) when it is not there."""
+    folder = datasets_dir() / "banking77"
+    if not (folder / "train.csv").is_file() or not (folder / "test.csv").is_file():
+        print(f"BANKING77 not found at {folder} (need train.csv and test.csv). "
+              "Set CHAINKEEPER_DATASETS_DIR to the folder holding banking77/.", file=sys.stderr)
+        return None
+    return folder
+
+
+def load_oos_data(folder: Path, *, seed: int, dev_fraction: float, limit: int | None) -> OosData:
+    """BANKING77 split by the protocol: ``HELD_OUT`` intents drawn with ``seed`` are out of
+    scope; the others' training rows are split train / dev (stratified, seeded), then the
+    ``limit`` sample of train is kept (stratified too)."""
+    all_texts, all_labels = read_csv(folder / "train.csv")
+    test_texts, test_labels = read_csv(folder / "test.csv")
+    held_out = held_out_intents(all_labels, HELD_OUT, seed)
+    labels = sorted(set(all_labels) - set(held_out))
+    index = {name: i for i, name in enumerate(labels)}
+
+    # in-scope rows only: train / dev (stratified), then the --limit sample of train
+    pool = [i for i, y in enumerate(all_labels) if y in index]
+    splits = stratified_split([all_labels[i] for i in pool], seed=seed,
+                              fractions={"train": 1 - dev_fraction, "dev": dev_fraction})
+    train_rows = [i for i, s in zip(pool, splits, strict=True) if s == "train"]
+    if limit and limit < len(train_rows):
+        # a stratified sample: every in-scope intent keeps training rows (a class needs them
+        # for its centroid and mean), in proportion to its share
+        share = limit / len(train_rows)
+        kept = stratified_split([all_labels[i] for i in train_rows], seed=seed,
+                                fractions={"train": share, "rest": 1 - share})
+        train_rows = [i for i, s in zip(train_rows, kept, strict=True) if s == "train"]
+    dev_rows = [i for i, s in zip(pool, splits, strict=True) if s == "dev"]
+    in_test = [i for i, y in enumerate(test_labels) if y in index]
+    out_test = [i for i, y in enumerate(test_labels) if y not in index]
+    return OosData(folder=folder, seed=seed, limit=limit, held_out=held_out, labels=labels,
+                   train_texts=[all_texts[i] for i in train_rows],
+                   train_ids=[index[all_labels[i]] for i in train_rows],
+                   dev_texts=[all_texts[i] for i in dev_rows],
+                   dev_ids=np.array([index[all_labels[i]] for i in dev_rows]),
+                   in_texts=[test_texts[i] for i in in_test],
+                   in_ids=np.array([index[test_labels[i]] for i in in_test]),
+                   out_texts=[test_texts[i] for i in out_test], out_intents=[test_labels[i] for i in out_test])
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The protocol's options, shared with ``benchmarks/support.py``: training rows, recipe,
+    seed, threshold budget, where the trained classifier is kept."""
+    parser.add_argument("--limit", type=int, default=None,
+                        help="training rows (seeded sample, stratified by intent; default all)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=1.5e-4)
+    parser.add_argument("--schedule", choices=["linear", "cosine", "constant"], default="cosine")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=13, help="held-out intents, dev split, training")
+    parser.add_argument("--dev-fraction", type=float, default=0.1)
+    parser.add_argument("--max-loss", type=float, default=GOAL_LOSS, help="threshold budget (0.01 = 1 point)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--base-model", type=Path, default=None, help="encoder folder (default: offline MiniLM)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="save the trained classifier here; reuse it when it is already there")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The training recipe of ``add_protocol_arguments``' options."""
+    return parse_train_config({"epochs": args.epochs, "learning_rate": args.lr, "schedule": args.schedule,
+                               "batch_size": args.batch_size, "seed": args.seed, "log_every_steps": 50})
+
+
+def describe_config(config: TrainConfig) -> str:
+    return (f"config: epochs {config.epochs}, lr {config.learning_rate:g} (head x{config.head_lr_multiplier:g}), "
+            f"batch {config.batch_size}, max_length {config.max_length}, {config.schedule}, seed {config.seed}")
 
 
 @torch.inference_mode()
@@ -104,14 +205,15 @@ def classifier_outputs(model: TextClassifier, tokenizer: Any, texts: Sequence[st
     return logits, pooled
 
 
-def train_or_load(args: argparse.Namespace, base: Path, labels: list[str], texts: list[str], label_ids: list[int],
+def train_or_load(model_dir: Path | None, base: Path, labels: list[str], texts: list[str], label_ids: list[int],
                   config: TrainConfig) -> tuple[TextClassifier, Any, str]:
-    """The classifier of ``--model-dir`` when it was trained on these labels, else a new one."""
-    if args.model_dir and (args.model_dir / META_FILE).is_file():
-        model, tokenizer = TextClassifier.load(args.model_dir)
+    """The classifier of ``model_dir`` when it was trained on these labels, else a new one
+    (then saved to ``model_dir`` when given)."""
+    if model_dir and (model_dir / META_FILE).is_file():
+        model, tokenizer = TextClassifier.load(model_dir)
         if model.meta.labels == labels:
-            return model, tokenizer, f"loaded from {args.model_dir} (not retrained)"
-        print(f"{args.model_dir} holds a classifier of other labels: training anew")
+            return model, tokenizer, f"loaded from {model_dir} (not retrained)"
+        print(f"{model_dir} holds a classifier of other labels: training anew")
     seed_everything(config.seed)
     model, tokenizer = TextClassifier.from_base(
         base, ClassifierMeta(labels=labels, pooling=config.pooling, max_length=config.max_length),
@@ -123,8 +225,8 @@ def train_or_load(args: argparse.Namespace, base: Path, labels: list[str], texts
               f"{r.samples_per_s:.0f} samples/s {time.perf_counter() - started:.0f}s", flush=True)
 
     result = train_classifier(model, tokenizer, texts, label_ids, config, on_step=report)
-    if args.model_dir:
-        model.save(args.model_dir, tokenizer)
+    if model_dir:
+        model.save(model_dir, tokenizer)
     return model, tokenizer, (f"trained {result.steps} steps in {result.seconds:.0f}s "
                               f"({result.samples_per_s:.1f} samples/s, {load_average()})")
 
@@ -137,7 +239,7 @@ def evaluate(name: str, dev: np.ndarray, dev_correct: np.ndarray, test_in: np.nd
     rules = [("loss≤1pt", fit_threshold(family, dev, correct=dev_correct, max_loss=max_loss)),
              ("reject≤1%", fit_threshold(family, dev, max_loss=max_loss)),
              ("test 1pt (oracle)", fit_threshold(family, test_in, correct=test_correct, max_loss=max_loss))]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rule, fitted in rules:
         m = scope_metrics(test_in, test_correct, test_out, fitted.threshold)
         rows.append({"scorer": name, "rule": rule, "threshold": fitted.threshold,
@@ -194,69 +296,28 @@ def print_held_out(best: dict[str, Any], out_scores: np.ndarray, out_intents: li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=None,
-                        help="training rows (seeded sample, stratified by intent; default all)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=1.5e-4)
-    parser.add_argument("--schedule", choices=["linear", "cosine", "constant"], default="cosine")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=13, help="held-out intents, dev split, training")
-    parser.add_argument("--dev-fraction", type=float, default=0.1)
-    parser.add_argument("--max-loss", type=float, default=GOAL_LOSS, help="threshold budget (0.01 = 1 point)")
+    add_protocol_arguments(parser)
     parser.add_argument("--k", type=int, nargs="+", default=[1, 10], help="neighbours of the knn scorers")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--base-model", type=Path, default=None, help="encoder folder (default: offline MiniLM)")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help="save the trained classifier here; reuse it when it is already there")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--scores", type=Path, default=None, help="also write every score here (.npz)")
     args = parser.parse_args(argv)
 
-    folder = datasets_dir() / "banking77"
-    if not (folder / "train.csv").is_file() or not (folder / "test.csv").is_file():
-        print(f"BANKING77 not found at {folder} (need train.csv and test.csv). "
-              "Set CHAINKEEPER_DATASETS_DIR to the folder holding banking77/.", file=sys.stderr)
+    folder = banking77_folder()
+    if folder is None:
         return 2
     torch.set_num_threads(args.threads)
     base = args.base_model or default_base_model()
-    config = TrainConfig(epochs=args.epochs, learning_rate=args.lr, schedule=args.schedule,
-                         batch_size=args.batch_size, seed=args.seed, log_every_steps=50)
-    all_texts, all_labels = read_csv(folder / "train.csv")
-    test_texts, test_labels = read_csv(folder / "test.csv")
-    held_out = held_out_intents(all_labels, HELD_OUT, args.seed)
-    labels = sorted(set(all_labels) - set(held_out))
-    index = {name: i for i, name in enumerate(labels)}
-
-    # in-scope rows only: train / dev (stratified), then the --limit sample of train
-    pool = [i for i, y in enumerate(all_labels) if y in index]
-    splits = stratified_split([all_labels[i] for i in pool], seed=args.seed,
-                              fractions={"train": 1 - args.dev_fraction, "dev": args.dev_fraction})
-    train_rows = [i for i, s in zip(pool, splits, strict=True) if s == "train"]
-    if args.limit and args.limit < len(train_rows):
-        # a stratified sample: every in-scope intent keeps training rows (a class needs them
-        # for its centroid and mean), in proportion to its share
-        share = args.limit / len(train_rows)
-        kept = stratified_split([all_labels[i] for i in train_rows], seed=args.seed,
-                                fractions={"train": share, "rest": 1 - share})
-        train_rows = [i for i, s in zip(train_rows, kept, strict=True) if s == "train"]
-    dev_rows = [i for i, s in zip(pool, splits, strict=True) if s == "dev"]
-    train_texts, train_ids = [all_texts[i] for i in train_rows], [index[all_labels[i]] for i in train_rows]
-    dev_texts, dev_ids = [all_texts[i] for i in dev_rows], np.array([index[all_labels[i]] for i in dev_rows])
-    in_test = [i for i, y in enumerate(test_labels) if y in index]
-    out_test = [i for i, y in enumerate(test_labels) if y not in index]
-    in_texts, in_ids = [test_texts[i] for i in in_test], np.array([index[test_labels[i]] for i in in_test])
-    out_texts = [test_texts[i] for i in out_test]
+    config = train_config(args)
+    data = load_oos_data(folder, seed=args.seed, dev_fraction=args.dev_fraction, limit=args.limit)
+    labels, held_out = data.labels, data.held_out
+    train_texts, train_ids, dev_texts, dev_ids = data.train_texts, data.train_ids, data.dev_texts, data.dev_ids
+    in_texts, in_ids, out_texts = data.in_texts, data.in_ids, data.out_texts
 
     print(f"BANKING77 from {folder}; base model {base}\n{load_average()}, torch threads {torch.get_num_threads()}")
-    print(f"held out ({HELD_OUT}, seed {args.seed}): {', '.join(held_out)}")
-    print(f"in scope: {len(labels)} intents; train {len(train_texts)} rows"
-          + (f" (--limit {args.limit})" if args.limit else "")
-          + f", dev {len(dev_texts)}, test {len(in_texts)} in scope + {len(out_texts)} out of scope")
-    print(f"config: epochs {config.epochs}, lr {config.learning_rate:g} (head x{config.head_lr_multiplier:g}), "
-          f"batch {config.batch_size}, max_length {config.max_length}, {config.schedule}, seed {config.seed}",
-          flush=True)
+    print(data.describe())
+    print(describe_config(config), flush=True)
 
-    model, tokenizer, how = train_or_load(args, base, labels, train_texts, train_ids, config)
+    model, tokenizer, how = train_or_load(args.model_dir, base, labels, train_texts, train_ids, config)
     print(f"classifier: {how}", flush=True)
     start = time.perf_counter()
     train_logits, train_tuned = classifier_outputs(model, tokenizer, train_texts)
@@ -266,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder = SentenceEncoder(base)
     train_base, dev_base, in_base, out_base = (encoder.encode(t) for t in (train_texts, dev_texts, in_texts,
                                                                            out_texts))
-    print(f"logits and embeddings of {len(train_texts) + len(dev_texts) + len(test_texts)} texts in "
+    print(f"logits and embeddings of {len(train_texts) + len(dev_texts) + len(in_texts) + len(out_texts)} texts in "
           f"{time.perf_counter() - start:.0f}s ({load_average()})", flush=True)
 
     dev_correct, in_correct = dev_logits.argmax(axis=1) == dev_ids, in_logits.argmax(axis=1) == in_ids
@@ -300,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         add(f"mahalanobis {kind}", kind, lambda x, g=gaussians: mahalanobis_scores(x, g))
 
     print(f"Out-of-scope detection, BANKING77 test: {len(in_texts)} in-scope texts ({len(labels)} intents) and "
-          f"{len(out_texts)} out-of-scope texts ({HELD_OUT} held-out intents); thresholds fitted on "
+          f"{len(out_texts)} out-of-scope texts ({len(held_out)} held-out intents); thresholds fitted on "
           f"{len(dev_texts)} in-scope dev texts, budget {args.max_loss:.0%}.")
     print_table(rows)
     print("\nAUROC: held-out intents' test texts are the positives. 'with rejection': accepted and right, over all "
@@ -315,14 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngoal: in-scope accuracy ≥ {GOAL_ACCURACY:.0%} (measured {in_correct.mean():.2%}), OOS recall ≥ "
           f"{GOAL_RECALL:.0%} at loss ≤ {GOAL_LOSS * 100:.0f} pt; best dev-fitted: {best['scorer']} "
           f"({best['rule']}): recall {best['oos_recall']:.2%}, loss {best['accuracy_loss'] * 100:.2f} pt")
-    print_held_out(best, scores[best["scorer"]][2], [test_labels[i] for i in out_test],
+    print_held_out(best, scores[best["scorer"]][2], data.out_intents,
                    [labels[j] for j in out_logits.argmax(axis=1)])
     print(load_average())
     if args.scores:
+        arrays: dict[str, Any] = {f"{name}/{part}": v for name, parts_ in scores.items()
+                                  for part, v in zip(("dev", "in", "out"), parts_, strict=True)}
         np.savez_compressed(args.scores, dev_correct=dev_correct, in_correct=in_correct,
-                            out_intents=np.array([test_labels[i] for i in out_test]),
-                            **{f"{name}/{part}": v for name, parts_ in scores.items()
-                               for part, v in zip(("dev", "in", "out"), parts_, strict=True)})
+                            out_intents=np.array(data.out_intents), **arrays)
     if args.json:
         args.json.write_text(json.dumps({"held_out": held_out, "temperature": temperature, "args": {
             k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "rows": rows}, indent=2),
