@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chainkeeper.core.db import utcnow
 from chainkeeper.data import detect_script
 from chainkeeper.governance.actors import Actor
 from chainkeeper.monitoring.access import authorize_for_deployment
@@ -28,6 +27,7 @@ from chainkeeper.monitoring.quality import (
     LabelledPrediction,
     labelled_predictions,
     score_window,
+    time_window,
 )
 from chainkeeper.serving import get_deployment_by_name
 from chainkeeper.training import (
@@ -121,8 +121,7 @@ def diagnose(ctx: Context, deployment: str, *, actor: Actor, since: datetime | N
     authorize_for_deployment(ctx.db, actor, "monitoring.read", deployment)
     db = ctx.db
     dep = get_deployment_by_name(db, deployment)
-    until = until or utcnow()
-    since = since or until - timedelta(days=7)
+    since, until = time_window(since, until, timedelta(days=1), 7)
     report = diagnosis_report(labelled_predictions(db, dep.id, since=since, until=until), examples=examples)
     return {"deployment": deployment, "model_version_id": dep.model_version_id, "since": since.isoformat(),
             "until": until.isoformat(), **report}

@@ -62,6 +62,22 @@ _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+
+def time_window(since: datetime | None, until: datetime | None, step: timedelta,
+                steps: int) -> tuple[datetime, datetime]:
+    """``(since, until]`` with the defaults of the reports: until now, since ``steps`` × ``step`` before.
+
+    Raises:
+        InvalidInput: the default start falls outside the calendar (an ``until`` in year 1, a
+            window of millennia), instead of an OverflowError.
+    """
+    until = until or utcnow()
+    try:
+        return since or until - steps * step, until
+    except OverflowError:
+        raise InvalidInput(f"A window of {steps} x {step} before {until.isoformat()} starts before year 1.",
+                           hint="Give 'since' as well, or a later 'until' or a shorter window.") from None
+
 def parse_window(text: str) -> timedelta:
     """A duration from ``"45s"``, ``"30m"``, ``"1h"`` or ``"7d"`` (pure).
 
@@ -267,8 +283,7 @@ def live_quality(ctx: Context, deployment: str, *, actor: Actor, window: timedel
     if window <= timedelta(0):
         raise InvalidInput(f"A quality window must be positive, got {window}.", hint="E.g. --window 1h.")
     dep = get_deployment_by_name(db, deployment)
-    until = until or utcnow()
-    since = since or until - 24 * window
+    since, until = time_window(since, until, window, 24)
     rows = labelled_predictions(db, dep.id, since=since, until=until)
     windows = quality_windows(rows, window)
     versions = sorted({w.model_version_id for w in windows} | {dep.model_version_id})

@@ -120,3 +120,14 @@ def test_a_recurring_drift_check_is_a_schedule_managed_over_http(served: Served,
     deleted = client.delete(f"/api/schedules/{schedule['id']}", headers=operator)
     assert deleted.status_code == 200 and deleted.json()["name"] == "drift:support"
     assert client.get("/api/schedules", headers=operator).json() == []
+
+
+def test_a_report_window_before_year_one_is_a_clear_problem(served: Served, client: TestClient) -> None:
+    """Found by the fuzzing run: an 'until' in year 1 made the default 7-day start overflow (a 500)."""
+    reviewer = _token(served, "olga", "operator")
+    for path in ("report", "report.html", "quality?window_s=86400"):
+        sep = "&" if "?" in path else "?"
+        answer = client.get(f"/api/monitoring/deployments/support/{path}{sep}until=0001-01-02T00:00:00Z",
+                            headers=reviewer)
+        assert answer.status_code == 422, (path, answer.text)
+        assert "before year 1" in answer.text and "Give 'since' as well" in answer.text.replace("&#x27;", "'")
