@@ -22,8 +22,9 @@ from chainkeeper.monitoring.predictions import get_prediction
 from chainkeeper.serving.deployments import deploy_model_version
 from tests.model_rows import RELEASER, in_production, save_tiny_classifier
 
-SECRETS = ["(415) 555-0132", "219-09-9999", "4539 1488 0343 6467", "381", "Blue42Sky!", "7391", "20-00-00",
-           "55779911", "Abc12345", "+1 212 555 0187"]
+# The short ones with the words around them: bare "381" also turns up in a random request id.
+SECRETS = ["(415) 555-0132", "219-09-9999", "4539 1488 0343 6467", "cvv 381", "Blue42Sky!", "PIN is 7391",
+           "20-00-00", "55779911", "Abc12345", "+1 212 555 0187"]
 TEXTS = [
     "Please call me back on (415) 555-0132, my SSN is 219-09-9999",
     "card 4539 1488 0343 6467 cvv 381 was declined",
